@@ -1,0 +1,84 @@
+//! Errors of the admin side. Each has a stable machine-readable code that the admin API puts in
+//! its JSON errors; the text never carries internals (database messages are logged, not shown).
+
+/// Why an admin command was refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("missing, unknown or revoked bearer token")]
+    Unauthorized,
+    /// The principal may not do this (an organization key adding licenses, say).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The thing does not exist, or belongs to an organization the caller cannot see.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The request is valid but the current state refuses it.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The database or the organization's actor cannot answer now; nothing changed.
+    #[error("temporarily unavailable, retry later")]
+    Unavailable { retry_after_ms: u64 },
+    /// A bug or corrupt data; details are in the server log.
+    #[error("internal error")]
+    Internal,
+}
+
+impl EngineError {
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Unauthorized => "unauthorized",
+            EngineError::Forbidden(_) => "forbidden",
+            EngineError::NotFound(_) => "not_found",
+            EngineError::Invalid { .. } => "invalid_request",
+            EngineError::Conflict { code, .. } => code,
+            EngineError::Unavailable { .. } => "unavailable",
+            EngineError::Internal => "internal",
+        }
+    }
+
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        EngineError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        EngineError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn unavailable() -> Self {
+        EngineError::Unavailable {
+            retry_after_ms: 1000,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for EngineError {
+    fn from(error: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match error {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "database unavailable");
+                EngineError::unavailable()
+            }
+            StoreError::Conflict(detail) => {
+                tracing::warn!(%detail, "write conflict");
+                EngineError::unavailable()
+            }
+            StoreError::Other(detail) => {
+                tracing::error!(%detail, "database error");
+                EngineError::Internal
+            }
+        }
+    }
+}

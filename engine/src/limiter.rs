@@ -1,0 +1,129 @@
+//! Sliding-window limits on failed attempts.
+//!
+//! Only failures are recorded (successful pairings never count), so a load test of valid
+//! pairings is never throttled, while guessing codes or hammering a revoked one is. The window is
+//! exact: a key is blocked while it has `max_failures` failures within the last `window`, and the
+//! refusal says when the oldest of them leaves the window. Time comes from the engine's clock.
+//!
+//! Limits are per node: a cluster of N nodes allows at most N times the limit, which is enough to
+//! make guessing a 160-bit code hopeless and keeps the hot path free of database writes.
+
+use std::collections::VecDeque;
+use std::hash::Hash;
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+use crate::ids::Timestamp;
+
+/// `max_failures` within `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureLimit {
+    pub max_failures: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug)]
+pub struct FailureLimiter<K: Eq + Hash> {
+    limit: FailureLimit,
+    failures: DashMap<K, VecDeque<Timestamp>>,
+}
+
+impl<K: Eq + Hash + Clone> FailureLimiter<K> {
+    pub fn new(limit: FailureLimit) -> Self {
+        FailureLimiter {
+            limit,
+            failures: DashMap::new(),
+        }
+    }
+
+    fn window_ms(&self) -> i64 {
+        i64::try_from(self.limit.window.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// `Err(retry_after_ms)` while `key` is blocked.
+    pub fn check(&self, key: &K, now: Timestamp) -> Result<(), u64> {
+        if self.limit.max_failures == 0 {
+            return Ok(());
+        }
+        let Some(entry) = self.failures.get(key) else {
+            return Ok(());
+        };
+        let window_start = Timestamp(now.0.saturating_sub(self.window_ms()));
+        let recent: Vec<Timestamp> = entry
+            .iter()
+            .copied()
+            .filter(|at| *at > window_start)
+            .collect();
+        if recent.len() < self.limit.max_failures as usize {
+            return Ok(());
+        }
+        // Blocked until enough failures leave the window to drop below the limit.
+        let oldest_that_must_leave = recent[recent.len() - self.limit.max_failures as usize];
+        let free_at = oldest_that_must_leave.plus_millis(self.window_ms());
+        Err(now.millis_until(free_at).max(1))
+    }
+
+    pub fn record(&self, key: K, now: Timestamp) {
+        if self.limit.max_failures == 0 {
+            return;
+        }
+        let window_start = Timestamp(now.0.saturating_sub(self.window_ms()));
+        let mut entry = self.failures.entry(key).or_default();
+        while entry.front().is_some_and(|at| *at <= window_start) {
+            entry.pop_front();
+        }
+        entry.push_back(now);
+        // Only the newest `max_failures` matter for the decision.
+        while entry.len() > self.limit.max_failures as usize {
+            entry.pop_front();
+        }
+    }
+
+    /// Forgets keys with no failure in the window; called periodically so that the map does
+    /// not grow with every address that ever failed once.
+    pub fn prune(&self, now: Timestamp) {
+        let window_start = Timestamp(now.0.saturating_sub(self.window_ms()));
+        self.failures
+            .retain(|_, failures| failures.back().is_some_and(|at| *at > window_start));
+    }
+
+    pub fn tracked_keys(&self) -> usize {
+        self.failures.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_after_the_limit_and_frees_when_the_window_slides() {
+        let limiter = FailureLimiter::new(FailureLimit {
+            max_failures: 3,
+            window: Duration::from_secs(10),
+        });
+        let t0 = Timestamp(1_000_000);
+        for i in 0..3 {
+            assert!(limiter.check(&"ip", t0.plus_millis(i)).is_ok());
+            limiter.record("ip", t0.plus_millis(i));
+        }
+        let blocked = limiter.check(&"ip", t0.plus_millis(5));
+        assert_eq!(blocked, Err(10_000 - 5));
+        assert!(limiter.check(&"other", t0).is_ok());
+        // The first failure leaves the window 10 s after it happened.
+        assert!(limiter.check(&"ip", t0.plus_millis(10_000)).is_ok());
+        limiter.prune(t0.plus_millis(20_003));
+        assert_eq!(limiter.tracked_keys(), 0);
+    }
+
+    #[test]
+    fn zero_disables_the_limit() {
+        let limiter = FailureLimiter::new(FailureLimit {
+            max_failures: 0,
+            window: Duration::from_secs(1),
+        });
+        limiter.record(1, Timestamp(0));
+        assert!(limiter.check(&1, Timestamp(0)).is_ok());
+    }
+}

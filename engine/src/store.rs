@@ -1,0 +1,543 @@
+//! The storage interface.
+//!
+//! The engine decides; the database arbitrates. Every method here is one small, set-based
+//! statement (or a read), and every write that hands something out is *conditional*: it succeeds
+//! only for rows that are still in the required state, and says which rows it changed. The engine
+//! runs them inside one write transaction per batch ([`StoreTx`]), so the same rules are correct
+//! with one node on SQLite (one writer at a time) and with many nodes on PostgreSQL (row locks,
+//! `SKIP LOCKED`).
+//!
+//! Implementations live in the `store` crate; no SQL text appears in the engine.
+
+use async_trait::async_trait;
+
+use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
+use crate::model::{
+    AckStatus, AuditEntry, CodeInfo, CodeKind, Configuration, Device, License, LicenseStatus,
+    LicenseSummary, OrgKeyInfo, Organization, Page, PageRequest,
+};
+use crate::secrets::SecretHash;
+
+/// A storage failure. The engine never shows its text to devices or admins; it logs it and
+/// answers "unavailable" (retryable).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or answered with an I/O error; retrying may help.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A conditional write changed fewer rows than the engine planned for, or a constraint
+    /// refused a row: the transaction must be rolled back.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Anything else (a bug, a corrupt row).
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Where a code leads, for routing a pairing to its organization's actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeRoute {
+    pub code_id: CodeId,
+    pub org_id: OrgId,
+}
+
+/// Where an installation is paired, for routing a reconnection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstallationRoute {
+    pub device_id: DeviceId,
+    pub org_id: OrgId,
+}
+
+/// A device pairing that ended, for telling a returning device why its credential stopped
+/// working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedPairing {
+    pub credential_hash: SecretHash,
+    pub end_reason: EndedBecause,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBecause {
+    Unpaired,
+    LicenseExpired,
+}
+
+impl EndedBecause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndedBecause::Unpaired => "unpaired",
+            EndedBecause::LicenseExpired => "license_expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EndedBecause> {
+        match text {
+            "unpaired" => Some(EndedBecause::Unpaired),
+            "license_expired" => Some(EndedBecause::LicenseExpired),
+            _ => None,
+        }
+    }
+}
+
+/// Who a bearer token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOwner {
+    Operator,
+    OrgKey { org_id: OrgId, key_id: KeyId },
+}
+
+/// A code's state, read (and locked, where the backend locks) inside a write transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeState {
+    pub id: CodeId,
+    pub org_id: OrgId,
+    pub kind: CodeKind,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+    pub max_uses: Option<u32>,
+    pub uses: u32,
+    pub used_at: Option<Timestamp>,
+    pub license_id: Option<LicenseId>,
+}
+
+/// A license's state inside a write transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenseState {
+    pub id: LicenseId,
+    pub org_id: OrgId,
+    pub valid_until: Option<Timestamp>,
+    pub device_id: Option<DeviceId>,
+    pub reserved_by: Option<CodeId>,
+    pub reserved_until: Option<Timestamp>,
+}
+
+impl LicenseState {
+    pub fn expired_at(&self, now: Timestamp) -> bool {
+        self.valid_until.is_some_and(|until| until <= now)
+    }
+}
+
+/// An active (not ended) device, as the pairing and resume rules need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveDevice {
+    pub id: DeviceId,
+    pub org_id: OrgId,
+    pub installation_id: InstallationId,
+    pub credential_hash: SecretHash,
+    pub license_id: LicenseId,
+    pub license_valid_until: Option<Timestamp>,
+    pub config_id: Option<ConfigId>,
+}
+
+impl ActiveDevice {
+    pub fn license_expired_at(&self, now: Timestamp) -> bool {
+        self.license_valid_until.is_some_and(|until| until <= now)
+    }
+}
+
+/// A configuration with its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigRow {
+    pub id: ConfigId,
+    pub org_id: OrgId,
+    pub name: String,
+    pub revision: u64,
+    pub body: String,
+}
+
+/// Device details written at pairing and updated at every reconnection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceDetails {
+    pub name: String,
+    pub model: String,
+    pub os: String,
+    pub app_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    pub id: DeviceId,
+    pub org_id: OrgId,
+    pub installation_id: InstallationId,
+    pub credential_hash: SecretHash,
+    pub license_id: LicenseId,
+    pub details: DeviceDetails,
+    pub paired_by_code: CodeId,
+    pub config_id: Option<ConfigId>,
+    /// The connection that paired it (presence): the device is online on it.
+    pub connection: i64,
+    pub now: Timestamp,
+}
+
+/// A license handed to a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LicenseGrant {
+    pub license_id: LicenseId,
+    pub device_id: DeviceId,
+    /// The single-use code that reserved it, if the grant comes from one.
+    pub single_use_code: Option<CodeId>,
+}
+
+/// A reconnection or repeated pairing: new details, and the connection the device is online on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceTouch {
+    pub device_id: DeviceId,
+    pub details: DeviceDetails,
+    pub connection: i64,
+}
+
+/// What the acknowledgement rules need to know about a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckTarget {
+    pub device_id: DeviceId,
+    pub config_id: Option<ConfigId>,
+    /// The current revision of the assigned configuration.
+    pub config_revision: Option<u64>,
+    pub applied_config_id: Option<ConfigId>,
+    pub applied_revision: Option<u64>,
+    pub ack_status: Option<AckStatus>,
+    pub ack_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckWrite {
+    pub device_id: DeviceId,
+    pub config_id: ConfigId,
+    pub revision: u64,
+    pub status: AckStatus,
+    pub reason: Option<String>,
+}
+
+/// A device whose pairing was ended by [`StoreTx::end_devices`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndedDevice {
+    pub device_id: DeviceId,
+    pub org_id: OrgId,
+    pub license_id: LicenseId,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAudit {
+    pub org_id: Option<OrgId>,
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub subject: Option<String>,
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCode {
+    pub id: CodeId,
+    pub org_id: OrgId,
+    pub kind: CodeKind,
+    pub code_hash: SecretHash,
+    /// The code sealed with the server key (reusable codes only).
+    pub sealed_secret: Option<Vec<u8>>,
+    pub label: Option<String>,
+    pub license_id: Option<LicenseId>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub max_uses: Option<u32>,
+}
+
+/// Result of a conditional configuration update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigUpdate {
+    Updated(ConfigRow),
+    NotFound,
+    /// `if_revision` did not match; carries the current revision.
+    RevisionMismatch(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigDelete {
+    Deleted,
+    NotFound,
+    /// Still assigned to this many active devices.
+    InUse(u64),
+}
+
+/// A stored idempotent reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReply {
+    pub fingerprint: [u8; 32],
+    pub sealed_reply: Vec<u8>,
+}
+
+/// A change that other nodes must hear about (they re-read the rows it names). Backends without
+/// other nodes ignore it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    ConfigurationUpdated {
+        org_id: OrgId,
+        config_id: ConfigId,
+    },
+    DevicesAssigned {
+        org_id: OrgId,
+        device_ids: Vec<DeviceId>,
+    },
+    DevicesEnded {
+        org_id: OrgId,
+        device_ids: Vec<DeviceId>,
+    },
+}
+
+/// Storage: reads outside transactions, and the start of write transactions.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Starts a write transaction. On SQLite this takes the database's write lock at once
+    /// (`BEGIN IMMEDIATE`), so a transaction that reads then writes never fails as busy midway.
+    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>>;
+
+    /// Called once at start-up on a single-node backend: no device can be online on a process
+    /// that just started.
+    async fn reset_presence(&self) -> StoreResult<()>;
+
+    async fn find_code(&self, hash: &SecretHash) -> StoreResult<Option<CodeRoute>>;
+    async fn find_installation(
+        &self,
+        installation_id: InstallationId,
+    ) -> StoreResult<Option<InstallationRoute>>;
+    /// The most recent ended pairing of an installation, if any.
+    async fn last_ended_pairing(
+        &self,
+        installation_id: InstallationId,
+    ) -> StoreResult<Option<EndedPairing>>;
+    async fn token_owner(&self, hash: &SecretHash) -> StoreResult<Option<TokenOwner>>;
+    async fn has_operator_token(&self) -> StoreResult<bool>;
+
+    async fn organization(&self, org_id: OrgId) -> StoreResult<Option<Organization>>;
+    async fn list_organizations(&self, page: &PageRequest) -> StoreResult<Page<Organization>>;
+    async fn list_org_keys(&self, org_id: OrgId) -> StoreResult<Vec<OrgKeyInfo>>;
+
+    async fn license(
+        &self,
+        org_id: OrgId,
+        id: LicenseId,
+        now: Timestamp,
+    ) -> StoreResult<Option<License>>;
+    async fn list_licenses(
+        &self,
+        org_id: OrgId,
+        status: Option<LicenseStatus>,
+        now: Timestamp,
+        page: &PageRequest,
+    ) -> StoreResult<Page<License>>;
+    async fn license_summary(&self, org_id: OrgId, now: Timestamp) -> StoreResult<LicenseSummary>;
+
+    async fn code(
+        &self,
+        org_id: OrgId,
+        id: CodeId,
+        now: Timestamp,
+    ) -> StoreResult<Option<CodeInfo>>;
+    /// The sealed secret of a reusable code.
+    async fn sealed_code_secret(&self, org_id: OrgId, id: CodeId) -> StoreResult<Option<Vec<u8>>>;
+    async fn list_codes(
+        &self,
+        org_id: OrgId,
+        kind: Option<CodeKind>,
+        now: Timestamp,
+        page: &PageRequest,
+    ) -> StoreResult<Page<CodeInfo>>;
+
+    async fn configuration(
+        &self,
+        org_id: OrgId,
+        id: ConfigId,
+        with_body: bool,
+    ) -> StoreResult<Option<Configuration>>;
+    async fn list_configurations(
+        &self,
+        org_id: OrgId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Configuration>>;
+    /// A configuration with its body, for pushing.
+    async fn config_row(&self, id: ConfigId) -> StoreResult<Option<ConfigRow>>;
+
+    async fn device(&self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>>;
+    async fn list_devices(&self, org_id: OrgId, page: &PageRequest) -> StoreResult<Page<Device>>;
+
+    async fn list_audit(
+        &self,
+        org_id: Option<OrgId>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AuditEntry>>;
+
+    /// Active devices whose license's `valid_until` is at or before `now`, at most `limit`.
+    async fn expired_pairings(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(OrgId, DeviceId)>>;
+
+    /// Deletes idempotency records created before `before`.
+    async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64>;
+
+    /// The value stored under a server-wide setting.
+    async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()>;
+}
+
+/// One write transaction. Dropping it without [`StoreTx::commit`] rolls it back.
+#[async_trait]
+pub trait StoreTx: Send {
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+
+    // --- pairing, reconnection, acknowledgement, presence -------------------------------
+
+    /// Codes by id, locked against concurrent use where the backend locks rows.
+    async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>>;
+    /// Active devices of these installations, in any organization.
+    async fn active_devices_by_installation(
+        &mut self,
+        ids: &[InstallationId],
+    ) -> StoreResult<Vec<ActiveDevice>>;
+    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>>;
+    /// Licenses by id, locked.
+    async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>>;
+    /// Up to `count` licenses of the organization that are free at `now` (unassigned, not
+    /// expired, not reserved), locked; oldest first. Concurrent transactions on other nodes
+    /// skip each other's locked rows instead of queueing on them.
+    async fn claim_free_licenses(
+        &mut self,
+        org_id: OrgId,
+        count: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<LicenseId>>;
+    /// Marks single-use codes used by the given devices, only where still unused, unrevoked
+    /// and unexpired. Returns the codes it changed.
+    async fn consume_single_use_codes(
+        &mut self,
+        uses: &[(CodeId, DeviceId)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<CodeId>>;
+    /// Assigns licenses, only where each is unassigned, unexpired and either unreserved or
+    /// reserved by the grant's own single-use code. Clears the reservation. Returns the licenses
+    /// it changed.
+    async fn assign_licenses(
+        &mut self,
+        grants: &[LicenseGrant],
+        now: Timestamp,
+    ) -> StoreResult<Vec<LicenseId>>;
+    /// Inserts devices; a row that would break a uniqueness constraint (one active pairing per
+    /// installation, one device per license) is skipped. Returns the devices inserted.
+    async fn insert_devices(&mut self, devices: &[NewDevice]) -> StoreResult<Vec<DeviceId>>;
+    /// Adds uses to reusable codes (and sets their last use).
+    async fn count_code_uses(&mut self, uses: &[(CodeId, u32)], now: Timestamp) -> StoreResult<()>;
+    /// Updates device details and marks them online on their connection.
+    async fn touch_devices(&mut self, touches: &[DeviceTouch], now: Timestamp) -> StoreResult<()>;
+    /// Marks devices offline, only where still online on the given connection.
+    async fn set_offline(&mut self, offline: &[(DeviceId, i64)], now: Timestamp)
+    -> StoreResult<()>;
+    /// Ends active pairings: the device's credential stops working, its license is freed, its
+    /// configuration assignment is dropped. Returns the devices it ended.
+    async fn end_devices(
+        &mut self,
+        ids: &[DeviceId],
+        reason: EndedBecause,
+        now: Timestamp,
+    ) -> StoreResult<Vec<EndedDevice>>;
+    async fn ack_targets(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<AckTarget>>;
+    async fn write_acks(&mut self, acks: &[AckWrite], now: Timestamp) -> StoreResult<()>;
+    /// The organization's most recently created configuration.
+    async fn newest_configuration(&mut self, org_id: OrgId) -> StoreResult<Option<ConfigRow>>;
+    async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>>;
+    async fn insert_audit(&mut self, entries: &[NewAudit]) -> StoreResult<()>;
+    /// Tells other nodes, at commit, that something changed.
+    async fn publish(&mut self, change: &Change) -> StoreResult<()>;
+
+    // --- admin --------------------------------------------------------------------------
+
+    async fn insert_organization(&mut self, org: &Organization) -> StoreResult<()>;
+    async fn organization_exists(&mut self, org_id: OrgId) -> StoreResult<bool>;
+    async fn insert_operator_token(&mut self, hash: &SecretHash, now: Timestamp)
+    -> StoreResult<()>;
+    async fn insert_org_key(&mut self, key: &OrgKeyInfo, hash: &SecretHash) -> StoreResult<()>;
+    async fn revoke_org_key(
+        &mut self,
+        org_id: OrgId,
+        key_id: KeyId,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    async fn insert_licenses(
+        &mut self,
+        org_id: OrgId,
+        ids: &[LicenseId],
+        purchased_at: Timestamp,
+        valid_until: Option<Timestamp>,
+    ) -> StoreResult<()>;
+    async fn set_license_valid_until(
+        &mut self,
+        org_id: OrgId,
+        id: LicenseId,
+        valid_until: Option<Timestamp>,
+    ) -> StoreResult<bool>;
+    async fn insert_code(&mut self, code: &NewCode) -> StoreResult<()>;
+    /// Revokes a code if it is not revoked yet (and releases the license a single-use code
+    /// reserved). Returns the code's state before, or `None` if it does not exist in `org_id`.
+    async fn revoke_code(
+        &mut self,
+        org_id: OrgId,
+        id: CodeId,
+        now: Timestamp,
+    ) -> StoreResult<Option<CodeState>>;
+    /// Revokes every unused, unrevoked single-use code of a license. Returns their ids.
+    async fn revoke_single_use_codes_of(
+        &mut self,
+        license_id: LicenseId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<CodeId>>;
+    /// Sets (or clears, with `None`) a license's reservation.
+    async fn reserve_license(
+        &mut self,
+        license_id: LicenseId,
+        reservation: Option<(CodeId, Timestamp)>,
+    ) -> StoreResult<()>;
+    async fn insert_configuration(&mut self, row: &ConfigRow, now: Timestamp) -> StoreResult<()>;
+    async fn update_configuration(
+        &mut self,
+        org_id: OrgId,
+        id: ConfigId,
+        name: Option<&str>,
+        body: Option<&str>,
+        if_revision: Option<u64>,
+        now: Timestamp,
+    ) -> StoreResult<ConfigUpdate>;
+    async fn delete_configuration(
+        &mut self,
+        org_id: OrgId,
+        id: ConfigId,
+    ) -> StoreResult<ConfigDelete>;
+    /// Assigns a configuration to active devices of the organization. Returns the devices found
+    /// (whether or not their assignment changed).
+    async fn assign_configuration(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        device_ids: &[DeviceId],
+        now: Timestamp,
+    ) -> StoreResult<Vec<DeviceId>>;
+    /// Assigns a configuration to every active device of the organization that has none.
+    async fn assign_waiting_devices(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<DeviceId>>;
+    async fn idempotent_reply(
+        &mut self,
+        scope: &str,
+        key: &str,
+    ) -> StoreResult<Option<StoredReply>>;
+    async fn store_idempotent_reply(
+        &mut self,
+        scope: &str,
+        key: &str,
+        reply: &StoredReply,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+}

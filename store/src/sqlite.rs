@@ -1,0 +1,1736 @@
+//! The SQLite backend.
+//!
+//! - WAL journal, `synchronous=FULL` by default (a commit is on disk before any device is told
+//!   "paired"), a busy timeout so that two processes on one file wait for each other instead of
+//!   failing.
+//! - One writer connection (SQLite has one writer at a time; a pool of writers would only queue on
+//!   the file lock) and a small pool of readers, which WAL lets run beside the writer.
+//! - Write transactions start with `BEGIN IMMEDIATE`: the write lock is taken up front, so a
+//!   transaction that reads and then writes never fails as busy halfway.
+//! - Set-based statements take their rows as one JSON array parameter expanded with `json_each`
+//!   (ids as hex, decoded with `unhex`). Many `?NNN` placeholders in one statement cost sqlx time
+//!   quadratic in their number; one parameter keeps a 2,000-row batch one cheap statement.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use data_encoding::HEXLOWER;
+use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
+use engine::model::{
+    AckStatus, AppliedConfiguration, AssignedConfiguration, AuditEntry, CodeInfo, CodeKind,
+    Configuration, Device, License, LicenseStatus, LicenseSummary, OrgKeyInfo, Organization, Page,
+    PageRequest,
+};
+use engine::secrets::SecretHash;
+use engine::store::{
+    AckTarget, AckWrite, ActiveDevice, Change, CodeRoute, CodeState, ConfigDelete, ConfigRow,
+    ConfigUpdate, DeviceTouch, EndedBecause, EndedDevice, EndedPairing, InstallationRoute,
+    LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice, Store, StoreError, StoreResult,
+    StoreTx, StoredReply, TokenOwner,
+};
+use serde_json::json;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use uuid::Uuid;
+
+/// How durable a commit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit survives a crash of the process or of the machine.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit survives a crash of the process; a power loss or kernel
+    /// crash may lose the last commits (never corrupts the database).
+    Normal,
+}
+
+impl FromStr for Durability {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            other => Err(format!("unknown durability {other:?}; use full or normal")),
+        }
+    }
+}
+
+/// Settings of the SQLite backend.
+#[derive(Debug, Clone)]
+pub struct SqliteSettings {
+    pub path: PathBuf,
+    pub durability: Durability,
+    /// Reader connections beside the one writer.
+    pub readers: u32,
+    /// How long a statement waits for another process's lock before failing.
+    pub busy_timeout: Duration,
+}
+
+impl SqliteSettings {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteSettings {
+            path: path.into(),
+            durability: Durability::Full,
+            readers: 4,
+            busy_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+    path: PathBuf,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub async fn open(settings: &SqliteSettings) -> StoreResult<SqliteStore> {
+        if let Some(parent) = settings.path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|error| {
+                    StoreError::Unavailable(format!("cannot create {}: {error}", parent.display()))
+                })?;
+            }
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&settings.path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match settings.durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(settings.busy_timeout)
+            .foreign_keys(true)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32768");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(settings.busy_timeout)
+            .connect_with(options.clone())
+            .await
+            .map_err(map_error)?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|error| StoreError::Other(format!("migrations: {error}")))?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(settings.readers.max(1))
+            .min_connections(1)
+            .acquire_timeout(settings.busy_timeout)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(map_error)?;
+        Ok(SqliteStore {
+            writer,
+            readers,
+            path: settings.path.clone(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes both pools, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+}
+
+// --- conversions ----------------------------------------------------------------------------
+
+fn map_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
+        sqlx::Error::Database(database) => {
+            let code = database
+                .code()
+                .map(|code| code.to_string())
+                .unwrap_or_default();
+            // SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_IOERR (10), SQLITE_FULL (13),
+            // SQLITE_CANTOPEN (14) and their extended codes: transient or environmental.
+            let primary = code.parse::<i64>().map(|code| code & 0xff).unwrap_or(-1);
+            if matches!(primary, 5 | 6 | 10 | 13 | 14) {
+                StoreError::Unavailable(error.to_string())
+            } else if primary == 19 {
+                StoreError::Conflict(error.to_string())
+            } else {
+                StoreError::Other(error.to_string())
+            }
+        }
+        _ => StoreError::Other(error.to_string()),
+    }
+}
+
+fn hex_id(id: Uuid) -> String {
+    id.simple().to_string()
+}
+
+fn hex_hash(hash: &SecretHash) -> String {
+    HEXLOWER.encode(&hash.0)
+}
+
+/// A JSON array of hex ids, for `json_each`.
+fn id_list(ids: impl IntoIterator<Item = Uuid>) -> String {
+    serde_json::Value::Array(ids.into_iter().map(|id| hex_id(id).into()).collect()).to_string()
+}
+
+fn opt_hex(id: Option<Uuid>) -> serde_json::Value {
+    id.map_or(serde_json::Value::Null, |id| hex_id(id).into())
+}
+
+fn get<'r, T>(row: &'r SqliteRow, index: usize) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(index)
+        .map_err(|error| StoreError::Other(format!("column {index}: {error}")))
+}
+
+fn get_hash(row: &SqliteRow, index: usize) -> StoreResult<SecretHash> {
+    let bytes: Vec<u8> = get(row, index)?;
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Other(format!("column {index}: not a 32-byte hash")))?;
+    Ok(SecretHash(array))
+}
+
+fn get_ts(row: &SqliteRow, index: usize) -> StoreResult<Timestamp> {
+    Ok(Timestamp(get::<i64>(row, index)?))
+}
+
+fn get_opt_ts(row: &SqliteRow, index: usize) -> StoreResult<Option<Timestamp>> {
+    Ok(get::<Option<i64>>(row, index)?.map(Timestamp))
+}
+
+fn get_u32(row: &SqliteRow, index: usize) -> StoreResult<u32> {
+    u32::try_from(get::<i64>(row, index)?)
+        .map_err(|_| StoreError::Other(format!("column {index}: out of range")))
+}
+
+fn get_opt_u32(row: &SqliteRow, index: usize) -> StoreResult<Option<u32>> {
+    get::<Option<i64>>(row, index)?
+        .map(|value| {
+            u32::try_from(value)
+                .map_err(|_| StoreError::Other(format!("column {index}: out of range")))
+        })
+        .transpose()
+}
+
+fn get_u64(row: &SqliteRow, index: usize) -> StoreResult<u64> {
+    u64::try_from(get::<i64>(row, index)?)
+        .map_err(|_| StoreError::Other(format!("column {index}: out of range")))
+}
+
+fn get_opt_u64(row: &SqliteRow, index: usize) -> StoreResult<Option<u64>> {
+    get::<Option<i64>>(row, index)?
+        .map(|value| {
+            u64::try_from(value)
+                .map_err(|_| StoreError::Other(format!("column {index}: out of range")))
+        })
+        .transpose()
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn page_of<T>(items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
+    let next_cursor = if items.len() == limit as usize {
+        items.last().map(cursor)
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+/// The cursor of an id-ordered list: the last id seen (nil = from the start).
+fn uuid_cursor(page: &PageRequest) -> StoreResult<Uuid> {
+    match &page.after {
+        None => Ok(Uuid::nil()),
+        Some(text) => Uuid::parse_str(text).map_err(|_| StoreError::Other("invalid cursor".into())),
+    }
+}
+
+const LICENSE_STATUS: &str = "CASE WHEN valid_until IS NOT NULL AND valid_until <= ?1 THEN 'expired' \
+     WHEN device_id IS NOT NULL THEN 'assigned' \
+     WHEN reserved_until IS NOT NULL AND reserved_until > ?1 THEN 'reserved' \
+     ELSE 'free' END";
+
+fn license_from_row(row: &SqliteRow) -> StoreResult<License> {
+    let status: String = get(row, 5)?;
+    let status = LicenseStatus::parse(&status)
+        .ok_or_else(|| StoreError::Other(format!("unknown license status {status}")))?;
+    Ok(License {
+        id: LicenseId(get(row, 0)?),
+        organization_id: OrgId(get(row, 1)?),
+        purchased_at: get_ts(row, 2)?,
+        valid_until: get_opt_ts(row, 3)?,
+        device_id: get::<Option<Uuid>>(row, 4)?.map(DeviceId),
+        reserved_until: if status == LicenseStatus::Reserved {
+            get_opt_ts(row, 6)?
+        } else {
+            None
+        },
+        status,
+    })
+}
+
+const CODE_COLUMNS: &str = "id, org_id, kind, label, created_at, expires_at, max_uses, uses, \
+     last_used_at, revoked_at, license_id, used_at";
+
+fn code_from_row(row: &SqliteRow, now: Timestamp) -> StoreResult<CodeInfo> {
+    let kind_text: String = get(row, 2)?;
+    let kind = CodeKind::parse(&kind_text)
+        .ok_or_else(|| StoreError::Other(format!("unknown code kind {kind_text}")))?;
+    let expires_at = get_ts(row, 5)?;
+    let max_uses = get_opt_u32(row, 6)?;
+    let uses = get_u32(row, 7)?;
+    let revoked_at = get_opt_ts(row, 9)?;
+    let used_at = get_opt_ts(row, 11)?;
+    Ok(CodeInfo {
+        id: CodeId(get(row, 0)?),
+        organization_id: OrgId(get(row, 1)?),
+        kind,
+        label: get(row, 3)?,
+        status: engine::code_status(kind, revoked_at, used_at, expires_at, max_uses, uses, now),
+        created_at: get_ts(row, 4)?,
+        expires_at,
+        max_uses: if kind == CodeKind::Reusable {
+            max_uses
+        } else {
+            None
+        },
+        uses,
+        last_used_at: get_opt_ts(row, 8)?,
+        revoked_at,
+        license_id: get::<Option<Uuid>>(row, 10)?.map(LicenseId),
+    })
+}
+
+const CODE_STATE_COLUMNS: &str =
+    "id, org_id, kind, expires_at, revoked_at, max_uses, uses, used_at, license_id";
+
+fn code_state_from_row(row: &SqliteRow) -> StoreResult<CodeState> {
+    let kind_text: String = get(row, 2)?;
+    Ok(CodeState {
+        id: CodeId(get(row, 0)?),
+        org_id: OrgId(get(row, 1)?),
+        kind: CodeKind::parse(&kind_text)
+            .ok_or_else(|| StoreError::Other(format!("unknown code kind {kind_text}")))?,
+        expires_at: get_ts(row, 3)?,
+        revoked_at: get_opt_ts(row, 4)?,
+        max_uses: get_opt_u32(row, 5)?,
+        uses: get_u32(row, 6)?,
+        used_at: get_opt_ts(row, 7)?,
+        license_id: get::<Option<Uuid>>(row, 8)?.map(LicenseId),
+    })
+}
+
+const CONFIG_COLUMNS: &str = "c.id, c.org_id, c.name, c.revision, c.created_at, c.updated_at, \
+     (SELECT COUNT(*) FROM devices d WHERE d.config_id = c.id AND d.ended_at IS NULL)";
+
+fn configuration_from_row(row: &SqliteRow, body: Option<String>) -> StoreResult<Configuration> {
+    Ok(Configuration {
+        id: ConfigId(get(row, 0)?),
+        organization_id: OrgId(get(row, 1)?),
+        name: get(row, 2)?,
+        revision: get_u64(row, 3)?,
+        created_at: get_ts(row, 4)?,
+        updated_at: get_ts(row, 5)?,
+        assigned_devices: get_u64(row, 6)?,
+        body,
+    })
+}
+
+fn config_row_from_row(row: &SqliteRow) -> StoreResult<ConfigRow> {
+    Ok(ConfigRow {
+        id: ConfigId(get(row, 0)?),
+        org_id: OrgId(get(row, 1)?),
+        name: get(row, 2)?,
+        revision: get_u64(row, 3)?,
+        body: get(row, 4)?,
+    })
+}
+
+const DEVICE_COLUMNS: &str = "d.id, d.org_id, d.installation_id, d.name, d.model, d.os, \
+     d.app_version, d.license_id, l.valid_until, d.paired_at, d.paired_by_code, d.config_id, \
+     c.name, c.revision, d.applied_config_id, d.applied_revision, d.ack_status, d.ack_reason, \
+     d.ack_at, d.online_conn IS NOT NULL, d.last_seen";
+
+const DEVICE_FROM: &str = "FROM devices d JOIN licenses l ON l.id = d.license_id \
+     LEFT JOIN configurations c ON c.id = d.config_id";
+
+fn device_from_row(row: &SqliteRow) -> StoreResult<Device> {
+    let configuration = match get::<Option<Uuid>>(row, 11)? {
+        Some(id) => Some(AssignedConfiguration {
+            id: ConfigId(id),
+            name: get::<Option<String>>(row, 12)?.unwrap_or_default(),
+            revision: get_opt_u64(row, 13)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let applied = match (
+        get::<Option<Uuid>>(row, 14)?,
+        get_opt_u64(row, 15)?,
+        get::<Option<String>>(row, 16)?,
+    ) {
+        (Some(config), Some(revision), Some(status)) => Some(AppliedConfiguration {
+            configuration_id: ConfigId(config),
+            revision,
+            status: AckStatus::parse(&status)
+                .ok_or_else(|| StoreError::Other(format!("unknown ack status {status}")))?,
+            reason: get(row, 17)?,
+            at: get_opt_ts(row, 18)?.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Ok(Device {
+        id: DeviceId(get(row, 0)?),
+        organization_id: OrgId(get(row, 1)?),
+        installation_id: InstallationId(get(row, 2)?),
+        name: get(row, 3)?,
+        model: get(row, 4)?,
+        os: get(row, 5)?,
+        app_version: get(row, 6)?,
+        license_id: LicenseId(get(row, 7)?),
+        license_valid_until: get_opt_ts(row, 8)?,
+        paired_at: get_ts(row, 9)?,
+        paired_by_code: get::<Option<Uuid>>(row, 10)?.map(CodeId),
+        configuration,
+        applied,
+        online: get::<bool>(row, 19)?,
+        last_seen: get_ts(row, 20)?,
+    })
+}
+
+const ACTIVE_DEVICE_COLUMNS: &str = "d.id, d.org_id, d.installation_id, d.credential_hash, \
+     d.license_id, l.valid_until, d.config_id";
+
+fn active_device_from_row(row: &SqliteRow) -> StoreResult<ActiveDevice> {
+    Ok(ActiveDevice {
+        id: DeviceId(get(row, 0)?),
+        org_id: OrgId(get(row, 1)?),
+        installation_id: InstallationId(get(row, 2)?),
+        credential_hash: get_hash(row, 3)?,
+        license_id: LicenseId(get(row, 4)?),
+        license_valid_until: get_opt_ts(row, 5)?,
+        config_id: get::<Option<Uuid>>(row, 6)?.map(ConfigId),
+    })
+}
+
+fn license_state_from_row(row: &SqliteRow) -> StoreResult<LicenseState> {
+    Ok(LicenseState {
+        id: LicenseId(get(row, 0)?),
+        org_id: OrgId(get(row, 1)?),
+        valid_until: get_opt_ts(row, 2)?,
+        device_id: get::<Option<Uuid>>(row, 3)?.map(DeviceId),
+        reserved_by: get::<Option<Uuid>>(row, 4)?.map(CodeId),
+        reserved_until: get_opt_ts(row, 5)?,
+    })
+}
+
+// --- reads ----------------------------------------------------------------------------------
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>> {
+        let tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_error)?;
+        Ok(Box::new(SqliteTx { tx }))
+    }
+
+    async fn reset_presence(&self) -> StoreResult<()> {
+        sqlx::query("UPDATE devices SET online_conn = NULL WHERE online_conn IS NOT NULL")
+            .execute(&self.writer)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn find_code(&self, hash: &SecretHash) -> StoreResult<Option<CodeRoute>> {
+        let row = sqlx::query("SELECT id, org_id FROM codes WHERE code_hash = ?")
+            .bind(hash.0.as_slice())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| {
+            Ok(CodeRoute {
+                code_id: CodeId(get(&row, 0)?),
+                org_id: OrgId(get(&row, 1)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn find_installation(
+        &self,
+        installation_id: InstallationId,
+    ) -> StoreResult<Option<InstallationRoute>> {
+        let row = sqlx::query(
+            "SELECT id, org_id FROM devices WHERE installation_id = ? AND ended_at IS NULL",
+        )
+        .bind(installation_id.0)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| {
+            Ok(InstallationRoute {
+                device_id: DeviceId(get(&row, 0)?),
+                org_id: OrgId(get(&row, 1)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn last_ended_pairing(
+        &self,
+        installation_id: InstallationId,
+    ) -> StoreResult<Option<EndedPairing>> {
+        let row = sqlx::query(
+            "SELECT credential_hash, end_reason FROM devices \
+             WHERE installation_id = ? AND ended_at IS NOT NULL \
+             ORDER BY ended_at DESC LIMIT 1",
+        )
+        .bind(installation_id.0)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| {
+            let reason: String = get(&row, 1)?;
+            Ok(EndedPairing {
+                credential_hash: get_hash(&row, 0)?,
+                end_reason: EndedBecause::parse(&reason)
+                    .ok_or_else(|| StoreError::Other(format!("unknown end reason {reason}")))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn token_owner(&self, hash: &SecretHash) -> StoreResult<Option<TokenOwner>> {
+        let operator = sqlx::query("SELECT 1 FROM operator_tokens WHERE token_hash = ?")
+            .bind(hash.0.as_slice())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(map_error)?;
+        if operator.is_some() {
+            return Ok(Some(TokenOwner::Operator));
+        }
+        let row = sqlx::query(
+            "SELECT org_id, id FROM org_keys WHERE key_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(hash.0.as_slice())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| {
+            Ok(TokenOwner::OrgKey {
+                org_id: OrgId(get(&row, 0)?),
+                key_id: KeyId(get(&row, 1)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn has_operator_token(&self) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT 1 FROM operator_tokens LIMIT 1")
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(map_error)?;
+        Ok(row.is_some())
+    }
+
+    async fn organization(&self, org_id: OrgId) -> StoreResult<Option<Organization>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM organizations WHERE id = ?")
+            .bind(org_id.0)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| {
+            Ok(Organization {
+                id: OrgId(get(&row, 0)?),
+                name: get(&row, 1)?,
+                created_at: get_ts(&row, 2)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn list_organizations(&self, page: &PageRequest) -> StoreResult<Page<Organization>> {
+        let limit = page.effective_limit();
+        let rows = sqlx::query(
+            "SELECT id, name, created_at FROM organizations WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(uuid_cursor(page)?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(map_error)?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(Organization {
+                    id: OrgId(get(row, 0)?),
+                    name: get(row, 1)?,
+                    created_at: get_ts(row, 2)?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, limit, |org| org.id.to_string()))
+    }
+
+    async fn list_org_keys(&self, org_id: OrgId) -> StoreResult<Vec<OrgKeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, org_id, name, created_at, revoked_at FROM org_keys \
+             WHERE org_id = ? ORDER BY id",
+        )
+        .bind(org_id.0)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(OrgKeyInfo {
+                    id: KeyId(get(row, 0)?),
+                    organization_id: OrgId(get(row, 1)?),
+                    name: get(row, 2)?,
+                    created_at: get_ts(row, 3)?,
+                    revoked_at: get_opt_ts(row, 4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn license(
+        &self,
+        org_id: OrgId,
+        id: LicenseId,
+        now: Timestamp,
+    ) -> StoreResult<Option<License>> {
+        let sql = format!(
+            "SELECT id, org_id, purchased_at, valid_until, device_id, {LICENSE_STATUS}, reserved_until \
+             FROM licenses WHERE org_id = ?2 AND id = ?3"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now.0)
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| license_from_row(&row)).transpose()
+    }
+
+    async fn list_licenses(
+        &self,
+        org_id: OrgId,
+        status: Option<LicenseStatus>,
+        now: Timestamp,
+        page: &PageRequest,
+    ) -> StoreResult<Page<License>> {
+        let limit = page.effective_limit();
+        let sql = format!(
+            "SELECT * FROM (SELECT id, org_id, purchased_at, valid_until, device_id, \
+             {LICENSE_STATUS} AS status, reserved_until FROM licenses \
+             WHERE org_id = ?2 AND id > ?3) \
+             WHERE ?4 IS NULL OR status = ?4 ORDER BY id LIMIT ?5"
+        );
+        let status = status.map(|status| match status {
+            LicenseStatus::Free => "free",
+            LicenseStatus::Reserved => "reserved",
+            LicenseStatus::Assigned => "assigned",
+            LicenseStatus::Expired => "expired",
+        });
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now.0)
+            .bind(org_id.0)
+            .bind(uuid_cursor(page)?)
+            .bind(status)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(map_error)?;
+        let items = rows
+            .iter()
+            .map(license_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, limit, |license| license.id.to_string()))
+    }
+
+    async fn license_summary(&self, org_id: OrgId, now: Timestamp) -> StoreResult<LicenseSummary> {
+        let sql = format!(
+            "SELECT status, COUNT(*) FROM (SELECT {LICENSE_STATUS} AS status FROM licenses \
+             WHERE org_id = ?2) GROUP BY status"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now.0)
+            .bind(org_id.0)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(map_error)?;
+        let mut summary = LicenseSummary::default();
+        for row in &rows {
+            let status: String = get(row, 0)?;
+            let count = get_u64(row, 1)?;
+            summary.total += count;
+            match LicenseStatus::parse(&status) {
+                Some(LicenseStatus::Free) => summary.free += count,
+                Some(LicenseStatus::Reserved) => summary.reserved += count,
+                Some(LicenseStatus::Assigned) => summary.assigned += count,
+                Some(LicenseStatus::Expired) => summary.expired += count,
+                None => {
+                    return Err(StoreError::Other(format!(
+                        "unknown license status {status}"
+                    )));
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    async fn code(
+        &self,
+        org_id: OrgId,
+        id: CodeId,
+        now: Timestamp,
+    ) -> StoreResult<Option<CodeInfo>> {
+        let sql = format!("SELECT {CODE_COLUMNS} FROM codes WHERE org_id = ? AND id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| code_from_row(&row, now)).transpose()
+    }
+
+    async fn sealed_code_secret(&self, org_id: OrgId, id: CodeId) -> StoreResult<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT sealed_secret FROM codes WHERE org_id = ? AND id = ?")
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(map_error)?;
+        Ok(match row {
+            Some(row) => get::<Option<Vec<u8>>>(&row, 0)?,
+            None => None,
+        })
+    }
+
+    async fn list_codes(
+        &self,
+        org_id: OrgId,
+        kind: Option<CodeKind>,
+        now: Timestamp,
+        page: &PageRequest,
+    ) -> StoreResult<Page<CodeInfo>> {
+        let limit = page.effective_limit();
+        let sql = format!(
+            "SELECT {CODE_COLUMNS} FROM codes WHERE org_id = ?1 AND id > ?2 \
+             AND (?3 IS NULL OR kind = ?3) ORDER BY id LIMIT ?4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id.0)
+            .bind(uuid_cursor(page)?)
+            .bind(kind.map(CodeKind::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(map_error)?;
+        let items = rows
+            .iter()
+            .map(|row| code_from_row(row, now))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, limit, |code| code.id.to_string()))
+    }
+
+    async fn configuration(
+        &self,
+        org_id: OrgId,
+        id: ConfigId,
+        with_body: bool,
+    ) -> StoreResult<Option<Configuration>> {
+        let sql = format!(
+            "SELECT {CONFIG_COLUMNS}, CASE WHEN ?1 THEN c.body END FROM configurations c \
+             WHERE c.org_id = ?2 AND c.id = ?3"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(with_body)
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| {
+            let body = get::<Option<String>>(&row, 7)?;
+            configuration_from_row(&row, body)
+        })
+        .transpose()
+    }
+
+    async fn list_configurations(
+        &self,
+        org_id: OrgId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Configuration>> {
+        let limit = page.effective_limit();
+        let sql = format!(
+            "SELECT {CONFIG_COLUMNS} FROM configurations c WHERE c.org_id = ? AND c.id > ? \
+             ORDER BY c.id LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id.0)
+            .bind(uuid_cursor(page)?)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(map_error)?;
+        let items = rows
+            .iter()
+            .map(|row| configuration_from_row(row, None))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, limit, |config| config.id.to_string()))
+    }
+
+    async fn config_row(&self, id: ConfigId) -> StoreResult<Option<ConfigRow>> {
+        let row =
+            sqlx::query("SELECT id, org_id, name, revision, body FROM configurations WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(map_error)?;
+        row.map(|row| config_row_from_row(&row)).transpose()
+    }
+
+    async fn device(&self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>> {
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} \
+             WHERE d.org_id = ? AND d.id = ? AND d.ended_at IS NULL"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| device_from_row(&row)).transpose()
+    }
+
+    async fn list_devices(&self, org_id: OrgId, page: &PageRequest) -> StoreResult<Page<Device>> {
+        let limit = page.effective_limit();
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} \
+             WHERE d.org_id = ? AND d.ended_at IS NULL AND d.id > ? ORDER BY d.id LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id.0)
+            .bind(uuid_cursor(page)?)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(map_error)?;
+        let items = rows
+            .iter()
+            .map(device_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, limit, |device| device.id.to_string()))
+    }
+
+    async fn list_audit(
+        &self,
+        org_id: Option<OrgId>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AuditEntry>> {
+        let limit = page.effective_limit();
+        let before = match &page.after {
+            None => i64::MAX,
+            Some(text) => text
+                .parse::<i64>()
+                .map_err(|_| StoreError::Other("invalid cursor".into()))?,
+        };
+        let rows = sqlx::query(
+            "SELECT id, org_id, at, actor, action, subject, details FROM audit_log \
+             WHERE (?1 IS NULL OR org_id = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(org_id.map(|org| org.0))
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(map_error)?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                let details: String = get(row, 6)?;
+                Ok(AuditEntry {
+                    id: get(row, 0)?,
+                    organization_id: get::<Option<Uuid>>(row, 1)?.map(OrgId),
+                    at: get_ts(row, 2)?,
+                    actor: get(row, 3)?,
+                    action: get(row, 4)?,
+                    subject: get(row, 5)?,
+                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, limit, |entry| entry.id.to_string()))
+    }
+
+    async fn expired_pairings(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
+        let rows = sqlx::query(
+            "SELECT d.org_id, d.id FROM licenses l \
+             JOIN devices d ON d.license_id = l.id AND d.ended_at IS NULL \
+             WHERE l.device_id IS NOT NULL AND l.valid_until IS NOT NULL AND l.valid_until <= ? \
+             LIMIT ?",
+        )
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))))
+            .collect()
+    }
+
+    async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
+        let result = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(before.0)
+            .execute(&self.writer)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected())
+    }
+
+    async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT value FROM server_meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| get::<Vec<u8>>(&row, 0)).transpose()
+    }
+
+    async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO server_meta (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.writer)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+}
+
+// --- writes ---------------------------------------------------------------------------------
+
+struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+#[async_trait]
+impl StoreTx for SqliteTx {
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await.map_err(map_error)
+    }
+
+    async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>> {
+        let sql = format!(
+            "SELECT {CODE_STATE_COLUMNS} FROM codes \
+             WHERE id IN (SELECT unhex(value) FROM json_each(?))"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id_list(ids.iter().map(|id| id.0)))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(code_state_from_row).collect()
+    }
+
+    async fn active_devices_by_installation(
+        &mut self,
+        ids: &[InstallationId],
+    ) -> StoreResult<Vec<ActiveDevice>> {
+        let sql = format!(
+            "SELECT {ACTIVE_DEVICE_COLUMNS} FROM devices d JOIN licenses l ON l.id = d.license_id \
+             WHERE d.installation_id IN (SELECT unhex(value) FROM json_each(?)) \
+             AND d.ended_at IS NULL"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id_list(ids.iter().map(|id| id.0)))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(active_device_from_row).collect()
+    }
+
+    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>> {
+        let sql = format!(
+            "SELECT {ACTIVE_DEVICE_COLUMNS} FROM devices d JOIN licenses l ON l.id = d.license_id \
+             WHERE d.id IN (SELECT unhex(value) FROM json_each(?)) AND d.ended_at IS NULL"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id_list(ids.iter().map(|id| id.0)))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(active_device_from_row).collect()
+    }
+
+    async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>> {
+        let rows = sqlx::query(
+            "SELECT id, org_id, valid_until, device_id, reserved_by, reserved_until FROM licenses \
+             WHERE id IN (SELECT unhex(value) FROM json_each(?))",
+        )
+        .bind(id_list(ids.iter().map(|id| id.0)))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(license_state_from_row).collect()
+    }
+
+    async fn claim_free_licenses(
+        &mut self,
+        org_id: OrgId,
+        count: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<LicenseId>> {
+        // BEGIN IMMEDIATE holds the database's write lock: nobody else can take these licenses
+        // before this transaction commits.
+        let rows = sqlx::query(
+            "SELECT id FROM licenses WHERE org_id = ?1 AND device_id IS NULL \
+             AND (valid_until IS NULL OR valid_until > ?2) \
+             AND (reserved_until IS NULL OR reserved_until <= ?2) \
+             ORDER BY id LIMIT ?3",
+        )
+        .bind(org_id.0)
+        .bind(now.0)
+        .bind(i64::from(count))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(|row| Ok(LicenseId(get(row, 0)?))).collect()
+    }
+
+    async fn consume_single_use_codes(
+        &mut self,
+        uses: &[(CodeId, DeviceId)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<CodeId>> {
+        let rows: Vec<serde_json::Value> = uses
+            .iter()
+            .map(|(code, device)| json!({ "c": hex_id(code.0), "d": hex_id(device.0) }))
+            .collect();
+        let changed = sqlx::query(
+            "UPDATE codes SET used_at = ?1, used_by_device = unhex(j.value ->> 'd'), \
+             uses = uses + 1, last_used_at = ?1 \
+             FROM json_each(?2) AS j \
+             WHERE codes.id = unhex(j.value ->> 'c') AND codes.kind = 'single_use' \
+             AND codes.used_at IS NULL AND codes.revoked_at IS NULL AND codes.expires_at > ?1 \
+             RETURNING codes.id",
+        )
+        .bind(now.0)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        changed.iter().map(|row| Ok(CodeId(get(row, 0)?))).collect()
+    }
+
+    async fn assign_licenses(
+        &mut self,
+        grants: &[LicenseGrant],
+        now: Timestamp,
+    ) -> StoreResult<Vec<LicenseId>> {
+        let rows: Vec<serde_json::Value> = grants
+            .iter()
+            .map(|grant| {
+                json!({
+                    "l": hex_id(grant.license_id.0),
+                    "d": hex_id(grant.device_id.0),
+                    "c": opt_hex(grant.single_use_code.map(|code| code.0)),
+                })
+            })
+            .collect();
+        let changed = sqlx::query(
+            "UPDATE licenses SET device_id = unhex(j.value ->> 'd'), reserved_by = NULL, \
+             reserved_until = NULL \
+             FROM json_each(?2) AS j \
+             WHERE licenses.id = unhex(j.value ->> 'l') AND licenses.device_id IS NULL \
+             AND (licenses.valid_until IS NULL OR licenses.valid_until > ?1) \
+             AND CASE WHEN j.value ->> 'c' IS NULL \
+                 THEN (licenses.reserved_until IS NULL OR licenses.reserved_until <= ?1) \
+                 ELSE licenses.reserved_by = unhex(j.value ->> 'c') END \
+             RETURNING licenses.id",
+        )
+        .bind(now.0)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        changed
+            .iter()
+            .map(|row| Ok(LicenseId(get(row, 0)?)))
+            .collect()
+    }
+
+    async fn insert_devices(&mut self, devices: &[NewDevice]) -> StoreResult<Vec<DeviceId>> {
+        let rows: Vec<serde_json::Value> = devices
+            .iter()
+            .map(|device| {
+                json!({
+                    "id": hex_id(device.id.0),
+                    "org": hex_id(device.org_id.0),
+                    "inst": hex_id(device.installation_id.0),
+                    "cred": hex_hash(&device.credential_hash),
+                    "lic": hex_id(device.license_id.0),
+                    "name": device.details.name,
+                    "model": device.details.model,
+                    "os": device.details.os,
+                    "app": device.details.app_version,
+                    "code": hex_id(device.paired_by_code.0),
+                    "cfg": opt_hex(device.config_id.map(|config| config.0)),
+                    "conn": device.connection,
+                    "now": device.now.0,
+                })
+            })
+            .collect();
+        let inserted = sqlx::query(
+            "INSERT INTO devices (id, org_id, installation_id, credential_hash, license_id, name, \
+             model, os, app_version, paired_at, paired_by_code, config_id, assigned_at, \
+             online_conn, last_seen) \
+             SELECT unhex(value ->> 'id'), unhex(value ->> 'org'), unhex(value ->> 'inst'), \
+             unhex(value ->> 'cred'), unhex(value ->> 'lic'), value ->> 'name', \
+             value ->> 'model', value ->> 'os', value ->> 'app', value ->> 'now', \
+             unhex(value ->> 'code'), unhex(value ->> 'cfg'), \
+             CASE WHEN value ->> 'cfg' IS NULL THEN NULL ELSE value ->> 'now' END, \
+             value ->> 'conn', value ->> 'now' \
+             FROM json_each(?) WHERE true \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        inserted
+            .iter()
+            .map(|row| Ok(DeviceId(get(row, 0)?)))
+            .collect()
+    }
+
+    async fn count_code_uses(&mut self, uses: &[(CodeId, u32)], now: Timestamp) -> StoreResult<()> {
+        let rows: Vec<serde_json::Value> = uses
+            .iter()
+            .map(|(code, count)| json!({ "c": hex_id(code.0), "n": count }))
+            .collect();
+        sqlx::query(
+            "UPDATE codes SET uses = uses + (j.value ->> 'n'), last_used_at = ?1 \
+             FROM json_each(?2) AS j WHERE codes.id = unhex(j.value ->> 'c')",
+        )
+        .bind(now.0)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn touch_devices(&mut self, touches: &[DeviceTouch], now: Timestamp) -> StoreResult<()> {
+        let rows: Vec<serde_json::Value> = touches
+            .iter()
+            .map(|touch| {
+                json!({
+                    "id": hex_id(touch.device_id.0),
+                    "name": touch.details.name,
+                    "model": touch.details.model,
+                    "os": touch.details.os,
+                    "app": touch.details.app_version,
+                    "conn": touch.connection,
+                })
+            })
+            .collect();
+        sqlx::query(
+            "UPDATE devices SET name = j.value ->> 'name', model = j.value ->> 'model', \
+             os = j.value ->> 'os', app_version = j.value ->> 'app', \
+             online_conn = j.value ->> 'conn', last_seen = ?1 \
+             FROM json_each(?2) AS j \
+             WHERE devices.id = unhex(j.value ->> 'id') AND devices.ended_at IS NULL",
+        )
+        .bind(now.0)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn set_offline(
+        &mut self,
+        offline: &[(DeviceId, i64)],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let rows: Vec<serde_json::Value> = offline
+            .iter()
+            .map(|(device, connection)| json!({ "id": hex_id(device.0), "conn": connection }))
+            .collect();
+        sqlx::query(
+            "UPDATE devices SET online_conn = NULL, last_seen = ?1 \
+             FROM json_each(?2) AS j \
+             WHERE devices.id = unhex(j.value ->> 'id') \
+             AND devices.online_conn = (j.value ->> 'conn')",
+        )
+        .bind(now.0)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn end_devices(
+        &mut self,
+        ids: &[DeviceId],
+        reason: EndedBecause,
+        now: Timestamp,
+    ) -> StoreResult<Vec<EndedDevice>> {
+        let rows = sqlx::query(
+            "UPDATE devices SET ended_at = ?1, end_reason = ?2, config_id = NULL, \
+             online_conn = NULL, last_seen = ?1 \
+             WHERE id IN (SELECT unhex(value) FROM json_each(?3)) AND ended_at IS NULL \
+             RETURNING id, org_id, license_id",
+        )
+        .bind(now.0)
+        .bind(reason.as_str())
+        .bind(id_list(ids.iter().map(|id| id.0)))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        let ended = rows
+            .iter()
+            .map(|row| {
+                Ok(EndedDevice {
+                    device_id: DeviceId(get(row, 0)?),
+                    org_id: OrgId(get(row, 1)?),
+                    license_id: LicenseId(get(row, 2)?),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        if !ended.is_empty() {
+            sqlx::query(
+                "UPDATE licenses SET device_id = NULL \
+                 WHERE device_id IN (SELECT unhex(value) FROM json_each(?))",
+            )
+            .bind(id_list(ended.iter().map(|device| device.device_id.0)))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        }
+        Ok(ended)
+    }
+
+    async fn ack_targets(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<AckTarget>> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.config_id, c.revision, d.applied_config_id, d.applied_revision, \
+             d.ack_status, d.ack_reason \
+             FROM devices d LEFT JOIN configurations c ON c.id = d.config_id \
+             WHERE d.id IN (SELECT unhex(value) FROM json_each(?)) AND d.ended_at IS NULL",
+        )
+        .bind(id_list(ids.iter().map(|id| id.0)))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(AckTarget {
+                    device_id: DeviceId(get(row, 0)?),
+                    config_id: get::<Option<Uuid>>(row, 1)?.map(ConfigId),
+                    config_revision: get_opt_u64(row, 2)?,
+                    applied_config_id: get::<Option<Uuid>>(row, 3)?.map(ConfigId),
+                    applied_revision: get_opt_u64(row, 4)?,
+                    ack_status: get::<Option<String>>(row, 5)?
+                        .and_then(|status| AckStatus::parse(&status)),
+                    ack_reason: get(row, 6)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn write_acks(&mut self, acks: &[AckWrite], now: Timestamp) -> StoreResult<()> {
+        let rows: Vec<serde_json::Value> = acks
+            .iter()
+            .map(|ack| {
+                json!({
+                    "id": hex_id(ack.device_id.0),
+                    "cfg": hex_id(ack.config_id.0),
+                    "rev": to_i64(ack.revision),
+                    "st": ack.status.as_str(),
+                    "why": ack.reason,
+                })
+            })
+            .collect();
+        sqlx::query(
+            "UPDATE devices SET applied_config_id = unhex(j.value ->> 'cfg'), \
+             applied_revision = j.value ->> 'rev', ack_status = j.value ->> 'st', \
+             ack_reason = j.value ->> 'why', ack_at = ?1 \
+             FROM json_each(?2) AS j WHERE devices.id = unhex(j.value ->> 'id')",
+        )
+        .bind(now.0)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn newest_configuration(&mut self, org_id: OrgId) -> StoreResult<Option<ConfigRow>> {
+        let row = sqlx::query(
+            "SELECT id, org_id, name, revision, body FROM configurations WHERE org_id = ? \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(org_id.0)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| config_row_from_row(&row)).transpose()
+    }
+
+    async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>> {
+        let rows = sqlx::query(
+            "SELECT id, org_id, name, revision, body FROM configurations \
+             WHERE id IN (SELECT unhex(value) FROM json_each(?))",
+        )
+        .bind(id_list(ids.iter().map(|id| id.0)))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(config_row_from_row).collect()
+    }
+
+    async fn insert_audit(&mut self, entries: &[NewAudit]) -> StoreResult<()> {
+        let rows: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|entry| {
+                json!({
+                    "org": opt_hex(entry.org_id.map(|org| org.0)),
+                    "at": entry.at.0,
+                    "actor": entry.actor,
+                    "action": entry.action,
+                    "subject": entry.subject,
+                    "details": entry.details.to_string(),
+                })
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO audit_log (org_id, at, actor, action, subject, details) \
+             SELECT unhex(value ->> 'org'), value ->> 'at', value ->> 'actor', \
+             value ->> 'action', value ->> 'subject', value ->> 'details' FROM json_each(?)",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn publish(&mut self, _change: &Change) -> StoreResult<()> {
+        // One node per SQLite database: the actor that made the change already applied it.
+        Ok(())
+    }
+
+    async fn insert_organization(&mut self, org: &Organization) -> StoreResult<()> {
+        sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(org.id.0)
+            .bind(&org.name)
+            .bind(org.created_at.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn organization_exists(&mut self, org_id: OrgId) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT 1 FROM organizations WHERE id = ?")
+            .bind(org_id.0)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(row.is_some())
+    }
+
+    async fn insert_operator_token(
+        &mut self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO operator_tokens (token_hash, created_at) VALUES (?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(hash.0.as_slice())
+        .bind(now.0)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn insert_org_key(&mut self, key: &OrgKeyInfo, hash: &SecretHash) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO org_keys (id, org_id, name, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(key.id.0)
+        .bind(key.organization_id.0)
+        .bind(&key.name)
+        .bind(hash.0.as_slice())
+        .bind(key.created_at.0)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn revoke_org_key(
+        &mut self,
+        org_id: OrgId,
+        key_id: KeyId,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE org_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE org_id = ? AND id = ?",
+        )
+        .bind(now.0)
+        .bind(org_id.0)
+        .bind(key_id.0)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn insert_licenses(
+        &mut self,
+        org_id: OrgId,
+        ids: &[LicenseId],
+        purchased_at: Timestamp,
+        valid_until: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO licenses (id, org_id, purchased_at, valid_until) \
+             SELECT unhex(value), ?1, ?2, ?3 FROM json_each(?4)",
+        )
+        .bind(org_id.0)
+        .bind(purchased_at.0)
+        .bind(valid_until.map(|until| until.0))
+        .bind(id_list(ids.iter().map(|id| id.0)))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn set_license_valid_until(
+        &mut self,
+        org_id: OrgId,
+        id: LicenseId,
+        valid_until: Option<Timestamp>,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query("UPDATE licenses SET valid_until = ? WHERE org_id = ? AND id = ?")
+            .bind(valid_until.map(|until| until.0))
+            .bind(org_id.0)
+            .bind(id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn insert_code(&mut self, code: &NewCode) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO codes (id, org_id, kind, code_hash, sealed_secret, label, license_id, \
+             created_at, expires_at, max_uses) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(code.id.0)
+        .bind(code.org_id.0)
+        .bind(code.kind.as_str())
+        .bind(code.code_hash.0.as_slice())
+        .bind(code.sealed_secret.as_deref())
+        .bind(code.label.as_deref())
+        .bind(code.license_id.map(|license| license.0))
+        .bind(code.created_at.0)
+        .bind(code.expires_at.0)
+        .bind(code.max_uses.map(i64::from))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn revoke_code(
+        &mut self,
+        org_id: OrgId,
+        id: CodeId,
+        now: Timestamp,
+    ) -> StoreResult<Option<CodeState>> {
+        let sql = format!("SELECT {CODE_STATE_COLUMNS} FROM codes WHERE org_id = ? AND id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let state = code_state_from_row(&row)?;
+        if state.revoked_at.is_none() {
+            sqlx::query("UPDATE codes SET revoked_at = ? WHERE id = ?")
+                .bind(now.0)
+                .bind(id.0)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+            sqlx::query(
+                "UPDATE licenses SET reserved_by = NULL, reserved_until = NULL WHERE reserved_by = ?",
+            )
+            .bind(id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        }
+        Ok(Some(state))
+    }
+
+    async fn revoke_single_use_codes_of(
+        &mut self,
+        license_id: LicenseId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<CodeId>> {
+        let rows = sqlx::query(
+            "UPDATE codes SET revoked_at = ? WHERE license_id = ? AND kind = 'single_use' \
+             AND revoked_at IS NULL AND used_at IS NULL RETURNING id",
+        )
+        .bind(now.0)
+        .bind(license_id.0)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        sqlx::query("UPDATE licenses SET reserved_by = NULL, reserved_until = NULL WHERE id = ?")
+            .bind(license_id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(|row| Ok(CodeId(get(row, 0)?))).collect()
+    }
+
+    async fn reserve_license(
+        &mut self,
+        license_id: LicenseId,
+        reservation: Option<(CodeId, Timestamp)>,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE licenses SET reserved_by = ?, reserved_until = ? WHERE id = ?")
+            .bind(reservation.map(|(code, _)| code.0))
+            .bind(reservation.map(|(_, until)| until.0))
+            .bind(license_id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn insert_configuration(&mut self, row: &ConfigRow, now: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO configurations (id, org_id, name, body, revision, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(row.id.0)
+        .bind(row.org_id.0)
+        .bind(&row.name)
+        .bind(&row.body)
+        .bind(to_i64(row.revision))
+        .bind(now.0)
+        .bind(now.0)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn update_configuration(
+        &mut self,
+        org_id: OrgId,
+        id: ConfigId,
+        name: Option<&str>,
+        body: Option<&str>,
+        if_revision: Option<u64>,
+        now: Timestamp,
+    ) -> StoreResult<ConfigUpdate> {
+        let current =
+            sqlx::query("SELECT revision FROM configurations WHERE org_id = ? AND id = ?")
+                .bind(org_id.0)
+                .bind(id.0)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+        let Some(current) = current else {
+            return Ok(ConfigUpdate::NotFound);
+        };
+        let revision = get_u64(&current, 0)?;
+        if if_revision.is_some_and(|expected| expected != revision) {
+            return Ok(ConfigUpdate::RevisionMismatch(revision));
+        }
+        let row = sqlx::query(
+            "UPDATE configurations SET name = COALESCE(?, name), body = COALESCE(?, body), \
+             revision = revision + 1, updated_at = ? WHERE id = ? \
+             RETURNING id, org_id, name, revision, body",
+        )
+        .bind(name)
+        .bind(body)
+        .bind(now.0)
+        .bind(id.0)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(ConfigUpdate::Updated(config_row_from_row(&row)?))
+    }
+
+    async fn delete_configuration(
+        &mut self,
+        org_id: OrgId,
+        id: ConfigId,
+    ) -> StoreResult<ConfigDelete> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM devices d WHERE d.config_id = c.id AND d.ended_at IS NULL) \
+             FROM configurations c WHERE c.org_id = ? AND c.id = ?",
+        )
+        .bind(org_id.0)
+        .bind(id.0)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        let Some(row) = row else {
+            return Ok(ConfigDelete::NotFound);
+        };
+        let assigned = get_u64(&row, 0)?;
+        if assigned > 0 {
+            return Ok(ConfigDelete::InUse(assigned));
+        }
+        sqlx::query("DELETE FROM configurations WHERE id = ?")
+            .bind(id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(ConfigDelete::Deleted)
+    }
+
+    async fn assign_configuration(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        device_ids: &[DeviceId],
+        now: Timestamp,
+    ) -> StoreResult<Vec<DeviceId>> {
+        let rows = sqlx::query(
+            "UPDATE devices SET config_id = ?1, assigned_at = ?2 \
+             WHERE org_id = ?3 AND ended_at IS NULL \
+             AND id IN (SELECT unhex(value) FROM json_each(?4)) RETURNING id",
+        )
+        .bind(config_id.0)
+        .bind(now.0)
+        .bind(org_id.0)
+        .bind(id_list(device_ids.iter().map(|id| id.0)))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(|row| Ok(DeviceId(get(row, 0)?))).collect()
+    }
+
+    async fn assign_waiting_devices(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<DeviceId>> {
+        let rows = sqlx::query(
+            "UPDATE devices SET config_id = ?1, assigned_at = ?2 \
+             WHERE org_id = ?3 AND ended_at IS NULL AND config_id IS NULL RETURNING id",
+        )
+        .bind(config_id.0)
+        .bind(now.0)
+        .bind(org_id.0)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(|row| Ok(DeviceId(get(row, 0)?))).collect()
+    }
+
+    async fn idempotent_reply(
+        &mut self,
+        scope: &str,
+        key: &str,
+    ) -> StoreResult<Option<StoredReply>> {
+        let row = sqlx::query(
+            "SELECT fingerprint, sealed_reply FROM idempotency_keys WHERE scope = ? AND key = ?",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| {
+            let fingerprint: Vec<u8> = get(&row, 0)?;
+            Ok(StoredReply {
+                fingerprint: fingerprint
+                    .try_into()
+                    .map_err(|_| StoreError::Other("bad fingerprint".into()))?,
+                sealed_reply: get(&row, 1)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn store_idempotent_reply(
+        &mut self,
+        scope: &str,
+        key: &str,
+        reply: &StoredReply,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, sealed_reply, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(reply.fingerprint.as_slice())
+        .bind(reply.sealed_reply.as_slice())
+        .bind(now.0)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+}
