@@ -386,6 +386,20 @@ impl Engine {
         let _ = self.dispatch(session.org_id, OrgMsg::Offline(job)).await;
     }
 
+    /// `Some(retry_after_ms)` while an address is blocked for too many failed attempts; the
+    /// device endpoint refuses its handshakes meanwhile.
+    pub fn address_retry_after(&self, peer: std::net::IpAddr) -> Option<u64> {
+        self.shared
+            .address_failures
+            .check(&peer, self.shared.clock.now())
+            .err()
+    }
+
+    /// Counts a failed attempt that the edge detected (an undecodable or oversized frame).
+    pub fn record_failed_attempt(&self, peer: std::net::IpAddr) {
+        self.failed(peer, None, self.shared.clock.now());
+    }
+
     fn rate_limited(&self, retry_after_ms: u64) -> PairAnswer {
         Metrics::add(&self.shared.metrics.rate_limited, 1);
         PairAnswer::Refused {
@@ -599,29 +613,8 @@ impl Engine {
                 (secrets::token_hash(&token), Some(token))
             }
         };
-        if self.shared.store.token_owner(&hash).await? == Some(TokenOwner::Operator) {
-            return Ok(None);
-        }
-        let mut tx = self.shared.store.begin().await?;
-        tx.insert_operator_token(&hash, now).await?;
-        tx.insert_audit(&[NewAudit {
-            org_id: None,
-            at: now,
-            actor: "system".into(),
-            action: "operator_token.created".into(),
-            subject: None,
-            details: json!({ "from_environment": token.is_some() }),
-        }])
-        .await?;
-        tx.commit().await?;
+        register_operator_token(self.shared.store.as_ref(), &hash, now, token.is_some()).await?;
         Ok(created)
-    }
-
-    /// Creates a new operator token (the old ones keep working) and returns it.
-    pub async fn new_operator_token(&self) -> Result<String, EngineError> {
-        let token = secrets::new_token(secrets::OPERATOR_TOKEN_PREFIX);
-        self.ensure_operator_token(Some(&token)).await?;
-        Ok(token)
     }
 
     // --- admin: organizations and keys ----------------------------------------------------
@@ -1129,6 +1122,38 @@ impl Engine {
         }
         Ok(self.shared.store.list_audit(org_id, page).await?)
     }
+}
+
+/// Creates a new operator token directly in a store (for `paird operator-token`, which must not
+/// start an engine beside a running server) and returns it.
+pub async fn new_operator_token(store: &dyn Store, now: Timestamp) -> Result<String, EngineError> {
+    let token = secrets::new_token(secrets::OPERATOR_TOKEN_PREFIX);
+    register_operator_token(store, &secrets::token_hash(&token), now, false).await?;
+    Ok(token)
+}
+
+async fn register_operator_token(
+    store: &dyn Store,
+    hash: &secrets::SecretHash,
+    now: Timestamp,
+    from_environment: bool,
+) -> Result<(), EngineError> {
+    if store.token_owner(hash).await? == Some(TokenOwner::Operator) {
+        return Ok(());
+    }
+    let mut tx = store.begin().await?;
+    tx.insert_operator_token(hash, now).await?;
+    tx.insert_audit(&[NewAudit {
+        org_id: None,
+        at: now,
+        actor: "system".into(),
+        action: "operator_token.created".into(),
+        subject: None,
+        details: json!({ "from_environment": from_environment }),
+    }])
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 fn unexpected(output: AdminOutput) -> EngineError {

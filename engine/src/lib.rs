@@ -41,7 +41,9 @@ pub use admin::{
 pub use batch::{AckAnswer, PairAnswer, PairedDevice, ResumeAnswer, ResumedDevice};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::MetricsSnapshot;
-pub use engine::{AddedLicenses, ConfigEdit, CreatedKey, Engine, ReusableCodeSpec, StartError};
+pub use engine::{
+    AddedLicenses, ConfigEdit, CreatedKey, Engine, ReusableCodeSpec, StartError, new_operator_token,
+};
 pub use error::EngineError;
 pub use org::OrgSnapshot;
 pub use settings::EngineSettings;

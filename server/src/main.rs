@@ -1,1 +1,386 @@
-fn main() {}
+//! The `paird` command: the server, a command-line device, and operator tools.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use client::ConnectOptions;
+use client::device::DeviceEvent;
+use engine::EngineSettings;
+use engine::limiter::FailureLimit;
+use protocol::{DeviceInfo, Encoding};
+use server::{DeviceSettings, ServerConfig};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "paird",
+    version,
+    about = "Pairs fleets of mobile devices with organizations"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(Box<ServeArgs>),
+    /// Act as a device: pair from a QR payload, then stay connected and print configurations.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Create an additional operator token (the existing ones keep working) and print it.
+    OperatorToken {
+        /// Data directory of the server.
+        #[arg(long, env = "PAIRD_DATA_DIR", default_value = "paird-data")]
+        data_dir: PathBuf,
+        /// Database URL (default: sqlite://<data-dir>/paird.db).
+        #[arg(long, env = "PAIRD_DATABASE_URL")]
+        database: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Where the SQLite database, the server key and the first operator token live.
+    #[arg(long, env = "PAIRD_DATA_DIR", default_value = "paird-data")]
+    data_dir: PathBuf,
+    /// Database URL (default: sqlite://<data-dir>/paird.db).
+    #[arg(long, env = "PAIRD_DATABASE_URL")]
+    database: Option<String>,
+    /// `full` (default): a crash of the process or of the machine never loses an acknowledged
+    /// pairing. `normal`: faster; a power loss or kernel crash may lose the last pairings
+    /// (a process crash still loses nothing).
+    #[arg(long, env = "PAIRD_DURABILITY", default_value = "full")]
+    durability: store::Durability,
+    /// Address of the device WebSocket endpoint.
+    #[arg(long, env = "PAIRD_DEVICE_LISTEN", default_value = "127.0.0.1:7878")]
+    device_listen: SocketAddr,
+    /// Address of the admin HTTP API.
+    #[arg(long, env = "PAIRD_ADMIN_LISTEN", default_value = "127.0.0.1:7879")]
+    admin_listen: SocketAddr,
+    /// host[:port] devices use to reach the device endpoint, written into QR codes
+    /// (default: the device listen address).
+    #[arg(long, env = "PAIRD_PUBLIC_ADDRESS")]
+    public_address: Option<String>,
+    /// Devices reach the server over TLS (wss://, terminated by a proxy in front of paird).
+    #[arg(long, env = "PAIRD_PUBLIC_TLS")]
+    public_tls: bool,
+    /// Seed a demo organization with licenses, a configuration and a reusable code, and print
+    /// the code's QR.
+    #[arg(long)]
+    demo: bool,
+    /// Ping interval on device connections.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    ping_interval: Duration,
+    /// Close a device connection after this long without hearing from it.
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    silence_limit: Duration,
+    /// Time allowed for the WebSocket handshake.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    handshake_timeout: Duration,
+    /// Time allowed between the handshake and the first pair or resume.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    hello_timeout: Duration,
+    /// Largest device-to-server frame, in bytes.
+    #[arg(long, default_value_t = protocol::limits::DEFAULT_MAX_DEVICE_FRAME_BYTES)]
+    max_frame: usize,
+    /// Failed attempts on one connection before it is closed.
+    #[arg(long, default_value_t = 3)]
+    failures_per_connection: u32,
+    /// Failed attempts per source address within --failure-window (0: no limit).
+    #[arg(long, default_value_t = 30)]
+    failures_per_address: u32,
+    /// Failed attempts per code within --failure-window (0: no limit).
+    #[arg(long, default_value_t = 100)]
+    failures_per_code: u32,
+    /// The sliding window of the failure limits.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    failure_window: Duration,
+    /// One transaction per pairing instead of group commit (for comparison only).
+    #[arg(long)]
+    no_group_commit: bool,
+    /// Most device requests committed in one transaction.
+    #[arg(long, default_value_t = 2048)]
+    max_batch: usize,
+    /// How often expired licenses are looked for.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    sweep_interval: Duration,
+    /// Test hooks: a manual clock (POST /v1/test/clock/advance) and fault injection.
+    /// Never use in production.
+    #[arg(long, hide = true)]
+    test_hooks: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Pair with the code in a QR payload (PAIRD://HOST:PORT/CODE), then stay connected.
+    Pair {
+        /// The payload of the QR code.
+        payload: String,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+    /// Reconnect a paired device from its state file and stay connected.
+    Run {
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DeviceArgs {
+    /// The device's state file (its identity and credential; keep it private).
+    #[arg(long, default_value = "paird-device.json")]
+    state: PathBuf,
+    #[arg(long, default_value = "paird command-line device")]
+    name: String,
+    #[arg(long, default_value = "cli")]
+    model: String,
+    #[arg(long, default_value = std::env::consts::OS)]
+    os: String,
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    app_version: String,
+    /// Wire encoding.
+    #[arg(long, value_enum, default_value = "postcard")]
+    encoding: EncodingArg,
+    /// Write each configuration received to this file.
+    #[arg(long)]
+    config_out: Option<PathBuf>,
+    /// Exit after the first configuration is received and acknowledged.
+    #[arg(long)]
+    once: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EncodingArg {
+    Postcard,
+    Json,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(*args).await,
+        Command::Device { command } => device(command).await,
+        Command::OperatorToken { data_dir, database } => operator_token(data_dir, database).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = ServerConfig::new(&args.data_dir);
+    config.database_url = args.database;
+    config.durability = args.durability;
+    config.device_listen = args.device_listen;
+    config.admin_listen = args.admin_listen;
+    config.public_address = args.public_address;
+    config.public_tls = args.public_tls;
+    config.operator_token = std::env::var("PAIRD_OPERATOR_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    config.server_key = std::env::var("PAIRD_SERVER_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    config.test_hooks = args.test_hooks;
+    config.device = DeviceSettings {
+        max_frame: args.max_frame,
+        handshake_timeout: args.handshake_timeout,
+        hello_timeout: args.hello_timeout,
+        ping_interval: args.ping_interval,
+        silence_limit: args.silence_limit,
+        failures_per_connection: args.failures_per_connection,
+        ..DeviceSettings::default()
+    };
+    config.engine = EngineSettings {
+        group_commit: !args.no_group_commit,
+        max_batch: args.max_batch.max(1),
+        failures_per_address: FailureLimit {
+            max_failures: args.failures_per_address,
+            window: args.failure_window,
+        },
+        failures_per_code: FailureLimit {
+            max_failures: args.failures_per_code,
+            window: args.failure_window,
+        },
+        sweep_interval: args.sweep_interval,
+        ..EngineSettings::default()
+    };
+    let database = config.database_url();
+    let server = server::start(config).await?;
+    println!("paird is running");
+    println!("  device endpoint  {}", server.device_url());
+    println!("  admin API        {}", server.admin_url());
+    println!("  database         {database}");
+    match &server.new_operator_token {
+        Some(token) => {
+            println!("  operator token   {token}");
+            println!(
+                "                   (new; also saved in {}; keep it secret)",
+                args.data_dir.join("operator-token").display()
+            );
+        }
+        None if std::env::var("PAIRD_OPERATOR_TOKEN").is_ok() => {
+            println!("  operator token   from PAIRD_OPERATOR_TOKEN");
+        }
+        None => println!(
+            "  operator token   created on first start (see {}), or run: paird operator-token",
+            args.data_dir.join("operator-token").display()
+        ),
+    }
+    if args.demo {
+        let seed = server::seed_demo(&server.engine)
+            .await
+            .map_err(|error| anyhow::anyhow!("demo data: {error}"))?;
+        let payload = server.payload_uri(&seed.code.code)?;
+        println!();
+        println!(
+            "demo organization {} ({})",
+            seed.organization.name, seed.organization.id
+        );
+        println!(
+            "reusable code {} (valid until {})",
+            seed.code.info.id, seed.code.info.expires_at
+        );
+        println!("{}", server::qr::terminal(&payload)?);
+        println!("payload  {payload}");
+        println!("pair a device:  paird device pair '{payload}'");
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    server.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+async fn device(command: DeviceCommand) -> anyhow::Result<()> {
+    let (payload, args) = match command {
+        DeviceCommand::Pair { payload, device } => (Some(payload), device),
+        DeviceCommand::Run { device } => (None, device),
+    };
+    let info = DeviceInfo {
+        name: args.name.clone(),
+        model: args.model.clone(),
+        os: args.os.clone(),
+        app_version: args.app_version.clone(),
+    };
+    let options = ConnectOptions::with_encoding(match args.encoding {
+        EncodingArg::Postcard => Encoding::Postcard,
+        EncodingArg::Json => Encoding::Json,
+    });
+    let config_out = args.config_out.clone();
+    let mut apply = move |configuration: &protocol::Configuration| -> Result<(), String> {
+        if let Some(path) = &config_out {
+            std::fs::write(path, &configuration.body).map_err(|error| error.to_string())?;
+        }
+        Ok(())
+    };
+    let once = args.once;
+    let (done, mut finished) = tokio::sync::watch::channel(false);
+    let mut on_event = move |event: DeviceEvent| {
+        match event {
+            DeviceEvent::Connected { server } => println!("connected to {server}"),
+            DeviceEvent::Paired(paired) => println!(
+                "paired: device {} in organization {} with license {}{}",
+                paired.device_id,
+                paired.organization_id,
+                paired.license_id,
+                if paired.configuration_pending {
+                    " (waiting for the organization's first configuration)"
+                } else {
+                    ""
+                }
+            ),
+            DeviceEvent::Resumed(resumed) => println!("resumed: device {}", resumed.device_id),
+            DeviceEvent::Configuration(configuration) => {
+                println!(
+                    "configuration {:?} revision {} ({}), {} bytes:",
+                    configuration.name,
+                    configuration.revision,
+                    configuration.configuration_id,
+                    configuration.body.len()
+                );
+                println!("{}", configuration.body);
+                if once {
+                    let _ = done.send(true);
+                }
+            }
+            DeviceEvent::Disconnected { reason, retry_in } => {
+                println!("disconnected ({reason}); reconnecting in {retry_in:.1?}");
+            }
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    };
+    let run = async {
+        match &payload {
+            Some(payload) => {
+                client::device::pair_and_run(
+                    payload,
+                    &args.state,
+                    &info,
+                    &options,
+                    &mut apply,
+                    &mut on_event,
+                )
+                .await
+            }
+            None => {
+                client::device::run(&args.state, &info, &options, &mut apply, &mut on_event).await
+            }
+        }
+    };
+    tokio::select! {
+        result = run => result.map_err(|error| anyhow::anyhow!("{error}")),
+        _ = finished.wait_for(|done| *done) => Ok(()),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+async fn operator_token(data_dir: PathBuf, database: Option<String>) -> anyhow::Result<()> {
+    let mut config = ServerConfig::new(&data_dir);
+    config.database_url = database;
+    let url = store::DatabaseUrl::parse(&config.database_url()).map_err(anyhow::Error::msg)?;
+    let store = store::open(&url, store::OpenOptions::default())
+        .await
+        .context("cannot open the database")?;
+    let token =
+        engine::new_operator_token(store.as_ref(), engine::Clock::now(&engine::SystemClock))
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+    println!("{token}");
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! The admin HTTP API (JSON over HTTP/1.1, bearer tokens).
+//!
+//! Every handler authenticates, parses, calls one engine method and renders its result; no
+//! domain rule lives here. Errors are JSON with a stable code:
+//! `{"error": {"code": "not_found", "message": "device not found"}}`; internal details go to the
+//! log, never to the client.
+
+mod routes;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use engine::{Engine, EngineError, IdempotencyKey, ManualClock, Principal};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::device::DeviceEndpoint;
+
+pub(crate) use routes::router;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub engine: Engine,
+    pub public: PublicAddress,
+    pub endpoint: Arc<DeviceEndpoint>,
+    pub manual_clock: Option<Arc<ManualClock>>,
+    pub started: Instant,
+}
+
+/// Where devices reach the device endpoint, for QR payloads.
+#[derive(Debug, Clone)]
+pub(crate) struct PublicAddress {
+    pub tls: bool,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl PublicAddress {
+    pub fn payload(&self, code: &str) -> Result<String, ApiError> {
+        let code =
+            protocol::PairingCode::parse(code).map_err(|_| ApiError(EngineError::Internal))?;
+        Ok(protocol::PairingPayload {
+            tls: self.tls,
+            host: self.host.clone(),
+            port: self.port,
+            code,
+        }
+        .to_uri())
+    }
+}
+
+/// An engine error rendered as an HTTP response.
+#[derive(Debug)]
+pub(crate) struct ApiError(pub EngineError);
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        ApiError(error)
+    }
+}
+
+impl ApiError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        ApiError(EngineError::Invalid {
+            field,
+            message: message.into(),
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            EngineError::Unauthorized => StatusCode::UNAUTHORIZED,
+            EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
+            EngineError::NotFound(_) => StatusCode::NOT_FOUND,
+            EngineError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            EngineError::Conflict { .. } => StatusCode::CONFLICT,
+            EngineError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut body = json!({ "code": self.0.code(), "message": self.0.to_string() });
+        if let EngineError::Invalid { field, .. } = &self.0 {
+            body["field"] = json!(field);
+        }
+        let mut response = (status, axum::Json(json!({ "error": body }))).into_response();
+        match &self.0 {
+            EngineError::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            EngineError::Unavailable { retry_after_ms } => {
+                if let Ok(value) =
+                    HeaderValue::from_str(&retry_after_ms.div_ceil(1000).max(1).to_string())
+                {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A request error that is not the engine's (bad JSON, bad path), in the same JSON shape.
+fn request_error(status: StatusCode, code: &'static str, message: String) -> Response {
+    (
+        status,
+        axum::Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response()
+}
+
+/// The authenticated caller.
+pub(crate) struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                let (scheme, token) = value.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|token| !token.is_empty())
+            .ok_or(ApiError(EngineError::Unauthorized))?;
+        Ok(Auth(state.engine.authenticate(token).await?))
+    }
+}
+
+/// A JSON body, with JSON errors in our shape.
+pub(crate) struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(match rejection {
+                JsonRejection::MissingJsonContentType(_) => request_error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "invalid_request",
+                    "send JSON with Content-Type: application/json".into(),
+                ),
+                JsonRejection::JsonDataError(error) => request_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_request",
+                    error.body_text(),
+                ),
+                JsonRejection::JsonSyntaxError(error) => {
+                    request_error(StatusCode::BAD_REQUEST, "invalid_json", error.body_text())
+                }
+                other => request_error(other.status(), "invalid_request", other.body_text()),
+            }),
+        }
+    }
+}
+
+/// Path parameters; a malformed id is simply not found.
+pub(crate) struct Ids<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Ids<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Ids(value)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(request_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such resource (malformed id)".into(),
+            )),
+            Err(other) => Err(request_error(
+                other.status(),
+                "invalid_request",
+                other.body_text(),
+            )),
+        }
+    }
+}
+
+/// Query parameters, with errors in our shape.
+pub(crate) struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Params(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(error)) => Err(request_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                error.body_text(),
+            )),
+            Err(other) => Err(request_error(
+                other.status(),
+                "invalid_request",
+                other.body_text(),
+            )),
+        }
+    }
+}
+
+/// The optional `Idempotency-Key` header.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    match headers.get("Idempotency-Key") {
+        None => Ok(None),
+        Some(value) => {
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::invalid("Idempotency-Key", "printable ASCII"))?;
+            Ok(Some(IdempotencyKey::parse(text)?))
+        }
+    }
+}
+
+/// `201 Created` with a JSON body.
+pub(crate) fn created<T: Serialize>(value: T) -> Response {
+    (StatusCode::CREATED, axum::Json(value)).into_response()
+}
+
+pub(crate) async fn not_found() -> Response {
+    request_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see docs/admin-api.md".into(),
+    )
+}

@@ -1,0 +1,735 @@
+//! The admin API's routes and handlers.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use engine::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp};
+use engine::model::{CodeKind, CodeWithSecret, LicenseStatus, PageRequest};
+use engine::{ConfigEdit, EngineError, Principal, ReusableCodeSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{ApiError, AppState, Auth, Body, Ids, Params, created, idempotency_key, not_found};
+use crate::qr;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// Largest request body: a 256 KiB configuration, JSON-escaped, fits with room to spare.
+const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
+
+pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
+    let org = "/v1/organizations/{org}";
+    let mut router = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/configuration-template", get(template))
+        .route("/v1/audit", get(server_audit))
+        .route(
+            "/v1/organizations",
+            post(create_organization).get(list_organizations),
+        )
+        .route(org, get(organization))
+        .route(&format!("{org}/keys"), post(create_key).get(list_keys))
+        .route(&format!("{org}/keys/{{key}}"), delete(revoke_key))
+        .route(
+            &format!("{org}/licenses"),
+            post(add_licenses).get(list_licenses),
+        )
+        .route(&format!("{org}/licenses/summary"), get(license_summary))
+        .route(
+            &format!("{org}/licenses/{{license}}"),
+            get(license).patch(renew_license),
+        )
+        .route(
+            &format!("{org}/licenses/{{license}}/single-use-code"),
+            post(create_single_use_code).delete(revoke_single_use_code),
+        )
+        .route(&format!("{org}/codes"), post(create_code).get(list_codes))
+        .route(&format!("{org}/codes/{{code}}"), get(code))
+        .route(&format!("{org}/codes/{{code}}/reveal"), get(reveal_code))
+        .route(&format!("{org}/codes/{{code}}/qr.svg"), get(code_svg))
+        .route(&format!("{org}/codes/{{code}}/qr.png"), get(code_png))
+        .route(&format!("{org}/codes/{{code}}/revoke"), post(revoke_code))
+        .route(
+            &format!("{org}/configurations"),
+            post(create_configuration).get(list_configurations),
+        )
+        .route(
+            &format!("{org}/configurations/{{config}}"),
+            get(configuration)
+                .put(update_configuration)
+                .delete(delete_configuration),
+        )
+        .route(
+            &format!("{org}/configurations/{{config}}/assign"),
+            post(assign_configuration),
+        )
+        .route(&format!("{org}/devices"), get(list_devices))
+        .route(&format!("{org}/devices/{{device}}"), get(device))
+        .route(
+            &format!("{org}/devices/{{device}}/configuration"),
+            put(assign_one),
+        )
+        .route(&format!("{org}/devices/{{device}}/unpair"), post(unpair))
+        .route(&format!("{org}/audit"), get(org_audit));
+    if test_hooks {
+        router = router
+            .route("/v1/test/clock/advance", post(advance_clock))
+            .route("/v1/test/organizations/{org}/crash", post(crash_org))
+            .route("/v1/test/sweep", post(sweep));
+    }
+    router
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(state)
+}
+
+// --- common -------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    status: Option<String>,
+    kind: Option<String>,
+}
+
+impl ListQuery {
+    fn page(&self) -> PageRequest {
+        PageRequest {
+            limit: self.limit.unwrap_or(0),
+            after: self.cursor.clone(),
+        }
+    }
+}
+
+/// `?qr=png` adds the PNG (base64) to a code response.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct QrQuery {
+    qr: Option<String>,
+}
+
+impl QrQuery {
+    fn with_png(&self) -> Result<bool> {
+        match self.qr.as_deref() {
+            None | Some("svg") => Ok(false),
+            Some("png") => Ok(true),
+            Some(_) => Err(ApiError::invalid("qr", "svg (default) or png")),
+        }
+    }
+}
+
+/// A code with everything needed to show it: the code, the payload URI and the QR.
+#[derive(Debug, Serialize)]
+struct CodeResponse {
+    #[serde(flatten)]
+    code: CodeWithSecret,
+    payload_uri: String,
+    qr_svg: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qr_png_base64: Option<String>,
+}
+
+fn code_response(state: &AppState, code: CodeWithSecret, with_png: bool) -> Result<CodeResponse> {
+    let payload_uri = state.public.payload(&code.code)?;
+    let qr_svg = qr::svg(&payload_uri, 256).map_err(|_| ApiError(EngineError::Internal))?;
+    let qr_png_base64 = if with_png {
+        let png = qr::png(&payload_uri, 512).map_err(|_| ApiError(EngineError::Internal))?;
+        Some(base64::engine::general_purpose::STANDARD.encode(png))
+    } else {
+        None
+    };
+    Ok(CodeResponse {
+        code,
+        payload_uri,
+        qr_svg,
+        qr_png_base64,
+    })
+}
+
+fn seconds(field: &'static str, value: Option<f64>) -> Result<Option<Duration>> {
+    value
+        .map(|seconds| {
+            Duration::try_from_secs_f64(seconds)
+                .map_err(|_| ApiError::invalid(field, "a non-negative number of seconds"))
+        })
+        .transpose()
+}
+
+// --- server ---------------------------------------------------------------------------------
+
+async fn status(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+) -> Result<Json<serde_json::Value>> {
+    principal.require_operator("only the operator reads the server status")?;
+    let stats = &state.endpoint.stats;
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "now": state.engine.clock().now(),
+        "device_endpoint": {
+            "open_connections": stats.open_connections.load(Ordering::Relaxed),
+            "accepted": stats.accepted.load(Ordering::Relaxed),
+            "refused_handshakes": stats.refused_handshakes.load(Ordering::Relaxed),
+            "accept_errors": stats.accept_errors.load(Ordering::Relaxed),
+        },
+        "engine": state.engine.metrics(),
+    })))
+}
+
+async fn template(Auth(_): Auth) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        crate::SAMPLE_CONFIGURATION,
+    )
+        .into_response()
+}
+
+async fn server_audit(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Params(query): Params<ListQuery>,
+) -> Result<Response> {
+    let page = state
+        .engine
+        .audit_log(&principal, None, &query.page())
+        .await?;
+    Ok(Json(page).into_response())
+}
+
+// --- organizations and keys ---------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameBody {
+    name: String,
+}
+
+async fn create_organization(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    headers: HeaderMap,
+    Body(body): Body<NameBody>,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    let org = state
+        .engine
+        .create_organization(&principal, &body.name, key)
+        .await?;
+    Ok(created(org))
+}
+
+async fn list_organizations(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Params(query): Params<ListQuery>,
+) -> Result<Response> {
+    Ok(Json(
+        state
+            .engine
+            .list_organizations(&principal, &query.page())
+            .await?,
+    )
+    .into_response())
+}
+
+async fn organization(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+) -> Result<Response> {
+    Ok(Json(state.engine.organization(&principal, org).await?).into_response())
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    headers: HeaderMap,
+    Body(body): Body<NameBody>,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    Ok(created(
+        state
+            .engine
+            .create_org_key(&principal, org, &body.name, key)
+            .await?,
+    ))
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+) -> Result<Response> {
+    let keys = state.engine.list_org_keys(&principal, org).await?;
+    Ok(Json(json!({ "items": keys, "next_cursor": null })).into_response())
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, key)): Ids<(OrgId, KeyId)>,
+) -> Result<Response> {
+    state.engine.revoke_org_key(&principal, org, key).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// --- licenses -------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddLicensesBody {
+    count: u32,
+    #[serde(default)]
+    valid_until: Option<Timestamp>,
+}
+
+async fn add_licenses(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    headers: HeaderMap,
+    Body(body): Body<AddLicensesBody>,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    Ok(created(
+        state
+            .engine
+            .add_licenses(&principal, org, body.count, body.valid_until, key)
+            .await?,
+    ))
+}
+
+async fn list_licenses(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    Params(query): Params<ListQuery>,
+) -> Result<Response> {
+    let status =
+        match query.status.as_deref() {
+            None => None,
+            Some(text) => Some(LicenseStatus::parse(text).ok_or_else(|| {
+                ApiError::invalid("status", "free, reserved, assigned or expired")
+            })?),
+        };
+    Ok(Json(
+        state
+            .engine
+            .list_licenses(&principal, org, status, &query.page())
+            .await?,
+    )
+    .into_response())
+}
+
+async fn license_summary(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+) -> Result<Response> {
+    Ok(Json(state.engine.license_summary(&principal, org).await?).into_response())
+}
+
+async fn license(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, license)): Ids<(OrgId, LicenseId)>,
+) -> Result<Response> {
+    Ok(Json(state.engine.license(&principal, org, license).await?).into_response())
+}
+
+/// `valid_until` must be given: an RFC 3339 time, or `null` for no end (so that a forgotten
+/// field never removes an end date by accident).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewBody {
+    valid_until: serde_json::Value,
+}
+
+async fn renew_license(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, license)): Ids<(OrgId, LicenseId)>,
+    Body(body): Body<RenewBody>,
+) -> Result<Response> {
+    let valid_until = match &body.valid_until {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(text) => Some(
+            Timestamp::parse_rfc3339(text)
+                .ok_or_else(|| ApiError::invalid("valid_until", "an RFC 3339 time or null"))?,
+        ),
+        _ => return Err(ApiError::invalid("valid_until", "an RFC 3339 time or null")),
+    };
+    Ok(Json(
+        state
+            .engine
+            .renew_license(&principal, org, license, valid_until)
+            .await?,
+    )
+    .into_response())
+}
+
+// --- codes ----------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateCodeBody {
+    validity_seconds: Option<f64>,
+    max_uses: Option<u32>,
+    label: Option<String>,
+}
+
+async fn create_code(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    Params(qr_query): Params<QrQuery>,
+    headers: HeaderMap,
+    Body(body): Body<CreateCodeBody>,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    let spec = ReusableCodeSpec {
+        validity: seconds("validity_seconds", body.validity_seconds)?,
+        max_uses: body.max_uses,
+        label: body.label,
+    };
+    let code = state
+        .engine
+        .create_reusable_code(&principal, org, spec, key)
+        .await?;
+    Ok(created(code_response(&state, code, qr_query.with_png()?)?))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SingleUseBody {
+    validity_seconds: Option<f64>,
+}
+
+async fn create_single_use_code(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, license)): Ids<(OrgId, LicenseId)>,
+    Params(qr_query): Params<QrQuery>,
+    headers: HeaderMap,
+    Body(body): Body<SingleUseBody>,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    let validity = seconds("validity_seconds", body.validity_seconds)?;
+    let code = state
+        .engine
+        .create_single_use_code(&principal, org, license, validity, key)
+        .await?;
+    Ok(created(code_response(&state, code, qr_query.with_png()?)?))
+}
+
+async fn revoke_single_use_code(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, license)): Ids<(OrgId, LicenseId)>,
+) -> Result<Response> {
+    let revoked = state
+        .engine
+        .revoke_single_use_code(&principal, org, license)
+        .await?;
+    Ok(Json(json!({ "revoked": revoked })).into_response())
+}
+
+async fn list_codes(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    Params(query): Params<ListQuery>,
+) -> Result<Response> {
+    let kind = match query.kind.as_deref() {
+        None => None,
+        Some(text) => Some(
+            CodeKind::parse(text)
+                .ok_or_else(|| ApiError::invalid("kind", "reusable or single_use"))?,
+        ),
+    };
+    Ok(Json(
+        state
+            .engine
+            .list_codes(&principal, org, kind, &query.page())
+            .await?,
+    )
+    .into_response())
+}
+
+async fn code(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, code)): Ids<(OrgId, CodeId)>,
+) -> Result<Response> {
+    Ok(Json(state.engine.code(&principal, org, code).await?).into_response())
+}
+
+async fn reveal_code(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, code)): Ids<(OrgId, CodeId)>,
+    Params(qr_query): Params<QrQuery>,
+) -> Result<Response> {
+    let code = state.engine.show_code(&principal, org, code).await?;
+    Ok(Json(code_response(&state, code, qr_query.with_png()?)?).into_response())
+}
+
+async fn code_svg(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, code)): Ids<(OrgId, CodeId)>,
+) -> Result<Response> {
+    let code = state.engine.show_code(&principal, org, code).await?;
+    let payload = state.public.payload(&code.code)?;
+    let svg = qr::svg(&payload, 256).map_err(|_| ApiError(EngineError::Internal))?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+async fn code_png(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, code)): Ids<(OrgId, CodeId)>,
+) -> Result<Response> {
+    let code = state.engine.show_code(&principal, org, code).await?;
+    let payload = state.public.payload(&code.code)?;
+    let png = qr::png(&payload, 512).map_err(|_| ApiError(EngineError::Internal))?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+async fn revoke_code(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, code)): Ids<(OrgId, CodeId)>,
+) -> Result<Response> {
+    Ok(Json(state.engine.revoke_code(&principal, org, code).await?).into_response())
+}
+
+// --- configurations -------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateConfigurationBody {
+    name: String,
+    body: String,
+}
+
+async fn create_configuration(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    headers: HeaderMap,
+    Body(body): Body<CreateConfigurationBody>,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    Ok(created(
+        state
+            .engine
+            .create_configuration(&principal, org, &body.name, &body.body, key)
+            .await?,
+    ))
+}
+
+async fn list_configurations(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    Params(query): Params<ListQuery>,
+) -> Result<Response> {
+    Ok(Json(
+        state
+            .engine
+            .list_configurations(&principal, org, &query.page())
+            .await?,
+    )
+    .into_response())
+}
+
+async fn configuration(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, config)): Ids<(OrgId, ConfigId)>,
+) -> Result<Response> {
+    Ok(Json(state.engine.configuration(&principal, org, config).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateConfigurationBody {
+    name: Option<String>,
+    body: Option<String>,
+    if_revision: Option<u64>,
+}
+
+async fn update_configuration(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, config)): Ids<(OrgId, ConfigId)>,
+    Body(body): Body<UpdateConfigurationBody>,
+) -> Result<Response> {
+    let edit = ConfigEdit {
+        name: body.name,
+        body: body.body,
+        if_revision: body.if_revision,
+    };
+    Ok(Json(
+        state
+            .engine
+            .update_configuration(&principal, org, config, edit)
+            .await?,
+    )
+    .into_response())
+}
+
+async fn delete_configuration(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, config)): Ids<(OrgId, ConfigId)>,
+) -> Result<Response> {
+    state
+        .engine
+        .delete_configuration(&principal, org, config)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignBody {
+    device_ids: Vec<DeviceId>,
+}
+
+async fn assign_configuration(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, config)): Ids<(OrgId, ConfigId)>,
+    Body(body): Body<AssignBody>,
+) -> Result<Response> {
+    let assigned = state
+        .engine
+        .assign_configuration(&principal, org, config, body.device_ids)
+        .await?;
+    Ok(Json(json!({ "configuration_id": config, "device_ids": assigned })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignOneBody {
+    configuration_id: ConfigId,
+}
+
+async fn assign_one(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, device)): Ids<(OrgId, DeviceId)>,
+    Body(body): Body<AssignOneBody>,
+) -> Result<Response> {
+    state
+        .engine
+        .assign_configuration(&principal, org, body.configuration_id, vec![device])
+        .await?;
+    Ok(Json(state.engine.device(&principal, org, device).await?).into_response())
+}
+
+// --- devices and audit ----------------------------------------------------------------------
+
+async fn list_devices(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    Params(query): Params<ListQuery>,
+) -> Result<Response> {
+    Ok(Json(
+        state
+            .engine
+            .list_devices(&principal, org, &query.page())
+            .await?,
+    )
+    .into_response())
+}
+
+async fn device(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, device)): Ids<(OrgId, DeviceId)>,
+) -> Result<Response> {
+    Ok(Json(state.engine.device(&principal, org, device).await?).into_response())
+}
+
+async fn unpair(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, device)): Ids<(OrgId, DeviceId)>,
+) -> Result<Response> {
+    let license = state.engine.unpair_device(&principal, org, device).await?;
+    Ok(Json(json!({ "device_id": device, "license_id": license })).into_response())
+}
+
+async fn org_audit(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    Params(query): Params<ListQuery>,
+) -> Result<Response> {
+    Ok(Json(
+        state
+            .engine
+            .audit_log(&principal, Some(org), &query.page())
+            .await?,
+    )
+    .into_response())
+}
+
+// --- test hooks -----------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdvanceBody {
+    seconds: f64,
+}
+
+async fn advance_clock(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Body(body): Body<AdvanceBody>,
+) -> Result<Response> {
+    require_test_operator(&principal)?;
+    let clock = state
+        .manual_clock
+        .as_ref()
+        .ok_or(ApiError(EngineError::NotFound("manual clock")))?;
+    let by = seconds("seconds", Some(body.seconds))?.unwrap_or_default();
+    let now = clock.advance(by);
+    Ok(Json(json!({ "now": now })).into_response())
+}
+
+async fn crash_org(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+) -> Result<Response> {
+    require_test_operator(&principal)?;
+    state.engine.crash_org_actor(org).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+async fn sweep(State(state): State<AppState>, Auth(principal): Auth) -> Result<Response> {
+    require_test_operator(&principal)?;
+    let ended = state.engine.sweep_expired().await;
+    Ok(Json(json!({ "ended": ended })).into_response())
+}
+
+fn require_test_operator(principal: &Principal) -> Result<()> {
+    principal
+        .require_operator("only the operator uses test hooks")
+        .map_err(ApiError)
+}

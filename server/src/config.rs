@@ -1,0 +1,107 @@
+//! Server configuration: everything `paird serve` can be told, with defaults for one machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use engine::EngineSettings;
+use store::Durability;
+
+/// The device endpoint's limits and timers.
+#[derive(Debug, Clone)]
+pub struct DeviceSettings {
+    /// Largest device-to-server frame; a larger one closes the connection (1009).
+    pub max_frame: usize,
+    /// Time allowed for the TCP connection to complete the WebSocket handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed between the handshake and the first `pair` or `resume` (the app may sit at
+    /// the scan prompt for a while).
+    pub hello_timeout: Duration,
+    /// A ping is sent this often.
+    pub ping_interval: Duration,
+    /// A connection silent for this long (no frame, no pong) is closed (4005).
+    pub silence_limit: Duration,
+    /// Failed attempts on one connection before it is closed (4008).
+    pub failures_per_connection: u32,
+    /// Per-connection read buffer. tungstenite's default (128 KiB) stays resident per
+    /// connection; a few KiB is enough for device frames.
+    pub read_buffer: usize,
+    /// Most bytes queued for one connection's socket; a configuration frame must fit.
+    pub max_write_backlog: usize,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        DeviceSettings {
+            max_frame: protocol::limits::DEFAULT_MAX_DEVICE_FRAME_BYTES,
+            handshake_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(600),
+            ping_interval: Duration::from_secs(30),
+            silence_limit: Duration::from_secs(90),
+            failures_per_connection: 3,
+            read_buffer: 4 * 1024,
+            max_write_backlog: protocol::limits::MAX_SERVER_FRAME_BYTES + 64 * 1024,
+        }
+    }
+}
+
+/// Everything a server needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Holds the SQLite database (by default), the server key and the first operator token.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH`; defaults to `sqlite://<data_dir>/paird.db`.
+    pub database_url: Option<String>,
+    pub durability: Durability,
+    pub device_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// `host[:port]` that devices reach the device endpoint at, written into QR payloads.
+    /// Defaults to the device listen address.
+    pub public_address: Option<String>,
+    /// Devices connect with TLS (`wss://`, terminated by a proxy in front of paird).
+    pub public_tls: bool,
+    /// An operator token to accept (from `PAIRD_OPERATOR_TOKEN`).
+    pub operator_token: Option<String>,
+    /// The server key in hex (from `PAIRD_SERVER_KEY`); otherwise `<data_dir>/server.key`.
+    pub server_key: Option<String>,
+    pub device: DeviceSettings,
+    pub engine: EngineSettings,
+    /// Test hooks: a manual clock driven through `/v1/test/clock` and fault injection. Never in
+    /// production.
+    pub test_hooks: bool,
+}
+
+impl ServerConfig {
+    /// Defaults: data in `data_dir`, device endpoint on 127.0.0.1:7878, admin API on
+    /// 127.0.0.1:7879.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            database_url: None,
+            durability: Durability::Full,
+            device_listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 7879)),
+            public_address: None,
+            public_tls: false,
+            operator_token: None,
+            server_key: None,
+            device: DeviceSettings::default(),
+            engine: EngineSettings::default(),
+            test_hooks: false,
+        }
+    }
+
+    /// Both listeners on ephemeral loopback ports: for tests.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = ServerConfig::new(data_dir);
+        config.device_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("paird.db").display()))
+    }
+}

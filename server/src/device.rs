@@ -1,0 +1,451 @@
+//! The device WebSocket endpoint.
+//!
+//! Served with tokio-tungstenite directly (not through axum), so that each connection is one
+//! task with a small read buffer and no HTTP server state behind it: the per-connection memory is
+//! the socket buffers, a 4 KiB read buffer, this task's future and a `DeviceLink`.
+//!
+//! A connection goes through: TCP accept → WebSocket handshake (path and subprotocol checked,
+//! bounded in time) → one `pair` or `resume` (within the hello timeout) → a session that sends
+//! configurations as they come and answers acknowledgements, with keepalive. Anything malformed
+//! closes this one connection with the matching close code; no input from a device can panic the
+//! server or reach another connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use engine::link::{ConfigSnapshot, DeviceLink};
+use engine::{AckAnswer, Engine, PairAnswer, ResumeAnswer};
+use futures_util::{SinkExt, StreamExt};
+use protocol::{
+    Acknowledged, CloseCode, DeviceMessage, Encoding, Ended, Paired, Refused, Resumed,
+    ServerMessage,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_util::task::TaskTracker;
+
+use crate::config::DeviceSettings;
+
+/// Shared by every connection.
+#[derive(Debug)]
+pub(crate) struct DeviceEndpoint {
+    pub engine: Engine,
+    pub settings: DeviceSettings,
+    pub stats: EndpointStats,
+}
+
+/// Connection counters for the status page.
+#[derive(Debug, Default)]
+pub struct EndpointStats {
+    pub open_connections: AtomicU64,
+    pub accepted: AtomicU64,
+    pub refused_handshakes: AtomicU64,
+    pub accept_errors: AtomicU64,
+}
+
+/// Accepts device connections until `shutdown` turns true.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    endpoint: Arc<DeviceEndpoint>,
+    mut shutdown: watch::Receiver<bool>,
+    tracker: TaskTracker,
+) {
+    let mut last_exhaustion_log: Option<Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                endpoint.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                let endpoint = Arc::clone(&endpoint);
+                let shutdown = shutdown.clone();
+                tracker.spawn(async move {
+                    endpoint
+                        .stats
+                        .open_connections
+                        .fetch_add(1, Ordering::Relaxed);
+                    connection(stream, peer, &endpoint, shutdown).await;
+                    endpoint
+                        .stats
+                        .open_connections
+                        .fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            Err(error) => {
+                endpoint.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                // Out of file descriptors (EMFILE/ENFILE) or socket buffers: back-pressure.
+                // Pause accepting so that connections close and free descriptors, instead of
+                // spinning on an accept that cannot succeed. Pending connections wait in the
+                // listen backlog.
+                let exhausted = matches!(error.raw_os_error(), Some(23 | 24 | 105 | 12));
+                let pause = if exhausted {
+                    Duration::from_millis(50)
+                } else {
+                    Duration::from_millis(5)
+                };
+                let now = Instant::now();
+                if last_exhaustion_log
+                    .is_none_or(|at| now.duration_since(at) > Duration::from_secs(5))
+                {
+                    tracing::warn!(%error, exhausted, "accept failed; pausing");
+                    last_exhaustion_log = Some(now);
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = shutdown.changed() => break,
+                }
+            }
+        }
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    endpoint: &DeviceEndpoint,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let settings = &endpoint.settings;
+    let blocked = endpoint.engine.address_retry_after(peer.ip());
+    let mut chosen = None;
+    let callback = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
+        if request.uri().path() != protocol::DEVICE_PATH {
+            return Err(refusal(
+                StatusCode::NOT_FOUND,
+                "the device endpoint is /device",
+                None,
+            ));
+        }
+        if let Some(retry_after) = blocked {
+            return Err(refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed attempts from this address",
+                Some(retry_after),
+            ));
+        }
+        let offered: Vec<&str> = request
+            .headers()
+            .get_all("Sec-WebSocket-Protocol")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect();
+        let Some(encoding) = Encoding::negotiate(&offered.join(",")) else {
+            return Err(refusal(
+                StatusCode::BAD_REQUEST,
+                "unsupported subprotocol: offer paird.v1.postcard or paird.v1.json",
+                None,
+            ));
+        };
+        response.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(encoding.subprotocol()),
+        );
+        chosen = Some(encoding);
+        Ok(response)
+    };
+    let config = WebSocketConfig::default()
+        .read_buffer_size(settings.read_buffer)
+        .write_buffer_size(0)
+        .max_write_buffer_size(settings.max_write_backlog)
+        .max_message_size(Some(settings.max_frame))
+        .max_frame_size(Some(settings.max_frame));
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
+    let ws = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(error)) => {
+            endpoint
+                .stats
+                .refused_handshakes
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, %error, "handshake refused");
+            return;
+        }
+        Err(_) => {
+            endpoint
+                .stats
+                .refused_handshakes
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "handshake timed out");
+            return;
+        }
+    };
+    let Some(encoding) = chosen else { return };
+    let link = endpoint.engine.new_link(peer.ip());
+    let mut session = Session {
+        ws,
+        encoding,
+        link: Arc::clone(&link),
+        endpoint,
+        failures: 0,
+        paired: false,
+    };
+    session.run(shutdown).await;
+    endpoint.engine.disconnected(&link).await;
+}
+
+fn refusal(status: StatusCode, message: &str, retry_after_ms: Option<u64>) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(message.to_string()));
+    *response.status_mut() = status;
+    if let Some(retry_after) = retry_after_ms {
+        let seconds = retry_after.div_ceil(1000).max(1);
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert("Retry-After", value);
+        }
+    }
+    response
+}
+
+struct Session<'a> {
+    ws: WebSocketStream<TcpStream>,
+    encoding: Encoding,
+    link: Arc<DeviceLink>,
+    endpoint: &'a DeviceEndpoint,
+    failures: u32,
+    paired: bool,
+}
+
+/// What the session loop does next.
+enum Next {
+    Continue,
+    Close(CloseCode),
+    /// The peer is gone (or closed); nothing more to send.
+    Stop,
+}
+
+impl Session<'_> {
+    async fn run(&mut self, mut shutdown: watch::Receiver<bool>) {
+        let settings = &self.endpoint.settings;
+        let mut ping = tokio::time::interval_at(
+            Instant::now() + settings.ping_interval,
+            settings.ping_interval,
+        );
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let hello_deadline = Instant::now() + settings.hello_timeout;
+        let next = loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.changed() => Next::Close(CloseCode::GoingAway),
+                () = self.link.changed() => self.deliver().await,
+                frame = self.ws.next() => {
+                    last_heard = Instant::now();
+                    self.on_frame(frame).await
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() >= settings.silence_limit {
+                        Next::Close(CloseCode::KeepaliveTimeout)
+                    } else if self.ws.send(Message::Ping(Default::default())).await.is_err() {
+                        Next::Stop
+                    } else {
+                        Next::Continue
+                    }
+                }
+                () = sleep_until(hello_deadline), if !self.paired => Next::Close(CloseCode::HelloTimeout),
+            };
+            match next {
+                Next::Continue => continue,
+                other => break other,
+            }
+        };
+        if let Next::Close(code) = next {
+            self.close(code).await;
+        }
+    }
+
+    /// Sends what the engine queued on the link: the newest configuration, or the end.
+    async fn deliver(&mut self) -> Next {
+        let update = self.link.take();
+        if let Some(reason) = update.end {
+            let _ = self.send(&ServerMessage::Ended(Ended { reason })).await;
+            return Next::Close(reason.close_code());
+        }
+        if let Some(snapshot) = update.configuration {
+            let frame = configuration_frame(&snapshot, self.encoding);
+            if self.ws.send(frame).await.is_err() {
+                return Next::Stop;
+            }
+        }
+        Next::Continue
+    }
+
+    async fn on_frame(&mut self, frame: Option<Result<Message, tungstenite::Error>>) -> Next {
+        let (bytes, is_text) = match frame {
+            None | Some(Ok(Message::Close(_))) => return Next::Stop,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                return Next::Continue;
+            }
+            Some(Ok(Message::Binary(bytes))) => (bytes, false),
+            Some(Ok(Message::Text(text))) => (text.into(), true),
+            Some(Err(tungstenite::Error::Capacity(_))) => {
+                self.endpoint.engine.record_failed_attempt(self.link.peer);
+                return Next::Close(CloseCode::MessageTooBig);
+            }
+            Some(Err(tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_))) => {
+                self.endpoint.engine.record_failed_attempt(self.link.peer);
+                return Next::Close(CloseCode::ProtocolError);
+            }
+            Some(Err(_)) => return Next::Stop,
+        };
+        let message =
+            match self
+                .encoding
+                .decode_device(&bytes, is_text, self.endpoint.settings.max_frame)
+            {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::debug!(peer = %self.link.peer, %error, "undecodable frame");
+                    self.endpoint.engine.record_failed_attempt(self.link.peer);
+                    return Next::Close(error.close_code());
+                }
+            };
+        match message {
+            DeviceMessage::Pair(pair) => {
+                if self.paired {
+                    return Next::Close(CloseCode::PolicyViolation);
+                }
+                match self.endpoint.engine.pair(&pair, &self.link).await {
+                    PairAnswer::Paired(device) => {
+                        self.paired = true;
+                        let answer = ServerMessage::Paired(Paired {
+                            device_id: device.device_id.0,
+                            organization_id: device.org_id.0,
+                            license_id: device.license_id.0,
+                            license_valid_until_ms: device.license_valid_until.map(|t| t.as_wire()),
+                            already_paired: device.already_paired,
+                            configuration_pending: device.configuration_pending,
+                        });
+                        self.send_or_stop(&answer).await
+                    }
+                    PairAnswer::Refused {
+                        reason,
+                        retry_after_ms,
+                    } => {
+                        let answer = ServerMessage::Refused(Refused {
+                            reason,
+                            retry_after_ms,
+                        });
+                        if let Next::Stop = self.send_or_stop(&answer).await {
+                            return Next::Stop;
+                        }
+                        if reason.counts_as_failure()
+                            || reason == protocol::RefusalReason::RateLimited
+                        {
+                            self.failures += 1;
+                            if self.failures >= self.endpoint.settings.failures_per_connection {
+                                return Next::Close(CloseCode::TooManyFailures);
+                            }
+                        }
+                        Next::Continue
+                    }
+                }
+            }
+            DeviceMessage::Resume(resume) => {
+                if self.paired {
+                    return Next::Close(CloseCode::PolicyViolation);
+                }
+                match self.endpoint.engine.resume(&resume, &self.link).await {
+                    ResumeAnswer::Resumed(device) => {
+                        self.paired = true;
+                        let answer = ServerMessage::Resumed(Resumed {
+                            device_id: device.device_id.0,
+                            organization_id: device.org_id.0,
+                            license_id: device.license_id.0,
+                            license_valid_until_ms: device.license_valid_until.map(|t| t.as_wire()),
+                        });
+                        self.send_or_stop(&answer).await
+                    }
+                    ResumeAnswer::Ended(reason) => {
+                        let _ = self.send(&ServerMessage::Ended(Ended { reason })).await;
+                        Next::Close(reason.close_code())
+                    }
+                    ResumeAnswer::Unavailable { .. } => Next::Close(CloseCode::TryAgainLater),
+                    ResumeAnswer::Malformed => Next::Close(CloseCode::InvalidPayload),
+                }
+            }
+            DeviceMessage::Ack(ack) => {
+                match self.endpoint.engine.acknowledge(&self.link, &ack).await {
+                    AckAnswer::Recorded(recorded) => {
+                        let answer = ServerMessage::Acknowledged(Acknowledged {
+                            configuration_id: ack.configuration_id,
+                            revision: ack.revision,
+                            recorded,
+                        });
+                        self.send_or_stop(&answer).await
+                    }
+                    AckAnswer::Unavailable => Next::Close(CloseCode::TryAgainLater),
+                    AckAnswer::NotPaired => Next::Close(CloseCode::PolicyViolation),
+                    AckAnswer::Malformed => Next::Close(CloseCode::InvalidPayload),
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, message: &ServerMessage) -> Result<(), tungstenite::Error> {
+        self.ws.send(encode(self.encoding, message)).await
+    }
+
+    async fn send_or_stop(&mut self, message: &ServerMessage) -> Next {
+        match self.send(message).await {
+            Ok(()) => Next::Continue,
+            Err(_) => Next::Stop,
+        }
+    }
+
+    /// Sends a close frame, then waits briefly for the peer's close so that the frame is read
+    /// before the socket goes away.
+    async fn close(&mut self, code: CloseCode) {
+        let frame = CloseFrame {
+            code: code.code().into(),
+            reason: code.reason().into(),
+        };
+        if self.ws.close(Some(frame)).await.is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+    }
+}
+
+/// Encodes a message as the frame type of its encoding.
+pub(crate) fn encode(encoding: Encoding, message: &ServerMessage) -> Message {
+    let bytes = encoding.encode_server(message);
+    if encoding.uses_text_frames() {
+        // serde_json writes UTF-8.
+        Message::Text(String::from_utf8(bytes).unwrap_or_default().into())
+    } else {
+        Message::Binary(bytes.into())
+    }
+}
+
+/// The configuration frame, encoded once per revision and encoding and shared by every
+/// connection it goes to (cloning a `Message` shares its bytes).
+fn configuration_frame(snapshot: &ConfigSnapshot, encoding: Encoding) -> Message {
+    snapshot
+        .encoded(encoding, || {
+            encode(
+                encoding,
+                &ServerMessage::Configuration(snapshot.as_message()),
+            )
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            encode(
+                encoding,
+                &ServerMessage::Configuration(snapshot.as_message()),
+            )
+        })
+}

@@ -1,0 +1,290 @@
+//! paird's server: the glue between the network and the engine.
+//!
+//! - [`start`] opens the database, starts the engine, and serves the device WebSocket endpoint
+//!   and the admin HTTP API on their own listeners; [`RunningServer`] stops them gracefully.
+//! - `device`: the device endpoint (tokio-tungstenite, one task per connection).
+//! - `admin`: the admin API (axum).
+//! - [`qr`]: QR rendering. [`config`]: what the server can be told. `demo`: demo data.
+//!
+//! No pairing rule lives here: every decision is the engine's.
+
+mod admin;
+pub mod config;
+mod demo;
+mod device;
+pub mod qr;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use engine::secrets::ServerKey;
+use engine::{Clock, Engine, ManualClock, SystemClock};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+pub use config::{DeviceSettings, ServerConfig};
+pub use demo::{DemoSeed, seed_demo};
+pub use device::EndpointStats;
+
+/// The sample configuration offered to admins as a template (not sent to devices).
+pub const SAMPLE_CONFIGURATION: &str = include_str!("sample_configuration.ini");
+
+/// The listen backlog: pending connections wait here while the server is busy (somaxconn on
+/// this machine is 4096).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A started server.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub device_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub engine: Engine,
+    /// A newly created operator token, when this start created one (show it once).
+    pub new_operator_token: Option<String>,
+    manual_clock: Option<Arc<ManualClock>>,
+    public: admin::PublicAddress,
+    endpoint: Arc<device::DeviceEndpoint>,
+    stop: watch::Sender<bool>,
+    tracker: TaskTracker,
+    admin_task: JoinHandle<()>,
+    device_task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// The manual clock, when started with test hooks.
+    pub fn manual_clock(&self) -> Option<&Arc<ManualClock>> {
+        self.manual_clock.as_ref()
+    }
+
+    pub fn device_url(&self) -> String {
+        format!("ws://{}{}", self.device_addr, protocol::DEVICE_PATH)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
+    }
+
+    /// The QR payload URI of a pairing code, with this server's public device address.
+    pub fn payload_uri(&self, code: &str) -> anyhow::Result<String> {
+        self.public
+            .payload(code)
+            .map_err(|_| anyhow::anyhow!("not a pairing code"))
+    }
+
+    pub fn endpoint_stats(&self) -> &EndpointStats {
+        &self.endpoint.stats
+    }
+
+    /// Stops accepting, closes every device connection with "going away" (1001), finishes the
+    /// admin requests in flight, then stops the engine.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.device_task.await;
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some device connections did not close in time");
+        }
+        let _ = self.admin_task.await;
+        self.engine.shutdown().await;
+    }
+
+    /// Runs until `signal` completes, then shuts down.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+/// Opens the database, starts the engine and both listeners.
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    raise_open_file_limit();
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let key = load_or_create_server_key(&config)?;
+    let url = store::DatabaseUrl::parse(&config.database_url()).map_err(anyhow::Error::msg)?;
+    let store = store::open(
+        &url,
+        store::OpenOptions {
+            durability: config.durability,
+        },
+    )
+    .await
+    .context("cannot open the database")?;
+    let manual_clock = config.test_hooks.then(ManualClock::starting_now);
+    let clock: Arc<dyn Clock> = match &manual_clock {
+        Some(clock) => Arc::clone(clock) as Arc<dyn Clock>,
+        None => Arc::new(SystemClock),
+    };
+    let engine = Engine::start(store, clock, &key, config.engine.clone()).await?;
+    let new_operator_token = engine
+        .ensure_operator_token(config.operator_token.as_deref())
+        .await
+        .map_err(|error| anyhow::anyhow!("operator token: {error}"))?;
+    if let Some(token) = &new_operator_token {
+        write_secret_file(&config.data_dir.join("operator-token"), token)?;
+    }
+
+    let device_listener = listen(config.device_listen)
+        .with_context(|| format!("cannot listen for devices on {}", config.device_listen))?;
+    let admin_listener = listen(config.admin_listen)
+        .with_context(|| format!("cannot listen for the admin API on {}", config.admin_listen))?;
+    let device_addr = device_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let endpoint = Arc::new(device::DeviceEndpoint {
+        engine: engine.clone(),
+        settings: config.device.clone(),
+        stats: EndpointStats::default(),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let tracker = TaskTracker::new();
+    let device_task = tokio::spawn(device::serve(
+        device_listener,
+        Arc::clone(&endpoint),
+        stopped.clone(),
+        tracker.clone(),
+    ));
+
+    let public = public_address(&config, device_addr)?;
+    let state = admin::AppState {
+        engine: engine.clone(),
+        public: public.clone(),
+        endpoint: Arc::clone(&endpoint),
+        manual_clock: manual_clock.clone(),
+        started: Instant::now(),
+    };
+    let router = admin::router(state, config.test_hooks);
+    let mut admin_stop = stopped;
+    let admin_task = tokio::spawn(async move {
+        let served = axum::serve(admin_listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = admin_stop.changed().await;
+            })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "admin API stopped");
+        }
+    });
+    tracing::info!(%device_addr, %admin_addr, database = %config.database_url(), "paird started");
+    Ok(RunningServer {
+        device_addr,
+        admin_addr,
+        engine,
+        new_operator_token,
+        manual_clock,
+        public,
+        endpoint,
+        stop,
+        tracker,
+        admin_task,
+        device_task,
+    })
+}
+
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Raises the soft open-file limit to the hard limit and logs how many devices that allows.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(
+            open_file_limit = limit,
+            device_connection_ceiling = limit.saturating_sub(100),
+            "open-file limit raised; each device connection takes one"
+        ),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
+}
+
+fn public_address(
+    config: &ServerConfig,
+    device_addr: SocketAddr,
+) -> anyhow::Result<admin::PublicAddress> {
+    let (host, port) = match &config.public_address {
+        Some(text) => {
+            let parsed = protocol::PairingPayload::parse(&format!(
+                "paird://{text}/{}",
+                "A".repeat(protocol::PairingCode::LEN)
+            ))
+            .map_err(|error| anyhow::anyhow!("--public-address {text:?}: {error}"))?;
+            (parsed.host, parsed.port)
+        }
+        None => {
+            let ip = if device_addr.ip().is_unspecified() {
+                tracing::warn!(
+                    "the device endpoint listens on all addresses; set --public-address so that \
+                     QR codes carry an address devices can reach"
+                );
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                device_addr.ip()
+            };
+            (ip.to_string(), Some(device_addr.port()))
+        }
+    };
+    Ok(admin::PublicAddress {
+        tls: config.public_tls,
+        host,
+        port,
+    })
+}
+
+/// The server key: from the configuration (environment), else the key file in the data
+/// directory, created on first start.
+fn load_or_create_server_key(config: &ServerConfig) -> anyhow::Result<ServerKey> {
+    if let Some(hex) = &config.server_key {
+        return ServerKey::from_hex(hex)
+            .map_err(|error| anyhow::anyhow!("PAIRD_SERVER_KEY: {error}"));
+    }
+    let path = config.data_dir.join("server.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => ServerKey::from_hex(&text)
+            .map_err(|error| anyhow::anyhow!("{}: {error}", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let key = ServerKey::generate();
+            write_secret_file(&path, &key.to_hex())?;
+            tracing::info!(path = %path.display(), "created a new server key; back it up with the database");
+            Ok(key)
+        }
+        Err(error) => Err(anyhow::anyhow!("cannot read {}: {error}", path.display())),
+    }
+}
+
+/// Writes a secret to a file readable by the owner only.
+fn write_secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(file, "{secret}")?;
+    file.sync_all()?;
+    Ok(())
+}
