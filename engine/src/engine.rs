@@ -159,6 +159,7 @@ impl Engine {
             .stop_and_wait(None, Some(Duration::from_secs(5)))
             .await;
         self.shared.orgs.clear();
+        self.shared.store.close().await;
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -446,17 +447,18 @@ impl Engine {
     }
 
     /// Sends a message to an organization's actor, starting it if needed.
+    ///
+    /// An actor found stopped (idle, or failed) is left for the supervisor to forget: only the
+    /// supervisor decides whether a failed actor restarts or backs off, so this waits for it
+    /// instead of asking for a new actor behind its back.
     async fn dispatch(&self, org_id: OrgId, mut message: OrgMsg) -> Result<(), EngineError> {
-        for _ in 0..3 {
+        for attempt in 0..50u64 {
             let actor = self.org_actor(org_id).await?;
             match actor.send_message(message) {
                 Ok(()) => return Ok(()),
                 Err(MessagingErr::SendErr(returned)) => {
-                    // The actor stopped (idle, or failed) after we looked it up; try again.
-                    self.shared
-                        .orgs
-                        .remove_if(&org_id, |_, current| current.get_id() == actor.get_id());
                     message = returned;
+                    tokio::time::sleep(Duration::from_millis(1 + attempt)).await;
                 }
                 Err(_) => return Err(EngineError::unavailable()),
             }

@@ -296,6 +296,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// that just started.
     async fn reset_presence(&self) -> StoreResult<()>;
 
+    /// Closes the connections (waiting for those in use). Called once, at shutdown.
+    async fn close(&self);
+
     async fn find_code(&self, hash: &SecretHash) -> StoreResult<Option<CodeRoute>>;
     async fn find_installation(
         &self,

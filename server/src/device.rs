@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -291,6 +292,13 @@ impl Session<'_> {
             Some(Err(tungstenite::Error::Capacity(_))) => {
                 self.endpoint.engine.record_failed_attempt(self.link.peer);
                 return Next::Close(CloseCode::MessageTooBig);
+            }
+            // A device that loses its network drops the TCP connection without a close frame:
+            // that is not a failed attempt.
+            Some(Err(tungstenite::Error::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake,
+            ))) => {
+                return Next::Stop;
             }
             Some(Err(tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_))) => {
                 self.endpoint.engine.record_failed_attempt(self.link.peer);

@@ -142,12 +142,6 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    /// Closes both pools, waiting for connections to finish.
-    pub async fn close(&self) {
-        self.readers.close().await;
-        self.writer.close().await;
-    }
 }
 
 // --- conversions ----------------------------------------------------------------------------
@@ -457,6 +451,11 @@ impl Store for SqliteStore {
             .await
             .map_err(map_error)?;
         Ok(Box::new(SqliteTx { tx }))
+    }
+
+    async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
     }
 
     async fn reset_presence(&self) -> StoreResult<()> {

@@ -1,0 +1,101 @@
+//! Many devices at once: the database decides, exactly.
+
+use std::collections::HashSet;
+
+use client::PairResult;
+use futures_util::future::join_all;
+use protocol::{Encoding, RefusalReason};
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_devices_race_for_fifty_licenses_with_one_reusable_code() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let (org, code) = admin.org_with_code("Acme", 50).await;
+    admin.create_config(&org, "Meters", "[GLOBAL]\n").await;
+
+    // The app is open at the scan prompt: every device is connected before the burst.
+    let url = test.device_url();
+    let connections = join_all((0..200).map(|_| connect(&url, Encoding::Postcard))).await;
+    let results = join_all(connections.into_iter().map(|mut connection| {
+        let code = code.clone();
+        async move {
+            let result = connection
+                .pair(&code, &identity(), &device_info("racer"))
+                .await
+                .expect("answered");
+            (result, connection)
+        }
+    }))
+    .await;
+
+    let mut licenses = HashSet::new();
+    let mut devices = HashSet::new();
+    let mut refused = 0;
+    for (result, _) in &results {
+        match result {
+            PairResult::Paired(paired) => {
+                assert!(
+                    licenses.insert(paired.license_id),
+                    "license handed out twice"
+                );
+                assert!(devices.insert(paired.device_id));
+            }
+            PairResult::Refused(refusal) => {
+                assert_eq!(refusal.reason, RefusalReason::NoFreeLicense);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(licenses.len(), 50);
+    assert_eq!(refused, 150);
+    assert_eq!(assignment_counts(&test.db_path()).await, (50, 50, 50));
+    let summary = admin.summary(&org).await;
+    assert_eq!(
+        (summary["assigned"].clone(), summary["free"].clone()),
+        (json!(50), json!(0))
+    );
+    drop(results);
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_devices_scanning_one_single_use_code_at_once_pair_exactly_one() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let org = admin.create_org("Acme").await;
+    let licenses = admin.add_licenses(&org, 5).await;
+    let code = admin.single_use_code(&org, &licenses[0]).await;
+    let code = code["code"].as_str().unwrap().to_string();
+
+    let url = test.device_url();
+    let connections = join_all((0..50).map(|_| connect(&url, Encoding::Json))).await;
+    let results = join_all(connections.into_iter().map(|mut connection| {
+        let code = code.clone();
+        async move {
+            connection
+                .pair(&code, &identity(), &device_info("scanner"))
+                .await
+                .expect("answered")
+        }
+    }))
+    .await;
+    let winners: Vec<_> = results
+        .iter()
+        .filter_map(|result| match result {
+            PairResult::Paired(paired) => Some(paired.license_id.to_string()),
+            PairResult::Refused(_) => None,
+        })
+        .collect();
+    assert_eq!(winners, vec![licenses[0].clone()]);
+    assert!(
+        results
+            .iter()
+            .filter_map(refusal)
+            .all(|reason| reason == RefusalReason::CodeUsed)
+    );
+    assert_eq!(assignment_counts(&test.db_path()).await, (1, 1, 1));
+    test.stop().await;
+}

@@ -1,0 +1,252 @@
+//! Configurations: which one a device gets, live edits and assignments, deletion.
+
+use protocol::{AckOutcome, ConfigRef};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_gets_the_most_recently_created_configuration() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let (org, code) = admin.org_with_code("Acme", 2).await;
+    admin
+        .create_config(&org, "Old", "[GLOBAL]\nold = 1\n")
+        .await;
+    let newest = admin
+        .create_config(&org, "New", "[GLOBAL]\nnew = 1\n")
+        .await;
+    let (_, mut connection, _) = pair_ok(&test.device_url(), &code).await;
+    let received = next_configuration(&mut connection).await;
+    assert_eq!(received.configuration_id.to_string(), newest);
+    assert_eq!(received.name, "New");
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_paired_before_any_configuration_receives_the_first_one_created() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let (org, code) = admin.org_with_code("Acme", 1).await;
+    let (_, mut connection, paired) = pair_ok(&test.device_url(), &code).await;
+    assert!(paired.configuration_pending);
+    let device = paired.device_id.to_string();
+    assert_eq!(
+        admin.device(&org, &device).await["configuration"],
+        json!(null)
+    );
+
+    let first = admin
+        .create_config(&org, "First", "[GLOBAL]\nfirst = 1\n")
+        .await;
+    let received = next_configuration(&mut connection).await;
+    assert_eq!(received.configuration_id.to_string(), first);
+    // A later configuration is for new devices; this one keeps the first.
+    admin.create_config(&org, "Second", "[GLOBAL]\n").await;
+    assert_eq!(
+        admin.device(&org, &device).await["configuration"]["id"],
+        json!(first)
+    );
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_reaches_every_connected_device_using_it_and_no_other() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let (org, code) = admin.org_with_code("Acme", 4).await;
+    let other = admin
+        .create_config(&org, "Other", "[GLOBAL]\nother\n")
+        .await;
+    let (_, mut outsider, outsider_paired) = pair_ok(&test.device_url(), &code).await;
+    next_configuration(&mut outsider).await;
+    let shared = admin
+        .create_config(&org, "Shared", "[GLOBAL]\nv = 1\n")
+        .await;
+    let mut users = Vec::new();
+    for _ in 0..3 {
+        let (_, mut connection, _) = pair_ok(&test.device_url(), &code).await;
+        assert_eq!(
+            next_configuration(&mut connection)
+                .await
+                .configuration_id
+                .to_string(),
+            shared
+        );
+        users.push(connection);
+    }
+    let edited = admin.edit_config(&org, &shared, "[GLOBAL]\nv = 2\n").await;
+    assert_eq!(edited["revision"], json!(2));
+    for connection in &mut users {
+        let received = next_configuration(connection).await;
+        assert_eq!(
+            (received.revision, received.body.as_str()),
+            (2, "[GLOBAL]\nv = 2\n")
+        );
+    }
+    // The outsider runs "Other": its next message is Other's edit, not Shared's.
+    admin
+        .edit_config(&org, &other, "[GLOBAL]\nother = 2\n")
+        .await;
+    let received = next_configuration(&mut outsider).await;
+    assert_eq!(received.configuration_id.to_string(), other);
+    assert_eq!(received.revision, 2);
+    let shown = admin
+        .device(&org, &outsider_paired.device_id.to_string())
+        .await;
+    assert_eq!(shown["configuration"]["revision"], json!(2));
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assigning_to_one_device_and_to_many_reaches_them() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let (org, code) = admin.org_with_code("Acme", 3).await;
+    admin.create_config(&org, "Default", "[GLOBAL]\n").await;
+    let mut devices = Vec::new();
+    for _ in 0..3 {
+        let (_, mut connection, paired) = pair_ok(&test.device_url(), &code).await;
+        next_configuration(&mut connection).await;
+        devices.push((connection, paired.device_id.to_string()));
+    }
+    let special = admin
+        .create_config(&org, "Special", "[GLOBAL]\nspecial = 1\n")
+        .await;
+    let shown = admin
+        .put(
+            &format!(
+                "/v1/organizations/{org}/devices/{}/configuration",
+                devices[0].1
+            ),
+            json!({ "configuration_id": special }),
+        )
+        .await;
+    assert_eq!(shown["configuration"]["id"], json!(special));
+    let received = next_configuration(&mut devices[0].0).await;
+    assert_eq!(received.configuration_id.to_string(), special);
+
+    let bulk = admin
+        .create_config(&org, "Bulk", "[GLOBAL]\nbulk = 1\n")
+        .await;
+    let ids: Vec<&str> = devices.iter().map(|(_, id)| id.as_str()).collect();
+    let assigned = admin
+        .post(
+            &format!("/v1/organizations/{org}/configurations/{bulk}/assign"),
+            json!({ "device_ids": ids }),
+        )
+        .await;
+    assert_eq!(assigned["device_ids"].as_array().unwrap().len(), 3);
+    for (connection, _) in &mut devices {
+        let received = next_configuration(connection).await;
+        assert_eq!(received.configuration_id.to_string(), bulk);
+        let reference = ConfigRef {
+            configuration_id: received.configuration_id,
+            revision: received.revision,
+        };
+        assert!(
+            connection
+                .ack(reference, AckOutcome::Applied)
+                .await
+                .unwrap()
+                .recorded
+        );
+    }
+    for (_, id) in &devices {
+        let shown = admin.device(&org, id).await;
+        assert_eq!(shown["configuration"]["id"], json!(bulk));
+        assert_eq!(shown["applied"]["configuration_id"], json!(bulk));
+    }
+    // One unknown device: nothing is assigned.
+    let unknown = engine::ids::DeviceId::generate().to_string();
+    let (status, _) = admin
+        .call(
+            Method::POST,
+            &format!("/v1/organizations/{org}/configurations/{special}/assign"),
+            Some(json!({ "device_ids": [devices[1].1, unknown] })),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        admin.device(&org, &devices[1].1).await["configuration"]["id"],
+        json!(bulk)
+    );
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_cannot_be_deleted_while_assigned() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let (org, code) = admin.org_with_code("Acme", 1).await;
+    let used = admin.create_config(&org, "Used", "[GLOBAL]\n").await;
+    let (_, mut connection, paired) = pair_ok(&test.device_url(), &code).await;
+    next_configuration(&mut connection).await;
+    let path = format!("/v1/organizations/{org}/configurations/{used}");
+    let (status, answer) = admin.call(Method::DELETE, &path, None).await;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (409, json!("configuration_in_use"))
+    );
+    assert_eq!(admin.get(&path).await["revision"], json!(1));
+
+    let replacement = admin.create_config(&org, "Replacement", "[GLOBAL]\n").await;
+    admin
+        .put(
+            &format!(
+                "/v1/organizations/{org}/devices/{}/configuration",
+                paired.device_id
+            ),
+            json!({ "configuration_id": replacement }),
+        )
+        .await;
+    let (status, _) = admin.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = admin.call(Method::GET, &path, None).await;
+    assert_eq!(status, 404);
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_check_their_input() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let org = admin.create_org("Acme").await;
+    let config = admin.create_config(&org, "Meters", "[GLOBAL]\n").await;
+    let path = format!("/v1/organizations/{org}/configurations/{config}");
+    let (status, answer) = admin
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({ "body": "x", "if_revision": 5 })),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (409, json!("revision_mismatch"))
+    );
+    let too_big = "#".repeat(protocol::limits::MAX_CONFIGURATION_BODY_BYTES + 1);
+    let (status, answer) = admin
+        .call(Method::PUT, &path, Some(json!({ "body": too_big })))
+        .await;
+    assert_eq!(
+        (status, answer["error"]["field"].clone()),
+        (422, json!("body"))
+    );
+    let (status, _) = admin
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({ "body": "[GLOBAL]\n", "colour": "red" })),
+        )
+        .await;
+    assert_eq!(status, 422, "unknown fields are refused");
+    let max = "#".repeat(protocol::limits::MAX_CONFIGURATION_BODY_BYTES);
+    let edited = admin
+        .put(&path, json!({ "body": max, "if_revision": 1 }))
+        .await;
+    assert_eq!(edited["revision"], json!(2));
+    assert_eq!(edited["body"].as_str().unwrap().len(), max.len());
+    test.stop().await;
+}

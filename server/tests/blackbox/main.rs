@@ -1,0 +1,19 @@
+//! Black-box tests: a real paird (in this process, or as child processes) on 127.0.0.1, a real
+//! SQLite file in a temporary directory, real WebSocket devices and real HTTP admin calls.
+//!
+//! One test binary with one module per area, so that the suite links once.
+
+mod support;
+
+mod audit;
+mod codes;
+mod concurrency;
+mod configurations;
+mod isolation;
+mod licenses;
+mod pairing;
+mod processes;
+mod robustness;
+mod secrets_at_rest;
+mod supervision;
+mod unpair;

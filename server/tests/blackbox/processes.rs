@@ -1,0 +1,385 @@
+//! Real `paird` processes: two on one SQLite file, a SIGKILL mid-burst, a clean restart, the
+//! command-line device.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use client::{PairResult, ResumeResult};
+use futures_util::future::join_all;
+use protocol::Encoding;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::support::*;
+
+struct Paird {
+    child: Child,
+    device_url: String,
+    admin: Admin,
+    /// Everything the process printed on start-up.
+    banner: Vec<String>,
+}
+
+async fn spawn_paird(data_dir: &Path, token: Option<&str>) -> Paird {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paird"));
+    command
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--device-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--failures-per-address",
+            "0",
+        ])
+        .env_remove("PAIRD_OPERATOR_TOKEN")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    if let Some(token) = token {
+        command.env("PAIRD_OPERATOR_TOKEN", token);
+    }
+    let mut child = command.spawn().expect("paird starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut banner = Vec::new();
+    let mut device_url = None;
+    let mut admin_url = None;
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("stdout readable") {
+            if let Some(url) = line.trim().strip_prefix("device endpoint") {
+                device_url = Some(url.trim().to_string());
+            }
+            if let Some(url) = line.trim().strip_prefix("admin API") {
+                admin_url = Some(url.trim().to_string());
+            }
+            let operator_line = line.contains("operator token");
+            banner.push(line);
+            if operator_line {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("paird prints its banner");
+    // Keep draining stdout so that the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let token = token.map(str::to_string).unwrap_or_else(|| {
+        banner
+            .iter()
+            .find_map(|line| {
+                line.trim()
+                    .strip_prefix("operator token")
+                    .map(|t| t.trim().to_string())
+            })
+            .unwrap_or_default()
+    });
+    Paird {
+        child,
+        device_url: device_url.expect("device endpoint printed"),
+        admin: Admin::new(&admin_url.expect("admin API printed"), &token),
+        banner,
+    }
+}
+
+async fn sigterm(child: &mut Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(exit.success(), "clean shutdown: {exit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_sqlite_file_never_assign_a_license_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = spawn_paird(dir.path(), Some(OPERATOR_TOKEN)).await;
+    let second = spawn_paird(dir.path(), Some(OPERATOR_TOKEN)).await;
+    let (org, code) = first.admin.org_with_code("Acme", 20).await;
+
+    let mut connections = Vec::new();
+    for index in 0..120 {
+        let url = if index % 2 == 0 {
+            &first.device_url
+        } else {
+            &second.device_url
+        };
+        connections.push(connect(url, Encoding::Postcard).await);
+    }
+    let results = join_all(connections.into_iter().map(|mut connection| {
+        let code = code.clone();
+        async move {
+            connection
+                .pair(&code, &identity(), &device_info("racer"))
+                .await
+                .expect("answered")
+        }
+    }))
+    .await;
+    let paired = results
+        .iter()
+        .filter(|result| matches!(result, PairResult::Paired(_)))
+        .count();
+    assert_eq!(paired, 20);
+    assert!(
+        results
+            .iter()
+            .filter_map(refusal)
+            .all(|reason| reason == protocol::RefusalReason::NoFreeLicense)
+    );
+    assert_eq!(
+        assignment_counts(&dir.path().join("paird.db")).await,
+        (20, 20, 20)
+    );
+    assert_eq!(second.admin.summary(&org).await["assigned"], json!(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_during_pairings_keeps_every_acknowledged_pairing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paird = spawn_paird(dir.path(), Some(OPERATOR_TOKEN)).await;
+    let devices = 600;
+    let (org, code) = paird.admin.org_with_code("Acme", devices).await;
+    let mut connections = Vec::new();
+    for _ in 0..devices {
+        connections.push(connect(&paird.device_url, Encoding::Postcard).await);
+    }
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let burst = join_all(connections.into_iter().map(|mut connection| {
+        let code = code.clone();
+        let acknowledged = Arc::clone(&acknowledged);
+        async move {
+            let identity = identity();
+            match connection
+                .pair(&code, &identity, &device_info("burst"))
+                .await
+            {
+                Ok(PairResult::Paired(paired)) => {
+                    acknowledged.fetch_add(1, Ordering::SeqCst);
+                    Some((identity, paired))
+                }
+                _ => None,
+            }
+        }
+    }));
+    let killer = async {
+        eventually("some pairings to be acknowledged", || async {
+            (acknowledged.load(Ordering::SeqCst) >= 30).then_some(())
+        })
+        .await;
+        paird.child.start_kill().expect("SIGKILL");
+    };
+    let (results, ()) = tokio::join!(burst, killer);
+    let _ = paird.child.wait().await;
+    let acknowledged: Vec<_> = results.into_iter().flatten().collect();
+    assert!(acknowledged.len() >= 30);
+
+    let restarted = spawn_paird(dir.path(), Some(OPERATOR_TOKEN)).await;
+    let listed: HashMap<String, String> = restarted
+        .admin
+        .devices(&org)
+        .await
+        .into_iter()
+        .map(|device| {
+            (
+                device["id"].as_str().unwrap().to_string(),
+                device["license_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (_, paired) in &acknowledged {
+        assert_eq!(
+            listed.get(&paired.device_id.to_string()),
+            Some(&paired.license_id.to_string()),
+            "an acknowledged pairing was lost"
+        );
+    }
+    let (assigned, distinct, active) = assignment_counts(&dir.path().join("paird.db")).await;
+    assert_eq!(
+        (assigned, distinct),
+        (active, active),
+        "no license half-assigned or doubled"
+    );
+    let summary = restarted.admin.summary(&org).await;
+    assert_eq!(summary["free"], json!(i64::from(devices) - active));
+    // Acknowledged devices reconnect to the restarted server.
+    let (identity, paired) = &acknowledged[0];
+    let mut connection = connect(&restarted.device_url, Encoding::Json).await;
+    let resumed = connection
+        .resume(identity, &device_info("burst"), None)
+        .await
+        .unwrap();
+    assert!(matches!(resumed, ResumeResult::Resumed(ref r) if r.device_id == paired.device_id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_restart_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paird = spawn_paird(dir.path(), None).await;
+    // First start: a new operator token is printed and saved for the operator.
+    let printed = paird
+        .banner
+        .iter()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("operator token")
+                .map(|t| t.trim().to_string())
+        })
+        .expect("token printed");
+    assert!(printed.starts_with("paird_op_"), "{printed}");
+    let saved = std::fs::read_to_string(dir.path().join("operator-token")).unwrap();
+    assert_eq!(saved.trim(), printed);
+
+    let admin = paird.admin.clone();
+    let (org, code) = admin.org_with_code("Acme", 2).await;
+    let config = admin.create_config(&org, "Meters", "[GLOBAL]\n").await;
+    let codes = admin.get(&format!("/v1/organizations/{org}/codes")).await;
+    let code_id = codes["items"][0]["id"].as_str().unwrap().to_string();
+    let (identity, mut connection, paired) = pair_ok(&paird.device_url, &code).await;
+    let received = next_configuration(&mut connection).await;
+    connection
+        .ack(
+            protocol::ConfigRef {
+                configuration_id: received.configuration_id,
+                revision: received.revision,
+            },
+            protocol::AckOutcome::Applied,
+        )
+        .await
+        .unwrap();
+    let device_before = admin.device(&org, &paired.device_id.to_string()).await;
+    sigterm(&mut paird.child).await;
+    // The device was told the server is going away.
+    let closed = connection.recv_timeout(WAIT).await.unwrap_err();
+    assert_eq!(closed.close_code(), Some(protocol::CloseCode::GoingAway));
+
+    let restarted = spawn_paird(dir.path(), None).await;
+    assert!(
+        !restarted
+            .banner
+            .iter()
+            .any(|line| line.contains("paird_op_")),
+        "no new token on a restart"
+    );
+    let admin = Admin::new(&restarted.admin.base, &printed);
+    let mut device_after = admin.device(&org, &paired.device_id.to_string()).await;
+    let mut expected = device_before.clone();
+    for shown in [&mut device_after, &mut expected] {
+        shown.as_object_mut().unwrap().remove("last_seen");
+        shown.as_object_mut().unwrap().remove("online");
+    }
+    assert_eq!(device_after, expected);
+    let shown = admin
+        .get(&format!("/v1/organizations/{org}/codes/{code_id}/reveal"))
+        .await;
+    assert_eq!(
+        shown["code"],
+        json!(code),
+        "the server key survived the restart"
+    );
+    let mut again = connect(&restarted.device_url, Encoding::Postcard).await;
+    let current = protocol::ConfigRef {
+        configuration_id: config.parse().unwrap(),
+        revision: 1,
+    };
+    let resumed = again
+        .resume(&identity, &device_info("device"), Some(current))
+        .await
+        .unwrap();
+    assert!(matches!(resumed, ResumeResult::Resumed(_)));
+    admin
+        .edit_config(&org, &config, "[GLOBAL]\nafter restart\n")
+        .await;
+    assert_eq!(next_configuration(&mut again).await.revision, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_device_pairs_prints_configurations_and_reconnects() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let org = admin.create_org("Acme").await;
+    admin.add_licenses(&org, 1).await;
+    let config = admin
+        .create_config(&org, "Meters", "[GLOBAL]\nfrom_cli = 1\n")
+        .await;
+    let code = admin.reusable_code(&org, json!({})).await;
+    let payload = code["payload_uri"].as_str().unwrap();
+    let state = test.dir.path().join("device.json");
+    let written = test.dir.path().join("applied.ini");
+
+    let output = tokio::time::timeout(
+        WAIT,
+        Command::new(env!("CARGO_BIN_EXE_paird"))
+            .args([
+                "device",
+                "pair",
+                payload,
+                "--once",
+                "--encoding",
+                "json",
+                "--state",
+            ])
+            .arg(&state)
+            .arg("--config-out")
+            .arg(&written)
+            .output(),
+    )
+    .await
+    .expect("the device finishes")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("paired: device"), "{stdout}");
+    assert!(stdout.contains("from_cli = 1"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(&written).unwrap(),
+        "[GLOBAL]\nfrom_cli = 1\n"
+    );
+    let devices = admin.devices(&org).await;
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0]["applied"]["revision"], json!(1));
+    // The state file keeps the credential private.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "state file readable by others: {mode:o}");
+    }
+
+    // Later: the configuration changed while the device was off; it reconnects from its state
+    // file and receives the new revision.
+    admin
+        .edit_config(&org, &config, "[GLOBAL]\nfrom_cli = 2\n")
+        .await;
+    let output = tokio::time::timeout(
+        WAIT,
+        Command::new(env!("CARGO_BIN_EXE_paird"))
+            .args(["device", "run", "--once", "--state"])
+            .arg(&state)
+            .output(),
+    )
+    .await
+    .expect("the device finishes")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("resumed: device"), "{stdout}");
+    assert!(stdout.contains("revision 2"), "{stdout}");
+    let device = admin.device(&org, devices[0]["id"].as_str().unwrap()).await;
+    assert_eq!(device["applied"]["revision"], json!(2));
+    test.stop().await;
+}

@@ -1,0 +1,378 @@
+//! Bad input: refused cleanly, nothing changes, other connections carry on; failures are rate
+//! limited; silent connections are closed.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use client::PairResult;
+use protocol::{CloseCode, DeviceMessage, Encoding, RefusalReason};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::support::*;
+
+/// A raw handshake offering `protocols` at `path`; the HTTP status of a refusal, or 101.
+async fn handshake_status(addr: std::net::SocketAddr, path: &str, protocols: Option<&str>) -> u16 {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    if let Some(protocols) = protocols {
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_str(protocols).unwrap(),
+        );
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("unexpected handshake error: {other}"),
+    }
+}
+
+/// Counts what the database holds, to show that bad input changed nothing.
+async fn footprint(admin: &Admin, org: &str) -> (serde_json::Value, usize, usize) {
+    (
+        admin.summary(org).await,
+        admin.devices(org).await.len(),
+        admin.audit(org).await.len(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_subprotocols_and_paths_are_refused_at_the_handshake() {
+    let test = TestServer::start().await;
+    let addr = test.server.device_addr;
+    assert_eq!(
+        handshake_status(addr, "/device", Some("paird.v2.json")).await,
+        400
+    );
+    assert_eq!(handshake_status(addr, "/device", Some("chat")).await, 400);
+    assert_eq!(handshake_status(addr, "/device", None).await, 400);
+    assert_eq!(
+        handshake_status(addr, "/elsewhere", Some("paird.v1.json")).await,
+        404
+    );
+    assert_eq!(
+        handshake_status(addr, "/device", Some("chat, paird.v1.json")).await,
+        101
+    );
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_frames_close_only_their_connection_and_change_nothing() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let (org, code) = admin.org_with_code("Acme", 3).await;
+    let config = admin.create_config(&org, "Meters", "[GLOBAL]\n").await;
+    let (_, mut bystander, _) = pair_ok(&test.device_url(), &code).await;
+    next_configuration(&mut bystander).await;
+    let before = footprint(admin, &org).await;
+
+    let url = test.device_url();
+    let cases: Vec<(Encoding, Message, CloseCode)> = vec![
+        (
+            Encoding::Postcard,
+            Message::Binary(vec![0xff, 0x00, 0x13].into()),
+            CloseCode::InvalidPayload,
+        ),
+        (
+            Encoding::Postcard,
+            Message::Binary(Vec::new().into()),
+            CloseCode::InvalidPayload,
+        ),
+        (
+            Encoding::Postcard,
+            Message::Text("{\"pair\":{}}".into()),
+            CloseCode::UnsupportedData,
+        ),
+        (
+            Encoding::Json,
+            Message::Text("{\"pair\": 42}".into()),
+            CloseCode::InvalidPayload,
+        ),
+        (
+            Encoding::Json,
+            Message::Text("not json".into()),
+            CloseCode::InvalidPayload,
+        ),
+        (
+            Encoding::Json,
+            Message::Binary(vec![1, 2, 3].into()),
+            CloseCode::UnsupportedData,
+        ),
+        (
+            Encoding::Json,
+            Message::Text(
+                "x".repeat(protocol::limits::DEFAULT_MAX_DEVICE_FRAME_BYTES + 1)
+                    .into(),
+            ),
+            CloseCode::MessageTooBig,
+        ),
+        (
+            Encoding::Postcard,
+            Message::Binary(vec![0; 64 * 1024].into()),
+            CloseCode::MessageTooBig,
+        ),
+    ];
+    for (encoding, frame, expected) in cases {
+        let mut connection = connect(&url, encoding).await;
+        connection.send_raw(frame).await.unwrap();
+        let error = connection.recv_timeout(WAIT).await.unwrap_err();
+        assert_eq!(error.close_code(), Some(expected), "{error}");
+    }
+    // Acknowledging before pairing is a protocol violation.
+    let mut early = test.connect().await;
+    early
+        .send(&DeviceMessage::Ack(protocol::Ack {
+            configuration_id: config.parse().unwrap(),
+            revision: 1,
+            outcome: protocol::AckOutcome::Applied,
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        early.recv_timeout(WAIT).await.unwrap_err().close_code(),
+        Some(CloseCode::PolicyViolation)
+    );
+
+    assert_eq!(footprint(admin, &org).await, before);
+    // The bystander never noticed and still receives pushes.
+    admin
+        .edit_config(&org, &config, "[GLOBAL]\nafter = 1\n")
+        .await;
+    assert_eq!(next_configuration(&mut bystander).await.revision, 2);
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_bad_fields_are_refused_as_malformed_and_keep_the_connection() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let (org, code) = admin.org_with_code("Acme", 3).await;
+    let mut connection = test.connect().await;
+    let long_name = device_info(&"n".repeat(protocol::limits::MAX_DEVICE_FIELD_BYTES + 1));
+    let result = connection
+        .pair(&code, &identity(), &long_name)
+        .await
+        .unwrap();
+    assert_eq!(refusal(&result), Some(RefusalReason::Malformed));
+    let result = connection
+        .pair("not-a-code", &identity(), &device_info("device"))
+        .await
+        .unwrap();
+    assert_eq!(refusal(&result), Some(RefusalReason::Malformed));
+    let result = connection
+        .pair(&code, &identity(), &device_info("device"))
+        .await
+        .unwrap();
+    assert!(matches!(result, PairResult::Paired(_)), "{result:?}");
+    assert_eq!(admin.devices(&org).await.len(), 1);
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_are_rate_limited_per_connection_address_and_code() {
+    let test = TestServer::start_with(|config| {
+        config.engine.failures_per_address.max_failures = 5;
+        config.engine.failures_per_address.window = Duration::from_secs(60);
+        config.engine.failures_per_code.max_failures = 3;
+    })
+    .await;
+    let admin = &test.admin;
+    let (org, code) = admin.org_with_code("Acme", 3).await;
+    let unknown = "A".repeat(protocol::PairingCode::LEN);
+
+    // Per connection: the third failure closes it.
+    let mut connection = test.connect().await;
+    for _ in 0..2 {
+        let result = connection
+            .pair(&unknown, &identity(), &device_info("guess"))
+            .await
+            .unwrap();
+        assert_eq!(refusal(&result), Some(RefusalReason::UnknownCode));
+    }
+    let result = connection
+        .pair(&unknown, &identity(), &device_info("guess"))
+        .await
+        .unwrap();
+    assert_eq!(refusal(&result), Some(RefusalReason::UnknownCode));
+    assert_eq!(
+        connection
+            .recv_timeout(WAIT)
+            .await
+            .unwrap_err()
+            .close_code(),
+        Some(CloseCode::TooManyFailures)
+    );
+
+    // Per address: 5 failures in the window, then refusals with a retry-after, and new
+    // handshakes are refused too.
+    let mut other = test.connect().await;
+    let result = other
+        .pair(&unknown, &identity(), &device_info("guess"))
+        .await
+        .unwrap();
+    assert_eq!(refusal(&result), Some(RefusalReason::UnknownCode));
+    let mut third = test.connect().await;
+    let result = third
+        .pair(&unknown, &identity(), &device_info("guess"))
+        .await
+        .unwrap();
+    assert_eq!(refusal(&result), Some(RefusalReason::UnknownCode));
+    let result = third
+        .pair(&code, &identity(), &device_info("legit"))
+        .await
+        .unwrap();
+    let PairResult::Refused(refused) = result else {
+        panic!("expected a refusal, got {result:?}")
+    };
+    assert_eq!(refused.reason, RefusalReason::RateLimited);
+    assert!(
+        refused
+            .retry_after_ms
+            .is_some_and(|ms| ms > 0 && ms <= 60_000)
+    );
+    let addr = test.server.device_addr;
+    let mut request = format!("ws://{addr}/device").into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("paird.v1.postcard"),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    // The window slides: after it, the address may try again, and success does not count.
+    admin.advance(61.0).await;
+    let (_, _, paired) = pair_ok(&test.device_url(), &code).await;
+    let _ = paired;
+    pair_ok(&test.device_url(), &code).await;
+
+    // Per code: a revoked code hammered from fresh addresses' point of view is still limited
+    // by the code's own window (3 failures).
+    let revoked = admin.reusable_code(&org, json!({})).await;
+    admin
+        .post(
+            &format!(
+                "/v1/organizations/{org}/codes/{}/revoke",
+                revoked["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    let revoked_code = revoked["code"].as_str().unwrap();
+    admin.advance(61.0).await;
+    let mut reasons = Vec::new();
+    for _ in 0..4 {
+        let (_, _, result) = pair_new(&test.device_url(), revoked_code).await;
+        reasons.push(refusal(&result).unwrap());
+        admin.advance(0.001).await;
+    }
+    assert_eq!(
+        reasons,
+        vec![
+            RefusalReason::CodeRevoked,
+            RefusalReason::CodeRevoked,
+            RefusalReason::CodeRevoked,
+            RefusalReason::RateLimited
+        ]
+    );
+    assert_eq!(admin.devices(&org).await.len(), 2);
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed_by_keepalive() {
+    let test = TestServer::start_with(|config| {
+        config.device.ping_interval = Duration::from_millis(100);
+        config.device.silence_limit = Duration::from_millis(300);
+    })
+    .await;
+    let stats = || {
+        test.server
+            .endpoint_stats()
+            .open_connections
+            .load(Ordering::Relaxed)
+    };
+    // A client that completes the handshake, then never reads: it never answers the server's
+    // pings. Its socket is read raw afterwards, to find the close frame the server sent.
+    let mut request = test.device_url().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("paird.v1.json"),
+    );
+    let (silent, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let tokio_tungstenite::MaybeTlsStream::Plain(mut socket) = silent.into_inner() else {
+        panic!("plain TCP expected")
+    };
+    eventually("the server to see the connection", || async {
+        (stats() == 1).then_some(())
+    })
+    .await;
+    eventually("the silent connection to be closed", || async {
+        (stats() == 0).then_some(())
+    })
+    .await;
+    let mut bytes = Vec::new();
+    tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut socket, &mut bytes),
+    )
+    .await
+    .expect("the server closed the socket")
+    .unwrap();
+    assert_eq!(
+        close_code_in(&bytes),
+        Some(CloseCode::KeepaliveTimeout.code())
+    );
+
+    // A client that reads answers pings and stays connected past the silence limit.
+    let (_, code) = test.admin.org_with_code("Acme", 1).await;
+    let (_, mut alive, _) = pair_ok(&test.device_url(), &code).await;
+    let outcome = alive.recv_timeout(Duration::from_millis(1000)).await;
+    assert!(
+        matches!(outcome, Err(client::ClientError::Timeout)),
+        "{outcome:?}"
+    );
+    test.stop().await;
+}
+
+/// The code of the first close frame in a raw stream of server frames (unmasked).
+fn close_code_in(bytes: &[u8]) -> Option<u16> {
+    let mut at = 0;
+    while at + 2 <= bytes.len() {
+        let opcode = bytes[at] & 0x0f;
+        let (length, header) = match bytes[at + 1] & 0x7f {
+            126 => (
+                usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]])),
+                4,
+            ),
+            127 => return None,
+            short => (usize::from(short), 2),
+        };
+        let payload = bytes.get(at + header..at + header + length)?;
+        if opcode == 0x8 {
+            return payload
+                .get(..2)
+                .map(|code| u16::from_be_bytes([code[0], code[1]]));
+        }
+        at += header + length;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_says_hello_is_closed() {
+    let test = TestServer::start_with(|config| {
+        config.device.hello_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let mut connection = test.connect().await;
+    let error = connection.recv_timeout(WAIT).await.unwrap_err();
+    assert_eq!(error.close_code(), Some(CloseCode::HelloTimeout));
+    test.stop().await;
+}
