@@ -257,7 +257,7 @@ impl Engine {
         let now = self.shared.clock.now();
         if let Err(retry_after) = self.shared.address_failures.check(&link.peer, now) {
             Metrics::add(&self.shared.metrics.rate_limited, 1);
-            return ResumeAnswer::Unavailable {
+            return ResumeAnswer::RateLimited {
                 retry_after_ms: retry_after,
             };
         }

@@ -75,6 +75,10 @@ impl From<crate::store::StoreError> for EngineError {
                 tracing::warn!(%detail, "write conflict");
                 EngineError::unavailable()
             }
+            StoreError::InvalidInput(field) => EngineError::Invalid {
+                field,
+                message: format!("not a valid {field}; use the value from the previous page"),
+            },
             StoreError::Other(detail) => {
                 tracing::error!(%detail, "database error");
                 EngineError::Internal

@@ -88,7 +88,20 @@ impl Timestamp {
 
     /// Parses RFC 3339 text in UTC (`Z` or `+00:00`, or no offset at all).
     pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
-        let time = humantime::parse_rfc3339_weak(text.trim()).ok()?;
+        let text = text.trim();
+        // humantime reads any offset as UTC; refuse offsets other than UTC rather than shift
+        // the time silently.
+        let date_time = text
+            .strip_suffix('Z')
+            .or_else(|| text.strip_suffix("+00:00"))
+            .unwrap_or(text);
+        if date_time
+            .get(10..)
+            .is_some_and(|time| time.contains(['+', '-', 'Z']))
+        {
+            return None;
+        }
+        let time = humantime::parse_rfc3339_weak(date_time).ok()?;
         let since = time.duration_since(std::time::UNIX_EPOCH).ok()?;
         i64::try_from(since.as_millis()).ok().map(Timestamp)
     }
@@ -140,6 +153,32 @@ impl Timestamp {
     /// For the wire: negative times (before 1970) do not occur; they clamp to zero.
     pub fn as_wire(self) -> u64 {
         u64::try_from(self.0).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trip_and_utc_only() {
+        let t = Timestamp(1_800_000_000_123);
+        assert_eq!(t.to_rfc3339(), "2027-01-15T08:00:00.123Z");
+        assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2027-01-15T08:00:00.123+00:00"),
+            Some(t)
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2027-01-15T08:00:00"),
+            Some(Timestamp(1_800_000_000_000))
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2027-01-15T08:00:00.0+05:00"),
+            None
+        );
+        assert_eq!(Timestamp::parse_rfc3339("2027-01-15T08:00:00-01:00"), None);
+        assert_eq!(Timestamp::parse_rfc3339("tomorrow"), None);
     }
 }
 

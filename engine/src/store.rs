@@ -29,6 +29,9 @@ pub enum StoreError {
     /// refused a row: the transaction must be rolled back.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A client-supplied value the backend cannot use (a malformed page cursor).
+    #[error("invalid {0}")]
+    InvalidInput(&'static str),
     /// Anything else (a bug, a corrupt row).
     #[error("database error: {0}")]
     Other(String),

@@ -7,7 +7,7 @@
 /// A close code sent by the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CloseCode {
-    /// 1000: normal closure.
+    /// 1000: normal closure (sent by clients; the server closes with a more specific code).
     Normal,
     /// 1001: the server is shutting down (or the client is leaving). Reconnect with back-off.
     GoingAway,
@@ -17,13 +17,16 @@ pub enum CloseCode {
     UnsupportedData,
     /// 1007: the frame could not be decoded as a message.
     InvalidPayload,
-    /// 1008: policy violation (handshake not completed in time, …).
+    /// 1008: policy violation: a second `pair`/`resume` on one connection, or an `ack` before
+    /// the connection paired or resumed.
     PolicyViolation,
     /// 1009: the frame exceeds the size cap.
     MessageTooBig,
-    /// 1011: the server hit an unexpected condition. Reconnect with back-off.
+    /// 1011: the server hit an unexpected condition. Reconnect with back-off. (Reserved: the
+    /// current server answers such conditions with 1013 instead.)
     InternalError,
-    /// 1013: the server is overloaded. Reconnect with back-off.
+    /// 1013: the server cannot answer now (database unavailable, overloaded); nothing changed.
+    /// Reconnect with back-off.
     TryAgainLater,
     /// 4000: an admin unpaired the device. Do not reconnect with this credential; pair again.
     Unpaired,
@@ -37,7 +40,8 @@ pub enum CloseCode {
     HelloTimeout,
     /// 4005: nothing was heard from the device (not even a pong) within the silence limit.
     KeepaliveTimeout,
-    /// 4008: too many failed attempts on this connection. Reconnect after a pause.
+    /// 4008: too many failed attempts, on this connection or from this address. Reconnect after
+    /// a pause (the close reason says how long when the address is blocked).
     TooManyFailures,
 }
 
@@ -99,7 +103,7 @@ impl CloseCode {
             CloseCode::PolicyViolation => "policy violation",
             CloseCode::MessageTooBig => "frame too large",
             CloseCode::InternalError => "internal error",
-            CloseCode::TryAgainLater => "server overloaded",
+            CloseCode::TryAgainLater => "try again later",
             CloseCode::Unpaired => "unpaired",
             CloseCode::LicenseExpired => "license expired",
             CloseCode::AuthenticationFailed => "authentication failed",

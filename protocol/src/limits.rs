@@ -1,5 +1,7 @@
 //! Size caps. A frame above its cap closes the connection with
-//! [`crate::CloseCode::MessageTooBig`]; a field above its cap is refused as `malformed`.
+//! [`crate::CloseCode::MessageTooBig`]. A field above its cap in a `pair` is refused as
+//! `malformed` (the connection stays open); in a `resume` or an `ack` it closes the connection
+//! with [`crate::CloseCode::InvalidPayload`].
 
 /// Default cap on a device-to-server frame. Settable on the server.
 pub const DEFAULT_MAX_DEVICE_FRAME_BYTES: usize = 16 * 1024;

@@ -115,8 +115,8 @@ pub struct Paired {
     /// True when this installation was already paired and got its existing device back
     /// (no code use was counted).
     pub already_paired: bool,
-    /// False when the organization has no configuration yet: the device waits, and receives
-    /// the first configuration created.
+    /// True when the device has no configuration yet (its organization has none): it waits,
+    /// and receives the first configuration created. False when a `configuration` follows.
     pub configuration_pending: bool,
 }
 

@@ -221,6 +221,8 @@ struct Session<'a> {
 enum Next {
     Continue,
     Close(CloseCode),
+    /// Close with a reason text of our own (at most 123 bytes).
+    CloseBecause(CloseCode, String),
     /// The peer is gone (or closed); nothing more to send.
     Stop,
 }
@@ -260,8 +262,10 @@ impl Session<'_> {
                 other => break other,
             }
         };
-        if let Next::Close(code) = next {
-            self.close(code).await;
+        match next {
+            Next::Close(code) => self.close(code, code.reason().to_string()).await,
+            Next::CloseBecause(code, reason) => self.close(code, reason).await,
+            Next::Continue | Next::Stop => {}
         }
     }
 
@@ -379,6 +383,13 @@ impl Session<'_> {
                         Next::Close(reason.close_code())
                     }
                     ResumeAnswer::Unavailable { .. } => Next::Close(CloseCode::TryAgainLater),
+                    ResumeAnswer::RateLimited { retry_after_ms } => Next::CloseBecause(
+                        CloseCode::TooManyFailures,
+                        format!(
+                            "too many failed attempts; retry after {} s",
+                            retry_after_ms.div_ceil(1000).max(1)
+                        ),
+                    ),
                     ResumeAnswer::Malformed => Next::Close(CloseCode::InvalidPayload),
                 }
             }
@@ -413,10 +424,14 @@ impl Session<'_> {
 
     /// Sends a close frame, then waits briefly for the peer's close so that the frame is read
     /// before the socket goes away.
-    async fn close(&mut self, code: CloseCode) {
+    async fn close(&mut self, code: CloseCode, mut reason: String) {
+        // A close frame's reason fits in 123 bytes.
+        while reason.len() > 123 {
+            reason.pop();
+        }
         let frame = CloseFrame {
             code: code.code().into(),
-            reason: code.reason().into(),
+            reason: reason.into(),
         };
         if self.ws.close(Some(frame)).await.is_err() {
             return;

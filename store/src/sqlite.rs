@@ -245,20 +245,24 @@ fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn page_of<T>(items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
-    let next_cursor = if items.len() == limit as usize {
-        items.last().map(cursor)
-    } else {
-        None
-    };
+/// A page from up to `limit + 1` rows: the extra row only says that there is a next page.
+fn page_of<T>(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = if more { items.last().map(cursor) } else { None };
     Page { items, next_cursor }
+}
+
+/// The row limit of a page query: one more than the page, to know whether another follows.
+fn page_rows(limit: u32) -> i64 {
+    i64::from(limit) + 1
 }
 
 /// The cursor of an id-ordered list: the last id seen (nil = from the start).
 fn uuid_cursor(page: &PageRequest) -> StoreResult<Uuid> {
     match &page.after {
         None => Ok(Uuid::nil()),
-        Some(text) => Uuid::parse_str(text).map_err(|_| StoreError::Other("invalid cursor".into())),
+        Some(text) => Uuid::parse_str(text).map_err(|_| StoreError::InvalidInput("cursor")),
     }
 }
 
@@ -580,7 +584,7 @@ impl Store for SqliteStore {
             "SELECT id, name, created_at FROM organizations WHERE id > ? ORDER BY id LIMIT ?",
         )
         .bind(uuid_cursor(page)?)
-        .bind(i64::from(limit))
+        .bind(page_rows(limit))
         .fetch_all(&self.readers)
         .await
         .map_err(map_error)?;
@@ -664,7 +668,7 @@ impl Store for SqliteStore {
             .bind(org_id.0)
             .bind(uuid_cursor(page)?)
             .bind(status)
-            .bind(i64::from(limit))
+            .bind(page_rows(limit))
             .fetch_all(&self.readers)
             .await
             .map_err(map_error)?;
@@ -751,7 +755,7 @@ impl Store for SqliteStore {
             .bind(org_id.0)
             .bind(uuid_cursor(page)?)
             .bind(kind.map(CodeKind::as_str))
-            .bind(i64::from(limit))
+            .bind(page_rows(limit))
             .fetch_all(&self.readers)
             .await
             .map_err(map_error)?;
@@ -799,7 +803,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(org_id.0)
             .bind(uuid_cursor(page)?)
-            .bind(i64::from(limit))
+            .bind(page_rows(limit))
             .fetch_all(&self.readers)
             .await
             .map_err(map_error)?;
@@ -843,7 +847,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(org_id.0)
             .bind(uuid_cursor(page)?)
-            .bind(i64::from(limit))
+            .bind(page_rows(limit))
             .fetch_all(&self.readers)
             .await
             .map_err(map_error)?;
@@ -864,7 +868,7 @@ impl Store for SqliteStore {
             None => i64::MAX,
             Some(text) => text
                 .parse::<i64>()
-                .map_err(|_| StoreError::Other("invalid cursor".into()))?,
+                .map_err(|_| StoreError::InvalidInput("cursor"))?,
         };
         let rows = sqlx::query(
             "SELECT id, org_id, at, actor, action, subject, details FROM audit_log \
@@ -872,7 +876,7 @@ impl Store for SqliteStore {
         )
         .bind(org_id.map(|org| org.0))
         .bind(before)
-        .bind(i64::from(limit))
+        .bind(page_rows(limit))
         .fetch_all(&self.readers)
         .await
         .map_err(map_error)?;

@@ -91,22 +91,43 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
 
 // --- common -------------------------------------------------------------------------------
 
+/// `?limit=&cursor=` of a list.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     limit: Option<u32>,
     cursor: Option<String>,
-    status: Option<String>,
-    kind: Option<String>,
 }
 
 impl ListQuery {
     fn page(&self) -> PageRequest {
-        PageRequest {
-            limit: self.limit.unwrap_or(0),
-            after: self.cursor.clone(),
-        }
+        page(self.limit, &self.cursor)
     }
+}
+
+fn page(limit: Option<u32>, cursor: &Option<String>) -> PageRequest {
+    PageRequest {
+        limit: limit.unwrap_or(0),
+        after: cursor.clone(),
+    }
+}
+
+/// `?status=&limit=&cursor=` of the license list.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LicenseQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `?kind=&limit=&cursor=` of the code list.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CodeQuery {
+    kind: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 /// `?qr=png` adds the PNG (base64) to a code response.
@@ -313,7 +334,7 @@ async fn list_licenses(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Ids(org): Ids<OrgId>,
-    Params(query): Params<ListQuery>,
+    Params(query): Params<LicenseQuery>,
 ) -> Result<Response> {
     let status =
         match query.status.as_deref() {
@@ -325,7 +346,7 @@ async fn list_licenses(
     Ok(Json(
         state
             .engine
-            .list_licenses(&principal, org, status, &query.page())
+            .list_licenses(&principal, org, status, &page(query.limit, &query.cursor))
             .await?,
     )
     .into_response())
@@ -448,7 +469,7 @@ async fn list_codes(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Ids(org): Ids<OrgId>,
-    Params(query): Params<ListQuery>,
+    Params(query): Params<CodeQuery>,
 ) -> Result<Response> {
     let kind = match query.kind.as_deref() {
         None => None,
@@ -460,7 +481,7 @@ async fn list_codes(
     Ok(Json(
         state
             .engine
-            .list_codes(&principal, org, kind, &query.page())
+            .list_codes(&principal, org, kind, &page(query.limit, &query.cursor))
             .await?,
     )
     .into_response())

@@ -197,5 +197,16 @@ async fn licenses_are_listed_with_their_status() {
         }
     }
     assert_eq!(seen.len(), 4);
+    let (status, answer) = admin
+        .call(
+            Method::GET,
+            &format!("/v1/organizations/{org}/licenses?cursor=nonsense"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["field"].clone()),
+        (422, json!("cursor"))
+    );
     test.stop().await;
 }

@@ -233,6 +233,13 @@ async fn repeated_failures_are_rate_limited_per_connection_address_and_code() {
             .retry_after_ms
             .is_some_and(|ms| ms > 0 && ms <= 60_000)
     );
+    // A reconnection from the blocked address is closed with the wait in its reason.
+    let error = third
+        .resume(&identity(), &device_info("guess"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(error.close_code(), Some(CloseCode::TooManyFailures));
+    assert!(error.to_string().contains("retry after"), "{error}");
     let addr = test.server.device_addr;
     let mut request = format!("ws://{addr}/device").into_client_request().unwrap();
     request.headers_mut().insert(
