@@ -158,10 +158,10 @@ async fn continue_after(
         match outcome {
             Ok(()) => return Ok(()),
             Err(error) => {
-                if let Some(code) = error.close_code() {
-                    if !code.should_reconnect() {
-                        return Err(DeviceError::Closed(Some(code)));
-                    }
+                if let Some(code) = error.close_code()
+                    && !code.should_reconnect()
+                {
+                    return Err(DeviceError::Closed(Some(code)));
                 }
                 if !first {
                     let retry_in = backoff.next();
@@ -207,10 +207,9 @@ async fn continue_after(
         if let Err(ClientError::Closed {
             code: Some(code), ..
         }) = &outcome
+            && let Some(reason) = end_reason(*code)
         {
-            if let Some(reason) = end_reason(*code) {
-                return Err(DeviceError::Ended(reason));
-            }
+            return Err(DeviceError::Ended(reason));
         }
     }
 }

@@ -648,11 +648,11 @@ impl Work {
                 .map(|license| (license.id, license.valid_until))
                 .collect();
             for outcome in &mut outcomes {
-                if let PairOutcome::Paired { device, .. } = outcome {
-                    if !device.already_paired {
-                        device.license_valid_until =
-                            valid_until.get(&device.license_id).copied().flatten();
-                    }
+                if let PairOutcome::Paired { device, .. } = outcome
+                    && !device.already_paired
+                {
+                    device.license_valid_until =
+                        valid_until.get(&device.license_id).copied().flatten();
                 }
             }
         }

@@ -73,10 +73,10 @@ impl Shared {
     /// The shared snapshot for a configuration row: the cached one when it is the same revision
     /// (so that encoded frames are shared), otherwise a new one that replaces an older cached one.
     pub fn snapshot(&self, row: ConfigRow) -> Arc<ConfigSnapshot> {
-        if let Some(cached) = self.configs.get(&row.id) {
-            if cached.revision == row.revision {
-                return Arc::clone(cached.value());
-            }
+        if let Some(cached) = self.configs.get(&row.id)
+            && cached.revision == row.revision
+        {
+            return Arc::clone(cached.value());
         }
         let snapshot = Arc::new(ConfigSnapshot::new(
             row.id,

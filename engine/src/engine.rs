@@ -244,10 +244,10 @@ impl Engine {
             .await_reply(answer)
             .await
             .unwrap_or_else(PairAnswer::unavailable);
-        if let PairAnswer::Refused { reason, .. } = &answer {
-            if reason.counts_as_failure() {
-                self.failed(link.peer, Some(route.code_id), now);
-            }
+        if let PairAnswer::Refused { reason, .. } = &answer
+            && reason.counts_as_failure()
+        {
+            self.failed(link.peer, Some(route.code_id), now);
         }
         answer
     }
@@ -633,10 +633,10 @@ impl Engine {
         let mut tx = self.shared.store.begin().await?;
         let scope = format!("{}@organizations", principal.audit_name());
         let fingerprint = admin::fingerprint(&("create_organization", &name));
-        if let Some(key) = &idempotency {
-            if let Some(stored) = tx.idempotent_reply(&scope, &key.0).await? {
-                return admin::replay(&self.shared, &scope, key, &stored, &fingerprint);
-            }
+        if let Some(key) = &idempotency
+            && let Some(stored) = tx.idempotent_reply(&scope, &key.0).await?
+        {
+            return admin::replay(&self.shared, &scope, key, &stored, &fingerprint);
         }
         let org = Organization {
             id: OrgId::generate(),

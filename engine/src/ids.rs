@@ -156,6 +156,12 @@ impl Timestamp {
     }
 }
 
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({})", self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,11 +185,5 @@ mod tests {
         );
         assert_eq!(Timestamp::parse_rfc3339("2027-01-15T08:00:00-01:00"), None);
         assert_eq!(Timestamp::parse_rfc3339("tomorrow"), None);
-    }
-}
-
-impl fmt::Debug for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Timestamp({})", self.0)
     }
 }

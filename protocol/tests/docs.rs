@@ -1,6 +1,9 @@
 //! Every JSON example in docs/protocol.md is a real message: it decodes with the JSON
 //! subprotocol, and encodes back to the same JSON value.
 
+// Tests fail loudly by design: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used)]
+
 use protocol::Encoding;
 
 #[test]

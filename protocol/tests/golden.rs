@@ -2,6 +2,9 @@
 //! message changed, which breaks every deployed client: revert the change, or make it a new
 //! subprotocol version (and keep v1 decoding as it is).
 
+// Tests fail loudly by design: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used)]
+
 use protocol::{
     Ack, AckOutcome, Acknowledged, ConfigRef, Configuration, Credential, DeviceInfo, DeviceMessage,
     Encoding, EndReason, Ended, Pair, Paired, RefusalReason, Refused, Resume, Resumed,

@@ -1,6 +1,9 @@
 //! Property tests: every message survives a round trip through both encodings, and no byte
 //! string makes a decoder panic.
 
+// Tests fail loudly by design: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use protocol::{
     Ack, AckOutcome, Acknowledged, ConfigRef, Configuration, Credential, DeviceInfo, DeviceMessage,

@@ -121,6 +121,8 @@ async fn connection(
     let settings = &endpoint.settings;
     let blocked = endpoint.engine.address_retry_after(peer.ip());
     let mut chosen = None;
+    // The error type is tungstenite's handshake callback signature, not ours to shrink.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
         if request.uri().path() != protocol::DEVICE_PATH {
             return Err(refusal(

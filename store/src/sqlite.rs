@@ -95,12 +95,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 impl SqliteStore {
     /// Opens (creating if needed) the database and brings its schema up to date.
     pub async fn open(settings: &SqliteSettings) -> StoreResult<SqliteStore> {
-        if let Some(parent) = settings.path.parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|error| {
-                    StoreError::Unavailable(format!("cannot create {}: {error}", parent.display()))
-                })?;
-            }
+        if let Some(parent) = settings.path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                StoreError::Unavailable(format!("cannot create {}: {error}", parent.display()))
+            })?;
         }
         let options = SqliteConnectOptions::new()
             .filename(&settings.path)
@@ -322,8 +322,12 @@ fn code_from_row(row: &SqliteRow, now: Timestamp) -> StoreResult<CodeInfo> {
     })
 }
 
-const CODE_STATE_COLUMNS: &str =
-    "id, org_id, kind, expires_at, revoked_at, max_uses, uses, used_at, license_id";
+macro_rules! code_state_columns {
+    () => {
+        "id, org_id, kind, expires_at, revoked_at, max_uses, uses, used_at, license_id"
+    };
+}
+const CODE_STATE_COLUMNS: &str = code_state_columns!();
 
 fn code_state_from_row(row: &SqliteRow) -> StoreResult<CodeState> {
     let kind_text: String = get(row, 2)?;
@@ -418,8 +422,12 @@ fn device_from_row(row: &SqliteRow) -> StoreResult<Device> {
     })
 }
 
-const ACTIVE_DEVICE_COLUMNS: &str = "d.id, d.org_id, d.installation_id, d.credential_hash, \
-     d.license_id, l.valid_until, d.config_id";
+macro_rules! active_device_columns {
+    () => {
+        "d.id, d.org_id, d.installation_id, d.credential_hash, d.license_id, l.valid_until, \
+         d.config_id"
+    };
+}
 
 fn active_device_from_row(row: &SqliteRow) -> StoreResult<ActiveDevice> {
     Ok(ActiveDevice {
@@ -964,11 +972,7 @@ impl StoreTx for SqliteTx {
     }
 
     async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>> {
-        let sql = format!(
-            "SELECT {CODE_STATE_COLUMNS} FROM codes \
-             WHERE id IN (SELECT unhex(value) FROM json_each(?))"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(batch_sql::LOCK_CODES)
             .bind(id_list(ids.iter().map(|id| id.0)))
             .fetch_all(&mut *self.tx)
             .await
@@ -980,12 +984,7 @@ impl StoreTx for SqliteTx {
         &mut self,
         ids: &[InstallationId],
     ) -> StoreResult<Vec<ActiveDevice>> {
-        let sql = format!(
-            "SELECT {ACTIVE_DEVICE_COLUMNS} FROM devices d JOIN licenses l ON l.id = d.license_id \
-             WHERE d.installation_id IN (SELECT unhex(value) FROM json_each(?)) \
-             AND d.ended_at IS NULL"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(batch_sql::ACTIVE_DEVICES_BY_INSTALLATION)
             .bind(id_list(ids.iter().map(|id| id.0)))
             .fetch_all(&mut *self.tx)
             .await
@@ -994,11 +993,7 @@ impl StoreTx for SqliteTx {
     }
 
     async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>> {
-        let sql = format!(
-            "SELECT {ACTIVE_DEVICE_COLUMNS} FROM devices d JOIN licenses l ON l.id = d.license_id \
-             WHERE d.id IN (SELECT unhex(value) FROM json_each(?)) AND d.ended_at IS NULL"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(batch_sql::ACTIVE_DEVICES)
             .bind(id_list(ids.iter().map(|id| id.0)))
             .fetch_all(&mut *self.tx)
             .await
@@ -1007,14 +1002,11 @@ impl StoreTx for SqliteTx {
     }
 
     async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>> {
-        let rows = sqlx::query(
-            "SELECT id, org_id, valid_until, device_id, reserved_by, reserved_until FROM licenses \
-             WHERE id IN (SELECT unhex(value) FROM json_each(?))",
-        )
-        .bind(id_list(ids.iter().map(|id| id.0)))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        let rows = sqlx::query(batch_sql::LOCK_LICENSES)
+            .bind(id_list(ids.iter().map(|id| id.0)))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         rows.iter().map(license_state_from_row).collect()
     }
 
@@ -1026,18 +1018,13 @@ impl StoreTx for SqliteTx {
     ) -> StoreResult<Vec<LicenseId>> {
         // BEGIN IMMEDIATE holds the database's write lock: nobody else can take these licenses
         // before this transaction commits.
-        let rows = sqlx::query(
-            "SELECT id FROM licenses WHERE org_id = ?1 AND device_id IS NULL \
-             AND (valid_until IS NULL OR valid_until > ?2) \
-             AND (reserved_until IS NULL OR reserved_until <= ?2) \
-             ORDER BY id LIMIT ?3",
-        )
-        .bind(org_id.0)
-        .bind(now.0)
-        .bind(i64::from(count))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        let rows = sqlx::query(batch_sql::CLAIM_FREE_LICENSES)
+            .bind(org_id.0)
+            .bind(now.0)
+            .bind(i64::from(count))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         rows.iter().map(|row| Ok(LicenseId(get(row, 0)?))).collect()
     }
 
@@ -1050,19 +1037,12 @@ impl StoreTx for SqliteTx {
             .iter()
             .map(|(code, device)| json!({ "c": hex_id(code.0), "d": hex_id(device.0) }))
             .collect();
-        let changed = sqlx::query(
-            "UPDATE codes SET used_at = ?1, used_by_device = unhex(j.value ->> 'd'), \
-             uses = uses + 1, last_used_at = ?1 \
-             FROM json_each(?2) AS j \
-             WHERE codes.id = unhex(j.value ->> 'c') AND codes.kind = 'single_use' \
-             AND codes.used_at IS NULL AND codes.revoked_at IS NULL AND codes.expires_at > ?1 \
-             RETURNING codes.id",
-        )
-        .bind(now.0)
-        .bind(serde_json::Value::Array(rows).to_string())
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        let changed = sqlx::query(batch_sql::CONSUME_SINGLE_USE_CODES)
+            .bind(now.0)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         changed.iter().map(|row| Ok(CodeId(get(row, 0)?))).collect()
     }
 
@@ -1081,22 +1061,12 @@ impl StoreTx for SqliteTx {
                 })
             })
             .collect();
-        let changed = sqlx::query(
-            "UPDATE licenses SET device_id = unhex(j.value ->> 'd'), reserved_by = NULL, \
-             reserved_until = NULL \
-             FROM json_each(?2) AS j \
-             WHERE licenses.id = unhex(j.value ->> 'l') AND licenses.device_id IS NULL \
-             AND (licenses.valid_until IS NULL OR licenses.valid_until > ?1) \
-             AND CASE WHEN j.value ->> 'c' IS NULL \
-                 THEN (licenses.reserved_until IS NULL OR licenses.reserved_until <= ?1) \
-                 ELSE licenses.reserved_by = unhex(j.value ->> 'c') END \
-             RETURNING licenses.id",
-        )
-        .bind(now.0)
-        .bind(serde_json::Value::Array(rows).to_string())
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        let changed = sqlx::query(batch_sql::ASSIGN_LICENSES)
+            .bind(now.0)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         changed
             .iter()
             .map(|row| Ok(LicenseId(get(row, 0)?)))
@@ -1124,23 +1094,11 @@ impl StoreTx for SqliteTx {
                 })
             })
             .collect();
-        let inserted = sqlx::query(
-            "INSERT INTO devices (id, org_id, installation_id, credential_hash, license_id, name, \
-             model, os, app_version, paired_at, paired_by_code, config_id, assigned_at, \
-             online_conn, last_seen) \
-             SELECT unhex(value ->> 'id'), unhex(value ->> 'org'), unhex(value ->> 'inst'), \
-             unhex(value ->> 'cred'), unhex(value ->> 'lic'), value ->> 'name', \
-             value ->> 'model', value ->> 'os', value ->> 'app', value ->> 'now', \
-             unhex(value ->> 'code'), unhex(value ->> 'cfg'), \
-             CASE WHEN value ->> 'cfg' IS NULL THEN NULL ELSE value ->> 'now' END, \
-             value ->> 'conn', value ->> 'now' \
-             FROM json_each(?) WHERE true \
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        let inserted = sqlx::query(batch_sql::INSERT_DEVICES)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         inserted
             .iter()
             .map(|row| Ok(DeviceId(get(row, 0)?)))
@@ -1152,15 +1110,12 @@ impl StoreTx for SqliteTx {
             .iter()
             .map(|(code, count)| json!({ "c": hex_id(code.0), "n": count }))
             .collect();
-        sqlx::query(
-            "UPDATE codes SET uses = uses + (j.value ->> 'n'), last_used_at = ?1 \
-             FROM json_each(?2) AS j WHERE codes.id = unhex(j.value ->> 'c')",
-        )
-        .bind(now.0)
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        sqlx::query(batch_sql::COUNT_CODE_USES)
+            .bind(now.0)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         Ok(())
     }
 
@@ -1178,18 +1133,12 @@ impl StoreTx for SqliteTx {
                 })
             })
             .collect();
-        sqlx::query(
-            "UPDATE devices SET name = j.value ->> 'name', model = j.value ->> 'model', \
-             os = j.value ->> 'os', app_version = j.value ->> 'app', \
-             online_conn = j.value ->> 'conn', last_seen = ?1 \
-             FROM json_each(?2) AS j \
-             WHERE devices.id = unhex(j.value ->> 'id') AND devices.ended_at IS NULL",
-        )
-        .bind(now.0)
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        sqlx::query(batch_sql::TOUCH_DEVICES)
+            .bind(now.0)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         Ok(())
     }
 
@@ -1202,17 +1151,12 @@ impl StoreTx for SqliteTx {
             .iter()
             .map(|(device, connection)| json!({ "id": hex_id(device.0), "conn": connection }))
             .collect();
-        sqlx::query(
-            "UPDATE devices SET online_conn = NULL, last_seen = ?1 \
-             FROM json_each(?2) AS j \
-             WHERE devices.id = unhex(j.value ->> 'id') \
-             AND devices.online_conn = (j.value ->> 'conn')",
-        )
-        .bind(now.0)
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        sqlx::query(batch_sql::SET_OFFLINE)
+            .bind(now.0)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         Ok(())
     }
 
@@ -1222,18 +1166,13 @@ impl StoreTx for SqliteTx {
         reason: EndedBecause,
         now: Timestamp,
     ) -> StoreResult<Vec<EndedDevice>> {
-        let rows = sqlx::query(
-            "UPDATE devices SET ended_at = ?1, end_reason = ?2, config_id = NULL, \
-             online_conn = NULL, last_seen = ?1 \
-             WHERE id IN (SELECT unhex(value) FROM json_each(?3)) AND ended_at IS NULL \
-             RETURNING id, org_id, license_id",
-        )
-        .bind(now.0)
-        .bind(reason.as_str())
-        .bind(id_list(ids.iter().map(|id| id.0)))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        let rows = sqlx::query(batch_sql::END_DEVICES)
+            .bind(now.0)
+            .bind(reason.as_str())
+            .bind(id_list(ids.iter().map(|id| id.0)))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         let ended = rows
             .iter()
             .map(|row| {
@@ -1245,29 +1184,21 @@ impl StoreTx for SqliteTx {
             })
             .collect::<StoreResult<Vec<_>>>()?;
         if !ended.is_empty() {
-            sqlx::query(
-                "UPDATE licenses SET device_id = NULL \
-                 WHERE device_id IN (SELECT unhex(value) FROM json_each(?))",
-            )
-            .bind(id_list(ended.iter().map(|device| device.device_id.0)))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
+            sqlx::query(batch_sql::RELEASE_LICENSES)
+                .bind(id_list(ended.iter().map(|device| device.device_id.0)))
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
         }
         Ok(ended)
     }
 
     async fn ack_targets(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<AckTarget>> {
-        let rows = sqlx::query(
-            "SELECT d.id, d.config_id, c.revision, d.applied_config_id, d.applied_revision, \
-             d.ack_status, d.ack_reason \
-             FROM devices d LEFT JOIN configurations c ON c.id = d.config_id \
-             WHERE d.id IN (SELECT unhex(value) FROM json_each(?)) AND d.ended_at IS NULL",
-        )
-        .bind(id_list(ids.iter().map(|id| id.0)))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        let rows = sqlx::query(batch_sql::ACK_TARGETS)
+            .bind(id_list(ids.iter().map(|id| id.0)))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         rows.iter()
             .map(|row| {
                 Ok(AckTarget {
@@ -1297,17 +1228,12 @@ impl StoreTx for SqliteTx {
                 })
             })
             .collect();
-        sqlx::query(
-            "UPDATE devices SET applied_config_id = unhex(j.value ->> 'cfg'), \
-             applied_revision = j.value ->> 'rev', ack_status = j.value ->> 'st', \
-             ack_reason = j.value ->> 'why', ack_at = ?1 \
-             FROM json_each(?2) AS j WHERE devices.id = unhex(j.value ->> 'id')",
-        )
-        .bind(now.0)
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        sqlx::query(batch_sql::WRITE_ACKS)
+            .bind(now.0)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         Ok(())
     }
 
@@ -1324,14 +1250,11 @@ impl StoreTx for SqliteTx {
     }
 
     async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>> {
-        let rows = sqlx::query(
-            "SELECT id, org_id, name, revision, body FROM configurations \
-             WHERE id IN (SELECT unhex(value) FROM json_each(?))",
-        )
-        .bind(id_list(ids.iter().map(|id| id.0)))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        let rows = sqlx::query(batch_sql::CONFIG_ROWS)
+            .bind(id_list(ids.iter().map(|id| id.0)))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         rows.iter().map(config_row_from_row).collect()
     }
 
@@ -1349,15 +1272,11 @@ impl StoreTx for SqliteTx {
                 })
             })
             .collect();
-        sqlx::query(
-            "INSERT INTO audit_log (org_id, at, actor, action, subject, details) \
-             SELECT unhex(value ->> 'org'), value ->> 'at', value ->> 'actor', \
-             value ->> 'action', value ->> 'subject', value ->> 'details' FROM json_each(?)",
-        )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        sqlx::query(batch_sql::INSERT_AUDIT)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         Ok(())
     }
 
@@ -1443,17 +1362,14 @@ impl StoreTx for SqliteTx {
         purchased_at: Timestamp,
         valid_until: Option<Timestamp>,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO licenses (id, org_id, purchased_at, valid_until) \
-             SELECT unhex(value), ?1, ?2, ?3 FROM json_each(?4)",
-        )
-        .bind(org_id.0)
-        .bind(purchased_at.0)
-        .bind(valid_until.map(|until| until.0))
-        .bind(id_list(ids.iter().map(|id| id.0)))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        sqlx::query(batch_sql::INSERT_LICENSES)
+            .bind(org_id.0)
+            .bind(purchased_at.0)
+            .bind(valid_until.map(|until| until.0))
+            .bind(id_list(ids.iter().map(|id| id.0)))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         Ok(())
     }
 
@@ -1656,18 +1572,14 @@ impl StoreTx for SqliteTx {
         device_ids: &[DeviceId],
         now: Timestamp,
     ) -> StoreResult<Vec<DeviceId>> {
-        let rows = sqlx::query(
-            "UPDATE devices SET config_id = ?1, assigned_at = ?2 \
-             WHERE org_id = ?3 AND ended_at IS NULL \
-             AND id IN (SELECT unhex(value) FROM json_each(?4)) RETURNING id",
-        )
-        .bind(config_id.0)
-        .bind(now.0)
-        .bind(org_id.0)
-        .bind(id_list(device_ids.iter().map(|id| id.0)))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
+        let rows = sqlx::query(batch_sql::ASSIGN_CONFIGURATION)
+            .bind(config_id.0)
+            .bind(now.0)
+            .bind(org_id.0)
+            .bind(id_list(device_ids.iter().map(|id| id.0)))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
         rows.iter().map(|row| Ok(DeviceId(get(row, 0)?))).collect()
     }
 
@@ -1735,5 +1647,192 @@ impl StoreTx for SqliteTx {
         .await
         .map_err(map_error)?;
         Ok(())
+    }
+}
+
+/// The statements of the batch path, named so that a test can check each one's query plan:
+/// every one must visit only the rows of its batch, whatever the size of the tables.
+pub(crate) mod batch_sql {
+    pub const LOCK_CODES: &str = concat!(
+        "SELECT ",
+        code_state_columns!(),
+        " FROM codes \
+             WHERE id IN (SELECT unhex(value) FROM json_each(?))"
+    );
+    pub const ACTIVE_DEVICES_BY_INSTALLATION: &str = concat!(
+        "SELECT ",
+        active_device_columns!(),
+        " FROM devices d JOIN licenses l ON l.id = d.license_id \
+             WHERE d.installation_id IN (SELECT unhex(value) FROM json_each(?)) \
+             AND d.ended_at IS NULL"
+    );
+    pub const ACTIVE_DEVICES: &str = concat!(
+        "SELECT ",
+        active_device_columns!(),
+        " FROM devices d JOIN licenses l ON l.id = d.license_id \
+             WHERE d.id IN (SELECT unhex(value) FROM json_each(?)) AND d.ended_at IS NULL"
+    );
+    pub const LOCK_LICENSES: &str = "SELECT id, org_id, valid_until, device_id, reserved_by, reserved_until FROM licenses \
+             WHERE id IN (SELECT unhex(value) FROM json_each(?))";
+    pub const CLAIM_FREE_LICENSES: &str = "SELECT id FROM licenses WHERE org_id = ?1 AND device_id IS NULL \
+             AND (valid_until IS NULL OR valid_until > ?2) \
+             AND (reserved_until IS NULL OR reserved_until <= ?2) \
+             ORDER BY id LIMIT ?3";
+    pub const CONSUME_SINGLE_USE_CODES: &str = "UPDATE codes SET used_at = ?1, used_by_device = unhex(j.value ->> 'd'), \
+             uses = uses + 1, last_used_at = ?1 \
+             FROM json_each(?2) AS j \
+             WHERE codes.id = unhex(j.value ->> 'c') AND codes.kind = 'single_use' \
+             AND codes.used_at IS NULL AND codes.revoked_at IS NULL AND codes.expires_at > ?1 \
+             RETURNING codes.id";
+    pub const ASSIGN_LICENSES: &str = "UPDATE licenses SET device_id = unhex(j.value ->> 'd'), reserved_by = NULL, \
+             reserved_until = NULL \
+             FROM json_each(?2) AS j \
+             WHERE licenses.id = unhex(j.value ->> 'l') AND licenses.device_id IS NULL \
+             AND (licenses.valid_until IS NULL OR licenses.valid_until > ?1) \
+             AND CASE WHEN j.value ->> 'c' IS NULL \
+                 THEN (licenses.reserved_until IS NULL OR licenses.reserved_until <= ?1) \
+                 ELSE licenses.reserved_by = unhex(j.value ->> 'c') END \
+             RETURNING licenses.id";
+    pub const INSERT_DEVICES: &str = "INSERT INTO devices (id, org_id, installation_id, credential_hash, license_id, name, \
+             model, os, app_version, paired_at, paired_by_code, config_id, assigned_at, \
+             online_conn, last_seen) \
+             SELECT unhex(value ->> 'id'), unhex(value ->> 'org'), unhex(value ->> 'inst'), \
+             unhex(value ->> 'cred'), unhex(value ->> 'lic'), value ->> 'name', \
+             value ->> 'model', value ->> 'os', value ->> 'app', value ->> 'now', \
+             unhex(value ->> 'code'), unhex(value ->> 'cfg'), \
+             CASE WHEN value ->> 'cfg' IS NULL THEN NULL ELSE value ->> 'now' END, \
+             value ->> 'conn', value ->> 'now' \
+             FROM json_each(?) WHERE true \
+             ON CONFLICT DO NOTHING RETURNING id";
+    pub const COUNT_CODE_USES: &str = "UPDATE codes SET uses = uses + (j.value ->> 'n'), last_used_at = ?1 \
+             FROM json_each(?2) AS j WHERE codes.id = unhex(j.value ->> 'c')";
+    pub const TOUCH_DEVICES: &str = "UPDATE devices SET name = j.value ->> 'name', model = j.value ->> 'model', \
+             os = j.value ->> 'os', app_version = j.value ->> 'app', \
+             online_conn = j.value ->> 'conn', last_seen = ?1 \
+             FROM json_each(?2) AS j \
+             WHERE devices.id = unhex(j.value ->> 'id') AND devices.ended_at IS NULL";
+    pub const SET_OFFLINE: &str = "UPDATE devices SET online_conn = NULL, last_seen = ?1 \
+             FROM json_each(?2) AS j \
+             WHERE devices.id = unhex(j.value ->> 'id') \
+             AND devices.online_conn = (j.value ->> 'conn')";
+    pub const END_DEVICES: &str = "UPDATE devices SET ended_at = ?1, end_reason = ?2, config_id = NULL, \
+             online_conn = NULL, last_seen = ?1 \
+             WHERE id IN (SELECT unhex(value) FROM json_each(?3)) AND ended_at IS NULL \
+             RETURNING id, org_id, license_id";
+    pub const RELEASE_LICENSES: &str = "UPDATE licenses SET device_id = NULL \
+                 WHERE device_id IN (SELECT unhex(value) FROM json_each(?))";
+    pub const ACK_TARGETS: &str = "SELECT d.id, d.config_id, c.revision, d.applied_config_id, d.applied_revision, \
+             d.ack_status, d.ack_reason \
+             FROM devices d LEFT JOIN configurations c ON c.id = d.config_id \
+             WHERE d.id IN (SELECT unhex(value) FROM json_each(?)) AND d.ended_at IS NULL";
+    pub const WRITE_ACKS: &str = "UPDATE devices SET applied_config_id = unhex(j.value ->> 'cfg'), \
+             applied_revision = j.value ->> 'rev', ack_status = j.value ->> 'st', \
+             ack_reason = j.value ->> 'why', ack_at = ?1 \
+             FROM json_each(?2) AS j WHERE devices.id = unhex(j.value ->> 'id')";
+    pub const CONFIG_ROWS: &str = "SELECT id, org_id, name, revision, body FROM configurations \
+             WHERE id IN (SELECT unhex(value) FROM json_each(?))";
+    pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (org_id, at, actor, action, subject, details) \
+             SELECT unhex(value ->> 'org'), value ->> 'at', value ->> 'actor', \
+             value ->> 'action', value ->> 'subject', value ->> 'details' FROM json_each(?)";
+    pub const INSERT_LICENSES: &str = "INSERT INTO licenses (id, org_id, purchased_at, valid_until) \
+             SELECT unhex(value), ?1, ?2, ?3 FROM json_each(?4)";
+    pub const ASSIGN_CONFIGURATION: &str = "UPDATE devices SET config_id = ?1, assigned_at = ?2 \
+             WHERE org_id = ?3 AND ended_at IS NULL \
+             AND id IN (SELECT unhex(value) FROM json_each(?4)) RETURNING id";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan lines of a statement, from SQLite itself.
+    async fn plan(store: &SqliteStore, sql: &'static str) -> Vec<String> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .fetch_all(&store.writer)
+            .await
+            .unwrap_or_else(|error| panic!("{error}: {sql}"));
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(3).unwrap_or_default())
+            .collect()
+    }
+
+    /// Every batch statement visits only its batch's rows: it scans the JSON array of the
+    /// batch and reaches table rows by key. A plan that scans a table, or walks an index over
+    /// many rows (say, every unassigned license for `device_id IS NULL`), costs time in
+    /// proportion to the table: a 2,000-row batch took seconds before this test existed.
+    #[tokio::test]
+    async fn batch_statements_use_indexes() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path().join("plans.db")))
+            .await
+            .expect("database");
+        let by_key = [
+            "VIRTUAL TABLE",
+            "CREATE BLOOM FILTER",
+            "LIST SUBQUERY",
+            "USING INTEGER PRIMARY KEY",
+            "(id=?)",
+            "USING INDEX devices_active_installation (installation_id=?)",
+            "USING INDEX devices_by_installation (installation_id=?",
+            "USING INDEX devices_by_org (org_id=? AND id=?)",
+            // Foreign-key checks of the rows a statement inserts.
+            "(license_id=?)",
+        ];
+        let statements: &[(&str, &'static str, &[&str])] = &[
+            ("LOCK_CODES", batch_sql::LOCK_CODES, &[]),
+            (
+                "ACTIVE_DEVICES_BY_INSTALLATION",
+                batch_sql::ACTIVE_DEVICES_BY_INSTALLATION,
+                &[],
+            ),
+            ("ACTIVE_DEVICES", batch_sql::ACTIVE_DEVICES, &[]),
+            ("LOCK_LICENSES", batch_sql::LOCK_LICENSES, &[]),
+            // The free-license scan walks the organization's unassigned licenses in order and
+            // stops after the batch's count.
+            (
+                "CLAIM_FREE_LICENSES",
+                batch_sql::CLAIM_FREE_LICENSES,
+                &["USING INDEX licenses_unassigned (org_id=?)"],
+            ),
+            (
+                "CONSUME_SINGLE_USE_CODES",
+                batch_sql::CONSUME_SINGLE_USE_CODES,
+                &[],
+            ),
+            ("ASSIGN_LICENSES", batch_sql::ASSIGN_LICENSES, &[]),
+            ("INSERT_DEVICES", batch_sql::INSERT_DEVICES, &[]),
+            ("COUNT_CODE_USES", batch_sql::COUNT_CODE_USES, &[]),
+            ("TOUCH_DEVICES", batch_sql::TOUCH_DEVICES, &[]),
+            ("SET_OFFLINE", batch_sql::SET_OFFLINE, &[]),
+            ("END_DEVICES", batch_sql::END_DEVICES, &[]),
+            (
+                "RELEASE_LICENSES",
+                batch_sql::RELEASE_LICENSES,
+                &["INDEX licenses_device (device_id=?)"],
+            ),
+            ("ACK_TARGETS", batch_sql::ACK_TARGETS, &[]),
+            ("WRITE_ACKS", batch_sql::WRITE_ACKS, &[]),
+            ("CONFIG_ROWS", batch_sql::CONFIG_ROWS, &[]),
+            ("INSERT_AUDIT", batch_sql::INSERT_AUDIT, &[]),
+            ("INSERT_LICENSES", batch_sql::INSERT_LICENSES, &[]),
+            ("ASSIGN_CONFIGURATION", batch_sql::ASSIGN_CONFIGURATION, &[]),
+        ];
+        let mut problems = Vec::new();
+        for (name, sql, extra) in statements {
+            for line in plan(&store, sql).await {
+                let fine = by_key
+                    .iter()
+                    .chain(extra.iter())
+                    .any(|ok| line.contains(ok));
+                if !fine {
+                    problems.push(format!("{name}: {line}"));
+                }
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "plans that visit more than the batch:\n{}",
+            problems.join("\n")
+        );
     }
 }

@@ -1,5 +1,8 @@
 //! The engine on a real SQLite file: the main flows, in process.
 
+// Tests fail loudly by design: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used)]
+
 use std::net::IpAddr;
 use std::sync::Arc;
 

@@ -99,3 +99,68 @@ async fn fifty_devices_scanning_one_single_use_code_at_once_pair_exactly_one() {
     assert_eq!(assignment_counts(&test.db_path()).await, (1, 1, 1));
     test.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_in_a_burst_are_refused_alone_and_the_rest_commit() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let (org, code) = admin.org_with_code("Acme", 100).await;
+    let (_, other_code) = admin.org_with_code("Other", 5).await;
+    admin.create_config(&org, "Meters", "[GLOBAL]\n").await;
+    // An installation already paired elsewhere, which will scan this organization's code.
+    let (elsewhere, _keep, _) = pair_ok(&test.device_url(), &other_code).await;
+    // An installation paired here, whose credential an impostor will not have.
+    let (paired_here, _keep2, _) = pair_ok(&test.device_url(), &code).await;
+    let impostor = client::DeviceIdentity {
+        installation_id: paired_here.installation_id,
+        credential: protocol::Credential([9; 32]),
+    };
+    // One installation that scans twice in the same burst.
+    let twice = identity();
+
+    let mut identities: Vec<(client::DeviceIdentity, Option<RefusalReason>)> =
+        (0..60).map(|_| (identity(), None)).collect();
+    identities.insert(10, (elsewhere, Some(RefusalReason::AlreadyPairedElsewhere)));
+    identities.insert(20, (impostor, Some(RefusalReason::CredentialMismatch)));
+    identities.insert(30, (twice.clone(), None));
+    identities.insert(31, (twice.clone(), None));
+
+    let url = test.device_url();
+    let connections = join_all(identities.iter().map(|_| connect(&url, Encoding::Postcard))).await;
+    let results = join_all(connections.into_iter().zip(identities.iter()).map(
+        |(mut connection, (identity, _))| {
+            let code = code.clone();
+            async move {
+                let result = connection
+                    .pair(&code, identity, &device_info("burst"))
+                    .await
+                    .expect("answered");
+                (result, connection)
+            }
+        },
+    ))
+    .await;
+    let mut twice_devices = HashSet::new();
+    for ((result, _), (identity, expected)) in results.iter().zip(&identities) {
+        match (result, expected) {
+            (PairResult::Paired(paired), None) => {
+                if identity.installation_id == twice.installation_id {
+                    twice_devices.insert(paired.device_id);
+                }
+            }
+            (PairResult::Refused(refused), Some(reason)) => assert_eq!(refused.reason, *reason),
+            (other, expected) => panic!("expected {expected:?}, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        twice_devices.len(),
+        1,
+        "the installation that scanned twice got one device"
+    );
+    // 60 new devices, the double scanner once, and the device paired before the burst.
+    assert_eq!(admin.devices(&org).await.len(), 62);
+    let (assigned, distinct, _) = assignment_counts(&test.db_path()).await;
+    assert_eq!((assigned, distinct), (63, 63));
+    drop(results);
+    test.stop().await;
+}

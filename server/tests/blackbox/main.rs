@@ -3,12 +3,16 @@
 //!
 //! One test binary with one module per area, so that the suite links once.
 
+// Tests fail loudly by design: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod audit;
 mod codes;
 mod concurrency;
 mod configurations;
+mod idempotency;
 mod isolation;
 mod licenses;
 mod pairing;

@@ -25,6 +25,17 @@ struct Paird {
 }
 
 async fn spawn_paird(data_dir: &Path, token: Option<&str>) -> Paird {
+    spawn_paird_with(data_dir, token, &[], "operator token").await
+}
+
+/// Starts `paird serve` with `extra` arguments; reads its banner up to the line containing
+/// `last_line`.
+async fn spawn_paird_with(
+    data_dir: &Path,
+    token: Option<&str>,
+    extra: &[&str],
+    last_line: &str,
+) -> Paird {
     let mut command = Command::new(env!("CARGO_BIN_EXE_paird"));
     command
         .args(["serve", "--data-dir"])
@@ -37,6 +48,7 @@ async fn spawn_paird(data_dir: &Path, token: Option<&str>) -> Paird {
             "--failures-per-address",
             "0",
         ])
+        .args(extra)
         .env_remove("PAIRD_OPERATOR_TOKEN")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -59,9 +71,9 @@ async fn spawn_paird(data_dir: &Path, token: Option<&str>) -> Paird {
             if let Some(url) = line.trim().strip_prefix("admin API") {
                 admin_url = Some(url.trim().to_string());
             }
-            let operator_line = line.contains("operator token");
+            let last = line.contains(last_line);
             banner.push(line);
-            if operator_line {
+            if last {
                 break;
             }
         }
@@ -382,4 +394,29 @@ async fn the_command_line_device_pairs_prints_configurations_and_reconnects() {
     let device = admin.device(&org, devices[0]["id"].as_str().unwrap()).await;
     assert_eq!(device["applied"]["revision"], json!(2));
     test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_prints_a_code_that_pairs_a_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let paird = spawn_paird_with(dir.path(), None, &["--demo"], "pair a device").await;
+    let payload = paird
+        .banner
+        .iter()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("payload")
+                .map(|p| p.trim().to_string())
+        })
+        .expect("payload printed");
+    assert!(
+        paird.banner.iter().any(|line| line.contains('\u{2588}')),
+        "a QR is printed"
+    );
+    let payload = protocol::PairingPayload::parse(&payload).unwrap();
+    assert_eq!(payload.websocket_url(), paird.device_url);
+    let (_, mut connection, paired) = pair_ok(&paird.device_url, payload.code.as_str()).await;
+    assert!(!paired.configuration_pending);
+    let configuration = next_configuration(&mut connection).await;
+    assert!(configuration.body.contains("[GLOBAL]"));
 }

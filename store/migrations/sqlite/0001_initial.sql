@@ -35,13 +35,16 @@ CREATE TABLE licenses (
     org_id         BLOB NOT NULL REFERENCES organizations (id),
     purchased_at   INTEGER NOT NULL,
     valid_until    INTEGER,
-    -- The device holding the license. UNIQUE: a license is never held by two devices.
-    device_id      BLOB UNIQUE,
+    -- The device holding the license (unique: see licenses_device below).
+    device_id      BLOB,
     -- A valid single-use code reserves the license until reserved_until.
     reserved_by    BLOB,
     reserved_until INTEGER
 );
 CREATE INDEX licenses_by_org ON licenses (org_id, id);
+-- A license is never held by two devices. Partial, so that "device_id IS NULL" is never
+-- planned as a lookup in this index (which would visit every unassigned license).
+CREATE UNIQUE INDEX licenses_device ON licenses (device_id) WHERE device_id IS NOT NULL;
 -- The free-license scan: unassigned licenses of an organization, oldest first.
 CREATE INDEX licenses_unassigned ON licenses (org_id, id) WHERE device_id IS NULL;
 -- The expiry sweep: assigned licenses with an end.
@@ -68,6 +71,7 @@ CREATE TABLE codes (
     CHECK (max_uses IS NULL OR uses <= max_uses)
 );
 CREATE INDEX codes_by_org ON codes (org_id, kind, id);
+CREATE INDEX codes_by_license ON codes (license_id) WHERE license_id IS NOT NULL;
 -- At most one live single-use code per license.
 CREATE UNIQUE INDEX codes_live_single_use ON codes (license_id)
     WHERE kind = 'single_use' AND revoked_at IS NULL AND used_at IS NULL;
@@ -114,6 +118,7 @@ CREATE TABLE devices (
 CREATE UNIQUE INDEX devices_active_installation ON devices (installation_id) WHERE ended_at IS NULL;
 CREATE UNIQUE INDEX devices_active_license ON devices (license_id) WHERE ended_at IS NULL;
 CREATE INDEX devices_by_installation ON devices (installation_id, ended_at);
+CREATE INDEX devices_by_license ON devices (license_id);
 CREATE INDEX devices_by_org ON devices (org_id, id) WHERE ended_at IS NULL;
 CREATE INDEX devices_by_config ON devices (config_id) WHERE ended_at IS NULL;
 
