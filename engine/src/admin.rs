@@ -24,8 +24,8 @@ use crate::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp}
 use crate::model::{CodeInfo, CodeKind, CodeStatus, CodeWithSecret, Configuration, OrgKeyInfo};
 use crate::secrets::{self, ORG_KEY_PREFIX};
 use crate::store::{
-    Change, ConfigDelete, ConfigRow, ConfigUpdate, EndedBecause, NewAudit, NewCode, StoreTx,
-    StoredReply,
+    Change, ConfigDelete, ConfigRow, ConfigUpdate, EndedBecause, LicenseState, NewAudit, NewCode,
+    StoreTx, StoredReply,
 };
 
 /// Who is asking.
@@ -247,17 +247,7 @@ async fn execute(
     };
     let output = command.apply(&job.command).await?;
     if let Some((scope, key, fingerprint)) = idempotency {
-        let sealed = seal_reply(shared, &scope, key, &output)?;
-        tx.store_idempotent_reply(
-            &scope,
-            &key.0,
-            &StoredReply {
-                fingerprint,
-                sealed_reply: sealed,
-            },
-            now,
-        )
-        .await?;
+        store_reply(shared, tx.as_mut(), &scope, key, fingerprint, &output, now).await?;
     }
     tx.commit().await?;
     apply_effects(shared, org_id, effects);
@@ -270,19 +260,31 @@ pub(crate) fn fingerprint<T: Serialize>(command: &T) -> [u8; 32] {
     Sha256::digest(&bytes).into()
 }
 
-pub(crate) fn seal_reply<T: Serialize>(
+/// Stores a command's reply under its idempotency key, sealed with the server key (some replies
+/// carry a secret), in the command's own transaction.
+pub(crate) async fn store_reply<T: Serialize>(
     shared: &Shared,
+    tx: &mut dyn StoreTx,
     scope: &str,
     key: &IdempotencyKey,
+    fingerprint: [u8; 32],
     output: &T,
-) -> Result<Vec<u8>, EngineError> {
+    now: Timestamp,
+) -> Result<(), EngineError> {
     let bytes = serde_json::to_vec(output).map_err(|error| {
         tracing::error!(%error, "cannot serialize an idempotent reply");
         EngineError::Internal
     })?;
-    Ok(shared
+    let sealed_reply = shared
         .cipher
-        .seal(format!("{scope}\0{}", key.0).as_bytes(), &bytes))
+        .seal(format!("{scope}\0{}", key.0).as_bytes(), &bytes);
+    let reply = StoredReply {
+        fingerprint,
+        sealed_reply,
+    };
+    tx.store_idempotent_reply(scope, &key.0, &reply, now)
+        .await?;
+    Ok(())
 }
 
 pub(crate) fn replay<T: for<'de> Deserialize<'de>>(
@@ -366,6 +368,16 @@ impl Command<'_> {
             }])
             .await?;
         Ok(())
+    }
+
+    /// A license of this organization, locked; any other is not found.
+    async fn own_license(&mut self, license_id: LicenseId) -> Result<LicenseState, EngineError> {
+        self.tx
+            .lock_licenses(&[license_id])
+            .await?
+            .into_iter()
+            .find(|license| license.org_id == self.org_id)
+            .ok_or(EngineError::NotFound("license"))
     }
 
     async fn apply(&mut self, command: &AdminCommand) -> Result<AdminOutput, EngineError> {
@@ -576,13 +588,7 @@ impl Command<'_> {
                 "from 10 to 600 seconds",
             ));
         }
-        let license = self
-            .tx
-            .lock_licenses(&[license_id])
-            .await?
-            .into_iter()
-            .find(|license| license.org_id == self.org_id)
-            .ok_or(EngineError::NotFound("license"))?;
+        let license = self.own_license(license_id).await?;
         if license.device_id.is_some() {
             return Err(EngineError::conflict(
                 "license_assigned",
@@ -651,13 +657,7 @@ impl Command<'_> {
         &mut self,
         license_id: LicenseId,
     ) -> Result<AdminOutput, EngineError> {
-        let license = self
-            .tx
-            .lock_licenses(&[license_id])
-            .await?
-            .into_iter()
-            .find(|license| license.org_id == self.org_id)
-            .ok_or(EngineError::NotFound("license"))?;
+        let license = self.own_license(license_id).await?;
         let revoked = self
             .tx
             .revoke_single_use_codes_of(license.id, self.now)

@@ -26,9 +26,7 @@ use crate::model::{
 use crate::org::{OrgMsg, OrgSnapshot};
 use crate::secrets::{self, SecretCipher, ServerKey};
 use crate::settings::EngineSettings;
-use crate::store::{
-    DeviceDetails, EndedBecause, NewAudit, Store, StoreError, StoredReply, TokenOwner,
-};
+use crate::store::{DeviceDetails, EndedBecause, NewAudit, Store, StoreError, TokenOwner};
 use crate::supervisor::{GetError, OrgSupervisor, SupervisorMsg};
 
 /// Why the engine did not start.
@@ -654,14 +652,13 @@ impl Engine {
         }])
         .await?;
         if let Some(key) = &idempotency {
-            let sealed = admin::seal_reply(&self.shared, &scope, key, &org)?;
-            tx.store_idempotent_reply(
+            admin::store_reply(
+                &self.shared,
+                tx.as_mut(),
                 &scope,
-                &key.0,
-                &StoredReply {
-                    fingerprint,
-                    sealed_reply: sealed,
-                },
+                key,
+                fingerprint,
+                &org,
                 now,
             )
             .await?;

@@ -135,14 +135,7 @@ pub async fn run(admin: &Admin, device_url: &str, args: &EnrollArgs) -> anyhow::
                     })
                 })
                 .collect();
-            let mut results = Vec::with_capacity(tasks.len());
-            for task in tasks {
-                results.push(
-                    task.await
-                        .unwrap_or_else(|error| DeviceResult::Failed(error.to_string())),
-                );
-            }
-            results
+            join(tasks).await
         }
         Mode::Fresh => {
             started = Instant::now();
@@ -174,14 +167,7 @@ pub async fn run(admin: &Admin, device_url: &str, args: &EnrollArgs) -> anyhow::
                     })
                 })
                 .collect();
-            let mut results = Vec::with_capacity(tasks.len());
-            for task in tasks {
-                results.push(
-                    task.await
-                        .unwrap_or_else(|error| DeviceResult::Failed(error.to_string())),
-                );
-            }
-            results
+            join(tasks).await
         }
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -255,6 +241,18 @@ pub async fn run(admin: &Admin, device_url: &str, args: &EnrollArgs) -> anyhow::
         verification,
     };
     Ok(Outcome { report })
+}
+
+/// Waits for every device's task, in order.
+async fn join(tasks: Vec<tokio::task::JoinHandle<DeviceResult>>) -> Vec<DeviceResult> {
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(
+            task.await
+                .unwrap_or_else(|error| DeviceResult::Failed(error.to_string())),
+        );
+    }
+    results
 }
 
 /// Pairs, waits for the configuration, closes.
