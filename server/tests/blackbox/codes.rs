@@ -289,3 +289,24 @@ async fn codes_come_with_payload_and_qr_and_reusable_ones_can_be_shown_again() {
     );
     test.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_have_their_default_validity() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let org = admin.create_org("Acme").await;
+    let license = admin.add_licenses(&org, 1).await.remove(0);
+    let span = |code: &serde_json::Value| {
+        let at = |field: &str| {
+            engine::ids::Timestamp::parse_rfc3339(code[field].as_str().unwrap())
+                .unwrap()
+                .millis()
+        };
+        at("expires_at") - at("created_at")
+    };
+    let reusable = admin.reusable_code(&org, json!({})).await;
+    assert_eq!(span(&reusable), 30 * 24 * 3600 * 1000, "30 days");
+    let single = admin.single_use_code(&org, &license).await;
+    assert_eq!(span(&single), 60 * 1000, "60 seconds");
+    test.stop().await;
+}

@@ -201,3 +201,53 @@ async fn snapshot(admin: &Admin, org: &str) -> Vec<Value> {
     }
     all
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_valid_token_are_refused_and_revoked_keys_stop_working() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let org = admin.create_org("Acme").await;
+    for token in ["", "nonsense", "paird_op_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"] {
+        let (status, answer) = admin
+            .with_token(token)
+            .call(Method::GET, &format!("/v1/organizations/{org}"), None)
+            .await;
+        assert_eq!(
+            (status, answer["error"]["code"].clone()),
+            (401, json!("unauthorized"))
+        );
+    }
+    let key = admin
+        .post(
+            &format!("/v1/organizations/{org}/keys"),
+            json!({ "name": "portal" }),
+        )
+        .await;
+    let portal = admin.with_token(key["key"].as_str().unwrap());
+    assert_eq!(
+        portal.get(&format!("/v1/organizations/{org}")).await["id"],
+        json!(org)
+    );
+    let keys = admin.get(&format!("/v1/organizations/{org}/keys")).await;
+    assert_eq!(keys["items"][0]["name"], json!("portal"));
+    assert!(
+        keys["items"][0].get("key").is_none(),
+        "a key's secret is shown only once"
+    );
+    let (status, _) = admin
+        .call(
+            Method::DELETE,
+            &format!(
+                "/v1/organizations/{org}/keys/{}",
+                key["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = portal
+        .call(Method::GET, &format!("/v1/organizations/{org}"), None)
+        .await;
+    assert_eq!(status, 401);
+    test.stop().await;
+}

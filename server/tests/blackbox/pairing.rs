@@ -332,5 +332,25 @@ async fn another_organizations_code_is_refused_as_already_paired_elsewhere() {
     );
     assert_eq!(admin.summary(&second_org).await["assigned"], json!(0));
     assert_eq!(admin.summary(&first_org).await["assigned"], json!(1));
+
+    // Once unpaired from the first organization, the installation may join the second.
+    let device = admin.devices(&first_org).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    admin
+        .post(
+            &format!("/v1/organizations/{first_org}/devices/{device}/unpair"),
+            json!({}),
+        )
+        .await;
+    let mut again = test.connect().await;
+    let result = again
+        .pair(&second_code, &identity, &device_info("device"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(result, PairResult::Paired(ref p) if p.organization_id.to_string() == second_org)
+    );
     test.stop().await;
 }

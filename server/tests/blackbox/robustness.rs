@@ -383,3 +383,24 @@ async fn a_connection_that_never_says_hello_is_closed() {
     assert_eq!(error.close_code(), Some(CloseCode::HelloTimeout));
     test.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn successful_pairings_never_count_as_failures() {
+    let test = TestServer::start_with(|config| {
+        config.engine.failures_per_address.max_failures = 2;
+        config.engine.failures_per_code.max_failures = 2;
+    })
+    .await;
+    let (org, code) = test.admin.org_with_code("Acme", 20).await;
+    for _ in 0..20 {
+        pair_ok(&test.device_url(), &code).await;
+    }
+    assert_eq!(test.admin.devices(&org).await.len(), 20);
+    // Nor does a pairing refused for lack of licenses: that is the server's state, not the
+    // device's fault.
+    for _ in 0..5 {
+        let (_, _, result) = pair_new(&test.device_url(), &code).await;
+        assert_eq!(refusal(&result), Some(RefusalReason::NoFreeLicense));
+    }
+    test.stop().await;
+}

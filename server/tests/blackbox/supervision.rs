@@ -129,3 +129,24 @@ async fn an_actor_that_keeps_failing_backs_off_then_recovers() {
     assert_eq!(admin.summary(&org).await["assigned"], json!(1));
     test.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_organization_actor_stops_and_starts_again_on_demand() {
+    let test = TestServer::start_with(|config| {
+        config.engine.org_idle_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let admin = &test.admin;
+    let (org, code) = admin.org_with_code("Sleepy", 2).await;
+    let engine = &test.server.engine;
+    pair_ok(&test.device_url(), &code).await;
+    assert_eq!(engine.metrics().running_organization_actors, 1);
+    eventually("the idle actor to stop", || async {
+        (engine.metrics().running_organization_actors == 0).then_some(())
+    })
+    .await;
+    // The next request starts it again, with its state from the database.
+    pair_ok(&test.device_url(), &code).await;
+    assert_eq!(admin.summary(&org).await["assigned"], json!(2));
+    test.stop().await;
+}
