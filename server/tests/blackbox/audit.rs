@@ -13,12 +13,7 @@ async fn the_audit_log_records_admin_changes_and_pairing_outcomes() {
     let admin = &test.admin;
     let org = admin.create_org("Acme").await;
     let licenses = admin.add_licenses(&org, 2).await;
-    let key = admin
-        .post(
-            &format!("/v1/organizations/{org}/keys"),
-            json!({ "name": "portal" }),
-        )
-        .await;
+    let key = admin.create_key(&org, "portal").await;
     let portal = admin.with_token(key["key"].as_str().unwrap());
     let config = portal.create_config(&org, "Meters", "[GLOBAL]\n").await;
     portal.edit_config(&org, &config, "[GLOBAL]\nv = 2\n").await;

@@ -96,12 +96,7 @@ async fn a_retried_create_with_the_same_key_creates_nothing_twice() {
     );
 
     // Keys are scoped to the caller: an organization key's "code-1" is its own.
-    let org_key = admin
-        .post(
-            &format!("/v1/organizations/{org}/keys"),
-            json!({ "name": "portal" }),
-        )
-        .await;
+    let org_key = admin.create_key(&org, "portal").await;
     let portal = admin.with_token(org_key["key"].as_str().unwrap());
     let (status, theirs) = portal
         .call_with(

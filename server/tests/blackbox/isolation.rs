@@ -10,12 +10,7 @@ async fn an_organization_key_cannot_read_or_change_another_organization() {
     let test = TestServer::start().await;
     let admin = &test.admin;
     let own = admin.create_org("Own").await;
-    let key = admin
-        .post(
-            &format!("/v1/organizations/{own}/keys"),
-            json!({ "name": "portal" }),
-        )
-        .await;
+    let key = admin.create_key(&own, "portal").await;
     let portal = admin.with_token(key["key"].as_str().unwrap());
 
     // Another organization with one of everything.
@@ -27,12 +22,7 @@ async fn an_organization_key_cannot_read_or_change_another_organization() {
     let (_, _connection, paired) =
         pair_ok(&test.device_url(), code["code"].as_str().unwrap()).await;
     let device = paired.device_id.to_string();
-    let other_key = admin
-        .post(
-            &format!("/v1/organizations/{other}/keys"),
-            json!({ "name": "theirs" }),
-        )
-        .await;
+    let other_key = admin.create_key(&other, "theirs").await;
     let other_key_id = other_key["id"].as_str().unwrap().to_string();
     let free_license = licenses
         .iter()
@@ -217,12 +207,7 @@ async fn requests_without_a_valid_token_are_refused_and_revoked_keys_stop_workin
             (401, json!("unauthorized"))
         );
     }
-    let key = admin
-        .post(
-            &format!("/v1/organizations/{org}/keys"),
-            json!({ "name": "portal" }),
-        )
-        .await;
+    let key = admin.create_key(&org, "portal").await;
     let portal = admin.with_token(key["key"].as_str().unwrap());
     assert_eq!(
         portal.get(&format!("/v1/organizations/{org}")).await["id"],

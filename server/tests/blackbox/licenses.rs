@@ -116,12 +116,7 @@ async fn an_organization_key_cannot_add_or_renew_licenses() {
     let admin = &test.admin;
     let org = admin.create_org("Acme").await;
     let license = admin.add_licenses(&org, 1).await.remove(0);
-    let key = admin
-        .post(
-            &format!("/v1/organizations/{org}/keys"),
-            json!({ "name": "portal" }),
-        )
-        .await;
+    let key = admin.create_key(&org, "portal").await;
     let portal = admin.with_token(key["key"].as_str().unwrap());
     let (status, answer) = portal
         .call(

@@ -10,12 +10,7 @@ async fn the_database_files_hold_no_code_credential_or_key_in_plain_text() {
     let admin = &test.admin;
     let org = admin.create_org("Acme").await;
     let licenses = admin.add_licenses(&org, 3).await;
-    let key = admin
-        .post(
-            &format!("/v1/organizations/{org}/keys"),
-            json!({ "name": "portal" }),
-        )
-        .await;
+    let key = admin.create_key(&org, "portal").await;
     let reusable = admin.reusable_code(&org, json!({ "label": "fleet" })).await;
     let single = admin.single_use_code(&org, &licenses[2]).await;
     let (identity, connection, _) =

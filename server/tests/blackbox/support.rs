@@ -216,6 +216,15 @@ impl Admin {
         org["id"].as_str().expect("organization id").to_string()
     }
 
+    /// A new organization key; returns the whole answer (`id`, `key`, …).
+    pub async fn create_key(&self, org: &str, name: &str) -> Value {
+        self.post(
+            &format!("/v1/organizations/{org}/keys"),
+            json!({ "name": name }),
+        )
+        .await
+    }
+
     pub async fn add_licenses(&self, org: &str, count: u32) -> Vec<String> {
         let added = self
             .post(
