@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::admin::Admin;
+use crate::procstat;
 use crate::{EnrollArgs, Mode};
 
 /// The measured result.
@@ -30,6 +31,14 @@ pub struct Report {
     pub pairings_per_second: f64,
     /// From a device's request to its configuration, in milliseconds.
     pub latency_ms: Percentiles,
+    /// CPU time the server used during the measured phase (when its pid is known).
+    pub server_cpu_seconds: Option<f64>,
+    /// The server's CPU time per pairing, in microseconds.
+    pub server_cpu_us_per_pairing: Option<f64>,
+    /// CPU time this load tester used during the measured phase.
+    pub loadtest_cpu_seconds: Option<f64>,
+    /// The server's resident memory at the end of the measured phase, in MiB.
+    pub server_rss_mib: Option<f64>,
     pub verification: Option<Vec<String>>,
 }
 
@@ -60,6 +69,15 @@ impl Outcome {
         }
         let _ = writeln!(out, "duration      {:.3} s", r.seconds);
         let _ = writeln!(out, "throughput    {:.0} pairings/s", r.pairings_per_second);
+        if let (Some(cpu), Some(per)) = (r.server_cpu_seconds, r.server_cpu_us_per_pairing) {
+            let _ = writeln!(out, "server cpu    {cpu:.2} s ({per:.0} µs per pairing)");
+        }
+        if let Some(cpu) = r.loadtest_cpu_seconds {
+            let _ = writeln!(out, "tester cpu    {cpu:.2} s");
+        }
+        if let Some(rss) = r.server_rss_mib {
+            let _ = writeln!(out, "server rss    {rss:.1} MiB");
+        }
         let l = &r.latency_ms;
         let _ = writeln!(
             out,
@@ -97,7 +115,12 @@ enum DeviceResult {
     Failed(String),
 }
 
-pub async fn run(admin: &Admin, device_url: &str, args: &EnrollArgs) -> anyhow::Result<Outcome> {
+pub async fn run(
+    admin: &Admin,
+    device_url: &str,
+    args: &EnrollArgs,
+    server_pid: Option<u32>,
+) -> anyhow::Result<Outcome> {
     let licenses = args.licenses.unwrap_or(args.devices);
     let (org, code) = admin.provision(licenses).await?;
     let encoding = match args.encoding.as_str() {
@@ -106,6 +129,7 @@ pub async fn run(admin: &Admin, device_url: &str, args: &EnrollArgs) -> anyhow::
     };
     let options = ConnectOptions::with_encoding(encoding);
     let started;
+    let before;
     let results: Vec<DeviceResult> = match args.mode {
         Mode::Connected => {
             // Connect everyone first, a bounded number at a time.
@@ -123,6 +147,7 @@ pub async fn run(admin: &Admin, device_url: &str, args: &EnrollArgs) -> anyhow::
                     .collect()
                     .await;
             started = Instant::now();
+            before = (procstat::sample(server_pid), procstat::sample(None));
             let tasks: Vec<_> = connections
                 .into_iter()
                 .map(|connection| {
@@ -139,6 +164,7 @@ pub async fn run(admin: &Admin, device_url: &str, args: &EnrollArgs) -> anyhow::
         }
         Mode::Fresh => {
             started = Instant::now();
+            before = (procstat::sample(server_pid), procstat::sample(None));
             let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
             let tasks: Vec<_> = (0..args.devices)
                 .map(|_| {
@@ -171,6 +197,15 @@ pub async fn run(admin: &Admin, device_url: &str, args: &EnrollArgs) -> anyhow::
         }
     };
     let seconds = started.elapsed().as_secs_f64();
+    let after = (procstat::sample(server_pid), procstat::sample(None));
+    let server_cpu = match (before.0, after.0) {
+        (Some(before), Some(after)) => Some(after.cpu_seconds - before.cpu_seconds),
+        _ => None,
+    };
+    let loadtest_cpu = match (before.1, after.1) {
+        (Some(before), Some(after)) => Some(after.cpu_seconds - before.cpu_seconds),
+        _ => None,
+    };
 
     let mut histogram = Histogram::<u64>::new(3)?;
     let mut refused: BTreeMap<String, u64> = BTreeMap::new();
@@ -238,6 +273,14 @@ pub async fn run(admin: &Admin, device_url: &str, args: &EnrollArgs) -> anyhow::
                 max: histogram.max() as f64 / 1000.0,
             }
         },
+        server_cpu_seconds: server_cpu,
+        server_cpu_us_per_pairing: server_cpu
+            .filter(|_| !paired.is_empty())
+            .map(|cpu| cpu * 1e6 / paired.len() as f64),
+        loadtest_cpu_seconds: loadtest_cpu,
+        server_rss_mib: after
+            .0
+            .map(|sample| sample.rss_bytes as f64 / (1024.0 * 1024.0)),
         verification,
     };
     Ok(Outcome { report })

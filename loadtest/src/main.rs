@@ -9,6 +9,7 @@
 
 mod admin;
 mod enroll;
+mod procstat;
 mod spawn;
 
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub struct Target {
     /// Operator token of an existing server.
     #[arg(long, global = true, env = "PAIRD_OPERATOR_TOKEN")]
     token: Option<String>,
+    /// The pid of the server (on this machine), to report its CPU time and memory. Known
+    /// without it when --start-server is used.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
     /// Print the result as JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -92,6 +97,10 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let server_pid = server
+        .as_ref()
+        .and_then(|server| server.pid())
+        .or(cli.target.server_pid);
     let (admin_url, device_url, token) = match &server {
         Some(server) => (
             server.admin_url.clone(),
@@ -110,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
     let outcome = match cli.scenario {
         Scenario::Enroll(args) => {
             let timeout = args.timeout;
-            tokio::time::timeout(timeout, enroll::run(&admin, &device_url, &args))
+            tokio::time::timeout(timeout, enroll::run(&admin, &device_url, &args, server_pid))
                 .await
                 .map_err(|_| anyhow::anyhow!("gave up after {timeout:?}"))??
         }

@@ -518,9 +518,7 @@ impl Store for SqliteStore {
         installation_id: InstallationId,
     ) -> StoreResult<Option<EndedPairing>> {
         let row = sqlx::query(
-            "SELECT credential_hash, end_reason FROM devices \
-             WHERE installation_id = ? AND ended_at IS NOT NULL \
-             ORDER BY ended_at DESC LIMIT 1",
+            "SELECT credential_hash, end_reason FROM ended_pairings WHERE installation_id = ?",
         )
         .bind(installation_id.0)
         .fetch_optional(&self.readers)
@@ -1184,8 +1182,14 @@ impl StoreTx for SqliteTx {
             })
             .collect::<StoreResult<Vec<_>>>()?;
         if !ended.is_empty() {
+            let ids = id_list(ended.iter().map(|device| device.device_id.0));
             sqlx::query(batch_sql::RELEASE_LICENSES)
-                .bind(id_list(ended.iter().map(|device| device.device_id.0)))
+                .bind(&ids)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+            sqlx::query(batch_sql::RECORD_ENDED_PAIRINGS)
+                .bind(&ids)
                 .execute(&mut *self.tx)
                 .await
                 .map_err(map_error)?;
@@ -1653,6 +1657,12 @@ impl StoreTx for SqliteTx {
 /// The statements of the batch path, named so that a test can check each one's query plan:
 /// every one must visit only the rows of its batch, whatever the size of the tables.
 pub(crate) mod batch_sql {
+    pub const RECORD_ENDED_PAIRINGS: &str = "INSERT INTO ended_pairings \
+             (installation_id, credential_hash, end_reason, ended_at) \
+             SELECT installation_id, credential_hash, end_reason, ended_at FROM devices \
+             WHERE id IN (SELECT unhex(value) FROM json_each(?)) AND ended_at IS NOT NULL \
+             ON CONFLICT (installation_id) DO UPDATE SET credential_hash = excluded.credential_hash, \
+             end_reason = excluded.end_reason, ended_at = excluded.ended_at";
     pub const LOCK_CODES: &str = concat!(
         "SELECT ",
         code_state_columns!(),
@@ -1702,7 +1712,7 @@ pub(crate) mod batch_sql {
              unhex(value ->> 'code'), unhex(value ->> 'cfg'), \
              CASE WHEN value ->> 'cfg' IS NULL THEN NULL ELSE value ->> 'now' END, \
              value ->> 'conn', value ->> 'now' \
-             FROM json_each(?) WHERE true \
+             FROM jsonb_each(?) WHERE true \
              ON CONFLICT DO NOTHING RETURNING id";
     pub const COUNT_CODE_USES: &str = "UPDATE codes SET uses = uses + (j.value ->> 'n'), last_used_at = ?1 \
              FROM json_each(?2) AS j WHERE codes.id = unhex(j.value ->> 'c')";
@@ -1773,7 +1783,6 @@ mod tests {
             "USING INTEGER PRIMARY KEY",
             "(id=?)",
             "USING INDEX devices_active_installation (installation_id=?)",
-            "USING INDEX devices_by_installation (installation_id=?",
             "USING INDEX devices_by_org (org_id=? AND id=?)",
             // Foreign-key checks of the rows a statement inserts.
             "(license_id=?)",

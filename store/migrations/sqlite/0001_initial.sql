@@ -58,7 +58,7 @@ CREATE TABLE codes (
     code_hash      BLOB NOT NULL UNIQUE,
     sealed_secret  BLOB,
     label          TEXT,
-    license_id     BLOB REFERENCES licenses (id),
+    license_id     BLOB,
     created_at     INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,
     max_uses       INTEGER,
@@ -71,7 +71,6 @@ CREATE TABLE codes (
     CHECK (max_uses IS NULL OR uses <= max_uses)
 );
 CREATE INDEX codes_by_org ON codes (org_id, kind, id);
-CREATE INDEX codes_by_license ON codes (license_id) WHERE license_id IS NOT NULL;
 -- At most one live single-use code per license.
 CREATE UNIQUE INDEX codes_live_single_use ON codes (license_id)
     WHERE kind = 'single_use' AND revoked_at IS NULL AND used_at IS NULL;
@@ -92,7 +91,7 @@ CREATE TABLE devices (
     org_id            BLOB NOT NULL REFERENCES organizations (id),
     installation_id   BLOB NOT NULL,
     credential_hash   BLOB NOT NULL,
-    license_id        BLOB NOT NULL REFERENCES licenses (id),
+    license_id        BLOB NOT NULL,
     name              TEXT NOT NULL,
     model             TEXT NOT NULL,
     os                TEXT NOT NULL,
@@ -117,13 +116,21 @@ CREATE TABLE devices (
 -- One active pairing per installation, and one active device per license.
 CREATE UNIQUE INDEX devices_active_installation ON devices (installation_id) WHERE ended_at IS NULL;
 CREATE UNIQUE INDEX devices_active_license ON devices (license_id) WHERE ended_at IS NULL;
-CREATE INDEX devices_by_installation ON devices (installation_id, ended_at);
-CREATE INDEX devices_by_license ON devices (license_id);
 CREATE INDEX devices_by_org ON devices (org_id, id) WHERE ended_at IS NULL;
-CREATE INDEX devices_by_config ON devices (config_id) WHERE ended_at IS NULL;
+-- Full (not partial): it also serves the foreign-key check when a configuration is deleted.
+CREATE INDEX devices_by_config ON devices (config_id);
+
+-- The most recent ended pairing of each installation, so that a device returning with an ended
+-- credential can be told why (unpaired, license expired) instead of "authentication failed".
+CREATE TABLE ended_pairings (
+    installation_id BLOB PRIMARY KEY,
+    credential_hash BLOB NOT NULL,
+    end_reason      TEXT NOT NULL CHECK (end_reason IN ('unpaired', 'license_expired')),
+    ended_at        INTEGER NOT NULL
+) WITHOUT ROWID;
 
 CREATE TABLE audit_log (
-    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    id      INTEGER PRIMARY KEY,
     org_id  BLOB,
     at      INTEGER NOT NULL,
     actor   TEXT NOT NULL,

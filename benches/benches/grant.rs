@@ -1,0 +1,137 @@
+//! The organization actor's grant path, in process: `Engine::pair` for a burst of devices on a
+//! real SQLite file (synchronous=FULL), without sockets. One iteration pairs `burst` devices at
+//! once; criterion reports the time per iteration, so pairings/s = burst / time.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use engine::secrets::ServerKey;
+use engine::{Engine, EngineSettings, PairAnswer, Principal, ReusableCodeSpec, SystemClock};
+use protocol::{Credential, DeviceInfo, Pair};
+use uuid::Uuid;
+
+struct Fixture {
+    engine: Engine,
+    code: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(licenses: u32) -> Fixture {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = store::SqliteStore::open(&store::SqliteSettings::new(dir.path().join("bench.db")))
+        .await
+        .expect("database");
+    let engine = Engine::start(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        &ServerKey::generate(),
+        EngineSettings::default(),
+    )
+    .await
+    .expect("engine");
+    let operator = Principal::Operator;
+    let org = engine
+        .create_organization(&operator, "bench", None)
+        .await
+        .expect("organization");
+    let mut left = licenses;
+    while left > 0 {
+        let count = left.min(100_000);
+        engine
+            .add_licenses(&operator, org.id, count, None, None)
+            .await
+            .expect("licenses");
+        left -= count;
+    }
+    engine
+        .create_configuration(&operator, org.id, "bench", "[GLOBAL]\n", None)
+        .await
+        .expect("configuration");
+    let code = engine
+        .create_reusable_code(&operator, org.id, ReusableCodeSpec::default(), None)
+        .await
+        .expect("code");
+    Fixture {
+        engine,
+        code: code.code,
+        _dir: dir,
+    }
+}
+
+async fn burst(fixture: &Fixture, devices: usize) -> Duration {
+    let requests: Vec<Pair> = (0..devices)
+        .map(|_| Pair {
+            code: fixture.code.clone(),
+            installation_id: Uuid::new_v4(),
+            credential: Credential(
+                *Uuid::new_v4()
+                    .as_bytes()
+                    .first_chunk::<16>()
+                    .map(|half| {
+                        let mut full = [0u8; 32];
+                        full[..16].copy_from_slice(half);
+                        full
+                    })
+                    .as_ref()
+                    .expect("bytes"),
+            ),
+            device: DeviceInfo {
+                name: "bench".into(),
+                model: "bench".into(),
+                os: "bench".into(),
+                app_version: "1".into(),
+            },
+        })
+        .collect();
+    let peer = IpAddr::from([127, 0, 0, 1]);
+    let start = Instant::now();
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let engine = fixture.engine.clone();
+            tokio::spawn(async move {
+                let link = engine.new_link(peer);
+                let answer = engine.pair(&request, &link).await;
+                assert!(matches!(answer, PairAnswer::Paired(_)), "{answer:?}");
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    start.elapsed()
+}
+
+fn grant(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("grant");
+    group.sample_size(10);
+    for devices in [1usize, 100, 2000] {
+        // Enough licenses for every iteration criterion may run.
+        let fixture = runtime.block_on(fixture(200_000));
+        group.throughput(criterion::Throughput::Elements(devices as u64));
+        group.bench_function(format!("burst of {devices}"), |b| {
+            b.to_async(&runtime).iter_custom(|iterations| {
+                let fixture = &fixture;
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        total += burst(fixture, devices).await;
+                    }
+                    total
+                }
+            })
+        });
+        runtime.block_on(fixture.engine.shutdown());
+    }
+    group.finish();
+}
+
+criterion_group!(benches, grant);
+criterion_main!(benches);
