@@ -439,6 +439,7 @@ impl Work {
             Step::SingleUse { license, .. } => Some(*license),
             _ => None,
         }));
+        let mut single_use_valid_until = Vec::new();
         if !single_licenses.is_empty() {
             let licenses: HashMap<LicenseId, _> = tx
                 .lock_licenses(&single_licenses)
@@ -458,6 +459,11 @@ impl Work {
                     }
                 }
             }
+            single_use_valid_until.extend(
+                licenses
+                    .values()
+                    .map(|license| (license.id, license.valid_until)),
+            );
         }
 
         if !to_expire.is_empty() {
@@ -486,13 +492,19 @@ impl Work {
             .iter()
             .filter(|step| matches!(step, Step::Reusable { .. }))
             .count();
-        let mut claimed = if wanted == 0 {
+        let claimed = if wanted == 0 {
             Vec::new()
         } else {
             tx.claim_free_licenses(self.org_id, u32::try_from(wanted).unwrap_or(u32::MAX), now)
                 .await?
-        }
-        .into_iter();
+        };
+        // Every granted license's end date, for the answers.
+        let mut valid_until: HashMap<LicenseId, Option<Timestamp>> = claimed
+            .iter()
+            .map(|license| (license.id, license.valid_until))
+            .collect();
+        valid_until.extend(single_use_valid_until);
+        let mut claimed = claimed.into_iter().map(|license| license.id);
 
         // Build the writes.
         let any_grant = steps
@@ -596,15 +608,12 @@ impl Work {
             }
             devices.push(NewDevice {
                 id: device_id,
-                org_id: self.org_id,
                 installation_id: job.installation_id,
                 credential_hash: job.credential_hash,
                 license_id: license,
                 details: job.details.clone(),
                 paired_by_code: code,
-                config_id: newest_id,
                 connection: job.link.connection_id,
-                now,
             });
             grant_info.push((code, license));
             outcomes.push(PairOutcome::Paired {
@@ -633,20 +642,14 @@ impl Work {
             if assigned.len() != grants.len() {
                 return Err(StoreError::Conflict("license taken concurrently".into()));
             }
-            let inserted = tx.insert_devices(&devices).await?;
+            let inserted = tx
+                .insert_devices(self.org_id, newest_id, now, &devices)
+                .await?;
             if inserted.len() != devices.len() {
                 return Err(StoreError::Conflict(
                     "installation paired concurrently".into(),
                 ));
             }
-            // The license's end date, for the answer.
-            let license_ids: Vec<LicenseId> = grants.iter().map(|grant| grant.license_id).collect();
-            let valid_until: HashMap<LicenseId, Option<Timestamp>> = tx
-                .lock_licenses(&license_ids)
-                .await?
-                .into_iter()
-                .map(|license| (license.id, license.valid_until))
-                .collect();
             for outcome in &mut outcomes {
                 if let PairOutcome::Paired { device, .. } = outcome
                     && !device.already_paired
@@ -668,14 +671,12 @@ impl Work {
                 format!("device:{}", new_device.id),
                 "device.paired",
                 new_device.id.to_string(),
+                // The device's name, model and versions are in its row; the audit keeps what
+                // decided the pairing.
                 json!({
                     "code_id": code,
                     "license_id": license,
                     "installation_id": new_device.installation_id,
-                    "name": new_device.details.name,
-                    "model": new_device.details.model,
-                    "os": new_device.details.os,
-                    "app_version": new_device.details.app_version,
                 }),
             );
         }

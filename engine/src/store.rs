@@ -159,19 +159,25 @@ pub struct DeviceDetails {
     pub app_version: String,
 }
 
+/// A device to insert; [`StoreTx::insert_devices`] takes what all of a batch's devices share
+/// (organization, configuration, time) once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDevice {
     pub id: DeviceId,
-    pub org_id: OrgId,
     pub installation_id: InstallationId,
     pub credential_hash: SecretHash,
     pub license_id: LicenseId,
     pub details: DeviceDetails,
     pub paired_by_code: CodeId,
-    pub config_id: Option<ConfigId>,
     /// The connection that paired it (presence): the device is online on it.
     pub connection: i64,
-    pub now: Timestamp,
+}
+
+/// A free license claimed for a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeLicense {
+    pub id: LicenseId,
+    pub valid_until: Option<Timestamp>,
 }
 
 /// A license handed to a device.
@@ -413,7 +419,7 @@ pub trait StoreTx: Send {
         org_id: OrgId,
         count: u32,
         now: Timestamp,
-    ) -> StoreResult<Vec<LicenseId>>;
+    ) -> StoreResult<Vec<FreeLicense>>;
     /// Marks single-use codes used by the given devices, only where still unused, unrevoked
     /// and unexpired. Returns the codes it changed.
     async fn consume_single_use_codes(
@@ -429,9 +435,16 @@ pub trait StoreTx: Send {
         grants: &[LicenseGrant],
         now: Timestamp,
     ) -> StoreResult<Vec<LicenseId>>;
-    /// Inserts devices; a row that would break a uniqueness constraint (one active pairing per
-    /// installation, one device per license) is skipped. Returns the devices inserted.
-    async fn insert_devices(&mut self, devices: &[NewDevice]) -> StoreResult<Vec<DeviceId>>;
+    /// Inserts devices of one organization, paired at `now` and assigned `config_id`; a row
+    /// that would break a uniqueness constraint (one active pairing per installation, one device
+    /// per license) is skipped. Returns the devices inserted.
+    async fn insert_devices(
+        &mut self,
+        org_id: OrgId,
+        config_id: Option<ConfigId>,
+        now: Timestamp,
+        devices: &[NewDevice],
+    ) -> StoreResult<Vec<DeviceId>>;
     /// Adds uses to reusable codes (and sets their last use).
     async fn count_code_uses(&mut self, uses: &[(CodeId, u32)], now: Timestamp) -> StoreResult<()>;
     /// Updates device details and marks them online on their connection.

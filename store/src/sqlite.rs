@@ -26,11 +26,10 @@ use engine::model::{
 use engine::secrets::SecretHash;
 use engine::store::{
     AckTarget, AckWrite, ActiveDevice, Change, CodeRoute, CodeState, ConfigDelete, ConfigRow,
-    ConfigUpdate, DeviceTouch, EndedBecause, EndedDevice, EndedPairing, InstallationRoute,
-    LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice, Store, StoreError, StoreResult,
-    StoreTx, StoredReply, TokenOwner,
+    ConfigUpdate, DeviceTouch, EndedBecause, EndedDevice, EndedPairing, FreeLicense,
+    InstallationRoute, LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice, Store, StoreError,
+    StoreResult, StoreTx, StoredReply, TokenOwner,
 };
-use serde_json::json;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -176,17 +175,101 @@ fn hex_id(id: Uuid) -> String {
     id.simple().to_string()
 }
 
-fn hex_hash(hash: &SecretHash) -> String {
-    HEXLOWER.encode(&hash.0)
-}
-
 /// A JSON array of hex ids, for `json_each`.
 fn id_list(ids: impl IntoIterator<Item = Uuid>) -> String {
     serde_json::Value::Array(ids.into_iter().map(|id| hex_id(id).into()).collect()).to_string()
 }
 
-fn opt_hex(id: Option<Uuid>) -> serde_json::Value {
-    id.map_or(serde_json::Value::Null, |id| hex_id(id).into())
+/// Writes the JSON array parameter of a batch statement directly as text, without building a
+/// `serde_json::Value` per row. Each row is a JSON array; fixed-width ids go concatenated into
+/// one hex string (`key`), which the statement unhexes once and slices with `substr`.
+struct Rows {
+    text: String,
+    fields: usize,
+}
+
+impl Rows {
+    fn with_capacity(rows: usize, row_bytes: usize) -> Rows {
+        let mut text = String::with_capacity(2 + rows * row_bytes);
+        text.push('[');
+        Rows { text, fields: 0 }
+    }
+
+    fn row(&mut self) -> &mut Rows {
+        if self.text.len() > 1 {
+            self.text.push(',');
+        }
+        self.text.push('[');
+        self.fields = 0;
+        self
+    }
+
+    fn separate(&mut self) {
+        if self.fields > 0 {
+            self.text.push(',');
+        }
+        self.fields += 1;
+    }
+
+    /// One string element: the lower-case hex of every part, concatenated.
+    fn key(&mut self, parts: &[&[u8]]) -> &mut Rows {
+        self.separate();
+        self.text.push('"');
+        for part in parts {
+            HEXLOWER.encode_append(part, &mut self.text);
+        }
+        self.text.push('"');
+        self
+    }
+
+    /// One JSON string element.
+    fn text(&mut self, value: &str) -> &mut Rows {
+        use std::fmt::Write as _;
+        self.separate();
+        self.text.push('"');
+        for c in value.chars() {
+            match c {
+                '"' => self.text.push_str("\\\""),
+                '\\' => self.text.push_str("\\\\"),
+                c if u32::from(c) < 0x20 => {
+                    let _ = write!(self.text, "\\u{:04x}", u32::from(c));
+                }
+                c => self.text.push(c),
+            }
+        }
+        self.text.push('"');
+        self
+    }
+
+    fn int(&mut self, value: i64) -> &mut Rows {
+        use std::fmt::Write as _;
+        self.separate();
+        let _ = write!(self.text, "{value}");
+        self
+    }
+
+    fn null(&mut self) -> &mut Rows {
+        self.separate();
+        self.text.push_str("null");
+        self
+    }
+
+    /// An element that is already JSON (an audit entry's details).
+    fn json(&mut self, value: &serde_json::Value) -> &mut Rows {
+        use std::fmt::Write as _;
+        self.separate();
+        let _ = write!(self.text, "{value}");
+        self
+    }
+
+    fn end(&mut self) {
+        self.text.push(']');
+    }
+
+    fn finish(mut self) -> String {
+        self.text.push(']');
+        self.text
+    }
 }
 
 fn get<'r, T>(row: &'r SqliteRow, index: usize) -> StoreResult<T>
@@ -1013,7 +1096,7 @@ impl StoreTx for SqliteTx {
         org_id: OrgId,
         count: u32,
         now: Timestamp,
-    ) -> StoreResult<Vec<LicenseId>> {
+    ) -> StoreResult<Vec<FreeLicense>> {
         // BEGIN IMMEDIATE holds the database's write lock: nobody else can take these licenses
         // before this transaction commits.
         let rows = sqlx::query(batch_sql::CLAIM_FREE_LICENSES)
@@ -1023,7 +1106,14 @@ impl StoreTx for SqliteTx {
             .fetch_all(&mut *self.tx)
             .await
             .map_err(map_error)?;
-        rows.iter().map(|row| Ok(LicenseId(get(row, 0)?))).collect()
+        rows.iter()
+            .map(|row| {
+                Ok(FreeLicense {
+                    id: LicenseId(get(row, 0)?),
+                    valid_until: get_opt_ts(row, 1)?,
+                })
+            })
+            .collect()
     }
 
     async fn consume_single_use_codes(
@@ -1031,13 +1121,15 @@ impl StoreTx for SqliteTx {
         uses: &[(CodeId, DeviceId)],
         now: Timestamp,
     ) -> StoreResult<Vec<CodeId>> {
-        let rows: Vec<serde_json::Value> = uses
-            .iter()
-            .map(|(code, device)| json!({ "c": hex_id(code.0), "d": hex_id(device.0) }))
-            .collect();
+        let mut rows = Rows::with_capacity(uses.len(), 72);
+        for (code, device) in uses {
+            rows.row()
+                .key(&[code.0.as_bytes(), device.0.as_bytes()])
+                .end();
+        }
         let changed = sqlx::query(batch_sql::CONSUME_SINGLE_USE_CODES)
             .bind(now.0)
-            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(rows.finish())
             .fetch_all(&mut *self.tx)
             .await
             .map_err(map_error)?;
@@ -1049,19 +1141,22 @@ impl StoreTx for SqliteTx {
         grants: &[LicenseGrant],
         now: Timestamp,
     ) -> StoreResult<Vec<LicenseId>> {
-        let rows: Vec<serde_json::Value> = grants
-            .iter()
-            .map(|grant| {
-                json!({
-                    "l": hex_id(grant.license_id.0),
-                    "d": hex_id(grant.device_id.0),
-                    "c": opt_hex(grant.single_use_code.map(|code| code.0)),
-                })
-            })
-            .collect();
+        let mut rows = Rows::with_capacity(grants.len(), 104);
+        for grant in grants {
+            let license = grant.license_id.0;
+            let device = grant.device_id.0;
+            match grant.single_use_code {
+                Some(code) => {
+                    rows.row()
+                        .key(&[license.as_bytes(), device.as_bytes(), code.0.as_bytes()])
+                }
+                None => rows.row().key(&[license.as_bytes(), device.as_bytes()]),
+            }
+            .end();
+        }
         let changed = sqlx::query(batch_sql::ASSIGN_LICENSES)
             .bind(now.0)
-            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(rows.finish())
             .fetch_all(&mut *self.tx)
             .await
             .map_err(map_error)?;
@@ -1071,29 +1166,35 @@ impl StoreTx for SqliteTx {
             .collect()
     }
 
-    async fn insert_devices(&mut self, devices: &[NewDevice]) -> StoreResult<Vec<DeviceId>> {
-        let rows: Vec<serde_json::Value> = devices
-            .iter()
-            .map(|device| {
-                json!({
-                    "id": hex_id(device.id.0),
-                    "org": hex_id(device.org_id.0),
-                    "inst": hex_id(device.installation_id.0),
-                    "cred": hex_hash(&device.credential_hash),
-                    "lic": hex_id(device.license_id.0),
-                    "name": device.details.name,
-                    "model": device.details.model,
-                    "os": device.details.os,
-                    "app": device.details.app_version,
-                    "code": hex_id(device.paired_by_code.0),
-                    "cfg": opt_hex(device.config_id.map(|config| config.0)),
-                    "conn": device.connection,
-                    "now": device.now.0,
-                })
-            })
-            .collect();
+    async fn insert_devices(
+        &mut self,
+        org_id: OrgId,
+        config_id: Option<ConfigId>,
+        now: Timestamp,
+        devices: &[NewDevice],
+    ) -> StoreResult<Vec<DeviceId>> {
+        let mut rows = Rows::with_capacity(devices.len(), 260);
+        for device in devices {
+            rows.row()
+                .key(&[
+                    device.id.0.as_bytes(),
+                    device.installation_id.0.as_bytes(),
+                    &device.credential_hash.0,
+                    device.license_id.0.as_bytes(),
+                    device.paired_by_code.0.as_bytes(),
+                ])
+                .int(device.connection)
+                .text(&device.details.name)
+                .text(&device.details.model)
+                .text(&device.details.os)
+                .text(&device.details.app_version)
+                .end();
+        }
         let inserted = sqlx::query(batch_sql::INSERT_DEVICES)
-            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(org_id.0)
+            .bind(config_id.map(|config| config.0))
+            .bind(now.0)
+            .bind(rows.finish())
             .fetch_all(&mut *self.tx)
             .await
             .map_err(map_error)?;
@@ -1104,13 +1205,16 @@ impl StoreTx for SqliteTx {
     }
 
     async fn count_code_uses(&mut self, uses: &[(CodeId, u32)], now: Timestamp) -> StoreResult<()> {
-        let rows: Vec<serde_json::Value> = uses
-            .iter()
-            .map(|(code, count)| json!({ "c": hex_id(code.0), "n": count }))
-            .collect();
+        let mut rows = Rows::with_capacity(uses.len(), 48);
+        for (code, count) in uses {
+            rows.row()
+                .key(&[code.0.as_bytes()])
+                .int(i64::from(*count))
+                .end();
+        }
         sqlx::query(batch_sql::COUNT_CODE_USES)
             .bind(now.0)
-            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(rows.finish())
             .execute(&mut *self.tx)
             .await
             .map_err(map_error)?;
@@ -1118,22 +1222,20 @@ impl StoreTx for SqliteTx {
     }
 
     async fn touch_devices(&mut self, touches: &[DeviceTouch], now: Timestamp) -> StoreResult<()> {
-        let rows: Vec<serde_json::Value> = touches
-            .iter()
-            .map(|touch| {
-                json!({
-                    "id": hex_id(touch.device_id.0),
-                    "name": touch.details.name,
-                    "model": touch.details.model,
-                    "os": touch.details.os,
-                    "app": touch.details.app_version,
-                    "conn": touch.connection,
-                })
-            })
-            .collect();
+        let mut rows = Rows::with_capacity(touches.len(), 120);
+        for touch in touches {
+            rows.row()
+                .key(&[touch.device_id.0.as_bytes()])
+                .int(touch.connection)
+                .text(&touch.details.name)
+                .text(&touch.details.model)
+                .text(&touch.details.os)
+                .text(&touch.details.app_version)
+                .end();
+        }
         sqlx::query(batch_sql::TOUCH_DEVICES)
             .bind(now.0)
-            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(rows.finish())
             .execute(&mut *self.tx)
             .await
             .map_err(map_error)?;
@@ -1145,13 +1247,16 @@ impl StoreTx for SqliteTx {
         offline: &[(DeviceId, i64)],
         now: Timestamp,
     ) -> StoreResult<()> {
-        let rows: Vec<serde_json::Value> = offline
-            .iter()
-            .map(|(device, connection)| json!({ "id": hex_id(device.0), "conn": connection }))
-            .collect();
+        let mut rows = Rows::with_capacity(offline.len(), 60);
+        for (device, connection) in offline {
+            rows.row()
+                .key(&[device.0.as_bytes()])
+                .int(*connection)
+                .end();
+        }
         sqlx::query(batch_sql::SET_OFFLINE)
             .bind(now.0)
-            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(rows.finish())
             .execute(&mut *self.tx)
             .await
             .map_err(map_error)?;
@@ -1220,21 +1325,22 @@ impl StoreTx for SqliteTx {
     }
 
     async fn write_acks(&mut self, acks: &[AckWrite], now: Timestamp) -> StoreResult<()> {
-        let rows: Vec<serde_json::Value> = acks
-            .iter()
-            .map(|ack| {
-                json!({
-                    "id": hex_id(ack.device_id.0),
-                    "cfg": hex_id(ack.config_id.0),
-                    "rev": to_i64(ack.revision),
-                    "st": ack.status.as_str(),
-                    "why": ack.reason,
-                })
-            })
-            .collect();
+        let mut rows = Rows::with_capacity(acks.len(), 96);
+        for ack in acks {
+            let row = rows
+                .row()
+                .key(&[ack.device_id.0.as_bytes(), ack.config_id.0.as_bytes()])
+                .int(to_i64(ack.revision))
+                .text(ack.status.as_str());
+            match &ack.reason {
+                Some(reason) => row.text(reason),
+                None => row.null(),
+            }
+            .end();
+        }
         sqlx::query(batch_sql::WRITE_ACKS)
             .bind(now.0)
-            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(rows.finish())
             .execute(&mut *self.tx)
             .await
             .map_err(map_error)?;
@@ -1263,21 +1369,22 @@ impl StoreTx for SqliteTx {
     }
 
     async fn insert_audit(&mut self, entries: &[NewAudit]) -> StoreResult<()> {
-        let rows: Vec<serde_json::Value> = entries
-            .iter()
-            .map(|entry| {
-                json!({
-                    "org": opt_hex(entry.org_id.map(|org| org.0)),
-                    "at": entry.at.0,
-                    "actor": entry.actor,
-                    "action": entry.action,
-                    "subject": entry.subject,
-                    "details": entry.details.to_string(),
-                })
-            })
-            .collect();
+        let mut rows = Rows::with_capacity(entries.len(), 200);
+        for entry in entries {
+            let row = rows.row();
+            match entry.org_id {
+                Some(org) => row.key(&[org.0.as_bytes()]),
+                None => row.null(),
+            };
+            row.int(entry.at.0).text(&entry.actor).text(&entry.action);
+            match &entry.subject {
+                Some(subject) => row.text(subject),
+                None => row.null(),
+            };
+            row.json(&entry.details).end();
+        }
         sqlx::query(batch_sql::INSERT_AUDIT)
-            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(rows.finish())
             .execute(&mut *self.tx)
             .await
             .map_err(map_error)?;
@@ -1684,47 +1791,44 @@ pub(crate) mod batch_sql {
     );
     pub const LOCK_LICENSES: &str = "SELECT id, org_id, valid_until, device_id, reserved_by, reserved_until FROM licenses \
              WHERE id IN (SELECT unhex(value) FROM json_each(?))";
-    pub const CLAIM_FREE_LICENSES: &str = "SELECT id FROM licenses WHERE org_id = ?1 AND device_id IS NULL \
+    pub const CLAIM_FREE_LICENSES: &str = "SELECT id, valid_until FROM licenses WHERE org_id = ?1 AND device_id IS NULL \
              AND (valid_until IS NULL OR valid_until > ?2) \
              AND (reserved_until IS NULL OR reserved_until <= ?2) \
              ORDER BY id LIMIT ?3";
-    pub const CONSUME_SINGLE_USE_CODES: &str = "UPDATE codes SET used_at = ?1, used_by_device = unhex(j.value ->> 'd'), \
+    pub const CONSUME_SINGLE_USE_CODES: &str = "UPDATE codes SET used_at = ?1, used_by_device = substr(j.k, 17, 16), \
              uses = uses + 1, last_used_at = ?1 \
-             FROM json_each(?2) AS j \
-             WHERE codes.id = unhex(j.value ->> 'c') AND codes.kind = 'single_use' \
-             AND codes.used_at IS NULL AND codes.revoked_at IS NULL AND codes.expires_at > ?1 \
+             FROM (SELECT unhex(value ->> 0) AS k FROM jsonb_each(?2)) AS j \
+             WHERE codes.id = substr(j.k, 1, 16) AND +codes.kind = 'single_use' \
+             AND +codes.used_at IS NULL AND +codes.revoked_at IS NULL AND codes.expires_at > ?1 \
              RETURNING codes.id";
-    pub const ASSIGN_LICENSES: &str = "UPDATE licenses SET device_id = unhex(j.value ->> 'd'), reserved_by = NULL, \
+    pub const ASSIGN_LICENSES: &str = "UPDATE licenses SET device_id = substr(j.k, 17, 16), reserved_by = NULL, \
              reserved_until = NULL \
-             FROM json_each(?2) AS j \
-             WHERE licenses.id = unhex(j.value ->> 'l') AND licenses.device_id IS NULL \
+             FROM (SELECT unhex(value ->> 0) AS k FROM jsonb_each(?2)) AS j \
+             WHERE licenses.id = substr(j.k, 1, 16) AND licenses.device_id IS NULL \
              AND (licenses.valid_until IS NULL OR licenses.valid_until > ?1) \
-             AND CASE WHEN j.value ->> 'c' IS NULL \
+             AND CASE WHEN length(j.k) = 32 \
                  THEN (licenses.reserved_until IS NULL OR licenses.reserved_until <= ?1) \
-                 ELSE licenses.reserved_by = unhex(j.value ->> 'c') END \
+                 ELSE licenses.reserved_by = substr(j.k, 33, 16) END \
              RETURNING licenses.id";
     pub const INSERT_DEVICES: &str = "INSERT INTO devices (id, org_id, installation_id, credential_hash, license_id, name, \
              model, os, app_version, paired_at, paired_by_code, config_id, assigned_at, \
              online_conn, last_seen) \
-             SELECT unhex(value ->> 'id'), unhex(value ->> 'org'), unhex(value ->> 'inst'), \
-             unhex(value ->> 'cred'), unhex(value ->> 'lic'), value ->> 'name', \
-             value ->> 'model', value ->> 'os', value ->> 'app', value ->> 'now', \
-             unhex(value ->> 'code'), unhex(value ->> 'cfg'), \
-             CASE WHEN value ->> 'cfg' IS NULL THEN NULL ELSE value ->> 'now' END, \
-             value ->> 'conn', value ->> 'now' \
-             FROM jsonb_each(?) WHERE true \
+             SELECT substr(k, 1, 16), ?1, substr(k, 17, 16), substr(k, 33, 32), substr(k, 65, 16), \
+             v ->> 2, v ->> 3, v ->> 4, v ->> 5, ?3, substr(k, 81, 16), ?2, \
+             CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END, v ->> 1, ?3 \
+             FROM (SELECT unhex(value ->> 0) AS k, value AS v FROM jsonb_each(?4)) WHERE true \
              ON CONFLICT DO NOTHING RETURNING id";
-    pub const COUNT_CODE_USES: &str = "UPDATE codes SET uses = uses + (j.value ->> 'n'), last_used_at = ?1 \
-             FROM json_each(?2) AS j WHERE codes.id = unhex(j.value ->> 'c')";
-    pub const TOUCH_DEVICES: &str = "UPDATE devices SET name = j.value ->> 'name', model = j.value ->> 'model', \
-             os = j.value ->> 'os', app_version = j.value ->> 'app', \
-             online_conn = j.value ->> 'conn', last_seen = ?1 \
-             FROM json_each(?2) AS j \
-             WHERE devices.id = unhex(j.value ->> 'id') AND devices.ended_at IS NULL";
+    pub const COUNT_CODE_USES: &str = "UPDATE codes SET uses = uses + (j.value ->> 1), last_used_at = ?1 \
+             FROM jsonb_each(?2) AS j WHERE codes.id = unhex(j.value ->> 0)";
+    pub const TOUCH_DEVICES: &str = "UPDATE devices SET name = j.value ->> 2, model = j.value ->> 3, \
+             os = j.value ->> 4, app_version = j.value ->> 5, \
+             online_conn = j.value ->> 1, last_seen = ?1 \
+             FROM jsonb_each(?2) AS j \
+             WHERE devices.id = unhex(j.value ->> 0) AND +devices.ended_at IS NULL";
     pub const SET_OFFLINE: &str = "UPDATE devices SET online_conn = NULL, last_seen = ?1 \
-             FROM json_each(?2) AS j \
-             WHERE devices.id = unhex(j.value ->> 'id') \
-             AND devices.online_conn = (j.value ->> 'conn')";
+             FROM jsonb_each(?2) AS j \
+             WHERE devices.id = unhex(j.value ->> 0) \
+             AND devices.online_conn = (j.value ->> 1)";
     pub const END_DEVICES: &str = "UPDATE devices SET ended_at = ?1, end_reason = ?2, config_id = NULL, \
              online_conn = NULL, last_seen = ?1 \
              WHERE id IN (SELECT unhex(value) FROM json_each(?3)) AND ended_at IS NULL \
@@ -1735,15 +1839,16 @@ pub(crate) mod batch_sql {
              d.ack_status, d.ack_reason \
              FROM devices d LEFT JOIN configurations c ON c.id = d.config_id \
              WHERE d.id IN (SELECT unhex(value) FROM json_each(?)) AND d.ended_at IS NULL";
-    pub const WRITE_ACKS: &str = "UPDATE devices SET applied_config_id = unhex(j.value ->> 'cfg'), \
-             applied_revision = j.value ->> 'rev', ack_status = j.value ->> 'st', \
-             ack_reason = j.value ->> 'why', ack_at = ?1 \
-             FROM json_each(?2) AS j WHERE devices.id = unhex(j.value ->> 'id')";
+    pub const WRITE_ACKS: &str = "UPDATE devices SET applied_config_id = substr(j.k, 17, 16), \
+             applied_revision = j.v ->> 1, ack_status = j.v ->> 2, \
+             ack_reason = j.v ->> 3, ack_at = ?1 \
+             FROM (SELECT unhex(value ->> 0) AS k, value AS v FROM jsonb_each(?2)) AS j \
+             WHERE devices.id = substr(j.k, 1, 16)";
     pub const CONFIG_ROWS: &str = "SELECT id, org_id, name, revision, body FROM configurations \
              WHERE id IN (SELECT unhex(value) FROM json_each(?))";
     pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (org_id, at, actor, action, subject, details) \
-             SELECT unhex(value ->> 'org'), value ->> 'at', value ->> 'actor', \
-             value ->> 'action', value ->> 'subject', value ->> 'details' FROM json_each(?)";
+             SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+             json(value -> 5) FROM jsonb_each(?)";
     pub const INSERT_LICENSES: &str = "INSERT INTO licenses (id, org_id, purchased_at, valid_until) \
              SELECT unhex(value), ?1, ?2, ?3 FROM json_each(?4)";
     pub const ASSIGN_CONFIGURATION: &str = "UPDATE devices SET config_id = ?1, assigned_at = ?2 \
