@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,6 +36,8 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// How durable a commit is.
@@ -86,7 +89,56 @@ impl SqliteSettings {
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    checkpointer: Arc<Checkpointer>,
     path: PathBuf,
+}
+
+/// Copies the write-ahead log back into the database file in the background, on a connection
+/// of its own, so that no commit pays for a checkpoint (with SQLite's automatic checkpoints,
+/// the commit that crosses the threshold does the whole copy and its fsync). A passive
+/// checkpoint never blocks the writer; once it has copied everything, the next write
+/// transaction starts the log over, so the log stays as large as one interval of writes.
+#[derive(Debug)]
+struct Checkpointer {
+    stop: watch::Sender<bool>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Checkpointer {
+    fn start(pool: SqlitePool, every: Duration) -> Checkpointer {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    _ = stopped.changed() => break,
+                }
+                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::warn!(%error, "checkpoint failed");
+                }
+            }
+            // At shutdown, fold the whole log into the database and truncate it.
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&pool)
+                .await;
+            pool.close().await;
+        });
+        Checkpointer {
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().ok().and_then(|mut task| task.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -112,7 +164,10 @@ impl SqliteStore {
             .busy_timeout(settings.busy_timeout)
             .foreign_keys(true)
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-32768");
+            .pragma("cache_size", "-32768")
+            // Checkpoints run on their own connection (see `Checkpointer`), not inside the
+            // commit that happens to cross the WAL size threshold.
+            .pragma("wal_autocheckpoint", "0");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -124,6 +179,13 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|error| StoreError::Other(format!("migrations: {error}")))?;
+        let checkpoints = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(settings.busy_timeout)
+            .connect_with(options.clone())
+            .await
+            .map_err(map_error)?;
         let readers = SqlitePoolOptions::new()
             .max_connections(settings.readers.max(1))
             .min_connections(1)
@@ -134,6 +196,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             readers,
+            checkpointer: Arc::new(Checkpointer::start(checkpoints, Duration::from_millis(200))),
             path: settings.path.clone(),
         })
     }
@@ -551,6 +614,7 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.readers.close().await;
         self.writer.close().await;
+        self.checkpointer.stop().await;
     }
 
     async fn reset_presence(&self) -> StoreResult<()> {
