@@ -1205,22 +1205,22 @@ impl StoreTx for SqliteTx {
         grants: &[LicenseGrant],
         now: Timestamp,
     ) -> StoreResult<Vec<LicenseId>> {
-        let mut rows = Rows::with_capacity(grants.len(), 104);
+        // 48-byte records: license, device, and the single-use code (nil for a reusable one).
+        let mut records = Vec::with_capacity(grants.len() * 48);
         for grant in grants {
-            let license = grant.license_id.0;
-            let device = grant.device_id.0;
-            match grant.single_use_code {
-                Some(code) => {
-                    rows.row()
-                        .key(&[license.as_bytes(), device.as_bytes(), code.0.as_bytes()])
-                }
-                None => rows.row().key(&[license.as_bytes(), device.as_bytes()]),
-            }
-            .end();
+            records.extend_from_slice(grant.license_id.0.as_bytes());
+            records.extend_from_slice(grant.device_id.0.as_bytes());
+            records.extend_from_slice(
+                grant
+                    .single_use_code
+                    .map_or(Uuid::nil(), |code| code.0)
+                    .as_bytes(),
+            );
         }
         let changed = sqlx::query(batch_sql::ASSIGN_LICENSES)
             .bind(now.0)
-            .bind(rows.finish())
+            .bind(records)
+            .bind(grants.len() as i64)
             .fetch_all(&mut *self.tx)
             .await
             .map_err(map_error)?;
@@ -1237,16 +1237,17 @@ impl StoreTx for SqliteTx {
         now: Timestamp,
         devices: &[NewDevice],
     ) -> StoreResult<Vec<DeviceId>> {
-        let mut rows = Rows::with_capacity(devices.len(), 260);
+        // Fixed-width fields as 96-byte records (id, installation, credential hash, license,
+        // code), sliced with substr; the variable-length ones as JSON rows.
+        let mut records = Vec::with_capacity(devices.len() * 96);
+        let mut rows = Rows::with_capacity(devices.len(), 80);
         for device in devices {
+            records.extend_from_slice(device.id.0.as_bytes());
+            records.extend_from_slice(device.installation_id.0.as_bytes());
+            records.extend_from_slice(&device.credential_hash.0);
+            records.extend_from_slice(device.license_id.0.as_bytes());
+            records.extend_from_slice(device.paired_by_code.0.as_bytes());
             rows.row()
-                .key(&[
-                    device.id.0.as_bytes(),
-                    device.installation_id.0.as_bytes(),
-                    &device.credential_hash.0,
-                    device.license_id.0.as_bytes(),
-                    device.paired_by_code.0.as_bytes(),
-                ])
                 .int(device.connection)
                 .text(&device.details.name)
                 .text(&device.details.model)
@@ -1259,6 +1260,7 @@ impl StoreTx for SqliteTx {
             .bind(config_id.map(|config| config.0))
             .bind(now.0)
             .bind(rows.finish())
+            .bind(records)
             .fetch_all(&mut *self.tx)
             .await
             .map_err(map_error)?;
@@ -1855,7 +1857,8 @@ pub(crate) mod batch_sql {
     );
     pub const LOCK_LICENSES: &str = "SELECT id, org_id, valid_until, device_id, reserved_by, reserved_until FROM licenses \
              WHERE id IN (SELECT unhex(value) FROM json_each(?))";
-    pub const CLAIM_FREE_LICENSES: &str = "SELECT id, valid_until FROM licenses WHERE org_id = ?1 AND device_id IS NULL \
+    pub const CLAIM_FREE_LICENSES: &str = "SELECT id, valid_until FROM licenses INDEXED BY licenses_unassigned \
+             WHERE org_id = ?1 AND device_id IS NULL \
              AND (valid_until IS NULL OR valid_until > ?2) \
              AND (reserved_until IS NULL OR reserved_until <= ?2) \
              ORDER BY id LIMIT ?3";
@@ -1865,22 +1868,26 @@ pub(crate) mod batch_sql {
              WHERE codes.id = substr(j.k, 1, 16) AND +codes.kind = 'single_use' \
              AND +codes.used_at IS NULL AND +codes.revoked_at IS NULL AND codes.expires_at > ?1 \
              RETURNING codes.id";
-    pub const ASSIGN_LICENSES: &str = "UPDATE licenses SET device_id = substr(j.k, 17, 16), reserved_by = NULL, \
+    pub const ASSIGN_LICENSES: &str = "WITH RECURSIVE batch_rows(i) AS \
+             (SELECT 0 UNION ALL SELECT i + 1 FROM batch_rows WHERE i + 1 < ?3) \
+             UPDATE licenses SET device_id = substr(?2, b.i * 48 + 17, 16), reserved_by = NULL, \
              reserved_until = NULL \
-             FROM (SELECT unhex(value ->> 0) AS k FROM jsonb_each(?2)) AS j \
-             WHERE licenses.id = substr(j.k, 1, 16) AND licenses.device_id IS NULL \
+             FROM batch_rows AS b \
+             WHERE licenses.id = substr(?2, b.i * 48 + 1, 16) AND licenses.device_id IS NULL \
              AND (licenses.valid_until IS NULL OR licenses.valid_until > ?1) \
-             AND CASE WHEN length(j.k) = 32 \
+             AND CASE WHEN substr(?2, b.i * 48 + 33, 16) = zeroblob(16) \
                  THEN (licenses.reserved_until IS NULL OR licenses.reserved_until <= ?1) \
-                 ELSE licenses.reserved_by = substr(j.k, 33, 16) END \
+                 ELSE licenses.reserved_by = substr(?2, b.i * 48 + 33, 16) END \
              RETURNING licenses.id";
     pub const INSERT_DEVICES: &str = "INSERT INTO devices (id, org_id, installation_id, credential_hash, license_id, name, \
              model, os, app_version, paired_at, paired_by_code, config_id, assigned_at, \
              online_conn, last_seen) \
-             SELECT substr(k, 1, 16), ?1, substr(k, 17, 16), substr(k, 33, 32), substr(k, 65, 16), \
-             v ->> 2, v ->> 3, v ->> 4, v ->> 5, ?3, substr(k, 81, 16), ?2, \
-             CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END, v ->> 1, ?3 \
-             FROM (SELECT unhex(value ->> 0) AS k, value AS v FROM jsonb_each(?4)) WHERE true \
+             SELECT substr(?5, j.key * 96 + 1, 16), ?1, substr(?5, j.key * 96 + 17, 16), \
+             substr(?5, j.key * 96 + 33, 32), substr(?5, j.key * 96 + 65, 16), \
+             j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, ?3, \
+             substr(?5, j.key * 96 + 81, 16), ?2, CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END, \
+             j.value ->> 0, ?3 \
+             FROM jsonb_each(?4) AS j WHERE true \
              ON CONFLICT DO NOTHING RETURNING id";
     pub const COUNT_CODE_USES: &str = "UPDATE codes SET uses = uses + (j.value ->> 1), last_used_at = ?1 \
              FROM jsonb_each(?2) AS j WHERE codes.id = unhex(j.value ->> 0)";
@@ -1947,6 +1954,14 @@ mod tests {
             .expect("database");
         let by_key = [
             "VIRTUAL TABLE",
+            // The rows of a batch bound as one BLOB, numbered by a recursive CTE.
+            "CO-ROUTINE batch_rows",
+            "MATERIALIZE batch_rows",
+            "SETUP",
+            "RECURSIVE STEP",
+            "SCAN CONSTANT ROW",
+            "SCAN batch_rows",
+            "SCAN b",
             "CREATE BLOOM FILTER",
             "LIST SUBQUERY",
             "USING INTEGER PRIMARY KEY",

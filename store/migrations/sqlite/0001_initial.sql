@@ -40,13 +40,15 @@ CREATE TABLE licenses (
     -- A valid single-use code reserves the license until reserved_until.
     reserved_by    BLOB,
     reserved_until INTEGER
-);
+) WITHOUT ROWID;
 CREATE INDEX licenses_by_org ON licenses (org_id, id);
 -- A license is never held by two devices. Partial, so that "device_id IS NULL" is never
 -- planned as a lookup in this index (which would visit every unassigned license).
 CREATE UNIQUE INDEX licenses_device ON licenses (device_id) WHERE device_id IS NOT NULL;
--- The free-license scan: unassigned licenses of an organization, oldest first.
-CREATE INDEX licenses_unassigned ON licenses (org_id, id) WHERE device_id IS NULL;
+-- The free-license scan: unassigned licenses of an organization, oldest first. Covering, so
+-- that the scan never visits the table.
+CREATE INDEX licenses_unassigned ON licenses (org_id, id, valid_until, reserved_until)
+    WHERE device_id IS NULL;
 -- The expiry sweep: assigned licenses with an end.
 CREATE INDEX licenses_expiring ON licenses (valid_until)
     WHERE device_id IS NOT NULL AND valid_until IS NOT NULL;
