@@ -130,6 +130,7 @@ pub async fn run(
     let options = ConnectOptions::with_encoding(encoding);
     let started;
     let before;
+    let mut open: Vec<Connection> = Vec::new();
     let results: Vec<DeviceResult> = match args.mode {
         Mode::Connected => {
             // Connect everyone first, a bounded number at a time.
@@ -154,13 +155,27 @@ pub async fn run(
                     let code = code.clone();
                     tokio::spawn(async move {
                         match connection {
-                            Ok(connection) => enroll_one(connection, &code).await,
-                            Err(error) => DeviceResult::Failed(format!("connect: {error}")),
+                            Ok(connection) => {
+                                let (result, connection) = enroll_one(connection, &code).await;
+                                (result, Some(connection))
+                            }
+                            Err(error) => (DeviceResult::Failed(format!("connect: {error}")), None),
                         }
                     })
                 })
                 .collect();
-            join(tasks).await
+            // The devices stay connected: closing is not part of what is measured.
+            let mut results = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                match task.await {
+                    Ok((result, connection)) => {
+                        results.push(result);
+                        open.extend(connection);
+                    }
+                    Err(error) => results.push(DeviceResult::Failed(error.to_string())),
+                }
+            }
+            results
         }
         Mode::Fresh => {
             started = Instant::now();
@@ -176,18 +191,22 @@ pub async fn run(
                         let _permit = limit.acquire_owned().await;
                         let begin = Instant::now();
                         match Connection::connect(&url, &options).await {
-                            Ok(connection) => match enroll_one(connection, &code).await {
-                                DeviceResult::Paired {
-                                    device_id,
-                                    license_id,
-                                    ..
-                                } => DeviceResult::Paired {
-                                    device_id,
-                                    license_id,
-                                    latency: begin.elapsed(),
-                                },
-                                other => other,
-                            },
+                            Ok(connection) => {
+                                let (result, connection) = enroll_one(connection, &code).await;
+                                connection.close().await;
+                                match result {
+                                    DeviceResult::Paired {
+                                        device_id,
+                                        license_id,
+                                        ..
+                                    } => DeviceResult::Paired {
+                                        device_id,
+                                        license_id,
+                                        latency: begin.elapsed(),
+                                    },
+                                    other => other,
+                                }
+                            }
                             Err(error) => DeviceResult::Failed(format!("connect: {error}")),
                         }
                     })
@@ -206,6 +225,9 @@ pub async fn run(
         (Some(before), Some(after)) => Some(after.cpu_seconds - before.cpu_seconds),
         _ => None,
     };
+    futures_util::stream::iter(open)
+        .for_each_concurrent(args.concurrency.max(1), |connection| connection.close())
+        .await;
 
     let mut histogram = Histogram::<u64>::new(3)?;
     let mut refused: BTreeMap<String, u64> = BTreeMap::new();
@@ -298,11 +320,11 @@ async fn join(tasks: Vec<tokio::task::JoinHandle<DeviceResult>>) -> Vec<DeviceRe
     results
 }
 
-/// Pairs, waits for the configuration, closes.
-async fn enroll_one(mut connection: Connection, code: &str) -> DeviceResult {
+/// Pairs and waits for the configuration; returns the connection, still open.
+async fn enroll_one(mut connection: Connection, code: &str) -> (DeviceResult, Connection) {
     let identity = match DeviceIdentity::generate() {
         Ok(identity) => identity,
-        Err(error) => return DeviceResult::Failed(error.to_string()),
+        Err(error) => return (DeviceResult::Failed(error.to_string()), connection),
     };
     let info = DeviceInfo {
         name: "loadtest device".into(),
@@ -326,8 +348,7 @@ async fn enroll_one(mut connection: Connection, code: &str) -> DeviceResult {
         }
         Err(error) => DeviceResult::Failed(format!("pair: {error}")),
     };
-    connection.close().await;
-    result
+    (result, connection)
 }
 
 /// Checks the outcome against what the admin API lists. Returns the problems found.
