@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use engine::link::{ConfigSnapshot, DeviceLink};
 use engine::{AckAnswer, Engine, PairAnswer, ResumeAnswer};
 use futures_util::{SinkExt, StreamExt};
@@ -30,7 +31,8 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::task::TaskTracker;
 
@@ -251,10 +253,8 @@ impl Session<'_> {
                 _ = ping.tick() => {
                     if last_heard.elapsed() >= settings.silence_limit {
                         Next::Close(CloseCode::KeepaliveTimeout)
-                    } else if self.ws.send(Message::Ping(Default::default())).await.is_err() {
-                        Next::Stop
                     } else {
-                        Next::Continue
+                        self.send_bounded(Message::Ping(Default::default())).await
                     }
                 }
                 () = sleep_until(hello_deadline), if !self.paired => Next::Close(CloseCode::HelloTimeout),
@@ -279,12 +279,60 @@ impl Session<'_> {
             return Next::Close(reason.close_code());
         }
         if let Some(snapshot) = update.configuration {
-            let frame = configuration_frame(&snapshot, self.encoding);
-            if self.ws.send(frame).await.is_err() {
-                return Next::Stop;
-            }
+            let encoded = configuration_frame(&snapshot, self.encoding);
+            return self.send_fragmented(&encoded).await;
         }
         Next::Continue
+    }
+
+    /// Sends an encoded message in fragments of at most [`FRAGMENT_BYTES`]. tungstenite keeps
+    /// its write buffer at the size of the largest frame it ever wrote, for the connection's
+    /// life: a 256 KiB configuration sent in one frame would pin 256 KiB to every connection
+    /// it reached. In fragments, a connection holds at most one fragment, and a device that
+    /// stops reading holds at most one fragment plus its socket buffers.
+    async fn send_fragmented(&mut self, encoded: &EncodedMessage) -> Next {
+        let opcode = if encoded.text {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Binary)
+        };
+        let total = encoded.bytes.len();
+        if total <= FRAGMENT_BYTES {
+            let frame = Frame::message(encoded.bytes.clone(), opcode, true);
+            return self.send_bounded(Message::Frame(frame)).await;
+        }
+        let mut start = 0;
+        while start < total {
+            let end = (start + FRAGMENT_BYTES).min(total);
+            let fragment_opcode = if start == 0 {
+                opcode
+            } else {
+                OpCode::Data(Data::Continue)
+            };
+            let frame = Frame::message(
+                encoded.bytes.slice(start..end),
+                fragment_opcode,
+                end == total,
+            );
+            if let next @ (Next::Stop | Next::Close(_) | Next::CloseBecause(..)) =
+                self.send_bounded(Message::Frame(frame)).await
+            {
+                return next;
+            }
+            start = end;
+        }
+        Next::Continue
+    }
+
+    /// Sends one frame, giving up on a device that has not read anything for the silence
+    /// limit: its socket stays full, and waiting longer would only pin the connection.
+    async fn send_bounded(&mut self, frame: Message) -> Next {
+        match tokio::time::timeout(self.endpoint.settings.silence_limit, self.ws.send(frame)).await
+        {
+            Ok(Ok(())) => Next::Continue,
+            Ok(Err(_)) => Next::Stop,
+            Err(_) => Next::Close(CloseCode::KeepaliveTimeout),
+        }
     }
 
     async fn on_frame(&mut self, frame: Option<Result<Message, tungstenite::Error>>) -> Next {
@@ -413,15 +461,12 @@ impl Session<'_> {
         }
     }
 
-    async fn send(&mut self, message: &ServerMessage) -> Result<(), tungstenite::Error> {
-        self.ws.send(encode(self.encoding, message)).await
+    async fn send(&mut self, message: &ServerMessage) -> Next {
+        self.send_bounded(encode(self.encoding, message)).await
     }
 
     async fn send_or_stop(&mut self, message: &ServerMessage) -> Next {
-        match self.send(message).await {
-            Ok(()) => Next::Continue,
-            Err(_) => Next::Stop,
-        }
+        self.send(message).await
     }
 
     /// Sends a close frame, then waits briefly for the peer's close so that the frame is read
@@ -435,7 +480,9 @@ impl Session<'_> {
             code: code.code().into(),
             reason: reason.into(),
         };
-        if self.ws.close(Some(frame)).await.is_err() {
+        // A device that stopped reading may never take the close frame: bounded.
+        let sent = tokio::time::timeout(Duration::from_secs(2), self.ws.close(Some(frame))).await;
+        if !matches!(sent, Ok(Ok(()))) {
             return;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -456,21 +503,27 @@ pub(crate) fn encode(encoding: Encoding, message: &ServerMessage) -> Message {
     }
 }
 
-/// The configuration frame, encoded once per revision and encoding and shared by every
-/// connection it goes to (cloning a `Message` shares its bytes).
-fn configuration_frame(snapshot: &ConfigSnapshot, encoding: Encoding) -> Message {
+/// Largest frame the server writes; longer messages go in several fragments.
+const FRAGMENT_BYTES: usize = 4096;
+
+/// A message encoded once, shared by every connection it is sent to.
+#[derive(Debug, Clone)]
+struct EncodedMessage {
+    bytes: Bytes,
+    text: bool,
+}
+
+/// The configuration message, encoded once per revision and encoding and shared by every
+/// connection it goes to (cloning `Bytes` shares them).
+fn configuration_frame(snapshot: &ConfigSnapshot, encoding: Encoding) -> EncodedMessage {
+    let build = || EncodedMessage {
+        bytes: Bytes::from(
+            encoding.encode_server(&ServerMessage::Configuration(snapshot.as_message())),
+        ),
+        text: encoding.uses_text_frames(),
+    };
     snapshot
-        .encoded(encoding, || {
-            encode(
-                encoding,
-                &ServerMessage::Configuration(snapshot.as_message()),
-            )
-        })
+        .encoded(encoding, build)
         .cloned()
-        .unwrap_or_else(|| {
-            encode(
-                encoding,
-                &ServerMessage::Configuration(snapshot.as_message()),
-            )
-        })
+        .unwrap_or_else(build)
 }

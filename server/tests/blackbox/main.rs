@@ -9,6 +9,7 @@
 mod support;
 
 mod audit;
+mod backpressure;
 mod codes;
 mod concurrency;
 mod configurations;
