@@ -1,6 +1,7 @@
 //! The few admin API calls the load tester makes.
 
 use anyhow::Context;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone)]
@@ -71,36 +72,95 @@ impl Admin {
         }
     }
 
-    /// An organization with licenses, a configuration and a reusable code; returns
-    /// (organization id, code).
-    pub async fn provision(&self, licenses: u32) -> anyhow::Result<(String, String)> {
+    pub async fn put(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    /// An organization with `licenses` licenses and one configuration (revision 1).
+    pub async fn provision(&self, licenses: u32) -> anyhow::Result<Provisioned> {
         let name = format!("loadtest {}", uuid::Uuid::new_v4());
         let org = self
             .post("/v1/organizations", json!({ "name": name }))
             .await?;
         let org = org["id"].as_str().context("organization id")?.to_string();
+        let mut license_ids = Vec::with_capacity(licenses as usize);
         let mut left = licenses;
         while left > 0 {
             let batch = left.min(100_000);
-            self.post(
-                &format!("/v1/organizations/{org}/licenses"),
-                json!({ "count": batch }),
-            )
-            .await?;
+            let added = self
+                .post(
+                    &format!("/v1/organizations/{org}/licenses"),
+                    json!({ "count": batch }),
+                )
+                .await?;
+            for id in added["license_ids"].as_array().context("license ids")? {
+                license_ids.push(id.as_str().context("license id")?.to_string());
+            }
             left -= batch;
         }
-        self.post(
-            &format!("/v1/organizations/{org}/configurations"),
-            json!({ "name": "loadtest", "body": "[GLOBAL]\nsynctime_high_threshold = 600\n" }),
-        )
-        .await?;
+        let configuration = self
+            .post(
+                &format!("/v1/organizations/{org}/configurations"),
+                json!({ "name": "loadtest", "body": configuration_body(1) }),
+            )
+            .await?;
+        let configuration = configuration["id"]
+            .as_str()
+            .context("configuration id")?
+            .to_string();
+        Ok(Provisioned {
+            org,
+            license_ids,
+            configuration,
+        })
+    }
+
+    /// A new reusable code of the organization.
+    pub async fn reusable_code(&self, org: &str) -> anyhow::Result<String> {
         let code = self
             .post(
                 &format!("/v1/organizations/{org}/codes"),
                 json!({ "label": "loadtest" }),
             )
             .await?;
-        let code = code["code"].as_str().context("code")?.to_string();
-        Ok((org, code))
+        Ok(code["code"].as_str().context("code")?.to_string())
     }
+
+    /// A single-use code for each license (valid for `validity_seconds`, at most 600), created
+    /// `concurrency` at a time; in the licenses' order.
+    pub async fn single_use_codes(
+        &self,
+        org: &str,
+        licenses: &[String],
+        validity_seconds: u64,
+    ) -> anyhow::Result<Vec<String>> {
+        let calls = licenses.iter().map(|license| async move {
+            let code = self
+                .post(
+                    &format!("/v1/organizations/{org}/licenses/{license}/single-use-code"),
+                    json!({ "validity_seconds": validity_seconds }),
+                )
+                .await?;
+            anyhow::Ok(code["code"].as_str().context("code")?.to_string())
+        });
+        futures_util::stream::iter(calls)
+            .buffered(32)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+}
+
+/// What [`Admin::provision`] created.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub org: String,
+    pub license_ids: Vec<String>,
+    pub configuration: String,
+}
+
+/// The load tester's configuration body at a given edit: small, and different each time.
+pub fn configuration_body(edit: u64) -> String {
+    format!("[GLOBAL]\nsynctime_high_threshold = 600\n# loadtest edit {edit}\n")
 }

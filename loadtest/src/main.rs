@@ -1,38 +1,41 @@
-//! `paird-loadtest`: mass enrollment against a paird server, measured and verified.
+//! `paird-loadtest`: mass enrollment, idle connections, configuration pushes, races and crashes
+//! against a paird server, measured and verified.
 //!
 //! It provisions what it needs through the admin API (an organization, licenses, a
-//! configuration, a reusable code), enrolls N devices, and reports throughput, latency
-//! percentiles and refusals by reason. With `--verify` it checks the outcome against the admin
-//! API: every device told "paired" is listed with the license it was told, no license is held
-//! twice, and the refusals match the shortfall. It talks only to the addresses it is given (or to
-//! the server it starts on 127.0.0.1), is bounded in count and time, and stops by itself.
+//! configuration, codes), drives simulated devices over real WebSocket connections, and reports
+//! throughput, latency percentiles and failures by reason. With `--verify` it checks the outcome
+//! against the admin API. Past the open-file cap of one process it spreads the devices over
+//! worker processes, and over several loopback source addresses past the ephemeral port range.
+//! It talks only to the addresses it is given (or to the server it starts on 127.0.0.1), is
+//! bounded in count and time, and stops by itself.
 
-mod admin;
-mod enroll;
-mod procstat;
-mod spawn;
-
-use std::time::Duration;
-
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use loadtest::admin::Admin;
+use loadtest::scenarios::{self, CrashArgs, EnrollArgs, HoldArgs, PushArgs, RaceArgs, Target};
+use loadtest::spawn::Spawned;
+use loadtest::workers;
 
 #[derive(Debug, Parser)]
 #[command(name = "paird-loadtest", version, about = "Load tests a paird server")]
 struct Cli {
     #[command(flatten)]
-    target: Target,
+    target: TargetArgs,
     #[command(subcommand)]
     scenario: Scenario,
 }
 
 #[derive(Debug, Args)]
-pub struct Target {
+struct TargetArgs {
     /// Start a throwaway paird (temporary data directory, loopback ports) and test it.
     #[arg(long, global = true)]
     start_server: bool,
     /// The paird binary to start (default: `paird` next to this program).
     #[arg(long, global = true)]
     paird: Option<std::path::PathBuf>,
+    /// An argument for the server this program starts (repeatable), e.g.
+    /// `--server-arg=--no-group-commit`.
+    #[arg(long, global = true, allow_hyphen_values = true)]
+    server_arg: Vec<String>,
     /// Admin API of an existing server.
     #[arg(long, global = true, default_value = "http://127.0.0.1:7879")]
     admin: String,
@@ -46,94 +49,96 @@ pub struct Target {
     /// without it when --start-server is used.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
-    /// Print the result as JSON instead of a table.
+    /// Print the result as JSON instead of a table (and no progress bars).
     #[arg(long, global = true)]
     json: bool,
 }
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
-    /// Devices pair with one reusable code and receive their configuration.
+    /// Devices pair (connected first, or each on a fresh connection; one reusable code or a
+    /// single-use code each) and receive their configuration.
     Enroll(EnrollArgs),
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum Mode {
-    /// Every device connects first (the app is open at the scan prompt), then all pair at once.
-    Connected,
-    /// Each device opens a fresh connection, pairs, receives its configuration and closes.
-    Fresh,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct EnrollArgs {
-    /// Devices to enroll.
-    #[arg(long, default_value_t = 1000)]
-    devices: u32,
-    /// Licenses to provision (default: one per device). Fewer than devices makes a race.
-    #[arg(long)]
-    licenses: Option<u32>,
-    #[arg(long, value_enum, default_value = "connected")]
-    mode: Mode,
-    /// Devices in flight at once (fresh mode) or connecting at once (connected mode).
-    #[arg(long, default_value_t = 256)]
-    concurrency: usize,
-    /// Wire encoding.
-    #[arg(long, default_value = "postcard")]
-    encoding: String,
-    /// Check the outcome against the admin API.
-    #[arg(long)]
-    verify: bool,
-    /// Give up after this long.
-    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
+    /// Paired devices reconnect and stay connected, idle; reports server memory per connection.
+    Hold(HoldArgs),
+    /// Configuration edits pushed to every connected device: time until all received, until
+    /// all acknowledged.
+    Push(PushArgs),
+    /// More devices than free licenses, and many devices on one single-use code, all at once.
+    Race(RaceArgs),
+    /// Kills the server (SIGKILL) mid-burst, restarts it on the same database, verifies.
+    Crash(CrashArgs),
+    /// A worker process holding part of the devices (started by this program itself).
+    #[command(hide = true)]
+    Worker { spec: String },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let server = if cli.target.start_server {
-        Some(spawn::Spawned::start(cli.target.paird.as_deref()).await?)
+    workers::raise_open_file_limit();
+    if let Scenario::Worker { spec } = &cli.scenario {
+        return workers::serve(spec).await;
+    }
+    let spawned = if cli.target.start_server {
+        Some(Spawned::start(cli.target.paird.as_deref(), &cli.target.server_arg).await?)
     } else {
         None
     };
-    let server_pid = server
-        .as_ref()
-        .and_then(|server| server.pid())
-        .or(cli.target.server_pid);
-    let (admin_url, device_url, token) = match &server {
-        Some(server) => (
-            server.admin_url.clone(),
-            server.device_url.clone(),
-            server.token.clone(),
-        ),
-        None => (
-            cli.target.admin.clone(),
-            cli.target.device_url.clone(),
-            cli.target.token.clone().ok_or_else(|| {
-                anyhow::anyhow!("give --token (or PAIRD_OPERATOR_TOKEN), or use --start-server")
-            })?,
-        ),
+    let mut target = match &spawned {
+        Some(server) => Target {
+            admin: Admin::new(&server.admin_url, &server.token),
+            device_url: server.device_url.clone(),
+            server_pid: server.pid(),
+            spawned: None,
+            quiet: cli.target.json,
+        },
+        None => Target {
+            admin: Admin::new(
+                &cli.target.admin,
+                cli.target.token.as_deref().ok_or_else(|| {
+                    anyhow::anyhow!("give --token (or PAIRD_OPERATOR_TOKEN), or use --start-server")
+                })?,
+            ),
+            device_url: cli.target.device_url.clone(),
+            server_pid: cli.target.server_pid,
+            spawned: None,
+            quiet: cli.target.json,
+        },
     };
-    let admin = admin::Admin::new(&admin_url, &token);
-    let outcome = match cli.scenario {
-        Scenario::Enroll(args) => {
-            let timeout = args.timeout;
-            tokio::time::timeout(timeout, enroll::run(&admin, &device_url, &args, server_pid))
-                .await
-                .map_err(|_| anyhow::anyhow!("gave up after {timeout:?}"))??
+    target.spawned = spawned;
+    let timeout = match &cli.scenario {
+        Scenario::Enroll(args) => args.common.timeout,
+        Scenario::Hold(args) => args.common.timeout + args.duration,
+        Scenario::Push(args) => args.common.timeout,
+        Scenario::Race(args) => args.common.timeout,
+        Scenario::Crash(args) => args.common.timeout,
+        Scenario::Worker { .. } => unreachable!("handled above"),
+    };
+    let work = async {
+        match &cli.scenario {
+            Scenario::Enroll(args) => scenarios::enroll(&mut target, args).await,
+            Scenario::Hold(args) => scenarios::hold(&mut target, args).await,
+            Scenario::Push(args) => scenarios::push(&mut target, args).await,
+            Scenario::Race(args) => scenarios::race(&mut target, args).await,
+            Scenario::Crash(args) => scenarios::crash(&mut target, args).await,
+            Scenario::Worker { .. } => unreachable!("handled above"),
         }
     };
-    if let Some(server) = server {
+    let report = tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| anyhow::anyhow!("gave up after {timeout:?}"));
+    if let Some(server) = target.spawned.take() {
         server.stop().await;
     }
+    let report = report??;
     if cli.target.json {
-        println!("{}", serde_json::to_string_pretty(&outcome.report)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", outcome.table());
+        print!("{}", report.table());
     }
-    if let Some(problems) = outcome.verification_failures() {
-        anyhow::bail!("verification failed:\n{problems}");
+    if !report.passed() {
+        anyhow::bail!("verification failed");
     }
     Ok(())
 }

@@ -23,12 +23,17 @@ fn ticks_per_second() -> f64 {
     })
 }
 
-/// Samples process `pid` (`None`: this process). `None` when /proc cannot be read.
-pub fn sample(pid: Option<u32>) -> Option<Sample> {
-    let dir = match pid {
-        Some(pid) => format!("/proc/{pid}"),
-        None => "/proc/self".to_string(),
-    };
+/// Samples process `pid`. `None` when /proc cannot be read.
+pub fn sample(pid: u32) -> Option<Sample> {
+    sample_dir(&format!("/proc/{pid}"))
+}
+
+/// Samples this process.
+pub fn sample_self() -> Option<Sample> {
+    sample_dir("/proc/self")
+}
+
+fn sample_dir(dir: &str) -> Option<Sample> {
     let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let after = stat.rsplit_once(')')?.1;

@@ -1,22 +1,33 @@
-//! `--start-server`: a throwaway paird on loopback ports with a temporary data directory.
+//! `--start-server`: a throwaway paird on loopback ports with a temporary data directory. It
+//! can be killed (SIGKILL) and started again on the same database and ports.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+#[derive(Debug)]
 pub struct Spawned {
     child: Child,
-    _data: tempfile::TempDir,
+    binary: PathBuf,
+    extra_args: Vec<String>,
+    data: tempfile::TempDir,
     pub admin_url: String,
     pub device_url: String,
     pub token: String,
 }
 
+/// `host:port` of a URL such as `ws://127.0.0.1:7878/device`.
+fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
+}
+
 impl Spawned {
-    pub async fn start(paird: Option<&Path>) -> anyhow::Result<Spawned> {
+    /// Starts `paird serve` (default: the `paird` next to this program) with `extra_args`.
+    pub async fn start(paird: Option<&Path>, extra_args: &[String]) -> anyhow::Result<Spawned> {
         let binary = match paird {
             Some(path) => path.to_path_buf(),
             None => std::env::current_exe()?
@@ -26,55 +37,51 @@ impl Spawned {
         };
         let data = tempfile::tempdir()?;
         let token = format!("loadtest-{}", uuid::Uuid::new_v4().simple());
-        let mut child = Command::new(&binary)
-            .args(["serve", "--data-dir"])
-            .arg(data.path())
-            .args([
-                "--device-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .env("PAIRD_OPERATOR_TOKEN", &token)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let (mut admin_url, mut device_url) = (None, None);
-        let banner = async {
-            while let Some(line) = lines.next_line().await? {
-                let line = line.trim();
-                if let Some(url) = line.strip_prefix("device endpoint") {
-                    device_url = Some(url.trim().to_string());
-                }
-                if let Some(url) = line.strip_prefix("admin API") {
-                    admin_url = Some(url.trim().to_string());
-                }
-                if line.starts_with("operator token") {
-                    break;
-                }
-            }
-            anyhow::Ok(())
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(30), banner)
-            .await
-            .context("paird did not start in 30 s")??;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (child, admin_url, device_url) = launch(
+            &binary,
+            data.path(),
+            &token,
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            extra_args,
+        )
+        .await?;
         Ok(Spawned {
             child,
-            _data: data,
-            admin_url: admin_url.context("paird printed no admin address")?,
-            device_url: device_url.context("paird printed no device address")?,
+            binary,
+            extra_args: extra_args.to_vec(),
+            data,
+            admin_url,
+            device_url,
             token,
         })
     }
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Kills the server with SIGKILL: no shutdown, no flush, as in a power cut of the process.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// Starts the server again on the same database and the same ports.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let device = authority(&self.device_url).to_string();
+        let admin = authority(&self.admin_url).to_string();
+        let (child, admin_url, device_url) = launch(
+            &self.binary,
+            self.data.path(),
+            &self.token,
+            (&device, &admin),
+            &self.extra_args,
+        )
+        .await?;
+        self.child = child;
+        self.admin_url = admin_url;
+        self.device_url = device_url;
+        Ok(())
     }
 
     pub async fn stop(mut self) {
@@ -87,4 +94,53 @@ impl Spawned {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(15), self.child.wait()).await;
         let _ = self.child.kill().await;
     }
+}
+
+/// Starts paird and reads its banner for the addresses it listens on.
+async fn launch(
+    binary: &Path,
+    data: &Path,
+    token: &str,
+    (device, admin): (&str, &str),
+    extra_args: &[String],
+) -> anyhow::Result<(Child, String, String)> {
+    let mut child = Command::new(binary)
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--device-listen", device, "--admin-listen", admin])
+        .args(extra_args)
+        .env("PAIRD_OPERATOR_TOKEN", token)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut admin_url, mut device_url) = (None, None);
+    let banner = async {
+        while let Some(line) = lines.next_line().await? {
+            let line = line.trim();
+            if let Some(url) = line.strip_prefix("device endpoint") {
+                device_url = Some(url.trim().to_string());
+            }
+            if let Some(url) = line.strip_prefix("admin API") {
+                admin_url = Some(url.trim().to_string());
+            }
+            if line.starts_with("operator token") {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), banner)
+        .await
+        .context("paird did not start in 60 s")??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((
+        child,
+        admin_url.context("paird printed no admin address")?,
+        device_url.context("paird printed no device address")?,
+    ))
 }

@@ -1,0 +1,11 @@
+//! paird's load tester as a library: the scenarios, the simulated fleets, the verification.
+//! The `paird-loadtest` binary is a thin command line over it; tests drive it directly.
+
+pub mod admin;
+pub mod fleet;
+pub mod procstat;
+pub mod report;
+pub mod scenarios;
+pub mod spawn;
+pub mod verify;
+pub mod workers;
