@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -44,6 +44,10 @@ pub struct FleetSpec {
     pub json: bool,
     /// Local addresses to connect from, used in turn (empty: the system's choice).
     pub sources: Vec<IpAddr>,
+    /// Where this fleet starts counting local ports (fleets sharing a source address start
+    /// apart so that they do not race for the same ports).
+    #[serde(default)]
+    pub first_port: u32,
     /// Connections (or fresh pairings) in flight at once.
     pub concurrency: usize,
     pub connect_timeout_ms: u64,
@@ -212,6 +216,7 @@ impl Fleet {
         };
         let mut options = ConnectOptions::with_encoding(encoding);
         options.timeout = Duration::from_millis(spec.connect_timeout_ms.max(1));
+        options.local_ports = Some(Arc::new(AtomicU32::new(spec.first_port)));
         Fleet {
             spec,
             options,
@@ -515,6 +520,13 @@ impl PairTask {
         };
         sleep_until_us(scheduled).await;
         let _permit = self.limit.acquire().await;
+        // Open loop: latency counts from the scheduled time, waiting included. A burst: from
+        // the moment this device may start (its turn under the concurrency limit).
+        let scheduled = if plan.rate.is_some() {
+            scheduled
+        } else {
+            now_us()
+        };
         let connection = match connection {
             Some(connection) => Ok(connection),
             None => Connection::connect(&self.url, &self.options)

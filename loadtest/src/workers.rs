@@ -64,10 +64,12 @@ impl Fleets {
         }
         let exe = std::env::current_exe().context("cannot find this program")?;
         let mut members = Vec::with_capacity(processes);
-        for _ in 0..processes {
+        for index in 0..processes {
+            let mut spec = spec.clone();
+            spec.first_port = (index * 64_000 / processes) as u32;
             let mut child = tokio::process::Command::new(&exe)
                 .arg("worker")
-                .arg(serde_json::to_string(spec)?)
+                .arg(serde_json::to_string(&spec)?)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())

@@ -33,6 +33,7 @@ async fn enrolled() -> Setup {
         device_url: server.device_url(),
         json: false,
         sources: Vec::new(),
+        first_port: 0,
         concurrency: 16,
         connect_timeout_ms: 20_000,
     });
