@@ -17,7 +17,7 @@ use protocol::{
     Ack, AckOutcome, Configuration, DeviceInfo, DeviceMessage, Encoding, ServerMessage,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 /// Microseconds since the Unix epoch: the clock every process of a run shares.
@@ -164,7 +164,6 @@ struct Device {
 #[derive(Debug, Default)]
 struct Seen {
     by_revision: Mutex<HashMap<u64, RevisionTimes>>,
-    changed: Notify,
 }
 
 impl Seen {
@@ -177,8 +176,19 @@ impl Seen {
         } else {
             times.received_us.push(now);
         }
-        drop(map);
-        self.changed.notify_waiters();
+    }
+
+    /// Devices that received `revision`, and acknowledgements recorded for it.
+    fn counts(&self, revision: u64) -> (usize, usize) {
+        let map = self.by_revision.lock().expect("lock");
+        map.get(&revision).map_or((0, 0), |times| {
+            (times.received_us.len(), times.acknowledged_us.len())
+        })
+    }
+
+    fn times(&self, revision: u64) -> RevisionTimes {
+        let map = self.by_revision.lock().expect("lock");
+        map.get(&revision).cloned().unwrap_or_default()
     }
 }
 
@@ -443,22 +453,21 @@ impl Fleet {
 
     async fn wait_revision(&mut self, revision: u64, timeout_ms: u64) -> RevisionTimes {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+        // Polled, not woken per message: the times are recorded as they arrive, so how soon the
+        // wait notices changes nothing measured, and each look costs O(devices) once per tick
+        // instead of once per message.
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
         loop {
+            tick.tick().await;
             let expected = self.live.iter().filter(|task| !task.is_finished()).count();
-            let notified = self.seen.changed.notified();
-            let times = {
-                let map = self.seen.by_revision.lock().expect("lock");
-                map.get(&revision).cloned().unwrap_or_default()
-            };
-            self.progress
-                .store(times.received_us.len() as u64, Ordering::Relaxed);
-            let done =
-                times.received_us.len() >= expected && times.acknowledged_us.len() >= expected;
+            let (received, acknowledged) = self.seen.counts(revision);
+            self.progress.store(received as u64, Ordering::Relaxed);
+            let done = received >= expected && acknowledged >= expected;
             if done || tokio::time::Instant::now() >= deadline {
+                let times = self.seen.times(revision);
                 let missing = expected.saturating_sub(times.received_us.len()) as u64;
                 return RevisionTimes { missing, ..times };
             }
-            let _ = tokio::time::timeout_at(deadline, notified).await;
         }
     }
 

@@ -391,10 +391,21 @@ impl<'a> Run<'a> {
         (connected, lost)
     }
 
-    async fn finish(mut self, verification: Option<Vec<String>>) -> Report {
-        self.report.verification = verification;
+    /// Checks the outcome when asked (adding the problems found before), closes the fleets and
+    /// returns the report.
+    async fn finish(
+        mut self,
+        verify_asked: bool,
+        org: &str,
+        expectation: &Expectation,
+        mut problems: Vec<String>,
+    ) -> anyhow::Result<Report> {
+        if verify_asked {
+            problems.extend(verify(&self.target.admin, org, expectation).await?);
+            self.report.verification = Some(problems);
+        }
         self.fleets.shutdown().await;
-        self.report
+        Ok(self.report)
     }
 }
 
@@ -459,21 +470,6 @@ fn expect_results(
     again
 }
 
-/// Runs the verification when asked, adding the problems found before.
-async fn verification(
-    verify_asked: bool,
-    admin: &Admin,
-    org: &str,
-    expectation: &Expectation,
-    mut problems: Vec<String>,
-) -> anyhow::Result<Option<Vec<String>>> {
-    if !verify_asked {
-        return Ok(None);
-    }
-    problems.extend(verify(admin, org, expectation).await?);
-    Ok(Some(problems))
-}
-
 /// `enroll`: devices pair with a reusable code or one single-use code each.
 pub async fn enroll(target: &mut Target, args: &EnrollArgs) -> anyhow::Result<Report> {
     let licenses = args.licenses.unwrap_or(args.devices);
@@ -493,7 +489,6 @@ pub async fn enroll(target: &mut Target, args: &EnrollArgs) -> anyhow::Result<Re
     } else {
         args.common.concurrency as u32
     };
-    let admin = target.admin.clone();
     let mut run = Run::start(target, "enroll", args.devices, held, &args.common).await?;
     run.setting("licenses", licenses);
     run.setting("mode", format!("{:?}", args.mode).to_lowercase());
@@ -535,15 +530,8 @@ pub async fn enroll(target: &mut Target, args: &EnrollArgs) -> anyhow::Result<Re
     if args.codes == Codes::SingleUse {
         bind_single_use(&mut expectation, &results, &provisioned, codes.len());
     }
-    let verdict = verification(
-        args.common.verify,
-        &admin,
-        &provisioned.org,
-        &expectation,
-        problems,
-    )
-    .await?;
-    Ok(run.finish(verdict).await)
+    run.finish(args.common.verify, &provisioned.org, &expectation, problems)
+        .await
 }
 
 /// Devices that paired with a single-use code must hold that code's license.
@@ -566,7 +554,6 @@ fn bind_single_use(
 pub async fn hold(target: &mut Target, args: &HoldArgs) -> anyhow::Result<Report> {
     let provisioned = target.admin.provision(args.devices).await?;
     let code = target.admin.reusable_code(&provisioned.org).await?;
-    let admin = target.admin.clone();
     let server_pid = target.server_pid;
     let mut run = Run::start(target, "hold", args.devices, args.devices, &args.common).await?;
     run.setting("hold", humantime::format_duration(args.duration));
@@ -650,15 +637,8 @@ pub async fn hold(target: &mut Target, args: &HoldArgs) -> anyhow::Result<Report
     }
     expectation.assigned = Some(u64::from(args.devices));
     expectation.refusals = Some(BTreeMap::new());
-    let verdict = verification(
-        args.common.verify,
-        &admin,
-        &provisioned.org,
-        &expectation,
-        problems,
-    )
-    .await?;
-    Ok(run.finish(verdict).await)
+    run.finish(args.common.verify, &provisioned.org, &expectation, problems)
+        .await
 }
 
 /// `push`: configuration edits pushed live to every connected device, timed until every device
@@ -666,7 +646,6 @@ pub async fn hold(target: &mut Target, args: &HoldArgs) -> anyhow::Result<Report
 pub async fn push(target: &mut Target, args: &PushArgs) -> anyhow::Result<Report> {
     let provisioned = target.admin.provision(args.devices).await?;
     let code = target.admin.reusable_code(&provisioned.org).await?;
-    let admin = target.admin.clone();
     let mut run = Run::start(target, "push", args.devices, args.devices, &args.common).await?;
     run.setting("edits", args.edits);
     let phase = run.connect().await;
@@ -692,7 +671,8 @@ pub async fn push(target: &mut Target, args: &PushArgs) -> anyhow::Result<Report
         let revision = edit + 1;
         let meter = Meter::start(run.target.server_pid);
         let sent_us = now_us();
-        admin
+        run.target
+            .admin
             .put(&path, json!({ "body": configuration_body(edit + 1) }))
             .await
             .context("editing the configuration")?;
@@ -755,15 +735,8 @@ pub async fn push(target: &mut Target, args: &PushArgs) -> anyhow::Result<Report
         .insert("connections at the end".into(), connected as f64);
     expectation.assigned = Some(u64::from(args.devices));
     expectation.refusals = Some(BTreeMap::new());
-    let verdict = verification(
-        args.common.verify,
-        &admin,
-        &provisioned.org,
-        &expectation,
-        problems,
-    )
-    .await?;
-    Ok(run.finish(verdict).await)
+    run.finish(args.common.verify, &provisioned.org, &expectation, problems)
+        .await
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -792,7 +765,6 @@ pub async fn race(target: &mut Target, args: &RaceArgs) -> anyhow::Result<Report
         .await?
         .remove(0);
     let reusable = target.admin.reusable_code(&provisioned.org).await?;
-    let admin = target.admin.clone();
     let total = args.devices + args.contenders;
     let mut run = Run::start(target, "race", total, total, &args.common).await?;
     run.setting("licenses", args.licenses);
@@ -859,15 +831,8 @@ pub async fn race(target: &mut Target, args: &RaceArgs) -> anyhow::Result<Report
     run.report
         .figures
         .insert("single-use winners".into(), winners.len() as f64);
-    let verdict = verification(
-        args.common.verify,
-        &admin,
-        &provisioned.org,
-        &expectation,
-        problems,
-    )
-    .await?;
-    Ok(run.finish(verdict).await)
+    run.finish(args.common.verify, &provisioned.org, &expectation, problems)
+        .await
 }
 
 /// `crash`: the server is killed with SIGKILL in the middle of an enrollment burst and
@@ -881,7 +846,6 @@ pub async fn crash(target: &mut Target, args: &CrashArgs) -> anyhow::Result<Repo
     );
     let provisioned = target.admin.provision(args.devices).await?;
     let code = target.admin.reusable_code(&provisioned.org).await?;
-    let admin = target.admin.clone();
     let mut run = Run::start(target, "crash", args.devices, args.devices, &args.common).await?;
     run.setting("kill at", format!("{:.0}% answered", args.kill_at * 100.0));
     let phase = run.connect().await;
@@ -919,7 +883,7 @@ pub async fn crash(target: &mut Target, args: &CrashArgs) -> anyhow::Result<Repo
     run.target.server_pid = spawned.pid();
     let mut after_crash = expectation.clone();
     after_crash.errors_allowed = true;
-    let survived = verify(&admin, &provisioned.org, &after_crash).await?;
+    let survived = verify(&run.target.admin, &provisioned.org, &after_crash).await?;
     problems.extend(
         survived
             .into_iter()
@@ -944,8 +908,8 @@ pub async fn crash(target: &mut Target, args: &CrashArgs) -> anyhow::Result<Repo
     expectation.refusals = Some(BTreeMap::new());
     expectation.assigned = Some(u64::from(args.devices));
     // The crash check is the point of this scenario: it always verifies.
-    let verdict = verification(true, &admin, &provisioned.org, &expectation, problems).await?;
-    Ok(run.finish(verdict).await)
+    run.finish(true, &provisioned.org, &expectation, problems)
+        .await
 }
 
 #[cfg(test)]
