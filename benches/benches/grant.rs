@@ -3,64 +3,21 @@
 //! once; criterion reports the time per iteration, so pairings/s = burst / time.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use benches::Organization;
 use criterion::{Criterion, criterion_group, criterion_main};
-use engine::secrets::ServerKey;
-use engine::{Engine, EngineSettings, PairAnswer, Principal, ReusableCodeSpec, SystemClock};
+use engine::PairAnswer;
 use protocol::{Credential, DeviceInfo, Pair};
 use uuid::Uuid;
 
-struct Fixture {
-    engine: Engine,
-    code: String,
-    _dir: tempfile::TempDir,
+async fn fixture(licenses: u32) -> Organization {
+    let organization = Organization::start().await;
+    organization.add_licenses(u64::from(licenses)).await;
+    organization
 }
 
-async fn fixture(licenses: u32) -> Fixture {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = store::SqliteStore::open(&store::SqliteSettings::new(dir.path().join("bench.db")))
-        .await
-        .expect("database");
-    let engine = Engine::start(
-        Arc::new(store),
-        Arc::new(SystemClock),
-        &ServerKey::generate(),
-        EngineSettings::default(),
-    )
-    .await
-    .expect("engine");
-    let operator = Principal::Operator;
-    let org = engine
-        .create_organization(&operator, "bench", None)
-        .await
-        .expect("organization");
-    let mut left = licenses;
-    while left > 0 {
-        let count = left.min(100_000);
-        engine
-            .add_licenses(&operator, org.id, count, None, None)
-            .await
-            .expect("licenses");
-        left -= count;
-    }
-    engine
-        .create_configuration(&operator, org.id, "bench", "[GLOBAL]\n", None)
-        .await
-        .expect("configuration");
-    let code = engine
-        .create_reusable_code(&operator, org.id, ReusableCodeSpec::default(), None)
-        .await
-        .expect("code");
-    Fixture {
-        engine,
-        code: code.code,
-        _dir: dir,
-    }
-}
-
-async fn burst(fixture: &Fixture, devices: usize) -> Duration {
+async fn burst(fixture: &Organization, devices: usize) -> Duration {
     let requests: Vec<Pair> = (0..devices)
         .map(|_| Pair {
             code: fixture.code.clone(),

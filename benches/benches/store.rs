@@ -20,80 +20,33 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use benches::Organization;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::ids::{CodeId, DeviceId, InstallationId, OrgId, Timestamp};
-use engine::secrets::{SecretHash, SecretKind, ServerKey, random_bytes};
+use engine::secrets::{SecretHash, SecretKind, random_bytes};
 use engine::store::{DeviceDetails, LicenseGrant, NewAudit, NewDevice, Store, StoreTx};
-use engine::{Clock, Engine, EngineSettings, Principal, ReusableCodeSpec, SystemClock};
+use engine::{Clock, SystemClock};
 use serde_json::json;
 
 /// The batch sizes of the issue: one pairing per commit, a small batch, a large one.
 const BATCH_SIZES: [usize; 3] = [1, 16, 256];
 
-/// The engine refuses to add more licenses than this in one admin command.
-const LICENSES_PER_COMMAND: u64 = 100_000;
-
+/// The bench organization, and the engine's own store (the `SqliteStore`), used directly for
+/// the batch transactions.
 struct Fixture {
-    engine: Engine,
-    /// The engine's own store (the `SqliteStore`), used directly for the batch transactions.
+    organization: Organization,
     store: Arc<dyn Store>,
     org_id: OrgId,
     code_id: CodeId,
-    _dir: tempfile::TempDir,
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = store::SqliteStore::open(&store::SqliteSettings::new(dir.path().join("bench.db")))
-        .await
-        .expect("database");
-    let engine = Engine::start(
-        Arc::new(store),
-        Arc::new(SystemClock),
-        &ServerKey::generate(),
-        EngineSettings::default(),
-    )
-    .await
-    .expect("engine");
-    let operator = Principal::Operator;
-    let org = engine
-        .create_organization(&operator, "bench", None)
-        .await
-        .expect("organization");
-    engine
-        .create_configuration(&operator, org.id, "bench", "[GLOBAL]\n", None)
-        .await
-        .expect("configuration");
-    let code = engine
-        .create_reusable_code(&operator, org.id, ReusableCodeSpec::default(), None)
-        .await
-        .expect("code");
+    let organization = Organization::start().await;
     Fixture {
-        store: Arc::clone(engine.store()),
-        engine,
-        org_id: org.id,
-        code_id: code.info.id,
-        _dir: dir,
-    }
-}
-
-/// Adds `count` free licenses to the organization, in as many admin commands as it takes.
-async fn add_free_licenses(fixture: &Fixture, count: u64) {
-    let mut left = count;
-    while left > 0 {
-        let chunk = left.min(LICENSES_PER_COMMAND);
-        fixture
-            .engine
-            .add_licenses(
-                &Principal::Operator,
-                fixture.org_id,
-                u32::try_from(chunk).expect("at most LICENSES_PER_COMMAND"),
-                None,
-                None,
-            )
-            .await
-            .expect("licenses");
-        left -= chunk;
+        store: Arc::clone(organization.engine.store()),
+        org_id: organization.org_id,
+        code_id: organization.code_id,
+        organization,
     }
 }
 
@@ -242,7 +195,10 @@ fn store_batch_commit(c: &mut Criterion) {
                     .collect();
                 async move {
                     // Untimed: exactly the licenses this run will claim.
-                    add_free_licenses(fixture, iterations * batch as u64).await;
+                    fixture
+                        .organization
+                        .add_licenses(iterations * batch as u64)
+                        .await;
                     let mut total = Duration::ZERO;
                     for requests in &batches {
                         let start = Instant::now();
@@ -253,7 +209,7 @@ fn store_batch_commit(c: &mut Criterion) {
                 }
             })
         });
-        runtime.block_on(fixture.engine.shutdown());
+        runtime.block_on(fixture.organization.engine.shutdown());
     }
     group.finish();
 }
