@@ -13,7 +13,7 @@
 //! changes.
 //!
 //! The organization, its configuration and its code are created through the `Engine` admin
-//! calls, as in `grant.rs`, so the rows are the ones a real server writes. Before each timed run
+//! calls (`benches::Organization`, shared with `grant.rs`), so the rows are the ones a real server writes. Before each timed run
 //! the licenses that run will claim are added, outside the timed part, so that no batch is ever
 //! short of a license whatever iteration counts criterion picks.
 

@@ -297,31 +297,22 @@ impl Session<'_> {
             OpCode::Data(Data::Binary)
         };
         let total = encoded.bytes.len();
-        if total <= FRAGMENT_BYTES {
-            let frame = Frame::message(encoded.bytes.clone(), opcode, true);
-            return self.send_bounded(Message::Frame(frame)).await;
-        }
         let mut start = 0;
-        while start < total {
+        loop {
             let end = (start + FRAGMENT_BYTES).min(total);
             let fragment_opcode = if start == 0 {
                 opcode
             } else {
                 OpCode::Data(Data::Continue)
             };
-            let frame = Frame::message(
-                encoded.bytes.slice(start..end),
-                fragment_opcode,
-                end == total,
-            );
-            if let next @ (Next::Stop | Next::Close(_) | Next::CloseBecause(..)) =
-                self.send_bounded(Message::Frame(frame)).await
-            {
-                return next;
+            let last = end == total;
+            let frame = Frame::message(encoded.bytes.slice(start..end), fragment_opcode, last);
+            let sent = self.send_bounded(Message::Frame(frame)).await;
+            if last || !matches!(sent, Next::Continue) {
+                return sent;
             }
             start = end;
         }
-        Next::Continue
     }
 
     /// Sends one frame, giving up on a device that has not read anything for the silence
@@ -388,7 +379,7 @@ impl Session<'_> {
                             already_paired: device.already_paired,
                             configuration_pending: device.configuration_pending,
                         });
-                        self.send_or_stop(&answer).await
+                        self.send(&answer).await
                     }
                     PairAnswer::Refused {
                         reason,
@@ -398,8 +389,9 @@ impl Session<'_> {
                             reason,
                             retry_after_ms,
                         });
-                        if let Next::Stop = self.send_or_stop(&answer).await {
-                            return Next::Stop;
+                        let sent = self.send(&answer).await;
+                        if !matches!(sent, Next::Continue) {
+                            return sent;
                         }
                         if reason.counts_as_failure()
                             || reason == protocol::RefusalReason::RateLimited
@@ -426,7 +418,7 @@ impl Session<'_> {
                             license_id: device.license_id.0,
                             license_valid_until_ms: device.license_valid_until.map(|t| t.as_wire()),
                         });
-                        self.send_or_stop(&answer).await
+                        self.send(&answer).await
                     }
                     ResumeAnswer::Ended(reason) => {
                         let _ = self.send(&ServerMessage::Ended(Ended { reason })).await;
@@ -451,7 +443,7 @@ impl Session<'_> {
                             revision: ack.revision,
                             recorded,
                         });
-                        self.send_or_stop(&answer).await
+                        self.send(&answer).await
                     }
                     AckAnswer::Unavailable => Next::Close(CloseCode::TryAgainLater),
                     AckAnswer::NotPaired => Next::Close(CloseCode::PolicyViolation),
@@ -463,10 +455,6 @@ impl Session<'_> {
 
     async fn send(&mut self, message: &ServerMessage) -> Next {
         self.send_bounded(encode(self.encoding, message)).await
-    }
-
-    async fn send_or_stop(&mut self, message: &ServerMessage) -> Next {
-        self.send(message).await
     }
 
     /// Sends a close frame, then waits briefly for the peer's close so that the frame is read
