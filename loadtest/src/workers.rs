@@ -96,18 +96,8 @@ impl Fleets {
         self.members.is_empty()
     }
 
-    /// Units done in the current command, over every fleet.
-    pub fn progress(&self) -> u64 {
-        self.members
-            .iter()
-            .map(|member| match member {
-                Member::Local(fleet) => fleet.progress.load(Ordering::Relaxed),
-                Member::Remote(worker) => worker.progress.load(Ordering::Relaxed),
-            })
-            .sum()
-    }
-
-    /// A progress reader usable while a command runs.
+    /// A reader of the units done in the current command, over every fleet, usable while the
+    /// command runs.
     pub fn progress_probe(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
         let counters: Vec<Arc<AtomicU64>> = self
             .members
