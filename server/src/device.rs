@@ -162,7 +162,10 @@ async fn connection(
     };
     let config = WebSocketConfig::default()
         .read_buffer_size(settings.read_buffer)
-        .write_buffer_size(0)
+        // Frames are fed into tungstenite's buffer and written by one flush per burst (a
+        // `paired` answer and the configuration behind it leave in one write). Past one
+        // fragment the buffer is written out at once, so it never holds more than two.
+        .write_buffer_size(FRAGMENT_BYTES)
         .max_write_buffer_size(settings.max_write_backlog)
         .max_message_size(Some(settings.max_frame))
         .max_frame_size(Some(settings.max_frame));
@@ -273,6 +276,14 @@ impl Session<'_> {
 
     /// Sends what the engine queued on the link: the newest configuration, or the end.
     async fn deliver(&mut self) -> Next {
+        match self.feed_link_update().await {
+            Next::Continue => self.flush_bounded().await,
+            other => other,
+        }
+    }
+
+    /// Feeds what the engine queued on the link into the write buffer, without flushing.
+    async fn feed_link_update(&mut self) -> Next {
         let update = self.link.take();
         if let Some(reason) = update.end {
             let _ = self.send(&ServerMessage::Ended(Ended { reason })).await;
@@ -280,17 +291,17 @@ impl Session<'_> {
         }
         if let Some(snapshot) = update.configuration {
             let encoded = configuration_frame(&snapshot, self.encoding);
-            return self.send_fragmented(&encoded).await;
+            return self.feed_fragmented(&encoded).await;
         }
         Next::Continue
     }
 
-    /// Sends an encoded message in fragments of at most [`FRAGMENT_BYTES`]. tungstenite keeps
+    /// Feeds an encoded message in fragments of at most [`FRAGMENT_BYTES`]. tungstenite keeps
     /// its write buffer at the size of the largest frame it ever wrote, for the connection's
     /// life: a 256 KiB configuration sent in one frame would pin 256 KiB to every connection
     /// it reached. In fragments, a connection holds at most one fragment, and a device that
     /// stops reading holds at most one fragment plus its socket buffers.
-    async fn send_fragmented(&mut self, encoded: &EncodedMessage) -> Next {
+    async fn feed_fragmented(&mut self, encoded: &EncodedMessage) -> Next {
         let opcode = if encoded.text {
             OpCode::Data(Data::Text)
         } else {
@@ -307,9 +318,9 @@ impl Session<'_> {
             };
             let last = end == total;
             let frame = Frame::message(encoded.bytes.slice(start..end), fragment_opcode, last);
-            let sent = self.send_bounded(Message::Frame(frame)).await;
-            if last || !matches!(sent, Next::Continue) {
-                return sent;
+            let fed = self.feed_bounded(Message::Frame(frame)).await;
+            if last || !matches!(fed, Next::Continue) {
+                return fed;
             }
             start = end;
         }
@@ -318,12 +329,23 @@ impl Session<'_> {
     /// Sends one frame, giving up on a device that has not read anything for the silence
     /// limit: its socket stays full, and waiting longer would only pin the connection.
     async fn send_bounded(&mut self, frame: Message) -> Next {
-        match tokio::time::timeout(self.endpoint.settings.silence_limit, self.ws.send(frame)).await
-        {
-            Ok(Ok(())) => Next::Continue,
-            Ok(Err(_)) => Next::Stop,
-            Err(_) => Next::Close(CloseCode::KeepaliveTimeout),
+        match self.feed_bounded(frame).await {
+            Next::Continue => self.flush_bounded().await,
+            other => other,
         }
+    }
+
+    /// Puts one frame into the write buffer; it reaches the socket once the buffer passes one
+    /// fragment or at the next flush. Bounded like [`Self::send_bounded`].
+    async fn feed_bounded(&mut self, frame: Message) -> Next {
+        let limit = self.endpoint.settings.silence_limit;
+        bounded(tokio::time::timeout(limit, self.ws.feed(frame)).await)
+    }
+
+    /// Writes out everything fed so far. Bounded like [`Self::send_bounded`].
+    async fn flush_bounded(&mut self) -> Next {
+        let limit = self.endpoint.settings.silence_limit;
+        bounded(tokio::time::timeout(limit, self.ws.flush()).await)
     }
 
     async fn on_frame(&mut self, frame: Option<Result<Message, tungstenite::Error>>) -> Next {
@@ -379,7 +401,7 @@ impl Session<'_> {
                             already_paired: device.already_paired,
                             configuration_pending: device.configuration_pending,
                         });
-                        self.send(&answer).await
+                        self.send_with_link_update(&answer).await
                     }
                     PairAnswer::Refused {
                         reason,
@@ -418,7 +440,7 @@ impl Session<'_> {
                             license_id: device.license_id.0,
                             license_valid_until_ms: device.license_valid_until.map(|t| t.as_wire()),
                         });
-                        self.send(&answer).await
+                        self.send_with_link_update(&answer).await
                     }
                     ResumeAnswer::Ended(reason) => {
                         let _ = self.send(&ServerMessage::Ended(Ended { reason })).await;
@@ -453,6 +475,15 @@ impl Session<'_> {
         }
     }
 
+    /// Sends a `paired` or `resumed` answer and, in the same write, the configuration the
+    /// engine queued on the link when it bound the connection (before answering).
+    async fn send_with_link_update(&mut self, answer: &ServerMessage) -> Next {
+        match self.feed_bounded(encode(self.encoding, answer)).await {
+            Next::Continue => self.deliver().await,
+            other => other,
+        }
+    }
+
     async fn send(&mut self, message: &ServerMessage) -> Next {
         self.send_bounded(encode(self.encoding, message)).await
     }
@@ -477,6 +508,15 @@ impl Session<'_> {
             while let Some(Ok(_)) = self.ws.next().await {}
         })
         .await;
+    }
+}
+
+/// What a bounded write came to.
+fn bounded(written: Result<Result<(), tungstenite::Error>, tokio::time::error::Elapsed>) -> Next {
+    match written {
+        Ok(Ok(())) => Next::Continue,
+        Ok(Err(_)) => Next::Stop,
+        Err(_) => Next::Close(CloseCode::KeepaliveTimeout),
     }
 }
 
