@@ -165,7 +165,7 @@ impl Connection {
             .map_err(ClientError::Connect)?;
         stream.set_nodelay(true).map_err(ClientError::Connect)?;
         let config = WebSocketConfig::default()
-            .read_buffer_size(16 * 1024)
+            .read_buffer_size(4 * 1024)
             .write_buffer_size(0)
             .max_message_size(Some(options.max_frame))
             .max_frame_size(Some(options.max_frame));

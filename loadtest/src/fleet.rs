@@ -67,6 +67,9 @@ pub enum Command {
     WaitRevision { revision: u64, timeout_ms: u64 },
     /// Count the connected devices and the connections lost since the last count.
     Status,
+    /// Close the connections that connected devices kept open after a wave without `stay`
+    /// (closing is not part of the wave, so it is not inside the wave's measurement).
+    CloseFinished,
     /// Close every connection.
     Close,
 }
@@ -202,6 +205,8 @@ pub struct Fleet {
     idle: Vec<(u32, Connection)>,
     /// Paired and connected: one reading task each.
     live: Vec<JoinHandle<Option<String>>>,
+    /// Paired in a wave without `stay`, waiting for [`Command::CloseFinished`].
+    finished: Vec<Connection>,
     seen: Arc<Seen>,
     stop: watch::Sender<bool>,
     /// Completed units of the current command, for progress bars.
@@ -233,6 +238,7 @@ impl Fleet {
             devices: Vec::new(),
             idle: Vec::new(),
             live: Vec::new(),
+            finished: Vec::new(),
             seen: Arc::new(Seen::default()),
             stop: watch::channel(false).0,
             progress: Arc::new(AtomicU64::new(0)),
@@ -252,6 +258,10 @@ impl Fleet {
             Command::Status => {
                 let (connected, lost) = self.status().await;
                 Reply::Status { connected, lost }
+            }
+            Command::CloseFinished => {
+                self.close_finished().await;
+                Reply::Closed
             }
             Command::Close => {
                 self.close().await;
@@ -370,7 +380,6 @@ impl Fleet {
             })
             .collect();
         let mut results = Vec::with_capacity(tasks.len());
-        let mut open = Vec::new();
         for task in tasks {
             match task.await {
                 Ok((result, after)) => {
@@ -379,7 +388,7 @@ impl Fleet {
                     }
                     match after {
                         After::Live(task) => self.live.push(task),
-                        After::Open(connection) => open.push(*connection),
+                        After::Open(connection) => self.finished.push(*connection),
                         After::Gone => {}
                     }
                     results.push(result);
@@ -392,10 +401,13 @@ impl Fleet {
                 }),
             }
         }
-        futures_util::stream::iter(open)
+        results
+    }
+
+    async fn close_finished(&mut self) {
+        futures_util::stream::iter(self.finished.drain(..))
             .for_each_concurrent(self.spec.concurrency.max(1), Connection::close)
             .await;
-        results
     }
 
     async fn resume(&mut self) -> Tally {
@@ -491,6 +503,7 @@ impl Fleet {
     }
 
     async fn close(&mut self) {
+        self.close_finished().await;
         let _ = self.stop.send(true);
         for task in self.live.drain(..) {
             let _ = task.await;

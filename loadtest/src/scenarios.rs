@@ -342,6 +342,9 @@ impl<'a> Run<'a> {
         phase.latency_ms = Percentiles::of(latencies);
         phase.set_duration(last_us.saturating_sub(start_us) as f64 / 1e6);
         meter.finish(&mut phase);
+        if !fresh && !stay {
+            self.fleets.all(&Command::CloseFinished).await;
+        }
         (phase, results)
     }
 
