@@ -136,12 +136,12 @@ async fn commit_batch(fixture: &Fixture, requests: &[Request]) {
         .assign_licenses(&grants, now)
         .await
         .expect("assign licenses");
-    assert_eq!(assigned.len(), grants.len(), "a license was not assigned");
+    assert_eq!(assigned, grants.len() as u64, "a license was not assigned");
     let inserted = tx
         .insert_devices(org_id, config_id, now, &devices)
         .await
         .expect("insert devices");
-    assert_eq!(inserted.len(), devices.len(), "a device was not inserted");
+    assert_eq!(inserted, devices.len() as u64, "a device was not inserted");
     tx.count_code_uses(&[(code_id, wanted)], now)
         .await
         .expect("count code uses");

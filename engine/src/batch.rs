@@ -631,7 +631,7 @@ impl Work {
 
         if !single_uses.is_empty() {
             let consumed = tx.consume_single_use_codes(&single_uses, now).await?;
-            if consumed.len() != single_uses.len() {
+            if consumed != single_uses.len() as u64 {
                 return Err(StoreError::Conflict(
                     "single-use code taken concurrently".into(),
                 ));
@@ -639,13 +639,13 @@ impl Work {
         }
         if !grants.is_empty() {
             let assigned = tx.assign_licenses(&grants, now).await?;
-            if assigned.len() != grants.len() {
+            if assigned != grants.len() as u64 {
                 return Err(StoreError::Conflict("license taken concurrently".into()));
             }
             let inserted = tx
                 .insert_devices(self.org_id, newest_id, now, &devices)
                 .await?;
-            if inserted.len() != devices.len() {
+            if inserted != devices.len() as u64 {
                 return Err(StoreError::Conflict(
                     "installation paired concurrently".into(),
                 ));

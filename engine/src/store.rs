@@ -421,30 +421,34 @@ pub trait StoreTx: Send {
         now: Timestamp,
     ) -> StoreResult<Vec<FreeLicense>>;
     /// Marks single-use codes used by the given devices, only where still unused, unrevoked
-    /// and unexpired. Returns the codes it changed.
+    /// and unexpired. Returns how many it changed.
+    ///
+    /// This and the next two return counts, not rows: the caller only compares the count with
+    /// its plan (fewer means another node got there first), and a row per grant returned
+    /// through the driver cost more than the write itself.
     async fn consume_single_use_codes(
         &mut self,
         uses: &[(CodeId, DeviceId)],
         now: Timestamp,
-    ) -> StoreResult<Vec<CodeId>>;
+    ) -> StoreResult<u64>;
     /// Assigns licenses, only where each is unassigned, unexpired and either unreserved or
-    /// reserved by the grant's own single-use code. Clears the reservation. Returns the licenses
-    /// it changed.
+    /// reserved by the grant's own single-use code. Clears the reservation. Returns how many it
+    /// changed.
     async fn assign_licenses(
         &mut self,
         grants: &[LicenseGrant],
         now: Timestamp,
-    ) -> StoreResult<Vec<LicenseId>>;
+    ) -> StoreResult<u64>;
     /// Inserts devices of one organization, paired at `now` and assigned `config_id`; a row
     /// that would break a uniqueness constraint (one active pairing per installation, one device
-    /// per license) is skipped. Returns the devices inserted.
+    /// per license) is skipped. Returns how many it inserted.
     async fn insert_devices(
         &mut self,
         org_id: OrgId,
         config_id: Option<ConfigId>,
         now: Timestamp,
         devices: &[NewDevice],
-    ) -> StoreResult<Vec<DeviceId>>;
+    ) -> StoreResult<u64>;
     /// Adds uses to reusable codes (and sets their last use).
     async fn count_code_uses(&mut self, uses: &[(CodeId, u32)], now: Timestamp) -> StoreResult<()>;
     /// Updates device details and marks them online on their connection.
