@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     pub durability: Durability,
     pub device_listen: SocketAddr,
+    /// Let several paird processes listen on the same device address (`SO_REUSEPORT`): the
+    /// kernel spreads new connections over them. Each process still has its own admin address.
+    pub reuse_port: bool,
     pub admin_listen: SocketAddr,
     /// `host[:port]` that devices reach the device endpoint at, written into QR payloads.
     /// Defaults to the device listen address.
@@ -80,6 +83,7 @@ impl ServerConfig {
             database_url: None,
             durability: Durability::Full,
             device_listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            reuse_port: false,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 7879)),
             public_address: None,
             public_tls: false,

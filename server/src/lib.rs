@@ -107,6 +107,11 @@ impl RunningServer {
 /// Opens the database, starts the engine and both listeners.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     raise_open_file_limit();
+    // Listen first: an address in use fails the start before the database is opened.
+    let device_listener = listen(config.device_listen, config.reuse_port)
+        .with_context(|| format!("cannot listen for devices on {}", config.device_listen))?;
+    let admin_listener = listen(config.admin_listen, false)
+        .with_context(|| format!("cannot listen for the admin API on {}", config.admin_listen))?;
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -137,10 +142,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         write_secret_file(&config.data_dir.join("operator-token"), token)?;
     }
 
-    let device_listener = listen(config.device_listen)
-        .with_context(|| format!("cannot listen for devices on {}", config.device_listen))?;
-    let admin_listener = listen(config.admin_listen)
-        .with_context(|| format!("cannot listen for the admin API on {}", config.admin_listen))?;
     let device_addr = device_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 
@@ -194,13 +195,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     })
 }
 
-fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+fn listen(address: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = if address.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
     socket.bind(address)?;
     socket.listen(LISTEN_BACKLOG)
 }

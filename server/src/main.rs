@@ -61,6 +61,10 @@ struct ServeArgs {
     /// Address of the device WebSocket endpoint.
     #[arg(long, env = "PAIRD_DEVICE_LISTEN", default_value = "127.0.0.1:7878")]
     device_listen: SocketAddr,
+    /// Share the device address with other paird processes (SO_REUSEPORT): the kernel spreads
+    /// new connections over every process listening with this flag.
+    #[arg(long, env = "PAIRD_REUSE_PORT")]
+    reuse_port: bool,
     /// Address of the admin HTTP API.
     #[arg(long, env = "PAIRD_ADMIN_LISTEN", default_value = "127.0.0.1:7879")]
     admin_listen: SocketAddr,
@@ -184,6 +188,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.database_url = args.database;
     config.durability = args.durability;
     config.device_listen = args.device_listen;
+    config.reuse_port = args.reuse_port;
     config.admin_listen = args.admin_listen;
     config.public_address = args.public_address;
     config.public_tls = args.public_tls;

@@ -18,6 +18,7 @@ mod isolation;
 mod licenses;
 mod pairing;
 mod processes;
+mod reuse_port;
 mod robustness;
 mod secrets_at_rest;
 mod supervision;
