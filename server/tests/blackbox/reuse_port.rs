@@ -28,10 +28,9 @@ async fn two_nodes_share_one_device_port_and_both_serve_devices() {
     // Without the flag the port is taken, and the node says so before opening anything.
     let mut refused = test_config(first.dir.path());
     refused.device_listen = address;
-    let error = server::start(refused)
-        .await
-        .err()
-        .expect("a node without --reuse-port cannot bind a shared port");
+    let Err(error) = server::start(refused).await else {
+        panic!("a node without --reuse-port cannot bind a shared port");
+    };
     assert!(
         format!("{error:#}").contains("cannot listen for devices"),
         "{error:#}"
