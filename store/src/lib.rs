@@ -6,6 +6,7 @@
 //!
 //! Layout: [`sqlite`] — the SQLite backend; this file — URL parsing and opening.
 
+mod paging;
 pub mod sqlite;
 
 use std::path::PathBuf;
