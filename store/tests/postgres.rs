@@ -1363,3 +1363,102 @@ async fn engine_pair_resume_ack_unpair() {
     assert!(audit.items.iter().any(|e| e.action == "device.paired"));
     engine.shutdown().await;
 }
+
+/// Two engines on one database, as two nodes: more devices than licenses pair at once through
+/// both, and PostgreSQL hands out each license exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_hand_out_a_license_twice() {
+    use engine::secrets::ServerKey;
+    use engine::{Engine, EngineSettings, ManualClock, PairAnswer, Principal};
+    use protocol::{Credential, Pair, RefusalReason};
+    use std::collections::HashSet;
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    const LICENSES: u32 = 4;
+    const DEVICES: usize = 12;
+    let url = fresh_url().await;
+    let key = ServerKey::generate();
+    let clock = ManualClock::new(T0);
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let store = PgStore::open(&PgSettings::new(url.clone()))
+            .await
+            .expect("open");
+        let engine = Engine::start(
+            Arc::new(store),
+            clock.clone(),
+            &key,
+            EngineSettings::default(),
+        )
+        .await
+        .expect("start");
+        nodes.push(engine);
+    }
+    let op = Principal::Operator;
+    let org = nodes[0]
+        .create_organization(&op, "Acme", None)
+        .await
+        .expect("org");
+    nodes[0]
+        .add_licenses(&op, org.id, LICENSES, None, None)
+        .await
+        .expect("licenses");
+    let code = nodes[0]
+        .create_reusable_code(&op, org.id, Default::default(), None)
+        .await
+        .expect("code");
+
+    let mut tasks = Vec::new();
+    for device in 0..DEVICES {
+        let engine = nodes[device % 2].clone();
+        let request = Pair {
+            code: code.code.clone(),
+            installation_id: Uuid::new_v4(),
+            credential: Credential([u8::try_from(device).expect("small"); 32]),
+            device: device_info(),
+        };
+        tasks.push(tokio::spawn(async move {
+            // A batch that lost a race is retried by the engine; "unavailable" after that
+            // means "try again", as a device would.
+            for _ in 0..50 {
+                let link = engine.new_link(IpAddr::from([127, 0, 0, 1]));
+                match engine.pair(&request, &link).await {
+                    PairAnswer::Refused {
+                        reason: RefusalReason::Unavailable,
+                        ..
+                    } => tokio::time::sleep(Duration::from_millis(20)).await,
+                    answer => return answer,
+                }
+            }
+            panic!("still unavailable after 50 attempts");
+        }));
+    }
+    let mut licenses = HashSet::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.expect("join") {
+            PairAnswer::Paired(paired) => {
+                assert!(
+                    licenses.insert(paired.license_id),
+                    "license {:?} handed out twice",
+                    paired.license_id
+                );
+            }
+            PairAnswer::Refused { reason, .. } => {
+                assert_eq!(reason, RefusalReason::NoFreeLicense);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(licenses.len(), LICENSES as usize);
+    assert_eq!(refused, DEVICES - LICENSES as usize);
+    let devices = nodes[1]
+        .list_devices(&op, org.id, &Default::default())
+        .await
+        .expect("devices");
+    assert_eq!(devices.items.len(), LICENSES as usize);
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
