@@ -2,10 +2,14 @@
 //!
 //! Each backend implements [`engine::store::Store`] with its own SQL and its own migrations,
 //! embedded in the binary and applied at start-up. The backend is chosen by the database URL:
-//! `sqlite:` (the default, one node). PostgreSQL for clusters is planned behind the same trait.
+//! `sqlite:` (the default, one node) or `postgres:` / `postgresql:` (several nodes sharing one
+//! database).
 //!
-//! Layout: [`sqlite`] — the SQLite backend; this file — URL parsing and opening.
+//! Layout: [`sqlite`] — the SQLite backend; [`postgres`] — the PostgreSQL backend; `paging` —
+//! pagination shared by both; this file — URL parsing and opening.
 
+mod paging;
+pub mod postgres;
 pub mod sqlite;
 
 use std::path::PathBuf;
@@ -13,6 +17,7 @@ use std::sync::Arc;
 
 use engine::store::{Store, StoreError};
 
+pub use postgres::{PgSettings, PgStore};
 pub use sqlite::{Durability, SqliteSettings, SqliteStore};
 
 /// A parsed database URL.
@@ -20,6 +25,8 @@ pub use sqlite::{Durability, SqliteSettings, SqliteStore};
 pub enum DatabaseUrl {
     /// `sqlite://PATH` or `sqlite:PATH` (a relative path is relative to the working directory).
     Sqlite(PathBuf),
+    /// `postgres://...` or `postgresql://...`, passed to the driver whole.
+    Postgres(String),
 }
 
 impl DatabaseUrl {
@@ -35,10 +42,10 @@ impl DatabaseUrl {
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err("PostgreSQL is not supported by this build yet; use a sqlite: URL".into());
+            return Ok(DatabaseUrl::Postgres(url.to_string()));
         }
         Err(format!(
-            "unsupported database URL {url:?}; use sqlite://PATH"
+            "unsupported database URL {url:?}; use sqlite://PATH or postgres://HOST/DATABASE"
         ))
     }
 }
@@ -57,6 +64,8 @@ pub async fn open(url: &DatabaseUrl, options: OpenOptions) -> Result<Arc<dyn Sto
             settings.durability = options.durability;
             Ok(Arc::new(SqliteStore::open(&settings).await?))
         }
+        // Durability is PostgreSQL's own configuration (`synchronous_commit`), not ours.
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(PgStore::open(&PgSettings::new(url)).await?)),
     }
 }
 
@@ -76,5 +85,19 @@ mod tests {
         );
         assert!(DatabaseUrl::parse("sqlite://").is_err());
         assert!(DatabaseUrl::parse("mysql://x").is_err());
+    }
+
+    #[test]
+    fn parses_postgres_urls() {
+        assert_eq!(
+            DatabaseUrl::parse("postgres://paird@db/paird"),
+            Ok(DatabaseUrl::Postgres("postgres://paird@db/paird".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgresql://db:5432/paird?sslmode=disable"),
+            Ok(DatabaseUrl::Postgres(
+                "postgresql://db:5432/paird?sslmode=disable".into()
+            ))
+        );
     }
 }

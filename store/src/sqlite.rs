@@ -40,6 +40,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::paging::{page_of, page_rows, to_i64, uuid_cursor};
+
 /// How durable a commit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -385,31 +387,6 @@ fn get_opt_u64(row: &SqliteRow, index: usize) -> StoreResult<Option<u64>> {
                 .map_err(|_| StoreError::Other(format!("column {index}: out of range")))
         })
         .transpose()
-}
-
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// A page from up to `limit + 1` rows: the extra row only says that there is a next page.
-fn page_of<T>(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next_cursor = if more { items.last().map(cursor) } else { None };
-    Page { items, next_cursor }
-}
-
-/// The row limit of a page query: one more than the page, to know whether another follows.
-fn page_rows(limit: u32) -> i64 {
-    i64::from(limit) + 1
-}
-
-/// The cursor of an id-ordered list: the last id seen (nil = from the start).
-fn uuid_cursor(page: &PageRequest) -> StoreResult<Uuid> {
-    match &page.after {
-        None => Ok(Uuid::nil()),
-        Some(text) => Uuid::parse_str(text).map_err(|_| StoreError::InvalidInput("cursor")),
-    }
 }
 
 const LICENSE_STATUS: &str = "CASE WHEN valid_until IS NOT NULL AND valid_until <= ?1 THEN 'expired' \

@@ -1,0 +1,1833 @@
+//! The PostgreSQL backend, for several paird nodes sharing one database.
+//!
+//! The engine's rules are the same as on SQLite; what changes is who arbitrates between writers.
+//! On SQLite one writer connection and `BEGIN IMMEDIATE` serialize every write transaction. Here
+//! several nodes write at once, and PostgreSQL's row locks and constraints decide.
+//!
+//! - **Pool.** One [`PgPool`] (16 connections unless [`PgSettings::pool_size`] says otherwise)
+//!   serves both reads and write transactions: PostgreSQL runs them side by side, so there is no
+//!   reason for SQLite's separate writer and readers. Migrations are embedded from
+//!   `migrations/postgres` and applied at open (sqlx takes an advisory lock, so nodes starting
+//!   together do not apply them twice).
+//! - **Transactions.** [`Store::begin`] starts a `READ COMMITTED` transaction. Each statement
+//!   sees what was committed before it started, and a conditional `UPDATE` that meets a row
+//!   locked by another transaction waits for it and then re-checks its `WHERE` on the row's new
+//!   version. That re-check is what makes the engine's conditional writes ("only where still
+//!   unassigned", "only where still unused") correct across nodes: the loser changes fewer rows
+//!   than it planned, and the engine rolls back and retries.
+//! - **Row locks.** The rows a batch decides on are locked up front with `SELECT ... FOR UPDATE`,
+//!   in id order so that two transactions locking overlapping sets cannot deadlock on each other:
+//!   codes ([`StoreTx::lock_codes`]), licenses ([`StoreTx::lock_licenses`]) and the active
+//!   pairings of the batch's installations and devices, so that a device is not ended on one node
+//!   while another node is telling it "resumed".
+//! - **`SKIP LOCKED`.** [`StoreTx::claim_free_licenses`] takes the oldest free licenses with
+//!   `FOR UPDATE SKIP LOCKED`: two nodes granting licenses of one organization at once each get
+//!   different licenses instead of the second queueing behind the first's commit.
+//! - **Arrays.** Set-based statements take their rows as arrays bound once and expanded with
+//!   `UNNEST` (or compared with `= ANY`): one statement per batch, whatever its size, and no
+//!   statement text that grows with the batch.
+//! - **Notifications.** [`StoreTx::publish`] calls `pg_notify('paird_changes', ..)` inside the
+//!   transaction; PostgreSQL delivers it at commit, and drops it on rollback. The payload names
+//!   rows (ids only, never data) and stays under PostgreSQL's 8,000-byte limit: a change naming
+//!   more devices than fit says "resync" for the whole organization instead.
+//! - **Presence.** Nodes share the `devices` table, so a node that starts cannot clear everybody's
+//!   presence as the SQLite backend does: [`Store::reset_presence`] does nothing here yet.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
+use engine::model::{
+    AckStatus, AppliedConfiguration, AssignedConfiguration, AuditEntry, CodeInfo, CodeKind,
+    Configuration, Device, License, LicenseStatus, LicenseSummary, OrgKeyInfo, Organization, Page,
+    PageRequest,
+};
+use engine::secrets::SecretHash;
+use engine::store::{
+    AckTarget, AckWrite, ActiveDevice, Change, CodeRoute, CodeState, ConfigDelete, ConfigRow,
+    ConfigUpdate, DeviceTouch, EndedBecause, EndedDevice, EndedPairing, FreeLicense,
+    InstallationRoute, LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice, Store, StoreError,
+    StoreResult, StoreTx, StoredReply, TokenOwner,
+};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::paging::{page_of, page_rows, to_i64, uuid_cursor};
+
+/// The channel every change is published on.
+pub const CHANGE_CHANNEL: &str = "paird_changes";
+
+/// PostgreSQL refuses a notification payload of 8,000 bytes or more; a payload above this size
+/// is replaced by a "resync" notice for the organization.
+const MAX_PAYLOAD_BYTES: usize = 7_900;
+
+/// Settings of the PostgreSQL backend.
+#[derive(Clone)]
+pub struct PgSettings {
+    /// A `postgres://` or `postgresql://` URL.
+    pub url: String,
+    /// Connections in the pool, shared by reads and write transactions.
+    pub pool_size: u32,
+    /// How long a caller waits for a free connection before the store answers "unavailable".
+    pub acquire_timeout: Duration,
+}
+
+impl PgSettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        PgSettings {
+            url: url.into(),
+            pool_size: 16,
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The URL may carry a password, and settings end up in logs: it is left out.
+impl fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("url", &"<hidden>")
+            .field("pool_size", &self.pool_size)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl PgStore {
+    /// Connects and brings the schema up to date.
+    pub async fn open(settings: &PgSettings) -> StoreResult<PgStore> {
+        let options = PgConnectOptions::from_str(&settings.url)
+            .map_err(|error| StoreError::Other(format!("database URL: {error}")))?
+            .application_name("paird");
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.pool_size.max(1))
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(map_error)?;
+        // A migration that cannot reach the server is worth retrying; any other failure
+        // (a bad migration, a database changed by hand) needs a person.
+        MIGRATOR.run(&pool).await.map_err(|error| match error {
+            sqlx::migrate::MigrateError::Execute(inner) => match map_error(inner) {
+                StoreError::Unavailable(detail) => StoreError::Unavailable(detail),
+                other => StoreError::Other(format!("migrations: {other}")),
+            },
+            other => StoreError::Other(format!("migrations: {other}")),
+        })?;
+        Ok(PgStore { pool })
+    }
+
+    /// The pool, for tests and tools that look at the database directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+// --- conversions ----------------------------------------------------------------------------
+
+/// Maps a driver error to the engine's categories. SQLSTATE classes decide: connection
+/// problems, resource exhaustion, shutdowns, cancellations and lock waits that PostgreSQL broke
+/// (deadlocks, serialization failures) are worth retrying; integrity violations of any kind are
+/// conflicts, as every constraint violation is on SQLite; the rest is a bug or a corrupt row.
+fn map_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => StoreError::Unavailable(error.to_string()),
+        sqlx::Error::Database(database) => {
+            let code = database
+                .code()
+                .map(|code| code.to_string())
+                .unwrap_or_default();
+            match sqlstate_kind(&code) {
+                SqlStateKind::Transient => StoreError::Unavailable(error.to_string()),
+                SqlStateKind::Integrity => StoreError::Conflict(error.to_string()),
+                SqlStateKind::Other => StoreError::Other(error.to_string()),
+            }
+        }
+        _ => StoreError::Other(error.to_string()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SqlStateKind {
+    Transient,
+    Integrity,
+    Other,
+}
+
+fn sqlstate_kind(code: &str) -> SqlStateKind {
+    match code {
+        // 40001 serialization_failure, 40P01 deadlock_detected, 55P03 lock_not_available,
+        // 57014 query_canceled (a statement timeout), 57P01..57P03 shutdowns and start-up.
+        "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" => {
+            SqlStateKind::Transient
+        }
+        // Class 08: connection exceptions; class 53: insufficient resources (disk full, out of
+        // memory, too many connections), like SQLITE_FULL on the other backend.
+        _ if code.starts_with("08") || code.starts_with("53") => SqlStateKind::Transient,
+        // Class 23: unique, exclusion, foreign-key, check and not-null violations.
+        _ if code.starts_with("23") => SqlStateKind::Integrity,
+        _ => SqlStateKind::Other,
+    }
+}
+
+fn get<'r, T>(row: &'r PgRow, index: usize) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get(index)
+        .map_err(|error| StoreError::Other(format!("column {index}: {error}")))
+}
+
+fn get_hash(row: &PgRow, index: usize) -> StoreResult<SecretHash> {
+    let bytes: Vec<u8> = get(row, index)?;
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Other(format!("column {index}: not a 32-byte hash")))?;
+    Ok(SecretHash(array))
+}
+
+fn get_ts(row: &PgRow, index: usize) -> StoreResult<Timestamp> {
+    Ok(Timestamp(get::<i64>(row, index)?))
+}
+
+fn get_opt_ts(row: &PgRow, index: usize) -> StoreResult<Option<Timestamp>> {
+    Ok(get::<Option<i64>>(row, index)?.map(Timestamp))
+}
+
+fn get_u32(row: &PgRow, index: usize) -> StoreResult<u32> {
+    u32::try_from(get::<i64>(row, index)?)
+        .map_err(|_| StoreError::Other(format!("column {index}: out of range")))
+}
+
+fn get_opt_u32(row: &PgRow, index: usize) -> StoreResult<Option<u32>> {
+    get::<Option<i64>>(row, index)?
+        .map(|value| {
+            u32::try_from(value)
+                .map_err(|_| StoreError::Other(format!("column {index}: out of range")))
+        })
+        .transpose()
+}
+
+fn get_u64(row: &PgRow, index: usize) -> StoreResult<u64> {
+    u64::try_from(get::<i64>(row, index)?)
+        .map_err(|_| StoreError::Other(format!("column {index}: out of range")))
+}
+
+fn get_opt_u64(row: &PgRow, index: usize) -> StoreResult<Option<u64>> {
+    get::<Option<i64>>(row, index)?
+        .map(|value| {
+            u64::try_from(value)
+                .map_err(|_| StoreError::Other(format!("column {index}: out of range")))
+        })
+        .transpose()
+}
+
+fn uuids<T>(ids: &[T], id: impl Fn(&T) -> Uuid) -> Vec<Uuid> {
+    ids.iter().map(id).collect()
+}
+
+/// The notification payload of a change: what changed and the ids of the rows to re-read.
+fn change_payload(change: &Change) -> String {
+    let (kind, org_id, devices) = match change {
+        Change::ConfigurationUpdated { org_id, config_id } => {
+            return serde_json::json!({
+                "change": "configuration_updated",
+                "org_id": org_id.0,
+                "config_id": config_id.0,
+            })
+            .to_string();
+        }
+        Change::DevicesAssigned { org_id, device_ids } => ("devices_assigned", org_id, device_ids),
+        Change::DevicesEnded { org_id, device_ids } => ("devices_ended", org_id, device_ids),
+    };
+    let payload = serde_json::json!({
+        "change": kind,
+        "org_id": org_id.0,
+        "device_ids": devices.iter().map(|id| id.0).collect::<Vec<_>>(),
+    })
+    .to_string();
+    if payload.len() <= MAX_PAYLOAD_BYTES {
+        return payload;
+    }
+    // Too many devices to name: the listeners re-read the whole organization instead.
+    serde_json::json!({ "change": kind, "org_id": org_id.0, "resync": true }).to_string()
+}
+
+const LICENSE_STATUS: &str = "CASE WHEN valid_until IS NOT NULL AND valid_until <= $1 THEN 'expired' \
+     WHEN device_id IS NOT NULL THEN 'assigned' \
+     WHEN reserved_until IS NOT NULL AND reserved_until > $1 THEN 'reserved' \
+     ELSE 'free' END";
+
+fn license_from_row(row: &PgRow) -> StoreResult<License> {
+    let status: String = get(row, 5)?;
+    let status = LicenseStatus::parse(&status)
+        .ok_or_else(|| StoreError::Other(format!("unknown license status {status}")))?;
+    Ok(License {
+        id: LicenseId(get(row, 0)?),
+        organization_id: OrgId(get(row, 1)?),
+        purchased_at: get_ts(row, 2)?,
+        valid_until: get_opt_ts(row, 3)?,
+        device_id: get::<Option<Uuid>>(row, 4)?.map(DeviceId),
+        reserved_until: if status == LicenseStatus::Reserved {
+            get_opt_ts(row, 6)?
+        } else {
+            None
+        },
+        status,
+    })
+}
+
+const CODE_COLUMNS: &str = "id, org_id, kind, label, created_at, expires_at, max_uses, uses, \
+     last_used_at, revoked_at, license_id, used_at";
+
+fn code_from_row(row: &PgRow, now: Timestamp) -> StoreResult<CodeInfo> {
+    let kind_text: String = get(row, 2)?;
+    let kind = CodeKind::parse(&kind_text)
+        .ok_or_else(|| StoreError::Other(format!("unknown code kind {kind_text}")))?;
+    let expires_at = get_ts(row, 5)?;
+    let max_uses = get_opt_u32(row, 6)?;
+    let uses = get_u32(row, 7)?;
+    let revoked_at = get_opt_ts(row, 9)?;
+    let used_at = get_opt_ts(row, 11)?;
+    Ok(CodeInfo {
+        id: CodeId(get(row, 0)?),
+        organization_id: OrgId(get(row, 1)?),
+        kind,
+        label: get(row, 3)?,
+        status: engine::code_status(kind, revoked_at, used_at, expires_at, max_uses, uses, now),
+        created_at: get_ts(row, 4)?,
+        expires_at,
+        max_uses: if kind == CodeKind::Reusable {
+            max_uses
+        } else {
+            None
+        },
+        uses,
+        last_used_at: get_opt_ts(row, 8)?,
+        revoked_at,
+        license_id: get::<Option<Uuid>>(row, 10)?.map(LicenseId),
+    })
+}
+
+macro_rules! code_state_columns {
+    () => {
+        "id, org_id, kind, expires_at, revoked_at, max_uses, uses, used_at, license_id"
+    };
+}
+
+fn code_state_from_row(row: &PgRow) -> StoreResult<CodeState> {
+    let kind_text: String = get(row, 2)?;
+    Ok(CodeState {
+        id: CodeId(get(row, 0)?),
+        org_id: OrgId(get(row, 1)?),
+        kind: CodeKind::parse(&kind_text)
+            .ok_or_else(|| StoreError::Other(format!("unknown code kind {kind_text}")))?,
+        expires_at: get_ts(row, 3)?,
+        revoked_at: get_opt_ts(row, 4)?,
+        max_uses: get_opt_u32(row, 5)?,
+        uses: get_u32(row, 6)?,
+        used_at: get_opt_ts(row, 7)?,
+        license_id: get::<Option<Uuid>>(row, 8)?.map(LicenseId),
+    })
+}
+
+const CONFIG_COLUMNS: &str = "c.id, c.org_id, c.name, c.revision, c.created_at, c.updated_at, \
+     (SELECT COUNT(*) FROM devices d WHERE d.config_id = c.id AND d.ended_at IS NULL)";
+
+fn configuration_from_row(row: &PgRow, body: Option<String>) -> StoreResult<Configuration> {
+    Ok(Configuration {
+        id: ConfigId(get(row, 0)?),
+        organization_id: OrgId(get(row, 1)?),
+        name: get(row, 2)?,
+        revision: get_u64(row, 3)?,
+        created_at: get_ts(row, 4)?,
+        updated_at: get_ts(row, 5)?,
+        assigned_devices: get_u64(row, 6)?,
+        body,
+    })
+}
+
+fn config_row_from_row(row: &PgRow) -> StoreResult<ConfigRow> {
+    Ok(ConfigRow {
+        id: ConfigId(get(row, 0)?),
+        org_id: OrgId(get(row, 1)?),
+        name: get(row, 2)?,
+        revision: get_u64(row, 3)?,
+        body: get(row, 4)?,
+    })
+}
+
+const DEVICE_COLUMNS: &str = "d.id, d.org_id, d.installation_id, d.name, d.model, d.os, \
+     d.app_version, d.license_id, l.valid_until, d.paired_at, d.paired_by_code, d.config_id, \
+     c.name, c.revision, d.applied_config_id, d.applied_revision, d.ack_status, d.ack_reason, \
+     d.ack_at, d.online_conn IS NOT NULL, d.last_seen";
+
+const DEVICE_FROM: &str = "FROM devices d JOIN licenses l ON l.id = d.license_id \
+     LEFT JOIN configurations c ON c.id = d.config_id";
+
+fn device_from_row(row: &PgRow) -> StoreResult<Device> {
+    let configuration = match get::<Option<Uuid>>(row, 11)? {
+        Some(id) => Some(AssignedConfiguration {
+            id: ConfigId(id),
+            name: get::<Option<String>>(row, 12)?.unwrap_or_default(),
+            revision: get_opt_u64(row, 13)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let applied = match (
+        get::<Option<Uuid>>(row, 14)?,
+        get_opt_u64(row, 15)?,
+        get::<Option<String>>(row, 16)?,
+    ) {
+        (Some(config), Some(revision), Some(status)) => Some(AppliedConfiguration {
+            configuration_id: ConfigId(config),
+            revision,
+            status: AckStatus::parse(&status)
+                .ok_or_else(|| StoreError::Other(format!("unknown ack status {status}")))?,
+            reason: get(row, 17)?,
+            at: get_opt_ts(row, 18)?.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Ok(Device {
+        id: DeviceId(get(row, 0)?),
+        organization_id: OrgId(get(row, 1)?),
+        installation_id: InstallationId(get(row, 2)?),
+        name: get(row, 3)?,
+        model: get(row, 4)?,
+        os: get(row, 5)?,
+        app_version: get(row, 6)?,
+        license_id: LicenseId(get(row, 7)?),
+        license_valid_until: get_opt_ts(row, 8)?,
+        paired_at: get_ts(row, 9)?,
+        paired_by_code: get::<Option<Uuid>>(row, 10)?.map(CodeId),
+        configuration,
+        applied,
+        online: get::<bool>(row, 19)?,
+        last_seen: get_ts(row, 20)?,
+    })
+}
+
+macro_rules! active_device_columns {
+    () => {
+        "d.id, d.org_id, d.installation_id, d.credential_hash, d.license_id, l.valid_until, \
+         d.config_id"
+    };
+}
+
+fn active_device_from_row(row: &PgRow) -> StoreResult<ActiveDevice> {
+    Ok(ActiveDevice {
+        id: DeviceId(get(row, 0)?),
+        org_id: OrgId(get(row, 1)?),
+        installation_id: InstallationId(get(row, 2)?),
+        credential_hash: get_hash(row, 3)?,
+        license_id: LicenseId(get(row, 4)?),
+        license_valid_until: get_opt_ts(row, 5)?,
+        config_id: get::<Option<Uuid>>(row, 6)?.map(ConfigId),
+    })
+}
+
+fn license_state_from_row(row: &PgRow) -> StoreResult<LicenseState> {
+    Ok(LicenseState {
+        id: LicenseId(get(row, 0)?),
+        org_id: OrgId(get(row, 1)?),
+        valid_until: get_opt_ts(row, 2)?,
+        device_id: get::<Option<Uuid>>(row, 3)?.map(DeviceId),
+        reserved_by: get::<Option<Uuid>>(row, 4)?.map(CodeId),
+        reserved_until: get_opt_ts(row, 5)?,
+    })
+}
+
+fn license_status_text(status: LicenseStatus) -> &'static str {
+    match status {
+        LicenseStatus::Free => "free",
+        LicenseStatus::Reserved => "reserved",
+        LicenseStatus::Assigned => "assigned",
+        LicenseStatus::Expired => "expired",
+    }
+}
+
+// --- reads ----------------------------------------------------------------------------------
+
+#[async_trait]
+impl Store for PgStore {
+    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>> {
+        // READ COMMITTED (PostgreSQL's default, stated so that a server configured otherwise
+        // does not change the rules): conditional writes re-check their conditions on the
+        // newest committed version of a row they had to wait for.
+        let tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(map_error)?;
+        Ok(Box::new(PgTx { tx }))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn reset_presence(&self) -> StoreResult<()> {
+        // Several nodes share this database, and the devices online on the other nodes are
+        // still online: clearing every row's presence, as a lone SQLite node does at start-up,
+        // would show them offline. Presence across nodes (each node clearing only its own
+        // connections, or expiring those of a node that died) is a later step; until then a
+        // node that crashed leaves its devices shown online until they reconnect elsewhere or
+        // are unpaired.
+        Ok(())
+    }
+
+    async fn find_code(&self, hash: &SecretHash) -> StoreResult<Option<CodeRoute>> {
+        let row = sqlx::query("SELECT id, org_id FROM codes WHERE code_hash = $1")
+            .bind(hash.0.as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| {
+            Ok(CodeRoute {
+                code_id: CodeId(get(&row, 0)?),
+                org_id: OrgId(get(&row, 1)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn find_installation(
+        &self,
+        installation_id: InstallationId,
+    ) -> StoreResult<Option<InstallationRoute>> {
+        let row = sqlx::query(
+            "SELECT id, org_id FROM devices WHERE installation_id = $1 AND ended_at IS NULL",
+        )
+        .bind(installation_id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| {
+            Ok(InstallationRoute {
+                device_id: DeviceId(get(&row, 0)?),
+                org_id: OrgId(get(&row, 1)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn last_ended_pairing(
+        &self,
+        installation_id: InstallationId,
+    ) -> StoreResult<Option<EndedPairing>> {
+        let row = sqlx::query(
+            "SELECT credential_hash, end_reason FROM ended_pairings WHERE installation_id = $1",
+        )
+        .bind(installation_id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| {
+            let reason: String = get(&row, 1)?;
+            Ok(EndedPairing {
+                credential_hash: get_hash(&row, 0)?,
+                end_reason: EndedBecause::parse(&reason)
+                    .ok_or_else(|| StoreError::Other(format!("unknown end reason {reason}")))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn token_owner(&self, hash: &SecretHash) -> StoreResult<Option<TokenOwner>> {
+        let operator = sqlx::query("SELECT 1 FROM operator_tokens WHERE token_hash = $1")
+            .bind(hash.0.as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        if operator.is_some() {
+            return Ok(Some(TokenOwner::Operator));
+        }
+        let row = sqlx::query(
+            "SELECT org_id, id FROM org_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(hash.0.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| {
+            Ok(TokenOwner::OrgKey {
+                org_id: OrgId(get(&row, 0)?),
+                key_id: KeyId(get(&row, 1)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn has_operator_token(&self) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT 1 FROM operator_tokens LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(row.is_some())
+    }
+
+    async fn organization(&self, org_id: OrgId) -> StoreResult<Option<Organization>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM organizations WHERE id = $1")
+            .bind(org_id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| {
+            Ok(Organization {
+                id: OrgId(get(&row, 0)?),
+                name: get(&row, 1)?,
+                created_at: get_ts(&row, 2)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn list_organizations(&self, page: &PageRequest) -> StoreResult<Page<Organization>> {
+        let limit = page.effective_limit();
+        let rows = sqlx::query(
+            "SELECT id, name, created_at FROM organizations WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(uuid_cursor(page)?)
+        .bind(page_rows(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(Organization {
+                    id: OrgId(get(row, 0)?),
+                    name: get(row, 1)?,
+                    created_at: get_ts(row, 2)?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, limit, |org| org.id.to_string()))
+    }
+
+    async fn list_org_keys(&self, org_id: OrgId) -> StoreResult<Vec<OrgKeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, org_id, name, created_at, revoked_at FROM org_keys \
+             WHERE org_id = $1 ORDER BY id",
+        )
+        .bind(org_id.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(OrgKeyInfo {
+                    id: KeyId(get(row, 0)?),
+                    organization_id: OrgId(get(row, 1)?),
+                    name: get(row, 2)?,
+                    created_at: get_ts(row, 3)?,
+                    revoked_at: get_opt_ts(row, 4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn license(
+        &self,
+        org_id: OrgId,
+        id: LicenseId,
+        now: Timestamp,
+    ) -> StoreResult<Option<License>> {
+        let sql = format!(
+            "SELECT id, org_id, purchased_at, valid_until, device_id, {LICENSE_STATUS}, reserved_until \
+             FROM licenses WHERE org_id = $2 AND id = $3"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now.0)
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| license_from_row(&row)).transpose()
+    }
+
+    async fn list_licenses(
+        &self,
+        org_id: OrgId,
+        status: Option<LicenseStatus>,
+        now: Timestamp,
+        page: &PageRequest,
+    ) -> StoreResult<Page<License>> {
+        let limit = page.effective_limit();
+        let sql = format!(
+            "SELECT * FROM (SELECT id, org_id, purchased_at, valid_until, device_id, \
+             {LICENSE_STATUS} AS status, reserved_until FROM licenses \
+             WHERE org_id = $2 AND id > $3) AS l \
+             WHERE $4::text IS NULL OR status = $4::text ORDER BY id LIMIT $5"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now.0)
+            .bind(org_id.0)
+            .bind(uuid_cursor(page)?)
+            .bind(status.map(license_status_text))
+            .bind(page_rows(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
+        let items = rows
+            .iter()
+            .map(license_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, limit, |license| license.id.to_string()))
+    }
+
+    async fn license_summary(&self, org_id: OrgId, now: Timestamp) -> StoreResult<LicenseSummary> {
+        let sql = format!(
+            "SELECT status, COUNT(*) FROM (SELECT {LICENSE_STATUS} AS status FROM licenses \
+             WHERE org_id = $2) AS l GROUP BY status"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now.0)
+            .bind(org_id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
+        let mut summary = LicenseSummary::default();
+        for row in &rows {
+            let status: String = get(row, 0)?;
+            let count = get_u64(row, 1)?;
+            summary.total += count;
+            match LicenseStatus::parse(&status) {
+                Some(LicenseStatus::Free) => summary.free += count,
+                Some(LicenseStatus::Reserved) => summary.reserved += count,
+                Some(LicenseStatus::Assigned) => summary.assigned += count,
+                Some(LicenseStatus::Expired) => summary.expired += count,
+                None => {
+                    return Err(StoreError::Other(format!(
+                        "unknown license status {status}"
+                    )));
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    async fn code(
+        &self,
+        org_id: OrgId,
+        id: CodeId,
+        now: Timestamp,
+    ) -> StoreResult<Option<CodeInfo>> {
+        let sql = format!("SELECT {CODE_COLUMNS} FROM codes WHERE org_id = $1 AND id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| code_from_row(&row, now)).transpose()
+    }
+
+    async fn sealed_code_secret(&self, org_id: OrgId, id: CodeId) -> StoreResult<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT sealed_secret FROM codes WHERE org_id = $1 AND id = $2")
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(match row {
+            Some(row) => get::<Option<Vec<u8>>>(&row, 0)?,
+            None => None,
+        })
+    }
+
+    async fn list_codes(
+        &self,
+        org_id: OrgId,
+        kind: Option<CodeKind>,
+        now: Timestamp,
+        page: &PageRequest,
+    ) -> StoreResult<Page<CodeInfo>> {
+        let limit = page.effective_limit();
+        let sql = format!(
+            "SELECT {CODE_COLUMNS} FROM codes WHERE org_id = $1 AND id > $2 \
+             AND ($3::text IS NULL OR kind = $3::text) ORDER BY id LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id.0)
+            .bind(uuid_cursor(page)?)
+            .bind(kind.map(CodeKind::as_str))
+            .bind(page_rows(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
+        let items = rows
+            .iter()
+            .map(|row| code_from_row(row, now))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, limit, |code| code.id.to_string()))
+    }
+
+    async fn configuration(
+        &self,
+        org_id: OrgId,
+        id: ConfigId,
+        with_body: bool,
+    ) -> StoreResult<Option<Configuration>> {
+        let sql = format!(
+            "SELECT {CONFIG_COLUMNS}, CASE WHEN $1::boolean THEN c.body END \
+             FROM configurations c WHERE c.org_id = $2 AND c.id = $3"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(with_body)
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| {
+            let body = get::<Option<String>>(&row, 7)?;
+            configuration_from_row(&row, body)
+        })
+        .transpose()
+    }
+
+    async fn list_configurations(
+        &self,
+        org_id: OrgId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Configuration>> {
+        let limit = page.effective_limit();
+        let sql = format!(
+            "SELECT {CONFIG_COLUMNS} FROM configurations c WHERE c.org_id = $1 AND c.id > $2 \
+             ORDER BY c.id LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id.0)
+            .bind(uuid_cursor(page)?)
+            .bind(page_rows(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
+        let items = rows
+            .iter()
+            .map(|row| configuration_from_row(row, None))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, limit, |config| config.id.to_string()))
+    }
+
+    async fn config_row(&self, id: ConfigId) -> StoreResult<Option<ConfigRow>> {
+        let row = sqlx::query(
+            "SELECT id, org_id, name, revision, body FROM configurations WHERE id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| config_row_from_row(&row)).transpose()
+    }
+
+    async fn device(&self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>> {
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} \
+             WHERE d.org_id = $1 AND d.id = $2 AND d.ended_at IS NULL"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| device_from_row(&row)).transpose()
+    }
+
+    async fn list_devices(&self, org_id: OrgId, page: &PageRequest) -> StoreResult<Page<Device>> {
+        let limit = page.effective_limit();
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} \
+             WHERE d.org_id = $1 AND d.ended_at IS NULL AND d.id > $2 ORDER BY d.id LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id.0)
+            .bind(uuid_cursor(page)?)
+            .bind(page_rows(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
+        let items = rows
+            .iter()
+            .map(device_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, limit, |device| device.id.to_string()))
+    }
+
+    async fn list_audit(
+        &self,
+        org_id: Option<OrgId>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AuditEntry>> {
+        let limit = page.effective_limit();
+        let before = match &page.after {
+            None => i64::MAX,
+            Some(text) => text
+                .parse::<i64>()
+                .map_err(|_| StoreError::InvalidInput("cursor"))?,
+        };
+        let rows = sqlx::query(
+            "SELECT id, org_id, at, actor, action, subject, details FROM audit_log \
+             WHERE ($1::uuid IS NULL OR org_id = $1::uuid) AND id < $2 \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(org_id.map(|org| org.0))
+        .bind(before)
+        .bind(page_rows(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                let details: String = get(row, 6)?;
+                Ok(AuditEntry {
+                    id: get(row, 0)?,
+                    organization_id: get::<Option<Uuid>>(row, 1)?.map(OrgId),
+                    at: get_ts(row, 2)?,
+                    actor: get(row, 3)?,
+                    action: get(row, 4)?,
+                    subject: get(row, 5)?,
+                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, limit, |entry| entry.id.to_string()))
+    }
+
+    async fn expired_pairings(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
+        let rows = sqlx::query(
+            "SELECT d.org_id, d.id FROM licenses l \
+             JOIN devices d ON d.license_id = l.id AND d.ended_at IS NULL \
+             WHERE l.device_id IS NOT NULL AND l.valid_until IS NOT NULL AND l.valid_until <= $1 \
+             LIMIT $2",
+        )
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))))
+            .collect()
+    }
+
+    async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
+        let result = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before.0)
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected())
+    }
+
+    async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT value FROM server_meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| get::<Vec<u8>>(&row, 0)).transpose()
+    }
+
+    async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO server_meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+}
+
+// --- writes ---------------------------------------------------------------------------------
+
+struct PgTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+#[async_trait]
+impl StoreTx for PgTx {
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await.map_err(map_error)
+    }
+
+    async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>> {
+        let rows = sqlx::query(batch_sql::LOCK_CODES)
+            .bind(uuids(ids, |id| id.0))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(code_state_from_row).collect()
+    }
+
+    async fn active_devices_by_installation(
+        &mut self,
+        ids: &[InstallationId],
+    ) -> StoreResult<Vec<ActiveDevice>> {
+        let rows = sqlx::query(batch_sql::ACTIVE_DEVICES_BY_INSTALLATION)
+            .bind(uuids(ids, |id| id.0))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(active_device_from_row).collect()
+    }
+
+    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>> {
+        let rows = sqlx::query(batch_sql::ACTIVE_DEVICES)
+            .bind(uuids(ids, |id| id.0))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(active_device_from_row).collect()
+    }
+
+    async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>> {
+        let rows = sqlx::query(batch_sql::LOCK_LICENSES)
+            .bind(uuids(ids, |id| id.0))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(license_state_from_row).collect()
+    }
+
+    async fn claim_free_licenses(
+        &mut self,
+        org_id: OrgId,
+        count: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<FreeLicense>> {
+        // SKIP LOCKED: licenses another node's open transaction holds are passed over, so two
+        // nodes granting at once get disjoint licenses without waiting for each other. The
+        // locks taken here last until commit, so the licenses stay ours until assigned.
+        let rows = sqlx::query(batch_sql::CLAIM_FREE_LICENSES)
+            .bind(org_id.0)
+            .bind(now.0)
+            .bind(i64::from(count))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(FreeLicense {
+                    id: LicenseId(get(row, 0)?),
+                    valid_until: get_opt_ts(row, 1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn consume_single_use_codes(
+        &mut self,
+        uses: &[(CodeId, DeviceId)],
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let changed = sqlx::query(batch_sql::CONSUME_SINGLE_USE_CODES)
+            .bind(now.0)
+            .bind(uuids(uses, |(code, _)| code.0))
+            .bind(uuids(uses, |(_, device)| device.0))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(changed.rows_affected())
+    }
+
+    async fn assign_licenses(
+        &mut self,
+        grants: &[LicenseGrant],
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let codes: Vec<Option<Uuid>> = grants
+            .iter()
+            .map(|grant| grant.single_use_code.map(|code| code.0))
+            .collect();
+        let changed = sqlx::query(batch_sql::ASSIGN_LICENSES)
+            .bind(now.0)
+            .bind(uuids(grants, |grant| grant.license_id.0))
+            .bind(uuids(grants, |grant| grant.device_id.0))
+            .bind(codes)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(changed.rows_affected())
+    }
+
+    async fn insert_devices(
+        &mut self,
+        org_id: OrgId,
+        config_id: Option<ConfigId>,
+        now: Timestamp,
+        devices: &[NewDevice],
+    ) -> StoreResult<u64> {
+        let text =
+            |field: fn(&NewDevice) -> &str| -> Vec<&str> { devices.iter().map(field).collect() };
+        let hashes: Vec<&[u8]> = devices
+            .iter()
+            .map(|device| device.credential_hash.0.as_slice())
+            .collect();
+        let connections: Vec<i64> = devices.iter().map(|device| device.connection).collect();
+        let inserted = sqlx::query(batch_sql::INSERT_DEVICES)
+            .bind(org_id.0)
+            .bind(config_id.map(|config| config.0))
+            .bind(now.0)
+            .bind(uuids(devices, |device| device.id.0))
+            .bind(uuids(devices, |device| device.installation_id.0))
+            .bind(hashes)
+            .bind(uuids(devices, |device| device.license_id.0))
+            .bind(text(|device| &device.details.name))
+            .bind(text(|device| &device.details.model))
+            .bind(text(|device| &device.details.os))
+            .bind(text(|device| &device.details.app_version))
+            .bind(uuids(devices, |device| device.paired_by_code.0))
+            .bind(connections)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(inserted.rows_affected())
+    }
+
+    async fn count_code_uses(&mut self, uses: &[(CodeId, u32)], now: Timestamp) -> StoreResult<()> {
+        let counts: Vec<i64> = uses.iter().map(|(_, count)| i64::from(*count)).collect();
+        sqlx::query(batch_sql::COUNT_CODE_USES)
+            .bind(now.0)
+            .bind(uuids(uses, |(code, _)| code.0))
+            .bind(counts)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn touch_devices(&mut self, touches: &[DeviceTouch], now: Timestamp) -> StoreResult<()> {
+        let text =
+            |field: fn(&DeviceTouch) -> &str| -> Vec<&str> { touches.iter().map(field).collect() };
+        let connections: Vec<i64> = touches.iter().map(|touch| touch.connection).collect();
+        sqlx::query(batch_sql::TOUCH_DEVICES)
+            .bind(now.0)
+            .bind(uuids(touches, |touch| touch.device_id.0))
+            .bind(connections)
+            .bind(text(|touch| &touch.details.name))
+            .bind(text(|touch| &touch.details.model))
+            .bind(text(|touch| &touch.details.os))
+            .bind(text(|touch| &touch.details.app_version))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn set_offline(
+        &mut self,
+        offline: &[(DeviceId, i64)],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let connections: Vec<i64> = offline.iter().map(|(_, connection)| *connection).collect();
+        sqlx::query(batch_sql::SET_OFFLINE)
+            .bind(now.0)
+            .bind(uuids(offline, |(device, _)| device.0))
+            .bind(connections)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn end_devices(
+        &mut self,
+        ids: &[DeviceId],
+        reason: EndedBecause,
+        now: Timestamp,
+    ) -> StoreResult<Vec<EndedDevice>> {
+        let rows = sqlx::query(batch_sql::END_DEVICES)
+            .bind(now.0)
+            .bind(reason.as_str())
+            .bind(uuids(ids, |id| id.0))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        let ended = rows
+            .iter()
+            .map(|row| {
+                Ok(EndedDevice {
+                    device_id: DeviceId(get(row, 0)?),
+                    org_id: OrgId(get(row, 1)?),
+                    license_id: LicenseId(get(row, 2)?),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        if !ended.is_empty() {
+            let ids = uuids(&ended, |device| device.device_id.0);
+            sqlx::query(batch_sql::RELEASE_LICENSES)
+                .bind(&ids)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+            sqlx::query(batch_sql::RECORD_ENDED_PAIRINGS)
+                .bind(&ids)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+        }
+        Ok(ended)
+    }
+
+    async fn ack_targets(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<AckTarget>> {
+        let rows = sqlx::query(batch_sql::ACK_TARGETS)
+            .bind(uuids(ids, |id| id.0))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(AckTarget {
+                    device_id: DeviceId(get(row, 0)?),
+                    config_id: get::<Option<Uuid>>(row, 1)?.map(ConfigId),
+                    config_revision: get_opt_u64(row, 2)?,
+                    applied_config_id: get::<Option<Uuid>>(row, 3)?.map(ConfigId),
+                    applied_revision: get_opt_u64(row, 4)?,
+                    ack_status: get::<Option<String>>(row, 5)?
+                        .and_then(|status| AckStatus::parse(&status)),
+                    ack_reason: get(row, 6)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn write_acks(&mut self, acks: &[AckWrite], now: Timestamp) -> StoreResult<()> {
+        let revisions: Vec<i64> = acks.iter().map(|ack| to_i64(ack.revision)).collect();
+        let statuses: Vec<&str> = acks.iter().map(|ack| ack.status.as_str()).collect();
+        let reasons: Vec<Option<&str>> = acks.iter().map(|ack| ack.reason.as_deref()).collect();
+        sqlx::query(batch_sql::WRITE_ACKS)
+            .bind(now.0)
+            .bind(uuids(acks, |ack| ack.device_id.0))
+            .bind(uuids(acks, |ack| ack.config_id.0))
+            .bind(revisions)
+            .bind(statuses)
+            .bind(reasons)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn newest_configuration(&mut self, org_id: OrgId) -> StoreResult<Option<ConfigRow>> {
+        let row = sqlx::query(
+            "SELECT id, org_id, name, revision, body FROM configurations WHERE org_id = $1 \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(org_id.0)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| config_row_from_row(&row)).transpose()
+    }
+
+    async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>> {
+        let rows = sqlx::query(batch_sql::CONFIG_ROWS)
+            .bind(uuids(ids, |id| id.0))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(config_row_from_row).collect()
+    }
+
+    async fn insert_audit(&mut self, entries: &[NewAudit]) -> StoreResult<()> {
+        let orgs: Vec<Option<Uuid>> = entries
+            .iter()
+            .map(|entry| entry.org_id.map(|org| org.0))
+            .collect();
+        let times: Vec<i64> = entries.iter().map(|entry| entry.at.0).collect();
+        let actors: Vec<&str> = entries.iter().map(|entry| entry.actor.as_str()).collect();
+        let actions: Vec<&str> = entries.iter().map(|entry| entry.action.as_str()).collect();
+        let subjects: Vec<Option<&str>> = entries
+            .iter()
+            .map(|entry| entry.subject.as_deref())
+            .collect();
+        // Compact JSON text, as SQLite's `json()` stores it.
+        let details: Vec<String> = entries
+            .iter()
+            .map(|entry| entry.details.to_string())
+            .collect();
+        sqlx::query(batch_sql::INSERT_AUDIT)
+            .bind(orgs)
+            .bind(times)
+            .bind(actors)
+            .bind(actions)
+            .bind(subjects)
+            .bind(details)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn publish(&mut self, change: &Change) -> StoreResult<()> {
+        // Delivered to every listening node when this transaction commits (and never if it
+        // rolls back); listeners re-read the rows it names.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGE_CHANNEL)
+            .bind(change_payload(change))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn insert_organization(&mut self, org: &Organization) -> StoreResult<()> {
+        sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(org.id.0)
+            .bind(&org.name)
+            .bind(org.created_at.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn organization_exists(&mut self, org_id: OrgId) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT 1 FROM organizations WHERE id = $1")
+            .bind(org_id.0)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(row.is_some())
+    }
+
+    async fn insert_operator_token(
+        &mut self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO operator_tokens (token_hash, created_at) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(hash.0.as_slice())
+        .bind(now.0)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn insert_org_key(&mut self, key: &OrgKeyInfo, hash: &SecretHash) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO org_keys (id, org_id, name, key_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(key.id.0)
+        .bind(key.organization_id.0)
+        .bind(&key.name)
+        .bind(hash.0.as_slice())
+        .bind(key.created_at.0)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn revoke_org_key(
+        &mut self,
+        org_id: OrgId,
+        key_id: KeyId,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE org_keys SET revoked_at = COALESCE(revoked_at, $1) \
+             WHERE org_id = $2 AND id = $3",
+        )
+        .bind(now.0)
+        .bind(org_id.0)
+        .bind(key_id.0)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn insert_licenses(
+        &mut self,
+        org_id: OrgId,
+        ids: &[LicenseId],
+        purchased_at: Timestamp,
+        valid_until: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        sqlx::query(batch_sql::INSERT_LICENSES)
+            .bind(org_id.0)
+            .bind(purchased_at.0)
+            .bind(valid_until.map(|until| until.0))
+            .bind(uuids(ids, |id| id.0))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn set_license_valid_until(
+        &mut self,
+        org_id: OrgId,
+        id: LicenseId,
+        valid_until: Option<Timestamp>,
+    ) -> StoreResult<bool> {
+        let result =
+            sqlx::query("UPDATE licenses SET valid_until = $1 WHERE org_id = $2 AND id = $3")
+                .bind(valid_until.map(|until| until.0))
+                .bind(org_id.0)
+                .bind(id.0)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn insert_code(&mut self, code: &NewCode) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO codes (id, org_id, kind, code_hash, sealed_secret, label, license_id, \
+             created_at, expires_at, max_uses) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(code.id.0)
+        .bind(code.org_id.0)
+        .bind(code.kind.as_str())
+        .bind(code.code_hash.0.as_slice())
+        .bind(code.sealed_secret.as_deref())
+        .bind(code.label.as_deref())
+        .bind(code.license_id.map(|license| license.0))
+        .bind(code.created_at.0)
+        .bind(code.expires_at.0)
+        .bind(code.max_uses.map(i64::from))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn revoke_code(
+        &mut self,
+        org_id: OrgId,
+        id: CodeId,
+        now: Timestamp,
+    ) -> StoreResult<Option<CodeState>> {
+        // Locked, so that two nodes revoking (or one revoking while another pairs with it) see
+        // each other's outcome instead of both acting on the unrevoked state.
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            code_state_columns!(),
+            " FROM codes WHERE org_id = $1 AND id = $2 FOR UPDATE"
+        ))
+        .bind(org_id.0)
+        .bind(id.0)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let state = code_state_from_row(&row)?;
+        if state.revoked_at.is_none() {
+            sqlx::query("UPDATE codes SET revoked_at = $1 WHERE id = $2")
+                .bind(now.0)
+                .bind(id.0)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+            sqlx::query(
+                "UPDATE licenses SET reserved_by = NULL, reserved_until = NULL \
+                 WHERE reserved_by = $1",
+            )
+            .bind(id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        }
+        Ok(Some(state))
+    }
+
+    async fn revoke_single_use_codes_of(
+        &mut self,
+        license_id: LicenseId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<CodeId>> {
+        let rows = sqlx::query(
+            "UPDATE codes SET revoked_at = $1 WHERE license_id = $2 AND kind = 'single_use' \
+             AND revoked_at IS NULL AND used_at IS NULL RETURNING id",
+        )
+        .bind(now.0)
+        .bind(license_id.0)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        sqlx::query("UPDATE licenses SET reserved_by = NULL, reserved_until = NULL WHERE id = $1")
+            .bind(license_id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(|row| Ok(CodeId(get(row, 0)?))).collect()
+    }
+
+    async fn reserve_license(
+        &mut self,
+        license_id: LicenseId,
+        reservation: Option<(CodeId, Timestamp)>,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE licenses SET reserved_by = $1, reserved_until = $2 WHERE id = $3")
+            .bind(reservation.map(|(code, _)| code.0))
+            .bind(reservation.map(|(_, until)| until.0))
+            .bind(license_id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn insert_configuration(&mut self, row: &ConfigRow, now: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO configurations (id, org_id, name, body, revision, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(row.id.0)
+        .bind(row.org_id.0)
+        .bind(&row.name)
+        .bind(&row.body)
+        .bind(to_i64(row.revision))
+        .bind(now.0)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn update_configuration(
+        &mut self,
+        org_id: OrgId,
+        id: ConfigId,
+        name: Option<&str>,
+        body: Option<&str>,
+        if_revision: Option<u64>,
+        now: Timestamp,
+    ) -> StoreResult<ConfigUpdate> {
+        // Locked: the revision compared with `if_revision` must still be the current one when
+        // the update below increments it, whatever another node does meanwhile.
+        let current = sqlx::query(
+            "SELECT revision FROM configurations WHERE org_id = $1 AND id = $2 FOR UPDATE",
+        )
+        .bind(org_id.0)
+        .bind(id.0)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        let Some(current) = current else {
+            return Ok(ConfigUpdate::NotFound);
+        };
+        let revision = get_u64(&current, 0)?;
+        if if_revision.is_some_and(|expected| expected != revision) {
+            return Ok(ConfigUpdate::RevisionMismatch(revision));
+        }
+        let row = sqlx::query(
+            "UPDATE configurations SET name = COALESCE($1, name), body = COALESCE($2, body), \
+             revision = revision + 1, updated_at = $3 WHERE id = $4 \
+             RETURNING id, org_id, name, revision, body",
+        )
+        .bind(name)
+        .bind(body)
+        .bind(now.0)
+        .bind(id.0)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(ConfigUpdate::Updated(config_row_from_row(&row)?))
+    }
+
+    async fn delete_configuration(
+        &mut self,
+        org_id: OrgId,
+        id: ConfigId,
+    ) -> StoreResult<ConfigDelete> {
+        // The configuration row is locked before its devices are counted: a device assigned to
+        // it by another node meanwhile waits (its foreign-key check takes a share lock on this
+        // row), and if one got in first the delete fails on the foreign key as a conflict.
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM devices d WHERE d.config_id = c.id AND d.ended_at IS NULL) \
+             FROM configurations c WHERE c.org_id = $1 AND c.id = $2 FOR UPDATE OF c",
+        )
+        .bind(org_id.0)
+        .bind(id.0)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        let Some(row) = row else {
+            return Ok(ConfigDelete::NotFound);
+        };
+        let assigned = get_u64(&row, 0)?;
+        if assigned > 0 {
+            return Ok(ConfigDelete::InUse(assigned));
+        }
+        sqlx::query("DELETE FROM configurations WHERE id = $1")
+            .bind(id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(ConfigDelete::Deleted)
+    }
+
+    async fn assign_configuration(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        device_ids: &[DeviceId],
+        now: Timestamp,
+    ) -> StoreResult<Vec<DeviceId>> {
+        let rows = sqlx::query(batch_sql::ASSIGN_CONFIGURATION)
+            .bind(config_id.0)
+            .bind(now.0)
+            .bind(org_id.0)
+            .bind(uuids(device_ids, |id| id.0))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(|row| Ok(DeviceId(get(row, 0)?))).collect()
+    }
+
+    async fn assign_waiting_devices(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<DeviceId>> {
+        let rows = sqlx::query(
+            "UPDATE devices SET config_id = $1, assigned_at = $2 \
+             WHERE org_id = $3 AND ended_at IS NULL AND config_id IS NULL RETURNING id",
+        )
+        .bind(config_id.0)
+        .bind(now.0)
+        .bind(org_id.0)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(|row| Ok(DeviceId(get(row, 0)?))).collect()
+    }
+
+    async fn idempotent_reply(
+        &mut self,
+        scope: &str,
+        key: &str,
+    ) -> StoreResult<Option<StoredReply>> {
+        let row = sqlx::query(
+            "SELECT fingerprint, sealed_reply FROM idempotency_keys WHERE scope = $1 AND key = $2",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| {
+            let fingerprint: Vec<u8> = get(&row, 0)?;
+            Ok(StoredReply {
+                fingerprint: fingerprint
+                    .try_into()
+                    .map_err(|_| StoreError::Other("bad fingerprint".into()))?,
+                sealed_reply: get(&row, 1)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn store_idempotent_reply(
+        &mut self,
+        scope: &str,
+        key: &str,
+        reply: &StoredReply,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, sealed_reply, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(reply.fingerprint.as_slice())
+        .bind(reply.sealed_reply.as_slice())
+        .bind(now.0)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+}
+
+/// The statements of the batch path. Each takes its rows as arrays bound once, so one statement
+/// serves a batch of any size.
+pub(crate) mod batch_sql {
+    /// Locked in id order: transactions locking overlapping sets of codes take them in the same
+    /// order and cannot deadlock on each other.
+    pub const LOCK_CODES: &str = concat!(
+        "SELECT ",
+        code_state_columns!(),
+        " FROM codes WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+    );
+    /// The active pairings of a batch are locked too: an unpair or expiry on another node waits
+    /// until this batch has committed (and then ends the pairing it finds), instead of ending it
+    /// while this batch tells the device "resumed".
+    pub const ACTIVE_DEVICES_BY_INSTALLATION: &str = concat!(
+        "SELECT ",
+        active_device_columns!(),
+        " FROM devices d JOIN licenses l ON l.id = d.license_id \
+         WHERE d.installation_id = ANY($1::uuid[]) AND d.ended_at IS NULL \
+         ORDER BY d.id FOR UPDATE OF d"
+    );
+    pub const ACTIVE_DEVICES: &str = concat!(
+        "SELECT ",
+        active_device_columns!(),
+        " FROM devices d JOIN licenses l ON l.id = d.license_id \
+         WHERE d.id = ANY($1::uuid[]) AND d.ended_at IS NULL \
+         ORDER BY d.id FOR UPDATE OF d"
+    );
+    pub const LOCK_LICENSES: &str = "SELECT id, org_id, valid_until, device_id, reserved_by, \
+         reserved_until FROM licenses WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE";
+    /// The limit applies after the locked rows are skipped (PostgreSQL locks below the limit),
+    /// so a claim returns `count` licenses whenever that many are free and unlocked.
+    pub const CLAIM_FREE_LICENSES: &str = "SELECT id, valid_until FROM licenses \
+         WHERE org_id = $1 AND device_id IS NULL \
+         AND (valid_until IS NULL OR valid_until > $2) \
+         AND (reserved_until IS NULL OR reserved_until <= $2) \
+         ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED";
+    pub const CONSUME_SINGLE_USE_CODES: &str = "UPDATE codes SET used_at = $1, \
+         used_by_device = u.device_id, uses = uses + 1, last_used_at = $1 \
+         FROM UNNEST($2::uuid[], $3::uuid[]) AS u(code_id, device_id) \
+         WHERE codes.id = u.code_id AND codes.kind = 'single_use' \
+         AND codes.used_at IS NULL AND codes.revoked_at IS NULL AND codes.expires_at > $1";
+    /// A grant without a single-use code (NULL in the third array) needs an unreserved
+    /// license; a grant from a single-use code needs the license that code reserved.
+    pub const ASSIGN_LICENSES: &str = "UPDATE licenses SET device_id = g.device_id, \
+         reserved_by = NULL, reserved_until = NULL \
+         FROM UNNEST($2::uuid[], $3::uuid[], $4::uuid[]) AS g(license_id, device_id, code_id) \
+         WHERE licenses.id = g.license_id AND licenses.device_id IS NULL \
+         AND (licenses.valid_until IS NULL OR licenses.valid_until > $1) \
+         AND CASE WHEN g.code_id IS NULL \
+             THEN (licenses.reserved_until IS NULL OR licenses.reserved_until <= $1) \
+             ELSE licenses.reserved_by = g.code_id END";
+    /// `ON CONFLICT DO NOTHING` without a target covers every unique index, the partial ones
+    /// included (one active pairing per installation, one active device per license).
+    pub const INSERT_DEVICES: &str = "INSERT INTO devices (id, org_id, installation_id, \
+         credential_hash, license_id, name, model, os, app_version, paired_at, paired_by_code, \
+         config_id, assigned_at, online_conn, last_seen) \
+         SELECT n.id, $1, n.installation_id, n.credential_hash, n.license_id, n.name, n.model, \
+         n.os, n.app_version, $3, n.code_id, $2::uuid, \
+         CASE WHEN $2::uuid IS NULL THEN NULL ELSE $3::bigint END, n.conn, $3 \
+         FROM UNNEST($4::uuid[], $5::uuid[], $6::bytea[], $7::uuid[], $8::text[], $9::text[], \
+         $10::text[], $11::text[], $12::uuid[], $13::bigint[]) \
+         WITH ORDINALITY AS n(id, installation_id, credential_hash, license_id, name, model, os, \
+         app_version, code_id, conn, i) \
+         ORDER BY n.i \
+         ON CONFLICT DO NOTHING";
+    pub const COUNT_CODE_USES: &str = "UPDATE codes SET uses = uses + u.n, last_used_at = $1 \
+         FROM UNNEST($2::uuid[], $3::bigint[]) AS u(code_id, n) WHERE codes.id = u.code_id";
+    pub const TOUCH_DEVICES: &str = "UPDATE devices SET name = t.name, model = t.model, \
+         os = t.os, app_version = t.app_version, online_conn = t.conn, last_seen = $1 \
+         FROM UNNEST($2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+         AS t(id, conn, name, model, os, app_version) \
+         WHERE devices.id = t.id AND devices.ended_at IS NULL";
+    pub const SET_OFFLINE: &str = "UPDATE devices SET online_conn = NULL, last_seen = $1 \
+         FROM UNNEST($2::uuid[], $3::bigint[]) AS o(id, conn) \
+         WHERE devices.id = o.id AND devices.online_conn = o.conn";
+    pub const END_DEVICES: &str = "UPDATE devices SET ended_at = $1, end_reason = $2, \
+         config_id = NULL, online_conn = NULL, last_seen = $1 \
+         WHERE id = ANY($3::uuid[]) AND ended_at IS NULL \
+         RETURNING id, org_id, license_id";
+    pub const RELEASE_LICENSES: &str =
+        "UPDATE licenses SET device_id = NULL WHERE device_id = ANY($1::uuid[])";
+    /// One row per installation: PostgreSQL refuses an upsert that would change the same row
+    /// twice (only one pairing per installation is active, so this never drops one).
+    pub const RECORD_ENDED_PAIRINGS: &str = "INSERT INTO ended_pairings \
+         (installation_id, credential_hash, end_reason, ended_at) \
+         SELECT DISTINCT ON (installation_id) installation_id, credential_hash, end_reason, \
+         ended_at FROM devices WHERE id = ANY($1::uuid[]) AND ended_at IS NOT NULL \
+         ORDER BY installation_id, ended_at DESC \
+         ON CONFLICT (installation_id) DO UPDATE SET credential_hash = excluded.credential_hash, \
+         end_reason = excluded.end_reason, ended_at = excluded.ended_at";
+    pub const ACK_TARGETS: &str = "SELECT d.id, d.config_id, c.revision, d.applied_config_id, \
+         d.applied_revision, d.ack_status, d.ack_reason \
+         FROM devices d LEFT JOIN configurations c ON c.id = d.config_id \
+         WHERE d.id = ANY($1::uuid[]) AND d.ended_at IS NULL";
+    pub const WRITE_ACKS: &str = "UPDATE devices SET applied_config_id = a.config_id, \
+         applied_revision = a.revision, ack_status = a.status, ack_reason = a.reason, ack_at = $1 \
+         FROM UNNEST($2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[]) \
+         AS a(device_id, config_id, revision, status, reason) \
+         WHERE devices.id = a.device_id";
+    pub const CONFIG_ROWS: &str = "SELECT id, org_id, name, revision, body FROM configurations \
+         WHERE id = ANY($1::uuid[])";
+    /// In the given order: audit ids come from a sequence and follow the order rows are
+    /// inserted, which is what the log's order means.
+    pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (org_id, at, actor, action, subject, \
+         details) \
+         SELECT a.org_id, a.at, a.actor, a.action, a.subject, a.details \
+         FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+         WITH ORDINALITY AS a(org_id, at, actor, action, subject, details, i) ORDER BY a.i";
+    pub const INSERT_LICENSES: &str = "INSERT INTO licenses (id, org_id, purchased_at, \
+         valid_until) SELECT t.id, $1, $2, $3 FROM UNNEST($4::uuid[]) AS t(id)";
+    pub const ASSIGN_CONFIGURATION: &str = "UPDATE devices SET config_id = $1, assigned_at = $2 \
+         WHERE org_id = $3 AND ended_at IS NULL AND id = ANY($4::uuid[]) RETURNING id";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_map_to_the_engine_categories() {
+        assert_eq!(sqlstate_kind("23505"), SqlStateKind::Integrity);
+        assert_eq!(sqlstate_kind("23P01"), SqlStateKind::Integrity);
+        assert_eq!(sqlstate_kind("23514"), SqlStateKind::Integrity);
+        assert_eq!(sqlstate_kind("08006"), SqlStateKind::Transient);
+        assert_eq!(sqlstate_kind("53100"), SqlStateKind::Transient);
+        assert_eq!(sqlstate_kind("40P01"), SqlStateKind::Transient);
+        assert_eq!(sqlstate_kind("57P01"), SqlStateKind::Transient);
+        assert_eq!(sqlstate_kind("42601"), SqlStateKind::Other);
+        assert_eq!(sqlstate_kind(""), SqlStateKind::Other);
+    }
+
+    #[test]
+    fn payloads_stay_under_the_notification_limit() {
+        let org_id = OrgId(Uuid::now_v7());
+        let few = Change::DevicesAssigned {
+            org_id,
+            device_ids: (0..10).map(|_| DeviceId(Uuid::now_v7())).collect(),
+        };
+        let payload = change_payload(&few);
+        assert!(payload.contains("device_ids"), "{payload}");
+        let many = Change::DevicesEnded {
+            org_id,
+            device_ids: (0..1_000).map(|_| DeviceId(Uuid::now_v7())).collect(),
+        };
+        let payload = change_payload(&many);
+        assert!(payload.len() < 8_000);
+        assert!(payload.contains("\"resync\":true"), "{payload}");
+        assert!(payload.contains(&org_id.0.to_string()), "{payload}");
+    }
+}

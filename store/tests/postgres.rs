@@ -1,0 +1,1464 @@
+//! The PostgreSQL backend against a real throwaway cluster (`pgtemp`): migrations, the batch
+//! statements of a pairing, row locks across concurrent transactions, notifications, and one
+//! long script of writes and reads run on both backends whose answers must be identical.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
+use engine::model::{AckStatus, CodeKind, LicenseStatus, OrgKeyInfo, Organization, PageRequest};
+use engine::secrets::SecretHash;
+use engine::store::{
+    AckWrite, Change, ConfigRow, DeviceDetails, DeviceTouch, EndedBecause, LicenseGrant, NewAudit,
+    NewCode, NewDevice, Store, StoreError, StoredReply,
+};
+use sqlx::postgres::PgListener;
+use store::{PgSettings, PgStore, SqliteSettings, SqliteStore};
+use uuid::Uuid;
+
+/// One cluster for the whole test binary (starting one takes seconds); every test gets a
+/// database of its own. pgtemp's watchdog stops the cluster when the binary exits.
+fn cluster() -> &'static pgtemp::Cluster {
+    static CLUSTER: OnceLock<pgtemp::Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| pgtemp::Cluster::start().expect("start a PostgreSQL cluster"))
+}
+
+async fn fresh_url() -> String {
+    tokio::task::spawn_blocking(|| cluster().create_database().expect("create a database"))
+        .await
+        .expect("create a database")
+}
+
+async fn fresh_store() -> PgStore {
+    PgStore::open(&PgSettings::new(fresh_url().await))
+        .await
+        .expect("open the PostgreSQL store")
+}
+
+const T0: Timestamp = Timestamp(1_800_000_000_000);
+
+fn id() -> Uuid {
+    Uuid::now_v7()
+}
+
+fn hash(byte: u8) -> SecretHash {
+    SecretHash([byte; 32])
+}
+
+fn details(name: &str) -> DeviceDetails {
+    DeviceDetails {
+        name: name.into(),
+        model: "model".into(),
+        os: "os".into(),
+        app_version: "1.0".into(),
+    }
+}
+
+fn org(id: OrgId, name: &str) -> Organization {
+    Organization {
+        id,
+        name: name.into(),
+        created_at: T0,
+    }
+}
+
+fn new_device(
+    id: DeviceId,
+    installation: InstallationId,
+    license: LicenseId,
+    code: CodeId,
+) -> NewDevice {
+    NewDevice {
+        id,
+        installation_id: installation,
+        credential_hash: hash(7),
+        license_id: license,
+        details: details("phone"),
+        paired_by_code: code,
+        connection: 1,
+    }
+}
+
+fn reusable_code(id: CodeId, org_id: OrgId, hash_byte: u8) -> NewCode {
+    NewCode {
+        id,
+        org_id,
+        kind: CodeKind::Reusable,
+        code_hash: hash(hash_byte),
+        sealed_secret: Some(vec![1, 2, 3]),
+        label: Some("front desk".into()),
+        license_id: None,
+        created_at: T0,
+        expires_at: T0.plus_millis(86_400_000),
+        max_uses: Some(5),
+    }
+}
+
+/// An organization with `licenses` free licenses, a configuration and a reusable code.
+struct Fixture {
+    org_id: OrgId,
+    licenses: Vec<LicenseId>,
+    config_id: ConfigId,
+    code_id: CodeId,
+}
+
+async fn fixture(store: &dyn Store, licenses: usize) -> Fixture {
+    let org_id = OrgId(id());
+    let licenses: Vec<LicenseId> = (0..licenses).map(|_| LicenseId(id())).collect();
+    let config_id = ConfigId(id());
+    let code_id = CodeId(id());
+    let mut tx = store.begin().await.expect("begin");
+    tx.insert_organization(&org(org_id, "Acme"))
+        .await
+        .expect("organization");
+    tx.insert_licenses(org_id, &licenses, T0, None)
+        .await
+        .expect("licenses");
+    tx.insert_configuration(
+        &ConfigRow {
+            id: config_id,
+            org_id,
+            name: "Main".into(),
+            revision: 1,
+            body: "[GLOBAL]\n".into(),
+        },
+        T0,
+    )
+    .await
+    .expect("configuration");
+    tx.insert_code(&reusable_code(code_id, org_id, 42))
+        .await
+        .expect("code");
+    tx.commit().await.expect("commit");
+    Fixture {
+        org_id,
+        licenses,
+        config_id,
+        code_id,
+    }
+}
+
+#[tokio::test]
+async fn opens_and_migrates_twice() {
+    let url = fresh_url().await;
+    let store = PgStore::open(&PgSettings::new(url.clone()))
+        .await
+        .expect("first open");
+    store.close().await;
+    // A second node (or a restart) finds the schema in place and applies nothing.
+    let store = PgStore::open(&PgSettings::new(url))
+        .await
+        .expect("second open");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations' ORDER BY 1",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("tables");
+    assert_eq!(
+        tables,
+        [
+            "audit_log",
+            "codes",
+            "configurations",
+            "devices",
+            "ended_pairings",
+            "idempotency_keys",
+            "licenses",
+            "operator_tokens",
+            "org_keys",
+            "organizations",
+            "server_meta",
+        ]
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn open_through_the_url() {
+    let url = fresh_url().await;
+    let parsed = store::DatabaseUrl::parse(&url).expect("a postgres URL");
+    assert!(matches!(parsed, store::DatabaseUrl::Postgres(_)));
+    let store = store::open(&parsed, store::OpenOptions::default())
+        .await
+        .expect("open");
+    assert!(!store.has_operator_token().await.expect("read"));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable() {
+    let mut settings = PgSettings::new("postgres://nobody@127.0.0.1:1/none");
+    settings.acquire_timeout = Duration::from_secs(2);
+    let error = PgStore::open(&settings).await.expect_err("nothing listens");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+}
+
+/// The statements of a first-time pairing, in the order the engine's batch runs them.
+#[tokio::test]
+async fn first_pairing_batch() {
+    let store = fresh_store().await;
+    let fx = fixture(&store, 3).await;
+    let device_id = DeviceId(id());
+    let installation = InstallationId(id());
+
+    let mut tx = store.begin().await.expect("begin");
+    let codes = tx.lock_codes(&[fx.code_id]).await.expect("lock codes");
+    assert_eq!(codes.len(), 1);
+    assert_eq!(codes[0].uses, 0);
+    assert_eq!(codes[0].kind, CodeKind::Reusable);
+    assert!(
+        tx.active_devices_by_installation(&[installation])
+            .await
+            .expect("active devices")
+            .is_empty()
+    );
+    let claimed = tx
+        .claim_free_licenses(fx.org_id, 1, T0)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    // Oldest first: UUIDv7 ids are ordered by creation.
+    assert_eq!(claimed[0].id, fx.licenses[0]);
+    let grants = [LicenseGrant {
+        license_id: claimed[0].id,
+        device_id,
+        single_use_code: None,
+    }];
+    assert_eq!(tx.assign_licenses(&grants, T0).await.expect("assign"), 1);
+    let devices = [new_device(
+        device_id,
+        installation,
+        claimed[0].id,
+        fx.code_id,
+    )];
+    assert_eq!(
+        tx.insert_devices(fx.org_id, Some(fx.config_id), T0, &devices)
+            .await
+            .expect("insert"),
+        1
+    );
+    tx.count_code_uses(&[(fx.code_id, 1)], T0)
+        .await
+        .expect("count uses");
+    tx.insert_audit(&[NewAudit {
+        org_id: Some(fx.org_id),
+        at: T0,
+        actor: format!("device:{}", device_id.0),
+        action: "device.paired".into(),
+        subject: Some(device_id.0.to_string()),
+        details: serde_json::json!({ "license": claimed[0].id.0 }),
+    }])
+    .await
+    .expect("audit");
+    tx.publish(&Change::DevicesAssigned {
+        org_id: fx.org_id,
+        device_ids: vec![device_id],
+    })
+    .await
+    .expect("publish");
+    tx.commit().await.expect("commit");
+
+    let device = store
+        .device(fx.org_id, device_id)
+        .await
+        .expect("read")
+        .expect("the device");
+    assert_eq!(device.installation_id, installation);
+    assert_eq!(device.license_id, fx.licenses[0]);
+    assert_eq!(device.paired_by_code, Some(fx.code_id));
+    assert_eq!(device.configuration.map(|c| c.id), Some(fx.config_id));
+    assert!(device.online);
+    assert_eq!(device.paired_at, T0);
+    let route = store
+        .find_installation(installation)
+        .await
+        .expect("read")
+        .expect("routed");
+    assert_eq!((route.device_id, route.org_id), (device_id, fx.org_id));
+    let summary = store.license_summary(fx.org_id, T0).await.expect("summary");
+    assert_eq!((summary.total, summary.assigned, summary.free), (3, 1, 2));
+    let code = store
+        .code(fx.org_id, fx.code_id, T0)
+        .await
+        .expect("read")
+        .expect("the code");
+    assert_eq!(code.uses, 1);
+    assert_eq!(code.last_used_at, Some(T0));
+    let audit = store
+        .list_audit(Some(fx.org_id), &PageRequest::default())
+        .await
+        .expect("audit");
+    assert_eq!(audit.items.len(), 1);
+    assert_eq!(audit.items[0].action, "device.paired");
+    assert_eq!(
+        audit.items[0].details,
+        serde_json::json!({ "license": fx.licenses[0].0 })
+    );
+
+    // The same installation again, and another device on the same license: both skipped by
+    // the unique indexes, and the counts say so.
+    let mut tx = store.begin().await.expect("begin");
+    let again = [new_device(
+        DeviceId(id()),
+        installation,
+        fx.licenses[1],
+        fx.code_id,
+    )];
+    assert_eq!(
+        tx.insert_devices(fx.org_id, None, T0, &again)
+            .await
+            .expect("insert"),
+        0
+    );
+    let same_license = [new_device(
+        DeviceId(id()),
+        InstallationId(id()),
+        fx.licenses[0],
+        fx.code_id,
+    )];
+    assert_eq!(
+        tx.insert_devices(fx.org_id, None, T0, &same_license)
+            .await
+            .expect("insert"),
+        0
+    );
+    // An assigned license is not assigned again.
+    let taken = [LicenseGrant {
+        license_id: fx.licenses[0],
+        device_id: DeviceId(id()),
+        single_use_code: None,
+    }];
+    assert_eq!(tx.assign_licenses(&taken, T0).await.expect("assign"), 0);
+    tx.commit().await.expect("commit");
+    store.close().await;
+}
+
+/// Two transactions claiming at once get disjoint licenses; neither waits for the other.
+#[tokio::test]
+async fn concurrent_claims_skip_locked_licenses() {
+    let store = fresh_store().await;
+    let fx = fixture(&store, 5).await;
+    let mut first = store.begin().await.expect("begin");
+    let mut second = store.begin().await.expect("begin");
+    let a = first
+        .claim_free_licenses(fx.org_id, 2, T0)
+        .await
+        .expect("first claim");
+    // The second claim must not queue behind the first transaction's locks.
+    let b = tokio::time::timeout(
+        Duration::from_secs(5),
+        second.claim_free_licenses(fx.org_id, 2, T0),
+    )
+    .await
+    .expect("the second claim did not wait")
+    .expect("second claim");
+    let a: Vec<LicenseId> = a.iter().map(|license| license.id).collect();
+    let b: Vec<LicenseId> = b.iter().map(|license| license.id).collect();
+    assert_eq!(a, fx.licenses[0..2]);
+    assert_eq!(b, fx.licenses[2..4]);
+    // A third asks for more than is left unlocked and gets only the one that is.
+    let mut third = store.begin().await.expect("begin");
+    let c = third
+        .claim_free_licenses(fx.org_id, 10, T0)
+        .await
+        .expect("third claim");
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].id, fx.licenses[4]);
+    drop(third);
+    // The first commits an assignment; the second rolls back; its licenses are free again.
+    let device_id = DeviceId(id());
+    let grants = [LicenseGrant {
+        license_id: a[0],
+        device_id,
+        single_use_code: None,
+    }];
+    assert_eq!(first.assign_licenses(&grants, T0).await.expect("assign"), 1);
+    first.commit().await.expect("commit");
+    drop(second);
+    let mut fourth = store.begin().await.expect("begin");
+    let d: Vec<LicenseId> = fourth
+        .claim_free_licenses(fx.org_id, 10, T0)
+        .await
+        .expect("fourth claim")
+        .iter()
+        .map(|license| license.id)
+        .collect();
+    assert_eq!(d, fx.licenses[1..5]);
+    fourth.commit().await.expect("commit");
+    store.close().await;
+}
+
+/// A conditional write that meets a row another transaction changed waits for it and then
+/// re-checks its condition: the loser changes nothing, which is what the engine compares.
+#[tokio::test]
+async fn conditional_writes_recheck_after_waiting() {
+    let store = fresh_store().await;
+    let fx = fixture(&store, 1).await;
+    let license = fx.licenses[0];
+    let mut first = store.begin().await.expect("begin");
+    let mut second = store.begin().await.expect("begin");
+    let grant = move |device_id| {
+        [LicenseGrant {
+            license_id: license,
+            device_id,
+            single_use_code: None,
+        }]
+    };
+    assert_eq!(
+        first
+            .assign_licenses(&grant(DeviceId(id())), T0)
+            .await
+            .expect("first assigns"),
+        1
+    );
+    let waiting = tokio::spawn(async move {
+        let changed = second
+            .assign_licenses(&grant(DeviceId(id())), T0)
+            .await
+            .expect("second assigns");
+        (changed, second)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the second write waits for the row");
+    first.commit().await.expect("commit");
+    let (changed, second) = waiting.await.expect("join");
+    assert_eq!(changed, 0);
+    drop(second);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn locks_are_held_until_commit() {
+    let store = fresh_store().await;
+    let fx = fixture(&store, 1).await;
+    let mut first = store.begin().await.expect("begin");
+    let locked = first.lock_codes(&[fx.code_id]).await.expect("lock");
+    assert_eq!(locked.len(), 1);
+    let licenses = first.lock_licenses(&fx.licenses).await.expect("lock");
+    assert_eq!(licenses.len(), 1);
+    assert_eq!(licenses[0].org_id, fx.org_id);
+    let mut second = store.begin().await.expect("begin");
+    let codes = [fx.code_id];
+    let blocked = tokio::time::timeout(Duration::from_millis(300), second.lock_codes(&codes)).await;
+    assert!(
+        blocked.is_err(),
+        "a locked code is not handed to a second transaction"
+    );
+    drop(second);
+    first.commit().await.expect("commit");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn notifications_arrive_at_commit_only() {
+    let store = fresh_store().await;
+    let fx = fixture(&store, 1).await;
+    let mut listener = PgListener::connect_with(store.pool())
+        .await
+        .expect("listener");
+    listener
+        .listen(store::postgres::CHANGE_CHANNEL)
+        .await
+        .expect("listen");
+
+    let change = Change::ConfigurationUpdated {
+        org_id: fx.org_id,
+        config_id: fx.config_id,
+    };
+    let mut rolled_back = store.begin().await.expect("begin");
+    rolled_back.publish(&change).await.expect("publish");
+    drop(rolled_back);
+
+    let mut tx = store.begin().await.expect("begin");
+    tx.publish(&change).await.expect("publish");
+    let early = tokio::time::timeout(Duration::from_millis(300), listener.try_recv()).await;
+    assert!(early.is_err(), "nothing is delivered before the commit");
+    tx.commit().await.expect("commit");
+    let notification = tokio::time::timeout(Duration::from_secs(5), listener.try_recv())
+        .await
+        .expect("delivered after the commit")
+        .expect("received")
+        .expect("connection open");
+    let payload: serde_json::Value =
+        serde_json::from_str(notification.payload()).expect("JSON payload");
+    assert_eq!(payload["change"], "configuration_updated");
+    assert_eq!(payload["org_id"], fx.org_id.0.to_string());
+    assert_eq!(payload["config_id"], fx.config_id.0.to_string());
+
+    // A change naming more devices than a payload holds asks for a resynchronisation.
+    let mut tx = store.begin().await.expect("begin");
+    tx.publish(&Change::DevicesEnded {
+        org_id: fx.org_id,
+        device_ids: (0..1_000).map(|_| DeviceId(id())).collect(),
+    })
+    .await
+    .expect("publish a large change");
+    tx.commit().await.expect("commit");
+    let notification = tokio::time::timeout(Duration::from_secs(5), listener.try_recv())
+        .await
+        .expect("delivered")
+        .expect("received")
+        .expect("connection open");
+    let payload: serde_json::Value =
+        serde_json::from_str(notification.payload()).expect("JSON payload");
+    assert_eq!(payload["resync"], true);
+    assert_eq!(payload["change"], "devices_ended");
+    // The listener holds one of the pool's connections, which `close` would wait for.
+    drop(listener);
+    store.close().await;
+}
+
+// --- one script, two backends ---------------------------------------------------------------
+
+/// The ids a script uses, chosen once so that both backends see the same values.
+struct Ids {
+    org: OrgId,
+    other_org: OrgId,
+    key: KeyId,
+    revoked_key: KeyId,
+    licenses: Vec<LicenseId>,
+    expiring: LicenseId,
+    config: ConfigId,
+    second_config: ConfigId,
+    reusable: CodeId,
+    single_use: CodeId,
+    devices: Vec<DeviceId>,
+    installations: Vec<InstallationId>,
+}
+
+impl Ids {
+    fn new() -> Ids {
+        Ids {
+            org: OrgId(id()),
+            other_org: OrgId(id()),
+            key: KeyId(id()),
+            revoked_key: KeyId(id()),
+            licenses: (0..4).map(|_| LicenseId(id())).collect(),
+            expiring: LicenseId(id()),
+            config: ConfigId(id()),
+            second_config: ConfigId(id()),
+            reusable: CodeId(id()),
+            single_use: CodeId(id()),
+            devices: (0..4).map(|_| DeviceId(id())).collect(),
+            installations: (0..4).map(|_| InstallationId(id())).collect(),
+        }
+    }
+}
+
+/// The variant of an error (the texts differ between databases).
+fn outcome<T: std::fmt::Debug>(result: Result<T, StoreError>) -> String {
+    match result {
+        Ok(value) => format!("{value:?}"),
+        Err(StoreError::Conflict(_)) => "Err(Conflict)".into(),
+        Err(StoreError::Unavailable(_)) => "Err(Unavailable)".into(),
+        Err(StoreError::InvalidInput(what)) => format!("Err(InvalidInput({what}))"),
+        Err(StoreError::Other(_)) => "Err(Other)".into(),
+    }
+}
+
+fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort();
+    items
+}
+
+/// Every read method, with small pages followed to the end.
+async fn reads(store: &dyn Store, ids: &Ids, now: Timestamp, log: &mut Vec<String>) {
+    let mut record = |name: &str, value: String| log.push(format!("{name}: {value}"));
+    record("find_code", outcome(store.find_code(&hash(42)).await));
+    record(
+        "find_code unknown",
+        outcome(store.find_code(&hash(99)).await),
+    );
+    for installation in &ids.installations {
+        record(
+            "find_installation",
+            outcome(store.find_installation(*installation).await),
+        );
+        record(
+            "last_ended_pairing",
+            outcome(store.last_ended_pairing(*installation).await),
+        );
+    }
+    for token in [1, 2, 3, 4] {
+        record(
+            "token_owner",
+            outcome(store.token_owner(&hash(token)).await),
+        );
+    }
+    record(
+        "has_operator_token",
+        outcome(store.has_operator_token().await),
+    );
+    record("organization", outcome(store.organization(ids.org).await));
+    record(
+        "organization unknown",
+        outcome(store.organization(OrgId(Uuid::nil())).await),
+    );
+    let mut page = PageRequest::first(1);
+    loop {
+        let result = store.list_organizations(&page).await;
+        let next = result.as_ref().ok().and_then(|p| p.next_cursor.clone());
+        record("list_organizations", outcome(result));
+        match next {
+            Some(cursor) => page.after = Some(cursor),
+            None => break,
+        }
+    }
+    record(
+        "list_organizations bad cursor",
+        outcome(
+            store
+                .list_organizations(&PageRequest {
+                    limit: 1,
+                    after: Some("not a uuid".into()),
+                })
+                .await,
+        ),
+    );
+    record("list_org_keys", outcome(store.list_org_keys(ids.org).await));
+    for license in ids.licenses.iter().chain([&ids.expiring]) {
+        record(
+            "license",
+            outcome(store.license(ids.org, *license, now).await),
+        );
+    }
+    for status in [
+        None,
+        Some(LicenseStatus::Free),
+        Some(LicenseStatus::Reserved),
+        Some(LicenseStatus::Assigned),
+        Some(LicenseStatus::Expired),
+    ] {
+        let mut page = PageRequest::first(2);
+        loop {
+            let result = store.list_licenses(ids.org, status, now, &page).await;
+            let next = result.as_ref().ok().and_then(|p| p.next_cursor.clone());
+            record(&format!("list_licenses {status:?}"), outcome(result));
+            match next {
+                Some(cursor) => page.after = Some(cursor),
+                None => break,
+            }
+        }
+    }
+    record(
+        "license_summary",
+        outcome(store.license_summary(ids.org, now).await),
+    );
+    for code in [ids.reusable, ids.single_use] {
+        record("code", outcome(store.code(ids.org, code, now).await));
+        record(
+            "sealed_code_secret",
+            outcome(store.sealed_code_secret(ids.org, code).await),
+        );
+    }
+    for kind in [None, Some(CodeKind::Reusable), Some(CodeKind::SingleUse)] {
+        let mut page = PageRequest::first(1);
+        loop {
+            let result = store.list_codes(ids.org, kind, now, &page).await;
+            let next = result.as_ref().ok().and_then(|p| p.next_cursor.clone());
+            record(&format!("list_codes {kind:?}"), outcome(result));
+            match next {
+                Some(cursor) => page.after = Some(cursor),
+                None => break,
+            }
+        }
+    }
+    for config in [ids.config, ids.second_config] {
+        for with_body in [false, true] {
+            record(
+                "configuration",
+                outcome(store.configuration(ids.org, config, with_body).await),
+            );
+        }
+        record("config_row", outcome(store.config_row(config).await));
+    }
+    let mut page = PageRequest::first(1);
+    loop {
+        let result = store.list_configurations(ids.org, &page).await;
+        let next = result.as_ref().ok().and_then(|p| p.next_cursor.clone());
+        record("list_configurations", outcome(result));
+        match next {
+            Some(cursor) => page.after = Some(cursor),
+            None => break,
+        }
+    }
+    for device in &ids.devices {
+        record("device", outcome(store.device(ids.org, *device).await));
+    }
+    let mut page = PageRequest::first(1);
+    loop {
+        let result = store.list_devices(ids.org, &page).await;
+        let next = result.as_ref().ok().and_then(|p| p.next_cursor.clone());
+        record("list_devices", outcome(result));
+        match next {
+            Some(cursor) => page.after = Some(cursor),
+            None => break,
+        }
+    }
+    for org in [None, Some(ids.org), Some(ids.other_org)] {
+        let mut page = PageRequest::first(2);
+        loop {
+            let result = store.list_audit(org, &page).await;
+            let next = result.as_ref().ok().and_then(|p| p.next_cursor.clone());
+            record("list_audit", outcome(result));
+            match next {
+                Some(cursor) => page.after = Some(cursor),
+                None => break,
+            }
+        }
+    }
+    record(
+        "expired_pairings",
+        outcome(store.expired_pairings(now, 100).await.map(sorted)),
+    );
+    record("meta", outcome(store.meta("server_key").await));
+    record("meta unknown", outcome(store.meta("nothing").await));
+}
+
+/// Writes through every write method, reading everything back between steps. Returns the log
+/// of every answer, which must be the same on both backends.
+async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
+    let mut log = Vec::new();
+    let now = T0;
+
+    // Admin set-up.
+    let mut tx = store.begin().await.expect("begin");
+    tx.insert_organization(&org(ids.org, "Acme"))
+        .await
+        .expect("org");
+    tx.insert_organization(&org(ids.other_org, "Other"))
+        .await
+        .expect("org");
+    log.push(outcome(tx.organization_exists(ids.org).await));
+    log.push(outcome(tx.organization_exists(OrgId(Uuid::nil())).await));
+    tx.insert_operator_token(&hash(1), now)
+        .await
+        .expect("token");
+    // Idempotent: a second insert of the same token changes nothing.
+    tx.insert_operator_token(&hash(1), now)
+        .await
+        .expect("token");
+    for (key, token) in [(ids.key, 2), (ids.revoked_key, 3)] {
+        tx.insert_org_key(
+            &OrgKeyInfo {
+                id: key,
+                organization_id: ids.org,
+                name: format!("key {token}"),
+                created_at: now,
+                revoked_at: None,
+            },
+            &hash(token),
+        )
+        .await
+        .expect("key");
+    }
+    log.push(outcome(
+        tx.revoke_org_key(ids.org, ids.revoked_key, now.plus_millis(1))
+            .await,
+    ));
+    log.push(outcome(
+        tx.revoke_org_key(ids.org, ids.revoked_key, now.plus_millis(2))
+            .await,
+    ));
+    log.push(outcome(
+        tx.revoke_org_key(ids.other_org, ids.key, now).await,
+    ));
+    tx.insert_licenses(ids.org, &ids.licenses, now, None)
+        .await
+        .expect("licenses");
+    tx.insert_licenses(ids.org, &[ids.expiring], now, Some(now.plus_millis(60_000)))
+        .await
+        .expect("licenses");
+    tx.insert_configuration(
+        &ConfigRow {
+            id: ids.config,
+            org_id: ids.org,
+            name: "Main".into(),
+            revision: 1,
+            body: "[GLOBAL]\nkey = \"value\"\n".into(),
+        },
+        now,
+    )
+    .await
+    .expect("configuration");
+    tx.insert_code(&reusable_code(ids.reusable, ids.org, 42))
+        .await
+        .expect("code");
+    tx.insert_code(&NewCode {
+        id: ids.single_use,
+        org_id: ids.org,
+        kind: CodeKind::SingleUse,
+        code_hash: hash(43),
+        sealed_secret: None,
+        label: None,
+        license_id: Some(ids.licenses[1]),
+        created_at: now,
+        expires_at: now.plus_millis(3_600_000),
+        max_uses: None,
+    })
+    .await
+    .expect("single-use code");
+    tx.reserve_license(
+        ids.licenses[1],
+        Some((ids.single_use, now.plus_millis(3_600_000))),
+    )
+    .await
+    .expect("reserve");
+    tx.insert_audit(&[
+        NewAudit {
+            org_id: None,
+            at: now,
+            actor: "operator".into(),
+            action: "organization.created".into(),
+            subject: Some(ids.org.0.to_string()),
+            details: serde_json::json!({ "name": "Acme", "quote": "a \"b\" \\ c\n" }),
+        },
+        NewAudit {
+            org_id: Some(ids.org),
+            at: now,
+            actor: "operator".into(),
+            action: "licenses.added".into(),
+            subject: None,
+            details: serde_json::json!({ "count": 5 }),
+        },
+    ])
+    .await
+    .expect("audit");
+    tx.commit().await.expect("commit");
+    store.set_meta("server_key", b"check").await.expect("meta");
+    store
+        .set_meta("server_key", b"check 2")
+        .await
+        .expect("meta");
+    reads(store, ids, now, &mut log).await;
+
+    // A duplicate organization is a conflict; the transaction is then abandoned.
+    let mut tx = store.begin().await.expect("begin");
+    log.push(outcome(
+        tx.insert_organization(&org(ids.org, "Again")).await,
+    ));
+    drop(tx);
+
+    // A batch: a reusable-code pairing, a single-use pairing, and one that loses.
+    let now = T0.plus_millis(1_000);
+    let mut tx = store.begin().await.expect("begin");
+    log.push(outcome(
+        tx.lock_codes(&[ids.reusable, ids.single_use])
+            .await
+            .map(|codes| sorted(codes.into_iter().map(|c| format!("{c:?}")).collect())),
+    ));
+    log.push(outcome(
+        tx.active_devices_by_installation(&ids.installations).await,
+    ));
+    let claimed = tx
+        .claim_free_licenses(ids.org, 2, now)
+        .await
+        .expect("claim");
+    log.push(format!("{claimed:?}"));
+    log.push(outcome(tx.lock_licenses(&ids.licenses).await.map(|rows| {
+        sorted(rows.into_iter().map(|r| format!("{r:?}")).collect())
+    })));
+    let grants = [
+        LicenseGrant {
+            license_id: claimed[0].id,
+            device_id: ids.devices[0],
+            single_use_code: None,
+        },
+        LicenseGrant {
+            license_id: ids.licenses[1],
+            device_id: ids.devices[1],
+            single_use_code: Some(ids.single_use),
+        },
+        // Reserved by the single-use code: a grant without it must not take the license.
+        LicenseGrant {
+            license_id: ids.licenses[1],
+            device_id: ids.devices[2],
+            single_use_code: None,
+        },
+    ];
+    log.push(outcome(
+        tx.consume_single_use_codes(&[(ids.single_use, ids.devices[1])], now)
+            .await,
+    ));
+    log.push(outcome(
+        tx.consume_single_use_codes(&[(ids.single_use, ids.devices[2])], now)
+            .await,
+    ));
+    log.push(outcome(tx.assign_licenses(&grants, now).await));
+    let new_devices = [
+        new_device(
+            ids.devices[0],
+            ids.installations[0],
+            claimed[0].id,
+            ids.reusable,
+        ),
+        NewDevice {
+            details: details("tablet"),
+            connection: 2,
+            ..new_device(
+                ids.devices[1],
+                ids.installations[1],
+                ids.licenses[1],
+                ids.single_use,
+            )
+        },
+        // The same installation twice in one batch: the second row is skipped.
+        new_device(
+            ids.devices[2],
+            ids.installations[0],
+            ids.licenses[2],
+            ids.reusable,
+        ),
+    ];
+    log.push(outcome(
+        tx.insert_devices(ids.org, Some(ids.config), now, &new_devices)
+            .await,
+    ));
+    log.push(outcome(tx.count_code_uses(&[(ids.reusable, 1)], now).await));
+    log.push(outcome(
+        tx.publish(&Change::DevicesAssigned {
+            org_id: ids.org,
+            device_ids: vec![ids.devices[0], ids.devices[1]],
+        })
+        .await,
+    ));
+    tx.commit().await.expect("commit");
+    reads(store, ids, now, &mut log).await;
+
+    // Over the reusable code's limit: the CHECK constraint refuses, as a conflict.
+    let mut tx = store.begin().await.expect("begin");
+    log.push(outcome(
+        tx.count_code_uses(&[(ids.reusable, 10)], now).await,
+    ));
+    drop(tx);
+
+    // Reconnection, presence, acknowledgements, configurations.
+    let now = T0.plus_millis(2_000);
+    let mut tx = store.begin().await.expect("begin");
+    log.push(outcome(tx.active_devices(&ids.devices).await.map(|rows| {
+        sorted(rows.into_iter().map(|r| format!("{r:?}")).collect())
+    })));
+    log.push(outcome(
+        tx.touch_devices(
+            &[DeviceTouch {
+                device_id: ids.devices[0],
+                details: details("renamed"),
+                connection: 7,
+            }],
+            now,
+        )
+        .await,
+    ));
+    // Offline only where still online on that connection: the first is stale.
+    log.push(outcome(
+        tx.set_offline(&[(ids.devices[0], 1), (ids.devices[1], 2)], now)
+            .await,
+    ));
+    log.push(outcome(tx.ack_targets(&ids.devices).await.map(|rows| {
+        sorted(rows.into_iter().map(|r| format!("{r:?}")).collect())
+    })));
+    log.push(outcome(
+        tx.write_acks(
+            &[
+                AckWrite {
+                    device_id: ids.devices[0],
+                    config_id: ids.config,
+                    revision: 1,
+                    status: AckStatus::Applied,
+                    reason: None,
+                },
+                AckWrite {
+                    device_id: ids.devices[1],
+                    config_id: ids.config,
+                    revision: 1,
+                    status: AckStatus::Failed,
+                    reason: Some("bad key".into()),
+                },
+            ],
+            now,
+        )
+        .await,
+    ));
+    log.push(outcome(tx.ack_targets(&ids.devices).await.map(|rows| {
+        sorted(rows.into_iter().map(|r| format!("{r:?}")).collect())
+    })));
+    tx.insert_configuration(
+        &ConfigRow {
+            id: ids.second_config,
+            org_id: ids.org,
+            name: "Second".into(),
+            revision: 1,
+            body: "second".into(),
+        },
+        now,
+    )
+    .await
+    .expect("configuration");
+    log.push(outcome(tx.newest_configuration(ids.org).await));
+    log.push(outcome(tx.newest_configuration(ids.other_org).await));
+    log.push(outcome(
+        tx.config_rows(&[ids.config, ids.second_config])
+            .await
+            .map(|rows| sorted(rows.into_iter().map(|r| format!("{r:?}")).collect())),
+    ));
+    log.push(outcome(
+        tx.update_configuration(ids.org, ids.config, Some("Renamed"), None, Some(1), now)
+            .await,
+    ));
+    log.push(outcome(
+        tx.update_configuration(ids.org, ids.config, None, Some("new body"), Some(1), now)
+            .await,
+    ));
+    log.push(outcome(
+        tx.update_configuration(ids.org, ids.config, None, Some("new body"), None, now)
+            .await,
+    ));
+    log.push(outcome(
+        tx.update_configuration(ids.other_org, ids.config, None, None, None, now)
+            .await,
+    ));
+    log.push(outcome(tx.delete_configuration(ids.org, ids.config).await));
+    log.push(outcome(
+        tx.delete_configuration(ids.other_org, ids.config).await,
+    ));
+    log.push(outcome(
+        tx.assign_configuration(
+            ids.org,
+            ids.second_config,
+            &[ids.devices[0], ids.devices[3]],
+            now,
+        )
+        .await
+        .map(sorted),
+    ));
+    log.push(outcome(
+        tx.assign_waiting_devices(ids.org, ids.second_config, now)
+            .await
+            .map(sorted),
+    ));
+    tx.commit().await.expect("commit");
+    reads(store, ids, now, &mut log).await;
+
+    // Ending pairings, revoking codes, changing licenses, idempotency.
+    let now = T0.plus_millis(3_000);
+    let mut tx = store.begin().await.expect("begin");
+    log.push(outcome(
+        tx.end_devices(
+            &[ids.devices[1], ids.devices[3]],
+            EndedBecause::Unpaired,
+            now,
+        )
+        .await,
+    ));
+    log.push(outcome(
+        tx.end_devices(&[ids.devices[1]], EndedBecause::Unpaired, now)
+            .await,
+    ));
+    log.push(outcome(tx.delete_configuration(ids.org, ids.config).await));
+    log.push(outcome(tx.revoke_code(ids.org, ids.reusable, now).await));
+    log.push(outcome(tx.revoke_code(ids.org, ids.reusable, now).await));
+    log.push(outcome(
+        tx.revoke_code(ids.other_org, ids.single_use, now).await,
+    ));
+    // A new single-use code for a free license, then its revocation through the license.
+    let third = CodeId(Uuid::from_u128(ids.single_use.0.as_u128() + 1));
+    tx.insert_code(&NewCode {
+        id: third,
+        org_id: ids.org,
+        kind: CodeKind::SingleUse,
+        code_hash: hash(44),
+        sealed_secret: None,
+        label: Some("for the lobby".into()),
+        license_id: Some(ids.licenses[3]),
+        created_at: now,
+        expires_at: now.plus_millis(10_000),
+        max_uses: None,
+    })
+    .await
+    .expect("code");
+    tx.reserve_license(ids.licenses[3], Some((third, now.plus_millis(10_000))))
+        .await
+        .expect("reserve");
+    log.push(outcome(
+        tx.revoke_single_use_codes_of(ids.licenses[3], now).await,
+    ));
+    log.push(outcome(
+        tx.revoke_single_use_codes_of(ids.licenses[3], now).await,
+    ));
+    log.push(outcome(
+        tx.set_license_valid_until(ids.org, claimed[0].id, Some(now.plus_millis(500)))
+            .await,
+    ));
+    log.push(outcome(
+        tx.set_license_valid_until(ids.other_org, claimed[0].id, None)
+            .await,
+    ));
+    let reply = StoredReply {
+        fingerprint: [5; 32],
+        sealed_reply: vec![9, 9, 9],
+    };
+    log.push(outcome(tx.idempotent_reply("org", "k1").await));
+    log.push(outcome(
+        tx.store_idempotent_reply("org", "k1", &reply, now).await,
+    ));
+    log.push(outcome(tx.idempotent_reply("org", "k1").await));
+    tx.commit().await.expect("commit");
+    let later = now.plus_millis(1_000);
+    reads(store, ids, later, &mut log).await;
+    log.push(outcome(store.prune_idempotency(now).await));
+    log.push(outcome(store.prune_idempotency(later).await));
+
+    let mut tx = store.begin().await.expect("begin");
+    log.push(outcome(
+        tx.store_idempotent_reply("org", "k2", &reply, now).await,
+    ));
+    log.push(outcome(
+        tx.store_idempotent_reply("org", "k2", &reply, now).await,
+    ));
+    drop(tx);
+
+    // A second live single-use code for one license breaks a unique index. (Failing
+    // statements come last in their transaction: PostgreSQL refuses every statement after an
+    // error until rollback, where SQLite carries on; the engine rolls back either way.)
+    let mut tx = store.begin().await.expect("begin");
+    for (offset, hash_byte) in [(2, 45), (3, 46)] {
+        let result = tx
+            .insert_code(&NewCode {
+                id: CodeId(Uuid::from_u128(ids.single_use.0.as_u128() + offset)),
+                org_id: ids.org,
+                kind: CodeKind::SingleUse,
+                code_hash: hash(hash_byte),
+                sealed_secret: None,
+                label: None,
+                license_id: Some(ids.licenses[2]),
+                created_at: now,
+                expires_at: now.plus_millis(10_000),
+                max_uses: None,
+            })
+            .await;
+        log.push(outcome(result));
+    }
+    drop(tx);
+
+    // The expiry sweep ends the expired pairing.
+    let mut tx = store.begin().await.expect("begin");
+    let expired = store.expired_pairings(later, 10).await.expect("expired");
+    let expired: Vec<DeviceId> = expired.into_iter().map(|(_, device)| device).collect();
+    log.push(outcome(
+        tx.end_devices(&expired, EndedBecause::LicenseExpired, later)
+            .await,
+    ));
+    tx.commit().await.expect("commit");
+    reads(store, ids, later, &mut log).await;
+    log
+}
+
+/// The same script on SQLite and on PostgreSQL gives the same answers, read by read.
+#[tokio::test]
+async fn same_answers_as_sqlite() {
+    let ids = Ids::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = SqliteStore::open(&SqliteSettings::new(dir.path().join("script.db")))
+        .await
+        .expect("sqlite");
+    let expected = script(&sqlite, &ids).await;
+    sqlite.close().await;
+    let postgres = fresh_store().await;
+    let got = script(&postgres, &ids).await;
+    postgres.close().await;
+    if std::env::var_os("PAIRD_SHOW_SCRIPT").is_some() {
+        for line in &got {
+            eprintln!("{line}");
+        }
+    }
+    assert_eq!(expected.len(), got.len());
+    let differences: Vec<String> = expected
+        .iter()
+        .zip(&got)
+        .enumerate()
+        .filter(|(_, (sqlite, postgres))| sqlite != postgres)
+        .map(|(step, (sqlite, postgres))| {
+            format!("step {step}:\n  sqlite:   {sqlite}\n  postgres: {postgres}")
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "{} differences:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+    // The script must have exercised the paths it claims to.
+    assert!(got.iter().any(|line| line.contains("Err(Conflict)")));
+    assert!(
+        got.iter()
+            .any(|line| line.starts_with("list_devices: Page"))
+    );
+}
+
+// --- the engine on PostgreSQL ---------------------------------------------------------------
+
+fn device_info() -> protocol::DeviceInfo {
+    protocol::DeviceInfo {
+        name: "dev".into(),
+        model: "m".into(),
+        os: "os".into(),
+        app_version: "1".into(),
+    }
+}
+
+/// `engine_smoke.rs` on PostgreSQL: the engine's main flows through every layer of this
+/// backend, plus an acknowledgement, a single-use code and a configuration edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_pair_resume_ack_unpair() {
+    use engine::secrets::ServerKey;
+    use engine::{
+        AckAnswer, ConfigEdit, Engine, EngineSettings, ManualClock, PairAnswer, Principal,
+        ResumeAnswer,
+    };
+    use protocol::{Ack, AckOutcome, Credential, Pair, Resume};
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    let store = fresh_store().await;
+    let clock = ManualClock::new(T0);
+    let engine = Engine::start(
+        Arc::new(store),
+        clock.clone(),
+        &ServerKey::generate(),
+        EngineSettings::default(),
+    )
+    .await
+    .expect("start");
+    let op = Principal::Operator;
+    let org = engine
+        .create_organization(&op, "Acme", None)
+        .await
+        .expect("org");
+    let added = engine
+        .add_licenses(&op, org.id, 2, None, None)
+        .await
+        .expect("licenses");
+    let config = engine
+        .create_configuration(&op, org.id, "Main", "[GLOBAL]\n", None)
+        .await
+        .expect("config");
+    let code = engine
+        .create_reusable_code(&op, org.id, Default::default(), None)
+        .await
+        .expect("code");
+    let link = engine.new_link(IpAddr::from([127, 0, 0, 1]));
+    let credential = Credential([9; 32]);
+    let installation = Uuid::new_v4();
+    let answer = engine
+        .pair(
+            &Pair {
+                code: code.code.clone(),
+                installation_id: installation,
+                credential: credential.clone(),
+                device: device_info(),
+            },
+            &link,
+        )
+        .await;
+    let PairAnswer::Paired(paired) = answer else {
+        panic!("not paired: {answer:?}")
+    };
+    let update = link.take();
+    assert_eq!(update.configuration.map(|c| c.id), Some(config.id));
+    let ack = engine
+        .acknowledge(
+            &link,
+            &Ack {
+                configuration_id: config.id.0,
+                revision: 1,
+                outcome: AckOutcome::Applied,
+            },
+        )
+        .await;
+    assert!(matches!(ack, AckAnswer::Recorded(true)), "{ack:?}");
+
+    let devices = engine
+        .list_devices(&op, org.id, &Default::default())
+        .await
+        .expect("devices");
+    assert_eq!(devices.items.len(), 1);
+    assert!(devices.items[0].online);
+    assert_eq!(
+        devices.items[0].applied.as_ref().map(|a| a.revision),
+        Some(1)
+    );
+
+    // A single-use code for the other license pairs a second device on it.
+    let other_license = added
+        .license_ids
+        .iter()
+        .copied()
+        .find(|license| *license != paired.license_id)
+        .expect("a second license");
+    let single = engine
+        .create_single_use_code(&op, org.id, other_license, None, None)
+        .await
+        .expect("single-use code");
+    let second_link = engine.new_link(IpAddr::from([127, 0, 0, 1]));
+    let answer = engine
+        .pair(
+            &Pair {
+                code: single.code.clone(),
+                installation_id: Uuid::new_v4(),
+                credential: Credential([8; 32]),
+                device: device_info(),
+            },
+            &second_link,
+        )
+        .await;
+    let PairAnswer::Paired(second) = answer else {
+        panic!("not paired with the single-use code: {answer:?}")
+    };
+    assert_eq!(second.license_id, other_license);
+
+    // An edit reaches the connected devices.
+    engine
+        .update_configuration(
+            &op,
+            org.id,
+            config.id,
+            ConfigEdit {
+                name: None,
+                body: Some("[GLOBAL]\nedited = 1\n".into()),
+                if_revision: Some(1),
+            },
+        )
+        .await
+        .expect("edit");
+    let pushed = link.take().configuration.expect("the edit is pushed");
+    assert_eq!(pushed.revision, 2);
+
+    engine.disconnected(&link).await;
+    let link2 = engine.new_link(IpAddr::from([127, 0, 0, 1]));
+    let resumed = engine
+        .resume(
+            &Resume {
+                installation_id: installation,
+                credential: credential.clone(),
+                device: device_info(),
+                current: None,
+            },
+            &link2,
+        )
+        .await;
+    assert!(matches!(resumed, ResumeAnswer::Resumed(_)), "{resumed:?}");
+    engine
+        .unpair_device(&op, org.id, paired.device_id)
+        .await
+        .expect("unpair");
+    assert_eq!(link2.take().end, Some(protocol::EndReason::Unpaired));
+    let summary = engine.license_summary(&op, org.id).await.expect("summary");
+    assert_eq!((summary.free, summary.assigned), (1, 1));
+    let audit = engine
+        .audit_log(&op, Some(org.id), &Default::default())
+        .await
+        .expect("audit");
+    assert!(audit.items.iter().any(|e| e.action == "device.paired"));
+    engine.shutdown().await;
+}
+
+/// Two engines on one database, as two nodes: more devices than licenses pair at once through
+/// both, and PostgreSQL hands out each license exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_hand_out_a_license_twice() {
+    use engine::secrets::ServerKey;
+    use engine::{Engine, EngineSettings, ManualClock, PairAnswer, Principal};
+    use protocol::{Credential, Pair, RefusalReason};
+    use std::collections::HashSet;
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    const LICENSES: u32 = 4;
+    const DEVICES: usize = 12;
+    let url = fresh_url().await;
+    let key = ServerKey::generate();
+    let clock = ManualClock::new(T0);
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let store = PgStore::open(&PgSettings::new(url.clone()))
+            .await
+            .expect("open");
+        let engine = Engine::start(
+            Arc::new(store),
+            clock.clone(),
+            &key,
+            EngineSettings::default(),
+        )
+        .await
+        .expect("start");
+        nodes.push(engine);
+    }
+    let op = Principal::Operator;
+    let org = nodes[0]
+        .create_organization(&op, "Acme", None)
+        .await
+        .expect("org");
+    nodes[0]
+        .add_licenses(&op, org.id, LICENSES, None, None)
+        .await
+        .expect("licenses");
+    let code = nodes[0]
+        .create_reusable_code(&op, org.id, Default::default(), None)
+        .await
+        .expect("code");
+
+    let mut tasks = Vec::new();
+    for device in 0..DEVICES {
+        let engine = nodes[device % 2].clone();
+        let request = Pair {
+            code: code.code.clone(),
+            installation_id: Uuid::new_v4(),
+            credential: Credential([u8::try_from(device).expect("small"); 32]),
+            device: device_info(),
+        };
+        tasks.push(tokio::spawn(async move {
+            // A batch that lost a race is retried by the engine; "unavailable" after that
+            // means "try again", as a device would.
+            for _ in 0..50 {
+                let link = engine.new_link(IpAddr::from([127, 0, 0, 1]));
+                match engine.pair(&request, &link).await {
+                    PairAnswer::Refused {
+                        reason: RefusalReason::Unavailable,
+                        ..
+                    } => tokio::time::sleep(Duration::from_millis(20)).await,
+                    answer => return answer,
+                }
+            }
+            panic!("still unavailable after 50 attempts");
+        }));
+    }
+    let mut licenses = HashSet::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.expect("join") {
+            PairAnswer::Paired(paired) => {
+                assert!(
+                    licenses.insert(paired.license_id),
+                    "license {:?} handed out twice",
+                    paired.license_id
+                );
+            }
+            PairAnswer::Refused { reason, .. } => {
+                assert_eq!(reason, RefusalReason::NoFreeLicense);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(licenses.len(), LICENSES as usize);
+    assert_eq!(refused, DEVICES - LICENSES as usize);
+    let devices = nodes[1]
+        .list_devices(&op, org.id, &Default::default())
+        .await
+        .expect("devices");
+    assert_eq!(devices.items.len(), LICENSES as usize);
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
