@@ -228,7 +228,16 @@ impl Cluster {
             parent = std::process::id(),
             dir = self.dir.path().display(),
         );
-        Command::new("sh")
+        // In a session of its own (`setsid`): a test runner that kills the test's process
+        // group on a timeout must not take the watchdog down with the test.
+        let mut watchdog = if Path::new("/usr/bin/setsid").is_file() {
+            let mut command = Command::new("/usr/bin/setsid");
+            command.arg("sh");
+            command
+        } else {
+            Command::new("sh")
+        };
+        watchdog
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
