@@ -366,7 +366,11 @@ async fn concurrent_claims_skip_locked_licenses() {
         .expect("third claim");
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].id, fx.licenses[4]);
-    drop(third);
+    // Ended explicitly: a dropped transaction rolls back in a task sqlx spawns when the
+    // connection goes back to the pool, and until that task has run its locks are held, which
+    // SKIP LOCKED below would pass over (this test failed that way once on a loaded machine).
+    // A commit of a transaction that wrote nothing releases its locks like a rollback.
+    third.commit().await.expect("end the third");
     // The first commits an assignment; the second rolls back; its licenses are free again.
     let device_id = DeviceId(id());
     let grants = [LicenseGrant {
@@ -376,7 +380,8 @@ async fn concurrent_claims_skip_locked_licenses() {
     }];
     assert_eq!(first.assign_licenses(&grants, T0).await.expect("assign"), 1);
     first.commit().await.expect("commit");
-    drop(second);
+    // The second wrote nothing: ending it releases its locks (see the third above).
+    second.commit().await.expect("end the second");
     let mut fourth = store.begin().await.expect("begin");
     let d: Vec<LicenseId> = fourth
         .claim_free_licenses(fx.org_id, 10, T0)
