@@ -1,0 +1,182 @@
+//! An admin command sent to one node reaches devices connected to the others (PostgreSQL
+//! LISTEN/NOTIFY between the nodes), also across a lost listener connection.
+
+use client::Connection;
+use protocol::{AckOutcome, CloseCode, ConfigRef, EndReason, Paired, ServerMessage};
+use serde_json::json;
+
+use crate::harness::*;
+use crate::support::*;
+
+/// Pairs a device on `node` and reads its first configuration.
+async fn paired_device(node: &Node, code: &str) -> (Connection, Paired, protocol::Configuration) {
+    let (_, mut connection, paired) = pair_ok(&node.device_url, code).await;
+    let configuration = next_configuration(&mut connection).await;
+    (connection, paired, configuration)
+}
+
+/// The next configuration a device receives, saying which node it was connected to when it did
+/// not arrive.
+async fn receives(
+    connection: &mut Connection,
+    node: &Node,
+    what: &str,
+) -> protocol::Configuration {
+    match connection.recv_timeout(WAIT).await {
+        Ok(ServerMessage::Configuration(configuration)) => configuration,
+        other => panic!(
+            "a device on node {} did not receive {what}: got {other:?}",
+            node.name
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_on_one_node_reaches_devices_on_the_other_two() {
+    let cluster = ThreeNodes::start().await;
+    let admin = &cluster.a.admin;
+    let (org, code) = admin.org_with_code("Edits", 5).await;
+    let config = admin
+        .create_config(&org, "Meters", "[GLOBAL]\nedit = 1\n")
+        .await;
+
+    let mut devices = Vec::new();
+    for node in [&cluster.b, &cluster.b, &cluster.c, &cluster.c, &cluster.a] {
+        let (connection, paired, first) = paired_device(node, &code).await;
+        assert_eq!(first.revision, 1);
+        devices.push((node, connection, paired));
+    }
+
+    admin
+        .edit_config(&org, &config, "[GLOBAL]\nedit = 2\n")
+        .await;
+    for (node, connection, _) in &mut devices {
+        let configuration = receives(connection, node, "the edit made on node a").await;
+        assert_eq!(configuration.revision, 2);
+        assert_eq!(configuration.body, "[GLOBAL]\nedit = 2\n");
+        let recorded = connection
+            .ack(
+                ConfigRef {
+                    configuration_id: configuration.configuration_id,
+                    revision: 2,
+                },
+                AckOutcome::Applied,
+            )
+            .await
+            .expect("acknowledged");
+        assert!(recorded.recorded);
+    }
+    // The node that made the edit sees every device's acknowledgement.
+    for (node, _, paired) in &devices {
+        let shown = admin.device(&org, &paired.device_id.to_string()).await;
+        assert_eq!(
+            shown["applied"]["revision"],
+            json!(2),
+            "device on node {}: {shown}",
+            node.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignment_and_an_unpair_sent_to_one_node_reach_a_device_on_another() {
+    let cluster = ThreeNodes::start().await;
+    let admin = &cluster.a.admin;
+    let (org, code) = admin.org_with_code("Assign", 2).await;
+    let older = admin.create_config(&org, "Older", "[GLOBAL]\nolder\n").await;
+    let newer = admin.create_config(&org, "Newer", "[GLOBAL]\nnewer\n").await;
+
+    let (mut on_c, paired, first) = paired_device(&cluster.c, &code).await;
+    assert_eq!(
+        first.configuration_id.to_string(),
+        newer,
+        "new devices get the newest configuration"
+    );
+
+    admin
+        .post(
+            &format!("/v1/organizations/{org}/configurations/{older}/assign"),
+            json!({ "device_ids": [paired.device_id] }),
+        )
+        .await;
+    let assigned = receives(&mut on_c, &cluster.c, "the assignment made on node a").await;
+    assert_eq!(assigned.configuration_id.to_string(), older);
+    assert_eq!(assigned.body, "[GLOBAL]\nolder\n");
+
+    admin
+        .post(
+            &format!(
+                "/v1/organizations/{org}/devices/{}/unpair",
+                paired.device_id
+            ),
+            json!({}),
+        )
+        .await;
+    match on_c.recv_timeout(WAIT).await {
+        Ok(ServerMessage::Ended(ended)) => assert_eq!(ended.reason, EndReason::Unpaired),
+        other => panic!("the device on node c was not told it was unpaired: got {other:?}"),
+    }
+    let closed = on_c.recv_timeout(WAIT).await.unwrap_err();
+    assert_eq!(closed.close_code(), Some(CloseCode::Unpaired));
+    assert_eq!(cluster.c.admin.summary(&org).await["free"], json!(2));
+}
+
+/// The node's LISTEN connection is killed by PostgreSQL while an edit is made on another node:
+/// the notification of that edit is never delivered to it, and the node must still bring its
+/// devices up to date once it listens again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_still_receives_an_edit_made_while_its_node_lost_its_listener() {
+    let cluster = ThreeNodes::start().await;
+    let admin = &cluster.a.admin;
+    let (org, code) = admin.org_with_code("Listener", 2).await;
+    let config = admin.create_config(&org, "Meters", "[GLOBAL]\nv = 1\n").await;
+    let (mut on_b, _, first) = paired_device(&cluster.b, &code).await;
+    assert_eq!(first.revision, 1);
+
+    let pool = sql(&cluster.database).await;
+    let listeners = || async {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        count
+    };
+    eventually("a LISTEN connection from each of the three nodes", || async {
+        (listeners().await >= 3).then_some(())
+    })
+    .await;
+
+    // Only this test's database: the cluster is shared with other tests.
+    let (terminated,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%') AS killed",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(terminated >= 3, "terminated {terminated} listeners");
+    admin
+        .edit_config(&org, &config, "[GLOBAL]\nv = 2\n")
+        .await;
+    let configuration = receives(
+        &mut on_b,
+        &cluster.b,
+        "the edit made on node a while node b's listener was down",
+    )
+    .await;
+    assert_eq!(configuration.revision, 2);
+
+    // The nodes listen again, and later edits keep arriving.
+    eventually("the nodes to listen again", || async {
+        (listeners().await >= 3).then_some(())
+    })
+    .await;
+    admin
+        .edit_config(&org, &config, "[GLOBAL]\nv = 3\n")
+        .await;
+    let configuration = receives(&mut on_b, &cluster.b, "the next edit").await;
+    assert_eq!(configuration.revision, 3);
+}
