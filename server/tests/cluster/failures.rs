@@ -307,6 +307,7 @@ async fn pairings_while_postgresql_is_down_are_refused_as_retryable_and_work_aga
         let name = cluster.node(index).name;
         match answer {
             Ok(Ok(PairResult::Refused(refused))) => {
+                eprintln!("node {name}: {refused:?} after {took:?}");
                 assert_eq!(
                     refused.reason,
                     RefusalReason::Unavailable,
@@ -343,7 +344,10 @@ async fn pairings_while_postgresql_is_down_are_refused_as_retryable_and_work_aga
             )
             .await
             {
-                Ok(Ok(PairResult::Paired(paired))) => Some(paired),
+                Ok(Ok(PairResult::Paired(paired))) => {
+                    eprintln!("node {}: retry paired {paired:?}", node.name);
+                    Some(paired)
+                }
                 Ok(Ok(PairResult::Refused(refused)))
                     if refused.reason == RefusalReason::Unavailable =>
                 {
@@ -385,4 +389,10 @@ async fn pairings_while_postgresql_is_down_are_refused_as_retryable_and_work_aga
         }
     }
     assert_eq!(admin.devices(&org).await.len(), 6);
+    let pool = sql(&cluster.database).await;
+    assert_eq!(
+        consistent_pairings(&pool, &org).await.len(),
+        6,
+        "one license per device, whatever was retried"
+    );
 }

@@ -105,6 +105,8 @@ impl Node {
             .env("PAIRD_OPERATOR_TOKEN", OPERATOR_TOKEN)
             .env("PAIRD_SERVER_KEY", SERVER_KEY)
             .env_remove("PAIRD_DATABASE_URL")
+            // The log goes to a file and is printed with a failure: no colour codes.
+            .env("NO_COLOR", "1")
             .env(
                 "RUST_LOG",
                 std::env::var("PAIRD_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -251,13 +253,12 @@ impl Drop for ThreeNodes {
 /// Active pairings of an organization as PostgreSQL holds them: device id → license id.
 pub async fn active_devices(pool: &PgPool, org: &str) -> HashMap<Uuid, Uuid> {
     let org: Uuid = org.parse().expect("organization id");
-    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
-        "SELECT id, license_id FROM devices WHERE org_id = $1 AND ended_at IS NULL",
-    )
-    .bind(org)
-    .fetch_all(pool)
-    .await
-    .expect("devices query");
+    let rows: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT id, license_id FROM devices WHERE org_id = $1 AND ended_at IS NULL")
+            .bind(org)
+            .fetch_all(pool)
+            .await
+            .expect("devices query");
     rows.into_iter().collect()
 }
 

@@ -17,11 +17,7 @@ async fn paired_device(node: &Node, code: &str) -> (Connection, Paired, protocol
 
 /// The next configuration a device receives, saying which node it was connected to when it did
 /// not arrive.
-async fn receives(
-    connection: &mut Connection,
-    node: &Node,
-    what: &str,
-) -> protocol::Configuration {
+async fn receives(connection: &mut Connection, node: &Node, what: &str) -> protocol::Configuration {
     match connection.recv_timeout(WAIT).await {
         Ok(ServerMessage::Configuration(configuration)) => configuration,
         other => panic!(
@@ -83,8 +79,12 @@ async fn an_assignment_and_an_unpair_sent_to_one_node_reach_a_device_on_another(
     let cluster = ThreeNodes::start().await;
     let admin = &cluster.a.admin;
     let (org, code) = admin.org_with_code("Assign", 2).await;
-    let older = admin.create_config(&org, "Older", "[GLOBAL]\nolder\n").await;
-    let newer = admin.create_config(&org, "Newer", "[GLOBAL]\nnewer\n").await;
+    let older = admin
+        .create_config(&org, "Older", "[GLOBAL]\nolder\n")
+        .await;
+    let newer = admin
+        .create_config(&org, "Newer", "[GLOBAL]\nnewer\n")
+        .await;
 
     let (mut on_c, paired, first) = paired_device(&cluster.c, &code).await;
     assert_eq!(
@@ -129,7 +129,9 @@ async fn a_device_still_receives_an_edit_made_while_its_node_lost_its_listener()
     let cluster = ThreeNodes::start().await;
     let admin = &cluster.a.admin;
     let (org, code) = admin.org_with_code("Listener", 2).await;
-    let config = admin.create_config(&org, "Meters", "[GLOBAL]\nv = 1\n").await;
+    let config = admin
+        .create_config(&org, "Meters", "[GLOBAL]\nv = 1\n")
+        .await;
     let (mut on_b, _, first) = paired_device(&cluster.b, &code).await;
     assert_eq!(first.revision, 1);
 
@@ -144,9 +146,10 @@ async fn a_device_still_receives_an_edit_made_while_its_node_lost_its_listener()
         .unwrap();
         count
     };
-    eventually("a LISTEN connection from each of the three nodes", || async {
-        (listeners().await >= 3).then_some(())
-    })
+    eventually(
+        "a LISTEN connection from each of the three nodes",
+        || async { (listeners().await >= 3).then_some(()) },
+    )
     .await;
 
     // Only this test's database: the cluster is shared with other tests.
@@ -158,9 +161,7 @@ async fn a_device_still_receives_an_edit_made_while_its_node_lost_its_listener()
     .await
     .unwrap();
     assert!(terminated >= 3, "terminated {terminated} listeners");
-    admin
-        .edit_config(&org, &config, "[GLOBAL]\nv = 2\n")
-        .await;
+    admin.edit_config(&org, &config, "[GLOBAL]\nv = 2\n").await;
     let configuration = receives(
         &mut on_b,
         &cluster.b,
@@ -174,9 +175,7 @@ async fn a_device_still_receives_an_edit_made_while_its_node_lost_its_listener()
         (listeners().await >= 3).then_some(())
     })
     .await;
-    admin
-        .edit_config(&org, &config, "[GLOBAL]\nv = 3\n")
-        .await;
+    admin.edit_config(&org, &config, "[GLOBAL]\nv = 3\n").await;
     let configuration = receives(&mut on_b, &cluster.b, "the next edit").await;
     assert_eq!(configuration.revision, 3);
 }

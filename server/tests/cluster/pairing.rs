@@ -98,7 +98,10 @@ async fn one_hundred_fifty_devices_on_three_nodes_race_for_sixty_licenses() {
         .collect();
     assert_eq!(told.len(), 60, "no device id told twice");
     let told_licenses: HashSet<Uuid> = told.values().copied().collect();
-    assert_eq!(told_licenses, licenses, "every license handed out, each once");
+    assert_eq!(
+        told_licenses, licenses,
+        "every license handed out, each once"
+    );
     assert!(granted.iter().all(|(_, paired)| !paired.already_paired));
 
     // PostgreSQL holds exactly what the devices were told.
@@ -150,12 +153,13 @@ async fn one_single_use_code_scanned_on_three_nodes_at_once_pairs_exactly_one_de
         consistent_pairings(&pool, &org).await,
         HashMap::from([(winner.device_id, winner.license_id)])
     );
-    let (used_by, uses): (Option<Uuid>, i64) =
-        sqlx::query_as("SELECT used_by_device, uses FROM codes WHERE id = $1 AND used_at IS NOT NULL")
-            .bind(code_id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let (used_by, uses): (Option<Uuid>, i64) = sqlx::query_as(
+        "SELECT used_by_device, uses FROM codes WHERE id = $1 AND used_at IS NOT NULL",
+    )
+    .bind(code_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(used_by, Some(winner.device_id));
     assert!(uses <= 1, "a single-use code counted {uses} uses");
     let summary = cluster.c.admin.summary(&org).await;

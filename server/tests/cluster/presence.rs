@@ -30,9 +30,10 @@ async fn a_device_connected_to_a_killed_node_does_not_stay_online() {
     for node in [&cluster.b, &cluster.c] {
         node.admin.advance(PAST_HEARTBEAT_EXPIRY_SECONDS).await;
     }
-    eventually("the device of the killed node to be shown offline by node b", || async {
-        (!online(on_a.device_id).await).then_some(())
-    })
+    eventually(
+        "the device of the killed node to be shown offline by node b",
+        || async { (!online(on_a.device_id).await).then_some(()) },
+    )
     .await;
     // The device on a live node is still shown online.
     eventually("the device on node c to be shown online", || async {
