@@ -1775,3 +1775,102 @@ async fn changes_on_one_node_reach_devices_on_another() {
         node.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_nodes_sweep_expired_licenses_and_each_pairing_ends_once() {
+    use engine::model::PageRequest;
+    use engine::secrets::ServerKey;
+    use engine::{Engine, EngineSettings, ManualClock, PairAnswer, Principal};
+    use protocol::{Credential, EndReason, Pair};
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    const PER_NODE: usize = 3;
+    let url = fresh_url().await;
+    let key = ServerKey::generate();
+    let clock = ManualClock::new(T0);
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let store = PgStore::open(&PgSettings::new(url.clone()))
+            .await
+            .expect("open");
+        let engine = Engine::start(
+            Arc::new(store),
+            clock.clone(),
+            &key,
+            EngineSettings::default(),
+        )
+        .await
+        .expect("start");
+        nodes.push(engine);
+    }
+    let op = Principal::Operator;
+    let org = nodes[0]
+        .create_organization(&op, "Acme", None)
+        .await
+        .expect("org");
+    let hour = 3_600_000;
+    nodes[0]
+        .add_licenses(
+            &op,
+            org.id,
+            2 * PER_NODE as u32,
+            Some(T0.plus_millis(hour)),
+            None,
+        )
+        .await
+        .expect("licenses");
+    let code = nodes[0]
+        .create_reusable_code(&op, org.id, Default::default(), None)
+        .await
+        .expect("code");
+    let mut links = Vec::new();
+    for device in 0..2 * PER_NODE {
+        let node = &nodes[device % 2];
+        let link = node.new_link(IpAddr::from([127, 0, 0, 1]));
+        let request = Pair {
+            code: code.code.clone(),
+            installation_id: Uuid::new_v4(),
+            credential: Credential([u8::try_from(device).expect("small"); 32]),
+            device: device_info(),
+        };
+        assert!(matches!(
+            node.pair(&request, &link).await,
+            PairAnswer::Paired(_)
+        ));
+        links.push(link);
+    }
+
+    // The shared clock jumps past the licenses' end: both nodes' sweeps run at once.
+    clock.advance(Duration::from_millis(2 * hour as u64));
+    for link in &links {
+        assert_eq!(next_update(link).await.end, Some(EndReason::LicenseExpired));
+    }
+    // Once more, side by side: nothing is left to end.
+    let (first, second) = tokio::join!(nodes[0].sweep_expired(), nodes[1].sweep_expired());
+    assert_eq!((first, second), (0, 0));
+    let audit = nodes[1]
+        .audit_log(
+            &op,
+            Some(org.id),
+            &PageRequest {
+                limit: 500,
+                after: None,
+            },
+        )
+        .await
+        .expect("audit");
+    let expiries = audit
+        .items
+        .iter()
+        .filter(|entry| entry.action == "device.license_expired")
+        .count();
+    assert_eq!(
+        expiries,
+        2 * PER_NODE,
+        "each pairing ended (and audited) once"
+    );
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
