@@ -59,7 +59,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::paging::{page_of, page_rows, to_i64, uuid_cursor};
+use crate::paging::{device_state_from_row, page_of, page_rows, to_i64, uuid_cursor};
 
 pub use crate::notify::{CHANGE_CHANNEL, LISTENER_APPLICATION_NAME};
 
@@ -564,22 +564,7 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_error)?;
-        rows.iter()
-            .map(|row| {
-                Ok(DeviceState {
-                    device_id: DeviceId(get(row, 0)?),
-                    config_id: get::<Option<Uuid>>(row, 1)?.map(ConfigId),
-                    ended: get::<Option<String>>(row, 2)?
-                        .as_deref()
-                        .map(|reason| {
-                            EndedBecause::parse(reason).ok_or_else(|| {
-                                StoreError::Other(format!("unknown end reason {reason}"))
-                            })
-                        })
-                        .transpose()?,
-                })
-            })
-            .collect()
+        rows.iter().map(device_state_from_row).collect()
     }
 
     async fn find_code(&self, hash: &SecretHash) -> StoreResult<Option<CodeRoute>> {

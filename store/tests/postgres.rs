@@ -456,6 +456,18 @@ async fn locks_are_held_until_commit() {
     store.close().await;
 }
 
+/// Terminates every change listener connected to the store's database; one `true` per listener.
+async fn kill_listeners(store: &PgStore) -> Vec<bool> {
+    sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND datname = current_database()",
+    )
+    .bind(store::postgres::LISTENER_APPLICATION_NAME)
+    .fetch_all(store.pool())
+    .await
+    .expect("terminate the listeners")
+}
+
 /// The next notice of a feed, or a failure after a bound.
 async fn next_notice(feed: &mut Box<dyn ChangeFeed>) -> Notice {
     tokio::time::timeout(Duration::from_secs(10), feed.next())
@@ -523,14 +535,7 @@ async fn notifications_reach_other_nodes_at_commit_only() {
 
     // The listener's connection is killed: the feed reconnects and asks for a resync, and
     // hears changes again afterwards.
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = $1 AND datname = current_database()",
-    )
-    .bind(store::postgres::LISTENER_APPLICATION_NAME)
-    .fetch_all(publisher.pool())
-    .await
-    .expect("terminate the listeners");
+    let killed = kill_listeners(&publisher).await;
     assert_eq!(
         killed,
         vec![true, true],
@@ -1378,7 +1383,6 @@ fn device_info() -> protocol::DeviceInfo {
 /// backend, plus an acknowledgement, a single-use code and a configuration edit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_pair_resume_ack_unpair() {
-    use engine::secrets::ServerKey;
     use engine::{
         AckAnswer, ConfigEdit, Engine, EngineSettings, ManualClock, PairAnswer, Principal,
         ResumeAnswer,
@@ -1392,7 +1396,7 @@ async fn engine_pair_resume_ack_unpair() {
     let engine = Engine::start(
         Arc::new(store),
         clock.clone(),
-        &ServerKey::generate(),
+        &engine::secrets::ServerKey::generate(),
         EngineSettings::default(),
     )
     .await
@@ -1532,54 +1536,73 @@ async fn engine_pair_resume_ack_unpair() {
 
 /// Two engines on one database, as two nodes: more devices than licenses pair at once through
 /// both, and PostgreSQL hands out each license exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_never_hand_out_a_license_twice() {
-    use engine::secrets::ServerKey;
-    use engine::{Engine, EngineSettings, ManualClock, PairAnswer, Principal};
-    use protocol::{Credential, Pair, RefusalReason};
-    use std::collections::HashSet;
-    use std::net::IpAddr;
-    use std::sync::Arc;
+/// An organization with `licenses` licenses and a reusable code, made through `engine`.
+async fn org_with_code(
+    engine: &engine::Engine,
+    licenses: u32,
+    valid_until: Option<Timestamp>,
+) -> (OrgId, String) {
+    let op = engine::Principal::Operator;
+    let org = engine
+        .create_organization(&op, "Acme", None)
+        .await
+        .expect("org");
+    engine
+        .add_licenses(&op, org.id, licenses, valid_until, None)
+        .await
+        .expect("licenses");
+    let code = engine
+        .create_reusable_code(&op, org.id, Default::default(), None)
+        .await
+        .expect("code");
+    (org.id, code.code)
+}
 
-    const LICENSES: u32 = 4;
-    const DEVICES: usize = 12;
+/// Two engines (nodes) on one fresh database, sharing a manual clock.
+async fn two_nodes() -> (
+    String,
+    std::sync::Arc<engine::ManualClock>,
+    Vec<engine::Engine>,
+) {
     let url = fresh_url().await;
-    let key = ServerKey::generate();
-    let clock = ManualClock::new(T0);
+    let key = engine::secrets::ServerKey::generate();
+    let clock = engine::ManualClock::new(T0);
     let mut nodes = Vec::new();
     for _ in 0..2 {
         let store = PgStore::open(&PgSettings::new(url.clone()))
             .await
             .expect("open");
-        let engine = Engine::start(
-            Arc::new(store),
+        let engine = engine::Engine::start(
+            std::sync::Arc::new(store),
             clock.clone(),
             &key,
-            EngineSettings::default(),
+            engine::EngineSettings::default(),
         )
         .await
         .expect("start");
         nodes.push(engine);
     }
+    (url, clock, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_hand_out_a_license_twice() {
+    use engine::{PairAnswer, Principal};
+    use protocol::{Credential, Pair, RefusalReason};
+    use std::collections::HashSet;
+    use std::net::IpAddr;
+
+    const LICENSES: u32 = 4;
+    const DEVICES: usize = 12;
+    let (_, _, nodes) = two_nodes().await;
     let op = Principal::Operator;
-    let org = nodes[0]
-        .create_organization(&op, "Acme", None)
-        .await
-        .expect("org");
-    nodes[0]
-        .add_licenses(&op, org.id, LICENSES, None, None)
-        .await
-        .expect("licenses");
-    let code = nodes[0]
-        .create_reusable_code(&op, org.id, Default::default(), None)
-        .await
-        .expect("code");
+    let (org_id, code) = org_with_code(&nodes[0], LICENSES, None).await;
 
     let mut tasks = Vec::new();
     for device in 0..DEVICES {
         let engine = nodes[device % 2].clone();
         let request = Pair {
-            code: code.code.clone(),
+            code: code.clone(),
             installation_id: Uuid::new_v4(),
             credential: Credential([u8::try_from(device).expect("small"); 32]),
             device: device_info(),
@@ -1620,7 +1643,7 @@ async fn two_nodes_never_hand_out_a_license_twice() {
     assert_eq!(licenses.len(), LICENSES as usize);
     assert_eq!(refused, DEVICES - LICENSES as usize);
     let devices = nodes[1]
-        .list_devices(&op, org.id, &Default::default())
+        .list_devices(&op, org_id, &Default::default())
         .await
         .expect("devices");
     assert_eq!(devices.items.len(), LICENSES as usize);
@@ -1646,55 +1669,25 @@ async fn next_update(link: &engine::link::DeviceLink) -> engine::link::LinkUpdat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_on_one_node_reach_devices_on_another() {
-    use engine::secrets::ServerKey;
-    use engine::{ConfigEdit, Engine, EngineSettings, ManualClock, PairAnswer, Principal};
+    use engine::{ConfigEdit, PairAnswer, Principal};
     use protocol::{Credential, EndReason, Pair};
     use std::net::IpAddr;
-    use std::sync::Arc;
 
-    let url = fresh_url().await;
-    let key = ServerKey::generate();
-    let clock = ManualClock::new(T0);
-    let mut nodes = Vec::new();
-    for _ in 0..2 {
-        let store = PgStore::open(&PgSettings::new(url.clone()))
-            .await
-            .expect("open");
-        let engine = Engine::start(
-            Arc::new(store),
-            clock.clone(),
-            &key,
-            EngineSettings::default(),
-        )
-        .await
-        .expect("start");
-        nodes.push(engine);
-    }
+    let (url, _, nodes) = two_nodes().await;
     let (admin_node, device_node) = (&nodes[0], &nodes[1]);
     let op = Principal::Operator;
-    let org = admin_node
-        .create_organization(&op, "Acme", None)
-        .await
-        .expect("org");
-    admin_node
-        .add_licenses(&op, org.id, 2, None, None)
-        .await
-        .expect("licenses");
+    let (org_id, code) = org_with_code(admin_node, 2, None).await;
     let first = admin_node
-        .create_configuration(&op, org.id, "First", "[GLOBAL]\n", None)
+        .create_configuration(&op, org_id, "First", "[GLOBAL]\n", None)
         .await
         .expect("configuration");
-    let code = admin_node
-        .create_reusable_code(&op, org.id, Default::default(), None)
-        .await
-        .expect("code");
 
     // Two devices connected to the other node.
     let mut links = Vec::new();
     for device in 0..2u8 {
         let link = device_node.new_link(IpAddr::from([127, 0, 0, 1]));
         let request = Pair {
-            code: code.code.clone(),
+            code: code.clone(),
             installation_id: Uuid::new_v4(),
             credential: Credential([device; 32]),
             device: device_info(),
@@ -1714,7 +1707,7 @@ async fn changes_on_one_node_reach_devices_on_another() {
     admin_node
         .update_configuration(
             &op,
-            org.id,
+            org_id,
             first.id,
             ConfigEdit {
                 body: Some("[GLOBAL]\nsynctime_low_threshold = 5\n".into()),
@@ -1734,11 +1727,11 @@ async fn changes_on_one_node_reach_devices_on_another() {
 
     // An assignment to one device reaches that device only.
     let second = admin_node
-        .create_configuration(&op, org.id, "Second", "[GLOBAL]\n", None)
+        .create_configuration(&op, org_id, "Second", "[GLOBAL]\n", None)
         .await
         .expect("configuration");
     admin_node
-        .assign_configuration(&op, org.id, second.id, vec![links[0].0])
+        .assign_configuration(&op, org_id, second.id, vec![links[0].0])
         .await
         .expect("assign");
     let pushed = next_update(&links[0].1)
@@ -1751,17 +1744,10 @@ async fn changes_on_one_node_reach_devices_on_another() {
     let store = PgStore::open(&PgSettings::new(url.clone()))
         .await
         .expect("open");
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = $1 AND datname = current_database()",
-    )
-    .bind(store::postgres::LISTENER_APPLICATION_NAME)
-    .fetch_all(store.pool())
-    .await
-    .expect("terminate the listeners");
+    let killed = kill_listeners(&store).await;
     assert_eq!(killed.len(), 2);
     admin_node
-        .unpair_device(&op, org.id, links[1].0)
+        .unpair_device(&op, org_id, links[1].0)
         .await
         .expect("unpair");
     let update = next_update(&links[1].1).await;
@@ -1779,57 +1765,22 @@ async fn changes_on_one_node_reach_devices_on_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_nodes_sweep_expired_licenses_and_each_pairing_ends_once() {
     use engine::model::PageRequest;
-    use engine::secrets::ServerKey;
-    use engine::{Engine, EngineSettings, ManualClock, PairAnswer, Principal};
+    use engine::{PairAnswer, Principal};
     use protocol::{Credential, EndReason, Pair};
     use std::net::IpAddr;
-    use std::sync::Arc;
 
     const PER_NODE: usize = 3;
-    let url = fresh_url().await;
-    let key = ServerKey::generate();
-    let clock = ManualClock::new(T0);
-    let mut nodes = Vec::new();
-    for _ in 0..2 {
-        let store = PgStore::open(&PgSettings::new(url.clone()))
-            .await
-            .expect("open");
-        let engine = Engine::start(
-            Arc::new(store),
-            clock.clone(),
-            &key,
-            EngineSettings::default(),
-        )
-        .await
-        .expect("start");
-        nodes.push(engine);
-    }
+    let (_, clock, nodes) = two_nodes().await;
     let op = Principal::Operator;
-    let org = nodes[0]
-        .create_organization(&op, "Acme", None)
-        .await
-        .expect("org");
     let hour = 3_600_000;
-    nodes[0]
-        .add_licenses(
-            &op,
-            org.id,
-            2 * PER_NODE as u32,
-            Some(T0.plus_millis(hour)),
-            None,
-        )
-        .await
-        .expect("licenses");
-    let code = nodes[0]
-        .create_reusable_code(&op, org.id, Default::default(), None)
-        .await
-        .expect("code");
+    let (org_id, code) =
+        org_with_code(&nodes[0], 2 * PER_NODE as u32, Some(T0.plus_millis(hour))).await;
     let mut links = Vec::new();
     for device in 0..2 * PER_NODE {
         let node = &nodes[device % 2];
         let link = node.new_link(IpAddr::from([127, 0, 0, 1]));
         let request = Pair {
-            code: code.code.clone(),
+            code: code.clone(),
             installation_id: Uuid::new_v4(),
             credential: Credential([u8::try_from(device).expect("small"); 32]),
             device: device_info(),
@@ -1852,7 +1803,7 @@ async fn both_nodes_sweep_expired_licenses_and_each_pairing_ends_once() {
     let audit = nodes[1]
         .audit_log(
             &op,
-            Some(org.id),
+            Some(org_id),
             &PageRequest {
                 limit: 500,
                 after: None,
