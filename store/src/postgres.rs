@@ -79,7 +79,7 @@ impl PgSettings {
         PgSettings {
             url: url.into(),
             pool_size: 16,
-            acquire_timeout: Duration::from_secs(30),
+            acquire_timeout: Duration::from_secs(5),
         }
     }
 }
