@@ -225,33 +225,70 @@ async fn execute(
 ) -> Result<AdminOutput, EngineError> {
     let now = shared.clock.now();
     let mut tx = shared.store.begin().await?;
+    let mut effects = Effects::default();
+    match decide(shared, org_id, job, now, tx.as_mut(), &mut effects).await {
+        Ok(Decided::Changed(output)) => {
+            tx.commit().await?;
+            apply_effects(shared, org_id, effects);
+            Ok(output)
+        }
+        outcome => {
+            // Ended here rather than on drop, so that no row lock outlives the command.
+            if let Err(error) = tx.rollback().await {
+                tracing::debug!(%error, "rollback after an admin command");
+            }
+            outcome.map(Decided::into_output)
+        }
+    }
+}
+
+enum Decided {
+    /// The command wrote; commit.
+    Changed(AdminOutput),
+    /// A retry answered from its idempotency record; nothing to commit.
+    Replayed(AdminOutput),
+}
+
+impl Decided {
+    fn into_output(self) -> AdminOutput {
+        match self {
+            Decided::Changed(output) | Decided::Replayed(output) => output,
+        }
+    }
+}
+
+async fn decide(
+    shared: &Shared,
+    org_id: OrgId,
+    job: &AdminJob,
+    now: Timestamp,
+    tx: &mut dyn StoreTx,
+    effects: &mut Effects,
+) -> Result<Decided, EngineError> {
     let idempotency = match &job.idempotency {
         Some(key) => {
             let scope = format!("{}@{org_id}", job.principal.audit_name());
             let fingerprint = fingerprint(&job.command);
             if let Some(stored) = tx.idempotent_reply(&scope, &key.0).await? {
-                return replay(shared, &scope, key, &stored, &fingerprint);
+                return replay(shared, &scope, key, &stored, &fingerprint).map(Decided::Replayed);
             }
             Some((scope, key, fingerprint))
         }
         None => None,
     };
-    let mut effects = Effects::default();
     let mut command = Command {
-        tx: tx.as_mut(),
+        tx: &mut *tx,
         shared,
         org_id,
         principal: job.principal,
         now,
-        effects: &mut effects,
+        effects,
     };
     let output = command.apply(&job.command).await?;
     if let Some((scope, key, fingerprint)) = idempotency {
-        store_reply(shared, tx.as_mut(), &scope, key, fingerprint, &output, now).await?;
+        store_reply(shared, tx, &scope, key, fingerprint, &output, now).await?;
     }
-    tx.commit().await?;
-    apply_effects(shared, org_id, effects);
-    Ok(output)
+    Ok(Decided::Changed(output))
 }
 
 /// SHA-256 of the command, to tell a retry from a different command under the same key.
@@ -869,6 +906,7 @@ impl Command<'_> {
             .publish(&Change::DevicesEnded {
                 org_id: self.org_id,
                 device_ids: vec![device_id],
+                reason: EndedBecause::Unpaired,
             })
             .await?;
         self.effects.ended.push((device_id, EndReason::Unpaired));
@@ -910,6 +948,7 @@ impl Command<'_> {
             .publish(&Change::DevicesEnded {
                 org_id: self.org_id,
                 device_ids: ended.iter().map(|device| device.device_id).collect(),
+                reason: EndedBecause::LicenseExpired,
             })
             .await?;
         Ok(AdminOutput::Expired {
@@ -941,6 +980,14 @@ fn validate_body(body: &str) -> Result<(), EngineError> {
                 "at most {MAX_CONFIGURATION_BODY_BYTES} bytes, got {}",
                 body.len()
             ),
+        ));
+    }
+    // Stored and delivered byte for byte, but no text database column holds a NUL (PostgreSQL
+    // refuses it), and no INI file the app reads has one.
+    if body.contains('\0') {
+        return Err(EngineError::invalid(
+            "body",
+            "must not contain NUL (U+0000) characters",
         ));
     }
     Ok(())

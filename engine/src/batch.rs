@@ -30,8 +30,8 @@ use crate::link::{ConfigSnapshot, DeviceLink, LinkSession};
 use crate::model::{AckStatus, CodeKind};
 use crate::secrets::SecretHash;
 use crate::store::{
-    AckWrite, ActiveDevice, CodeState, DeviceDetails, DeviceTouch, EndedBecause, LicenseGrant,
-    NewAudit, NewDevice, StoreError, StoreResult, StoreTx,
+    AckWrite, ActiveDevice, Change, CodeState, DeviceDetails, DeviceTouch, EndedBecause,
+    LicenseGrant, NewAudit, NewDevice, StoreError, StoreResult, StoreTx,
 };
 
 /// A pairing that passed validation and routing.
@@ -293,6 +293,45 @@ enum ResumeOutcome {
 async fn plan_and_commit(shared: &Shared, org_id: OrgId, batch: &Batch) -> StoreResult<Plan> {
     let now = shared.clock.now();
     let mut tx = shared.store.begin().await?;
+    let decided = match decide(org_id, now, batch, tx.as_mut()).await {
+        Ok(decided) => decided,
+        Err(error) => {
+            // Ended here rather than on drop: a dropped transaction rolls back in the background,
+            // and its row locks would still be held when the caller retries at once.
+            if let Err(rollback) = tx.rollback().await {
+                tracing::debug!(%rollback, "rollback after a failed batch");
+            }
+            return Err(error);
+        }
+    };
+    tx.commit().await?;
+    let (work, pairs, resumes, acks) = decided;
+    let snapshots = work
+        .config_rows
+        .into_values()
+        .map(|row| {
+            let snapshot = shared.snapshot(row);
+            (snapshot.id, snapshot)
+        })
+        .collect();
+    Ok(Plan {
+        pairs,
+        resumes,
+        acks,
+        ended: work.ended,
+        snapshots,
+    })
+}
+
+type Decided = (Work, Vec<PairOutcome>, Vec<ResumeOutcome>, Vec<AckAnswer>);
+
+/// Decides every request of the batch inside `tx`, writing what it decided; the caller commits.
+async fn decide(
+    org_id: OrgId,
+    now: Timestamp,
+    batch: &Batch,
+    tx: &mut dyn StoreTx,
+) -> StoreResult<Decided> {
     let mut work = Work {
         org_id,
         now,
@@ -301,9 +340,9 @@ async fn plan_and_commit(shared: &Shared, org_id: OrgId, batch: &Batch) -> Store
         config_rows: HashMap::new(),
         wanted_configs: HashSet::new(),
     };
-    let pairs = work.pairs(tx.as_mut(), &batch.pairs).await?;
-    let resumes = work.resumes(tx.as_mut(), &batch.resumes).await?;
-    let acks = work.acks(tx.as_mut(), &batch.acks).await?;
+    let pairs = work.pairs(tx, &batch.pairs).await?;
+    let resumes = work.resumes(tx, &batch.resumes).await?;
+    let acks = work.acks(tx, &batch.acks).await?;
     if !batch.offline.is_empty() {
         let offline: Vec<(DeviceId, i64)> = batch
             .offline
@@ -326,22 +365,16 @@ async fn plan_and_commit(shared: &Shared, org_id: OrgId, batch: &Batch) -> Store
     if !work.audit.is_empty() {
         tx.insert_audit(&work.audit).await?;
     }
-    tx.commit().await?;
-    let snapshots = work
-        .config_rows
-        .into_values()
-        .map(|row| {
-            let snapshot = shared.snapshot(row);
-            (snapshot.id, snapshot)
+    if !work.ended.is_empty() {
+        // Every pairing a batch ends is one whose license expired.
+        tx.publish(&Change::DevicesEnded {
+            org_id,
+            device_ids: work.ended.iter().map(|(device, _)| *device).collect(),
+            reason: EndedBecause::LicenseExpired,
         })
-        .collect();
-    Ok(Plan {
-        pairs,
-        resumes,
-        acks,
-        ended: work.ended,
-        snapshots,
-    })
+        .await?;
+    }
+    Ok((work, pairs, resumes, acks))
 }
 
 /// The state of one batch transaction while its requests are decided.

@@ -37,6 +37,7 @@ pub(crate) struct Shared {
     pub supervisor: OnceLock<ActorRef<SupervisorMsg>>,
     pub metrics: Metrics,
     next_connection: AtomicI64,
+    node_id: i64,
 }
 
 impl Shared {
@@ -63,7 +64,14 @@ impl Shared {
             supervisor: OnceLock::new(),
             metrics: Metrics::default(),
             next_connection: AtomicI64::new(prefix),
+            node_id: prefix >> 32,
         }
+    }
+
+    /// This process's node id: the high half of every connection id it hands out, recorded in
+    /// the database's node heartbeats so that other nodes can tell whose presence went stale.
+    pub fn node_id(&self) -> i64 {
+        self.node_id
     }
 
     pub fn next_connection_id(&self) -> i64 {

@@ -24,9 +24,12 @@ use crate::model::{
     LicenseStatus, LicenseSummary, OrgKeyInfo, Organization, Page, PageRequest,
 };
 use crate::org::{OrgMsg, OrgSnapshot};
+use crate::remote;
 use crate::secrets::{self, SecretCipher, ServerKey};
 use crate::settings::EngineSettings;
-use crate::store::{DeviceDetails, EndedBecause, NewAudit, Store, StoreError, TokenOwner};
+use crate::store::{
+    ChangeFeed, DeviceDetails, EndedBecause, NewAudit, Notice, Store, StoreError, TokenOwner,
+};
 use crate::supervisor::{GetError, OrgSupervisor, SupervisorMsg};
 
 /// Why the engine did not start.
@@ -88,7 +91,8 @@ pub struct Engine {
 struct Background {
     supervisor: ActorRef<SupervisorMsg>,
     stop: watch::Sender<bool>,
-    sweep: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The expiry sweep (with the node heartbeat) and the change listener.
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// Declared last: dropped after the supervisor's reference.
     actors: ActorThread,
 }
@@ -169,7 +173,12 @@ impl Engine {
             }
         }
         store.reset_presence().await?;
+        let feed = store.subscribe().await?;
         let shared = Arc::new(Shared::new(store, clock, cipher, settings));
+        // Alive before the first device connects, so that no other node takes this node's
+        // presence for stale.
+        let now = shared.clock.now();
+        shared.store.heartbeat(shared.node_id(), now, now).await?;
         let actors =
             ActorThread::start().map_err(|error| StartError::Supervisor(error.to_string()))?;
         // Spawned on the actor thread: the supervisor spawns every organization actor there too.
@@ -187,13 +196,16 @@ impl Engine {
             background: Arc::new(Background {
                 supervisor,
                 stop,
-                sweep: std::sync::Mutex::new(None),
+                tasks: std::sync::Mutex::new(Vec::new()),
                 actors,
             }),
         };
-        let sweep = tokio::spawn(sweep_loop(engine.clone(), stopped));
-        if let Ok(mut slot) = engine.background.sweep.lock() {
-            *slot = Some(sweep);
+        let mut tasks = vec![tokio::spawn(sweep_loop(engine.clone(), stopped.clone()))];
+        if let Some(feed) = feed {
+            tasks.push(tokio::spawn(listen_loop(engine.clone(), feed, stopped)));
+        }
+        if let Ok(mut slot) = engine.background.tasks.lock() {
+            *slot = tasks;
         }
         Ok(engine)
     }
@@ -202,14 +214,14 @@ impl Engine {
     /// answered "unavailable"; nothing acknowledged is affected.
     pub async fn shutdown(&self) {
         let _ = self.background.stop.send(true);
-        let sweep = self
+        let tasks = self
             .background
-            .sweep
+            .tasks
             .lock()
-            .ok()
-            .and_then(|mut slot| slot.take());
-        if let Some(sweep) = sweep {
-            let _ = sweep.await;
+            .map(|mut slot| std::mem::take(&mut *slot))
+            .unwrap_or_default();
+        for task in tasks {
+            let _ = task.await;
         }
         self.background.supervisor.stop_children(None);
         let _ = self
@@ -407,7 +419,8 @@ impl Engine {
         let (status, reason) = match &ack.outcome {
             protocol::AckOutcome::Applied => (AckStatus::Applied, None),
             protocol::AckOutcome::Failed { reason } => {
-                if reason.len() > protocol::limits::MAX_ACK_REASON_BYTES {
+                // A NUL would be refused by a text column on PostgreSQL (and means nothing).
+                if reason.len() > protocol::limits::MAX_ACK_REASON_BYTES || reason.contains('\0') {
                     return AckAnswer::Malformed;
                 }
                 (AckStatus::Failed, Some(reason.clone()))
@@ -511,7 +524,11 @@ impl Engine {
     /// An actor found stopped (idle, or failed) is left for the supervisor to forget: only the
     /// supervisor decides whether a failed actor restarts or backs off, so this waits for it
     /// instead of asking for a new actor behind its back.
-    async fn dispatch(&self, org_id: OrgId, mut message: OrgMsg) -> Result<(), EngineError> {
+    pub(crate) async fn dispatch(
+        &self,
+        org_id: OrgId,
+        mut message: OrgMsg,
+    ) -> Result<(), EngineError> {
         for attempt in 0..50u64 {
             let actor = self.org_actor(org_id).await?;
             match actor.send_message(message) {
@@ -624,6 +641,46 @@ impl Engine {
         }
         Metrics::add(&self.shared.metrics.expired_by_sweep, ended);
         ended
+    }
+
+    /// The node's heartbeat, and the presence of nodes that stopped beating: run at every
+    /// sweep, on every node.
+    async fn beat(&self) {
+        let shared = &self.shared;
+        let now = shared.clock.now();
+        let timeout = i64::try_from(shared.settings.node_timeout.as_millis()).unwrap_or(i64::MAX);
+        let stale_before = Timestamp(now.0.saturating_sub(timeout));
+        match shared
+            .store
+            .heartbeat(shared.node_id(), now, stale_before)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                // Other nodes gave this one up (it could not beat for a while) and marked its
+                // devices offline; they are still connected here.
+                let online: Vec<(DeviceId, i64)> = shared
+                    .registry
+                    .all()
+                    .into_iter()
+                    .filter(|link| link.ended().is_none())
+                    .filter_map(|link| Some((link.session()?.device_id, link.connection_id)))
+                    .collect();
+                tracing::warn!(
+                    devices = online.len(),
+                    "this node was given up for dead; marking its devices online again"
+                );
+                if let Err(error) = shared.store.mark_online(&online, now).await {
+                    tracing::warn!(%error, "cannot mark this node's devices online again");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot record this node's heartbeat"),
+        }
+        match shared.store.expire_nodes(stale_before).await {
+            Ok(0) => {}
+            Ok(devices) => tracing::info!(devices, "devices of unresponsive nodes marked offline"),
+            Err(error) => tracing::warn!(%error, "cannot expire unresponsive nodes"),
+        }
     }
 
     fn housekeeping(&self) {
@@ -1271,6 +1328,35 @@ async fn sweep_loop(engine: Engine, mut stop: watch::Receiver<bool>) {
             }
             _ = stop.changed() => break,
         }
+        engine.beat().await;
         engine.sweep_expired().await;
+    }
+}
+
+/// Hands the notices of other nodes' changes to the organizations they concern here.
+async fn listen_loop(
+    engine: Engine,
+    mut feed: Box<dyn ChangeFeed>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let notice = tokio::select! {
+            notice = feed.next() => notice,
+            _ = stop.changed() => break,
+        };
+        if matches!(notice, Notice::Resync { .. }) {
+            tracing::info!(
+                ?notice,
+                "resynchronising connected devices from the database"
+            );
+        }
+        for org_id in remote::local_orgs(&engine.shared, &notice) {
+            if let Err(error) = engine
+                .dispatch(org_id, OrgMsg::Remote(notice.clone()))
+                .await
+            {
+                tracing::warn!(%org_id, %error, "cannot hand a change from another node to its organization");
+            }
+        }
     }
 }

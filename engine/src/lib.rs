@@ -12,6 +12,8 @@
 //! - `batch`: group commit of device requests: the pairing, reconnection and acknowledgement
 //!   rules as set-based, conditional writes.
 //! - `admin`: admin commands that change an organization, with audit and idempotency.
+//! - `remote`: changes committed on other nodes (the store's change feed), applied to the devices
+//!   connected here.
 //! - [`link`]: the engine's handle on a device connection, and the registry of connected devices.
 //! - [`store`]: the storage trait and its row types. [`model`]: what admins read.
 //! - [`clock`], [`secrets`], [`limiter`], [`settings`], [`ids`], [`error`]: the small parts.
@@ -31,6 +33,7 @@ mod batch;
 mod context;
 mod engine;
 mod org;
+mod remote;
 mod supervisor;
 
 pub use admin::{

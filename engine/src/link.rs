@@ -295,6 +295,26 @@ impl Registry {
             .collect()
     }
 
+    /// Whether a device of the organization is connected here.
+    pub fn has_org(&self, org_id: OrgId) -> bool {
+        self.links.iter().any(|entry| {
+            entry
+                .value()
+                .session()
+                .is_some_and(|session| session.org_id == org_id)
+        })
+    }
+
+    /// The organizations with a device connected here.
+    pub fn orgs(&self) -> Vec<OrgId> {
+        let orgs: std::collections::HashSet<OrgId> = self
+            .links
+            .iter()
+            .filter_map(|entry| entry.value().session().map(|session| session.org_id))
+            .collect();
+        orgs.into_iter().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.links.len()
     }

@@ -27,6 +27,11 @@ use crate::admin::{self, AdminJob};
 use crate::batch::{self, AckJob, Batch, OfflineJob, PairJob, ResumeJob};
 use crate::context::Shared;
 use crate::ids::OrgId;
+use crate::remote;
+use crate::store::Notice;
+
+/// How long an actor waits before re-reading after it failed to apply a remote change.
+const RESYNC_RETRY: Duration = Duration::from_secs(1);
 
 pub(crate) enum OrgMsg {
     Pair(PairJob),
@@ -36,6 +41,8 @@ pub(crate) enum OrgMsg {
     Flush,
     Admin(Box<AdminJob>),
     Snapshot(oneshot::Sender<OrgSnapshot>),
+    /// A change committed on another node (or a resync after missed ones).
+    Remote(Notice),
     /// Fault injection for supervision tests: the handler panics.
     Crash,
     IdleCheck,
@@ -51,6 +58,7 @@ impl std::fmt::Debug for OrgMsg {
             OrgMsg::Flush => "Flush",
             OrgMsg::Admin(_) => "Admin",
             OrgMsg::Snapshot(_) => "Snapshot",
+            OrgMsg::Remote(_) => "Remote",
             OrgMsg::Crash => "Crash",
             OrgMsg::IdleCheck => "IdleCheck",
         };
@@ -166,6 +174,20 @@ impl Actor for OrgActor {
                 // Requests that arrived before the command are committed before it.
                 state.flush_all().await;
                 admin::run(&state.shared, state.org_id, *job).await;
+            }
+            OrgMsg::Remote(notice) => {
+                // Behind what was buffered before it, like an admin command.
+                state.flush_all().await;
+                if let Err(error) = remote::apply(&state.shared, state.org_id, &notice).await {
+                    // The change is in the tables; read them again a little later.
+                    tracing::warn!(org_id = %state.org_id, %error, "cannot apply a change from another node; resyncing soon");
+                    let org_id = state.org_id;
+                    myself.send_after(RESYNC_RETRY, move || {
+                        OrgMsg::Remote(Notice::Resync {
+                            org_id: Some(org_id),
+                        })
+                    });
+                }
             }
             OrgMsg::Snapshot(reply) => {
                 let _ = reply.send(OrgSnapshot {

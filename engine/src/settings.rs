@@ -33,6 +33,10 @@ pub struct EngineSettings {
     pub sweep_interval: Duration,
     /// How long idempotent replies are kept.
     pub idempotency_ttl: Duration,
+    /// A node whose heartbeat is older than this is given up for dead by the others: its
+    /// devices are marked offline. Each node beats at every expiry sweep, so this must be
+    /// several sweep intervals. Measured on the engine's clock.
+    pub node_timeout: Duration,
 }
 
 impl Default for EngineSettings {
@@ -56,6 +60,7 @@ impl Default for EngineSettings {
             },
             sweep_interval: Duration::from_secs(5),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            node_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -291,7 +291,46 @@ pub enum Change {
     DevicesEnded {
         org_id: OrgId,
         device_ids: Vec<DeviceId>,
+        reason: EndedBecause,
     },
+}
+
+impl Change {
+    pub fn org_id(&self) -> OrgId {
+        match self {
+            Change::ConfigurationUpdated { org_id, .. }
+            | Change::DevicesAssigned { org_id, .. }
+            | Change::DevicesEnded { org_id, .. } => *org_id,
+        }
+    }
+}
+
+/// What a node hears from the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Another node committed this change.
+    Change(Change),
+    /// Changes may have been missed (the listener's connection dropped and came back, or a
+    /// change was too large to name its rows): re-read the state of every device of this
+    /// organization, or of every organization when `None`, that is connected here.
+    Resync { org_id: Option<OrgId> },
+}
+
+/// The changes other nodes publish, in commit order per publishing node.
+#[async_trait]
+pub trait ChangeFeed: Send {
+    /// Waits for the next notice. A feed never ends: when its connection drops it reconnects
+    /// (retrying while the database is unreachable) and then answers [`Notice::Resync`], so that
+    /// whatever was published in the gap is read from the tables.
+    async fn next(&mut self) -> Notice;
+}
+
+/// A device's pairing state as pushes need it: its assignment, or why it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceState {
+    pub device_id: DeviceId,
+    pub config_id: Option<ConfigId>,
+    pub ended: Option<EndedBecause>,
 }
 
 /// Storage: reads outside transactions, and the start of write transactions.
@@ -307,6 +346,32 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Closes the connections (waiting for those in use). Called once, at shutdown.
     async fn close(&self);
+
+    /// The changes other nodes commit, or `None` on a backend that serves one node.
+    async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>>;
+
+    /// Records that node `node` (the high half of its connection ids) is alive at `now`.
+    /// Returns false when the node's previous heartbeat was missing or older than
+    /// `stale_before`: other nodes may have given it up for dead and marked its devices offline
+    /// (the caller then marks its connected devices online again).
+    async fn heartbeat(
+        &self,
+        node: i64,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Gives up the nodes whose last heartbeat is older than `stale_before`: their devices are
+    /// marked offline, last seen at that heartbeat. Returns how many devices it marked offline.
+    /// Safe to run on every node at once.
+    async fn expire_nodes(&self, stale_before: Timestamp) -> StoreResult<u64>;
+
+    /// Marks active devices online on the given connections (after [`Store::heartbeat`] found
+    /// this node given up for dead).
+    async fn mark_online(&self, online: &[(DeviceId, i64)], now: Timestamp) -> StoreResult<()>;
+
+    /// The pairing state of these devices (in any order; unknown ids are left out).
+    async fn device_states(&self, ids: &[DeviceId]) -> StoreResult<Vec<DeviceState>>;
 
     async fn find_code(&self, hash: &SecretHash) -> StoreResult<Option<CodeRoute>>;
     async fn find_installation(
@@ -394,10 +459,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()>;
 }
 
-/// One write transaction. Dropping it without [`StoreTx::commit`] rolls it back.
+/// One write transaction. Dropping it without [`StoreTx::commit`] rolls it back, but only
+/// eventually (the driver finishes it in the background); error paths call
+/// [`StoreTx::rollback`] so that its row locks are gone before the next attempt.
 #[async_trait]
 pub trait StoreTx: Send {
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+    async fn rollback(self: Box<Self>) -> StoreResult<()>;
 
     // --- pairing, reconnection, acknowledgement, presence -------------------------------
 

@@ -53,6 +53,8 @@ pub struct ServerConfig {
     /// `sqlite://PATH`; defaults to `sqlite://<data_dir>/paird.db`.
     pub database_url: Option<String>,
     pub durability: Durability,
+    /// Connections in the PostgreSQL pool (not used with SQLite).
+    pub database_pool_size: u32,
     pub device_listen: SocketAddr,
     /// Let several paird processes listen on the same device address (`SO_REUSEPORT`): the
     /// kernel spreads new connections over them. Each process still has its own admin address.
@@ -82,6 +84,7 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             database_url: None,
             durability: Durability::Full,
+            database_pool_size: 16,
             device_listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
             reuse_port: false,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 7879)),

@@ -124,6 +124,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         &url,
         store::OpenOptions {
             durability: config.durability,
+            pg_pool_size: config.database_pool_size,
         },
     )
     .await

@@ -58,6 +58,11 @@ struct ServeArgs {
     /// (a process crash still loses nothing).
     #[arg(long, env = "PAIRD_DURABILITY", default_value = "full")]
     durability: store::Durability,
+    /// PostgreSQL only: connections in the node's pool, shared by reads and write transactions
+    /// (the change listener has one more of its own). Every node holds this many, so the
+    /// database's max_connections must cover nodes × (pool size + 1) plus room for tools.
+    #[arg(long, env = "PAIRD_DATABASE_POOL_SIZE", default_value_t = 16)]
+    database_pool_size: u32,
     /// Address of the device WebSocket endpoint.
     #[arg(long, env = "PAIRD_DEVICE_LISTEN", default_value = "127.0.0.1:7878")]
     device_listen: SocketAddr,
@@ -112,9 +117,14 @@ struct ServeArgs {
     /// Most device requests committed in one transaction.
     #[arg(long, default_value_t = 2048)]
     max_batch: usize,
-    /// How often expired licenses are looked for.
+    /// How often expired licenses are looked for (and, on PostgreSQL, how often the node records
+    /// its heartbeat).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     sweep_interval: Duration,
+    /// PostgreSQL only: a node that has not recorded a heartbeat for this long is taken for dead
+    /// by the others, which mark its devices offline. Several sweep intervals.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    node_timeout: Duration,
     /// Test hooks: a manual clock (POST /v1/test/clock/advance) and fault injection.
     /// Never use in production.
     #[arg(long, hide = true)]
@@ -187,6 +197,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(&args.data_dir);
     config.database_url = args.database;
     config.durability = args.durability;
+    config.database_pool_size = args.database_pool_size.max(1);
     config.device_listen = args.device_listen;
     config.reuse_port = args.reuse_port;
     config.admin_listen = args.admin_listen;
@@ -220,6 +231,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             window: args.failure_window,
         },
         sweep_interval: args.sweep_interval,
+        node_timeout: args.node_timeout,
         ..EngineSettings::default()
     };
     let database = config.database_url();

@@ -5,9 +5,11 @@
 //! `sqlite:` (the default, one node) or `postgres:` / `postgresql:` (several nodes sharing one
 //! database).
 //!
-//! Layout: [`sqlite`] — the SQLite backend; [`postgres`] — the PostgreSQL backend; `paging` —
+//! Layout: [`sqlite`] — the SQLite backend; [`postgres`] — the PostgreSQL backend; `notify` —
+//! change notifications between PostgreSQL nodes; `paging` —
 //! pagination shared by both; this file — URL parsing and opening.
 
+mod notify;
 mod paging;
 pub mod postgres;
 pub mod sqlite;
@@ -50,10 +52,22 @@ impl DatabaseUrl {
     }
 }
 
-/// Backend settings that apply whatever the URL.
-#[derive(Debug, Clone, Copy, Default)]
+/// Backend settings given with the URL; each applies to one backend only.
+#[derive(Debug, Clone, Copy)]
 pub struct OpenOptions {
+    /// SQLite's `synchronous` setting (PostgreSQL has its own `synchronous_commit`).
     pub durability: Durability,
+    /// Connections in the PostgreSQL pool.
+    pub pg_pool_size: u32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            durability: Durability::default(),
+            pg_pool_size: PgSettings::new("").pool_size,
+        }
+    }
 }
 
 /// Opens the database named by `url`, applying its migrations.
@@ -65,7 +79,11 @@ pub async fn open(url: &DatabaseUrl, options: OpenOptions) -> Result<Arc<dyn Sto
             Ok(Arc::new(SqliteStore::open(&settings).await?))
         }
         // Durability is PostgreSQL's own configuration (`synchronous_commit`), not ours.
-        DatabaseUrl::Postgres(url) => Ok(Arc::new(PgStore::open(&PgSettings::new(url)).await?)),
+        DatabaseUrl::Postgres(url) => {
+            let mut settings = PgSettings::new(url);
+            settings.pool_size = options.pg_pool_size.max(1);
+            Ok(Arc::new(PgStore::open(&settings).await?))
+        }
     }
 }
 

@@ -30,8 +30,12 @@
 //!   transaction; PostgreSQL delivers it at commit, and drops it on rollback. The payload names
 //!   rows (ids only, never data) and stays under PostgreSQL's 8,000-byte limit: a change naming
 //!   more devices than fit says "resync" for the whole organization instead.
+//! - **Change feed.** [`Store::subscribe`] opens a `LISTEN` connection of its own (module
+//!   `notify`); after any drop it reconnects and tells the engine to resynchronise.
 //! - **Presence.** Nodes share the `devices` table, so a node that starts cannot clear everybody's
-//!   presence as the SQLite backend does: [`Store::reset_presence`] does nothing here yet.
+//!   presence as the SQLite backend does. Each node records a heartbeat in `nodes`; the high half
+//!   of a device's `online_conn` is its node's id, and every node's sweep marks offline the
+//!   devices of nodes whose heartbeat went stale ([`Store::expire_nodes`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -46,23 +50,18 @@ use engine::model::{
 };
 use engine::secrets::SecretHash;
 use engine::store::{
-    AckTarget, AckWrite, ActiveDevice, Change, CodeRoute, CodeState, ConfigDelete, ConfigRow,
-    ConfigUpdate, DeviceTouch, EndedBecause, EndedDevice, EndedPairing, FreeLicense,
-    InstallationRoute, LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice, Store, StoreError,
-    StoreResult, StoreTx, StoredReply, TokenOwner,
+    AckTarget, AckWrite, ActiveDevice, Change, ChangeFeed, CodeRoute, CodeState, ConfigDelete,
+    ConfigRow, ConfigUpdate, DeviceState, DeviceTouch, EndedBecause, EndedDevice, EndedPairing,
+    FreeLicense, InstallationRoute, LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice,
+    Store, StoreError, StoreResult, StoreTx, StoredReply, TokenOwner,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::paging::{page_of, page_rows, to_i64, uuid_cursor};
+use crate::paging::{device_state_from_row, page_of, page_rows, to_i64, uuid_cursor};
 
-/// The channel every change is published on.
-pub const CHANGE_CHANNEL: &str = "paird_changes";
-
-/// PostgreSQL refuses a notification payload of 8,000 bytes or more; a payload above this size
-/// is replaced by a "resync" notice for the organization.
-const MAX_PAYLOAD_BYTES: usize = 7_900;
+pub use crate::notify::{CHANGE_CHANNEL, LISTENER_APPLICATION_NAME};
 
 /// Settings of the PostgreSQL backend.
 #[derive(Clone)]
@@ -80,7 +79,7 @@ impl PgSettings {
         PgSettings {
             url: url.into(),
             pool_size: 16,
-            acquire_timeout: Duration::from_secs(30),
+            acquire_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -100,6 +99,11 @@ impl fmt::Debug for PgSettings {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Where the change listener connects (the pool's options, under its own application name).
+    options: PgConnectOptions,
+    /// Random per store: written into every notification this store publishes, so that its own
+    /// change feed skips them.
+    origin: u64,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -113,7 +117,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_size.max(1))
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(map_error)?;
         // A migration that cannot reach the server is worth retrying; any other failure
@@ -125,7 +129,12 @@ impl PgStore {
             },
             other => StoreError::Other(format!("migrations: {other}")),
         })?;
-        Ok(PgStore { pool })
+        let origin = u64::from_le_bytes(engine::secrets::random_bytes());
+        Ok(PgStore {
+            pool,
+            options,
+            origin,
+        })
     }
 
     /// The pool, for tests and tools that look at the database directly.
@@ -241,33 +250,6 @@ fn get_opt_u64(row: &PgRow, index: usize) -> StoreResult<Option<u64>> {
 
 fn uuids<T>(ids: &[T], id: impl Fn(&T) -> Uuid) -> Vec<Uuid> {
     ids.iter().map(id).collect()
-}
-
-/// The notification payload of a change: what changed and the ids of the rows to re-read.
-fn change_payload(change: &Change) -> String {
-    let (kind, org_id, devices) = match change {
-        Change::ConfigurationUpdated { org_id, config_id } => {
-            return serde_json::json!({
-                "change": "configuration_updated",
-                "org_id": org_id.0,
-                "config_id": config_id.0,
-            })
-            .to_string();
-        }
-        Change::DevicesAssigned { org_id, device_ids } => ("devices_assigned", org_id, device_ids),
-        Change::DevicesEnded { org_id, device_ids } => ("devices_ended", org_id, device_ids),
-    };
-    let payload = serde_json::json!({
-        "change": kind,
-        "org_id": org_id.0,
-        "device_ids": devices.iter().map(|id| id.0).collect::<Vec<_>>(),
-    })
-    .to_string();
-    if payload.len() <= MAX_PAYLOAD_BYTES {
-        return payload;
-    }
-    // Too many devices to name: the listeners re-read the whole organization instead.
-    serde_json::json!({ "change": kind, "org_id": org_id.0, "resync": true }).to_string()
 }
 
 const LICENSE_STATUS: &str = "CASE WHEN valid_until IS NOT NULL AND valid_until <= $1 THEN 'expired' \
@@ -477,7 +459,10 @@ impl Store for PgStore {
             .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
             .await
             .map_err(map_error)?;
-        Ok(Box::new(PgTx { tx }))
+        Ok(Box::new(PgTx {
+            tx,
+            origin: self.origin,
+        }))
     }
 
     async fn close(&self) {
@@ -487,11 +472,99 @@ impl Store for PgStore {
     async fn reset_presence(&self) -> StoreResult<()> {
         // Several nodes share this database, and the devices online on the other nodes are
         // still online: clearing every row's presence, as a lone SQLite node does at start-up,
-        // would show them offline. Presence across nodes (each node clearing only its own
-        // connections, or expiring those of a node that died) is a later step; until then a
-        // node that crashed leaves its devices shown online until they reconnect elsewhere or
-        // are unpaired.
+        // would show them offline. A node that crashed is found by its stale heartbeat instead
+        // (`expire_nodes`, run by every node), and a restarted node has a new node id.
         Ok(())
+    }
+
+    async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>> {
+        // A connection of its own, outside the pool: a listener holds it for good.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(
+                self.options
+                    .clone()
+                    .application_name(LISTENER_APPLICATION_NAME),
+            );
+        let feed = crate::notify::PgFeed::start(pool, self.origin)
+            .await
+            .map_err(map_error)?;
+        Ok(Some(Box::new(feed)))
+    }
+
+    async fn heartbeat(
+        &self,
+        node: i64,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool> {
+        // The previous heartbeat is read in the same statement that replaces it.
+        let previous: Option<i64> = sqlx::query_scalar(
+            "WITH previous AS (SELECT heartbeat_at FROM nodes WHERE id = $1) \
+             INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = GREATEST(nodes.heartbeat_at, $2) \
+             RETURNING (SELECT heartbeat_at FROM previous)",
+        )
+        .bind(node)
+        .bind(now.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_error)?;
+        Ok(previous.is_some_and(|at| at >= stale_before.0))
+    }
+
+    async fn expire_nodes(&self, stale_before: Timestamp) -> StoreResult<u64> {
+        // Runs on every node, over and over while a node stays dead: once its devices are
+        // offline the index finds nothing more to change. A device that reconnected elsewhere
+        // is online on another node's connection and is not touched. Rows of nodes dead for a
+        // week are forgotten.
+        let offline = sqlx::query(
+            "UPDATE devices SET online_conn = NULL, \
+             last_seen = GREATEST(devices.last_seen, nodes.heartbeat_at) \
+             FROM nodes WHERE nodes.heartbeat_at < $1 \
+             AND devices.online_conn IS NOT NULL AND (devices.online_conn >> 32) = nodes.id",
+        )
+        .bind(stale_before.0)
+        .execute(&self.pool)
+        .await
+        .map_err(map_error)?
+        .rows_affected();
+        sqlx::query("DELETE FROM nodes WHERE heartbeat_at < $1 - 604800000")
+            .bind(stale_before.0)
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(offline)
+    }
+
+    async fn mark_online(&self, online: &[(DeviceId, i64)], now: Timestamp) -> StoreResult<()> {
+        let ids: Vec<Uuid> = online.iter().map(|(device, _)| device.0).collect();
+        let connections: Vec<i64> = online.iter().map(|(_, connection)| *connection).collect();
+        sqlx::query(
+            "UPDATE devices SET online_conn = u.connection, last_seen = $1 \
+             FROM UNNEST($2::uuid[], $3::bigint[]) AS u(id, connection) \
+             WHERE devices.id = u.id AND devices.ended_at IS NULL",
+        )
+        .bind(now.0)
+        .bind(ids)
+        .bind(connections)
+        .execute(&self.pool)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn device_states(&self, ids: &[DeviceId]) -> StoreResult<Vec<DeviceState>> {
+        let rows = sqlx::query("SELECT id, config_id, end_reason FROM devices WHERE id = ANY($1)")
+            .bind(uuids(ids, |id| id.0))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(device_state_from_row).collect()
     }
 
     async fn find_code(&self, hash: &SecretHash) -> StoreResult<Option<CodeRoute>> {
@@ -973,12 +1046,17 @@ impl Store for PgStore {
 
 struct PgTx {
     tx: Transaction<'static, Postgres>,
+    origin: u64,
 }
 
 #[async_trait]
 impl StoreTx for PgTx {
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         self.tx.commit().await.map_err(map_error)
+    }
+
+    async fn rollback(self: Box<Self>) -> StoreResult<()> {
+        self.tx.rollback().await.map_err(map_error)
     }
 
     async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>> {
@@ -1295,7 +1373,7 @@ impl StoreTx for PgTx {
         // rolls back); listeners re-read the rows it names.
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANGE_CHANNEL)
-            .bind(change_payload(change))
+            .bind(crate::notify::change_payload(change, self.origin))
             .execute(&mut *self.tx)
             .await
             .map_err(map_error)?;
@@ -1810,24 +1888,5 @@ mod tests {
         assert_eq!(sqlstate_kind("57P01"), SqlStateKind::Transient);
         assert_eq!(sqlstate_kind("42601"), SqlStateKind::Other);
         assert_eq!(sqlstate_kind(""), SqlStateKind::Other);
-    }
-
-    #[test]
-    fn payloads_stay_under_the_notification_limit() {
-        let org_id = OrgId(Uuid::now_v7());
-        let few = Change::DevicesAssigned {
-            org_id,
-            device_ids: (0..10).map(|_| DeviceId(Uuid::now_v7())).collect(),
-        };
-        let payload = change_payload(&few);
-        assert!(payload.contains("device_ids"), "{payload}");
-        let many = Change::DevicesEnded {
-            org_id,
-            device_ids: (0..1_000).map(|_| DeviceId(Uuid::now_v7())).collect(),
-        };
-        let payload = change_payload(&many);
-        assert!(payload.len() < 8_000);
-        assert!(payload.contains("\"resync\":true"), "{payload}");
-        assert!(payload.contains(&org_id.0.to_string()), "{payload}");
     }
 }

@@ -26,10 +26,10 @@ use engine::model::{
 };
 use engine::secrets::SecretHash;
 use engine::store::{
-    AckTarget, AckWrite, ActiveDevice, Change, CodeRoute, CodeState, ConfigDelete, ConfigRow,
-    ConfigUpdate, DeviceTouch, EndedBecause, EndedDevice, EndedPairing, FreeLicense,
-    InstallationRoute, LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice, Store, StoreError,
-    StoreResult, StoreTx, StoredReply, TokenOwner,
+    AckTarget, AckWrite, ActiveDevice, Change, ChangeFeed, CodeRoute, CodeState, ConfigDelete,
+    ConfigRow, ConfigUpdate, DeviceState, DeviceTouch, EndedBecause, EndedDevice, EndedPairing,
+    FreeLicense, InstallationRoute, LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice,
+    Store, StoreError, StoreResult, StoreTx, StoredReply, TokenOwner,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::paging::{page_of, page_rows, to_i64, uuid_cursor};
+use crate::paging::{device_state_from_row, page_of, page_rows, to_i64, uuid_cursor};
 
 /// How durable a commit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -602,6 +602,59 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    /// One node per SQLite database: nothing to hear from.
+    async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>> {
+        Ok(None)
+    }
+
+    /// One node per SQLite database, and [`Store::reset_presence`] clears a crashed previous
+    /// life's presence at start: no heartbeats to keep.
+    async fn heartbeat(
+        &self,
+        _node: i64,
+        _now: Timestamp,
+        _stale_before: Timestamp,
+    ) -> StoreResult<bool> {
+        Ok(true)
+    }
+
+    async fn expire_nodes(&self, _stale_before: Timestamp) -> StoreResult<u64> {
+        Ok(0)
+    }
+
+    async fn mark_online(&self, online: &[(DeviceId, i64)], now: Timestamp) -> StoreResult<()> {
+        let mut rows = Rows::with_capacity(online.len(), 60);
+        for (device, connection) in online {
+            rows.row()
+                .key(&[device.0.as_bytes()])
+                .int(*connection)
+                .end();
+        }
+        sqlx::query(
+            "UPDATE devices SET online_conn = j.value ->> 1, last_seen = ?1 \
+             FROM jsonb_each(?2) AS j \
+             WHERE devices.id = unhex(j.value ->> 0) AND devices.ended_at IS NULL",
+        )
+        .bind(now.0)
+        .bind(rows.finish())
+        .execute(&self.writer)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn device_states(&self, ids: &[DeviceId]) -> StoreResult<Vec<DeviceState>> {
+        let rows = sqlx::query(
+            "SELECT id, config_id, end_reason FROM devices \
+             WHERE id IN (SELECT unhex(value) FROM json_each(?))",
+        )
+        .bind(id_list(ids.iter().map(|id| id.0)))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(device_state_from_row).collect()
+    }
+
     async fn find_code(&self, hash: &SecretHash) -> StoreResult<Option<CodeRoute>> {
         let row = sqlx::query("SELECT id, org_id FROM codes WHERE code_hash = ?")
             .bind(hash.0.as_slice())
@@ -1091,6 +1144,10 @@ struct SqliteTx {
 impl StoreTx for SqliteTx {
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         self.tx.commit().await.map_err(map_error)
+    }
+
+    async fn rollback(self: Box<Self>) -> StoreResult<()> {
+        self.tx.rollback().await.map_err(map_error)
     }
 
     async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>> {

@@ -9,10 +9,9 @@ use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, 
 use engine::model::{AckStatus, CodeKind, LicenseStatus, OrgKeyInfo, Organization, PageRequest};
 use engine::secrets::SecretHash;
 use engine::store::{
-    AckWrite, Change, ConfigRow, DeviceDetails, DeviceTouch, EndedBecause, LicenseGrant, NewAudit,
-    NewCode, NewDevice, Store, StoreError, StoredReply,
+    AckWrite, Change, ChangeFeed, ConfigRow, DeviceDetails, DeviceState, DeviceTouch, EndedBecause,
+    LicenseGrant, NewAudit, NewCode, NewDevice, Notice, Store, StoreError, StoredReply,
 };
-use sqlx::postgres::PgListener;
 use store::{PgSettings, PgStore, SqliteSettings, SqliteStore};
 use uuid::Uuid;
 
@@ -166,6 +165,7 @@ async fn opens_and_migrates_twice() {
             "ended_pairings",
             "idempotency_keys",
             "licenses",
+            "nodes",
             "operator_tokens",
             "org_keys",
             "organizations",
@@ -456,62 +456,228 @@ async fn locks_are_held_until_commit() {
     store.close().await;
 }
 
+/// Terminates every change listener connected to the store's database; one `true` per listener.
+async fn kill_listeners(store: &PgStore) -> Vec<bool> {
+    sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND datname = current_database()",
+    )
+    .bind(store::postgres::LISTENER_APPLICATION_NAME)
+    .fetch_all(store.pool())
+    .await
+    .expect("terminate the listeners")
+}
+
+/// The next notice of a feed, or a failure after a bound.
+async fn next_notice(feed: &mut Box<dyn ChangeFeed>) -> Notice {
+    tokio::time::timeout(Duration::from_secs(10), feed.next())
+        .await
+        .expect("a notice within 10 s")
+}
+
 #[tokio::test]
-async fn notifications_arrive_at_commit_only() {
-    let store = fresh_store().await;
-    let fx = fixture(&store, 1).await;
-    let mut listener = PgListener::connect_with(store.pool())
+async fn notifications_reach_other_nodes_at_commit_only() {
+    let url = fresh_url().await;
+    let publisher = PgStore::open(&PgSettings::new(url.clone()))
         .await
-        .expect("listener");
-    listener
-        .listen(store::postgres::CHANGE_CHANNEL)
+        .expect("open");
+    let other = PgStore::open(&PgSettings::new(url)).await.expect("open");
+    let fx = fixture(&publisher, 1).await;
+    let mut own_feed = publisher
+        .subscribe()
         .await
-        .expect("listen");
+        .expect("subscribe")
+        .expect("PostgreSQL has a feed");
+    let mut feed = other
+        .subscribe()
+        .await
+        .expect("subscribe")
+        .expect("PostgreSQL has a feed");
 
     let change = Change::ConfigurationUpdated {
         org_id: fx.org_id,
         config_id: fx.config_id,
     };
-    let mut rolled_back = store.begin().await.expect("begin");
+    let mut rolled_back = publisher.begin().await.expect("begin");
     rolled_back.publish(&change).await.expect("publish");
-    drop(rolled_back);
+    rolled_back.rollback().await.expect("rollback");
 
-    let mut tx = store.begin().await.expect("begin");
+    let mut tx = publisher.begin().await.expect("begin");
     tx.publish(&change).await.expect("publish");
-    let early = tokio::time::timeout(Duration::from_millis(300), listener.try_recv()).await;
+    let early = tokio::time::timeout(Duration::from_millis(300), feed.next()).await;
     assert!(early.is_err(), "nothing is delivered before the commit");
     tx.commit().await.expect("commit");
-    let notification = tokio::time::timeout(Duration::from_secs(5), listener.try_recv())
-        .await
-        .expect("delivered after the commit")
-        .expect("received")
-        .expect("connection open");
-    let payload: serde_json::Value =
-        serde_json::from_str(notification.payload()).expect("JSON payload");
-    assert_eq!(payload["change"], "configuration_updated");
-    assert_eq!(payload["org_id"], fx.org_id.0.to_string());
-    assert_eq!(payload["config_id"], fx.config_id.0.to_string());
+    // Only the committed one arrives (a rolled-back notice would come first).
+    assert_eq!(next_notice(&mut feed).await, Notice::Change(change.clone()));
 
     // A change naming more devices than a payload holds asks for a resynchronisation.
-    let mut tx = store.begin().await.expect("begin");
-    tx.publish(&Change::DevicesEnded {
+    let ended = Change::DevicesEnded {
         org_id: fx.org_id,
         device_ids: (0..1_000).map(|_| DeviceId(id())).collect(),
-    })
-    .await
-    .expect("publish a large change");
+        reason: EndedBecause::Unpaired,
+    };
+    let mut tx = publisher.begin().await.expect("begin");
+    tx.publish(&ended).await.expect("publish a large change");
     tx.commit().await.expect("commit");
-    let notification = tokio::time::timeout(Duration::from_secs(5), listener.try_recv())
+    assert_eq!(
+        next_notice(&mut feed).await,
+        Notice::Resync {
+            org_id: Some(fx.org_id)
+        }
+    );
+
+    // The publisher's own feed skips its own notices: nothing is waiting there.
+    let own = tokio::time::timeout(Duration::from_millis(300), own_feed.next()).await;
+    assert!(
+        own.is_err(),
+        "a node does not hear its own changes: {own:?}"
+    );
+
+    // The listener's connection is killed: the feed reconnects and asks for a resync, and
+    // hears changes again afterwards.
+    let killed = kill_listeners(&publisher).await;
+    assert_eq!(
+        killed,
+        vec![true, true],
+        "both listeners were found and killed"
+    );
+    assert_eq!(
+        next_notice(&mut feed).await,
+        Notice::Resync { org_id: None }
+    );
+    let mut tx = publisher.begin().await.expect("begin");
+    tx.publish(&change).await.expect("publish");
+    tx.commit().await.expect("commit");
+    assert_eq!(next_notice(&mut feed).await, Notice::Change(change));
+    drop((feed, own_feed));
+    publisher.close().await;
+    other.close().await;
+}
+
+#[tokio::test]
+async fn a_node_with_a_stale_heartbeat_loses_its_presence() {
+    let store = fresh_store().await;
+    let fx = fixture(&store, 2).await;
+    let (dead_node, live_node) = (11_i64, 12_i64);
+    let minute = 60_000;
+    for node in [dead_node, live_node] {
+        assert!(
+            !store
+                .heartbeat(node, T0, T0)
+                .await
+                .expect("first heartbeat"),
+            "a new node has no previous heartbeat"
+        );
+    }
+    // One device online on each node.
+    let on_dead = DeviceId(id());
+    let on_live = DeviceId(id());
+    let mut tx = store.begin().await.expect("begin");
+    let mut devices = Vec::new();
+    for (device, license, node) in [
+        (on_dead, fx.licenses[0], dead_node),
+        (on_live, fx.licenses[1], live_node),
+    ] {
+        let mut new = new_device(device, InstallationId(id()), license, fx.code_id);
+        new.connection = (node << 32) + 5;
+        devices.push(new);
+    }
+    assert_eq!(
+        tx.insert_devices(fx.org_id, Some(fx.config_id), T0, &devices)
+            .await
+            .expect("insert"),
+        2
+    );
+    tx.commit().await.expect("commit");
+    let online = |store: &PgStore, device: DeviceId| {
+        let store = store.clone();
+        async move {
+            store
+                .device(fx.org_id, device)
+                .await
+                .expect("read")
+                .expect("device")
+                .online
+        }
+    };
+
+    // Both beat within the time-out: nothing expires.
+    assert_eq!(
+        store
+            .expire_nodes(T0.plus_millis(-minute))
+            .await
+            .expect("expire"),
+        0
+    );
+    // Only the live node beats on; the dead node's devices go offline, last seen at its last
+    // heartbeat, and every node may run the expiry (the second run finds nothing).
+    let later = T0.plus_millis(2 * minute);
+    for at in [T0.plus_millis(minute), later] {
+        assert!(
+            store
+                .heartbeat(live_node, at, at.plus_millis(-minute))
+                .await
+                .expect("beat"),
+            "a node that beats in time was never given up"
+        );
+    }
+    assert_eq!(
+        store
+            .expire_nodes(later.plus_millis(-minute))
+            .await
+            .expect("expire"),
+        1
+    );
+    assert_eq!(
+        store
+            .expire_nodes(later.plus_millis(-minute))
+            .await
+            .expect("expire"),
+        0
+    );
+    assert!(!online(&store, on_dead).await);
+    assert!(online(&store, on_live).await);
+    let dead = store
+        .device(fx.org_id, on_dead)
         .await
-        .expect("delivered")
-        .expect("received")
-        .expect("connection open");
-    let payload: serde_json::Value =
-        serde_json::from_str(notification.payload()).expect("JSON payload");
-    assert_eq!(payload["resync"], true);
-    assert_eq!(payload["change"], "devices_ended");
-    // The listener holds one of the pool's connections, which `close` would wait for.
-    drop(listener);
+        .expect("read")
+        .expect("device");
+    assert_eq!(dead.last_seen, T0);
+
+    // The "dead" node was only slow: its next heartbeat says it was given up, and it marks its
+    // devices online again.
+    assert!(
+        !store
+            .heartbeat(dead_node, later, later.plus_millis(-minute))
+            .await
+            .expect("beat")
+    );
+    store
+        .mark_online(&[(on_dead, (dead_node << 32) + 5)], later)
+        .await
+        .expect("mark online");
+    assert!(online(&store, on_dead).await);
+    assert_eq!(
+        store
+            .expire_nodes(later.plus_millis(-minute))
+            .await
+            .expect("expire"),
+        0
+    );
+
+    // The pairing state the change listener reads.
+    let states = store
+        .device_states(&[on_dead, DeviceId(id())])
+        .await
+        .expect("states");
+    assert_eq!(
+        states,
+        vec![DeviceState {
+            device_id: on_dead,
+            config_id: Some(fx.config_id),
+            ended: None
+        }]
+    );
     store.close().await;
 }
 
@@ -1217,7 +1383,6 @@ fn device_info() -> protocol::DeviceInfo {
 /// backend, plus an acknowledgement, a single-use code and a configuration edit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_pair_resume_ack_unpair() {
-    use engine::secrets::ServerKey;
     use engine::{
         AckAnswer, ConfigEdit, Engine, EngineSettings, ManualClock, PairAnswer, Principal,
         ResumeAnswer,
@@ -1231,7 +1396,7 @@ async fn engine_pair_resume_ack_unpair() {
     let engine = Engine::start(
         Arc::new(store),
         clock.clone(),
-        &ServerKey::generate(),
+        &engine::secrets::ServerKey::generate(),
         EngineSettings::default(),
     )
     .await
@@ -1371,54 +1536,73 @@ async fn engine_pair_resume_ack_unpair() {
 
 /// Two engines on one database, as two nodes: more devices than licenses pair at once through
 /// both, and PostgreSQL hands out each license exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_never_hand_out_a_license_twice() {
-    use engine::secrets::ServerKey;
-    use engine::{Engine, EngineSettings, ManualClock, PairAnswer, Principal};
-    use protocol::{Credential, Pair, RefusalReason};
-    use std::collections::HashSet;
-    use std::net::IpAddr;
-    use std::sync::Arc;
+/// An organization with `licenses` licenses and a reusable code, made through `engine`.
+async fn org_with_code(
+    engine: &engine::Engine,
+    licenses: u32,
+    valid_until: Option<Timestamp>,
+) -> (OrgId, String) {
+    let op = engine::Principal::Operator;
+    let org = engine
+        .create_organization(&op, "Acme", None)
+        .await
+        .expect("org");
+    engine
+        .add_licenses(&op, org.id, licenses, valid_until, None)
+        .await
+        .expect("licenses");
+    let code = engine
+        .create_reusable_code(&op, org.id, Default::default(), None)
+        .await
+        .expect("code");
+    (org.id, code.code)
+}
 
-    const LICENSES: u32 = 4;
-    const DEVICES: usize = 12;
+/// Two engines (nodes) on one fresh database, sharing a manual clock.
+async fn two_nodes() -> (
+    String,
+    std::sync::Arc<engine::ManualClock>,
+    Vec<engine::Engine>,
+) {
     let url = fresh_url().await;
-    let key = ServerKey::generate();
-    let clock = ManualClock::new(T0);
+    let key = engine::secrets::ServerKey::generate();
+    let clock = engine::ManualClock::new(T0);
     let mut nodes = Vec::new();
     for _ in 0..2 {
         let store = PgStore::open(&PgSettings::new(url.clone()))
             .await
             .expect("open");
-        let engine = Engine::start(
-            Arc::new(store),
+        let engine = engine::Engine::start(
+            std::sync::Arc::new(store),
             clock.clone(),
             &key,
-            EngineSettings::default(),
+            engine::EngineSettings::default(),
         )
         .await
         .expect("start");
         nodes.push(engine);
     }
+    (url, clock, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_hand_out_a_license_twice() {
+    use engine::{PairAnswer, Principal};
+    use protocol::{Credential, Pair, RefusalReason};
+    use std::collections::HashSet;
+    use std::net::IpAddr;
+
+    const LICENSES: u32 = 4;
+    const DEVICES: usize = 12;
+    let (_, _, nodes) = two_nodes().await;
     let op = Principal::Operator;
-    let org = nodes[0]
-        .create_organization(&op, "Acme", None)
-        .await
-        .expect("org");
-    nodes[0]
-        .add_licenses(&op, org.id, LICENSES, None, None)
-        .await
-        .expect("licenses");
-    let code = nodes[0]
-        .create_reusable_code(&op, org.id, Default::default(), None)
-        .await
-        .expect("code");
+    let (org_id, code) = org_with_code(&nodes[0], LICENSES, None).await;
 
     let mut tasks = Vec::new();
     for device in 0..DEVICES {
         let engine = nodes[device % 2].clone();
         let request = Pair {
-            code: code.code.clone(),
+            code: code.clone(),
             installation_id: Uuid::new_v4(),
             credential: Credential([u8::try_from(device).expect("small"); 32]),
             device: device_info(),
@@ -1459,10 +1643,184 @@ async fn two_nodes_never_hand_out_a_license_twice() {
     assert_eq!(licenses.len(), LICENSES as usize);
     assert_eq!(refused, DEVICES - LICENSES as usize);
     let devices = nodes[1]
-        .list_devices(&op, org.id, &Default::default())
+        .list_devices(&op, org_id, &Default::default())
         .await
         .expect("devices");
     assert_eq!(devices.items.len(), LICENSES as usize);
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+/// What a link is handed next: waits (bounded) until the engine gives it something.
+async fn next_update(link: &engine::link::DeviceLink) -> engine::link::LinkUpdate {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let update = link.take();
+            if update.configuration.is_some() || update.end.is_some() {
+                return update;
+            }
+            link.changed().await;
+        }
+    })
+    .await
+    .expect("the link is handed something within 10 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_on_one_node_reach_devices_on_another() {
+    use engine::{ConfigEdit, PairAnswer, Principal};
+    use protocol::{Credential, EndReason, Pair};
+    use std::net::IpAddr;
+
+    let (url, _, nodes) = two_nodes().await;
+    let (admin_node, device_node) = (&nodes[0], &nodes[1]);
+    let op = Principal::Operator;
+    let (org_id, code) = org_with_code(admin_node, 2, None).await;
+    let first = admin_node
+        .create_configuration(&op, org_id, "First", "[GLOBAL]\n", None)
+        .await
+        .expect("configuration");
+
+    // Two devices connected to the other node.
+    let mut links = Vec::new();
+    for device in 0..2u8 {
+        let link = device_node.new_link(IpAddr::from([127, 0, 0, 1]));
+        let request = Pair {
+            code: code.clone(),
+            installation_id: Uuid::new_v4(),
+            credential: Credential([device; 32]),
+            device: device_info(),
+        };
+        let PairAnswer::Paired(paired) = device_node.pair(&request, &link).await else {
+            panic!("pairing refused");
+        };
+        let update = next_update(&link).await;
+        assert_eq!(
+            update.configuration.map(|c| (c.id, c.revision)),
+            Some((first.id, 1))
+        );
+        links.push((paired.device_id, link));
+    }
+
+    // An edit on the admin node reaches both.
+    admin_node
+        .update_configuration(
+            &op,
+            org_id,
+            first.id,
+            ConfigEdit {
+                body: Some("[GLOBAL]\nsynctime_low_threshold = 5\n".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("edit");
+    for (_, link) in &links {
+        let pushed = next_update(link)
+            .await
+            .configuration
+            .expect("a configuration");
+        assert_eq!((pushed.id, pushed.revision), (first.id, 2));
+        assert!(pushed.body.contains("synctime_low_threshold"));
+    }
+
+    // An assignment to one device reaches that device only.
+    let second = admin_node
+        .create_configuration(&op, org_id, "Second", "[GLOBAL]\n", None)
+        .await
+        .expect("configuration");
+    admin_node
+        .assign_configuration(&op, org_id, second.id, vec![links[0].0])
+        .await
+        .expect("assign");
+    let pushed = next_update(&links[0].1)
+        .await
+        .configuration
+        .expect("a configuration");
+    assert_eq!((pushed.id, pushed.revision), (second.id, 1));
+
+    // The listener's connection dies while an unpair happens: the device is still told.
+    let store = PgStore::open(&PgSettings::new(url.clone()))
+        .await
+        .expect("open");
+    let killed = kill_listeners(&store).await;
+    assert_eq!(killed.len(), 2);
+    admin_node
+        .unpair_device(&op, org_id, links[1].0)
+        .await
+        .expect("unpair");
+    let update = next_update(&links[1].1).await;
+    assert_eq!(update.end, Some(EndReason::Unpaired));
+    // The other device saw no spurious change: nothing is waiting for it.
+    assert!(links[0].1.take().configuration.is_none());
+    assert_eq!(links[0].1.ended(), None);
+
+    store.close().await;
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_nodes_sweep_expired_licenses_and_each_pairing_ends_once() {
+    use engine::model::PageRequest;
+    use engine::{PairAnswer, Principal};
+    use protocol::{Credential, EndReason, Pair};
+    use std::net::IpAddr;
+
+    const PER_NODE: usize = 3;
+    let (_, clock, nodes) = two_nodes().await;
+    let op = Principal::Operator;
+    let hour = 3_600_000;
+    let (org_id, code) =
+        org_with_code(&nodes[0], 2 * PER_NODE as u32, Some(T0.plus_millis(hour))).await;
+    let mut links = Vec::new();
+    for device in 0..2 * PER_NODE {
+        let node = &nodes[device % 2];
+        let link = node.new_link(IpAddr::from([127, 0, 0, 1]));
+        let request = Pair {
+            code: code.clone(),
+            installation_id: Uuid::new_v4(),
+            credential: Credential([u8::try_from(device).expect("small"); 32]),
+            device: device_info(),
+        };
+        assert!(matches!(
+            node.pair(&request, &link).await,
+            PairAnswer::Paired(_)
+        ));
+        links.push(link);
+    }
+
+    // The shared clock jumps past the licenses' end: both nodes' sweeps run at once.
+    clock.advance(Duration::from_millis(2 * hour as u64));
+    for link in &links {
+        assert_eq!(next_update(link).await.end, Some(EndReason::LicenseExpired));
+    }
+    // Once more, side by side: nothing is left to end.
+    let (first, second) = tokio::join!(nodes[0].sweep_expired(), nodes[1].sweep_expired());
+    assert_eq!((first, second), (0, 0));
+    let audit = nodes[1]
+        .audit_log(
+            &op,
+            Some(org_id),
+            &PageRequest {
+                limit: 500,
+                after: None,
+            },
+        )
+        .await
+        .expect("audit");
+    let expiries = audit
+        .items
+        .iter()
+        .filter(|entry| entry.action == "device.license_expired")
+        .count();
+    assert_eq!(
+        expiries,
+        2 * PER_NODE,
+        "each pairing ended (and audited) once"
+    );
     for node in &nodes {
         node.shutdown().await;
     }
