@@ -139,7 +139,7 @@ async fn a_device_still_receives_an_edit_made_while_its_node_lost_its_listener()
     let listeners = || async {
         let (count,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+             WHERE datname = current_database() AND application_name = 'paird-listener'",
         )
         .fetch_one(&pool)
         .await
@@ -155,7 +155,8 @@ async fn a_device_still_receives_an_edit_made_while_its_node_lost_its_listener()
     // Only this test's database: the cluster is shared with other tests.
     let (terminated,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query LIKE 'LISTEN%') AS killed",
+         WHERE datname = current_database() AND application_name = 'paird-listener') \
+         AS killed",
     )
     .fetch_one(&pool)
     .await
