@@ -7,6 +7,10 @@
 //! stops and restarts PostgreSQL: it starts a cluster of its own, since stopping the shared one
 //! would take every other test's database down with it.
 //!
+//! Running them in parallel is not too heavy: with libtest's default (one test per core) a few
+//! nodes run at once; even `--test-threads=10` (thirty paird processes and two PostgreSQL
+//! clusters) passed on two shared cores in about 11 seconds, the same as the default.
+//!
 //! Each node logs to a file; when a test fails, the last lines of its three nodes' logs are
 //! printed with the failure (`PAIRD_TEST_LOG` sets their `RUST_LOG`, `info` by default).
 //!

@@ -152,7 +152,9 @@ async fn a_device_still_receives_an_edit_made_while_its_node_lost_its_listener()
     )
     .await;
 
-    // Only this test's database: the cluster is shared with other tests.
+    // Every listener of this test's database (only this one: the cluster is shared with other
+    // tests). pg_stat_activity cannot tell which node a connection belongs to, so node b's goes
+    // with the other two; node a applies its own edit without its listener anyway.
     let (terminated,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND application_name = 'paird-listener') \
