@@ -184,6 +184,13 @@ impl Batch {
         }
     }
 
+    /// Drops the requests whose caller no longer waits for the answer.
+    fn drop_abandoned(&mut self) {
+        self.pairs.retain(|job| !job.reply.is_closed());
+        self.resumes.retain(|job| !job.reply.is_closed());
+        self.acks.retain(|job| !job.reply.is_closed());
+    }
+
     pub fn append(&mut self, mut other: Batch) {
         self.pairs.append(&mut other.pairs);
         self.resumes.append(&mut other.resumes);
@@ -232,7 +239,13 @@ impl Batch {
 
 /// Commits a batch and answers its requests. Returns the requests deferred to the next batch
 /// (a second request of the same installation in one batch waits for the first to commit).
-pub(crate) async fn commit(shared: &Shared, org_id: OrgId, batch: Batch) -> Batch {
+pub(crate) async fn commit(shared: &Shared, org_id: OrgId, mut batch: Batch) -> Batch {
+    // A caller that stopped waiting (it answered "unavailable" after its time-out) is not
+    // decided for: committing it now would contradict the answer it gave.
+    batch.drop_abandoned();
+    if batch.is_empty() {
+        return Batch::default();
+    }
     let size = batch.len() as u64;
     match plan_and_commit(shared, org_id, &batch).await {
         Ok(plan) => {

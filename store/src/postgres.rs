@@ -522,11 +522,18 @@ impl Store for PgStore {
         // offline the index finds nothing more to change. A device that reconnected elsewhere
         // is online on another node's connection and is not touched. Rows of nodes dead for a
         // week are forgotten.
+        //
+        // The stale nodes' rows are locked (and re-checked after any wait) for the statement:
+        // a node that beats again meanwhile either commits its heartbeat first and is no longer
+        // stale here, or waits for this statement and then learns from its heartbeat that it
+        // was given up, and marks its devices online again after this cleared them.
         let offline = sqlx::query(
-            "UPDATE devices SET online_conn = NULL, \
-             last_seen = GREATEST(devices.last_seen, nodes.heartbeat_at) \
-             FROM nodes WHERE nodes.heartbeat_at < $1 \
-             AND devices.online_conn IS NOT NULL AND (devices.online_conn >> 32) = nodes.id",
+            "WITH dead AS (SELECT id, heartbeat_at FROM nodes WHERE heartbeat_at < $1 \
+             ORDER BY id FOR UPDATE) \
+             UPDATE devices SET online_conn = NULL, \
+             last_seen = GREATEST(devices.last_seen, dead.heartbeat_at) \
+             FROM dead WHERE devices.online_conn IS NOT NULL \
+             AND (devices.online_conn >> 32) = dead.id",
         )
         .bind(stale_before.0)
         .execute(&self.pool)
