@@ -6,12 +6,14 @@
 //! database).
 //!
 //! Layout: [`sqlite`] — the SQLite backend; [`postgres`] — the PostgreSQL backend; `notify` —
-//! change notifications between PostgreSQL nodes; `paging` —
+//! change notifications between PostgreSQL nodes; `rows` — column lists and row readers
+//! shared by both; `paging` —
 //! pagination shared by both; this file — URL parsing and opening.
 
 mod notify;
 mod paging;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::path::PathBuf;

@@ -1,9 +1,8 @@
-//! Pagination and conversions shared by the backends, so that both cut pages, read cursors and
-//! map the rows they share the same way.
+//! Pagination and conversions shared by the backends, so that both cut pages and read cursors
+//! the same way.
 
-use engine::ids::{ConfigId, DeviceId};
 use engine::model::{Page, PageRequest};
-use engine::store::{DeviceState, EndedBecause, StoreError, StoreResult};
+use engine::store::{StoreError, StoreResult};
 use uuid::Uuid;
 
 /// Counters and revisions are `u64` in the engine and signed 64-bit integers in both databases;
@@ -31,31 +30,4 @@ pub(crate) fn uuid_cursor(page: &PageRequest) -> StoreResult<Uuid> {
         None => Ok(Uuid::nil()),
         Some(text) => Uuid::parse_str(text).map_err(|_| StoreError::InvalidInput("cursor")),
     }
-}
-
-/// A device's pairing state from its `id, config_id, end_reason` columns, on either backend.
-pub(crate) fn device_state_from_row<'r, R>(row: &'r R) -> StoreResult<DeviceState>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let column =
-        |index: usize, error: sqlx::Error| StoreError::Other(format!("column {index}: {error}"));
-    let reason: Option<String> = row.try_get(2).map_err(|error| column(2, error))?;
-    Ok(DeviceState {
-        device_id: DeviceId(row.try_get(0).map_err(|error| column(0, error))?),
-        config_id: row
-            .try_get::<Option<Uuid>, _>(1)
-            .map_err(|error| column(1, error))?
-            .map(ConfigId),
-        ended: reason
-            .as_deref()
-            .map(|reason| {
-                EndedBecause::parse(reason)
-                    .ok_or_else(|| StoreError::Other(format!("unknown end reason {reason}")))
-            })
-            .transpose()?,
-    })
 }

@@ -20,9 +20,8 @@ use async_trait::async_trait;
 use data_encoding::HEXLOWER;
 use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{
-    AckStatus, AppliedConfiguration, AssignedConfiguration, AuditEntry, CodeInfo, CodeKind,
-    Configuration, Device, License, LicenseStatus, LicenseSummary, OrgKeyInfo, Organization, Page,
-    PageRequest,
+    AckStatus, AuditEntry, CodeInfo, CodeKind, Configuration, Device, License, LicenseStatus,
+    LicenseSummary, OrgKeyInfo, Organization, Page, PageRequest,
 };
 use engine::secrets::SecretHash;
 use engine::store::{
@@ -32,15 +31,20 @@ use engine::store::{
     Store, StoreError, StoreResult, StoreTx, StoredReply, TokenOwner,
 };
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::paging::{device_state_from_row, page_of, page_rows, to_i64, uuid_cursor};
+use crate::paging::{page_of, page_rows, to_i64, uuid_cursor};
+use crate::rows::{
+    CODE_COLUMNS, CONFIG_COLUMNS, DEVICE_COLUMNS, DEVICE_FROM, active_device_from_row,
+    code_from_row, code_state_columns, code_state_from_row, config_row_from_row,
+    configuration_from_row, device_from_row, device_state_from_row, get, get_hash, get_opt_ts,
+    get_opt_u64, get_ts, get_u64, license_from_row, license_state_from_row,
+};
 
 /// How durable a commit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -337,243 +341,12 @@ impl Rows {
     }
 }
 
-fn get<'r, T>(row: &'r SqliteRow, index: usize) -> StoreResult<T>
-where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-{
-    row.try_get(index)
-        .map_err(|error| StoreError::Other(format!("column {index}: {error}")))
-}
-
-fn get_hash(row: &SqliteRow, index: usize) -> StoreResult<SecretHash> {
-    let bytes: Vec<u8> = get(row, index)?;
-    let array: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| StoreError::Other(format!("column {index}: not a 32-byte hash")))?;
-    Ok(SecretHash(array))
-}
-
-fn get_ts(row: &SqliteRow, index: usize) -> StoreResult<Timestamp> {
-    Ok(Timestamp(get::<i64>(row, index)?))
-}
-
-fn get_opt_ts(row: &SqliteRow, index: usize) -> StoreResult<Option<Timestamp>> {
-    Ok(get::<Option<i64>>(row, index)?.map(Timestamp))
-}
-
-fn get_u32(row: &SqliteRow, index: usize) -> StoreResult<u32> {
-    u32::try_from(get::<i64>(row, index)?)
-        .map_err(|_| StoreError::Other(format!("column {index}: out of range")))
-}
-
-fn get_opt_u32(row: &SqliteRow, index: usize) -> StoreResult<Option<u32>> {
-    get::<Option<i64>>(row, index)?
-        .map(|value| {
-            u32::try_from(value)
-                .map_err(|_| StoreError::Other(format!("column {index}: out of range")))
-        })
-        .transpose()
-}
-
-fn get_u64(row: &SqliteRow, index: usize) -> StoreResult<u64> {
-    u64::try_from(get::<i64>(row, index)?)
-        .map_err(|_| StoreError::Other(format!("column {index}: out of range")))
-}
-
-fn get_opt_u64(row: &SqliteRow, index: usize) -> StoreResult<Option<u64>> {
-    get::<Option<i64>>(row, index)?
-        .map(|value| {
-            u64::try_from(value)
-                .map_err(|_| StoreError::Other(format!("column {index}: out of range")))
-        })
-        .transpose()
-}
-
 const LICENSE_STATUS: &str = "CASE WHEN valid_until IS NOT NULL AND valid_until <= ?1 THEN 'expired' \
      WHEN device_id IS NOT NULL THEN 'assigned' \
      WHEN reserved_until IS NOT NULL AND reserved_until > ?1 THEN 'reserved' \
      ELSE 'free' END";
 
-fn license_from_row(row: &SqliteRow) -> StoreResult<License> {
-    let status: String = get(row, 5)?;
-    let status = LicenseStatus::parse(&status)
-        .ok_or_else(|| StoreError::Other(format!("unknown license status {status}")))?;
-    Ok(License {
-        id: LicenseId(get(row, 0)?),
-        organization_id: OrgId(get(row, 1)?),
-        purchased_at: get_ts(row, 2)?,
-        valid_until: get_opt_ts(row, 3)?,
-        device_id: get::<Option<Uuid>>(row, 4)?.map(DeviceId),
-        reserved_until: if status == LicenseStatus::Reserved {
-            get_opt_ts(row, 6)?
-        } else {
-            None
-        },
-        status,
-    })
-}
-
-const CODE_COLUMNS: &str = "id, org_id, kind, label, created_at, expires_at, max_uses, uses, \
-     last_used_at, revoked_at, license_id, used_at";
-
-fn code_from_row(row: &SqliteRow, now: Timestamp) -> StoreResult<CodeInfo> {
-    let kind_text: String = get(row, 2)?;
-    let kind = CodeKind::parse(&kind_text)
-        .ok_or_else(|| StoreError::Other(format!("unknown code kind {kind_text}")))?;
-    let expires_at = get_ts(row, 5)?;
-    let max_uses = get_opt_u32(row, 6)?;
-    let uses = get_u32(row, 7)?;
-    let revoked_at = get_opt_ts(row, 9)?;
-    let used_at = get_opt_ts(row, 11)?;
-    Ok(CodeInfo {
-        id: CodeId(get(row, 0)?),
-        organization_id: OrgId(get(row, 1)?),
-        kind,
-        label: get(row, 3)?,
-        status: engine::code_status(kind, revoked_at, used_at, expires_at, max_uses, uses, now),
-        created_at: get_ts(row, 4)?,
-        expires_at,
-        max_uses: if kind == CodeKind::Reusable {
-            max_uses
-        } else {
-            None
-        },
-        uses,
-        last_used_at: get_opt_ts(row, 8)?,
-        revoked_at,
-        license_id: get::<Option<Uuid>>(row, 10)?.map(LicenseId),
-    })
-}
-
-macro_rules! code_state_columns {
-    () => {
-        "id, org_id, kind, expires_at, revoked_at, max_uses, uses, used_at, license_id"
-    };
-}
 const CODE_STATE_COLUMNS: &str = code_state_columns!();
-
-fn code_state_from_row(row: &SqliteRow) -> StoreResult<CodeState> {
-    let kind_text: String = get(row, 2)?;
-    Ok(CodeState {
-        id: CodeId(get(row, 0)?),
-        org_id: OrgId(get(row, 1)?),
-        kind: CodeKind::parse(&kind_text)
-            .ok_or_else(|| StoreError::Other(format!("unknown code kind {kind_text}")))?,
-        expires_at: get_ts(row, 3)?,
-        revoked_at: get_opt_ts(row, 4)?,
-        max_uses: get_opt_u32(row, 5)?,
-        uses: get_u32(row, 6)?,
-        used_at: get_opt_ts(row, 7)?,
-        license_id: get::<Option<Uuid>>(row, 8)?.map(LicenseId),
-    })
-}
-
-const CONFIG_COLUMNS: &str = "c.id, c.org_id, c.name, c.revision, c.created_at, c.updated_at, \
-     (SELECT COUNT(*) FROM devices d WHERE d.config_id = c.id AND d.ended_at IS NULL)";
-
-fn configuration_from_row(row: &SqliteRow, body: Option<String>) -> StoreResult<Configuration> {
-    Ok(Configuration {
-        id: ConfigId(get(row, 0)?),
-        organization_id: OrgId(get(row, 1)?),
-        name: get(row, 2)?,
-        revision: get_u64(row, 3)?,
-        created_at: get_ts(row, 4)?,
-        updated_at: get_ts(row, 5)?,
-        assigned_devices: get_u64(row, 6)?,
-        body,
-    })
-}
-
-fn config_row_from_row(row: &SqliteRow) -> StoreResult<ConfigRow> {
-    Ok(ConfigRow {
-        id: ConfigId(get(row, 0)?),
-        org_id: OrgId(get(row, 1)?),
-        name: get(row, 2)?,
-        revision: get_u64(row, 3)?,
-        body: get(row, 4)?,
-    })
-}
-
-const DEVICE_COLUMNS: &str = "d.id, d.org_id, d.installation_id, d.name, d.model, d.os, \
-     d.app_version, d.license_id, l.valid_until, d.paired_at, d.paired_by_code, d.config_id, \
-     c.name, c.revision, d.applied_config_id, d.applied_revision, d.ack_status, d.ack_reason, \
-     d.ack_at, d.online_conn IS NOT NULL, d.last_seen";
-
-const DEVICE_FROM: &str = "FROM devices d JOIN licenses l ON l.id = d.license_id \
-     LEFT JOIN configurations c ON c.id = d.config_id";
-
-fn device_from_row(row: &SqliteRow) -> StoreResult<Device> {
-    let configuration = match get::<Option<Uuid>>(row, 11)? {
-        Some(id) => Some(AssignedConfiguration {
-            id: ConfigId(id),
-            name: get::<Option<String>>(row, 12)?.unwrap_or_default(),
-            revision: get_opt_u64(row, 13)?.unwrap_or_default(),
-        }),
-        None => None,
-    };
-    let applied = match (
-        get::<Option<Uuid>>(row, 14)?,
-        get_opt_u64(row, 15)?,
-        get::<Option<String>>(row, 16)?,
-    ) {
-        (Some(config), Some(revision), Some(status)) => Some(AppliedConfiguration {
-            configuration_id: ConfigId(config),
-            revision,
-            status: AckStatus::parse(&status)
-                .ok_or_else(|| StoreError::Other(format!("unknown ack status {status}")))?,
-            reason: get(row, 17)?,
-            at: get_opt_ts(row, 18)?.unwrap_or_default(),
-        }),
-        _ => None,
-    };
-    Ok(Device {
-        id: DeviceId(get(row, 0)?),
-        organization_id: OrgId(get(row, 1)?),
-        installation_id: InstallationId(get(row, 2)?),
-        name: get(row, 3)?,
-        model: get(row, 4)?,
-        os: get(row, 5)?,
-        app_version: get(row, 6)?,
-        license_id: LicenseId(get(row, 7)?),
-        license_valid_until: get_opt_ts(row, 8)?,
-        paired_at: get_ts(row, 9)?,
-        paired_by_code: get::<Option<Uuid>>(row, 10)?.map(CodeId),
-        configuration,
-        applied,
-        online: get::<bool>(row, 19)?,
-        last_seen: get_ts(row, 20)?,
-    })
-}
-
-macro_rules! active_device_columns {
-    () => {
-        "d.id, d.org_id, d.installation_id, d.credential_hash, d.license_id, l.valid_until, \
-         d.config_id"
-    };
-}
-
-fn active_device_from_row(row: &SqliteRow) -> StoreResult<ActiveDevice> {
-    Ok(ActiveDevice {
-        id: DeviceId(get(row, 0)?),
-        org_id: OrgId(get(row, 1)?),
-        installation_id: InstallationId(get(row, 2)?),
-        credential_hash: get_hash(row, 3)?,
-        license_id: LicenseId(get(row, 4)?),
-        license_valid_until: get_opt_ts(row, 5)?,
-        config_id: get::<Option<Uuid>>(row, 6)?.map(ConfigId),
-    })
-}
-
-fn license_state_from_row(row: &SqliteRow) -> StoreResult<LicenseState> {
-    Ok(LicenseState {
-        id: LicenseId(get(row, 0)?),
-        org_id: OrgId(get(row, 1)?),
-        valid_until: get_opt_ts(row, 2)?,
-        device_id: get::<Option<Uuid>>(row, 3)?.map(DeviceId),
-        reserved_by: get::<Option<Uuid>>(row, 4)?.map(CodeId),
-        reserved_until: get_opt_ts(row, 5)?,
-    })
-}
 
 // --- reads ----------------------------------------------------------------------------------
 
@@ -917,7 +690,7 @@ impl Store for SqliteStore {
             .await
             .map_err(map_error)?;
         Ok(match row {
-            Some(row) => get::<Option<Vec<u8>>>(&row, 0)?,
+            Some(row) => get::<Option<Vec<u8>>, _>(&row, 0)?,
             None => None,
         })
     }
@@ -967,7 +740,7 @@ impl Store for SqliteStore {
             .await
             .map_err(map_error)?;
         row.map(|row| {
-            let body = get::<Option<String>>(&row, 7)?;
+            let body = get::<Option<String>, _>(&row, 7)?;
             configuration_from_row(&row, body)
         })
         .transpose()
@@ -1069,7 +842,7 @@ impl Store for SqliteStore {
                 let details: String = get(row, 6)?;
                 Ok(AuditEntry {
                     id: get(row, 0)?,
-                    organization_id: get::<Option<Uuid>>(row, 1)?.map(OrgId),
+                    organization_id: get::<Option<Uuid>, _>(row, 1)?.map(OrgId),
                     at: get_ts(row, 2)?,
                     actor: get(row, 3)?,
                     action: get(row, 4)?,
@@ -1117,7 +890,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.writer)
             .await
             .map_err(map_error)?;
-        row.map(|row| get::<Vec<u8>>(&row, 0)).transpose()
+        row.map(|row| get::<Vec<u8>, _>(&row, 0)).transpose()
     }
 
     async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()> {
@@ -1418,11 +1191,11 @@ impl StoreTx for SqliteTx {
             .map(|row| {
                 Ok(AckTarget {
                     device_id: DeviceId(get(row, 0)?),
-                    config_id: get::<Option<Uuid>>(row, 1)?.map(ConfigId),
+                    config_id: get::<Option<Uuid>, _>(row, 1)?.map(ConfigId),
                     config_revision: get_opt_u64(row, 2)?,
-                    applied_config_id: get::<Option<Uuid>>(row, 3)?.map(ConfigId),
+                    applied_config_id: get::<Option<Uuid>, _>(row, 3)?.map(ConfigId),
                     applied_revision: get_opt_u64(row, 4)?,
-                    ack_status: get::<Option<String>>(row, 5)?
+                    ack_status: get::<Option<String>, _>(row, 5)?
                         .and_then(|status| AckStatus::parse(&status)),
                     ack_reason: get(row, 6)?,
                 })
@@ -1870,6 +1643,8 @@ impl StoreTx for SqliteTx {
 /// The statements of the batch path, named so that a test can check each one's query plan:
 /// every one must visit only the rows of its batch, whatever the size of the tables.
 pub(crate) mod batch_sql {
+    use crate::rows::{active_device_columns, code_state_columns};
+
     pub const RECORD_ENDED_PAIRINGS: &str = "INSERT INTO ended_pairings \
              (installation_id, credential_hash, end_reason, ended_at) \
              SELECT installation_id, credential_hash, end_reason, ended_at FROM devices \
@@ -1980,7 +1755,7 @@ mod tests {
             .await
             .unwrap_or_else(|error| panic!("{error}: {sql}"));
         rows.iter()
-            .map(|row| row.try_get::<String, _>(3).unwrap_or_default())
+            .map(|row| get::<String, _>(row, 3).unwrap_or_default())
             .collect()
     }
 

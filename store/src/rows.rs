@@ -1,0 +1,320 @@
+//! Reading rows the same way on both backends: the column lists that several queries share, and
+//! the functions that turn their rows into the engine's types, by position. A column list and
+//! the function reading it live together here so that they cannot drift apart between SQLite and
+//! PostgreSQL.
+//!
+//! [`Column`] is implemented for each backend's row type and each column type the stores read;
+//! [`Columns`] is all of them, the bound the row functions take.
+
+use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, LicenseId, OrgId, Timestamp};
+use engine::model::{
+    AckStatus, AppliedConfiguration, AssignedConfiguration, CodeInfo, CodeKind, Configuration,
+    Device, License, LicenseStatus,
+};
+use engine::secrets::SecretHash;
+use engine::store::{
+    ActiveDevice, CodeState, ConfigRow, DeviceState, EndedBecause, LicenseState, StoreError,
+    StoreResult,
+};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+/// A row whose column can be read as a `T`.
+pub(crate) trait Column<T> {
+    fn column(&self, index: usize) -> StoreResult<T>;
+}
+
+macro_rules! columns {
+    ($row:ty: $($t:ty),* $(,)?) => {
+        $(
+            impl Column<$t> for $row {
+                fn column(&self, index: usize) -> StoreResult<$t> {
+                    sqlx::Row::try_get(self, index)
+                        .map_err(|error| StoreError::Other(format!("column {index}: {error}")))
+                }
+            }
+        )*
+    };
+}
+
+columns!(SqliteRow: Uuid, Option<Uuid>, i64, Option<i64>, String, Option<String>, Vec<u8>, Option<Vec<u8>>, bool);
+columns!(PgRow: Uuid, Option<Uuid>, i64, Option<i64>, String, Option<String>, Vec<u8>, Option<Vec<u8>>, bool);
+
+/// Every column type the stores read.
+pub(crate) trait Columns:
+    Column<Uuid>
+    + Column<Option<Uuid>>
+    + Column<i64>
+    + Column<Option<i64>>
+    + Column<String>
+    + Column<Option<String>>
+    + Column<Vec<u8>>
+    + Column<bool>
+{
+}
+
+impl<R> Columns for R where
+    R: Column<Uuid>
+        + Column<Option<Uuid>>
+        + Column<i64>
+        + Column<Option<i64>>
+        + Column<String>
+        + Column<Option<String>>
+        + Column<Vec<u8>>
+        + Column<bool>
+{
+}
+
+/// Column `index` of `row`, as a `T`.
+pub(crate) fn get<T, R: Column<T> + ?Sized>(row: &R, index: usize) -> StoreResult<T> {
+    row.column(index)
+}
+
+pub(crate) fn get_hash(row: &impl Columns, index: usize) -> StoreResult<SecretHash> {
+    let bytes: Vec<u8> = get(row, index)?;
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Other(format!("column {index}: not a 32-byte hash")))?;
+    Ok(SecretHash(array))
+}
+
+pub(crate) fn get_ts(row: &impl Columns, index: usize) -> StoreResult<Timestamp> {
+    Ok(Timestamp(get::<i64, _>(row, index)?))
+}
+
+pub(crate) fn get_opt_ts(row: &impl Columns, index: usize) -> StoreResult<Option<Timestamp>> {
+    Ok(get::<Option<i64>, _>(row, index)?.map(Timestamp))
+}
+
+/// Counters and revisions: stored as signed 64-bit integers, never negative.
+fn unsigned<T: TryFrom<i64>>(value: i64, index: usize) -> StoreResult<T> {
+    T::try_from(value).map_err(|_| StoreError::Other(format!("column {index}: out of range")))
+}
+
+fn get_unsigned<T: TryFrom<i64>>(row: &impl Columns, index: usize) -> StoreResult<T> {
+    unsigned(get(row, index)?, index)
+}
+
+fn get_opt_unsigned<T: TryFrom<i64>>(row: &impl Columns, index: usize) -> StoreResult<Option<T>> {
+    get::<Option<i64>, _>(row, index)?
+        .map(|value| unsigned(value, index))
+        .transpose()
+}
+
+pub(crate) fn get_u32(row: &impl Columns, index: usize) -> StoreResult<u32> {
+    get_unsigned(row, index)
+}
+
+pub(crate) fn get_opt_u32(row: &impl Columns, index: usize) -> StoreResult<Option<u32>> {
+    get_opt_unsigned(row, index)
+}
+
+pub(crate) fn get_u64(row: &impl Columns, index: usize) -> StoreResult<u64> {
+    get_unsigned(row, index)
+}
+
+pub(crate) fn get_opt_u64(row: &impl Columns, index: usize) -> StoreResult<Option<u64>> {
+    get_opt_unsigned(row, index)
+}
+
+pub(crate) fn license_from_row(row: &impl Columns) -> StoreResult<License> {
+    let status: String = get(row, 5)?;
+    let status = LicenseStatus::parse(&status)
+        .ok_or_else(|| StoreError::Other(format!("unknown license status {status}")))?;
+    Ok(License {
+        id: LicenseId(get(row, 0)?),
+        organization_id: OrgId(get(row, 1)?),
+        purchased_at: get_ts(row, 2)?,
+        valid_until: get_opt_ts(row, 3)?,
+        device_id: get::<Option<Uuid>, _>(row, 4)?.map(DeviceId),
+        reserved_until: if status == LicenseStatus::Reserved {
+            get_opt_ts(row, 6)?
+        } else {
+            None
+        },
+        status,
+    })
+}
+
+pub(crate) const CODE_COLUMNS: &str = "id, org_id, kind, label, created_at, expires_at, max_uses, uses, \
+     last_used_at, revoked_at, license_id, used_at";
+
+pub(crate) fn code_from_row(row: &impl Columns, now: Timestamp) -> StoreResult<CodeInfo> {
+    let kind_text: String = get(row, 2)?;
+    let kind = CodeKind::parse(&kind_text)
+        .ok_or_else(|| StoreError::Other(format!("unknown code kind {kind_text}")))?;
+    let expires_at = get_ts(row, 5)?;
+    let max_uses = get_opt_u32(row, 6)?;
+    let uses = get_u32(row, 7)?;
+    let revoked_at = get_opt_ts(row, 9)?;
+    let used_at = get_opt_ts(row, 11)?;
+    Ok(CodeInfo {
+        id: CodeId(get(row, 0)?),
+        organization_id: OrgId(get(row, 1)?),
+        kind,
+        label: get(row, 3)?,
+        status: engine::code_status(kind, revoked_at, used_at, expires_at, max_uses, uses, now),
+        created_at: get_ts(row, 4)?,
+        expires_at,
+        max_uses: if kind == CodeKind::Reusable {
+            max_uses
+        } else {
+            None
+        },
+        uses,
+        last_used_at: get_opt_ts(row, 8)?,
+        revoked_at,
+        license_id: get::<Option<Uuid>, _>(row, 10)?.map(LicenseId),
+    })
+}
+
+macro_rules! code_state_columns {
+    () => {
+        "id, org_id, kind, expires_at, revoked_at, max_uses, uses, used_at, license_id"
+    };
+}
+
+pub(crate) fn code_state_from_row(row: &impl Columns) -> StoreResult<CodeState> {
+    let kind_text: String = get(row, 2)?;
+    Ok(CodeState {
+        id: CodeId(get(row, 0)?),
+        org_id: OrgId(get(row, 1)?),
+        kind: CodeKind::parse(&kind_text)
+            .ok_or_else(|| StoreError::Other(format!("unknown code kind {kind_text}")))?,
+        expires_at: get_ts(row, 3)?,
+        revoked_at: get_opt_ts(row, 4)?,
+        max_uses: get_opt_u32(row, 5)?,
+        uses: get_u32(row, 6)?,
+        used_at: get_opt_ts(row, 7)?,
+        license_id: get::<Option<Uuid>, _>(row, 8)?.map(LicenseId),
+    })
+}
+
+pub(crate) const CONFIG_COLUMNS: &str = "c.id, c.org_id, c.name, c.revision, c.created_at, c.updated_at, \
+     (SELECT COUNT(*) FROM devices d WHERE d.config_id = c.id AND d.ended_at IS NULL)";
+
+pub(crate) fn configuration_from_row(
+    row: &impl Columns,
+    body: Option<String>,
+) -> StoreResult<Configuration> {
+    Ok(Configuration {
+        id: ConfigId(get(row, 0)?),
+        organization_id: OrgId(get(row, 1)?),
+        name: get(row, 2)?,
+        revision: get_u64(row, 3)?,
+        created_at: get_ts(row, 4)?,
+        updated_at: get_ts(row, 5)?,
+        assigned_devices: get_u64(row, 6)?,
+        body,
+    })
+}
+
+pub(crate) fn config_row_from_row(row: &impl Columns) -> StoreResult<ConfigRow> {
+    Ok(ConfigRow {
+        id: ConfigId(get(row, 0)?),
+        org_id: OrgId(get(row, 1)?),
+        name: get(row, 2)?,
+        revision: get_u64(row, 3)?,
+        body: get(row, 4)?,
+    })
+}
+
+pub(crate) const DEVICE_COLUMNS: &str = "d.id, d.org_id, d.installation_id, d.name, d.model, d.os, \
+     d.app_version, d.license_id, l.valid_until, d.paired_at, d.paired_by_code, d.config_id, \
+     c.name, c.revision, d.applied_config_id, d.applied_revision, d.ack_status, d.ack_reason, \
+     d.ack_at, d.online_conn IS NOT NULL, d.last_seen";
+
+pub(crate) const DEVICE_FROM: &str = "FROM devices d JOIN licenses l ON l.id = d.license_id \
+     LEFT JOIN configurations c ON c.id = d.config_id";
+
+pub(crate) fn device_from_row(row: &impl Columns) -> StoreResult<Device> {
+    let configuration = match get::<Option<Uuid>, _>(row, 11)? {
+        Some(id) => Some(AssignedConfiguration {
+            id: ConfigId(id),
+            name: get::<Option<String>, _>(row, 12)?.unwrap_or_default(),
+            revision: get_opt_u64(row, 13)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let applied = match (
+        get::<Option<Uuid>, _>(row, 14)?,
+        get_opt_u64(row, 15)?,
+        get::<Option<String>, _>(row, 16)?,
+    ) {
+        (Some(config), Some(revision), Some(status)) => Some(AppliedConfiguration {
+            configuration_id: ConfigId(config),
+            revision,
+            status: AckStatus::parse(&status)
+                .ok_or_else(|| StoreError::Other(format!("unknown ack status {status}")))?,
+            reason: get(row, 17)?,
+            at: get_opt_ts(row, 18)?.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Ok(Device {
+        id: DeviceId(get(row, 0)?),
+        organization_id: OrgId(get(row, 1)?),
+        installation_id: InstallationId(get(row, 2)?),
+        name: get(row, 3)?,
+        model: get(row, 4)?,
+        os: get(row, 5)?,
+        app_version: get(row, 6)?,
+        license_id: LicenseId(get(row, 7)?),
+        license_valid_until: get_opt_ts(row, 8)?,
+        paired_at: get_ts(row, 9)?,
+        paired_by_code: get::<Option<Uuid>, _>(row, 10)?.map(CodeId),
+        configuration,
+        applied,
+        online: get::<bool, _>(row, 19)?,
+        last_seen: get_ts(row, 20)?,
+    })
+}
+
+macro_rules! active_device_columns {
+    () => {
+        "d.id, d.org_id, d.installation_id, d.credential_hash, d.license_id, l.valid_until, \
+         d.config_id"
+    };
+}
+
+pub(crate) fn active_device_from_row(row: &impl Columns) -> StoreResult<ActiveDevice> {
+    Ok(ActiveDevice {
+        id: DeviceId(get(row, 0)?),
+        org_id: OrgId(get(row, 1)?),
+        installation_id: InstallationId(get(row, 2)?),
+        credential_hash: get_hash(row, 3)?,
+        license_id: LicenseId(get(row, 4)?),
+        license_valid_until: get_opt_ts(row, 5)?,
+        config_id: get::<Option<Uuid>, _>(row, 6)?.map(ConfigId),
+    })
+}
+
+pub(crate) fn license_state_from_row(row: &impl Columns) -> StoreResult<LicenseState> {
+    Ok(LicenseState {
+        id: LicenseId(get(row, 0)?),
+        org_id: OrgId(get(row, 1)?),
+        valid_until: get_opt_ts(row, 2)?,
+        device_id: get::<Option<Uuid>, _>(row, 3)?.map(DeviceId),
+        reserved_by: get::<Option<Uuid>, _>(row, 4)?.map(CodeId),
+        reserved_until: get_opt_ts(row, 5)?,
+    })
+}
+
+/// A device's pairing state from its `id, config_id, end_reason` columns.
+pub(crate) fn device_state_from_row(row: &impl Columns) -> StoreResult<DeviceState> {
+    let reason: Option<String> = get(row, 2)?;
+    Ok(DeviceState {
+        device_id: DeviceId(get(row, 0)?),
+        config_id: get::<Option<Uuid>, _>(row, 1)?.map(ConfigId),
+        ended: reason
+            .as_deref()
+            .map(|reason| {
+                EndedBecause::parse(reason)
+                    .ok_or_else(|| StoreError::Other(format!("unknown end reason {reason}")))
+            })
+            .transpose()?,
+    })
+}
+
+pub(crate) use {active_device_columns, code_state_columns};
