@@ -107,16 +107,18 @@ async fn a_device_stuck_behind_a_full_socket_is_disconnected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_file_descriptors_pauses_accepting_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(dir.path()).await;
     // A hard limit of 128 open files for the server process: ulimit sets both limits, so the
-    // server cannot raise it.
+    // server cannot raise it. The database arguments reach paird as the script's "$@".
     let command = format!(
         "ulimit -n 128 && exec {} serve --data-dir {} --device-listen 127.0.0.1:0 \
-         --admin-listen 127.0.0.1:0 --handshake-timeout 60s --failures-per-address 0",
+         --admin-listen 127.0.0.1:0 --handshake-timeout 60s --failures-per-address 0 \"$@\"",
         env!("CARGO_BIN_EXE_paird"),
         dir.path().display()
     );
     let mut child = tokio::process::Command::new("bash")
-        .args(["-c", &command])
+        .args(["-c", &command, "paird"])
+        .args(database.serve_args())
         .env("PAIRD_OPERATOR_TOKEN", OPERATOR_TOKEN)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())

@@ -51,7 +51,7 @@ async fn two_hundred_devices_race_for_fifty_licenses_with_one_reusable_code() {
     }
     assert_eq!(licenses.len(), 50);
     assert_eq!(refused, 150);
-    assert_eq!(assignment_counts(&test.db_path()).await, (50, 50, 50));
+    assert_eq!(test.database.assignment_counts().await, (50, 50, 50));
     let summary = admin.summary(&org).await;
     assert_eq!(
         (summary["assigned"].clone(), summary["free"].clone()),
@@ -96,7 +96,7 @@ async fn fifty_devices_scanning_one_single_use_code_at_once_pair_exactly_one() {
             .filter_map(refusal)
             .all(|reason| reason == RefusalReason::CodeUsed)
     );
-    assert_eq!(assignment_counts(&test.db_path()).await, (1, 1, 1));
+    assert_eq!(test.database.assignment_counts().await, (1, 1, 1));
     test.stop().await;
 }
 
@@ -159,7 +159,7 @@ async fn bad_requests_in_a_burst_are_refused_alone_and_the_rest_commit() {
     );
     // 60 new devices, the double scanner once, and the device paired before the burst.
     assert_eq!(admin.devices(&org).await.len(), 62);
-    let (assigned, distinct, _) = assignment_counts(&test.db_path()).await;
+    let (assigned, distinct, _) = test.database.assignment_counts().await;
     assert_eq!((assigned, distinct), (63, 63));
     drop(results);
     test.stop().await;

@@ -1,5 +1,7 @@
 //! Black-box tests: a real paird (in this process, or as child processes) on 127.0.0.1, a real
-//! SQLite file in a temporary directory, real WebSocket devices and real HTTP admin calls.
+//! database, real WebSocket devices and real HTTP admin calls. The database is a SQLite file in
+//! a temporary directory, or with `PAIRD_TEST_BACKEND=postgres` a fresh database on a throwaway
+//! PostgreSQL cluster (see `support.rs`).
 //!
 //! One test binary with one module per area, so that the suite links once.
 

@@ -1,5 +1,6 @@
 //! Real `paird` processes: two on one SQLite file, a SIGKILL mid-burst, a clean restart, the
-//! command-line device.
+//! command-line device. Each runs on the backend the suite runs on (`--database` for
+//! PostgreSQL), except the test about SQLite itself.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,14 +25,15 @@ struct Paird {
     banner: Vec<String>,
 }
 
-async fn spawn_paird(data_dir: &Path, token: Option<&str>) -> Paird {
-    spawn_paird_with(data_dir, token, &[], "operator token").await
+async fn spawn_paird(data_dir: &Path, database: &TestDatabase, token: Option<&str>) -> Paird {
+    spawn_paird_with(data_dir, database, token, &[], "operator token").await
 }
 
-/// Starts `paird serve` with `extra` arguments; reads its banner up to the line containing
-/// `last_line`.
+/// Starts `paird serve` on `database` with `extra` arguments; reads its banner up to the line
+/// containing `last_line`.
 async fn spawn_paird_with(
     data_dir: &Path,
+    database: &TestDatabase,
     token: Option<&str>,
     extra: &[&str],
     last_line: &str,
@@ -40,6 +42,7 @@ async fn spawn_paird_with(
     command
         .args(["serve", "--data-dir"])
         .arg(data_dir)
+        .args(database.serve_args())
         .args([
             "--device-listen",
             "127.0.0.1:0",
@@ -116,11 +119,16 @@ async fn sigterm(child: &mut Child) {
     assert!(exit.success(), "clean shutdown: {exit}");
 }
 
+/// SQLite only, whatever `PAIRD_TEST_BACKEND` says: this is about SQLite's own locking, two
+/// processes that each have one writer connection on one file and wait for each other through
+/// the busy timeout. Several nodes on one PostgreSQL database are a cluster, with tests of
+/// their own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_on_one_sqlite_file_never_assign_a_license_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let first = spawn_paird(dir.path(), Some(OPERATOR_TOKEN)).await;
-    let second = spawn_paird(dir.path(), Some(OPERATOR_TOKEN)).await;
+    let database = TestDatabase::sqlite(dir.path());
+    let first = spawn_paird(dir.path(), &database, Some(OPERATOR_TOKEN)).await;
+    let second = spawn_paird(dir.path(), &database, Some(OPERATOR_TOKEN)).await;
     let (org, code) = first.admin.org_with_code("Acme", 20).await;
 
     let mut connections = Vec::new();
@@ -153,17 +161,15 @@ async fn two_processes_on_one_sqlite_file_never_assign_a_license_twice() {
             .filter_map(refusal)
             .all(|reason| reason == protocol::RefusalReason::NoFreeLicense)
     );
-    assert_eq!(
-        assignment_counts(&dir.path().join("paird.db")).await,
-        (20, 20, 20)
-    );
+    assert_eq!(database.assignment_counts().await, (20, 20, 20));
     assert_eq!(second.admin.summary(&org).await["assigned"], json!(20));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_during_pairings_keeps_every_acknowledged_pairing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut paird = spawn_paird(dir.path(), Some(OPERATOR_TOKEN)).await;
+    let database = TestDatabase::create(dir.path()).await;
+    let mut paird = spawn_paird(dir.path(), &database, Some(OPERATOR_TOKEN)).await;
     let devices = 600;
     let (org, code) = paird.admin.org_with_code("Acme", devices).await;
     let mut connections = Vec::new();
@@ -200,7 +206,7 @@ async fn a_server_killed_during_pairings_keeps_every_acknowledged_pairing() {
     let acknowledged: Vec<_> = results.into_iter().flatten().collect();
     assert!(acknowledged.len() >= 30);
 
-    let restarted = spawn_paird(dir.path(), Some(OPERATOR_TOKEN)).await;
+    let restarted = spawn_paird(dir.path(), &database, Some(OPERATOR_TOKEN)).await;
     let listed: HashMap<String, String> = restarted
         .admin
         .devices(&org)
@@ -220,7 +226,7 @@ async fn a_server_killed_during_pairings_keeps_every_acknowledged_pairing() {
             "an acknowledged pairing was lost"
         );
     }
-    let (assigned, distinct, active) = assignment_counts(&dir.path().join("paird.db")).await;
+    let (assigned, distinct, active) = database.assignment_counts().await;
     assert_eq!(
         (assigned, distinct),
         (active, active),
@@ -241,7 +247,8 @@ async fn a_server_killed_during_pairings_keeps_every_acknowledged_pairing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_restart_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let mut paird = spawn_paird(dir.path(), None).await;
+    let database = TestDatabase::create(dir.path()).await;
+    let mut paird = spawn_paird(dir.path(), &database, None).await;
     // First start: a new operator token is printed and saved for the operator.
     let printed = paird
         .banner
@@ -279,7 +286,7 @@ async fn a_clean_restart_keeps_everything() {
     let closed = connection.recv_timeout(WAIT).await.unwrap_err();
     assert_eq!(closed.close_code(), Some(protocol::CloseCode::GoingAway));
 
-    let restarted = spawn_paird(dir.path(), None).await;
+    let restarted = spawn_paird(dir.path(), &database, None).await;
     assert!(
         !restarted
             .banner
@@ -399,7 +406,8 @@ async fn the_command_line_device_pairs_prints_configurations_and_reconnects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_demo_prints_a_code_that_pairs_a_device() {
     let dir = tempfile::tempdir().unwrap();
-    let paird = spawn_paird_with(dir.path(), None, &["--demo"], "pair a device").await;
+    let database = TestDatabase::create(dir.path()).await;
+    let paird = spawn_paird_with(dir.path(), &database, None, &["--demo"], "pair a device").await;
     let payload = paird
         .banner
         .iter()

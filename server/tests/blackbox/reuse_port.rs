@@ -4,7 +4,7 @@ use client::{ConnectOptions, Connection};
 use protocol::Encoding;
 use server::ServerConfig;
 
-use crate::support::{Admin, OPERATOR_TOKEN, TestServer, test_config};
+use crate::support::{Admin, OPERATOR_TOKEN, TestServer};
 
 async fn accepted(admin: &Admin) -> u64 {
     admin.get("/v1/status").await["device_endpoint"]["accepted"]
@@ -17,7 +17,7 @@ async fn two_nodes_share_one_device_port_and_both_serve_devices() {
     let first = TestServer::start_with(|config| config.reuse_port = true).await;
     let address = first.server.device_addr;
     // A second node on the same database and the same device port.
-    let mut config: ServerConfig = test_config(first.dir.path());
+    let mut config: ServerConfig = first.node_config();
     config.device_listen = address;
     config.reuse_port = true;
     let second = server::start(config)
@@ -26,7 +26,7 @@ async fn two_nodes_share_one_device_port_and_both_serve_devices() {
     let second_admin = Admin::new(&second.admin_url(), OPERATOR_TOKEN);
 
     // Without the flag the port is taken, and the node says so before opening anything.
-    let mut refused = test_config(first.dir.path());
+    let mut refused = first.node_config();
     refused.device_listen = address;
     let Err(error) = server::start(refused).await else {
         panic!("a node without --reuse-port cannot bind a shared port");

@@ -1,5 +1,10 @@
-//! The database holds no usable secret in plain text: read the files and look.
+//! The database holds no usable secret in plain text: read what it stored and look.
+//!
+//! On SQLite that is the database file and its companions; on PostgreSQL this database's table
+//! and index files, the write-ahead log written meanwhile and every table's rows read back with
+//! SQL (see `TestDatabase::stored_bytes`).
 
+use memchr::memmem;
 use serde_json::json;
 
 use crate::support::*;
@@ -16,14 +21,23 @@ async fn the_database_files_hold_no_code_credential_or_key_in_plain_text() {
     let (identity, connection, _) =
         pair_ok(&test.device_url(), reusable["code"].as_str().unwrap()).await;
     connection.close().await;
-    let dir = test.stop().await;
+    let database = test.database.clone();
+    let _dir = test.stop().await;
 
+    let credential_hex: String = identity
+        .credential
+        .0
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
     let secrets: Vec<Vec<u8>> = [
         reusable["code"].as_str().unwrap().to_string(),
         single["code"].as_str().unwrap().to_string(),
         key["key"].as_str().unwrap().to_string(),
         OPERATOR_TOKEN.to_string(),
         identity.credential.to_text(),
+        // How a `bytea` column shows in the rows PostgreSQL gives back.
+        credential_hex,
     ]
     .into_iter()
     .flat_map(|text| {
@@ -36,35 +50,22 @@ async fn the_database_files_hold_no_code_credential_or_key_in_plain_text() {
     .chain([identity.credential.0.to_vec()])
     .collect();
 
-    let mut files = 0;
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if !name.starts_with("paird.db") {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        files += 1;
+    let stored = database.stored_bytes().await;
+    assert!(!stored.is_empty(), "the database files were read");
+    for (name, bytes) in &stored {
         for secret in &secrets {
             assert!(
-                !bytes
-                    .windows(secret.len())
-                    .any(|window| window == secret.as_slice()),
+                memmem::find(bytes, secret).is_none(),
                 "{name} contains a secret in plain text"
             );
         }
     }
-    assert!(files >= 1, "the database file was read");
     // The check can fail: the installation id (not a secret) is found in the same files.
-    let found = std::fs::read_dir(dir.path()).unwrap().any(|entry| {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
-        let id = identity.installation_id.as_bytes();
-        bytes.windows(id.len()).any(|window| window == id)
-    });
+    let id = identity.installation_id.as_bytes();
     assert!(
-        found,
+        stored
+            .iter()
+            .any(|(_, bytes)| memmem::find(bytes, id).is_some()),
         "the installation id is stored, so the files were the right ones"
     );
 }

@@ -1,7 +1,13 @@
-//! The test harness: a server with a throwaway data directory, an admin client, devices.
+//! The test harness: a server with a throwaway data directory and database, an admin client,
+//! devices.
+//!
+//! The database backend comes from `PAIRD_TEST_BACKEND`: `sqlite` (the default) puts each
+//! server's SQLite file in its data directory; `postgres` gives each server a database of its own
+//! on one throwaway PostgreSQL cluster (`pgtemp`) shared by the whole test process.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use client::{ConnectOptions, Connection, DeviceIdentity, PairResult};
@@ -20,6 +26,8 @@ pub struct TestServer {
     pub server: RunningServer,
     pub admin: Admin,
     pub dir: tempfile::TempDir,
+    /// The database the server runs on, for tests that look at what it holds.
+    pub database: TestDatabase,
 }
 
 /// The configuration every test starts from: ephemeral loopback ports, test hooks (manual
@@ -41,19 +49,29 @@ impl TestServer {
 
     pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
+        let database = TestDatabase::create(dir.path()).await;
         let mut config = test_config(dir.path());
+        database.configure(&mut config);
         adjust(&mut config);
         let server = server::start(config).await.expect("server starts");
         let admin = Admin::new(&server.admin_url(), OPERATOR_TOKEN);
-        TestServer { server, admin, dir }
+        TestServer {
+            server,
+            admin,
+            dir,
+            database,
+        }
+    }
+
+    /// The configuration of another node on this server's data directory and database.
+    pub fn node_config(&self) -> ServerConfig {
+        let mut config = test_config(self.dir.path());
+        self.database.configure(&mut config);
+        config
     }
 
     pub fn device_url(&self) -> String {
         self.server.device_url()
-    }
-
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("paird.db")
     }
 
     pub async fn connect(&self) -> Connection {
@@ -326,8 +344,250 @@ pub fn ids(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Opens the server's SQLite file directly, read-only, to check what the database holds.
-pub async fn database(path: &std::path::Path) -> sqlx::SqlitePool {
+/// The database backend of the servers under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// From `PAIRD_TEST_BACKEND`: `sqlite` (also when unset) or `postgres`. Anything else fails
+    /// loudly rather than quietly testing SQLite under another name.
+    pub fn current() -> Backend {
+        match std::env::var("PAIRD_TEST_BACKEND") {
+            Err(std::env::VarError::NotPresent) => Backend::Sqlite,
+            Ok(value) => match value.as_str() {
+                "" | "sqlite" => Backend::Sqlite,
+                "postgres" => Backend::Postgres,
+                other => panic!("PAIRD_TEST_BACKEND={other:?}: use sqlite or postgres"),
+            },
+            Err(error) => panic!("PAIRD_TEST_BACKEND: {error}"),
+        }
+    }
+}
+
+/// Connections the shared cluster accepts. Every server opens a pool of up to 16 (the PostgreSQL
+/// store's default pool size, `PgSettings::pool_size`); tests run in parallel, one per core,
+/// some with two servers or processes, and a failed test may keep its server's pool open until
+/// the process ends. 500 leaves room for all of that.
+const CLUSTER_CONNECTIONS: u32 = 500;
+
+/// The PostgreSQL cluster that every test of this process shares, started on first use. A
+/// `static` is never dropped: `pgtemp`'s watchdog stops the cluster when the process exits.
+fn cluster() -> &'static pgtemp::Cluster {
+    static CLUSTER: OnceLock<Result<pgtemp::Cluster, String>> = OnceLock::new();
+    let started = CLUSTER.get_or_init(|| {
+        pgtemp::Cluster::start_with(pgtemp::ClusterOptions {
+            max_connections: CLUSTER_CONNECTIONS,
+            ..pgtemp::ClusterOptions::default()
+        })
+        .map_err(|error| error.to_string())
+    });
+    match started {
+        Ok(cluster) => cluster,
+        Err(error) => panic!("PAIRD_TEST_BACKEND=postgres, but no PostgreSQL cluster: {error}"),
+    }
+}
+
+/// The database of one server, or of several processes that share it, on the current backend.
+#[derive(Debug, Clone)]
+pub enum TestDatabase {
+    /// `paird.db` in the data directory, where a server given no database URL keeps it.
+    Sqlite { path: PathBuf },
+    /// A database of its own on the shared cluster.
+    Postgres {
+        url: String,
+        /// Where the cluster's write-ahead log stood once the database existed: everything
+        /// written to this database since is in the log from there on.
+        wal_start: String,
+    },
+}
+
+impl TestDatabase {
+    /// A new, empty database for a server whose data directory is `data_dir`.
+    pub async fn create(data_dir: &Path) -> TestDatabase {
+        match Backend::current() {
+            Backend::Sqlite => TestDatabase::sqlite(data_dir),
+            Backend::Postgres => {
+                // Starting the cluster and `createdb` are blocking process runs.
+                let url = tokio::task::spawn_blocking(|| cluster().create_database())
+                    .await
+                    .unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()))
+                    .unwrap_or_else(|error| panic!("cannot create a test database: {error}"));
+                let pool = postgres_pool(&url).await;
+                let (wal_start,): (String,) = sqlx::query_as("SELECT pg_current_wal_lsn()::text")
+                    .fetch_one(&pool)
+                    .await
+                    .expect("query");
+                pool.close().await;
+                TestDatabase::Postgres { url, wal_start }
+            }
+        }
+    }
+
+    /// The SQLite file in `data_dir`, whatever the backend: for tests about SQLite itself.
+    pub fn sqlite(data_dir: &Path) -> TestDatabase {
+        TestDatabase::Sqlite {
+            path: data_dir.join("paird.db"),
+        }
+    }
+
+    /// Points a server's configuration at this database. SQLite is the server's default (the
+    /// file in its data directory), so that default is what the tests exercise.
+    pub fn configure(&self, config: &mut ServerConfig) {
+        if let TestDatabase::Postgres { url, .. } = self {
+            config.database_url = Some(url.clone());
+        }
+    }
+
+    /// The `paird serve` arguments that select this database.
+    pub fn serve_args(&self) -> Vec<String> {
+        match self {
+            TestDatabase::Sqlite { .. } => Vec::new(),
+            TestDatabase::Postgres { url, .. } => vec!["--database".into(), url.clone()],
+        }
+    }
+
+    /// The one row `sql` returns, every column read as an integer (counts).
+    pub async fn integers(&self, sql: &'static str) -> Vec<i64> {
+        fn columns<R: sqlx::Row>(row: &R) -> Vec<i64>
+        where
+            for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            usize: sqlx::ColumnIndex<R>,
+        {
+            (0..row.len())
+                .map(|index| row.try_get::<i64, usize>(index).expect("an integer"))
+                .collect()
+        }
+        match self {
+            TestDatabase::Sqlite { path } => {
+                let pool = sqlite_pool(path).await;
+                let row = sqlx::query(sql).fetch_one(&pool).await.expect("query");
+                pool.close().await;
+                columns(&row)
+            }
+            TestDatabase::Postgres { url, .. } => {
+                let pool = postgres_pool(url).await;
+                let row = sqlx::query(sql).fetch_one(&pool).await.expect("query");
+                pool.close().await;
+                columns(&row)
+            }
+        }
+    }
+
+    /// (assigned licenses, distinct devices holding them, active devices), read from the
+    /// database itself rather than through the server.
+    pub async fn assignment_counts(&self) -> (i64, i64, i64) {
+        let licenses = self
+            .integers(
+                "SELECT COUNT(*), COUNT(DISTINCT device_id) FROM licenses \
+                 WHERE device_id IS NOT NULL",
+            )
+            .await;
+        let devices = self
+            .integers("SELECT COUNT(*) FROM devices WHERE ended_at IS NULL")
+            .await;
+        (licenses[0], licenses[1], devices[0])
+    }
+
+    /// Everything this database has stored, as (where, bytes), for tests that look for what must
+    /// never be stored. Call it after the server stopped.
+    ///
+    /// SQLite: the database file and its companions (`-wal`, `-shm`, `-journal`).
+    ///
+    /// PostgreSQL: after a `CHECKPOINT` (so that every committed page has been written out to
+    /// the files, not only kept in shared memory), the files of this database's directory
+    /// (tables, indexes, TOAST) and the write-ahead log segments written since the database was
+    /// made. The log holds every row version ever written, also those since overwritten or
+    /// removed; it also holds other tests' databases, which only widens the search. Values over
+    /// about 2 KB may be stored compressed, where no byte search can see into them, so every
+    /// table's rows are also read back with SQL (as JSON: `bytea` shows as `\x` and hex).
+    pub async fn stored_bytes(&self) -> Vec<(String, Vec<u8>)> {
+        let mut stored = Vec::new();
+        match self {
+            TestDatabase::Sqlite { path } => {
+                let dir = path.parent().expect("a data directory");
+                let name = path.file_name().expect("a file name").to_string_lossy();
+                for entry in std::fs::read_dir(dir).expect("data directory readable") {
+                    let path = entry.expect("directory entry").path();
+                    let file = path.file_name().expect("a file name").to_string_lossy();
+                    if file.starts_with(&*name) {
+                        stored.push((file.to_string(), std::fs::read(&path).expect("readable")));
+                    }
+                }
+            }
+            TestDatabase::Postgres { url, wal_start } => {
+                let pool = postgres_pool(url).await;
+                sqlx::query("CHECKPOINT")
+                    .execute(&pool)
+                    .await
+                    .expect("checkpoint");
+                let (oid, first_segment, last_segment): (String, String, String) = sqlx::query_as(
+                    "SELECT (SELECT oid FROM pg_database WHERE datname = current_database())
+                                    ::text,
+                                pg_walfile_name($1::pg_lsn),
+                                pg_walfile_name(pg_current_wal_lsn())",
+                )
+                .bind(wal_start)
+                .fetch_one(&pool)
+                .await
+                .expect("query");
+                let data = cluster().path().join("data");
+                let base = data.join("base").join(&oid);
+                for entry in std::fs::read_dir(&base).expect("database directory readable") {
+                    let path = entry.expect("directory entry").path();
+                    let file = path.file_name().expect("a file name").to_string_lossy();
+                    stored.push((format!("base/{oid}/{file}"), read_file(&path)));
+                }
+                let wal = data.join("pg_wal");
+                for entry in std::fs::read_dir(&wal).expect("pg_wal readable") {
+                    let path = entry.expect("directory entry").path();
+                    let file = path.file_name().expect("a file name").to_string_lossy();
+                    // Segment names are 24 hex digits that sort in log order.
+                    let segment = file.len() == 24 && file.chars().all(|c| c.is_ascii_hexdigit());
+                    if segment
+                        && first_segment.as_str() <= &*file
+                        && &*file <= last_segment.as_str()
+                    {
+                        stored.push((format!("pg_wal/{file}"), read_file(&path)));
+                    }
+                }
+                let tables: Vec<(String,)> = sqlx::query_as(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+                )
+                .fetch_all(&pool)
+                .await
+                .expect("query");
+                for (table,) in tables {
+                    // The table names come from the catalog, not from a peer.
+                    let sql = format!("SELECT to_jsonb(t)::text FROM \"{table}\" AS t");
+                    let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&pool)
+                        .await
+                        .expect("query");
+                    let text: Vec<String> = rows.into_iter().map(|(row,)| row).collect();
+                    stored.push((format!("rows of {table}"), text.join("\n").into_bytes()));
+                }
+                pool.close().await;
+            }
+        }
+        stored
+    }
+}
+
+/// A file of the cluster. Tables and indexes grow in the background; a file removed meanwhile
+/// (a dropped temporary relation) holds nothing of ours.
+fn read_file(path: &Path) -> Vec<u8> {
+    match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => panic!("cannot read {}: {error}", path.display()),
+    }
+}
+
+/// The SQLite file, read-only: the server may still have it open.
+async fn sqlite_pool(path: &Path) -> sqlx::SqlitePool {
     let options = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
         .read_only(true);
@@ -338,19 +598,10 @@ pub async fn database(path: &std::path::Path) -> sqlx::SqlitePool {
         .expect("database opens")
 }
 
-/// (assigned licenses, distinct devices holding them, active devices) read from the file.
-pub async fn assignment_counts(path: &std::path::Path) -> (i64, i64, i64) {
-    let pool = database(path).await;
-    let (assigned, distinct): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COUNT(DISTINCT device_id) FROM licenses WHERE device_id IS NOT NULL",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("query");
-    let (active,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM devices WHERE ended_at IS NULL")
-        .fetch_one(&pool)
+async fn postgres_pool(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
         .await
-        .expect("query");
-    pool.close().await;
-    (assigned, distinct, active)
+        .expect("database opens")
 }
