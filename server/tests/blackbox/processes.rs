@@ -121,8 +121,8 @@ async fn sigterm(child: &mut Child) {
 
 /// SQLite only, whatever `PAIRD_TEST_BACKEND` says: this is about SQLite's own locking, two
 /// processes that each have one writer connection on one file and wait for each other through
-/// the busy timeout. Several nodes on one PostgreSQL database are a cluster, with tests of
-/// their own.
+/// the busy timeout. Several nodes on one PostgreSQL database are a cluster, tested in
+/// `server/tests/cluster/`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_on_one_sqlite_file_never_assign_a_license_twice() {
     let dir = tempfile::tempdir().unwrap();
