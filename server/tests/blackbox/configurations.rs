@@ -242,6 +242,35 @@ async fn edits_check_their_input() {
         )
         .await;
     assert_eq!(status, 422, "unknown fields are refused");
+    // No text column holds a NUL (PostgreSQL refuses it): a typed refusal on both backends,
+    // and nothing saved, neither by an edit nor by a creation.
+    let (status, answer) = admin
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({ "body": "[GLOBAL]\nname = a\u{0}b\n" })),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["field"].clone()),
+        (422, json!("body"))
+    );
+    let (status, answer) = admin
+        .call(
+            Method::POST,
+            &format!("/v1/organizations/{org}/configurations"),
+            Some(json!({ "name": "Nul", "body": "\u{0}" })),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["field"].clone()),
+        (422, json!("body"))
+    );
+    assert_eq!(
+        admin.get(&path).await["revision"],
+        json!(1),
+        "a refused edit changes nothing"
+    );
     let max = "#".repeat(protocol::limits::MAX_CONFIGURATION_BODY_BYTES);
     let edited = admin
         .put(&path, json!({ "body": max, "if_revision": 1 }))

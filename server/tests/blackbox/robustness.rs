@@ -142,6 +142,31 @@ async fn malformed_and_oversized_frames_close_only_their_connection_and_change_n
         .edit_config(&org, &config, "[GLOBAL]\nafter = 1\n")
         .await;
     assert_eq!(next_configuration(&mut bystander).await.revision, 2);
+
+    // A failure reason with a NUL in it cannot be stored (PostgreSQL refuses it in text): the
+    // acknowledgement is malformed, on both backends, and nothing is recorded.
+    let (_, mut nul_reason, paired) = pair_ok(&url, &code).await;
+    next_configuration(&mut nul_reason).await;
+    nul_reason
+        .send(&DeviceMessage::Ack(protocol::Ack {
+            configuration_id: config.parse().unwrap(),
+            revision: 1,
+            outcome: protocol::AckOutcome::Failed {
+                reason: "disk\0full".into(),
+            },
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        nul_reason
+            .recv_timeout(WAIT)
+            .await
+            .unwrap_err()
+            .close_code(),
+        Some(CloseCode::InvalidPayload)
+    );
+    let device = admin.device(&org, &paired.device_id.to_string()).await;
+    assert_eq!(device["applied"], serde_json::Value::Null, "{device}");
     test.stop().await;
 }
 
