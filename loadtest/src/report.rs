@@ -45,6 +45,7 @@ pub struct Phase {
     /// program started it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_cpu_seconds: Option<f64>,
+    /// The load tester's CPU seconds over the phase, its worker processes included.
     pub tester_cpu_seconds: Option<f64>,
 }
 
@@ -84,6 +85,8 @@ pub struct Meter {
     /// The database server and its CPU seconds at the start.
     database: Option<(u32, Option<f64>)>,
     tester: Option<procstat::Sample>,
+    /// The load tester's worker processes, with their samples at the start.
+    workers: Vec<(u32, Option<procstat::Sample>)>,
 }
 
 impl Meter {
@@ -95,7 +98,17 @@ impl Meter {
                 .collect(),
             database: database_pid.map(|pid| (pid, procstat::tree_cpu_seconds(pid))),
             tester: procstat::sample_self(),
+            workers: Vec::new(),
         }
+    }
+
+    /// Counts the CPU of the load tester's worker processes `pids` as the tester's too.
+    pub fn with_workers(mut self, pids: &[u32]) -> Meter {
+        self.workers = pids
+            .iter()
+            .map(|&pid| (pid, procstat::sample(pid)))
+            .collect();
+        self
     }
 
     /// Fills in the phase's CPU figures.
@@ -122,7 +135,14 @@ impl Meter {
             phase.database_cpu_seconds = Some(after - before);
         }
         if let (Some(before), Some(after)) = (self.tester, procstat::sample_self()) {
-            phase.tester_cpu_seconds = Some(after.cpu_seconds - before.cpu_seconds);
+            let workers: f64 = self
+                .workers
+                .iter()
+                .filter_map(|(pid, before)| {
+                    Some(procstat::sample(*pid)?.cpu_seconds - before.as_ref()?.cpu_seconds)
+                })
+                .sum();
+            phase.tester_cpu_seconds = Some(after.cpu_seconds - before.cpu_seconds + workers);
         }
     }
 }

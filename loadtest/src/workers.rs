@@ -93,6 +93,17 @@ impl Fleets {
         self.members.len()
     }
 
+    /// The worker processes' pids (none when the fleet runs in this process).
+    pub fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .filter_map(|member| match member {
+                Member::Local(_) => None,
+                Member::Remote(worker) => worker.child.id(),
+            })
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }

@@ -47,6 +47,7 @@ async fn an_edit_on_one_node_reaches_every_device_on_both() {
     let args = PushArgs {
         devices: 40,
         edits: 2,
+        pair_rate: None,
         common: Common {
             concurrency: 16,
             verify: true,
