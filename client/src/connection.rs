@@ -348,6 +348,57 @@ impl Connection {
     }
 }
 
+/// The kernel's ephemeral port range (`ip_local_port_range`), from which it picks the local
+/// port of a connection made without `bind` (Linux; 32768–60999 elsewhere).
+fn ephemeral_ports() -> (u16, u16) {
+    static RANGE: std::sync::OnceLock<(u16, u16)> = std::sync::OnceLock::new();
+    *RANGE.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|text| {
+                let mut bounds = text.split_whitespace().map(|word| word.parse::<u16>().ok());
+                Some((bounds.next()??, bounds.next()??))
+            })
+            .filter(|(low, high)| low <= high)
+            .unwrap_or((32768, 60999))
+    })
+}
+
+/// The ports [`local_port`] skips: the kernel's ephemeral range, clipped to 1024–65535; none
+/// if that would leave fewer than 4,096 ports.
+fn skipped_ports() -> (u32, u32) {
+    let (low, high) = ephemeral_ports();
+    let (low, high) = (u32::from(low).max(1024), u32::from(high).max(1024));
+    let skipped = high + 1 - low;
+    if 65536 - 1024 - skipped < 4096 {
+        (65536, 0)
+    } else {
+        (low, skipped)
+    }
+}
+
+/// How many local ports [`local_port`] hands out: every port from 1024 up, less the kernel's
+/// ephemeral range.
+pub fn local_port_count() -> u32 {
+    65536 - 1024 - skipped_ports().1
+}
+
+/// The local port number `counter` (modulo [`local_port_count`]) stands for: ports from 1024
+/// up, skipping the kernel's ephemeral range.
+///
+/// Why skip it: Linux never hands out, for a connection made without `bind`, a port that some
+/// socket was explicitly bound to, whatever the address, while that socket (or its TIME_WAIT)
+/// lasts. A load run binding 60,000 connections over the whole range left other connections
+/// made on the machine without an ephemeral port until a minute after it ended ("Cannot assign
+/// requested address"): the next run's devices, the servers' own database connections, other
+/// programs.
+pub fn local_port(counter: u32) -> u16 {
+    let (low, skipped) = skipped_ports();
+    let port = 1024 + counter % local_port_count();
+    let port = if port >= low { port + skipped } else { port };
+    u16::try_from(port).unwrap_or(u16::MAX)
+}
+
 /// Binds a socket to `ip`, on the next free port of `ports` when given.
 fn bind_local(socket: &TcpSocket, ip: IpAddr, ports: Option<&AtomicU32>) -> std::io::Result<()> {
     let Some(ports) = ports else {
@@ -355,8 +406,7 @@ fn bind_local(socket: &TcpSocket, ip: IpAddr, ports: Option<&AtomicU32>) -> std:
     };
     socket.set_reuseaddr(true)?;
     for _ in 0..256 {
-        // Ports 1024 to 65023.
-        let port = 1024 + (ports.fetch_add(1, Ordering::Relaxed) % 64_000) as u16;
+        let port = local_port(ports.fetch_add(1, Ordering::Relaxed));
         match socket.bind(SocketAddr::new(ip, port)) {
             Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => continue,
             other => return other,
@@ -367,4 +417,26 @@ fn bind_local(socket: &TcpSocket, ip: IpAddr, ports: Option<&AtomicU32>) -> std:
 
 fn transport(error: tungstenite::Error) -> ClientError {
     ClientError::Transport(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chosen_local_ports_stay_out_of_the_ephemeral_range() {
+        let (low, high) = ephemeral_ports();
+        let count = local_port_count();
+        let mut seen = std::collections::HashSet::new();
+        for counter in 0..count {
+            let port = local_port(counter);
+            assert!(port >= 1024);
+            assert!(
+                !(low..=high).contains(&port) || count == 65536 - 1024,
+                "port {port} is in the ephemeral range {low}-{high}"
+            );
+            assert!(seen.insert(port), "port {port} handed out twice");
+        }
+        assert_eq!(local_port(count), local_port(0));
+    }
 }

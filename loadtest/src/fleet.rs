@@ -39,7 +39,9 @@ async fn sleep_until_us(at: u64) {
 /// How a fleet reaches the server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FleetSpec {
-    pub device_url: String,
+    /// Device endpoints (the nodes of a cluster): device `i` of the fleet connects to
+    /// `device_urls[i % len]`, every time, so that each node holds a known share.
+    pub device_urls: Vec<String>,
     /// JSON text frames instead of postcard.
     pub json: bool,
     /// Local addresses to connect from, used in turn (empty: the system's choice).
@@ -270,6 +272,14 @@ impl Fleet {
         }
     }
 
+    /// The endpoint device `device` connects to.
+    fn url_for(&self, device: u32) -> String {
+        let urls = &self.spec.device_urls;
+        urls.get(device as usize % urls.len().max(1))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn options_for(&self, device: u32) -> ConnectOptions {
         let mut options = self.options.clone();
         if !self.spec.sources.is_empty() {
@@ -301,7 +311,7 @@ impl Fleet {
         let attempts: Vec<_> = futures_util::stream::iter(numbers)
             .map(|number| {
                 let options = self.options_for(number);
-                let url = self.spec.device_url.clone();
+                let url = self.url_for(number);
                 let progress = Arc::clone(&progress);
                 async move {
                     let begin = now_us();
@@ -366,7 +376,7 @@ impl Fleet {
                 let options = self.options_for(number);
                 let task = PairTask {
                     plan: Arc::clone(&plan),
-                    url: self.spec.device_url.clone(),
+                    url: self.url_for(number),
                     options,
                     identity,
                     number,
@@ -422,7 +432,7 @@ impl Fleet {
         let attempts: Vec<_> = futures_util::stream::iter(targets)
             .map(|(number, identity)| {
                 let options = self.options_for(number);
-                let url = self.spec.device_url.clone();
+                let url = self.url_for(number);
                 let progress = Arc::clone(&progress);
                 let seen = Arc::clone(&self.seen);
                 let stop = self.stop.subscribe();

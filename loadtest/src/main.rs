@@ -9,10 +9,12 @@
 //! It talks only to the addresses it is given (or to the server it starts on 127.0.0.1), is
 //! bounded in count and time, and stops by itself.
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use loadtest::admin::Admin;
+use loadtest::cluster::{ClusterSettings, SpawnedCluster};
 use loadtest::scenarios::{self, CrashArgs, EnrollArgs, HoldArgs, PushArgs, RaceArgs, Target};
-use loadtest::spawn::Spawned;
+use loadtest::spawn::{self, Spawned};
 use loadtest::workers;
 
 #[derive(Debug, Parser)]
@@ -27,8 +29,21 @@ struct Cli {
 #[derive(Debug, Args)]
 struct TargetArgs {
     /// Start a throwaway paird (temporary data directory, loopback ports) and test it.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, conflicts_with = "start_cluster")]
     start_server: bool,
+    /// Start a throwaway PostgreSQL (fsync on) and N paird nodes on one database (loopback
+    /// ports, one device port each) and test them as one cluster: devices are spread over the
+    /// nodes round robin; provisioning, edits and verification go through node 1's admin API.
+    #[arg(long, global = true, value_name = "N")]
+    start_cluster: Option<usize>,
+    /// With --start-cluster: every node on one shared device port (--reuse-port; the kernel
+    /// spreads the connections) instead of a port each.
+    #[arg(long, global = true, requires = "start_cluster")]
+    shared_port: bool,
+    /// With --start-cluster: each node's --database-pool-size (PostgreSQL's max_connections is
+    /// sized for it).
+    #[arg(long, global = true, default_value_t = 16)]
+    database_pool_size: u32,
     /// The paird binary to start (default: `paird` next to this program).
     #[arg(long, global = true)]
     paird: Option<std::path::PathBuf>,
@@ -39,16 +54,18 @@ struct TargetArgs {
     /// Admin API of an existing server.
     #[arg(long, global = true, default_value = "http://127.0.0.1:7879")]
     admin: String,
-    /// Device endpoint of an existing server.
+    /// Device endpoint of an existing server; repeat it for the nodes of a cluster (devices are
+    /// spread over them round robin).
     #[arg(long, global = true, default_value = "ws://127.0.0.1:7878/device")]
-    device_url: String,
+    device_url: Vec<String>,
     /// Operator token of an existing server.
     #[arg(long, global = true, env = "PAIRD_OPERATOR_TOKEN")]
     token: Option<String>,
-    /// The pid of the server (on this machine), to report its CPU time and memory. Known
-    /// without it when --start-server is used.
+    /// The pid of the server (on this machine), to report its CPU time and memory; repeat it
+    /// for every node of a cluster. Known without it when --start-server or --start-cluster is
+    /// used.
     #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
     /// Print the result as JSON instead of a table (and no progress bars).
     #[arg(long, global = true)]
     json: bool,
@@ -73,6 +90,62 @@ enum Scenario {
     Worker { spec: String },
 }
 
+/// The server under test: started here (one, or a cluster) or given by address.
+async fn target(args: &TargetArgs) -> anyhow::Result<Target> {
+    if let Some(nodes) = args.start_cluster {
+        let settings = ClusterSettings {
+            nodes,
+            pool_size: args.database_pool_size.max(1),
+            shared_port: args.shared_port,
+            paird: spawn::paird_binary(args.paird.as_deref())?,
+            server_args: args.server_arg.clone(),
+        };
+        let cluster = SpawnedCluster::start(&settings).await?;
+        let mut device_urls: Vec<String> = Vec::new();
+        for node in &cluster.nodes {
+            if !device_urls.contains(&node.device_url) {
+                device_urls.push(node.device_url.clone());
+            }
+        }
+        let first = cluster.nodes.first().context("no node")?;
+        let mut target = Target::single(
+            Admin::new(&first.admin_url, &cluster.token),
+            &first.device_url,
+            None,
+        );
+        target.device_urls = device_urls;
+        target.server_pids = cluster.pids();
+        target.node_admins = cluster
+            .nodes
+            .iter()
+            .map(|node| Admin::new(&node.admin_url, &cluster.token))
+            .collect();
+        target.database_pid = cluster.database_pid;
+        target.cluster = Some(cluster);
+        target.quiet = args.json;
+        return Ok(target);
+    }
+    if args.start_server {
+        let server = Spawned::start(args.paird.as_deref(), &args.server_arg).await?;
+        let mut target = Target::single(
+            Admin::new(&server.admin_url, &server.token),
+            &server.device_url,
+            server.pid(),
+        );
+        target.spawned = Some(server);
+        target.quiet = args.json;
+        return Ok(target);
+    }
+    let token = args.token.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("give --token (or PAIRD_OPERATOR_TOKEN), or use --start-server")
+    })?;
+    let mut target = Target::single(Admin::new(&args.admin, token), "", None);
+    target.device_urls = args.device_url.clone();
+    target.server_pids = args.server_pid.clone();
+    target.quiet = args.json;
+    Ok(target)
+}
+
 /// mimalloc instead of glibc malloc: with thousands of connections opened from two worker
 /// threads, glibc's per-thread arenas grew a page range at a time (`mprotect`) and allocation
 /// was a seventh of the tester's CPU in the connect phase, CPU the server under test then lacks
@@ -87,33 +160,7 @@ async fn main() -> anyhow::Result<()> {
     if let Scenario::Worker { spec } = &cli.scenario {
         return workers::serve(spec).await;
     }
-    let spawned = if cli.target.start_server {
-        Some(Spawned::start(cli.target.paird.as_deref(), &cli.target.server_arg).await?)
-    } else {
-        None
-    };
-    let mut target = match &spawned {
-        Some(server) => Target {
-            admin: Admin::new(&server.admin_url, &server.token),
-            device_url: server.device_url.clone(),
-            server_pid: server.pid(),
-            spawned: None,
-            quiet: cli.target.json,
-        },
-        None => Target {
-            admin: Admin::new(
-                &cli.target.admin,
-                cli.target.token.as_deref().ok_or_else(|| {
-                    anyhow::anyhow!("give --token (or PAIRD_OPERATOR_TOKEN), or use --start-server")
-                })?,
-            ),
-            device_url: cli.target.device_url.clone(),
-            server_pid: cli.target.server_pid,
-            spawned: None,
-            quiet: cli.target.json,
-        },
-    };
-    target.spawned = spawned;
+    let mut target = target(&cli.target).await?;
     let timeout = match &cli.scenario {
         Scenario::Enroll(args) => args.common.timeout,
         Scenario::Hold(args) => args.common.timeout + args.duration,
@@ -137,6 +184,9 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("gave up after {timeout:?}"));
     if let Some(server) = target.spawned.take() {
         server.stop().await;
+    }
+    if let Some(cluster) = target.cluster.take() {
+        cluster.stop().await;
     }
     let report = report??;
     if cli.target.json {

@@ -1,4 +1,6 @@
-//! CPU time and resident memory of a process, from /proc (Linux).
+//! CPU time and resident memory of a process, from /proc (Linux); CPU time of a process with
+//! its children (the PostgreSQL server of `--start-cluster`: a postmaster and one backend per
+//! connection).
 
 use std::sync::OnceLock;
 
@@ -33,11 +35,48 @@ pub fn sample_self() -> Option<Sample> {
     sample_dir("/proc/self")
 }
 
-fn sample_dir(dir: &str) -> Option<Sample> {
+/// CPU seconds of process `pid` and of its children: its own time, the time of the children it
+/// has waited for (ended backends), and the time of its live children so far. The difference of
+/// two samples is the CPU the whole tree used in between, ended children included.
+pub fn tree_cpu_seconds(pid: u32) -> Option<f64> {
+    let own = stat_fields(&format!("/proc/{pid}"))?;
+    let ticks =
+        |index: usize| -> f64 { own.get(index).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
+    // utime, stime, cutime, cstime: fields 14 to 17 of the whole line, 12 to 15 after the name.
+    let mut total = ticks(11) + ticks(12) + ticks(13) + ticks(14);
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.bytes().all(|byte| byte.is_ascii_digit()) {
+            continue;
+        }
+        let Some(fields) = stat_fields(&format!("/proc/{name}")) else {
+            continue;
+        };
+        // The parent's pid is field 4: 2 after the name.
+        if fields.get(1).and_then(|ppid| ppid.parse::<u32>().ok()) == Some(pid) {
+            let child = |index: usize| -> f64 {
+                fields
+                    .get(index)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0)
+            };
+            total += child(11) + child(12);
+        }
+    }
+    Some(total / ticks_per_second())
+}
+
+/// The fields of `<dir>/stat` after the command name (which may contain spaces and ends at the
+/// last ')'): the state is index 0, the parent's pid 1, utime 11, stime 12.
+fn stat_fields(dir: &str) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start after the last ')'.
     let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
+fn sample_dir(dir: &str) -> Option<Sample> {
+    let fields = stat_fields(dir)?;
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;

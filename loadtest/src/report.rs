@@ -33,8 +33,19 @@ pub struct Phase {
     pub latency_ms: Option<Percentiles>,
     pub refused: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
-    /// Server CPU time (all threads) over the phase, per success, when its pid is known.
+    /// Server CPU time (all threads; every node of a cluster) over the phase, per success, when
+    /// the pids are known.
     pub server_cpu_us_per_op: Option<f64>,
+    /// Server CPU seconds over the phase, every node together.
+    pub server_cpu_seconds: Option<f64>,
+    /// The same for each node, when there are several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_cpu_seconds: Vec<f64>,
+    /// CPU seconds of the PostgreSQL server (postmaster and backends) over the phase, when this
+    /// program started it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_cpu_seconds: Option<f64>,
+    /// The load tester's CPU seconds over the phase, its worker processes included.
     pub tester_cpu_seconds: Option<f64>,
 }
 
@@ -69,31 +80,69 @@ impl Percentiles {
 /// CPU samples at the start of a phase.
 #[derive(Debug)]
 pub struct Meter {
-    server_pid: Option<u32>,
-    server: Option<procstat::Sample>,
+    /// Every server process (the nodes of a cluster), with its sample at the start.
+    servers: Vec<(u32, Option<procstat::Sample>)>,
+    /// The database server and its CPU seconds at the start.
+    database: Option<(u32, Option<f64>)>,
     tester: Option<procstat::Sample>,
+    /// The load tester's worker processes, with their samples at the start.
+    workers: Vec<(u32, Option<procstat::Sample>)>,
 }
 
 impl Meter {
-    pub fn start(server_pid: Option<u32>) -> Meter {
+    pub fn start(server_pids: &[u32], database_pid: Option<u32>) -> Meter {
         Meter {
-            server_pid,
-            server: server_pid.and_then(procstat::sample),
+            servers: server_pids
+                .iter()
+                .map(|&pid| (pid, procstat::sample(pid)))
+                .collect(),
+            database: database_pid.map(|pid| (pid, procstat::tree_cpu_seconds(pid))),
             tester: procstat::sample_self(),
+            workers: Vec::new(),
         }
+    }
+
+    /// Counts the CPU of the load tester's worker processes `pids` as the tester's too.
+    pub fn with_workers(mut self, pids: &[u32]) -> Meter {
+        self.workers = pids
+            .iter()
+            .map(|&pid| (pid, procstat::sample(pid)))
+            .collect();
+        self
     }
 
     /// Fills in the phase's CPU figures.
     pub fn finish(&self, phase: &mut Phase) {
-        if let (Some(before), Some(pid)) = (self.server, self.server_pid)
-            && let Some(after) = procstat::sample(pid)
-            && phase.ok > 0
+        let mut nodes = Vec::with_capacity(self.servers.len());
+        for (pid, before) in &self.servers {
+            if let (Some(before), Some(after)) = (before, procstat::sample(*pid)) {
+                nodes.push(after.cpu_seconds - before.cpu_seconds);
+            }
+        }
+        if !nodes.is_empty() && nodes.len() == self.servers.len() {
+            let total: f64 = nodes.iter().sum();
+            phase.server_cpu_seconds = Some(total);
+            if phase.ok > 0 {
+                phase.server_cpu_us_per_op = Some(total * 1e6 / phase.ok as f64);
+            }
+            if nodes.len() > 1 {
+                phase.node_cpu_seconds = nodes;
+            }
+        }
+        if let Some((pid, Some(before))) = self.database
+            && let Some(after) = procstat::tree_cpu_seconds(pid)
         {
-            phase.server_cpu_us_per_op =
-                Some((after.cpu_seconds - before.cpu_seconds) * 1e6 / phase.ok as f64);
+            phase.database_cpu_seconds = Some(after - before);
         }
         if let (Some(before), Some(after)) = (self.tester, procstat::sample_self()) {
-            phase.tester_cpu_seconds = Some(after.cpu_seconds - before.cpu_seconds);
+            let workers: f64 = self
+                .workers
+                .iter()
+                .filter_map(|(pid, before)| {
+                    Some(procstat::sample(*pid)?.cpu_seconds - before.as_ref()?.cpu_seconds)
+                })
+                .sum();
+            phase.tester_cpu_seconds = Some(after.cpu_seconds - before.cpu_seconds + workers);
         }
     }
 }
@@ -151,6 +200,21 @@ impl Report {
             }
             if let Some(cpu) = phase.server_cpu_us_per_op {
                 let _ = writeln!(out, "  server cpu             {cpu:.0} µs per success");
+            }
+            if let Some(seconds) = phase.server_cpu_seconds {
+                let _ = write!(out, "  server cpu seconds     {seconds:.2} s");
+                if !phase.node_cpu_seconds.is_empty() {
+                    let nodes: Vec<String> = phase
+                        .node_cpu_seconds
+                        .iter()
+                        .map(|seconds| format!("{seconds:.2}"))
+                        .collect();
+                    let _ = write!(out, " (nodes: {})", nodes.join(", "));
+                }
+                let _ = writeln!(out);
+            }
+            if let Some(seconds) = phase.database_cpu_seconds {
+                let _ = writeln!(out, "  database cpu           {seconds:.2} s");
             }
             if let Some(cpu) = phase.tester_cpu_seconds {
                 let _ = writeln!(out, "  tester cpu             {cpu:.2} s");

@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use crate::admin::{Admin, Provisioned, configuration_body};
+use crate::cluster::SpawnedCluster;
 use crate::fleet::{Command, DeviceResult, FleetSpec, Outcome, PairPlan, Reply, Tally, now_us};
 use crate::procstat;
 use crate::report::{Meter, Percentiles, Phase, Report, with_progress};
@@ -112,6 +113,11 @@ pub struct PushArgs {
     /// Edits to make, one after the other; figures are medians over them.
     #[arg(long, default_value_t = 3)]
     pub edits: u32,
+    /// Pairings offered per second while the devices pair, before the edits (default: all at
+    /// once). A burst larger than the server pairs in 15 s (its actors' call timeout) gets
+    /// `unavailable` refusals: 100,000 devices on a six-node cluster here.
+    #[arg(long)]
+    pub pair_rate: Option<f64>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -143,16 +149,70 @@ pub struct CrashArgs {
     pub common: Common,
 }
 
-/// The server under test.
+/// The server under test: one paird, or the nodes of a cluster.
 #[derive(Debug)]
 pub struct Target {
+    /// The admin API the tester provisions through, edits through and verifies against (in a
+    /// cluster, node 1's: an edit there reaches the devices of every node).
     pub admin: Admin,
-    pub device_url: String,
-    pub server_pid: Option<u32>,
+    /// Device endpoints; devices are spread over them round robin.
+    pub device_urls: Vec<String>,
+    /// Every server process on this machine, for CPU time and memory (empty: not reported).
+    pub server_pids: Vec<u32>,
+    /// Each node's admin API, for its own status (connections held), when known.
+    pub node_admins: Vec<Admin>,
+    /// The PostgreSQL server (postmaster) this program started, for its CPU time.
+    pub database_pid: Option<u32>,
     /// The server this program started, if it did.
     pub spawned: Option<Spawned>,
+    /// The cluster this program started, if it did.
+    pub cluster: Option<SpawnedCluster>,
     /// No progress bars.
     pub quiet: bool,
+}
+
+impl Target {
+    /// A target of one server reached at `admin` and `device_url`.
+    pub fn single(admin: Admin, device_url: &str, server_pid: Option<u32>) -> Target {
+        Target {
+            admin,
+            device_urls: vec![device_url.to_string()],
+            server_pids: server_pid.into_iter().collect(),
+            node_admins: Vec::new(),
+            database_pid: None,
+            spawned: None,
+            cluster: None,
+            quiet: false,
+        }
+    }
+
+    /// CPU samples of the servers, the database and the tester, at the start of a phase.
+    fn meter(&self) -> Meter {
+        Meter::start(&self.server_pids, self.database_pid)
+    }
+
+    /// Each server's memory now (`None` for one that cannot be read).
+    fn memory(&self) -> Vec<Option<u64>> {
+        self.server_pids
+            .iter()
+            .map(|&pid| procstat::sample(pid).map(|sample| sample.rss_bytes))
+            .collect()
+    }
+
+    /// Open device connections of each node, from its status (when the nodes' admin APIs are
+    /// known).
+    async fn node_connections(&self) -> Vec<u64> {
+        let mut counts = Vec::with_capacity(self.node_admins.len());
+        for admin in &self.node_admins {
+            let status = admin.get("/v1/status").await.unwrap_or_default();
+            counts.push(
+                status["device_endpoint"]["open_connections"]
+                    .as_u64()
+                    .unwrap_or(0),
+            );
+        }
+        counts
+    }
 }
 
 /// A scenario's devices and bookkeeping.
@@ -182,10 +242,13 @@ fn split(total: u32, parts: usize) -> Vec<(u32, u32)> {
         .collect()
 }
 
-/// Source addresses for `connections` connections to `device_url`: several loopback addresses
+/// Source addresses for `connections` connections to `device_urls`: several loopback addresses
 /// past the ephemeral port range of one, none for a remote server.
-fn sources(device_url: &str, connections: u32, asked: Option<u32>) -> Vec<IpAddr> {
-    let loopback = device_url.contains("://127.") || device_url.contains("://localhost");
+fn sources(device_urls: &[String], connections: u32, asked: Option<u32>) -> Vec<IpAddr> {
+    let loopback = !device_urls.is_empty()
+        && device_urls
+            .iter()
+            .all(|url| url.contains("://127.") || url.contains("://localhost"));
     if !loopback {
         return Vec::new();
     }
@@ -211,9 +274,9 @@ impl<'a> Run<'a> {
             .workers
             .unwrap_or_else(|| held.div_ceil(CONNECTIONS_PER_PROCESS).max(1) as usize);
         let spec = FleetSpec {
-            device_url: target.device_url.clone(),
+            device_urls: target.device_urls.clone(),
             json: common.json_frames,
-            sources: sources(&target.device_url, devices, common.sources),
+            sources: sources(&target.device_urls, devices, common.sources),
             first_port: 0,
             concurrency: common.concurrency.div_ceil(processes).max(1),
             connect_timeout_ms: common.connect_timeout.as_millis() as u64,
@@ -228,6 +291,21 @@ impl<'a> Run<'a> {
         report
             .settings
             .insert("processes".into(), processes.to_string());
+        if target.device_urls.len() > 1 {
+            report.settings.insert(
+                "device endpoints".into(),
+                target.device_urls.len().to_string(),
+            );
+        }
+        if let Some(cluster) = &target.cluster {
+            report
+                .settings
+                .insert("nodes".into(), cluster.nodes.len().to_string());
+            report.settings.insert(
+                "database".into(),
+                "PostgreSQL (throwaway), fsync on, synchronous_commit on".into(),
+            );
+        }
         report.settings.insert(
             "source addresses".into(),
             spec.sources.len().max(1).to_string(),
@@ -245,13 +323,18 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// CPU samples of the servers, the database, this process and its worker processes.
+    fn meter(&self) -> Meter {
+        self.target.meter().with_workers(&self.fleets.pids())
+    }
+
     fn setting(&mut self, key: &str, value: impl ToString) {
         self.report.settings.insert(key.into(), value.to_string());
     }
 
     /// Opens every device's connection, idle: the handshake phase.
     async fn connect(&mut self) -> Phase {
-        let meter = Meter::start(self.target.server_pid);
+        let meter = self.meter();
         let begin = Instant::now();
         let total: u32 = self.shares.iter().map(|share| share.1).sum();
         let shares = self.shares.clone();
@@ -298,7 +381,7 @@ impl<'a> Run<'a> {
             })
             .collect();
         let total: u32 = self.shares.iter().map(|share| share.1).sum();
-        let meter = Meter::start(self.target.server_pid);
+        let meter = self.meter();
         let probe = self.fleets.progress_probe();
         let replies = with_progress(
             name,
@@ -557,7 +640,6 @@ fn bind_single_use(
 pub async fn hold(target: &mut Target, args: &HoldArgs) -> anyhow::Result<Report> {
     let provisioned = target.admin.provision(args.devices).await?;
     let code = target.admin.reusable_code(&provisioned.org).await?;
-    let server_pid = target.server_pid;
     let mut run = Run::start(target, "hold", args.devices, args.devices, &args.common).await?;
     run.setting("hold", humantime::format_duration(args.duration));
     // Pair everyone first, each on a connection of its own that closes.
@@ -571,8 +653,8 @@ pub async fn hold(target: &mut Target, args: &HoldArgs) -> anyhow::Result<Report
 
     // Let the server finish closing those sessions, then take its memory as the baseline.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let baseline = server_pid.and_then(procstat::sample);
-    let meter = Meter::start(server_pid);
+    let baseline = run.target.memory();
+    let meter = run.meter();
     let begin = Instant::now();
     let probe = run.fleets.progress_probe();
     let quiet = run.target.quiet;
@@ -608,30 +690,15 @@ pub async fn hold(target: &mut Target, args: &HoldArgs) -> anyhow::Result<Report
     )
     .await;
     let (connected, lost) = run.status().await;
-    let after = server_pid.and_then(procstat::sample);
+    let after = run.target.memory();
     run.report
         .figures
         .insert("connections held at the end".into(), connected as f64);
     for (reason, count) in &lost {
         problems.push(format!("{count} connections lost while idle: {reason}"));
     }
-    if let (Some(before), Some(after)) = (baseline, after)
-        && connected > 0
-    {
-        let growth = after.rss_bytes as f64 - before.rss_bytes as f64;
-        run.report.figures.insert(
-            "server rss before, MiB".into(),
-            before.rss_bytes as f64 / 1048576.0,
-        );
-        run.report.figures.insert(
-            "server rss held, MiB".into(),
-            after.rss_bytes as f64 / 1048576.0,
-        );
-        run.report.figures.insert(
-            "server bytes per idle connection".into(),
-            growth / connected as f64,
-        );
-    }
+    memory_figures(&mut run.report, &baseline, &after, connected);
+    node_figures(&mut run).await;
     if connected < u64::from(args.devices) {
         problems.push(format!(
             "{connected} of {} devices still connected after the hold",
@@ -644,6 +711,55 @@ pub async fn hold(target: &mut Target, args: &HoldArgs) -> anyhow::Result<Report
         .await
 }
 
+/// The servers' memory before and after `connected` connections were opened: every node's
+/// resident set, and the growth of their sum per connection.
+fn memory_figures(
+    report: &mut Report,
+    before: &[Option<u64>],
+    after: &[Option<u64>],
+    connected: u64,
+) {
+    let complete =
+        |samples: &[Option<u64>]| -> Option<Vec<u64>> { samples.iter().copied().collect() };
+    let (Some(before), Some(after)) = (complete(before), complete(after)) else {
+        return;
+    };
+    if before.is_empty() || connected == 0 {
+        return;
+    }
+    let mib = |bytes: u64| bytes as f64 / 1048576.0;
+    let (sum_before, sum_after) = (before.iter().sum::<u64>(), after.iter().sum::<u64>());
+    report
+        .figures
+        .insert("server rss before, MiB".into(), mib(sum_before));
+    report
+        .figures
+        .insert("server rss held, MiB".into(), mib(sum_after));
+    report.figures.insert(
+        "server bytes per idle connection".into(),
+        (sum_after as f64 - sum_before as f64) / connected as f64,
+    );
+    if after.len() > 1 {
+        for (node, (before, after)) in before.iter().zip(&after).enumerate() {
+            report
+                .figures
+                .insert(format!("node {} rss before, MiB", node + 1), mib(*before));
+            report
+                .figures
+                .insert(format!("node {} rss held, MiB", node + 1), mib(*after));
+        }
+    }
+}
+
+/// Each node's open device connections, as it reports them, when the nodes are known.
+async fn node_figures(run: &mut Run<'_>) {
+    for (node, count) in run.target.node_connections().await.into_iter().enumerate() {
+        run.report
+            .figures
+            .insert(format!("node {} connections", node + 1), count as f64);
+    }
+}
+
 /// `push`: configuration edits pushed live to every connected device, timed until every device
 /// has received the new revision and until every acknowledgement is recorded.
 pub async fn push(target: &mut Target, args: &PushArgs) -> anyhow::Result<Report> {
@@ -651,9 +767,14 @@ pub async fn push(target: &mut Target, args: &PushArgs) -> anyhow::Result<Report
     let code = target.admin.reusable_code(&provisioned.org).await?;
     let mut run = Run::start(target, "push", args.devices, args.devices, &args.common).await?;
     run.setting("edits", args.edits);
+    if let Some(rate) = args.pair_rate {
+        run.setting("offered pairing rate", format!("{rate}/s"));
+    }
     let phase = run.connect().await;
     run.report.phases.push(phase);
-    let (phase, results) = run.pair("pair", &|_| code.clone(), false, true, None).await;
+    let (phase, results) = run
+        .pair("pair", &|_| code.clone(), false, true, args.pair_rate)
+        .await;
     run.report.phases.push(phase);
     let mut problems = Vec::new();
     let mut expectation = Expectation::default();
@@ -662,6 +783,7 @@ pub async fn push(target: &mut Target, args: &PushArgs) -> anyhow::Result<Report
     if first.missing > 0 {
         problems.push(format!("{} devices missed revision 1", first.missing));
     }
+    node_figures(&mut run).await;
 
     let path = format!(
         "/v1/organizations/{}/configurations/{}",
@@ -672,7 +794,7 @@ pub async fn push(target: &mut Target, args: &PushArgs) -> anyhow::Result<Report
     let mut received_latencies = Vec::new();
     for edit in 1..=u64::from(args.edits) {
         let revision = edit + 1;
-        let meter = Meter::start(run.target.server_pid);
+        let meter = run.meter();
         let sent_us = now_us();
         run.target
             .admin
@@ -845,7 +967,7 @@ pub async fn race(target: &mut Target, args: &RaceArgs) -> anyhow::Result<Report
 pub async fn crash(target: &mut Target, args: &CrashArgs) -> anyhow::Result<Report> {
     anyhow::ensure!(
         target.spawned.is_some(),
-        "the crash scenario kills and restarts the server: use --start-server"
+        "the crash scenario kills and restarts the one server: use --start-server"
     );
     let provisioned = target.admin.provision(args.devices).await?;
     let code = target.admin.reusable_code(&provisioned.org).await?;
@@ -883,7 +1005,7 @@ pub async fn crash(target: &mut Target, args: &CrashArgs) -> anyhow::Result<Repo
     // Restart on the same database and check what survived.
     let spawned = run.target.spawned.as_mut().context("no server")?;
     spawned.restart().await.context("restarting the server")?;
-    run.target.server_pid = spawned.pid();
+    run.target.server_pids = spawned.pid().into_iter().collect();
     let mut after_crash = expectation.clone();
     after_crash.errors_allowed = true;
     let survived = verify(&run.target.admin, &provisioned.org, &after_crash).await?;
@@ -928,7 +1050,7 @@ mod tests {
 
     #[test]
     fn several_sources_only_past_one_address_and_only_on_loopback() {
-        let url = "ws://127.0.0.1:7878/device";
+        let url = &["ws://127.0.0.1:7878/device".to_string()];
         assert!(sources(url, 10_000, None).is_empty());
         let many = sources(url, 25_000, None);
         assert_eq!(
@@ -940,6 +1062,18 @@ mod tests {
             ]
         );
         assert_eq!(sources(url, 10, Some(2)).len(), 2);
-        assert!(sources("ws://devices.example.com/device", 90_000, None).is_empty());
+        assert!(
+            sources(
+                &["ws://devices.example.com/device".to_string()],
+                90_000,
+                None
+            )
+            .is_empty()
+        );
+        let mixed = [
+            "ws://127.0.0.1:7878/device".to_string(),
+            "ws://10.0.0.2/device".to_string(),
+        ];
+        assert!(sources(&mixed, 90_000, None).is_empty());
     }
 }

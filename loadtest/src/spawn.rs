@@ -1,5 +1,7 @@
 //! `--start-server`: a throwaway paird on loopback ports with a temporary data directory. It
-//! can be killed (SIGKILL) and started again on the same database and ports.
+//! can be killed (SIGKILL) and started again on the same database and ports. The nodes of
+//! `--start-cluster` (see [`crate::cluster`]) are started the same way, with a database URL and
+//! a server key of their own.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,6 +15,8 @@ pub struct Spawned {
     child: Child,
     binary: PathBuf,
     extra_args: Vec<String>,
+    /// Environment given to the server beyond the operator token (e.g. `PAIRD_SERVER_KEY`).
+    env: Vec<(String, String)>,
     data: tempfile::TempDir,
     pub admin_url: String,
     pub device_url: String,
@@ -28,31 +32,38 @@ fn authority(url: &str) -> &str {
 impl Spawned {
     /// Starts `paird serve` (default: the `paird` next to this program) with `extra_args`.
     pub async fn start(paird: Option<&Path>, extra_args: &[String]) -> anyhow::Result<Spawned> {
-        let binary = match paird {
-            Some(path) => path.to_path_buf(),
-            None => std::env::current_exe()?
-                .parent()
-                .context("no directory for this program")?
-                .join("paird"),
-        };
-        let data = tempfile::tempdir()?;
         let token = format!("loadtest-{}", uuid::Uuid::new_v4().simple());
-        let (child, admin_url, device_url) = launch(
-            &binary,
-            data.path(),
+        Spawned::start_node(
+            &paird_binary(paird)?,
             &token,
             ("127.0.0.1:0", "127.0.0.1:0"),
             extra_args,
+            &[],
         )
-        .await?;
+        .await
+    }
+
+    /// Starts `paird serve` from `binary` with a temporary data directory of its own, listening
+    /// on `(device, admin)` addresses, accepting `token`, with `extra_args` and `env`.
+    pub async fn start_node(
+        binary: &Path,
+        token: &str,
+        (device, admin): (&str, &str),
+        extra_args: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<Spawned> {
+        let data = tempfile::tempdir()?;
+        let (child, admin_url, device_url) =
+            launch(binary, data.path(), token, (device, admin), extra_args, env).await?;
         Ok(Spawned {
             child,
-            binary,
+            binary: binary.to_path_buf(),
             extra_args: extra_args.to_vec(),
+            env: env.to_vec(),
             data,
             admin_url,
             device_url,
-            token,
+            token: token.to_string(),
         })
     }
 
@@ -76,6 +87,7 @@ impl Spawned {
             &self.token,
             (&device, &admin),
             &self.extra_args,
+            &self.env,
         )
         .await?;
         self.child = child;
@@ -96,6 +108,17 @@ impl Spawned {
     }
 }
 
+/// The paird binary to start: `paird`, or the `paird` next to this program.
+pub fn paird_binary(paird: Option<&Path>) -> anyhow::Result<PathBuf> {
+    Ok(match paird {
+        Some(path) => path.to_path_buf(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no directory for this program")?
+            .join("paird"),
+    })
+}
+
 /// Starts paird and reads its banner for the addresses it listens on.
 async fn launch(
     binary: &Path,
@@ -103,6 +126,7 @@ async fn launch(
     token: &str,
     (device, admin): (&str, &str),
     extra_args: &[String],
+    env: &[(String, String)],
 ) -> anyhow::Result<(Child, String, String)> {
     let mut child = Command::new(binary)
         .args(["serve", "--data-dir"])
@@ -110,6 +134,7 @@ async fn launch(
         .args(["--device-listen", device, "--admin-listen", admin])
         .args(extra_args)
         .env("PAIRD_OPERATOR_TOKEN", token)
+        .envs(env.iter().map(|(key, value)| (key, value)))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -66,7 +66,8 @@ impl Fleets {
         let mut members = Vec::with_capacity(processes);
         for index in 0..processes {
             let mut spec = spec.clone();
-            spec.first_port = (index * 64_000 / processes) as u32;
+            spec.first_port = (index as u64 * u64::from(client::connection::local_port_count())
+                / processes as u64) as u32;
             let mut child = tokio::process::Command::new(&exe)
                 .arg("worker")
                 .arg(serde_json::to_string(&spec)?)
@@ -90,6 +91,17 @@ impl Fleets {
 
     pub fn len(&self) -> usize {
         self.members.len()
+    }
+
+    /// The worker processes' pids (none when the fleet runs in this process).
+    pub fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .filter_map(|member| match member {
+                Member::Local(_) => None,
+                Member::Remote(worker) => worker.child.id(),
+            })
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -30,7 +30,7 @@ async fn enrolled() -> Setup {
     let provisioned = admin.provision(8).await.unwrap();
     let code = admin.reusable_code(&provisioned.org).await.unwrap();
     let mut fleet = Fleet::new(FleetSpec {
-        device_url: server.device_url(),
+        device_urls: vec![server.device_url()],
         json: false,
         sources: Vec::new(),
         first_port: 0,
