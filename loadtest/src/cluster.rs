@@ -40,6 +40,11 @@ pub struct ClusterSettings {
     pub paird: PathBuf,
     /// More arguments for every node.
     pub server_args: Vec<String>,
+    /// Load `pg_stat_statements` so that [`SpawnedCluster::statement_profile`] can tell where
+    /// the database's time went.
+    pub profile_database: bool,
+    /// More postgresql.conf lines (`name = value`) for the throwaway database.
+    pub database_settings: Vec<String>,
 }
 
 /// The running cluster.
@@ -70,13 +75,33 @@ pub fn max_connections(nodes: usize, pool_size: u32) -> u32 {
 impl SpawnedCluster {
     pub async fn start(settings: &ClusterSettings) -> anyhow::Result<SpawnedCluster> {
         anyhow::ensure!(settings.nodes >= 1, "a cluster needs at least one node");
-        let options = pgtemp::ClusterOptions {
+        let mut options = pgtemp::ClusterOptions {
             fsync: true,
             max_connections: max_connections(settings.nodes, settings.pool_size),
+            settings: Vec::new(),
         };
+        if settings.profile_database {
+            options.settings.extend([
+                "shared_preload_libraries = 'pg_stat_statements, auto_explain'".to_string(),
+                "pg_stat_statements.track = all".to_string(),
+                "track_io_timing = on".to_string(),
+                // The plans of slow statements, in the server log (kept by `statement_profile`).
+                "auto_explain.log_min_duration = '50ms'".to_string(),
+                "auto_explain.log_nested_statements = on".to_string(),
+                "log_min_messages = log".to_string(),
+                "log_lock_waits = on".to_string(),
+            ]);
+        }
+        options
+            .settings
+            .extend(settings.database_settings.iter().cloned());
+        let profile = settings.profile_database;
         let (database, database_url) = tokio::task::spawn_blocking(move || {
             let database = pgtemp::Cluster::start_with(options)?;
             let url = database.create_database()?;
+            if profile {
+                psql(&database, &url, "CREATE EXTENSION pg_stat_statements")?;
+            }
             anyhow::Ok((database, url))
         })
         .await
@@ -134,6 +159,34 @@ impl SpawnedCluster {
         Ok(cluster)
     }
 
+    /// The statements the database spent most time on since it started (`pg_stat_statements`,
+    /// loaded with [`ClusterSettings::profile_database`]), as psql prints them.
+    pub async fn statement_profile(&self) -> anyhow::Result<String> {
+        let query = "SELECT calls, round(total_exec_time) AS total_ms, \
+             round((total_exec_time / calls)::numeric, 3) AS mean_ms, rows, \
+             round((100 * total_exec_time / sum(total_exec_time) OVER ())::numeric, 1) AS pct, \
+             left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query \
+             FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20";
+        let bin = self.database.bin_dir().to_path_buf();
+        let url = self.database_url.clone();
+        let log = self.database.path().join("server.log");
+        tokio::task::spawn_blocking(move || {
+            let profile = psql_at(&bin, &url, query)?;
+            // The log (with the plans of statements over 50 ms) outlives the cluster.
+            let kept = std::env::temp_dir().join(format!(
+                "paird-loadtest-database-{}.log",
+                std::process::id()
+            ));
+            std::fs::copy(&log, &kept).context("copying the database log")?;
+            Ok(format!(
+                "{profile}(database log with slow plans: {})\n",
+                kept.display()
+            ))
+        })
+        .await
+        .context("psql")?
+    }
+
     /// Every node's pid.
     pub fn pids(&self) -> Vec<u32> {
         self.nodes.iter().filter_map(Spawned::pid).collect()
@@ -146,6 +199,25 @@ impl SpawnedCluster {
         let database = self.database;
         let _ = tokio::task::spawn_blocking(move || drop(database)).await;
     }
+}
+
+/// Runs one statement with the cluster's `psql` and returns what it printed.
+fn psql(database: &pgtemp::Cluster, url: &str, statement: &str) -> anyhow::Result<String> {
+    psql_at(database.bin_dir(), url, statement)
+}
+
+fn psql_at(bin: &Path, url: &str, statement: &str) -> anyhow::Result<String> {
+    let output = std::process::Command::new(bin.join("psql"))
+        .args([url, "-X", "-v", "ON_ERROR_STOP=1", "-c", statement])
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run psql")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The postmaster's pid: the first line of `postmaster.pid` in the data directory.

@@ -44,6 +44,14 @@ struct TargetArgs {
     /// sized for it).
     #[arg(long, global = true, default_value_t = 16)]
     database_pool_size: u32,
+    /// With --start-cluster: load pg_stat_statements in the database and print, at the end,
+    /// the statements it spent most time on (to standard error).
+    #[arg(long, global = true, requires = "start_cluster")]
+    profile_database: bool,
+    /// With --start-cluster: a postgresql.conf line for the throwaway database (repeatable),
+    /// e.g. `--database-setting "autovacuum_naptime = 5s"`.
+    #[arg(long, global = true, requires = "start_cluster", value_name = "LINE")]
+    database_setting: Vec<String>,
     /// The paird binary to start (default: `paird` next to this program).
     #[arg(long, global = true)]
     paird: Option<std::path::PathBuf>,
@@ -99,6 +107,8 @@ async fn target(args: &TargetArgs) -> anyhow::Result<Target> {
             shared_port: args.shared_port,
             paird: spawn::paird_binary(args.paird.as_deref())?,
             server_args: args.server_arg.clone(),
+            profile_database: args.profile_database,
+            database_settings: args.database_setting.clone(),
         };
         let cluster = SpawnedCluster::start(&settings).await?;
         let mut device_urls: Vec<String> = Vec::new();
@@ -186,6 +196,12 @@ async fn main() -> anyhow::Result<()> {
         server.stop().await;
     }
     if let Some(cluster) = target.cluster.take() {
+        if cli.target.profile_database {
+            match cluster.statement_profile().await {
+                Ok(profile) => eprintln!("database statements by time:\n{profile}"),
+                Err(error) => eprintln!("no statement profile: {error:#}"),
+            }
+        }
         cluster.stop().await;
     }
     let report = report??;

@@ -45,6 +45,9 @@ pub struct ClusterOptions {
     /// anyway); load runs that measure durable commits keep it on.
     pub fsync: bool,
     pub max_connections: u32,
+    /// More `name = value` lines for postgresql.conf (written after the ones above, so they
+    /// win), e.g. `shared_preload_libraries = 'pg_stat_statements'` for a profile.
+    pub settings: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -52,6 +55,7 @@ impl Default for ClusterOptions {
         ClusterOptions {
             fsync: false,
             max_connections: 300,
+            settings: Vec::new(),
         }
     }
 }
@@ -182,7 +186,7 @@ impl Cluster {
 
     fn write_settings(&self) -> Result<(), ClusterError> {
         use std::io::Write as _;
-        let settings = format!(
+        let mut settings = format!(
             "\n# paird throwaway cluster\nlisten_addresses = '127.0.0.1'\n\
              unix_socket_directories = '{socket}'\nfsync = {fsync}\n\
              max_connections = {max}\nlog_min_messages = warning\n",
@@ -190,6 +194,10 @@ impl Cluster {
             fsync = if self.options.fsync { "on" } else { "off" },
             max = self.options.max_connections,
         );
+        for line in &self.options.settings {
+            settings.push_str(line);
+            settings.push('\n');
+        }
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .open(self.data_dir().join("postgresql.conf"))?;

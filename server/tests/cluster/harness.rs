@@ -37,6 +37,7 @@ pub fn shared_postgres() -> &'static pgtemp::Cluster {
             // Three nodes per test, each with a pool of up to 16 connections and a listener,
             // with the tests of this binary running two or more at a time.
             max_connections: 400,
+            ..pgtemp::ClusterOptions::default()
         })
         .unwrap_or_else(|error| panic!("cannot start the throwaway PostgreSQL cluster: {error}"))
     })
