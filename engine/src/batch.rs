@@ -352,6 +352,7 @@ async fn decide(
         ended: Vec::new(),
         config_rows: HashMap::new(),
         wanted_configs: HashSet::new(),
+        code_uses: HashMap::new(),
     };
     let pairs = work.pairs(tx, &batch.pairs).await?;
     let resumes = work.resumes(tx, &batch.resumes).await?;
@@ -378,6 +379,13 @@ async fn decide(
     if !work.audit.is_empty() {
         tx.insert_audit(&work.audit).await?;
     }
+    if !work.code_uses.is_empty() {
+        // The last statement before the commit: on PostgreSQL this update is what the batches
+        // of several nodes using one reusable code queue on, so they queue only for a commit.
+        let mut uses: Vec<(CodeId, u32)> = work.code_uses.drain().collect();
+        uses.sort_unstable_by_key(|(code, _)| code.0);
+        tx.count_code_uses(&uses, now).await?;
+    }
     if !work.ended.is_empty() {
         // Every pairing a batch ends is one whose license expired.
         tx.publish(&Change::DevicesEnded {
@@ -398,6 +406,8 @@ struct Work {
     ended: Vec<(DeviceId, EndReason)>,
     config_rows: HashMap<ConfigId, crate::store::ConfigRow>,
     wanted_configs: HashSet<ConfigId>,
+    /// Uses of reusable codes granted in this batch, written by `decide` at the end.
+    code_uses: HashMap<CodeId, u32>,
 }
 
 /// A pairing's decision before licenses are claimed.
@@ -705,10 +715,8 @@ impl Work {
                 }
             }
         }
-        if !code_uses.is_empty() {
-            let uses: Vec<(CodeId, u32)> = code_uses.into_iter().collect();
-            tx.count_code_uses(&uses, now).await?;
-        }
+        // Counted last (see `decide`).
+        self.code_uses.extend(code_uses);
         if !touches.is_empty() {
             tx.touch_devices(&touches, now).await?;
         }

@@ -774,11 +774,16 @@ impl Store for PgStore {
         now: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
+        // Driven by `licenses_expiring` (its predicate, in its order), so that the sweep reads
+        // only expired assigned licenses whatever the planner believes of the tables' sizes:
+        // a join planned from stale statistics during an enrollment burst walked every active
+        // device at each sweep of each node.
         let rows = sqlx::query(
-            "SELECT d.org_id, d.id FROM licenses l \
-             JOIN devices d ON d.license_id = l.id AND d.ended_at IS NULL \
-             WHERE l.device_id IS NOT NULL AND l.valid_until IS NOT NULL AND l.valid_until <= $1 \
-             LIMIT $2",
+            "WITH due AS MATERIALIZED (SELECT id FROM licenses \
+             WHERE device_id IS NOT NULL AND valid_until IS NOT NULL AND valid_until <= $1 \
+             ORDER BY valid_until LIMIT $2) \
+             SELECT d.org_id, d.id FROM due \
+             JOIN devices d ON d.license_id = due.id AND d.ended_at IS NULL",
         )
         .bind(now.0)
         .bind(i64::from(limit))
@@ -1544,12 +1549,24 @@ impl StoreTx for PgTx {
 pub(crate) mod batch_sql {
     use crate::rows::{active_device_columns, code_state_columns};
 
-    /// Locked in id order: transactions locking overlapping sets of codes take them in the same
-    /// order and cannot deadlock on each other.
+    /// Single-use codes and reusable codes with a use limit are locked exclusively (in id
+    /// order, so transactions locking overlapping sets cannot deadlock): their state decides
+    /// who may use them. A reusable code without a limit only has to stay unrevoked until the
+    /// batch commits, so it is locked `FOR KEY SHARE`: the batches of every node that scan it
+    /// run at once, a revocation (`FOR UPDATE`) waits for them, and each batch's use count
+    /// (`COUNT_CODE_USES`, an update that `KEY SHARE` does not block) is its last statement,
+    /// so batches queue on the row only for their commit. A code's kind and limit never
+    /// change after it is created.
     pub const LOCK_CODES: &str = concat!(
-        "SELECT ",
+        "WITH decisive AS (SELECT ",
         code_state_columns!(),
-        " FROM codes WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+        " FROM codes WHERE id = ANY($1::uuid[]) \
+         AND (kind = 'single_use' OR max_uses IS NOT NULL) ORDER BY id FOR UPDATE), \
+         open AS (SELECT ",
+        code_state_columns!(),
+        " FROM codes WHERE id = ANY($1::uuid[]) AND kind = 'reusable' AND max_uses IS NULL \
+         ORDER BY id FOR KEY SHARE) \
+         SELECT * FROM decisive UNION ALL SELECT * FROM open"
     );
     /// The active pairings of a batch are locked too: an unpair or expiry on another node waits
     /// until this batch has committed (and then ends the pairing it finds), instead of ending it
@@ -1606,8 +1623,13 @@ pub(crate) mod batch_sql {
          app_version, code_id, conn, i) \
          ORDER BY n.i \
          ON CONFLICT DO NOTHING";
-    pub const COUNT_CODE_USES: &str = "UPDATE codes SET uses = uses + u.n, last_used_at = $1 \
-         FROM UNNEST($2::uuid[], $3::bigint[]) AS u(code_id, n) WHERE codes.id = u.code_id";
+    /// The rows are locked in id order first: two batches counting uses of the same codes
+    /// cannot deadlock.
+    pub const COUNT_CODE_USES: &str = "WITH locked AS (SELECT id FROM codes \
+         WHERE id = ANY($2::uuid[]) ORDER BY id FOR NO KEY UPDATE) \
+         UPDATE codes SET uses = uses + u.n, last_used_at = $1 \
+         FROM UNNEST($2::uuid[], $3::bigint[]) AS u(code_id, n), locked \
+         WHERE codes.id = u.code_id AND locked.id = u.code_id";
     pub const TOUCH_DEVICES: &str = "UPDATE devices SET name = t.name, model = t.model, \
          os = t.os, app_version = t.app_version, online_conn = t.conn, last_seen = $1 \
          FROM UNNEST($2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[]) \
