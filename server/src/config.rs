@@ -28,6 +28,11 @@ pub struct DeviceSettings {
     pub read_buffer: usize,
     /// Most bytes queued for one connection's socket; a configuration frame must fit.
     pub max_write_backlog: usize,
+    /// Most device connections open at once; at the ceiling the node stops accepting (new
+    /// connections wait in the listen backlog) until one closes. `None`: the open-file limit
+    /// minus what the database pool, the admin API and the process's own files need, so that
+    /// devices can never take the descriptors the database connections need.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for DeviceSettings {
@@ -41,6 +46,7 @@ impl Default for DeviceSettings {
             failures_per_connection: 3,
             read_buffer: 4 * 1024,
             max_write_backlog: protocol::limits::MAX_SERVER_FRAME_BYTES + 64 * 1024,
+            max_connections: None,
         }
     }
 }

@@ -24,7 +24,7 @@ use protocol::{
     ServerMessage,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
@@ -56,14 +56,37 @@ pub struct EndpointStats {
 }
 
 /// Accepts device connections until `shutdown` turns true.
+///
+/// `ceiling` holds one permit per connection this node may have open: with none left, the
+/// node stops accepting (connections wait in the listen backlog) until one closes.
 pub(crate) async fn serve(
     listener: TcpListener,
     endpoint: Arc<DeviceEndpoint>,
+    ceiling: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     tracker: TaskTracker,
 ) {
     let mut last_exhaustion_log: Option<Instant> = None;
+    let mut last_ceiling_log: Option<Instant> = None;
     loop {
+        let permit = match Arc::clone(&ceiling).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let now = Instant::now();
+                if last_ceiling_log.is_none_or(|at| now.duration_since(at) > Duration::from_secs(5))
+                {
+                    tracing::warn!("device connection ceiling reached; accepting paused");
+                    last_ceiling_log = Some(now);
+                }
+                tokio::select! {
+                    permit = Arc::clone(&ceiling).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    _ = shutdown.changed() => break,
+                }
+            }
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.changed() => break,
@@ -74,6 +97,7 @@ pub(crate) async fn serve(
                 let endpoint = Arc::clone(&endpoint);
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
+                    let _permit = permit;
                     endpoint
                         .stats
                         .open_connections

@@ -106,7 +106,13 @@ impl RunningServer {
 
 /// Opens the database, starts the engine and both listeners.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
-    raise_open_file_limit();
+    let open_files = raise_open_file_limit();
+    let ceiling = device_connection_ceiling(&config, open_files);
+    tracing::info!(
+        open_file_limit = open_files,
+        device_connection_ceiling = ceiling,
+        "each device connection takes one open file"
+    );
     // Listen first: an address in use fails the start before the database is opened.
     let device_listener = listen(config.device_listen, config.reuse_port)
         .with_context(|| format!("cannot listen for devices on {}", config.device_listen))?;
@@ -156,6 +162,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let device_task = tokio::spawn(device::serve(
         device_listener,
         Arc::clone(&endpoint),
+        Arc::new(tokio::sync::Semaphore::new(ceiling.max(1))),
         stopped.clone(),
         tracker.clone(),
     ));
@@ -210,16 +217,32 @@ fn listen(address: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener>
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Raises the soft open-file limit to the hard limit and logs how many devices that allows.
-fn raise_open_file_limit() {
+/// Raises the soft open-file limit to the hard limit and returns the limit in force.
+fn raise_open_file_limit() -> u64 {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::info!(
-            open_file_limit = limit,
-            device_connection_ceiling = limit.saturating_sub(100),
-            "open-file limit raised; each device connection takes one"
-        ),
-        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
     }
+}
+
+/// Open files kept for everything but device connections: the database connections (the pool,
+/// the change listener, SQLite's files), admin API connections, log and data files.
+const RESERVED_OPEN_FILES: u64 = 200;
+
+/// How many device connections this node accepts at once: the configured ceiling, or what the
+/// open-file limit leaves after the reserve. Without a ceiling, devices arriving faster than
+/// they leave took every descriptor, and the node could no longer open a database connection
+/// (its pairings were refused `unavailable` while its devices stayed connected).
+fn device_connection_ceiling(config: &ServerConfig, open_files: u64) -> usize {
+    config.device.max_connections.unwrap_or_else(|| {
+        // A small limit (a test's `ulimit -n 128`) keeps at least three quarters for devices.
+        let reserve =
+            (RESERVED_OPEN_FILES + u64::from(config.database_pool_size)).min(open_files / 4);
+        usize::try_from(open_files.saturating_sub(reserve).max(1)).unwrap_or(usize::MAX)
+    })
 }
 
 fn public_address(

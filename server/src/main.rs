@@ -70,6 +70,11 @@ struct ServeArgs {
     /// new connections over every process listening with this flag.
     #[arg(long, env = "PAIRD_REUSE_PORT")]
     reuse_port: bool,
+    /// Most device connections open at once (default: the open-file limit minus a reserve for
+    /// the database pool, the admin API and files). At the ceiling the node stops accepting
+    /// until a connection closes.
+    #[arg(long, env = "PAIRD_MAX_DEVICE_CONNECTIONS")]
+    max_device_connections: Option<usize>,
     /// Address of the admin HTTP API.
     #[arg(long, env = "PAIRD_ADMIN_LISTEN", default_value = "127.0.0.1:7879")]
     admin_listen: SocketAddr,
@@ -217,6 +222,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ping_interval: args.ping_interval,
         silence_limit: args.silence_limit,
         failures_per_connection: args.failures_per_connection,
+        max_connections: args.max_device_connections,
         ..DeviceSettings::default()
     };
     config.engine = EngineSettings {

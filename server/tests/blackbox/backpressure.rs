@@ -113,10 +113,13 @@ async fn running_out_of_file_descriptors_pauses_accepting_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::create(dir.path()).await;
     // A hard limit of 128 open files for the server process: ulimit sets both limits, so the
-    // server cannot raise it. The database arguments reach paird as the script's "$@".
+    // server cannot raise it. The connection ceiling is set above it, so that accepting runs
+    // into the limit itself (what happens when other files or connections took descriptors).
+    // The database arguments reach paird as the script's "$@".
     let command = format!(
         "ulimit -n 128 && exec {} serve --data-dir {} --device-listen 127.0.0.1:0 \
-         --admin-listen 127.0.0.1:0 --handshake-timeout 60s --failures-per-address 0 \"$@\"",
+         --admin-listen 127.0.0.1:0 --handshake-timeout 60s --failures-per-address 0 \
+         --max-device-connections 1000 \"$@\"",
         env!("CARGO_BIN_EXE_paird"),
         dir.path().display()
     );
@@ -182,4 +185,31 @@ async fn running_out_of_file_descriptors_pauses_accepting_then_recovers() {
         started.elapsed()
     );
     child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_ceiling_the_node_waits_for_a_connection_to_close() {
+    let test = TestServer::start_with(|config| config.device.max_connections = Some(2)).await;
+    let (org, code) = test.admin.org_with_code("Acme", 3).await;
+    let (_, first, _) = pair_ok(&test.device_url(), &code).await;
+    let (_, _second, _) = pair_ok(&test.device_url(), &code).await;
+
+    // The third connection waits in the listen backlog: no handshake while two are open.
+    let url = test.device_url();
+    let third = tokio::spawn(async move { pair_ok(&url, &code).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third device was served above the ceiling"
+    );
+    assert_eq!(test.admin.summary(&org).await["assigned"], 2);
+
+    // One closes: the third is accepted and pairs.
+    drop(first);
+    let (_, _third, paired) = tokio::time::timeout(Duration::from_secs(30), third)
+        .await
+        .expect("the waiting device is served once a connection closed")
+        .expect("task");
+    assert!(!paired.already_paired);
+    assert_eq!(test.admin.summary(&org).await["assigned"], 3);
 }
