@@ -456,6 +456,89 @@ async fn locks_are_held_until_commit() {
     store.close().await;
 }
 
+/// A reusable code without a use limit is shared by the batches of every node (each counts its
+/// uses at the end), while a revocation waits for the batches that hold it; a code with a limit
+/// stays exclusive (its count decides who may use it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlimited_code_is_shared_by_batches_and_a_revocation_waits_for_them() {
+    let store = fresh_store().await;
+    let fx = fixture(&store, 0).await;
+    let open_code = CodeId(id());
+    let mut tx = store.begin().await.expect("begin");
+    tx.insert_code(&NewCode {
+        max_uses: None,
+        ..reusable_code(open_code, fx.org_id, 43)
+    })
+    .await
+    .expect("code");
+    tx.commit().await.expect("commit");
+
+    // Two batches hold the open code at once: the second does not wait for the first to end
+    // (before the change it queued until the first committed, and this timed out).
+    let mut first = store.begin().await.expect("begin");
+    let mut second = store.begin().await.expect("begin");
+    let held = first.lock_codes(&[open_code]).await.expect("lock");
+    assert_eq!(held[0].max_uses, None);
+    tokio::time::timeout(Duration::from_secs(30), second.lock_codes(&[open_code]))
+        .await
+        .expect("a second batch shares the code")
+        .expect("shared lock");
+    first
+        .count_code_uses(&[(open_code, 2)], T0)
+        .await
+        .expect("count");
+    first.commit().await.expect("commit");
+    second
+        .count_code_uses(&[(open_code, 3)], T0.plus_millis(2))
+        .await
+        .expect("count");
+    second.commit().await.expect("commit");
+
+    let mut first = store.begin().await.expect("begin");
+    first.lock_codes(&[open_code]).await.expect("lock");
+    first
+        .count_code_uses(&[(open_code, 1)], T0.plus_millis(3))
+        .await
+        .expect("count");
+
+    // A revocation waits while a batch holds the code, then applies.
+    let revoke = {
+        let store = store.clone();
+        let org_id = fx.org_id;
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.expect("begin");
+            let revoked = tx
+                .revoke_code(org_id, open_code, T0.plus_millis(4))
+                .await
+                .expect("revoke");
+            tx.commit().await.expect("commit");
+            revoked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!revoke.is_finished(), "revoked under a batch that holds the code");
+    first.commit().await.expect("commit");
+    revoke.await.expect("task").expect("the code exists");
+    let info = store
+        .code(fx.org_id, open_code, T0.plus_millis(5))
+        .await
+        .expect("read")
+        .expect("code");
+    assert_eq!(info.uses, 2 + 3 + 1, "every committed batch's uses are counted");
+    assert_eq!(info.revoked_at, Some(T0.plus_millis(4)));
+
+    // The limited code of the fixture stays exclusive.
+    let mut first = store.begin().await.expect("begin");
+    first.lock_codes(&[fx.code_id]).await.expect("lock");
+    let mut second = store.begin().await.expect("begin");
+    let codes = [fx.code_id];
+    let blocked = tokio::time::timeout(Duration::from_millis(300), second.lock_codes(&codes)).await;
+    assert!(blocked.is_err(), "a limited code is held by one batch at a time");
+    drop(second);
+    first.commit().await.expect("commit");
+    store.close().await;
+}
+
 /// Terminates every change listener connected to the store's database; one `true` per listener.
 async fn kill_listeners(store: &PgStore) -> Vec<bool> {
     sqlx::query_scalar(
