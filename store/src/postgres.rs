@@ -327,7 +327,7 @@ impl Store for PgStore {
         sqlx::query(
             "UPDATE devices SET online_conn = u.connection, last_seen = $1 \
              FROM UNNEST($2::uuid[], $3::bigint[]) AS u(id, connection) \
-             WHERE devices.id = u.id AND devices.ended_at IS NULL",
+             WHERE devices.id = ANY($2::uuid[]) AND devices.id = u.id AND devices.ended_at IS NULL",
         )
         .bind(now.0)
         .bind(ids)
@@ -1252,6 +1252,16 @@ impl StoreTx for PgTx {
             .execute(&mut *self.tx)
             .await
             .map_err(map_error)?;
+        if ids.len() >= ANALYZE_AFTER_LICENSES {
+            // Licenses are bought in bulk and then taken in a burst; autovacuum may not have
+            // analysed the table for another minute. Planned from the old statistics (a few
+            // licenses), the burst's statements scanned the whole table at every batch.
+            // ANALYZE counts this transaction's own rows and publishes at commit.
+            sqlx::query("ANALYZE licenses")
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+        }
         Ok(())
     }
 
@@ -1544,8 +1554,18 @@ impl StoreTx for PgTx {
     }
 }
 
+/// Licenses added at once from which [`StoreTx::insert_licenses`] refreshes the table's
+/// statistics.
+const ANALYZE_AFTER_LICENSES: usize = 1_000;
+
 /// The statements of the batch path. Each takes its rows as arrays bound once, so one statement
 /// serves a batch of any size.
+///
+/// An `UPDATE ... FROM UNNEST(..)` also says `id = ANY(<the same ids>)`: that gives the planner
+/// a primary-key path whose row count it knows (the array's length), so it reaches the batch's
+/// rows by key. Without it, the planner chose by its table statistics, which are stale during
+/// an enrollment burst: it hashed every free license (or every device) at each batch, work that
+/// grows with the table, not with the batch.
 pub(crate) mod batch_sql {
     use crate::rows::{active_device_columns, code_state_columns};
 
@@ -1597,14 +1617,20 @@ pub(crate) mod batch_sql {
     pub const CONSUME_SINGLE_USE_CODES: &str = "UPDATE codes SET used_at = $1, \
          used_by_device = u.device_id, uses = uses + 1, last_used_at = $1 \
          FROM UNNEST($2::uuid[], $3::uuid[]) AS u(code_id, device_id) \
-         WHERE codes.id = u.code_id AND codes.kind = 'single_use' \
+         WHERE codes.id = ANY($2::uuid[]) AND codes.id = u.code_id AND codes.kind = 'single_use' \
          AND codes.used_at IS NULL AND codes.revoked_at IS NULL AND codes.expires_at > $1";
     /// A grant without a single-use code (NULL in the third array) needs an unreserved
     /// license; a grant from a single-use code needs the license that code reserved.
+    ///
+    /// "Still unassigned" is written `num_nulls(device_id) = 1`, which means `device_id IS
+    /// NULL` but does not match the predicate of the partial index `licenses_unassigned`: with
+    /// that predicate the planner, trusting statistics taken before a burst, read the batch's
+    /// licenses through that index and joined them to the batch row by row, over 100 ms a batch.
     pub const ASSIGN_LICENSES: &str = "UPDATE licenses SET device_id = g.device_id, \
          reserved_by = NULL, reserved_until = NULL \
          FROM UNNEST($2::uuid[], $3::uuid[], $4::uuid[]) AS g(license_id, device_id, code_id) \
-         WHERE licenses.id = g.license_id AND licenses.device_id IS NULL \
+         WHERE licenses.id = ANY($2::uuid[]) AND licenses.id = g.license_id \
+         AND num_nulls(licenses.device_id) = 1 \
          AND (licenses.valid_until IS NULL OR licenses.valid_until > $1) \
          AND CASE WHEN g.code_id IS NULL \
              THEN (licenses.reserved_until IS NULL OR licenses.reserved_until <= $1) \
@@ -1634,10 +1660,11 @@ pub(crate) mod batch_sql {
          os = t.os, app_version = t.app_version, online_conn = t.conn, last_seen = $1 \
          FROM UNNEST($2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[]) \
          AS t(id, conn, name, model, os, app_version) \
-         WHERE devices.id = t.id AND devices.ended_at IS NULL";
+         WHERE devices.id = ANY($2::uuid[]) AND devices.id = t.id AND devices.ended_at IS NULL";
     pub const SET_OFFLINE: &str = "UPDATE devices SET online_conn = NULL, last_seen = $1 \
          FROM UNNEST($2::uuid[], $3::bigint[]) AS o(id, conn) \
-         WHERE devices.id = o.id AND devices.online_conn = o.conn";
+         WHERE devices.id = ANY($2::uuid[]) AND devices.id = o.id \
+         AND devices.online_conn = o.conn";
     pub const END_DEVICES: &str = "UPDATE devices SET ended_at = $1, end_reason = $2, \
          config_id = NULL, online_conn = NULL, last_seen = $1 \
          WHERE id = ANY($3::uuid[]) AND ended_at IS NULL \
@@ -1661,7 +1688,7 @@ pub(crate) mod batch_sql {
          applied_revision = a.revision, ack_status = a.status, ack_reason = a.reason, ack_at = $1 \
          FROM UNNEST($2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[]) \
          AS a(device_id, config_id, revision, status, reason) \
-         WHERE devices.id = a.device_id";
+         WHERE devices.id = ANY($2::uuid[]) AND devices.id = a.device_id";
     pub const CONFIG_ROWS: &str = "SELECT id, org_id, name, revision, body FROM configurations \
          WHERE id = ANY($1::uuid[])";
     /// In the given order: audit ids come from a sequence and follow the order rows are

@@ -516,7 +516,10 @@ async fn an_unlimited_code_is_shared_by_batches_and_a_revocation_waits_for_them(
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!revoke.is_finished(), "revoked under a batch that holds the code");
+    assert!(
+        !revoke.is_finished(),
+        "revoked under a batch that holds the code"
+    );
     first.commit().await.expect("commit");
     revoke.await.expect("task").expect("the code exists");
     let info = store
@@ -524,7 +527,11 @@ async fn an_unlimited_code_is_shared_by_batches_and_a_revocation_waits_for_them(
         .await
         .expect("read")
         .expect("code");
-    assert_eq!(info.uses, 2 + 3 + 1, "every committed batch's uses are counted");
+    assert_eq!(
+        info.uses,
+        2 + 3 + 1,
+        "every committed batch's uses are counted"
+    );
     assert_eq!(info.revoked_at, Some(T0.plus_millis(4)));
 
     // The limited code of the fixture stays exclusive.
@@ -533,7 +540,10 @@ async fn an_unlimited_code_is_shared_by_batches_and_a_revocation_waits_for_them(
     let mut second = store.begin().await.expect("begin");
     let codes = [fx.code_id];
     let blocked = tokio::time::timeout(Duration::from_millis(300), second.lock_codes(&codes)).await;
-    assert!(blocked.is_err(), "a limited code is held by one batch at a time");
+    assert!(
+        blocked.is_err(),
+        "a limited code is held by one batch at a time"
+    );
     drop(second);
     first.commit().await.expect("commit");
     store.close().await;
