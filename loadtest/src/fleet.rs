@@ -53,6 +53,10 @@ pub struct FleetSpec {
     /// Connections (or fresh pairings) in flight at once.
     pub concurrency: usize,
     pub connect_timeout_ms: u64,
+    /// Devices record configurations but do not acknowledge them (to see a push without the
+    /// acknowledgements' work on the server and its database).
+    #[serde(default)]
+    pub no_acks: bool,
 }
 
 /// What a fleet is asked to do.
@@ -129,6 +133,9 @@ impl Tally {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RevisionTimes {
     pub received_us: Vec<u64>,
+    /// The device endpoint (index into [`FleetSpec::device_urls`]) of each `received_us`.
+    #[serde(default)]
+    pub received_endpoints: Vec<u16>,
     pub acknowledged_us: Vec<u64>,
     /// Connected paired devices that did not receive it in time.
     pub missing: u64,
@@ -169,10 +176,13 @@ struct Device {
 #[derive(Debug, Default)]
 struct Seen {
     by_revision: Mutex<HashMap<u64, RevisionTimes>>,
+    /// The devices do not acknowledge configurations ([`FleetSpec::no_acks`]).
+    no_acks: bool,
 }
 
 impl Seen {
-    fn record(&self, revision: u64, acknowledged: bool) {
+    /// Records a revision received (or its acknowledgement) on a connection to `endpoint`.
+    fn record(&self, revision: u64, acknowledged: bool, endpoint: u16) {
         let now = now_us();
         let mut map = self.by_revision.lock().expect("lock");
         let times = map.entry(revision).or_default();
@@ -180,6 +190,7 @@ impl Seen {
             times.acknowledged_us.push(now);
         } else {
             times.received_us.push(now);
+            times.received_endpoints.push(endpoint);
         }
     }
 
@@ -234,6 +245,7 @@ impl Fleet {
         let mut options = ConnectOptions::with_encoding(encoding);
         options.timeout = Duration::from_millis(spec.connect_timeout_ms.max(1));
         options.local_ports = Some(Arc::new(AtomicU32::new(spec.first_port)));
+        let no_acks = spec.no_acks;
         Fleet {
             spec,
             options,
@@ -241,7 +253,10 @@ impl Fleet {
             idle: Vec::new(),
             live: Vec::new(),
             finished: Vec::new(),
-            seen: Arc::new(Seen::default()),
+            seen: Arc::new(Seen {
+                no_acks,
+                ..Seen::default()
+            }),
             stop: watch::channel(false).0,
             progress: Arc::new(AtomicU64::new(0)),
         }
@@ -272,10 +287,15 @@ impl Fleet {
         }
     }
 
-    /// The endpoint device `device` connects to.
+    /// The endpoint device `device` connects to: its index in the spec's list.
+    fn endpoint_of(&self, device: u32) -> u16 {
+        (device as usize % self.spec.device_urls.len().max(1)) as u16
+    }
+
     fn url_for(&self, device: u32) -> String {
-        let urls = &self.spec.device_urls;
-        urls.get(device as usize % urls.len().max(1))
+        self.spec
+            .device_urls
+            .get(usize::from(self.endpoint_of(device)))
             .cloned()
             .unwrap_or_default()
     }
@@ -377,6 +397,7 @@ impl Fleet {
                 let task = PairTask {
                     plan: Arc::clone(&plan),
                     url: self.url_for(number),
+                    endpoint: self.endpoint_of(number),
                     options,
                     identity,
                     number,
@@ -433,6 +454,7 @@ impl Fleet {
             .map(|(number, identity)| {
                 let options = self.options_for(number);
                 let url = self.url_for(number);
+                let endpoint = self.endpoint_of(number);
                 let progress = Arc::clone(&progress);
                 let seen = Arc::clone(&self.seen);
                 let stop = self.stop.subscribe();
@@ -452,7 +474,10 @@ impl Fleet {
                     progress.fetch_add(1, Ordering::Relaxed);
                     let latency = now_us().saturating_sub(begin);
                     result.map(|connection| {
-                        (latency, tokio::spawn(stay(connection, None, seen, stop)))
+                        (
+                            latency,
+                            tokio::spawn(stay(connection, None, seen, endpoint, stop)),
+                        )
                     })
                 }
             })
@@ -484,7 +509,7 @@ impl Fleet {
             let expected = self.live.iter().filter(|task| !task.is_finished()).count();
             let (received, acknowledged) = self.seen.counts(revision);
             self.progress.store(received as u64, Ordering::Relaxed);
-            let done = received >= expected && acknowledged >= expected;
+            let done = received >= expected && (self.spec.no_acks || acknowledged >= expected);
             if done || tokio::time::Instant::now() >= deadline {
                 let times = self.seen.times(revision);
                 let missing = expected.saturating_sub(times.received_us.len()) as u64;
@@ -531,6 +556,8 @@ impl Fleet {
 struct PairTask {
     plan: Arc<PairPlan>,
     url: String,
+    /// Index of `url` among the fleet's endpoints.
+    endpoint: u16,
     options: ConnectOptions,
     identity: DeviceIdentity,
     number: u32,
@@ -585,6 +612,7 @@ impl PairTask {
                     connection,
                     configuration,
                     self.seen,
+                    self.endpoint,
                     self.stop,
                 )))
             }
@@ -664,10 +692,11 @@ async fn stay(
     mut connection: Connection,
     first: Option<Configuration>,
     seen: Arc<Seen>,
+    endpoint: u16,
     mut stop: watch::Receiver<bool>,
 ) -> Option<String> {
     if let Some(configuration) = first
-        && let Err(error) = apply(&mut connection, &configuration, &seen).await
+        && let Err(error) = apply(&mut connection, &configuration, &seen, endpoint).await
     {
         return Some(error);
     }
@@ -675,11 +704,11 @@ async fn stay(
         tokio::select! {
             message = connection.recv() => match message {
                 Ok(ServerMessage::Configuration(configuration)) => {
-                    if let Err(error) = apply(&mut connection, &configuration, &seen).await {
+                    if let Err(error) = apply(&mut connection, &configuration, &seen, endpoint).await {
                         return Some(error);
                     }
                 }
-                Ok(ServerMessage::Acknowledged(ack)) => seen.record(ack.revision, true),
+                Ok(ServerMessage::Acknowledged(ack)) => seen.record(ack.revision, true, endpoint),
                 Ok(ServerMessage::Ended(ended)) => return Some(format!("ended: {:?}", ended.reason)),
                 Ok(_) => {}
                 Err(error) => return Some(error.to_string()),
@@ -692,13 +721,18 @@ async fn stay(
     }
 }
 
-/// Records a configuration as received and acknowledges it as applied.
+/// Records a configuration as received and acknowledges it as applied (unless the fleet's
+/// devices do not acknowledge).
 async fn apply(
     connection: &mut Connection,
     configuration: &Configuration,
     seen: &Seen,
+    endpoint: u16,
 ) -> Result<(), String> {
-    seen.record(configuration.revision, false);
+    seen.record(configuration.revision, false, endpoint);
+    if seen.no_acks {
+        return Ok(());
+    }
     let ack = DeviceMessage::Ack(Ack {
         configuration_id: configuration.configuration_id,
         revision: configuration.revision,

@@ -52,6 +52,10 @@ pub struct Common {
     /// Bound on each connection's TCP connect plus WebSocket handshake.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+    /// Devices do not acknowledge configurations (diagnosis: a push without the
+    /// acknowledgements' work on the server and its database).
+    #[arg(long)]
+    pub no_acks: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -280,6 +284,7 @@ impl<'a> Run<'a> {
             first_port: 0,
             concurrency: common.concurrency.div_ceil(processes).max(1),
             connect_timeout_ms: common.connect_timeout.as_millis() as u64,
+            no_acks: common.no_acks,
         };
         let mut report = Report {
             scenario: scenario.to_string(),
@@ -451,6 +456,7 @@ impl<'a> Run<'a> {
         for reply in replies {
             if let Reply::Revision(times) = reply {
                 all.received_us.extend(times.received_us);
+                all.received_endpoints.extend(times.received_endpoints);
                 all.acknowledged_us.extend(times.acknowledged_us);
                 all.missing += times.missing;
             }
@@ -792,6 +798,11 @@ pub async fn push(target: &mut Target, args: &PushArgs) -> anyhow::Result<Report
     let mut all_received = Vec::new();
     let mut all_acknowledged = Vec::new();
     let mut received_latencies = Vec::new();
+    // Per edit: when the edit request was answered, when the first device received it, and
+    // when the last device of each endpoint (node) did; in ms after the request.
+    let mut answered = Vec::new();
+    let mut first_received = Vec::new();
+    let mut by_endpoint: BTreeMap<u16, Vec<f64>> = BTreeMap::new();
     for edit in 1..=u64::from(args.edits) {
         let revision = edit + 1;
         let meter = run.meter();
@@ -801,7 +812,23 @@ pub async fn push(target: &mut Target, args: &PushArgs) -> anyhow::Result<Report
             .put(&path, json!({ "body": configuration_body(edit + 1) }))
             .await
             .context("editing the configuration")?;
+        answered.push(now_us().saturating_sub(sent_us) as f64 / 1000.0);
         let times = run.wait_revision(revision).await;
+        let after_ms = |at: u64| at.saturating_sub(sent_us) as f64 / 1000.0;
+        if let Some(first) = times.received_us.iter().min() {
+            first_received.push(after_ms(*first));
+        }
+        let mut last_by_endpoint: BTreeMap<u16, u64> = BTreeMap::new();
+        for (at, endpoint) in times.received_us.iter().zip(&times.received_endpoints) {
+            let last = last_by_endpoint.entry(*endpoint).or_default();
+            *last = (*last).max(*at);
+        }
+        for (endpoint, last) in last_by_endpoint {
+            by_endpoint
+                .entry(endpoint)
+                .or_default()
+                .push(after_ms(last));
+        }
         if times.missing > 0 {
             problems.push(format!(
                 "{} devices missed revision {revision}",
@@ -835,7 +862,7 @@ pub async fn push(target: &mut Target, args: &PushArgs) -> anyhow::Result<Report
                 .iter()
                 .map(|at| at.saturating_sub(sent_us)),
         );
-        if times.acknowledged_us.len() < times.received_us.len() {
+        if !args.common.no_acks && times.acknowledged_us.len() < times.received_us.len() {
             problems.push(format!(
                 "revision {revision}: {} received, {} acknowledgements recorded",
                 times.received_us.len(),
@@ -847,10 +874,28 @@ pub async fn push(target: &mut Target, args: &PushArgs) -> anyhow::Result<Report
         "all received, ms (median of edits)".into(),
         median(&all_received),
     );
+    if !args.common.no_acks {
+        run.report.figures.insert(
+            "all acknowledged, ms (median of edits)".into(),
+            median(&all_acknowledged),
+        );
+    }
     run.report.figures.insert(
-        "all acknowledged, ms (median of edits)".into(),
-        median(&all_acknowledged),
+        "edit answered, ms (median of edits)".into(),
+        median(&answered),
     );
+    run.report.figures.insert(
+        "first received, ms (median of edits)".into(),
+        median(&first_received),
+    );
+    if by_endpoint.len() > 1 {
+        for (endpoint, lasts) in &by_endpoint {
+            run.report.figures.insert(
+                format!("endpoint {} all received, ms (median)", endpoint + 1),
+                median(lasts),
+            );
+        }
+    }
     let (connected, lost) = run.status().await;
     for (reason, count) in &lost {
         problems.push(format!("{count} connections lost: {reason}"));

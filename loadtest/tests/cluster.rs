@@ -56,6 +56,7 @@ async fn an_edit_on_one_node_reaches_every_device_on_both() {
             sources: None,
             json_frames: false,
             connect_timeout: Duration::from_secs(20),
+            no_acks: false,
         },
     };
     let report = tokio::time::timeout(

@@ -36,6 +36,7 @@ async fn enrolled() -> Setup {
         first_port: 0,
         concurrency: 16,
         connect_timeout_ms: 20_000,
+        no_acks: false,
     });
     let Reply::Connected(tally) = fleet.handle(Command::Connect { count: 10 }).await else {
         panic!("connect");
