@@ -109,7 +109,12 @@ pub struct PgStore {
     /// Random per store: written into every notification this store publishes, so that its own
     /// change feed skips them.
     origin: u64,
+    /// Per organization, the highest license id this node claimed: see [`claim_free_licenses`].
+    claim_hints: ClaimHints,
 }
+
+/// Shared by a store and its transactions.
+type ClaimHints = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<OrgId, Uuid>>>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -139,6 +144,7 @@ impl PgStore {
             pool,
             options,
             origin,
+            claim_hints: ClaimHints::default(),
         })
     }
 
@@ -227,14 +233,21 @@ impl Store for PgStore {
         // READ COMMITTED (PostgreSQL's default, stated so that a server configured otherwise
         // does not change the rules): conditional writes re-check their conditions on the
         // newest committed version of a row they had to wait for.
+        //
+        // No sequential scans: every statement of a write transaction reaches its rows by key
+        // or through an index, whatever the planner believes of the tables' sizes. During an
+        // enrollment burst the statistics lag behind the tables (autovacuum analyses a table a
+        // minute or more after it grew), and statements planned from them scanned the whole
+        // `devices` table at every batch.
         let tx = self
             .pool
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL enable_seqscan = off")
             .await
             .map_err(map_error)?;
         Ok(Box::new(PgTx {
             tx,
             origin: self.origin,
+            claim_hints: std::sync::Arc::clone(&self.claim_hints),
         }))
     }
 
@@ -327,7 +340,8 @@ impl Store for PgStore {
         sqlx::query(
             "UPDATE devices SET online_conn = u.connection, last_seen = $1 \
              FROM UNNEST($2::uuid[], $3::bigint[]) AS u(id, connection) \
-             WHERE devices.id = ANY($2::uuid[]) AND devices.id = u.id AND devices.ended_at IS NULL",
+             WHERE devices.id = ANY($2::uuid[]) AND devices.id = u.id \
+             AND num_nulls(devices.ended_at) = 1",
         )
         .bind(now.0)
         .bind(ids)
@@ -832,6 +846,7 @@ impl Store for PgStore {
 struct PgTx {
     tx: Transaction<'static, Postgres>,
     origin: u64,
+    claim_hints: ClaimHints,
 }
 
 #[async_trait]
@@ -892,21 +907,49 @@ impl StoreTx for PgTx {
         // SKIP LOCKED: licenses another node's open transaction holds are passed over, so two
         // nodes granting at once get disjoint licenses without waiting for each other. The
         // locks taken here last until commit, so the licenses stay ours until assigned.
-        let rows = sqlx::query(batch_sql::CLAIM_FREE_LICENSES)
-            .bind(org_id.0)
-            .bind(now.0)
-            .bind(i64::from(count))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter()
-            .map(|row| {
-                Ok(FreeLicense {
+        //
+        // The scan starts after the last license this node claimed for the organization (the
+        // licenses before it were taken, unless one was freed since), and only if that finds
+        // too few does a second scan look before it. Whichever index the planner walks, a
+        // claim then reads about as many rows as it takes: from the start, a burst of 100,000
+        // pairings walked every license already assigned at each batch.
+        let hint = self
+            .claim_hints
+            .lock()
+            .map_or(None, |hints| hints.get(&org_id).copied());
+        let mut claimed = Vec::new();
+        for (after, before) in [
+            (hint.unwrap_or(Uuid::nil()), Uuid::max()),
+            (Uuid::nil(), hint.unwrap_or(Uuid::nil())),
+        ] {
+            let wanted = i64::from(count) - claimed.len() as i64;
+            if wanted <= 0 || after >= before {
+                continue;
+            }
+            let rows = sqlx::query(batch_sql::CLAIM_FREE_LICENSES)
+                .bind(org_id.0)
+                .bind(now.0)
+                .bind(wanted)
+                .bind(after)
+                .bind(before)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+            for row in &rows {
+                claimed.push(FreeLicense {
                     id: LicenseId(get(row, 0)?),
                     valid_until: get_opt_ts(row, 1)?,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        // The highest id claimed: beyond the hint if the first scan found any, otherwise from
+        // the second scan, where the walk restarts.
+        if let Some(last) = claimed.iter().map(|license| license.id.0).max()
+            && let Ok(mut hints) = self.claim_hints.lock()
+        {
+            hints.insert(org_id, last);
+        }
+        Ok(claimed)
     }
 
     async fn consume_single_use_codes(
@@ -1565,7 +1608,11 @@ const ANALYZE_AFTER_LICENSES: usize = 1_000;
 /// a primary-key path whose row count it knows (the array's length), so it reaches the batch's
 /// rows by key. Without it, the planner chose by its table statistics, which are stale during
 /// an enrollment burst: it hashed every free license (or every device) at each batch, work that
-/// grows with the table, not with the batch.
+/// grows with the table, not with the batch. For the same reason, statements that name their
+/// rows by id write "not ended" as `num_nulls(ended_at) = 1` (and "unassigned" as
+/// `num_nulls(device_id) = 1`): the same test, but one that does not match the predicate of a
+/// partial index, which the planner otherwise read whole (as a bitmap) when it believed the
+/// table small.
 pub(crate) mod batch_sql {
     use crate::rows::{active_device_columns, code_state_columns};
 
@@ -1602,7 +1649,7 @@ pub(crate) mod batch_sql {
         "SELECT ",
         active_device_columns!(),
         " FROM devices d JOIN licenses l ON l.id = d.license_id \
-         WHERE d.id = ANY($1::uuid[]) AND d.ended_at IS NULL \
+         WHERE d.id = ANY($1::uuid[]) AND num_nulls(d.ended_at) = 1 \
          ORDER BY d.id FOR UPDATE OF d"
     );
     pub const LOCK_LICENSES: &str = "SELECT id, org_id, valid_until, device_id, reserved_by, \
@@ -1610,7 +1657,7 @@ pub(crate) mod batch_sql {
     /// The limit applies after the locked rows are skipped (PostgreSQL locks below the limit),
     /// so a claim returns `count` licenses whenever that many are free and unlocked.
     pub const CLAIM_FREE_LICENSES: &str = "SELECT id, valid_until FROM licenses \
-         WHERE org_id = $1 AND device_id IS NULL \
+         WHERE org_id = $1 AND device_id IS NULL AND id > $4 AND id <= $5 \
          AND (valid_until IS NULL OR valid_until > $2) \
          AND (reserved_until IS NULL OR reserved_until <= $2) \
          ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED";
@@ -1626,11 +1673,13 @@ pub(crate) mod batch_sql {
     /// NULL` but does not match the predicate of the partial index `licenses_unassigned`: with
     /// that predicate the planner, trusting statistics taken before a burst, read the batch's
     /// licenses through that index and joined them to the batch row by row, over 100 ms a batch.
+    /// Unlike the other updates it has no `id = ANY(..)`: the filters on the license made the
+    /// planner expect one row from that scan and rescan the batch's array for each license it
+    /// found (quadratic in the batch); reached from the array, each license is one key lookup.
     pub const ASSIGN_LICENSES: &str = "UPDATE licenses SET device_id = g.device_id, \
          reserved_by = NULL, reserved_until = NULL \
          FROM UNNEST($2::uuid[], $3::uuid[], $4::uuid[]) AS g(license_id, device_id, code_id) \
-         WHERE licenses.id = ANY($2::uuid[]) AND licenses.id = g.license_id \
-         AND num_nulls(licenses.device_id) = 1 \
+         WHERE licenses.id = g.license_id AND num_nulls(licenses.device_id) = 1 \
          AND (licenses.valid_until IS NULL OR licenses.valid_until > $1) \
          AND CASE WHEN g.code_id IS NULL \
              THEN (licenses.reserved_until IS NULL OR licenses.reserved_until <= $1) \
@@ -1660,14 +1709,15 @@ pub(crate) mod batch_sql {
          os = t.os, app_version = t.app_version, online_conn = t.conn, last_seen = $1 \
          FROM UNNEST($2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[]) \
          AS t(id, conn, name, model, os, app_version) \
-         WHERE devices.id = ANY($2::uuid[]) AND devices.id = t.id AND devices.ended_at IS NULL";
+         WHERE devices.id = ANY($2::uuid[]) AND devices.id = t.id \
+         AND num_nulls(devices.ended_at) = 1";
     pub const SET_OFFLINE: &str = "UPDATE devices SET online_conn = NULL, last_seen = $1 \
          FROM UNNEST($2::uuid[], $3::bigint[]) AS o(id, conn) \
          WHERE devices.id = ANY($2::uuid[]) AND devices.id = o.id \
          AND devices.online_conn = o.conn";
     pub const END_DEVICES: &str = "UPDATE devices SET ended_at = $1, end_reason = $2, \
          config_id = NULL, online_conn = NULL, last_seen = $1 \
-         WHERE id = ANY($3::uuid[]) AND ended_at IS NULL \
+         WHERE id = ANY($3::uuid[]) AND num_nulls(ended_at) = 1 \
          RETURNING id, org_id, license_id";
     pub const RELEASE_LICENSES: &str =
         "UPDATE licenses SET device_id = NULL WHERE device_id = ANY($1::uuid[])";
@@ -1683,7 +1733,7 @@ pub(crate) mod batch_sql {
     pub const ACK_TARGETS: &str = "SELECT d.id, d.config_id, c.revision, d.applied_config_id, \
          d.applied_revision, d.ack_status, d.ack_reason \
          FROM devices d LEFT JOIN configurations c ON c.id = d.config_id \
-         WHERE d.id = ANY($1::uuid[]) AND d.ended_at IS NULL";
+         WHERE d.id = ANY($1::uuid[]) AND num_nulls(d.ended_at) = 1";
     pub const WRITE_ACKS: &str = "UPDATE devices SET applied_config_id = a.config_id, \
          applied_revision = a.revision, ack_status = a.status, ack_reason = a.reason, ack_at = $1 \
          FROM UNNEST($2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[]) \
@@ -1701,7 +1751,7 @@ pub(crate) mod batch_sql {
     pub const INSERT_LICENSES: &str = "INSERT INTO licenses (id, org_id, purchased_at, \
          valid_until) SELECT t.id, $1, $2, $3 FROM UNNEST($4::uuid[]) AS t(id)";
     pub const ASSIGN_CONFIGURATION: &str = "UPDATE devices SET config_id = $1, assigned_at = $2 \
-         WHERE org_id = $3 AND ended_at IS NULL AND id = ANY($4::uuid[]) RETURNING id";
+         WHERE org_id = $3 AND num_nulls(ended_at) = 1 AND id = ANY($4::uuid[]) RETURNING id";
 }
 
 #[cfg(test)]
