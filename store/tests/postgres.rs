@@ -395,6 +395,64 @@ async fn concurrent_claims_skip_locked_licenses() {
     store.close().await;
 }
 
+/// A node's claim starts after the last license it claimed; a license freed before that point
+/// is still found when the licenses after it do not suffice.
+#[tokio::test]
+async fn a_claim_after_the_hint_still_finds_a_license_freed_before_it() {
+    let store = fresh_store().await;
+    let fx = fixture(&store, 5).await;
+    let mut tx = store.begin().await.expect("begin");
+    let first: Vec<LicenseId> = tx
+        .claim_free_licenses(fx.org_id, 3, T0)
+        .await
+        .expect("claim")
+        .iter()
+        .map(|license| license.id)
+        .collect();
+    assert_eq!(first, fx.licenses[0..3]);
+    let grants: Vec<LicenseGrant> = first
+        .iter()
+        .map(|license| LicenseGrant {
+            license_id: *license,
+            device_id: DeviceId(id()),
+            single_use_code: None,
+        })
+        .collect();
+    assert_eq!(tx.assign_licenses(&grants, T0).await.expect("assign"), 3);
+    tx.commit().await.expect("commit");
+    // The first license is freed again (as an unpair does).
+    sqlx::query("UPDATE licenses SET device_id = NULL WHERE id = $1")
+        .bind(fx.licenses[0].0)
+        .execute(store.pool())
+        .await
+        .expect("free a license");
+
+    let mut tx = store.begin().await.expect("begin");
+    let mut second: Vec<LicenseId> = tx
+        .claim_free_licenses(fx.org_id, 10, T0)
+        .await
+        .expect("claim")
+        .iter()
+        .map(|license| license.id)
+        .collect();
+    second.sort();
+    assert_eq!(
+        second,
+        [fx.licenses[0], fx.licenses[3], fx.licenses[4]],
+        "every free license, the one before the hint included"
+    );
+    tx.rollback().await.expect("rollback");
+    // Nothing is left after the hint now: the claim finds the freed one alone, too.
+    let mut tx = store.begin().await.expect("begin");
+    let third = tx
+        .claim_free_licenses(fx.org_id, 1, T0)
+        .await
+        .expect("claim");
+    assert_eq!(third.len(), 1);
+    tx.rollback().await.expect("rollback");
+    store.close().await;
+}
+
 /// A conditional write that meets a row another transaction changed waits for it and then
 /// re-checks its condition: the loser changes nothing, which is what the engine compares.
 #[tokio::test]
