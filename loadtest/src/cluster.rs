@@ -84,6 +84,7 @@ impl SpawnedCluster {
             options.settings.extend([
                 "shared_preload_libraries = 'pg_stat_statements, auto_explain'".to_string(),
                 "pg_stat_statements.track = all".to_string(),
+                "pg_stat_statements.track_planning = on".to_string(),
                 "track_io_timing = on".to_string(),
                 // The plans of slow statements, in the server log (kept by `statement_profile`).
                 "auto_explain.log_min_duration = '50ms'".to_string(),
@@ -163,7 +164,8 @@ impl SpawnedCluster {
     /// loaded with [`ClusterSettings::profile_database`]), as psql prints them.
     pub async fn statement_profile(&self) -> anyhow::Result<String> {
         let query = "SELECT calls, round(total_exec_time) AS total_ms, \
-             round((total_exec_time / calls)::numeric, 3) AS mean_ms, rows, \
+             round(total_plan_time) AS plan_ms, \
+             round((total_exec_time / NULLIF(calls, 0))::numeric, 3) AS mean_ms, rows, \
              round((100 * total_exec_time / sum(total_exec_time) OVER ())::numeric, 1) AS pct, \
              left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query \
              FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20";
