@@ -578,7 +578,6 @@ impl Work {
         let mut grants = Vec::new();
         let mut devices = Vec::new();
         let mut single_uses = Vec::new();
-        let mut code_uses: HashMap<CodeId, u32> = HashMap::new();
         let mut touches = Vec::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut grant_info: Vec<(CodeId, LicenseId)> = Vec::new();
@@ -660,7 +659,8 @@ impl Work {
             if single {
                 single_uses.push((code, device_id));
             } else {
-                *code_uses.entry(code).or_default() += 1;
+                // Counted last (see `decide`).
+                *self.code_uses.entry(code).or_default() += 1;
             }
             devices.push(NewDevice {
                 id: device_id,
@@ -715,8 +715,6 @@ impl Work {
                 }
             }
         }
-        // Counted last (see `decide`).
-        self.code_uses.extend(code_uses);
         if !touches.is_empty() {
             tx.touch_devices(&touches, now).await?;
         }

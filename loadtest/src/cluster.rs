@@ -101,7 +101,11 @@ impl SpawnedCluster {
             let database = pgtemp::Cluster::start_with(options)?;
             let url = database.create_database()?;
             if profile {
-                psql(&database, &url, "CREATE EXTENSION pg_stat_statements")?;
+                psql(
+                    database.bin_dir(),
+                    &url,
+                    "CREATE EXTENSION pg_stat_statements",
+                )?;
             }
             anyhow::Ok((database, url))
         })
@@ -173,7 +177,7 @@ impl SpawnedCluster {
         let url = self.database_url.clone();
         let log = self.database.path().join("server.log");
         tokio::task::spawn_blocking(move || {
-            let profile = psql_at(&bin, &url, query)?;
+            let profile = psql(&bin, &url, query)?;
             // The log (with the plans of statements over 50 ms) outlives the cluster.
             let kept = std::env::temp_dir().join(format!(
                 "paird-loadtest-database-{}.log",
@@ -203,12 +207,8 @@ impl SpawnedCluster {
     }
 }
 
-/// Runs one statement with the cluster's `psql` and returns what it printed.
-fn psql(database: &pgtemp::Cluster, url: &str, statement: &str) -> anyhow::Result<String> {
-    psql_at(database.bin_dir(), url, statement)
-}
-
-fn psql_at(bin: &Path, url: &str, statement: &str) -> anyhow::Result<String> {
+/// Runs one statement with the `psql` in `bin` and returns what it printed.
+fn psql(bin: &Path, url: &str, statement: &str) -> anyhow::Result<String> {
     let output = std::process::Command::new(bin.join("psql"))
         .args([url, "-X", "-v", "ON_ERROR_STOP=1", "-c", statement])
         .stdin(Stdio::null())
@@ -237,20 +237,7 @@ fn watchdog(pids: &Path) -> anyhow::Result<Child> {
         parent = std::process::id(),
         file = pids.display(),
     );
-    // In a session of its own, so that a signal to this program's process group (a runner's
-    // timeout) does not end the watchdog before it has done its job.
-    let mut command = if Path::new("/usr/bin/setsid").is_file() {
-        let mut command = Command::new("/usr/bin/setsid");
-        command.arg("sh");
-        command
-    } else {
-        Command::new("sh")
-    };
-    command
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    Command::from(pgtemp::detached_shell(&script))
         .spawn()
         .context("cannot start the nodes' watchdog")
 }

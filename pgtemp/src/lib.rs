@@ -236,21 +236,7 @@ impl Cluster {
             parent = std::process::id(),
             dir = self.dir.path().display(),
         );
-        // In a session of its own (`setsid`): a test runner that kills the test's process
-        // group on a timeout must not take the watchdog down with the test.
-        let mut watchdog = if Path::new("/usr/bin/setsid").is_file() {
-            let mut command = Command::new("/usr/bin/setsid");
-            command.arg("sh");
-            command
-        } else {
-            Command::new("sh")
-        };
-        watchdog
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
+        detached_shell(&script).spawn()?;
         Ok(())
     }
 
@@ -299,6 +285,25 @@ impl Cluster {
         }
         Err(ClusterError::Failed { step, detail })
     }
+}
+
+/// `sh -c script` in a session of its own (`setsid`, where there is one), with no standard
+/// input or output: for watchdogs that outlive this process. A test runner or a shell that kills
+/// this process group on a timeout must not take the watchdog down with it.
+pub fn detached_shell(script: &str) -> Command {
+    let mut command = if Path::new("/usr/bin/setsid").is_file() {
+        let mut command = Command::new("/usr/bin/setsid");
+        command.arg("sh");
+        command
+    } else {
+        Command::new("sh")
+    };
+    command
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
 }
 
 impl Drop for Cluster {

@@ -17,9 +17,10 @@
 //!   than it planned, and the engine rolls back and retries.
 //! - **Row locks.** The rows a batch decides on are locked up front with `SELECT ... FOR UPDATE`,
 //!   in id order so that two transactions locking overlapping sets cannot deadlock on each other:
-//!   codes ([`StoreTx::lock_codes`]), licenses ([`StoreTx::lock_licenses`]) and the active
-//!   pairings of the batch's installations and devices, so that a device is not ended on one node
-//!   while another node is telling it "resumed".
+//!   codes ([`StoreTx::lock_codes`]; a reusable code without a use limit only `FOR KEY SHARE`,
+//!   so that every node's batches use it at once), licenses ([`StoreTx::lock_licenses`]) and the
+//!   active pairings of the batch's installations and devices, so that a device is not ended on
+//!   one node while another node is telling it "resumed".
 //! - **`SKIP LOCKED`.** [`StoreTx::claim_free_licenses`] takes the oldest free licenses with
 //!   `FOR UPDATE SKIP LOCKED`: two nodes granting licenses of one organization at once each get
 //!   different licenses instead of the second queueing behind the first's commit.
@@ -1609,10 +1610,10 @@ const ANALYZE_AFTER_LICENSES: usize = 1_000;
 /// rows by key. Without it, the planner chose by its table statistics, which are stale during
 /// an enrollment burst: it hashed every free license (or every device) at each batch, work that
 /// grows with the table, not with the batch. For the same reason, statements that name their
-/// rows by id write "not ended" as `num_nulls(ended_at) = 1` (and "unassigned" as
-/// `num_nulls(device_id) = 1`): the same test, but one that does not match the predicate of a
-/// partial index, which the planner otherwise read whole (as a bitmap) when it believed the
-/// table small.
+/// rows by id write "not ended" as `num_nulls(ended_at) = 1`: the same test, but one that does
+/// not match the predicate of a partial index, which the planner otherwise read whole (as a
+/// bitmap) when it believed the table small. Write transactions also run with
+/// `enable_seqscan = off` ([`Store::begin`]).
 pub(crate) mod batch_sql {
     use crate::rows::{active_device_columns, code_state_columns};
 
