@@ -972,7 +972,23 @@ pub(crate) fn validate_name(
     Ok(name.to_string())
 }
 
+/// Checks a configuration body before it is saved: its size, and that the app can read it
+/// (the INI rules of `configformat`). Refused with every problem by line; warnings alone (a
+/// misspelled key, say) do not refuse it.
 fn validate_body(body: &str) -> Result<(), EngineError> {
+    let report = check_configuration_body(body)?;
+    if report.is_valid() {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidConfiguration {
+            problems: report.problems,
+        })
+    }
+}
+
+/// What the admin API's check reports for a body, without saving anything: `Err` when it is
+/// too large or holds a NUL (it could never be saved), otherwise every problem by line.
+pub fn check_configuration_body(body: &str) -> Result<configformat::Report, EngineError> {
     if body.len() > MAX_CONFIGURATION_BODY_BYTES {
         return Err(EngineError::invalid(
             "body",
@@ -990,7 +1006,7 @@ fn validate_body(body: &str) -> Result<(), EngineError> {
             "must not contain NUL (U+0000) characters",
         ));
     }
-    Ok(())
+    Ok(configformat::validate(body))
 }
 
 fn new_code_info(code: &NewCode) -> CodeInfo {

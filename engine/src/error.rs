@@ -17,6 +17,12 @@ pub enum EngineError {
         field: &'static str,
         message: String,
     },
+    /// A configuration body the app could not read: every problem found, by line (warnings
+    /// included); nothing was saved.
+    #[error("{}", configuration_problems_summary(problems))]
+    InvalidConfiguration {
+        problems: Vec<configformat::Problem>,
+    },
     /// The request is valid but the current state refuses it.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -36,6 +42,7 @@ impl EngineError {
             EngineError::Forbidden(_) => "forbidden",
             EngineError::NotFound(_) => "not_found",
             EngineError::Invalid { .. } => "invalid_request",
+            EngineError::InvalidConfiguration { .. } => "invalid_configuration",
             EngineError::Conflict { code, .. } => code,
             EngineError::Unavailable { .. } => "unavailable",
             EngineError::Internal => "internal",
@@ -60,6 +67,22 @@ impl EngineError {
         EngineError::Unavailable {
             retry_after_ms: 1000,
         }
+    }
+}
+
+/// "body: 2 errors in the configuration; the first: line 3: ...".
+fn configuration_problems_summary(problems: &[configformat::Problem]) -> String {
+    let mut errors = problems
+        .iter()
+        .filter(|problem| problem.severity == configformat::Severity::Error);
+    let first = errors.next();
+    let count = usize::from(first.is_some()) + errors.count();
+    match first {
+        Some(first) => format!(
+            "body: {count} error{} in the configuration; the first: {first}",
+            if count == 1 { "" } else { "s" }
+        ),
+        None => "body: the configuration cannot be read".to_string(),
     }
 }
 

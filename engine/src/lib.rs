@@ -39,7 +39,7 @@ mod supervisor;
 pub use admin::{
     IdempotencyKey, Principal, REUSABLE_VALIDITY_DEFAULT, REUSABLE_VALIDITY_MAX,
     REUSABLE_VALIDITY_MIN, SINGLE_USE_VALIDITY_DEFAULT, SINGLE_USE_VALIDITY_MAX,
-    SINGLE_USE_VALIDITY_MIN, code_status,
+    SINGLE_USE_VALIDITY_MIN, check_configuration_body, code_status,
 };
 pub use batch::{AckAnswer, PairAnswer, PairedDevice, ResumeAnswer, ResumedDevice};
 pub use clock::{Clock, ManualClock, SystemClock};

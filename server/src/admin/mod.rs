@@ -81,14 +81,21 @@ impl IntoResponse for ApiError {
             EngineError::Unauthorized => StatusCode::UNAUTHORIZED,
             EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
             EngineError::NotFound(_) => StatusCode::NOT_FOUND,
-            EngineError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            EngineError::Invalid { .. } | EngineError::InvalidConfiguration { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             EngineError::Conflict { .. } => StatusCode::CONFLICT,
             EngineError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut body = json!({ "code": self.0.code(), "message": self.0.to_string() });
-        if let EngineError::Invalid { field, .. } = &self.0 {
-            body["field"] = json!(field);
+        match &self.0 {
+            EngineError::Invalid { field, .. } => body["field"] = json!(field),
+            EngineError::InvalidConfiguration { problems } => {
+                body["field"] = json!("body");
+                body["problems"] = problems_json(problems);
+            }
+            _ => {}
         }
         let mut response = (status, axum::Json(json!({ "error": body }))).into_response();
         match &self.0 {
@@ -239,4 +246,19 @@ pub(crate) async fn not_found() -> Response {
         "not_found",
         "no such endpoint; see docs/admin-api.md".into(),
     )
+}
+
+/// A configuration body's problems as the admin API shows them: `[{"line", "severity",
+/// "message"}]`, by line. Line 0 is the whole body (no section at all).
+pub(crate) fn problems_json(problems: &[configformat::Problem]) -> serde_json::Value {
+    problems
+        .iter()
+        .map(|problem| {
+            json!({
+                "line": problem.line,
+                "severity": problem.severity.to_string(),
+                "message": problem.message,
+            })
+        })
+        .collect()
 }

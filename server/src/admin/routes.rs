@@ -28,6 +28,7 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
     let mut router = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/configuration-template", get(template))
+        .route("/v1/configuration-check", post(check_configuration))
         .route("/v1/audit", get(server_audit))
         .route(
             "/v1/organizations",
@@ -212,6 +213,28 @@ async fn template(Auth(_): Auth) -> Response {
         crate::SAMPLE_CONFIGURATION,
     )
         .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckConfigurationBody {
+    body: String,
+}
+
+/// Checks a configuration body the way a save would, and saves nothing: an editor calls it
+/// to show the problems by line before the admin saves.
+async fn check_configuration(
+    Auth(_): Auth,
+    Body(body): Body<CheckConfigurationBody>,
+) -> Result<Response> {
+    let report = engine::check_configuration_body(&body.body)?;
+    Ok(Json(json!({
+        "valid": report.is_valid(),
+        "errors": report.errors().count(),
+        "warnings": report.warnings().count(),
+        "problems": super::problems_json(&report.problems),
+    }))
+    .into_response())
 }
 
 async fn server_audit(

@@ -57,7 +57,7 @@ async fn an_edit_reaches_every_connected_device_using_it_and_no_other() {
     let admin = &test.admin;
     let (org, code) = admin.org_with_code("Acme", 4).await;
     let other = admin
-        .create_config(&org, "Other", "[GLOBAL]\nother\n")
+        .create_config(&org, "Other", "[GLOBAL]\nother = 1\n")
         .await;
     let (_, mut outsider, outsider_paired) = pair_ok(&test.device_url(), &code).await;
     next_configuration(&mut outsider).await;
@@ -219,7 +219,7 @@ async fn edits_check_their_input() {
         .call(
             Method::PUT,
             &path,
-            Some(json!({ "body": "x", "if_revision": 5 })),
+            Some(json!({ "body": "[GLOBAL]\nx = 1\n", "if_revision": 5 })),
         )
         .await;
     assert_eq!(
@@ -271,11 +271,125 @@ async fn edits_check_their_input() {
         json!(1),
         "a refused edit changes nothing"
     );
-    let max = "#".repeat(protocol::limits::MAX_CONFIGURATION_BODY_BYTES);
+    let max = format!(
+        "[GLOBAL]\n{}",
+        "#".repeat(protocol::limits::MAX_CONFIGURATION_BODY_BYTES - "[GLOBAL]\n".len())
+    );
     let edited = admin
         .put(&path, json!({ "body": max, "if_revision": 1 }))
         .await;
     assert_eq!(edited["revision"], json!(2));
     assert_eq!(edited["body"].as_str().unwrap().len(), max.len());
+    test.stop().await;
+}
+
+/// A body the app could not read is refused with every problem by line, on creation and on
+/// edit, and nothing is saved or pushed; warnings alone do not refuse it. The check endpoint
+/// reports the same problems without saving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_configuration_bodies_are_refused_by_line_and_nothing_is_saved() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let (org, code) = admin.org_with_code("Acme", 1).await;
+    let config = admin
+        .create_config(&org, "Meters", "[GLOBAL]\nv = 1\n")
+        .await;
+    let key = admin.create_key(&org, "portal").await;
+    let portal = admin.with_token(key["key"].as_str().unwrap());
+    let (_, mut connection, _) = pair_ok(&test.device_url(), &code).await;
+    assert_eq!(next_configuration(&mut connection).await.revision, 1);
+
+    let broken =
+        "[GLOBAL]\nsynctime_high_threshold = 5\nsynctime_low_threshold = 60\nSpeed = 3\n[global]\n";
+    let path = format!("/v1/organizations/{org}/configurations/{config}");
+    let (status, answer) = portal
+        .call(Method::PUT, &path, Some(json!({ "body": broken })))
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["code"], json!("invalid_configuration"));
+    assert_eq!(answer["error"]["field"], json!("body"));
+    let problems: Vec<(u64, String)> = answer["error"]["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|problem| {
+            (
+                problem["line"].as_u64().unwrap(),
+                problem["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let error = |line| (line, "error".to_string());
+    assert_eq!(problems, vec![error(3), error(4), error(5)], "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("3 errors") && message.contains("line 3"),
+        "{message}"
+    );
+    assert_eq!(
+        admin.get(&path).await["revision"],
+        json!(1),
+        "nothing saved"
+    );
+
+    let (status, answer) = portal
+        .call(
+            Method::POST,
+            &format!("/v1/organizations/{org}/configurations"),
+            Some(json!({ "name": "Broken", "body": "[GLOBAL]\nsynctime_low_threshold = -1\n" })),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["problems"][0]["line"].clone()),
+        (422, json!(2)),
+        "{answer}"
+    );
+    let listed = admin
+        .get(&format!("/v1/organizations/{org}/configurations"))
+        .await;
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        1,
+        "nothing created"
+    );
+
+    // The check endpoint: the same report and nothing saved, for any signed-in principal.
+    let checked = portal
+        .post("/v1/configuration-check", json!({ "body": broken }))
+        .await;
+    assert_eq!(
+        (checked["valid"].clone(), checked["errors"].clone()),
+        (json!(false), json!(3))
+    );
+    let misspelled = "[GLOBAL]\nsynctime_hihg_threshold = 600\n";
+    let checked = portal
+        .post("/v1/configuration-check", json!({ "body": misspelled }))
+        .await;
+    assert_eq!(
+        (checked["valid"].clone(), checked["warnings"].clone()),
+        (json!(true), json!(1))
+    );
+    assert!(
+        checked["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("synctime_high_threshold"),
+        "{checked}"
+    );
+    let (status, _) = admin
+        .with_token("not-a-token")
+        .call(
+            Method::POST,
+            "/v1/configuration-check",
+            Some(json!({ "body": "[GLOBAL]\n" })),
+        )
+        .await;
+    assert_eq!(status, 401);
+
+    // A body with only a warning is saved, and reaches the device; the refused edits never did.
+    let edited = portal.put(&path, json!({ "body": misspelled })).await;
+    assert_eq!(edited["revision"], json!(2));
+    let received = next_configuration(&mut connection).await;
+    assert_eq!((received.revision, received.body.as_str()), (2, misspelled));
     test.stop().await;
 }

@@ -79,13 +79,13 @@ async fn an_organization_key_cannot_read_or_change_another_organization() {
         (
             Method::POST,
             format!("{o}/configurations"),
-            Some(json!({ "name": "x", "body": "" })),
+            Some(json!({ "name": "x", "body": "[GLOBAL]\n" })),
         ),
         (Method::GET, format!("{o}/configurations/{config}"), None),
         (
             Method::PUT,
             format!("{o}/configurations/{config}"),
-            Some(json!({ "body": "hacked" })),
+            Some(json!({ "body": "[GLOBAL]\nhacked = 1\n" })),
         ),
         (Method::DELETE, format!("{o}/configurations/{config}"), None),
         (
@@ -120,7 +120,7 @@ async fn an_organization_key_cannot_read_or_change_another_organization() {
         (
             Method::PUT,
             format!("/v1/organizations/{own}/configurations/{config}"),
-            Some(json!({ "body": "x" })),
+            Some(json!({ "body": "[GLOBAL]\nx = 1\n" })),
         ),
         (
             Method::GET,

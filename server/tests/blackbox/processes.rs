@@ -321,7 +321,7 @@ async fn a_clean_restart_keeps_everything() {
         .unwrap();
     assert!(matches!(resumed, ResumeResult::Resumed(_)));
     admin
-        .edit_config(&org, &config, "[GLOBAL]\nafter restart\n")
+        .edit_config(&org, &config, "[GLOBAL]\nafter_restart = 1\n")
         .await;
     assert_eq!(next_configuration(&mut again).await.revision, 2);
 }

@@ -80,10 +80,10 @@ async fn an_assignment_and_an_unpair_sent_to_one_node_reach_a_device_on_another(
     let admin = &cluster.a.admin;
     let (org, code) = admin.org_with_code("Assign", 2).await;
     let older = admin
-        .create_config(&org, "Older", "[GLOBAL]\nolder\n")
+        .create_config(&org, "Older", "[GLOBAL]\nolder = 1\n")
         .await;
     let newer = admin
-        .create_config(&org, "Newer", "[GLOBAL]\nnewer\n")
+        .create_config(&org, "Newer", "[GLOBAL]\nnewer = 1\n")
         .await;
 
     let (mut on_c, paired, first) = paired_device(&cluster.c, &code).await;
@@ -101,7 +101,7 @@ async fn an_assignment_and_an_unpair_sent_to_one_node_reach_a_device_on_another(
         .await;
     let assigned = receives(&mut on_c, &cluster.c, "the assignment made on node a").await;
     assert_eq!(assigned.configuration_id.to_string(), older);
-    assert_eq!(assigned.body, "[GLOBAL]\nolder\n");
+    assert_eq!(assigned.body, "[GLOBAL]\nolder = 1\n");
 
     admin
         .post(
