@@ -25,6 +25,7 @@ use crate::model::{
 };
 use crate::org::{OrgMsg, OrgSnapshot};
 use crate::remote;
+use crate::runtime_thread::RuntimeThread;
 use crate::secrets::{self, SecretCipher, ServerKey};
 use crate::settings::EngineSettings;
 use crate::store::{
@@ -97,7 +98,7 @@ struct Background {
     actors: ActorThread,
 }
 
-/// The thread the organization actors run on: a single-threaded runtime of their own.
+/// The organization actors run on a thread of their own ([`RuntimeThread`] "paird-actors").
 ///
 /// Every pairing of an organization passes through its actor, one batch after another, and each
 /// batch waits on the database several times. On the server's runtime each of those wake-ups
@@ -106,47 +107,7 @@ struct Background {
 /// beside the connection workers, so the serial path of an organization never waits for the
 /// sockets' work. Callers reach the actors through their mailboxes and reply channels, which
 /// work across runtimes.
-#[derive(Debug)]
-struct ActorThread {
-    handle: tokio::runtime::Handle,
-    stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
-}
-
-impl ActorThread {
-    fn start() -> std::io::Result<ActorThread> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name("paird-actors")
-            .build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("paird-actors".into())
-            .spawn(move || {
-                // Drives every actor task until told to stop (or until the engine is dropped,
-                // which drops the sender); dropping the runtime then cancels what is left.
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-            })?;
-        Ok(ActorThread {
-            handle,
-            stop: std::sync::Mutex::new(Some(stop)),
-        })
-    }
-
-    fn stop(&self) {
-        if let Some(stop) = self.stop.lock().ok().and_then(|mut slot| slot.take()) {
-            let _ = stop.send(());
-        }
-    }
-}
-
-impl Drop for ActorThread {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+type ActorThread = RuntimeThread;
 
 const KEY_CHECK: &str = "server_key_check";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"paird server key check";
@@ -180,11 +141,11 @@ impl Engine {
         let now = shared.clock.now();
         shared.store.heartbeat(shared.node_id(), now, now).await?;
         let actors =
-            ActorThread::start().map_err(|error| StartError::Supervisor(error.to_string()))?;
+            RuntimeThread::start("paird-actors").map_err(|error| StartError::Supervisor(error.to_string()))?;
         // Spawned on the actor thread: the supervisor spawns every organization actor there too.
         let for_supervisor = Arc::clone(&shared);
         let (supervisor, _) = actors
-            .handle
+            .handle()
             .spawn(async move { Actor::spawn(None, OrgSupervisor, for_supervisor).await })
             .await
             .map_err(|error| StartError::Supervisor(error.to_string()))?

@@ -17,12 +17,15 @@
 //! - [`link`]: the engine's handle on a device connection, and the registry of connected devices.
 //! - [`store`]: the storage trait and its row types. [`model`]: what admins read.
 //! - [`clock`], [`secrets`], [`limiter`], [`settings`], [`ids`], [`error`]: the small parts.
+//! - [`runtime_thread`]: a single-threaded runtime on a thread of its own (the actors run on one;
+//!   the server runs its admin API on another).
 
 pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod limiter;
 pub mod link;
+pub mod runtime_thread;
 pub mod model;
 pub mod secrets;
 pub mod settings;
@@ -49,4 +52,5 @@ pub use engine::{
 };
 pub use error::EngineError;
 pub use org::OrgSnapshot;
+pub use runtime_thread::RuntimeThread;
 pub use settings::EngineSettings;

@@ -51,6 +51,11 @@ pub struct RunningServer {
     endpoint: Arc<device::DeviceEndpoint>,
     stop: watch::Sender<bool>,
     tracker: TaskTracker,
+    /// The admin API runs on a runtime thread of its own, so that its answers do not queue
+    /// behind the device connections' tasks (an edit pushed to 16,000 devices of this node used
+    /// to be answered only after all of them had run). Stopped after the engine, because
+    /// database connections opened by admin requests are driven by its runtime.
+    admin_thread: engine::RuntimeThread,
     admin_task: JoinHandle<()>,
     device_task: JoinHandle<()>,
 }
@@ -94,6 +99,7 @@ impl RunningServer {
         }
         let _ = self.admin_task.await;
         self.engine.shutdown().await;
+        self.admin_thread.stop();
     }
 
     /// Runs until `signal` completes, then shuts down.
@@ -177,7 +183,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let router = admin::router(state, config.test_hooks);
     let mut admin_stop = stopped;
-    let admin_task = tokio::spawn(async move {
+    let admin_thread = engine::RuntimeThread::start("paird-admin")?;
+    // Moved to the admin runtime: a listener is driven by the runtime it is registered with.
+    let admin_listener = {
+        let _admin_runtime = admin_thread.handle().enter();
+        TcpListener::from_std(admin_listener.into_std()?)?
+    };
+    let admin_task = admin_thread.handle().spawn(async move {
         let served = axum::serve(admin_listener, router)
             .with_graceful_shutdown(async move {
                 let _ = admin_stop.changed().await;
@@ -198,6 +210,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         endpoint,
         stop,
         tracker,
+        admin_thread,
         admin_task,
         device_task,
     })
