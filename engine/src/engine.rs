@@ -140,8 +140,8 @@ impl Engine {
         // presence for stale.
         let now = shared.clock.now();
         shared.store.heartbeat(shared.node_id(), now, now).await?;
-        let actors =
-            RuntimeThread::start("paird-actors").map_err(|error| StartError::Supervisor(error.to_string()))?;
+        let actors = RuntimeThread::start("paird-actors")
+            .map_err(|error| StartError::Supervisor(error.to_string()))?;
         // Spawned on the actor thread: the supervisor spawns every organization actor there too.
         let for_supervisor = Arc::clone(&shared);
         let (supervisor, _) = actors

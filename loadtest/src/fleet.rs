@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -176,6 +176,10 @@ struct Device {
 #[derive(Debug, Default)]
 struct Seen {
     by_revision: Mutex<HashMap<u64, RevisionTimes>>,
+    /// Devices staying connected now (their [`stay`] task has not ended). Kept as a counter so
+    /// that a wait for a revision looks in O(1): scanning every task's state touched one cache
+    /// line per device and took a tenth of the machine's CPU during a push to 100,000 devices.
+    staying: AtomicUsize,
     /// The devices do not acknowledge configurations ([`FleetSpec::no_acks`]).
     no_acks: bool,
 }
@@ -474,10 +478,7 @@ impl Fleet {
                     progress.fetch_add(1, Ordering::Relaxed);
                     let latency = now_us().saturating_sub(begin);
                     result.map(|connection| {
-                        (
-                            latency,
-                            tokio::spawn(stay(connection, None, seen, endpoint, stop)),
-                        )
+                        (latency, spawn_stay(connection, None, seen, endpoint, stop))
                     })
                 }
             })
@@ -506,7 +507,7 @@ impl Fleet {
         let mut tick = tokio::time::interval(Duration::from_millis(5));
         loop {
             tick.tick().await;
-            let expected = self.live.iter().filter(|task| !task.is_finished()).count();
+            let expected = self.seen.staying.load(Ordering::Relaxed);
             let (received, acknowledged) = self.seen.counts(revision);
             self.progress.store(received as u64, Ordering::Relaxed);
             let done = received >= expected && (self.spec.no_acks || acknowledged >= expected);
@@ -608,13 +609,13 @@ impl PairTask {
         self.progress.fetch_add(1, Ordering::Relaxed);
         let after = match connection {
             Some(connection) if plan.stay && matches!(outcome, Outcome::Paired { .. }) => {
-                After::Live(tokio::spawn(stay(
+                After::Live(spawn_stay(
                     connection,
                     configuration,
                     self.seen,
                     self.endpoint,
                     self.stop,
-                )))
+                ))
             }
             // A fresh connection closes as part of its cycle.
             Some(connection) if plan.fresh => {
@@ -683,6 +684,31 @@ async fn pair_one(
         latency_us: now_us().saturating_sub(scheduled_us),
     };
     (outcome, Some(connection), configuration)
+}
+
+/// Spawns [`stay`], counted in [`Seen::staying`] from now until the task ends (or is aborted).
+fn spawn_stay(
+    connection: Connection,
+    first: Option<Configuration>,
+    seen: Arc<Seen>,
+    endpoint: u16,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<Option<String>> {
+    seen.staying.fetch_add(1, Ordering::Relaxed);
+    let counted = StayingGuard(Arc::clone(&seen));
+    tokio::spawn(async move {
+        let _counted = counted;
+        stay(connection, first, seen, endpoint, stop).await
+    })
+}
+
+/// Uncounts a staying device when its task's future is dropped.
+struct StayingGuard(Arc<Seen>);
+
+impl Drop for StayingGuard {
+    fn drop(&mut self) {
+        self.0.staying.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A paired device staying connected: it reads (which answers the server's keepalive pings),
