@@ -20,8 +20,8 @@ use crate::error::EngineError;
 use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 use crate::link::DeviceLink;
 use crate::model::{
-    AckStatus, AuditEntry, CodeInfo, CodeKind, CodeWithSecret, Configuration, Device, License,
-    LicenseStatus, LicenseSummary, OrgKeyInfo, Organization, Page, PageRequest,
+    AckStatus, AuditEntry, CodeInfo, CodeKind, CodeWithSecret, Configuration, ConfigurationRollout,
+    Device, License, LicenseStatus, LicenseSummary, OrgKeyInfo, Organization, Page, PageRequest,
 };
 use crate::org::{OrgMsg, OrgSnapshot};
 use crate::remote;
@@ -1110,6 +1110,23 @@ impl Engine {
             .configuration(org_id, config_id, true)
             .await?
             .ok_or(EngineError::NotFound("configuration"))
+    }
+
+    /// How the configuration's revisions have reached the devices (applied and failed per
+    /// revision, and how many assigned devices run the current one).
+    pub async fn configuration_rollout(
+        &self,
+        principal: &Principal,
+        org_id: OrgId,
+        config_id: ConfigId,
+    ) -> Result<ConfigurationRollout, EngineError> {
+        let configuration = self.configuration(principal, org_id, config_id).await?;
+        let reports = self
+            .shared
+            .store
+            .configuration_reports(org_id, config_id)
+            .await?;
+        Ok(ConfigurationRollout::from_reports(&configuration, &reports))
     }
 
     pub async fn list_configurations(

@@ -147,6 +147,75 @@ pub struct Configuration {
     pub body: Option<String>,
 }
 
+/// How a configuration's revisions have reached the devices: what the admin sees beside the
+/// editor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigurationRollout {
+    pub configuration_id: ConfigId,
+    /// The current revision.
+    pub revision: u64,
+    /// Active devices assigned this configuration.
+    pub assigned_devices: u64,
+    /// Of those, the devices whose last report is the current revision, applied.
+    pub up_to_date: u64,
+    /// Every revision that some active device last reported (newest first), with how many
+    /// run it (applied) and how many failed to apply it. A device moved to another
+    /// configuration still counts here until it reports the new one.
+    pub revisions: Vec<RevisionRollout>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionRollout {
+    pub revision: u64,
+    pub applied: u64,
+    pub failed: u64,
+}
+
+impl ConfigurationRollout {
+    /// Folds the store's report rows into the rollout of `configuration`.
+    pub fn from_reports(
+        configuration: &Configuration,
+        reports: &[crate::store::RevisionReports],
+    ) -> ConfigurationRollout {
+        let mut revisions: Vec<RevisionRollout> = Vec::new();
+        let mut up_to_date = 0;
+        for report in reports {
+            if report.still_assigned
+                && report.revision == configuration.revision
+                && report.status == AckStatus::Applied
+            {
+                up_to_date += report.devices;
+            }
+            let index = match revisions
+                .iter()
+                .position(|known| known.revision == report.revision)
+            {
+                Some(index) => index,
+                None => {
+                    revisions.push(RevisionRollout {
+                        revision: report.revision,
+                        applied: 0,
+                        failed: 0,
+                    });
+                    revisions.len() - 1
+                }
+            };
+            match report.status {
+                AckStatus::Applied => revisions[index].applied += report.devices,
+                AckStatus::Failed => revisions[index].failed += report.devices,
+            }
+        }
+        revisions.sort_by(|a, b| b.revision.cmp(&a.revision));
+        ConfigurationRollout {
+            configuration_id: configuration.id,
+            revision: configuration.revision,
+            assigned_devices: configuration.assigned_devices,
+            up_to_date,
+            revisions,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AckStatus {

@@ -427,6 +427,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         id: ConfigId,
         with_body: bool,
     ) -> StoreResult<Option<Configuration>>;
+    /// What the organization's active devices last reported of `config_id`: one row per
+    /// (revision, outcome, whether the device is still assigned this configuration).
+    async fn configuration_reports(
+        &self,
+        org_id: OrgId,
+        config_id: ConfigId,
+    ) -> StoreResult<Vec<RevisionReports>>;
     async fn list_configurations(
         &self,
         org_id: OrgId,
@@ -631,4 +638,14 @@ pub trait StoreTx: Send {
         reply: &StoredReply,
         now: Timestamp,
     ) -> StoreResult<()>;
+}
+
+/// How many active devices last reported one revision of a configuration with one outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevisionReports {
+    pub revision: u64,
+    pub status: crate::model::AckStatus,
+    /// The devices are still assigned the configuration (not moved to another one since).
+    pub still_assigned: bool,
+    pub devices: u64,
 }

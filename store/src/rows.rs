@@ -13,8 +13,8 @@ use engine::model::{
 };
 use engine::secrets::SecretHash;
 use engine::store::{
-    ActiveDevice, CodeState, ConfigRow, DeviceState, EndedBecause, LicenseState, StoreError,
-    StoreResult,
+    ActiveDevice, CodeState, ConfigRow, DeviceState, EndedBecause, LicenseState, RevisionReports,
+    StoreError, StoreResult,
 };
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
@@ -318,3 +318,15 @@ pub(crate) fn device_state_from_row(row: &impl Columns) -> StoreResult<DeviceSta
 }
 
 pub(crate) use {active_device_columns, code_state_columns};
+
+/// A row of `configuration_reports`: (revision, status, still assigned, devices).
+pub(crate) fn revision_reports_from_row(row: &impl Columns) -> StoreResult<RevisionReports> {
+    let status: String = get(row, 1)?;
+    Ok(RevisionReports {
+        revision: get_unsigned(row, 0)?,
+        status: AckStatus::parse(&status)
+            .ok_or_else(|| StoreError::Other(format!("unknown ack status {status}")))?,
+        still_assigned: get(row, 2)?,
+        devices: get_unsigned(row, 3)?,
+    })
+}

@@ -28,7 +28,7 @@ use engine::store::{
     AckTarget, AckWrite, ActiveDevice, Change, ChangeFeed, CodeRoute, CodeState, ConfigDelete,
     ConfigRow, ConfigUpdate, DeviceState, DeviceTouch, EndedBecause, EndedDevice, EndedPairing,
     FreeLicense, InstallationRoute, LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice,
-    Store, StoreError, StoreResult, StoreTx, StoredReply, TokenOwner,
+    RevisionReports, Store, StoreError, StoreResult, StoreTx, StoredReply, TokenOwner,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -44,6 +44,7 @@ use crate::rows::{
     code_from_row, code_state_columns, code_state_from_row, config_row_from_row,
     configuration_from_row, device_from_row, device_state_from_row, get, get_hash, get_opt_ts,
     get_opt_u64, get_ts, get_u64, license_from_row, license_state_from_row,
+    revision_reports_from_row,
 };
 
 /// How durable a commit is.
@@ -744,6 +745,25 @@ impl Store for SqliteStore {
             configuration_from_row(&row, body)
         })
         .transpose()
+    }
+
+    async fn configuration_reports(
+        &self,
+        org_id: OrgId,
+        config_id: ConfigId,
+    ) -> StoreResult<Vec<RevisionReports>> {
+        let rows = sqlx::query(
+            "SELECT applied_revision, ack_status, COALESCE(config_id = applied_config_id, 0) != 0, COUNT(*) \
+             FROM devices WHERE org_id = ? AND applied_config_id = ? AND ended_at IS NULL \
+             AND applied_revision IS NOT NULL AND ack_status IS NOT NULL \
+             GROUP BY 1, 2, 3",
+        )
+        .bind(org_id.0)
+        .bind(config_id.0)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(revision_reports_from_row).collect()
     }
 
     async fn list_configurations(

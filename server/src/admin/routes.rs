@@ -67,6 +67,10 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
                 .delete(delete_configuration),
         )
         .route(
+            &format!("{org}/configurations/{{config}}/rollout"),
+            get(configuration_rollout),
+        )
+        .route(
             &format!("{org}/configurations/{{config}}/assign"),
             post(assign_configuration),
         )
@@ -604,6 +608,20 @@ async fn configuration(
     Ids((org, config)): Ids<(OrgId, ConfigId)>,
 ) -> Result<Response> {
     Ok(Json(state.engine.configuration(&principal, org, config).await?).into_response())
+}
+
+async fn configuration_rollout(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, config)): Ids<(OrgId, ConfigId)>,
+) -> Result<Response> {
+    Ok(Json(
+        state
+            .engine
+            .configuration_rollout(&principal, org, config)
+            .await?,
+    )
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]

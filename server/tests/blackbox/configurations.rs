@@ -393,3 +393,118 @@ async fn unreadable_configuration_bodies_are_refused_by_line_and_nothing_is_save
     assert_eq!((received.revision, received.body.as_str()), (2, misspelled));
     test.stop().await;
 }
+
+/// The rollout of a configuration: per revision, how many devices run it and how many failed
+/// to apply it, and how many assigned devices run the current revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_rollout_counts_devices_per_revision_and_outcome() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let (org, code) = admin.org_with_code("Acme", 3).await;
+    let config = admin
+        .create_config(&org, "Meters", "[GLOBAL]\nv = 1\n")
+        .await;
+    let rollout_path = format!("/v1/organizations/{org}/configurations/{config}/rollout");
+    let mut devices = Vec::new();
+    for _ in 0..3 {
+        let (_, mut connection, paired) = pair_ok(&test.device_url(), &code).await;
+        let received = next_configuration(&mut connection).await;
+        let reference = ConfigRef {
+            configuration_id: received.configuration_id,
+            revision: received.revision,
+        };
+        assert!(
+            connection
+                .ack(reference, AckOutcome::Applied)
+                .await
+                .unwrap()
+                .recorded
+        );
+        devices.push((connection, paired.device_id.to_string()));
+    }
+    let rollout = admin.get(&rollout_path).await;
+    assert_eq!(
+        rollout,
+        json!({
+            "configuration_id": config,
+            "revision": 1,
+            "assigned_devices": 3,
+            "up_to_date": 3,
+            "revisions": [{ "revision": 1, "applied": 3, "failed": 0 }],
+        })
+    );
+
+    // Revision 2: one device applies it, one fails, one has not answered yet.
+    admin
+        .edit_config(&org, &config, "[GLOBAL]\nv = 2\n")
+        .await;
+    for (index, outcome) in [
+        AckOutcome::Applied,
+        AckOutcome::Failed {
+            reason: "disk full".into(),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let connection = &mut devices[index].0;
+        let received = next_configuration(connection).await;
+        assert_eq!(received.revision, 2);
+        let reference = ConfigRef {
+            configuration_id: received.configuration_id,
+            revision: 2,
+        };
+        assert!(connection.ack(reference, outcome).await.unwrap().recorded);
+    }
+    let rollout = admin.get(&rollout_path).await;
+    assert_eq!(
+        (
+            rollout["revision"].clone(),
+            rollout["up_to_date"].clone(),
+            rollout["revisions"].clone()
+        ),
+        (
+            json!(2),
+            json!(1),
+            json!([
+                { "revision": 2, "applied": 1, "failed": 1 },
+                { "revision": 1, "applied": 1, "failed": 0 },
+            ])
+        )
+    );
+
+    // A device moved to another configuration still counts where it last reported, but not
+    // as assigned.
+    let other = admin
+        .create_config(&org, "Other", "[GLOBAL]\nother = 1\n")
+        .await;
+    admin
+        .post(
+            &format!("/v1/organizations/{org}/configurations/{other}/assign"),
+            json!({ "device_ids": [devices[0].1] }),
+        )
+        .await;
+    let rollout = admin.get(&rollout_path).await;
+    assert_eq!(
+        (
+            rollout["assigned_devices"].clone(),
+            rollout["up_to_date"].clone(),
+            rollout["revisions"][0].clone()
+        ),
+        (
+            json!(2),
+            json!(0),
+            json!({ "revision": 2, "applied": 1, "failed": 1 })
+        )
+    );
+
+    // Another organization's key does not see it.
+    let stranger = admin.create_org("Stranger").await;
+    let key = admin.create_key(&stranger, "theirs").await;
+    let (status, _) = admin
+        .with_token(key["key"].as_str().unwrap())
+        .call(Method::GET, &rollout_path, None)
+        .await;
+    assert_eq!(status, 404);
+    test.stop().await;
+}
