@@ -205,7 +205,7 @@ impl ConfigurationRollout {
                 AckStatus::Failed => revisions[index].failed += report.devices,
             }
         }
-        revisions.sort_by(|a, b| b.revision.cmp(&a.revision));
+        revisions.sort_by_key(|rollout| std::cmp::Reverse(rollout.revision));
         ConfigurationRollout {
             configuration_id: configuration.id,
             revision: configuration.revision,

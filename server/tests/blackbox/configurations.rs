@@ -435,9 +435,7 @@ async fn a_configuration_rollout_counts_devices_per_revision_and_outcome() {
     );
 
     // Revision 2: one device applies it, one fails, one has not answered yet.
-    admin
-        .edit_config(&org, &config, "[GLOBAL]\nv = 2\n")
-        .await;
+    admin.edit_config(&org, &config, "[GLOBAL]\nv = 2\n").await;
     for (index, outcome) in [
         AckOutcome::Applied,
         AckOutcome::Failed {
