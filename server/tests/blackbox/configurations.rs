@@ -1,6 +1,6 @@
 //! Configurations: which one a device gets, live edits and assignments, deletion.
 
-use protocol::{AckOutcome, ConfigRef};
+use protocol::AckOutcome;
 use reqwest::Method;
 use serde_json::json;
 
@@ -141,17 +141,7 @@ async fn assigning_to_one_device_and_to_many_reaches_them() {
     for (connection, _) in &mut devices {
         let received = next_configuration(connection).await;
         assert_eq!(received.configuration_id.to_string(), bulk);
-        let reference = ConfigRef {
-            configuration_id: received.configuration_id,
-            revision: received.revision,
-        };
-        assert!(
-            connection
-                .ack(reference, AckOutcome::Applied)
-                .await
-                .unwrap()
-                .recorded
-        );
+        assert!(acknowledge(connection, &received, AckOutcome::Applied).await);
     }
     for (_, id) in &devices {
         let shown = admin.device(&org, id).await;
@@ -409,17 +399,7 @@ async fn a_configuration_rollout_counts_devices_per_revision_and_outcome() {
     for _ in 0..3 {
         let (_, mut connection, paired) = pair_ok(&test.device_url(), &code).await;
         let received = next_configuration(&mut connection).await;
-        let reference = ConfigRef {
-            configuration_id: received.configuration_id,
-            revision: received.revision,
-        };
-        assert!(
-            connection
-                .ack(reference, AckOutcome::Applied)
-                .await
-                .unwrap()
-                .recorded
-        );
+        assert!(acknowledge(&mut connection, &received, AckOutcome::Applied).await);
         devices.push((connection, paired.device_id.to_string()));
     }
     let rollout = admin.get(&rollout_path).await;
@@ -448,11 +428,7 @@ async fn a_configuration_rollout_counts_devices_per_revision_and_outcome() {
         let connection = &mut devices[index].0;
         let received = next_configuration(connection).await;
         assert_eq!(received.revision, 2);
-        let reference = ConfigRef {
-            configuration_id: received.configuration_id,
-            revision: 2,
-        };
-        assert!(connection.ack(reference, outcome).await.unwrap().recorded);
+        assert!(acknowledge(connection, &received, outcome).await);
     }
     let rollout = admin.get(&rollout_path).await;
     assert_eq!(

@@ -138,6 +138,23 @@ pub async fn next_configuration(connection: &mut Connection) -> protocol::Config
     }
 }
 
+/// Acknowledges `received` with `outcome`; true when the server recorded it.
+pub async fn acknowledge(
+    connection: &mut Connection,
+    received: &protocol::Configuration,
+    outcome: protocol::AckOutcome,
+) -> bool {
+    let reference = protocol::ConfigRef {
+        configuration_id: received.configuration_id,
+        revision: received.revision,
+    };
+    connection
+        .ack(reference, outcome)
+        .await
+        .expect("an acknowledgement answer")
+        .recorded
+}
+
 /// Waits until `check` returns `Some`, polling; fails after [`WAIT`].
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
