@@ -169,11 +169,19 @@ async fn a_wrong_token_shows_an_error_and_stays_on_sign_in() {
     bounded(async {
         let fixture = Fixture::start().await;
         let browser = Browser::start().await;
-        fixture
-            .sign_in(&browser, "paird_key_abcdefghijklmnopqrstuvwxyz234567")
+        // By keyboard: type the token and press Enter.
+        browser.navigate(&fixture.portal_url()).await;
+        let field = browser.wait_visible("#token").await;
+        browser
+            .send_keys(&field, "paird_key_abcdefghijklmnopqrstuvwxyz234567\u{E007}")
             .await;
         let error = browser.wait_visible("#sign-in-error").await;
         assert!(browser.text(&error).await.contains("not accepted"));
+        // Focus goes back to the field, to correct the token.
+        let focused = browser
+            .execute("return document.activeElement.id;", vec![])
+            .await;
+        assert_eq!(focused, json!("token"));
         assert_eq!(stored_token(&browser).await, Value::Null);
         browser.wait_visible("#token").await;
         assert!(browser.find("#licenses").await.is_none());
