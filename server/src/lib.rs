@@ -4,6 +4,7 @@
 //!   and the admin HTTP API on their own listeners; [`RunningServer`] stops them gracefully.
 //! - `device`: the device endpoint (tokio-tungstenite, one task per connection).
 //! - `admin`: the admin API (axum).
+//! - `portal`: the Customer Portal's pages, served with the admin API under `/portal/`.
 //! - [`qr`]: QR rendering. [`config`]: what the server can be told. `demo`: demo data.
 //!
 //! No pairing rule lives here: every decision is the engine's.
@@ -12,6 +13,7 @@ mod admin;
 pub mod config;
 mod demo;
 mod device;
+mod portal;
 pub mod qr;
 
 use std::net::SocketAddr;
@@ -181,7 +183,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         manual_clock: manual_clock.clone(),
         started: Instant::now(),
     };
-    let router = admin::router(state, config.test_hooks);
+    let router = admin::router(state, config.test_hooks).merge(portal::router());
     let mut admin_stop = stopped;
     let admin_thread = engine::RuntimeThread::start("paird-admin")?;
     // Moved to the admin runtime: a listener is driven by the runtime it is registered with.

@@ -1,0 +1,72 @@
+// The admin API client: same origin, bearer token from the session, JSON in and out.
+
+const TOKEN_KEY = "paird.token";
+const ROLE_KEY = "paird.role";
+
+/** The session: the token and whether it is the operator's, kept for this tab only. */
+export const session = {
+  token: () => sessionStorage.getItem(TOKEN_KEY),
+  role: () => sessionStorage.getItem(ROLE_KEY),
+  save(token, role) {
+    sessionStorage.setItem(TOKEN_KEY, token);
+    sessionStorage.setItem(ROLE_KEY, role);
+  },
+  clear() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(ROLE_KEY);
+  },
+};
+
+/** An error answer of the API: `status` and the `{error: {code, message}}` body. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** GET `path` with `token` (the session's by default); resolves to the JSON body. */
+export async function get(path, token = session.token()) {
+  let response;
+  try {
+    response = await fetch(path, {
+      headers: { Authorization: `Bearer ${token ?? ""}`, Accept: "application/json" },
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(0, "network", "The server cannot be reached.");
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const error = body?.error ?? {};
+    throw new ApiError(response.status, error.code ?? "error", error.message ?? response.statusText);
+  }
+  return body;
+}
+
+/** Every item of a paginated list, following `next_cursor` until it is null. */
+export async function getAll(path, token = session.token()) {
+  const items = [];
+  let cursor = null;
+  do {
+    const separator = path.includes("?") ? "&" : "?";
+    const page = await get(
+      `${path}${separator}limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`,
+      token,
+    );
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
+}
+
+/** Path segment escaping for ids that came from the API. */
+export function segment(id) {
+  return encodeURIComponent(id);
+}

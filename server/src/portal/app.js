@@ -1,0 +1,393 @@
+// The portal's views and navigation. Views are chosen by the URL's hash:
+//   #/sign-in                         the token form
+//   #/organizations                   the operator's list of organizations
+//   #/organizations/{org}/devices     licenses and devices of one organization
+//   #/organizations/{org}/{section}   sections still to come (codes, configurations, audit)
+// Everything shown is built with DOM calls and textContent: data from the API is never parsed
+// as HTML.
+
+import { ApiError, get, getAll, segment, session } from "./api.js";
+
+const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+const signOutButton = document.getElementById("sign-out");
+
+const SECTIONS = [
+  ["devices", "Devices"],
+  ["codes", "Codes"],
+  ["configurations", "Configurations"],
+  ["audit", "Audit log"],
+];
+
+/** `h("p", {class: "x"}, "text", child)`: an element with attributes and children. */
+function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    element.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+/** Replaces the page's content and gives the main region a title. */
+function show(title, ...content) {
+  document.title = `${title} · paird Customer Portal`;
+  main.replaceChildren(...content);
+}
+
+function go(hash) {
+  if (location.hash === hash) {
+    route();
+  } else {
+    location.hash = hash;
+  }
+}
+
+/** A time from the API (RFC 3339, UTC) as "2026-03-04 15:47 UTC"; "—" when absent. */
+function formatTime(value) {
+  if (!value) return "—";
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return value;
+  return `${date.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+}
+
+function errorMessage(error) {
+  if (error instanceof ApiError) {
+    if (error.status === 401) return "Your token is no longer accepted. Sign in again.";
+    if (error.status === 404) return "Not found: this organization does not exist or your token cannot see it.";
+    return error.message;
+  }
+  return String(error);
+}
+
+function showError(title, error) {
+  show(title, h("h1", {}, title), h("p", { class: "alert error", role: "alert" }, errorMessage(error)));
+  if (error instanceof ApiError && error.status === 401) {
+    session.clear();
+    renderChrome(null);
+  }
+}
+
+// --- chrome: navigation and sign out -----------------------------------------------------------
+
+function renderChrome(org, current) {
+  const signedIn = Boolean(session.token());
+  signOutButton.hidden = !signedIn;
+  nav.hidden = !signedIn;
+  const links = [];
+  if (signedIn && session.role() === "operator") {
+    links.push(navLink("#/organizations", "Organizations", current === "organizations"));
+  }
+  if (signedIn && org) {
+    for (const [section, label] of SECTIONS) {
+      links.push(
+        navLink(`#/organizations/${segment(org)}/${section}`, label, current === section),
+      );
+    }
+  }
+  nav.replaceChildren(h("ul", {}, links.map((link) => h("li", {}, link))));
+}
+
+function navLink(href, label, current) {
+  return h("a", { href, "aria-current": current ? "page" : false }, label);
+}
+
+signOutButton.addEventListener("click", () => {
+  session.clear();
+  go("#/sign-in");
+});
+
+// --- sign in -----------------------------------------------------------------------------------
+
+function renderSignIn(message) {
+  renderChrome(null);
+  const input = h("input", {
+    id: "token",
+    name: "token",
+    type: "password",
+    autocomplete: "off",
+    spellcheck: "false",
+    required: true,
+    "aria-describedby": "token-help",
+  });
+  const error = h("p", { id: "sign-in-error", class: "alert error", role: "alert", hidden: !message }, message ?? "");
+  const button = h("button", { type: "submit", id: "sign-in", class: "button" }, "Sign in");
+  const form = h(
+    "form",
+    { class: "card sign-in", novalidate: true },
+    h("h1", {}, "Sign in"),
+    h("label", { for: "token" }, "Access token"),
+    input,
+    h(
+      "p",
+      { id: "token-help", class: "muted" },
+      "Your organization key (paird_key_…) or the operator token (paird_op_…). It is kept in this browser tab only.",
+    ),
+    error,
+    button,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const token = input.value.trim();
+    if (!token) {
+      error.textContent = "Enter a token.";
+      error.hidden = false;
+      input.focus();
+      return;
+    }
+    button.disabled = true;
+    error.hidden = true;
+    try {
+      await signIn(token);
+    } catch (failure) {
+      error.textContent =
+        failure instanceof ApiError && failure.status === 401
+          ? "This token was not accepted. Check that you copied the whole token and that it has not been revoked."
+          : `Cannot sign in: ${errorMessage(failure)}`;
+      error.hidden = false;
+      button.disabled = false;
+      input.focus();
+    }
+  });
+  show("Sign in", form);
+  input.focus();
+}
+
+/** Validates the token and opens what it may see: its organization, or the operator's list. */
+async function signIn(token) {
+  const organizations = await getAll("/v1/organizations", token);
+  // Only the operator may read the server status; an organization key is refused (403).
+  let role = "key";
+  try {
+    await get("/v1/status", token);
+    role = "operator";
+  } catch (failure) {
+    if (!(failure instanceof ApiError) || failure.status !== 403) throw failure;
+  }
+  session.save(token, role);
+  if (role === "operator") {
+    go("#/organizations");
+  } else if (organizations.length > 0) {
+    go(`#/organizations/${segment(organizations[0].id)}/devices`);
+  } else {
+    throw new ApiError(404, "not_found", "This key's organization was not found.");
+  }
+}
+
+/** Where a signed-in user starts. */
+async function home() {
+  if (session.role() === "operator") {
+    go("#/organizations");
+    return;
+  }
+  try {
+    const organizations = await getAll("/v1/organizations");
+    go(`#/organizations/${segment(organizations[0].id)}/devices`);
+  } catch (error) {
+    showError("Sign in", error);
+  }
+}
+
+// --- organizations (operator) ------------------------------------------------------------------
+
+async function renderOrganizations() {
+  renderChrome(null, "organizations");
+  show("Organizations", h("h1", {}, "Organizations"), h("p", { class: "muted" }, "Loading…"));
+  let organizations;
+  try {
+    organizations = await getAll("/v1/organizations");
+  } catch (error) {
+    showError("Organizations", error);
+    return;
+  }
+  const list = organizations.length
+    ? h(
+        "ul",
+        { id: "org-list", class: "org-list" },
+        organizations.map((org) =>
+          h(
+            "li",
+            {},
+            h("a", { href: `#/organizations/${segment(org.id)}/devices`, "data-org-id": org.id }, org.name),
+            h("span", { class: "muted" }, ` created ${formatTime(org.created_at)}`),
+          ),
+        ),
+      )
+    : h("p", { id: "org-list-empty" }, "No organizations yet.");
+  show(
+    "Organizations",
+    h("h1", {}, "Organizations"),
+    h("p", { class: "muted" }, "Choose an organization to manage."),
+    list,
+  );
+}
+
+// --- devices -----------------------------------------------------------------------------------
+
+const STATUS_LABELS = { free: "Free", reserved: "Reserved", assigned: "Assigned", expired: "Expired" };
+
+async function renderDevices(org) {
+  renderChrome(org, "devices");
+  show("Devices", h("h1", {}, "Devices"), h("p", { class: "muted" }, "Loading…"));
+  let organization, summary, licenses, devices;
+  try {
+    const base = `/v1/organizations/${segment(org)}`;
+    [organization, summary, licenses, devices] = await Promise.all([
+      get(base),
+      get(`${base}/licenses/summary`),
+      getAll(`${base}/licenses`),
+      getAll(`${base}/devices`),
+    ]);
+  } catch (error) {
+    showError("Devices", error);
+    return;
+  }
+  const devicesByLicense = new Map(devices.map((device) => [device.license_id, device]));
+
+  const counts = [
+    ["total", "Total"],
+    ["free", "Free"],
+    ["reserved", "Reserved"],
+    ["assigned", "Assigned"],
+    ["expired", "Expired"],
+  ];
+  const summaryList = h(
+    "dl",
+    { id: "summary", class: "summary" },
+    counts.map(([key, label]) =>
+      h("div", { class: `count count-${key}` }, h("dt", {}, label), h("dd", { "data-count": key }, summary[key])),
+    ),
+  );
+  const noFree =
+    summary.free === 0
+      ? h(
+          "p",
+          { id: "no-free-licenses", class: "alert warning", role: "status" },
+          h("strong", {}, "No free license. "),
+          "New devices cannot pair until a license is added or an assigned one is freed.",
+        )
+      : null;
+
+  const table = licenses.length
+    ? h(
+        "table",
+        { id: "licenses", class: "licenses" },
+        h("caption", { class: "visually-hidden" }, "Licenses and the devices that hold them"),
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["Status", "Valid until", "Device", "Model", "App version", "Configuration", "Online", "Last seen"].map(
+              (label) => h("th", { scope: "col" }, label),
+            ),
+          ),
+        ),
+        h("tbody", {}, licenses.map((license) => licenseRow(license, devicesByLicense.get(license.id)))),
+      )
+    : h("p", { id: "no-licenses" }, "This organization has no licenses yet.");
+
+  show(
+    "Devices",
+    h("p", { class: "org-name", id: "org-name" }, organization.name),
+    h("h1", {}, "Devices"),
+    h("section", { "aria-label": "License summary" }, summaryList, noFree),
+    h("section", { "aria-label": "Licenses" }, h("h2", {}, "Licenses"), h("div", { class: "table-wrap" }, table)),
+  );
+}
+
+function licenseRow(license, device) {
+  const cell = (label, ...content) => h("td", { "data-label": label }, ...content);
+  const status = h("span", { class: `badge status-${license.status}` }, STATUS_LABELS[license.status] ?? license.status);
+  if (!device) {
+    const note = license.status === "reserved" ? `reserved until ${formatTime(license.reserved_until)}` : "—";
+    return h(
+      "tr",
+      { "data-license-id": license.id, "data-status": license.status },
+      cell("Status", status),
+      cell("Valid until", license.valid_until ? formatTime(license.valid_until) : "No end"),
+      h("td", { "data-label": "Device", colspan: 6, class: "muted" }, note),
+    );
+  }
+  return h(
+    "tr",
+    { "data-license-id": license.id, "data-status": license.status, "data-device-id": device.id },
+    cell("Status", status),
+    cell("Valid until", license.valid_until ? formatTime(license.valid_until) : "No end"),
+    cell("Device", h("span", { class: "device-name" }, device.name)),
+    cell("Model", h("span", { class: "device-model" }, device.model)),
+    cell("App version", device.app_version),
+    cell("Configuration", configurationState(device)),
+    cell(
+      "Online",
+      h(
+        "span",
+        { class: `badge ${device.online ? "online" : "offline"} device-online` },
+        device.online ? "Online" : "Offline",
+      ),
+    ),
+    cell("Last seen", formatTime(device.last_seen)),
+  );
+}
+
+/** What the device should run against what it last reported. */
+function configurationState(device) {
+  const assigned = device.configuration;
+  const applied = device.applied;
+  if (!assigned) return h("span", { class: "muted" }, "None");
+  const name = `${assigned.name} (rev. ${assigned.revision})`;
+  let state;
+  if (applied && applied.configuration_id === assigned.id && applied.revision === assigned.revision) {
+    state =
+      applied.status === "applied"
+        ? h("span", { class: "badge ok" }, "Applied")
+        : h("span", { class: "badge failed", title: applied.reason ?? "" }, `Failed${applied.reason ? `: ${applied.reason}` : ""}`);
+  } else if (applied && applied.status === "failed") {
+    state = h("span", { class: "badge failed" }, `Pending (rev. ${applied.revision} failed)`);
+  } else if (applied) {
+    state = h("span", { class: "badge pending" }, `Pending (runs rev. ${applied.revision})`);
+  } else {
+    state = h("span", { class: "badge pending" }, "Pending");
+  }
+  return h("span", { class: "configuration" }, name, " ", state);
+}
+
+function renderPlaceholder(org, section) {
+  renderChrome(org, section);
+  const label = SECTIONS.find(([key]) => key === section)?.[1] ?? section;
+  show(label, h("h1", {}, label), h("p", { class: "muted" }, "This section is coming in a later version of the portal."));
+}
+
+// --- routing -----------------------------------------------------------------------------------
+
+function route() {
+  const path = location.hash.replace(/^#/, "") || "/";
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  if (!session.token()) {
+    renderSignIn();
+    return;
+  }
+  if (parts[0] === "sign-in") {
+    renderSignIn();
+  } else if (parts[0] === "organizations" && parts.length === 1 && session.role() === "operator") {
+    renderOrganizations();
+  } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "devices") {
+    renderDevices(parts[1]);
+  } else if (parts[0] === "organizations" && parts.length === 3 && SECTIONS.some(([key]) => key === parts[2])) {
+    renderPlaceholder(parts[1], parts[2]);
+  } else {
+    home();
+  }
+}
+
+window.addEventListener("hashchange", () => {
+  route();
+  // Moves keyboard focus to the new content, unless the view focused a field of its own.
+  if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
+});
+route();

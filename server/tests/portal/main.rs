@@ -1,0 +1,23 @@
+//! Browser tests of the Customer Portal: a real paird on 127.0.0.1 (in this process, with a
+//! throwaway database, as in the black-box tests), a real headless Chromium driven over W3C
+//! WebDriver by chromedriver, real devices paired over WebSocket.
+//!
+//! The first run installs Chromium, chromedriver and zbarimg with `scripts/browser-deps`.
+//!
+//! - `webdriver`: the WebDriver client and the chromedriver process.
+//! - `fixture`: a server with organizations, devices and a browser pointed at the portal.
+//! - `assets`: the portal's files over plain HTTP (content types, caching, CSP).
+//! - `pages`: what a user sees and does in the browser.
+
+// Tests fail loudly by design: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used)]
+
+// The black-box tests' harness, shared; not every helper of it is used here.
+#[allow(dead_code)]
+#[path = "../blackbox/support.rs"]
+mod support;
+
+mod assets;
+mod fixture;
+mod pages;
+mod webdriver;

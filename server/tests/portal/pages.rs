@@ -1,0 +1,232 @@
+//! What a user sees and does in the browser: signing in, the devices page, isolation between
+//! organizations, errors, phone width.
+
+use serde_json::{Value, json};
+
+use crate::fixture::{Fixture, bounded, license_row};
+use crate::support::OPERATOR_TOKEN;
+use crate::webdriver::Browser;
+
+/// The text of one count of the license summary.
+async fn count(browser: &Browser, name: &str) -> String {
+    let element = browser
+        .wait_visible(&format!("#summary [data-count=\"{name}\"]"))
+        .await;
+    browser.text(&element).await
+}
+
+async fn stored_token(browser: &Browser) -> Value {
+    browser
+        .execute("return sessionStorage.getItem('paird.token');", vec![])
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_key_opens_its_devices_page_with_summary_and_device_row() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let browser = Browser::start().await;
+        fixture.sign_in(&browser, &fixture.a.key).await;
+
+        browser.wait_text("#org-name", &fixture.a.name).await;
+        assert_eq!(count(&browser, "total").await, "2");
+        assert_eq!(count(&browser, "free").await, "1");
+        assert_eq!(count(&browser, "reserved").await, "0");
+        assert_eq!(count(&browser, "assigned").await, "1");
+        assert_eq!(count(&browser, "expired").await, "0");
+        // A license is free: no warning.
+        assert!(browser.find("#no-free-licenses").await.is_none());
+
+        // One row per license: the assigned one shows its device, the free one says so.
+        assert_eq!(browser.find_all("#licenses tbody tr").await.len(), 2);
+        let row = license_row(&browser, &fixture.a.license_id).await;
+        let text = browser.text(&row).await;
+        for expected in [
+            "Assigned",
+            fixture.a.device_name.as_str(),
+            "TC52",
+            "4.2.1",
+            "Meters (rev. 1)",
+            "Applied",
+            "Online",
+            "No end",
+        ] {
+            assert!(
+                text.contains(expected),
+                "{expected:?} not in the row {text:?}"
+            );
+        }
+        assert_eq!(
+            browser.attribute(&row, "data-device-id").await.as_deref(),
+            Some(fixture.a.device_id.as_str())
+        );
+        let free = browser
+            .wait_visible("#licenses tr[data-status=\"free\"]")
+            .await;
+        assert!(browser.text(&free).await.contains("Free"));
+
+        // The key is kept for this tab only, and an organization key sees no operator links.
+        assert_eq!(stored_token(&browser).await, json!(fixture.a.key));
+        assert!(
+            browser
+                .find("#nav a[href=\"#/organizations\"]")
+                .await
+                .is_none()
+        );
+        browser.wait_visible("#nav a[aria-current=\"page\"]").await;
+
+        if std::env::var_os("PAIRD_SCREENSHOT").is_some() {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/portal-devices.png");
+            std::fs::write(path, browser.screenshot().await).unwrap();
+        }
+
+        // Signing out forgets the token and goes back to the sign-in form.
+        let sign_out = browser.wait_visible("#sign-out").await;
+        browser.click(&sign_out).await;
+        browser.wait_visible("#token").await;
+        assert_eq!(stored_token(&browser).await, Value::Null);
+        assert!(!browser.page_text().await.contains(&fixture.a.device_name));
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_picks_an_organization_from_the_list_and_sees_its_devices() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let browser = Browser::start().await;
+        fixture.sign_in(&browser, OPERATOR_TOKEN).await;
+
+        let list = browser.wait_visible("#org-list").await;
+        let names = browser.text(&list).await;
+        assert!(
+            names.contains(&fixture.a.name) && names.contains(&fixture.b.name),
+            "{names}"
+        );
+        let link = browser
+            .wait_visible(&format!("#org-list a[data-org-id=\"{}\"]", fixture.b.id))
+            .await;
+        assert_eq!(browser.text(&link).await, fixture.b.name);
+        browser.click(&link).await;
+
+        browser.wait_text("#org-name", &fixture.b.name).await;
+        let row = license_row(&browser, &fixture.b.license_id).await;
+        let text = browser.text(&row).await;
+        assert!(text.contains(&fixture.b.device_name), "{text}");
+        assert!(text.contains("Online"), "{text}");
+        assert_eq!(count(&browser, "free").await, "0");
+        // No license is free: said prominently, next to the summary.
+        let warning = browser.wait_visible("#no-free-licenses").await;
+        assert!(browser.text(&warning).await.contains("No free license"));
+        assert!(!browser.page_text().await.contains(&fixture.a.device_name));
+
+        // The operator can go back to the list.
+        let back = browser
+            .wait_visible("#nav a[href=\"#/organizations\"]")
+            .await;
+        browser.click(&back).await;
+        browser.wait_visible("#org-list").await;
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_key_never_shows_another_organizations_data() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let browser = Browser::start().await;
+        fixture.sign_in(&browser, &fixture.a.key).await;
+        license_row(&browser, &fixture.a.license_id).await;
+        let page = browser.page_text().await;
+        assert!(!page.contains(&fixture.b.name), "{page}");
+        assert!(!page.contains(&fixture.b.device_name), "{page}");
+
+        // Typing org B's id into the address bar shows an error, never B's data.
+        let url = format!(
+            "{}#/organizations/{}/devices",
+            fixture.portal_url(),
+            fixture.b.id
+        );
+        browser.navigate(&url).await;
+        let alert = browser.wait_visible("main [role=\"alert\"]").await;
+        assert!(browser.text(&alert).await.contains("Not found"));
+        let page = browser.page_text().await;
+        assert!(!page.contains(&fixture.b.name), "{page}");
+        assert!(!page.contains(&fixture.b.device_name), "{page}");
+        assert!(browser.find("#licenses").await.is_none());
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_shows_an_error_and_stays_on_sign_in() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let browser = Browser::start().await;
+        // By keyboard: type the token and press Enter.
+        browser.navigate(&fixture.portal_url()).await;
+        let field = browser.wait_visible("#token").await;
+        browser
+            .send_keys(&field, "paird_key_abcdefghijklmnopqrstuvwxyz234567\u{E007}")
+            .await;
+        let error = browser.wait_visible("#sign-in-error").await;
+        assert!(browser.text(&error).await.contains("not accepted"));
+        // Focus goes back to the field, to correct the token.
+        let focused = browser
+            .execute("return document.activeElement.id;", vec![])
+            .await;
+        assert_eq!(focused, json!("token"));
+        assert_eq!(stored_token(&browser).await, Value::Null);
+        browser.wait_visible("#token").await;
+        assert!(browser.find("#licenses").await.is_none());
+        // Not signed in: no sign-out control, no navigation.
+        let hidden = browser
+            .execute(
+                "return [document.getElementById('sign-out').hidden, \
+                 document.getElementById('nav').hidden];",
+                vec![],
+            )
+            .await;
+        assert_eq!(hidden, json!([true, true]));
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_phone_width_the_devices_page_does_not_scroll_sideways() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let browser = Browser::start().await;
+        browser.set_window_size(390, 844).await;
+        fixture.sign_in(&browser, &fixture.a.key).await;
+        let row = license_row(&browser, &fixture.a.license_id).await;
+        assert!(browser.text(&row).await.contains(&fixture.a.device_name));
+        let widths = browser
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth];",
+                vec![],
+            )
+            .await;
+        let scroll_width = widths[0].as_u64().unwrap();
+        let inner_width = widths[1].as_u64().unwrap();
+        assert!(
+            inner_width <= 400,
+            "the window is not phone-sized: {widths}"
+        );
+        assert!(
+            scroll_width <= inner_width,
+            "the page scrolls sideways: scrollWidth {scroll_width} > innerWidth {inner_width}"
+        );
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
