@@ -2,7 +2,8 @@
 //   #/sign-in                         the token form
 //   #/organizations                   the operator's list of organizations
 //   #/organizations/{org}/devices     licenses and devices of one organization
-//   #/organizations/{org}/{section}   sections still to come (codes, configurations, audit)
+//   #/organizations/{org}/audit       the organization's audit log, newest first
+//   #/organizations/{org}/{section}   sections still to come (codes, configurations)
 // Everything shown is built with DOM calls and textContent: data from the API is never parsed
 // as HTML.
 
@@ -357,6 +358,72 @@ function configurationState(device) {
   return h("span", { class: "configuration" }, name, " ", state);
 }
 
+// --- audit log -----------------------------------------------------------------------------------
+
+const AUDIT_PAGE = 100;
+
+async function renderAudit(org) {
+  renderChrome(org, "audit");
+  show("Audit log", h("h1", {}, "Audit log"), h("p", { class: "muted" }, "Loading…"));
+  const base = `/v1/organizations/${segment(org)}/audit?limit=${AUDIT_PAGE}`;
+  let first;
+  try {
+    first = await get(base);
+  } catch (error) {
+    showError("Audit log", error);
+    return;
+  }
+  const body = h("tbody", {});
+  const table = h(
+    "table",
+    { class: "audit" },
+    h("caption", { class: "visually-hidden" }, "Audit log, newest first"),
+    h(
+      "thead",
+      {},
+      h("tr", {}, ["When", "Action", "By", "Subject", "Details"].map((label) => h("th", { scope: "col" }, label))),
+    ),
+    body,
+  );
+  const more = h("button", { type: "button", class: "button secondary", id: "audit-more" }, "Show older entries");
+  const status = h("p", { class: "muted", role: "status" });
+  const append = (page) => {
+    body.append(...page.items.map(auditRow));
+    more.hidden = !page.next_cursor;
+    status.textContent = body.childElementCount === 0 ? "Nothing has happened in this organization yet." : "";
+    return page.next_cursor;
+  };
+  let cursor = append(first);
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    try {
+      cursor = append(await get(`${base}&cursor=${encodeURIComponent(cursor)}`));
+    } catch (error) {
+      status.textContent = errorMessage(error);
+    } finally {
+      more.disabled = false;
+    }
+  });
+  show("Audit log", h("h1", {}, "Audit log"), h("div", { class: "table-wrap" }, table), status, more);
+}
+
+function auditRow(entry) {
+  const details = entry.details && Object.keys(entry.details).length > 0
+    ? Object.entries(entry.details)
+        .map(([key, value]) => `${key}: ${typeof value === "object" ? JSON.stringify(value) : value}`)
+        .join(", ")
+    : "—";
+  return h(
+    "tr",
+    { "data-action": entry.action },
+    h("td", { "data-label": "When" }, formatTime(entry.at)),
+    h("td", { "data-label": "Action" }, h("code", {}, entry.action)),
+    h("td", { "data-label": "By" }, entry.actor),
+    h("td", { "data-label": "Subject" }, entry.subject ?? "—"),
+    h("td", { "data-label": "Details", class: "details" }, details),
+  );
+}
+
 function renderPlaceholder(org, section) {
   renderChrome(org, section);
   const label = SECTIONS.find(([key]) => key === section)?.[1] ?? section;
@@ -378,6 +445,8 @@ function route() {
     renderOrganizations();
   } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "devices") {
     renderDevices(parts[1]);
+  } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "audit") {
+    renderAudit(parts[1]);
   } else if (parts[0] === "organizations" && parts.length === 3 && SECTIONS.some(([key]) => key === parts[2])) {
     renderPlaceholder(parts[1], parts[2]);
   } else {

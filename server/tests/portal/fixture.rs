@@ -4,10 +4,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use client::{Connection, PairResult};
-use protocol::{AckOutcome, ConfigRef, Encoding};
+use protocol::{AckOutcome, Encoding};
 use serde_json::json;
 
-use crate::support::{TestServer, connect, device_info, identity, next_configuration};
+use crate::support::{TestServer, acknowledge, connect, device_info, identity, next_configuration};
 use crate::webdriver::{Browser, Element};
 
 /// Bound on a whole browser test: starting Chromium on a busy two-core machine takes seconds,
@@ -99,15 +99,7 @@ async fn org(
     };
     if configuration.is_some() {
         let received = next_configuration(&mut connection).await;
-        let reference = ConfigRef {
-            configuration_id: received.configuration_id,
-            revision: received.revision,
-        };
-        let answer = connection
-            .ack(reference, AckOutcome::Applied)
-            .await
-            .expect("acknowledged");
-        assert!(answer.recorded);
+        assert!(acknowledge(&mut connection, &received, AckOutcome::Applied).await);
     }
     Org {
         id,

@@ -230,3 +230,59 @@ async fn at_phone_width_the_devices_page_does_not_scroll_sideways() {
     })
     .await;
 }
+
+/// The audit log page: newest first, a page at a time, only the organization's own entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_lists_the_newest_entries_first_and_pages_back() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        // More entries than one page of the audit page (100).
+        for index in 0..100 {
+            fixture
+                .test
+                .admin
+                .create_key(&fixture.a.id, &format!("extra key {index}"))
+                .await;
+        }
+        let browser = Browser::start().await;
+        fixture.sign_in(&browser, &fixture.a.key).await;
+        browser.wait_text("#org-name", &fixture.a.name).await;
+        let audit_link = browser.wait_visible("#nav a[href$=\"/audit\"]").await;
+        browser.click(&audit_link).await;
+
+        let newest = browser.wait_visible(".audit tbody tr").await;
+        let text = browser.text(&newest).await;
+        assert!(
+            text.contains("key.created") && text.contains("extra key 99"),
+            "the newest entry first: {text:?}"
+        );
+        assert_eq!(browser.find_all(".audit tbody tr").await.len(), 100);
+        assert!(
+            !browser.page_text().await.contains("device.paired"),
+            "the pairing is older than the first page"
+        );
+
+        let more = browser.wait_visible("#audit-more").await;
+        browser.click(&more).await;
+        browser.wait_text(".audit tbody", "device.paired").await;
+        assert!(browser.find_all(".audit tbody tr").await.len() > 100);
+        // Everything is shown now: no more pages.
+        assert!(
+            browser.find("#audit-more").await.is_none()
+                || browser
+                    .execute(
+                        "return document.getElementById('audit-more').hidden;",
+                        vec![]
+                    )
+                    .await
+                    == json!(true)
+        );
+        // Only this organization's entries.
+        let page = browser.page_text().await;
+        assert!(!page.contains(&fixture.b.device_name), "{page}");
+        assert!(!page.contains(&fixture.b.id), "{page}");
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
