@@ -28,26 +28,39 @@ export class ApiError extends Error {
 
 /** GET `path` with `token` (the session's by default); resolves to the JSON body. */
 export async function get(path, token = session.token()) {
+  return request("GET", path, undefined, token);
+}
+
+/** POST `body` (JSON) to `path` with the session's token; resolves to the JSON answer. */
+export async function post(path, body = {}) {
+  return request("POST", path, body, session.token());
+}
+
+async function request(method, path, body, token) {
   let response;
+  const headers = { Authorization: `Bearer ${token ?? ""}`, Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
   try {
     response = await fetch(path, {
-      headers: { Authorization: `Bearer ${token ?? ""}`, Accept: "application/json" },
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
     });
   } catch {
     throw new ApiError(0, "network", "The server cannot be reached.");
   }
-  let body = null;
+  let answer = null;
   try {
-    body = await response.json();
+    answer = await response.json();
   } catch {
-    body = null;
+    answer = null;
   }
   if (!response.ok) {
-    const error = body?.error ?? {};
+    const error = answer?.error ?? {};
     throw new ApiError(response.status, error.code ?? "error", error.message ?? response.statusText);
   }
-  return body;
+  return answer;
 }
 
 /** Every item of a paginated list, following `next_cursor` until it is null. */

@@ -18,6 +18,7 @@
 mod support;
 
 mod assets;
+mod codes;
 mod fixture;
 mod pages;
 mod webdriver;

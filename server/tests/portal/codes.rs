@@ -1,0 +1,107 @@
+//! The Codes page: create a reusable code, read its QR off the page with a real QR decoder,
+//! pair a device with what it says, and revoke the code.
+
+use base64::Engine as _;
+use protocol::RefusalReason;
+
+use crate::fixture::{Fixture, bounded};
+use crate::support::{pair_new, pair_ok, refusal};
+use crate::webdriver::Browser;
+
+/// Decodes the PNG QR code of an `<img src="data:image/png;base64,...">` with zbarimg.
+fn decode_qr(src: &str) -> String {
+    let encoded = src
+        .strip_prefix("data:image/png;base64,")
+        .expect("a PNG data URL");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("base64");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("qr.png");
+    std::fs::write(&path, png).expect("the QR image written");
+    let output = std::process::Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(&path)
+        .output()
+        .expect("zbarimg runs (scripts/browser-deps installs it)");
+    assert!(
+        output.status.success(),
+        "zbarimg found no QR code: {output:?}"
+    );
+    String::from_utf8(output.stdout)
+        .expect("text")
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_code_shows_a_qr_that_pairs_a_device_and_can_be_revoked() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let browser = Browser::start().await;
+        fixture.sign_in(&browser, &fixture.a.key).await;
+        browser.wait_text("#org-name", &fixture.a.name).await;
+        let link = browser.wait_visible("#nav a[href$=\"/codes\"]").await;
+        browser.click(&link).await;
+        browser
+            .wait_text("#code-warning", "Anyone who has a reusable code")
+            .await;
+
+        let label = browser.wait_visible("#code-label").await;
+        browser.send_keys(&label, "browser rollout").await;
+        let create = browser.wait_visible("#create-code").await;
+        browser.click(&create).await;
+
+        // The QR on the page, read by a real decoder, is the payload the page prints.
+        let qr = browser.wait_visible("#qr").await;
+        let src = browser.attribute(&qr, "src").await.expect("the QR's src");
+        let payload = decode_qr(&src);
+        let shown = browser.wait_visible("#payload").await;
+        assert_eq!(payload, browser.text(&shown).await);
+        assert!(payload.starts_with("PAIRD://"), "{payload}");
+
+        // A device pairs with it and takes organization A's free license.
+        let code = payload.rsplit('/').next().expect("the code").to_string();
+        let (_, _connection, paired) = pair_ok(&fixture.test.device_url(), &code).await;
+        assert_eq!(paired.organization_id.to_string(), fixture.a.id);
+
+        // After a reload the newest code is listed first, with its use.
+        browser.execute("location.reload();", vec![]).await;
+        let row = browser.wait_visible("#codes tbody tr:first-child").await;
+        browser
+            .wait_text("#codes tbody tr:first-child", "browser rollout")
+            .await;
+        assert_eq!(
+            browser.attribute(&row, "data-status").await.as_deref(),
+            Some("active")
+        );
+        let uses = browser
+            .wait_visible("#codes tbody tr:first-child td[data-label=\"Uses\"]")
+            .await;
+        assert_eq!(browser.text(&uses).await, "1");
+
+        // Show it again: the same QR payload.
+        let show = browser
+            .wait_visible("#codes tbody tr:first-child button[data-action=\"show\"]")
+            .await;
+        browser.click(&show).await;
+        browser.wait_text("#payload", &payload).await;
+
+        // Revoke it: the row says so, and the code no longer pairs anyone.
+        browser
+            .execute("window.confirm = () => true;", vec![])
+            .await;
+        let revoke = browser
+            .wait_visible("#codes tbody tr:first-child button[data-action=\"revoke\"]")
+            .await;
+        browser.click(&revoke).await;
+        browser
+            .wait_visible("#codes tbody tr:first-child[data-status=\"revoked\"]")
+            .await;
+        let (_, _, result) = pair_new(&fixture.test.device_url(), &code).await;
+        assert_eq!(refusal(&result), Some(RefusalReason::CodeRevoked));
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
