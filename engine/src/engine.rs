@@ -94,20 +94,16 @@ struct Background {
     stop: watch::Sender<bool>,
     /// The expiry sweep (with the node heartbeat) and the change listener.
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
-    /// Declared last: dropped after the supervisor's reference.
-    actors: ActorThread,
+    /// The thread ("paird-actors") the organization actors run on. Every pairing of an
+    /// organization passes through its actor, one batch after another, and each batch waits on
+    /// the database several times. On the server's runtime each of those wake-ups queued behind
+    /// thousands of connection tasks (PERFORMANCE.md measured a `BEGIN` at 16 ms instead of
+    /// 0.8 ms that way); on a thread of their own the operating system schedules them beside
+    /// the connection workers. Callers reach the actors through their mailboxes and reply
+    /// channels, which work across runtimes. Declared last: dropped after the supervisor's
+    /// reference.
+    actors: RuntimeThread,
 }
-
-/// The organization actors run on a thread of their own ([`RuntimeThread`] "paird-actors").
-///
-/// Every pairing of an organization passes through its actor, one batch after another, and each
-/// batch waits on the database several times. On the server's runtime each of those wake-ups
-/// queued behind thousands of connection tasks (PERFORMANCE.md measured a `BEGIN` at 16 ms
-/// instead of 0.8 ms that way); on a thread of their own the operating system schedules them
-/// beside the connection workers, so the serial path of an organization never waits for the
-/// sockets' work. Callers reach the actors through their mailboxes and reply channels, which
-/// work across runtimes.
-type ActorThread = RuntimeThread;
 
 const KEY_CHECK: &str = "server_key_check";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"paird server key check";

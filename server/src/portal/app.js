@@ -35,6 +35,17 @@ function h(tag, attributes = {}, ...children) {
   return element;
 }
 
+/** A table with a header row of `columns` (and a caption for screen readers, if given). */
+function table(attributes, caption, columns, body) {
+  return h(
+    "table",
+    attributes,
+    caption && h("caption", { class: "visually-hidden" }, caption),
+    h("thead", {}, h("tr", {}, columns.map((label) => h("th", { scope: "col" }, label)))),
+    body,
+  );
+}
+
 /** Replaces the page's content and gives the main region a title. */
 function show(title, ...content) {
   document.title = `${title} · paird Customer Portal`;
@@ -274,22 +285,11 @@ async function renderDevices(org) {
         )
       : null;
 
-  const table = licenses.length
-    ? h(
-        "table",
+  const licensesTable = licenses.length
+    ? table(
         { id: "licenses", class: "licenses" },
-        h("caption", { class: "visually-hidden" }, "Licenses and the devices that hold them"),
-        h(
-          "thead",
-          {},
-          h(
-            "tr",
-            {},
-            ["Status", "Valid until", "Device", "Model", "App version", "Configuration", "Online", "Last seen"].map(
-              (label) => h("th", { scope: "col" }, label),
-            ),
-          ),
-        ),
+        "Licenses and the devices that hold them",
+        ["Status", "Valid until", "Device", "Model", "App version", "Configuration", "Online", "Last seen"],
         h("tbody", {}, licenses.map((license) => licenseRow(license, devicesByLicense.get(license.id)))),
       )
     : h("p", { id: "no-licenses" }, "This organization has no licenses yet.");
@@ -299,7 +299,7 @@ async function renderDevices(org) {
     h("p", { class: "org-name", id: "org-name" }, organization.name),
     h("h1", {}, "Devices"),
     h("section", { "aria-label": "License summary" }, summaryList, noFree),
-    h("section", { "aria-label": "Licenses" }, h("h2", {}, "Licenses"), h("div", { class: "table-wrap" }, table)),
+    h("section", { "aria-label": "Licenses" }, h("h2", {}, "Licenses"), h("div", { class: "table-wrap" }, licensesTable)),
   );
 }
 
@@ -469,14 +469,10 @@ async function renderCodes(org) {
   };
 
   const list = h("tbody", {}, codes.slice().reverse().map(codeRow));
-  const table = h(
-    "table",
+  const codesTable = table(
     { id: "codes" },
-    h(
-      "thead",
-      {},
-      h("tr", {}, ["Label", "Status", "Valid until", "Uses", "Last used", "Actions"].map((text) => h("th", { scope: "col" }, text))),
-    ),
+    null,
+    ["Label", "Status", "Valid until", "Uses", "Last used", "Actions"],
     list,
   );
   show(
@@ -492,7 +488,7 @@ async function renderCodes(org) {
     status,
     shown,
     h("h2", {}, "Codes"),
-    h("div", { class: "table-wrap" }, table),
+    h("div", { class: "table-wrap" }, codesTable),
   );
 }
 
@@ -512,15 +508,10 @@ async function renderAudit(org) {
     return;
   }
   const body = h("tbody", {});
-  const table = h(
-    "table",
+  const auditTable = table(
     { class: "audit" },
-    h("caption", { class: "visually-hidden" }, "Audit log, newest first"),
-    h(
-      "thead",
-      {},
-      h("tr", {}, ["When", "Action", "By", "Subject", "Details"].map((label) => h("th", { scope: "col" }, label))),
-    ),
+    "Audit log, newest first",
+    ["When", "Action", "By", "Subject", "Details"],
     body,
   );
   const more = h("button", { type: "button", class: "button secondary", id: "audit-more" }, "Show older entries");
@@ -542,7 +533,7 @@ async function renderAudit(org) {
       more.disabled = false;
     }
   });
-  show("Audit log", h("h1", {}, "Audit log"), h("div", { class: "table-wrap" }, table), status, more);
+  show("Audit log", h("h1", {}, "Audit log"), h("div", { class: "table-wrap" }, auditTable), status, more);
 }
 
 function auditRow(entry) {
