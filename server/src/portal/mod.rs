@@ -5,10 +5,11 @@
 //! of data comes from the admin API, on the same origin, with the bearer token the user typed in.
 //! Serving them from the admin listener keeps the portal and the API on one origin, so no CORS.
 //!
-//! Layout: `index.html` (the shell), `style.css`, `app.js` (views and navigation), `api.js` (the
-//! admin API client).
+//! Layout: `index.html` (the shell), `style.css`, and the JavaScript modules listed in
+//! [`SCRIPTS`].
 
 use axum::Router;
+use axum::extract::Path;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -33,14 +34,17 @@ const STYLE_CSS: Asset = Asset {
     content_type: "text/css; charset=utf-8",
     body: include_bytes!("style.css"),
 };
-const APP_JS: Asset = Asset {
-    content_type: "text/javascript; charset=utf-8",
-    body: include_bytes!("app.js"),
-};
-const API_JS: Asset = Asset {
-    content_type: "text/javascript; charset=utf-8",
-    body: include_bytes!("api.js"),
-};
+/// The JavaScript modules, by file name: `app.js` (routing, sign-in), `api.js` (the admin API
+/// client), `ui.js` (shared view pieces), `live.js` (the live feed) and one module per section.
+const SCRIPTS: &[(&str, &[u8])] = &[
+    ("app.js", include_bytes!("app.js")),
+    ("api.js", include_bytes!("api.js")),
+    ("ui.js", include_bytes!("ui.js")),
+    ("devices.js", include_bytes!("devices.js")),
+    ("codes.js", include_bytes!("codes.js")),
+    ("configurations.js", include_bytes!("configurations.js")),
+    ("audit.js", include_bytes!("audit.js")),
+];
 
 /// The portal's routes, without state: merged into the admin router.
 pub(crate) fn router() -> Router {
@@ -49,8 +53,18 @@ pub(crate) fn router() -> Router {
         .route("/portal", get(|| async { Redirect::to("/portal/") }))
         .route("/portal/", get(|| async { serve(INDEX_HTML) }))
         .route("/portal/style.css", get(|| async { serve(STYLE_CSS) }))
-        .route("/portal/app.js", get(|| async { serve(APP_JS) }))
-        .route("/portal/api.js", get(|| async { serve(API_JS) }))
+        .route("/portal/{file}", get(script))
+}
+
+/// A JavaScript module of the portal; any other name is the API's JSON 404.
+async fn script(Path(file): Path<String>) -> Response {
+    match SCRIPTS.iter().find(|(name, _)| *name == file) {
+        Some((_, body)) => serve(Asset {
+            content_type: "text/javascript; charset=utf-8",
+            body,
+        }),
+        None => crate::admin::not_found().await,
+    }
 }
 
 /// An asset with its content type. `no-cache` makes the browser revalidate on every load, so a

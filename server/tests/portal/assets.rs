@@ -15,6 +15,14 @@ async fn portal_files_have_their_content_types_no_cache_and_a_strict_csp() {
         ("/portal/style.css", "text/css; charset=utf-8"),
         ("/portal/app.js", "text/javascript; charset=utf-8"),
         ("/portal/api.js", "text/javascript; charset=utf-8"),
+        ("/portal/ui.js", "text/javascript; charset=utf-8"),
+        ("/portal/devices.js", "text/javascript; charset=utf-8"),
+        ("/portal/codes.js", "text/javascript; charset=utf-8"),
+        (
+            "/portal/configurations.js",
+            "text/javascript; charset=utf-8",
+        ),
+        ("/portal/audit.js", "text/javascript; charset=utf-8"),
     ] {
         let response = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");

@@ -1,0 +1,109 @@
+// Shared pieces of the portal's views: element building, the page frame (title, navigation,
+// errors) and formatting. Everything shown is built with DOM calls and textContent: data from the
+// API is never parsed as HTML.
+
+import { ApiError, segment, session } from "./api.js";
+
+export const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+const signOutButton = document.getElementById("sign-out");
+
+export const SECTIONS = [
+  ["devices", "Devices"],
+  ["codes", "Codes"],
+  ["configurations", "Configurations"],
+  ["audit", "Audit log"],
+];
+
+/** `h("p", {class: "x"}, "text", child)`: an element with attributes and children. */
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    element.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+/** A table with a header row of `columns` (and a caption for screen readers, if given). */
+export function table(attributes, caption, columns, body) {
+  return h(
+    "table",
+    attributes,
+    caption && h("caption", { class: "visually-hidden" }, caption),
+    h("thead", {}, h("tr", {}, columns.map((label) => h("th", { scope: "col" }, label)))),
+    body,
+  );
+}
+
+/** Replaces the page's content and gives the main region a title. */
+export function show(title, ...content) {
+  document.title = `${title} · paird Customer Portal`;
+  main.replaceChildren(...content);
+}
+
+export function go(hash) {
+  if (location.hash === hash) {
+    route();
+  } else {
+    location.hash = hash;
+  }
+}
+
+/** A time from the API (RFC 3339, UTC) as "2026-03-04 15:47 UTC"; "—" when absent. */
+export function formatTime(value) {
+  if (!value) return "—";
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return value;
+  return `${date.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+}
+
+export function errorMessage(error) {
+  if (error instanceof ApiError) {
+    if (error.status === 401) return "Your token is no longer accepted. Sign in again.";
+    if (error.status === 404) return "Not found: this organization does not exist or your token cannot see it.";
+    return error.message;
+  }
+  return String(error);
+}
+
+export function showError(title, error) {
+  show(title, h("h1", {}, title), h("p", { class: "alert error", role: "alert" }, errorMessage(error)));
+  if (error instanceof ApiError && error.status === 401) {
+    session.clear();
+    renderChrome(null);
+  }
+}
+
+// --- chrome: navigation and sign out -----------------------------------------------------------
+
+export function renderChrome(org, current) {
+  const signedIn = Boolean(session.token());
+  signOutButton.hidden = !signedIn;
+  nav.hidden = !signedIn;
+  const links = [];
+  if (signedIn && session.role() === "operator") {
+    links.push(navLink("#/organizations", "Organizations", current === "organizations"));
+  }
+  if (signedIn && org) {
+    for (const [section, label] of SECTIONS) {
+      links.push(
+        navLink(`#/organizations/${segment(org)}/${section}`, label, current === section),
+      );
+    }
+  }
+  nav.replaceChildren(h("ul", {}, links.map((link) => h("li", {}, link))));
+}
+
+function navLink(href, label, current) {
+  return h("a", { href, "aria-current": current ? "page" : false }, label);
+}
+
+signOutButton.addEventListener("click", () => {
+  session.clear();
+  go("#/sign-in");
+});
