@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::context::Shared;
 use crate::error::EngineError;
+use crate::events::{DeviceChange, OrgEvent};
 use crate::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp};
 use crate::model::{CodeInfo, CodeKind, CodeStatus, CodeWithSecret, Configuration, OrgKeyInfo};
 use crate::secrets::{self, ORG_KEY_PREFIX};
@@ -230,6 +231,9 @@ async fn execute(
         Ok(Decided::Changed(output)) => {
             tx.commit().await?;
             apply_effects(shared, org_id, effects);
+            if shared.is_watched(org_id) {
+                shared.publish_events(org_id, live_events(&job.command, &output));
+            }
             Ok(output)
         }
         outcome => {
@@ -240,6 +244,50 @@ async fn execute(
             outcome.map(Decided::into_output)
         }
     }
+}
+
+/// What a committed command tells the organization's live feed.
+fn live_events(command: &AdminCommand, output: &AdminOutput) -> Vec<OrgEvent> {
+    let event = match (command, output) {
+        (AdminCommand::CreateKey { .. } | AdminCommand::RevokeKey { .. }, _) => return Vec::new(),
+        (
+            AdminCommand::AddLicenses { .. }
+            | AdminCommand::SetLicenseValidUntil { .. }
+            | AdminCommand::CreateSingleUseCode { .. }
+            | AdminCommand::RevokeSingleUseCodeOf { .. },
+            _,
+        ) => OrgEvent::Licenses,
+        (AdminCommand::CreateReusableCode { .. }, _) => OrgEvent::Codes,
+        // A revoked single-use code releases its license's reservation.
+        (AdminCommand::RevokeCode { .. }, _) => {
+            return vec![OrgEvent::Codes, OrgEvent::Licenses];
+        }
+        (
+            AdminCommand::CreateConfiguration { .. }
+            | AdminCommand::UpdateConfiguration { .. }
+            | AdminCommand::DeleteConfiguration { .. },
+            _,
+        ) => OrgEvent::Configurations,
+        (AdminCommand::AssignConfiguration { .. }, AdminOutput::Assigned { device_ids }) => {
+            OrgEvent::Devices {
+                change: DeviceChange::Assigned,
+                device_ids: device_ids.clone(),
+            }
+        }
+        (AdminCommand::Unpair { device_id }, _) => OrgEvent::Devices {
+            change: DeviceChange::Ended,
+            device_ids: vec![*device_id],
+        },
+        (AdminCommand::ExpireDevices { device_ids }, _) => OrgEvent::Devices {
+            change: DeviceChange::Ended,
+            device_ids: device_ids.clone(),
+        },
+        (AdminCommand::AssignConfiguration { device_ids, .. }, _) => OrgEvent::Devices {
+            change: DeviceChange::Assigned,
+            device_ids: device_ids.clone(),
+        },
+    };
+    vec![event]
 }
 
 enum Decided {

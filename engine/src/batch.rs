@@ -25,6 +25,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::context::{Metrics, Shared};
+use crate::events::{DeviceChange, OrgEvent};
 use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, LicenseId, OrgId, Timestamp};
 use crate::link::{ConfigSnapshot, DeviceLink, LinkSession};
 use crate::model::{AckStatus, CodeKind};
@@ -921,6 +922,9 @@ fn decide_code(
 
 /// Binds connections, pushes, answers. Runs after the commit.
 fn deliver(shared: &Shared, org_id: OrgId, batch: Batch, plan: Plan) -> Batch {
+    if shared.is_watched(org_id) {
+        shared.publish_events(org_id, live_events(&batch, &plan));
+    }
     let mut deferred = Batch::default();
     let snapshot =
         |config: Option<ConfigId>| config.and_then(|id| plan.snapshots.get(&id).cloned());
@@ -996,6 +1000,45 @@ fn deliver(shared: &Shared, org_id: OrgId, batch: Batch, plan: Plan) -> Batch {
         let _ = job.reply.send(answer);
     }
     deferred
+}
+
+/// What a committed batch tells the organization's live feed: one event per kind of change.
+fn live_events(batch: &Batch, plan: &Plan) -> Vec<OrgEvent> {
+    let mut paired = Vec::new();
+    let mut online = Vec::new();
+    for outcome in &plan.pairs {
+        if let PairOutcome::Paired { device, .. } = outcome {
+            if device.already_paired {
+                online.push(device.device_id);
+            } else {
+                paired.push(device.device_id);
+            }
+        }
+    }
+    for outcome in &plan.resumes {
+        if let ResumeOutcome::Resumed { device, .. } = outcome {
+            online.push(device.device_id);
+        }
+    }
+    let acknowledged = batch
+        .acks
+        .iter()
+        .zip(&plan.acks)
+        .filter(|(_, answer)| matches!(answer, AckAnswer::Recorded(true)))
+        .map(|(job, _)| job.device_id);
+    let offline = batch.offline.iter().map(|job| job.device_id);
+    let ended = plan.ended.iter().map(|(device_id, _)| *device_id);
+    [
+        (DeviceChange::Paired, paired),
+        (DeviceChange::Online, online),
+        (DeviceChange::Acknowledged, unique(acknowledged)),
+        (DeviceChange::Offline, unique(offline)),
+        (DeviceChange::Ended, unique(ended)),
+    ]
+    .into_iter()
+    .filter(|(_, device_ids)| !device_ids.is_empty())
+    .map(|(change, device_ids)| OrgEvent::Devices { change, device_ids })
+    .collect()
 }
 
 /// Registers a connection as its device's live link, superseding an older one. If the

@@ -9,6 +9,7 @@ use ractor::ActorRef;
 use serde::Serialize;
 
 use crate::clock::Clock;
+use crate::events::{OrgEvent, Watchers};
 use crate::ids::{CodeId, ConfigId, OrgId};
 use crate::limiter::FailureLimiter;
 use crate::link::{ConfigSnapshot, Registry};
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     pub orgs: DashMap<OrgId, ActorRef<OrgMsg>>,
     pub supervisor: OnceLock<ActorRef<SupervisorMsg>>,
     pub metrics: Metrics,
+    /// Live-feed watchers here, and organizations watched on other nodes.
+    pub watchers: Watchers,
     next_connection: AtomicI64,
     node_id: i64,
 }
@@ -63,6 +66,7 @@ impl Shared {
             orgs: DashMap::new(),
             supervisor: OnceLock::new(),
             metrics: Metrics::default(),
+            watchers: Watchers::default(),
             next_connection: AtomicI64::new(prefix),
             node_id: prefix >> 32,
         }
@@ -76,6 +80,38 @@ impl Shared {
 
     pub fn next_connection_id(&self) -> i64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Whether anyone, here or on another node, watches `org_id`'s live feed: callers skip
+    /// building events when nobody does.
+    pub fn is_watched(&self, org_id: OrgId) -> bool {
+        let audience = self.watchers.audience(org_id);
+        audience.here || audience.elsewhere
+    }
+
+    /// Publishes live-feed events of `org_id`, after the commit that made them true: to this
+    /// node's watchers, and through the store to other nodes' watchers. Costs two map lookups
+    /// when nobody watches.
+    pub fn publish_events(&self, org_id: OrgId, events: Vec<OrgEvent>) {
+        let audience = self.watchers.audience(org_id);
+        if events.is_empty() {
+            return;
+        }
+        if audience.elsewhere {
+            let store = Arc::clone(&self.store);
+            let sent = events.clone();
+            // Off the caller's path: an organization's actor does not wait for it.
+            tokio::spawn(async move {
+                if let Err(error) = store.publish_events(org_id, &sent).await {
+                    tracing::debug!(%org_id, %error, "live-feed events not sent to other nodes");
+                }
+            });
+        }
+        if audience.here {
+            for event in events {
+                self.watchers.deliver(org_id, event);
+            }
+        }
     }
 
     /// The shared snapshot for a configuration row: the cached one when it is the same revision
@@ -141,6 +177,8 @@ impl Metrics {
             expired_by_sweep: get(&self.expired_by_sweep),
             connected_devices: connected_devices as u64,
             running_organization_actors: running_orgs as u64,
+            live_feed_watched_here: 0,
+            live_feed_watched_elsewhere: 0,
         }
     }
 
@@ -169,4 +207,8 @@ pub struct MetricsSnapshot {
     pub expired_by_sweep: u64,
     pub connected_devices: u64,
     pub running_organization_actors: u64,
+    /// Organizations with live-feed watchers on this node, and organizations other nodes
+    /// announced watchers of (events of those are sent to the other nodes).
+    pub live_feed_watched_here: u64,
+    pub live_feed_watched_elsewhere: u64,
 }

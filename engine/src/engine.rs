@@ -7,7 +7,7 @@ use std::time::Duration;
 use protocol::{EndReason, RefusalReason};
 use ractor::{Actor, ActorRef, MessagingErr};
 use serde_json::json;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminCommand, AdminJob, AdminOutput, IdempotencyKey, Principal};
@@ -17,6 +17,7 @@ use crate::batch::{
 use crate::clock::Clock;
 use crate::context::{Metrics, MetricsSnapshot, Shared};
 use crate::error::EngineError;
+use crate::events::{OrgEvent, WATCH_ANNOUNCE_INTERVAL};
 use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 use crate::link::DeviceLink;
 use crate::model::{
@@ -204,9 +205,15 @@ impl Engine {
     }
 
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared
-            .metrics
-            .snapshot(self.shared.registry.len(), self.shared.orgs.len())
+        let (here, elsewhere) = self.shared.watchers.counts();
+        MetricsSnapshot {
+            live_feed_watched_here: here as u64,
+            live_feed_watched_elsewhere: elsewhere as u64,
+            ..self
+                .shared
+                .metrics
+                .snapshot(self.shared.registry.len(), self.shared.orgs.len())
+        }
     }
 
     /// A link for a new device connection.
@@ -773,6 +780,22 @@ impl Engine {
             .ok_or(EngineError::NotFound("organization"))
     }
 
+    /// Watches an organization's live feed: events from this node and, in a cluster, from the
+    /// others (see [`crate::events`]). The feed ends when the receiver is dropped.
+    pub async fn watch_organization(
+        &self,
+        principal: &Principal,
+        org_id: OrgId,
+    ) -> Result<broadcast::Receiver<Arc<OrgEvent>>, EngineError> {
+        self.organization(principal, org_id).await?;
+        let (receiver, first) = self.shared.watchers.subscribe(org_id);
+        if first && let Err(error) = self.shared.store.announce_watch(org_id).await {
+            // The periodic announcement tries again.
+            tracing::warn!(%org_id, %error, "cannot announce a live-feed watcher to other nodes");
+        }
+        Ok(receiver)
+    }
+
     pub async fn create_org_key(
         &self,
         principal: &Principal,
@@ -1277,6 +1300,8 @@ async fn sweep_loop(engine: Engine, mut stop: watch::Receiver<bool>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut housekeeping = tokio::time::interval(Duration::from_secs(60));
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut announce = tokio::time::interval(WATCH_ANNOUNCE_INTERVAL);
+    announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let jumped = async {
             match jumps.as_mut() {
@@ -1300,6 +1325,14 @@ async fn sweep_loop(engine: Engine, mut stop: watch::Receiver<bool>) {
                 }
                 continue;
             }
+            _ = announce.tick() => {
+                for org_id in engine.shared.watchers.watched_here() {
+                    if let Err(error) = engine.shared.store.announce_watch(org_id).await {
+                        tracing::warn!(%org_id, %error, "cannot announce a live-feed watcher to other nodes");
+                    }
+                }
+                continue;
+            }
             _ = stop.changed() => break,
         }
         engine.beat().await;
@@ -1318,11 +1351,29 @@ async fn listen_loop(
             notice = feed.next() => notice,
             _ = stop.changed() => break,
         };
-        if matches!(notice, Notice::Resync { .. }) {
-            tracing::info!(
-                ?notice,
-                "resynchronising connected devices from the database"
-            );
+        match &notice {
+            Notice::Events { org_id, events } => {
+                for event in events {
+                    engine.shared.watchers.deliver(*org_id, event.clone());
+                }
+                continue;
+            }
+            Notice::Watch { org_id } => {
+                engine.shared.watchers.announced(*org_id);
+                continue;
+            }
+            Notice::Resync { org_id } => {
+                tracing::info!(
+                    ?notice,
+                    "resynchronising connected devices from the database"
+                );
+                // Other nodes' events may have been missed too.
+                match org_id {
+                    Some(org_id) => engine.shared.watchers.deliver(*org_id, OrgEvent::Resync),
+                    None => engine.shared.watchers.resync_all(),
+                }
+            }
+            Notice::Change(_) => {}
         }
         for org_id in remote::local_orgs(&engine.shared, &notice) {
             if let Err(error) = engine

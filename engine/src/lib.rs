@@ -14,6 +14,7 @@
 //! - `admin`: admin commands that change an organization, with audit and idempotency.
 //! - `remote`: changes committed on other nodes (the store's change feed), applied to the devices
 //!   connected here.
+//! - [`events`]: the live feed of an organization (what changed, by id) and its watchers.
 //! - [`link`]: the engine's handle on a device connection, and the registry of connected devices.
 //! - [`store`]: the storage trait and its row types. [`model`]: what admins read.
 //! - [`clock`], [`secrets`], [`limiter`], [`settings`], [`ids`], [`error`]: the small parts.
@@ -22,6 +23,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod limiter;
 pub mod link;

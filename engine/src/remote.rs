@@ -50,6 +50,8 @@ pub(crate) fn local_orgs(shared: &Shared, notice: &Notice) -> Vec<OrgId> {
             }
         }
         Notice::Resync { org_id: None } => shared.registry.orgs(),
+        // The live feed's notices are for its watchers, not for devices.
+        Notice::Events { .. } | Notice::Watch { .. } => Vec::new(),
     }
 }
 
@@ -93,6 +95,7 @@ pub(crate) async fn apply(shared: &Shared, org_id: OrgId, notice: &Notice) -> St
                 .collect();
             refresh(shared, links).await
         }
+        Notice::Events { .. } | Notice::Watch { .. } => Ok(()),
     }
 }
 

@@ -11,6 +11,7 @@
 
 use async_trait::async_trait;
 
+use crate::events::OrgEvent;
 use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 use crate::model::{
     AckStatus, AuditEntry, CodeInfo, CodeKind, Configuration, Device, License, LicenseStatus,
@@ -314,6 +315,13 @@ pub enum Notice {
     /// change was too large to name its rows): re-read the state of every device of this
     /// organization, or of every organization when `None`, that is connected here.
     Resync { org_id: Option<OrgId> },
+    /// Live-feed events another node published for `org_id`.
+    Events {
+        org_id: OrgId,
+        events: Vec<OrgEvent>,
+    },
+    /// Another node has live-feed watchers of `org_id`.
+    Watch { org_id: OrgId },
 }
 
 /// The changes other nodes publish, in commit order per publishing node.
@@ -349,6 +357,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The changes other nodes commit, or `None` on a backend that serves one node.
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>>;
+
+    /// Sends live-feed events of `org_id` to the other nodes, outside any transaction (they
+    /// describe commits already made). A backend that serves one node does nothing.
+    async fn publish_events(&self, _org_id: OrgId, _events: &[OrgEvent]) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Tells the other nodes that this one has live-feed watchers of `org_id`. A backend that
+    /// serves one node does nothing.
+    async fn announce_watch(&self, _org_id: OrgId) -> StoreResult<()> {
+        Ok(())
+    }
 
     /// Records that node `node` (the high half of its connection ids) is alive at `now`.
     /// Returns false when the node's previous heartbeat was missing or older than

@@ -182,6 +182,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         endpoint: Arc::clone(&endpoint),
         manual_clock: manual_clock.clone(),
         started: Instant::now(),
+        stopped: stopped.clone(),
     };
     let router = admin::router(state, config.test_hooks).merge(portal::router());
     let mut admin_stop = stopped;

@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use engine::events::OrgEvent;
 use engine::ids::{ConfigId, DeviceId, OrgId};
 use engine::store::{Change, ChangeFeed, EndedBecause, Notice};
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,9 @@ struct Payload {
     /// Too many rows to name: re-read the whole organization.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     resync: bool,
+    /// Live-feed events (`events` notices).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    events: Vec<OrgEvent>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -59,6 +63,10 @@ enum Kind {
     ConfigurationUpdated,
     DevicesAssigned,
     DevicesEnded,
+    /// Live-feed events for the watchers of the organization.
+    Events,
+    /// The publishing node has live-feed watchers of the organization.
+    Watch,
 }
 
 /// The notification payload of a change published by store `origin`.
@@ -71,6 +79,7 @@ pub(crate) fn change_payload(change: &Change, origin: u64) -> String {
         device_ids: Vec::new(),
         reason: None,
         resync: false,
+        events: Vec::new(),
     };
     match change {
         Change::ConfigurationUpdated { config_id, .. } => payload.config_id = Some(config_id.0),
@@ -96,6 +105,42 @@ pub(crate) fn change_payload(change: &Change, origin: u64) -> String {
     serde_json::to_string(&payload).unwrap_or_default()
 }
 
+/// The notification payload of live-feed events of `org_id`, published by store `origin`.
+/// Events that name too many devices to fit become one [`OrgEvent::Resync`].
+pub(crate) fn events_payload(org_id: OrgId, events: &[OrgEvent], origin: u64) -> String {
+    let mut payload = Payload {
+        origin,
+        change: Kind::Events,
+        org_id: org_id.0,
+        config_id: None,
+        device_ids: Vec::new(),
+        reason: None,
+        resync: false,
+        events: events.to_vec(),
+    };
+    let text = serde_json::to_string(&payload).unwrap_or_default();
+    if text.len() <= MAX_PAYLOAD_BYTES {
+        return text;
+    }
+    payload.events = vec![OrgEvent::Resync];
+    serde_json::to_string(&payload).unwrap_or_default()
+}
+
+/// The notification payload announcing that store `origin`'s node watches `org_id`.
+pub(crate) fn watch_payload(org_id: OrgId, origin: u64) -> String {
+    let payload = Payload {
+        origin,
+        change: Kind::Watch,
+        org_id: org_id.0,
+        config_id: None,
+        device_ids: Vec::new(),
+        reason: None,
+        resync: false,
+        events: Vec::new(),
+    };
+    serde_json::to_string(&payload).unwrap_or_default()
+}
+
 /// What a payload asks of a node other than `own_origin`: `Ok(None)` for its own notices,
 /// `Err` for a payload it cannot read.
 pub(crate) fn parse_payload(text: &str, own_origin: u64) -> Result<Option<Notice>, String> {
@@ -111,6 +156,13 @@ pub(crate) fn parse_payload(text: &str, own_origin: u64) -> Result<Option<Notice
     }
     let device_ids = || payload.device_ids.iter().copied().map(DeviceId).collect();
     let change = match payload.change {
+        Kind::Events => {
+            return Ok(Some(Notice::Events {
+                org_id,
+                events: payload.events,
+            }));
+        }
+        Kind::Watch => return Ok(Some(Notice::Watch { org_id })),
         Kind::ConfigurationUpdated => Change::ConfigurationUpdated {
             org_id,
             config_id: ConfigId(
@@ -248,6 +300,41 @@ mod tests {
             assert_eq!(parse_payload(&text, 8), Ok(Some(Notice::Change(change))));
             assert_eq!(parse_payload(&text, 7), Ok(None));
         }
+    }
+
+    #[test]
+    fn live_feed_payloads_round_trip_and_fall_back_to_resync_when_too_large() {
+        use engine::events::DeviceChange;
+        let org_id = OrgId(Uuid::now_v7());
+        let events = vec![
+            OrgEvent::Devices {
+                change: DeviceChange::Online,
+                device_ids: ids(3),
+            },
+            OrgEvent::Licenses,
+        ];
+        let text = events_payload(org_id, &events, 7);
+        assert_eq!(
+            parse_payload(&text, 8),
+            Ok(Some(Notice::Events { org_id, events }))
+        );
+        assert_eq!(parse_payload(&text, 7), Ok(None));
+        let watch = watch_payload(org_id, 7);
+        assert_eq!(parse_payload(&watch, 8), Ok(Some(Notice::Watch { org_id })));
+
+        let many = vec![OrgEvent::Devices {
+            change: DeviceChange::Paired,
+            device_ids: ids(1000),
+        }];
+        let text = events_payload(org_id, &many, 7);
+        assert!(text.len() <= MAX_PAYLOAD_BYTES);
+        assert_eq!(
+            parse_payload(&text, 8),
+            Ok(Some(Notice::Events {
+                org_id,
+                events: vec![OrgEvent::Resync]
+            }))
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use engine::events::OrgEvent;
 use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{
     AckStatus, AuditEntry, CodeInfo, CodeKind, Configuration, Device, License, LicenseStatus,
@@ -121,6 +122,17 @@ type ClaimHints = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<OrgI
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl PgStore {
+    /// Sends one notification on the change channel, outside any transaction.
+    async fn notify(&self, payload: String) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGE_CHANNEL)
+            .bind(payload)
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
     /// Connects and brings the schema up to date.
     pub async fn open(settings: &PgSettings) -> StoreResult<PgStore> {
         let options = PgConnectOptions::from_str(&settings.url)
@@ -263,6 +275,16 @@ impl Store for PgStore {
         // would show them offline. A node that crashed is found by its stale heartbeat instead
         // (`expire_nodes`, run by every node), and a restarted node has a new node id.
         Ok(())
+    }
+
+    async fn publish_events(&self, org_id: OrgId, events: &[OrgEvent]) -> StoreResult<()> {
+        self.notify(crate::notify::events_payload(org_id, events, self.origin))
+            .await
+    }
+
+    async fn announce_watch(&self, org_id: OrgId) -> StoreResult<()> {
+        self.notify(crate::notify::watch_payload(org_id, self.origin))
+            .await
     }
 
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>> {

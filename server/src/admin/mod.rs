@@ -5,6 +5,7 @@
 //! `{"error": {"code": "not_found", "message": "device not found"}}`; internal details go to the
 //! log, never to the client.
 
+mod events;
 mod routes;
 
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub(crate) struct AppState {
     pub endpoint: Arc<DeviceEndpoint>,
     pub manual_clock: Option<Arc<ManualClock>>,
     pub started: Instant,
+    /// Becomes true when the server stops: long-lived responses (the live feed) end then, so
+    /// that the graceful shutdown does not wait for them.
+    pub stopped: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Where devices reach the device endpoint, for QR payloads.

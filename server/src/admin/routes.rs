@@ -81,7 +81,8 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
             put(assign_one),
         )
         .route(&format!("{org}/devices/{{device}}/unpair"), post(unpair))
-        .route(&format!("{org}/audit"), get(org_audit));
+        .route(&format!("{org}/audit"), get(org_audit))
+        .route(&format!("{org}/events"), get(super::events::org_events));
     if test_hooks {
         router = router
             .route("/v1/test/clock/advance", post(advance_clock))

@@ -174,6 +174,90 @@ where
     }
 }
 
+/// An organization's live feed (`GET …/events`), read as server-sent events.
+pub struct EventFeed {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+/// One server-sent event: its name and its JSON data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEvent {
+    pub name: String,
+    pub data: Value,
+}
+
+impl EventFeed {
+    /// Opens the feed and waits for its `ready` event: whatever happens after this returns is
+    /// told on the feed.
+    pub async fn open(admin: &Admin, org: &str) -> EventFeed {
+        let response = admin
+            .http
+            .get(format!("{}/v1/organizations/{org}/events", admin.base))
+            .bearer_auth(&admin.token)
+            .send()
+            .await
+            .expect("the feed answers");
+        assert_eq!(response.status(), 200, "the feed opens");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "server-sent events"
+        );
+        let mut feed = EventFeed {
+            response,
+            buffer: String::new(),
+        };
+        let ready = feed.next().await.expect("a ready event");
+        assert_eq!(ready.name, "ready");
+        feed
+    }
+
+    /// The next event (keep-alive comments skipped), or `None` when the stream ended; fails
+    /// after [`WAIT`].
+    pub async fn next(&mut self) -> Option<FeedEvent> {
+        tokio::time::timeout(WAIT, self.read_event())
+            .await
+            .expect("a feed event within the wait")
+    }
+
+    /// The next event with this name and, for `devices` events, this change, skipping others;
+    /// fails after [`WAIT`] or at the end of the stream.
+    pub async fn next_named(&mut self, name: &str, change: Option<&str>) -> FeedEvent {
+        loop {
+            let event = self.next().await.expect("the feed is still open");
+            if event.name == name && change.is_none_or(|change| event.data["change"] == change) {
+                return event;
+            }
+        }
+    }
+
+    async fn read_event(&mut self) -> Option<FeedEvent> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_string();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim_start());
+                    }
+                }
+                if data.is_empty() && name == "message" {
+                    continue; // a keep-alive comment
+                }
+                let data = serde_json::from_str(&data).expect("event data is JSON");
+                return Some(FeedEvent { name, data });
+            }
+            let chunk = self.response.chunk().await.expect("the feed reads")?;
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+}
+
 /// An HTTP client for the admin API.
 #[derive(Clone)]
 pub struct Admin {

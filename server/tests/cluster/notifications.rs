@@ -182,3 +182,40 @@ async fn a_device_still_receives_an_edit_made_while_its_node_lost_its_listener()
     let configuration = receives(&mut on_b, &cluster.b, "the next edit").await;
     assert_eq!(configuration.revision, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_feed_on_one_node_tells_what_happens_on_the_others() {
+    let cluster = ThreeNodes::start().await;
+    let (org, code) = cluster.a.admin.org_with_code("Feed", 3).await;
+    cluster
+        .a
+        .admin
+        .create_config(&org, "Meters", "[GLOBAL]\n")
+        .await;
+    let mut feed = EventFeed::open(&cluster.a.admin, &org).await;
+    // The other nodes hear of the watcher through PostgreSQL; they publish once they have.
+    for node in [&cluster.b, &cluster.c] {
+        eventually("the other nodes hear of the watcher", || async {
+            let status = node.admin.get("/v1/status").await;
+            (status["engine"]["live_feed_watched_elsewhere"] == 1).then_some(())
+        })
+        .await;
+    }
+
+    // A device pairs on node b, applies its configuration there and goes offline.
+    let (_, mut connection, paired) = pair_ok(&cluster.b.device_url, &code).await;
+    let device = json!([paired.device_id.to_string()]);
+    let event = feed.next_named("devices", Some("paired")).await;
+    assert_eq!(event.data["device_ids"], device);
+    let received = next_configuration(&mut connection).await;
+    assert!(acknowledge(&mut connection, &received, AckOutcome::Applied).await);
+    let event = feed.next_named("devices", Some("acknowledged")).await;
+    assert_eq!(event.data["device_ids"], device);
+    connection.close().await;
+    let event = feed.next_named("devices", Some("offline")).await;
+    assert_eq!(event.data["device_ids"], device);
+
+    // An admin command on node c.
+    cluster.c.admin.add_licenses(&org, 1).await;
+    feed.next_named("licenses", None).await;
+}

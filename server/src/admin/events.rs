@@ -1,0 +1,84 @@
+//! `GET /v1/organizations/{org}/events`: an organization's live feed as server-sent events.
+//!
+//! The stream opens with a `ready` event (the subscription is in place: anything that happens
+//! from now on is told), then carries one SSE event per engine event, named after its kind
+//! (`devices`, `licenses`, `codes`, `configurations`, `resync`), with the event as JSON data.
+//! Events name what changed, never the new state: the watcher re-reads it from the API. A comment
+//! line every [`KEEPALIVE`] keeps proxies from closing an idle stream. The stream ends when the
+//! server shuts down; a watcher reconnects and re-reads everything, since nothing is replayed.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use engine::events::OrgEvent;
+use engine::ids::OrgId;
+use futures_util::stream::{self, Stream};
+use tokio::sync::{broadcast, watch};
+
+use super::{ApiError, AppState, Auth, Ids};
+
+/// How often an idle stream gets a comment line.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+pub(crate) async fn org_events(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+) -> Result<Response, ApiError> {
+    let receiver = state.engine.watch_organization(&principal, org).await?;
+    let stream = feed(receiver, state.stopped.clone());
+    Ok((
+        [("x-accel-buffering", "no")],
+        Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEPALIVE)),
+    )
+        .into_response())
+}
+
+/// Where the stream is.
+enum Phase {
+    Opening,
+    Open,
+}
+
+fn feed(
+    receiver: broadcast::Receiver<std::sync::Arc<OrgEvent>>,
+    stopped: watch::Receiver<bool>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(
+        (Phase::Opening, receiver, stopped),
+        |(phase, mut receiver, mut stopped)| async move {
+            if let Phase::Opening = phase {
+                let ready = Event::default().event("ready").data("{}");
+                return Some((Ok(ready), (Phase::Open, receiver, stopped)));
+            }
+            if *stopped.borrow() {
+                return None;
+            }
+            let event = tokio::select! {
+                received = receiver.recv() => match received {
+                    Ok(event) => sse_event(&event),
+                    // Fell behind: the watcher re-reads everything.
+                    Err(broadcast::error::RecvError::Lagged(_)) => sse_event(&OrgEvent::Resync),
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = stopped.changed() => return None,
+            };
+            Some((Ok(event), (Phase::Open, receiver, stopped)))
+        },
+    )
+}
+
+fn sse_event(event: &OrgEvent) -> Event {
+    let name = match event {
+        OrgEvent::Devices { .. } => "devices",
+        OrgEvent::Licenses => "licenses",
+        OrgEvent::Codes => "codes",
+        OrgEvent::Configurations => "configurations",
+        OrgEvent::Resync => "resync",
+    };
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+    Event::default().event(name).data(data)
+}
