@@ -15,6 +15,7 @@ import { renderAudit } from "./audit.js";
 import { renderCodes } from "./codes.js";
 import { renderConfigurations } from "./configurations.js";
 import { renderDevices } from "./devices.js";
+import { stopWatching } from "./live.js";
 import {
   errorMessage,
   formatTime,
@@ -154,6 +155,8 @@ async function renderOrganizations() {
 // --- routing -----------------------------------------------------------------------------------
 
 function route() {
+  // A page that watches the live feed starts its own; leaving it ends the previous one.
+  stopWatching();
   const path = location.hash.replace(/^#/, "") || "/";
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   if (!session.token()) {

@@ -40,6 +40,7 @@ const SCRIPTS: &[(&str, &[u8])] = &[
     ("app.js", include_bytes!("app.js")),
     ("api.js", include_bytes!("api.js")),
     ("ui.js", include_bytes!("ui.js")),
+    ("live.js", include_bytes!("live.js")),
     ("devices.js", include_bytes!("devices.js")),
     ("codes.js", include_bytes!("codes.js")),
     ("configurations.js", include_bytes!("configurations.js")),

@@ -16,6 +16,7 @@ async fn portal_files_have_their_content_types_no_cache_and_a_strict_csp() {
         ("/portal/app.js", "text/javascript; charset=utf-8"),
         ("/portal/api.js", "text/javascript; charset=utf-8"),
         ("/portal/ui.js", "text/javascript; charset=utf-8"),
+        ("/portal/live.js", "text/javascript; charset=utf-8"),
         ("/portal/devices.js", "text/javascript; charset=utf-8"),
         ("/portal/codes.js", "text/javascript; charset=utf-8"),
         (
