@@ -27,6 +27,7 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
     let org = "/v1/organizations/{org}";
     let mut router = Router::new()
         .route("/v1/status", get(status))
+        .route("/v1/whoami", get(whoami))
         .route("/v1/configuration-template", get(template))
         .route("/v1/configuration-check", post(check_configuration))
         .route("/v1/audit", get(server_audit))
@@ -210,6 +211,21 @@ async fn status(
         },
         "engine": state.engine.metrics(),
     })))
+}
+
+/// Who the token belongs to, and the server's clock (a client may use it to show times relative
+/// to the server's, such as a code's remaining validity).
+async fn whoami(State(state): State<AppState>, Auth(principal): Auth) -> Json<serde_json::Value> {
+    let now = state.engine.clock().now();
+    Json(match principal {
+        Principal::OrgKey { org_id, key_id } => json!({
+            "role": "organization_key",
+            "organization_id": org_id,
+            "key_id": key_id,
+            "now": now,
+        }),
+        Principal::Operator | Principal::System => json!({ "role": "operator", "now": now }),
+    })
 }
 
 async fn template(Auth(_): Auth) -> Response {

@@ -85,22 +85,13 @@ function renderSignIn(message) {
 
 /** Validates the token and opens what it may see: its organization, or the operator's list. */
 async function signIn(token) {
-  const organizations = await getAll("/v1/organizations", token);
-  // Only the operator may read the server status; an organization key is refused (403).
-  let role = "key";
-  try {
-    await get("/v1/status", token);
-    role = "operator";
-  } catch (failure) {
-    if (!(failure instanceof ApiError) || failure.status !== 403) throw failure;
-  }
+  const me = await get("/v1/whoami", token);
+  const role = me.role === "operator" ? "operator" : "key";
   session.save(token, role);
   if (role === "operator") {
     go("#/organizations");
-  } else if (organizations.length > 0) {
-    go(`#/organizations/${segment(organizations[0].id)}/devices`);
   } else {
-    throw new ApiError(404, "not_found", "This key's organization was not found.");
+    go(`#/organizations/${segment(me.organization_id)}/devices`);
   }
 }
 
@@ -111,8 +102,8 @@ async function home() {
     return;
   }
   try {
-    const organizations = await getAll("/v1/organizations");
-    go(`#/organizations/${segment(organizations[0].id)}/devices`);
+    const me = await get("/v1/whoami");
+    go(`#/organizations/${segment(me.organization_id)}/devices`);
   } catch (error) {
     showError("Sign in", error);
   }

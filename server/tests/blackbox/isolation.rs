@@ -236,3 +236,30 @@ async fn requests_without_a_valid_token_are_refused_and_revoked_keys_stop_workin
     assert_eq!(status, 401);
     test.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whoami_names_the_tokens_role_and_organization_and_the_servers_clock() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let org = admin.create_org("Acme").await;
+    let key = admin.create_key(&org, "portal").await;
+    let me = admin.get("/v1/whoami").await;
+    assert_eq!(me["role"], "operator");
+    assert!(me.get("organization_id").is_none());
+    let before = admin.get("/v1/whoami").await["now"].clone();
+    admin.advance(3600.0).await;
+    let after = admin.get("/v1/whoami").await["now"].clone();
+    assert_ne!(before, after, "now is the server's (manual) clock");
+
+    let as_key = admin.with_token(key["key"].as_str().unwrap());
+    let me = as_key.get("/v1/whoami").await;
+    assert_eq!(me["role"], "organization_key");
+    assert_eq!(me["organization_id"], org.as_str());
+    assert_eq!(me["key_id"], key["id"]);
+    let (status, _) = admin
+        .with_token("not-a-token")
+        .call(Method::GET, "/v1/whoami", None)
+        .await;
+    assert_eq!(status, 401);
+    test.stop().await;
+}
