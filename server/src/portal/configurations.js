@@ -439,7 +439,7 @@ async function renderEditor(org, configId) {
     const revisions = rollout.revisions.length
       ? h(
           "div",
-          { class: "table-wrap" },
+          { class: "table-wrap rollout-wrap" },
           table(
             { id: "rollout-revisions", class: "rollout" },
             "Devices per revision",
@@ -454,8 +454,12 @@ async function renderEditor(org, configId) {
                   h(
                     "td",
                     { "data-label": "Revision" },
-                    String(entry.revision),
-                    entry.revision === rollout.revision ? h("span", { class: "muted" }, " (current)") : null,
+                    h(
+                      "span",
+                      {},
+                      String(entry.revision),
+                      entry.revision === rollout.revision ? h("span", { class: "muted" }, " (current)") : null,
+                    ),
                   ),
                   h("td", { "data-label": "Applied", "data-count": "applied" }, String(entry.applied)),
                   h(
@@ -583,15 +587,9 @@ async function renderEditor(org, configId) {
     renderRollout();
     renderAssign();
   }
-  show(
-    TITLE,
-    h("p", { class: "config-back" }, back),
-    title,
-    meta,
-    form,
-    configuration ? rolloutSection : null,
-    configuration ? assignSection : null,
-  );
+  // show() takes nodes only (replaceChildren would print a null as "null").
+  const sections = configuration ? [rolloutSection, assignSection] : [];
+  show(TITLE, h("p", { class: "config-back" }, back), title, meta, form, ...sections);
   title.focus();
   if (!configuration) nameInput.focus();
   updateSave();

@@ -31,7 +31,9 @@ async fn configurations(fixture: &Fixture, org: &str) -> Vec<Value> {
     let page = fixture
         .test
         .admin
-        .get(&format!("/v1/organizations/{org}/configurations?limit=1000"))
+        .get(&format!(
+            "/v1/organizations/{org}/configurations?limit=1000"
+        ))
         .await;
     page["items"].as_array().cloned().unwrap_or_default()
 }
@@ -59,7 +61,10 @@ async fn edit(browser: &Browser, config_id: &str) {
 
 async fn editor_text(browser: &Browser) -> String {
     browser
-        .execute("return document.getElementById('config-body').value;", vec![])
+        .execute(
+            "return document.getElementById('config-body').value;",
+            vec![],
+        )
         .await
         .as_str()
         .expect("the editor's text")
@@ -90,6 +95,11 @@ async fn a_configuration_created_from_the_template_shows_errors_by_line_before_i
             .await;
         assert_eq!(editor_text(&browser).await, server::SAMPLE_CONFIGURATION);
         assert!(!save_disabled(&browser).await);
+        let page = browser.page_text().await;
+        assert!(
+            !page.contains("null") && !page.contains("undefined"),
+            "{page}"
+        );
 
         let name = browser.wait_visible("#config-name").await;
         browser.send_keys(&name, "Routes").await;
@@ -140,7 +150,9 @@ async fn a_configuration_created_from_the_template_shows_errors_by_line_before_i
                 vec![],
             )
             .await;
-        browser.send_keys(&body, &BACKSPACE.repeat(typed.len())).await;
+        browser
+            .send_keys(&body, &BACKSPACE.repeat(typed.len()))
+            .await;
         browser
             .wait_text("#check-summary", "No problems found.")
             .await;
@@ -149,7 +161,9 @@ async fn a_configuration_created_from_the_template_shows_errors_by_line_before_i
         let save = browser.wait_visible("#save-config").await;
         browser.click(&save).await;
 
-        browser.wait_text("#config-notice", "Created “Routes”").await;
+        browser
+            .wait_text("#config-notice", "Created “Routes”")
+            .await;
         let routes = configuration_id(&fixture, "Routes").await;
         let row = browser
             .wait_visible(&format!("#configurations tr[data-config-id=\"{routes}\"]"))
@@ -191,10 +205,20 @@ async fn saving_an_edit_makes_a_revision_that_reaches_the_device_and_its_rollout
             .wait_text("#rollout-summary", "Assigned to 1 device; 1 up to date")
             .await;
 
+        // A misspelled known key: a warning on its line, which does not stop the save.
         let body = browser.wait_visible("#config-body").await;
         browser
-            .send_keys(&body, "data_folder = /sdcard/Van7")
+            .send_keys(&body, "synctime_hihg_threshold = 600")
             .await;
+        let warning = browser
+            .wait_visible("#config-problems li[data-line=\"2\"][data-severity=\"warning\"]")
+            .await;
+        let text = browser.text(&warning).await;
+        assert!(text.starts_with("Line 2 · warning · "), "{text:?}");
+        browser
+            .wait_text("#check-summary", "No errors, 1 warning")
+            .await;
+        assert!(!save_disabled(&browser).await);
         let save = browser.wait_visible("#save-config").await;
         browser.click(&save).await;
         browser
@@ -206,7 +230,7 @@ async fn saving_an_edit_makes_a_revision_that_reaches_the_device_and_its_rollout
         let received = next_configuration(fixture.a.connection()).await;
         assert_eq!(received.configuration_id.to_string(), meters);
         assert_eq!(received.revision, 2);
-        assert_eq!(received.body, "[GLOBAL]\ndata_folder = /sdcard/Van7");
+        assert_eq!(received.body, "[GLOBAL]\nsynctime_hihg_threshold = 600");
         assert!(acknowledge(fixture.a.connection(), &received, AckOutcome::Applied).await);
 
         // Reopened after a reload, the rollout counts it under revision 2.
@@ -268,12 +292,7 @@ async fn a_configuration_is_assigned_to_several_devices_picked_with_checkboxes()
             .wait_text("#rollout-summary", "Assigned to 0 devices")
             .await;
         let picks = browser.wait_visible("#assign-form").await;
-        assert!(
-            browser
-                .text(&picks)
-                .await
-                .contains(&fixture.a.device_name)
-        );
+        assert!(browser.text(&picks).await.contains(&fixture.a.device_name));
         let assign = browser.wait_visible("#assign-button").await;
         assert!(browser.attribute(&assign, "disabled").await.is_some());
 
@@ -298,9 +317,7 @@ async fn a_configuration_is_assigned_to_several_devices_picked_with_checkboxes()
             .wait_text("#assign-button", "Assign to 2 devices")
             .await;
         browser.click(&assign).await;
-        browser
-            .wait_text("#assign-result", "to 2 devices")
-            .await;
+        browser.wait_text("#assign-result", "to 2 devices").await;
         browser
             .wait_text("#rollout-summary", "Assigned to 2 devices")
             .await;
@@ -452,7 +469,10 @@ async fn at_phone_width_the_configurations_list_and_editor_do_not_scroll_sideway
         for widths in [list, editor] {
             let scroll_width = widths[0].as_u64().unwrap();
             let inner_width = widths[1].as_u64().unwrap();
-            assert!(inner_width <= 400, "the window is not phone-sized: {widths}");
+            assert!(
+                inner_width <= 400,
+                "the window is not phone-sized: {widths}"
+            );
             assert!(
                 scroll_width <= inner_width,
                 "the page scrolls sideways: scrollWidth {scroll_width} > innerWidth {inner_width}"
