@@ -17,12 +17,16 @@ export const session = {
   },
 };
 
-/** An error answer of the API: `status` and the `{error: {code, message}}` body. */
+/**
+ * An error answer of the API: `status` and the `{error: {code, message}}` body. `problems` is the
+ * list of a refused configuration body (`422 invalid_configuration`), `null` otherwise.
+ */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, problems = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.problems = problems;
   }
 }
 
@@ -34,6 +38,39 @@ export async function get(path, token = session.token()) {
 /** POST `body` (JSON) to `path` with the session's token; resolves to the JSON answer. */
 export async function post(path, body = {}) {
   return request("POST", path, body, session.token());
+}
+
+/** PUT `body` (JSON) to `path` with the session's token; resolves to the JSON answer. */
+export async function put(path, body = {}) {
+  return request("PUT", path, body, session.token());
+}
+
+/** DELETE `path` with the session's token; resolves to `null` (the API answers 204, no body). */
+export async function del(path) {
+  return request("DELETE", path, undefined, session.token());
+}
+
+/** GET a `text/plain` answer (the configuration template) as a string. */
+export async function getText(path) {
+  let response;
+  try {
+    response = await fetch(path, {
+      headers: { Authorization: `Bearer ${session.token() ?? ""}`, Accept: "text/plain" },
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(0, "network", "The server cannot be reached.");
+  }
+  if (!response.ok) {
+    let error = {};
+    try {
+      error = (await response.json())?.error ?? {};
+    } catch {
+      error = {};
+    }
+    throw new ApiError(response.status, error.code ?? "error", error.message ?? response.statusText);
+  }
+  return response.text();
 }
 
 async function request(method, path, body, token) {
@@ -58,7 +95,12 @@ async function request(method, path, body, token) {
   }
   if (!response.ok) {
     const error = answer?.error ?? {};
-    throw new ApiError(response.status, error.code ?? "error", error.message ?? response.statusText);
+    throw new ApiError(
+      response.status,
+      error.code ?? "error",
+      error.message ?? response.statusText,
+      Array.isArray(error.problems) ? error.problems : null,
+    );
   }
   return answer;
 }

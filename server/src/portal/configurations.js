@@ -1,9 +1,597 @@
 // The Configurations section: create from the sample template, edit with the errors shown by
 // line before saving, the rollout of each revision, assign to several devices, delete.
+//
+// One route (#/organizations/{org}/configurations) with two views: the list, and the editor of
+// one configuration (or of a new one). The editor checks the body with the API as the admin types
+// (POST /v1/configuration-check) so that problems are shown by line before anything is saved;
+// the save itself is checked again by the server, and its refusal is shown the same way.
 
-import { h, renderChrome, show } from "./ui.js";
+import { ApiError, del, get, getAll, getText, post, put, segment } from "./api.js";
+import { errorMessage, formatTime, h, renderChrome, show, showError, table } from "./ui.js";
+
+/** How long the editor waits after the last keystroke before checking the body. */
+const CHECK_DELAY_MS = 400;
+
+const TITLE = "Configurations";
 
 export async function renderConfigurations(org) {
+  await renderList(org);
+}
+
+/** "1 device", "2 devices". */
+function plural(count, one, many = `${one}s`) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+/** The configuration new devices get: the most recently created one (ids sort by creation). */
+function newestConfiguration(configurations) {
+  let newest = null;
+  for (const configuration of configurations) {
+    if (
+      !newest ||
+      configuration.created_at > newest.created_at ||
+      (configuration.created_at === newest.created_at && configuration.id > newest.id)
+    ) {
+      newest = configuration;
+    }
+  }
+  return newest;
+}
+
+/** A message line under the heading; `kind` is "ok" or "error" (errors are announced at once). */
+function notice(kind, text) {
+  return h(
+    "p",
+    { id: "config-notice", class: `alert ${kind}`, role: kind === "error" ? "alert" : "status", tabindex: -1 },
+    text,
+  );
+}
+
+// --- the list --------------------------------------------------------------------------------
+
+async function renderList(org, message = null) {
   renderChrome(org, "configurations");
-  show("Configurations", h("h1", {}, "Configurations"), h("p", { class: "muted" }, "This section is coming."));
+  show(TITLE, h("h1", {}, TITLE), h("p", { class: "muted" }, "Loading…"));
+  const base = `/v1/organizations/${segment(org)}`;
+  let organization, configurations, rollouts;
+  try {
+    [organization, configurations] = await Promise.all([get(base), getAll(`${base}/configurations`)]);
+    // The rollout gives "up to date" per configuration; a failure there only blanks that count.
+    rollouts = await Promise.all(
+      configurations.map((configuration) =>
+        get(`${base}/configurations/${segment(configuration.id)}/rollout`).catch(() => null),
+      ),
+    );
+  } catch (error) {
+    showError(TITLE, error);
+    return;
+  }
+  const newest = newestConfiguration(configurations);
+  const newDevices = newest
+    ? h(
+        "p",
+        { id: "new-devices-get", class: "new-devices" },
+        "New devices get ",
+        h("strong", { "data-config-id": newest.id }, `“${newest.name}”`),
+        `, the most recently created configuration (created ${formatTime(newest.created_at)}).`,
+      )
+    : h(
+        "p",
+        { id: "new-devices-get", class: "new-devices" },
+        "This organization has no configuration yet. New devices pair and wait without one until ",
+        "the first configuration is created; they receive it as soon as it is.",
+      );
+
+  const status = h("div", { id: "config-status", "aria-live": "polite" }, message && notice(message.kind, message.text));
+  const say = (kind, text) => {
+    status.replaceChildren(notice(kind, text));
+  };
+
+  const row = (configuration, rollout) => {
+    const edit = h(
+      "button",
+      { type: "button", class: "button secondary", "data-action": "edit", "aria-label": `Edit ${configuration.name}` },
+      "Edit",
+    );
+    edit.addEventListener("click", () => renderEditor(org, configuration.id));
+    const remove = h(
+      "button",
+      { type: "button", class: "button secondary danger", "data-action": "delete", "aria-label": `Delete ${configuration.name}` },
+      "Delete",
+    );
+    remove.addEventListener("click", () => deleteConfiguration(org, configuration, say));
+    const assigned = rollout ? rollout.assigned_devices : configuration.assigned_devices;
+    return h(
+      "tr",
+      { "data-config-id": configuration.id },
+      h(
+        "td",
+        { "data-label": "Name" },
+        h(
+          "span",
+          { class: "config-name" },
+          configuration.name,
+          configuration === newest ? h("span", { class: "badge ok new-badge" }, "new devices") : null,
+        ),
+      ),
+      h("td", { "data-label": "Revision", "data-field": "revision" }, String(configuration.revision)),
+      h("td", { "data-label": "Updated" }, formatTime(configuration.updated_at)),
+      h(
+        "td",
+        { "data-label": "Devices", "data-field": "devices" },
+        rollout
+          ? `${assigned} assigned · ${rollout.up_to_date} up to date`
+          : `${assigned} assigned`,
+      ),
+      h("td", { "data-label": "Actions", class: "actions" }, edit, " ", remove),
+    );
+  };
+
+  const create = h("button", { type: "button", class: "button", id: "new-configuration" }, "New configuration");
+  create.addEventListener("click", () => renderEditor(org, null));
+
+  const list = configurations.length
+    ? h(
+        "div",
+        { class: "table-wrap" },
+        table(
+          { id: "configurations", class: "configurations" },
+          "The organization's configurations",
+          ["Name", "Revision", "Updated", "Devices", "Actions"],
+          h(
+            "tbody",
+            {},
+            configurations.map((configuration, index) => row(configuration, rollouts[index])),
+          ),
+        ),
+      )
+    : h("p", { id: "no-configurations", class: "muted" }, "No configurations yet.");
+
+  const heading = h("h1", { tabindex: -1, id: "configurations-title" }, TITLE);
+  show(
+    TITLE,
+    h("p", { class: "org-name", id: "org-name" }, organization.name),
+    heading,
+    newDevices,
+    h("p", { class: "config-toolbar" }, create),
+    status,
+    list,
+  );
+  // Focus goes to the news (created, deleted) or to the heading, never lost on a removed button.
+  (status.querySelector("#config-notice") ?? heading).focus();
+}
+
+async function deleteConfiguration(org, configuration, say) {
+  const path = `/v1/organizations/${segment(org)}/configurations/${segment(configuration.id)}`;
+  if (!window.confirm(`Delete the configuration “${configuration.name}”? This cannot be undone.`)) return;
+  try {
+    await del(path);
+  } catch (error) {
+    if (error instanceof ApiError && error.code === "configuration_in_use") {
+      // The refusal's count is in its English message only; the configuration itself has it.
+      let count = null;
+      try {
+        count = (await get(path)).assigned_devices;
+      } catch {
+        const match = /assigned to (\d+)/.exec(error.message);
+        count = match ? Number(match[1]) : null;
+      }
+      const devices = count === null ? "devices" : plural(count, "device");
+      say(
+        "error",
+        `“${configuration.name}” was not deleted: it is assigned to ${devices}. ` +
+          "Assign another configuration to those devices first, then delete it.",
+      );
+    } else {
+      say("error", `“${configuration.name}” was not deleted: ${errorMessage(error)}`);
+    }
+    return;
+  }
+  await renderList(org, { kind: "ok", text: `Deleted “${configuration.name}”.` });
+}
+
+// --- the editor ------------------------------------------------------------------------------
+
+/** Opens the editor of configuration `configId`, or of a new configuration when it is null. */
+async function renderEditor(org, configId) {
+  renderChrome(org, "configurations");
+  show(TITLE, h("h1", {}, TITLE), h("p", { class: "muted" }, "Loading…"));
+  const base = `/v1/organizations/${segment(org)}`;
+  const configPath = configId ? `${base}/configurations/${segment(configId)}` : null;
+  let configuration = null;
+  let rollout = null;
+  let devices = [];
+  let body;
+  try {
+    if (configId) {
+      [configuration, rollout, devices] = await Promise.all([
+        get(configPath),
+        get(`${configPath}/rollout`),
+        getAll(`${base}/devices`),
+      ]);
+      body = configuration.body ?? "";
+    } else {
+      body = await getText("/v1/configuration-template");
+    }
+  } catch (error) {
+    showError(TITLE, error);
+    return;
+  }
+
+  const back = h("button", { type: "button", class: "button secondary", id: "back-to-list" }, "← All configurations");
+  back.addEventListener("click", () => renderList(org));
+  const title = h("h1", { id: "editor-title", tabindex: -1 });
+  const meta = h("p", { id: "config-meta", class: "muted" });
+  const describe = () => {
+    if (configuration) {
+      title.textContent = `Edit “${configuration.name}”`;
+      meta.textContent =
+        `Revision ${configuration.revision} · updated ${formatTime(configuration.updated_at)} · ` +
+        `created ${formatTime(configuration.created_at)}`;
+    } else {
+      title.textContent = "New configuration";
+      meta.textContent =
+        "Starts from the sample template. Once created, it is the configuration new devices get.";
+    }
+  };
+  describe();
+
+  // The form: name, body, the problems found, Save.
+  const nameInput = h("input", {
+    id: "config-name",
+    type: "text",
+    maxlength: 200,
+    required: true,
+    autocomplete: "off",
+    value: configuration ? configuration.name : "",
+    "aria-describedby": "config-name-error",
+  });
+  const nameError = h("p", { id: "config-name-error", class: "field-error", hidden: true });
+  const textarea = h("textarea", {
+    id: "config-body",
+    class: "config-body",
+    rows: 22,
+    wrap: "off",
+    spellcheck: "false",
+    autocapitalize: "off",
+    autocomplete: "off",
+    "aria-describedby": "config-body-help check-summary",
+  });
+  textarea.value = body;
+  const checkSummary = h("p", { id: "check-summary", class: "check-summary" }, "Checking…");
+  const problemList = h("ul", { id: "config-problems", class: "problems" });
+  const save = h("button", { type: "submit", class: "button", id: "save-config" }, configuration ? "Save" : "Create configuration");
+  const saveStatus = h("p", { id: "save-status", class: "save-status", role: "status" });
+  const form = h(
+    "form",
+    { id: "config-form", class: "config-form", novalidate: true },
+    h("label", { for: "config-name" }, "Name"),
+    nameInput,
+    nameError,
+    h("label", { for: "config-body" }, "Configuration (INI)"),
+    h(
+      "p",
+      { id: "config-body-help", class: "muted hint" },
+      "[SECTION] names in upper case, key = value lines in lower case, # for comments; the first section is [GLOBAL]. ",
+      "Problems are checked as you type and shown below by line.",
+    ),
+    textarea,
+    h("div", { class: "check", "aria-live": "polite" }, checkSummary, problemList),
+    h("div", { class: "form-actions" }, save, saveStatus),
+  );
+
+  let errors = 0;
+  let saving = false;
+  const updateSave = () => {
+    save.disabled = saving || errors > 0;
+  };
+
+  /** Puts the caret at the start of `line` (1-based; 0 is the whole body: the start). */
+  const goToLine = (line) => {
+    const lines = textarea.value.split("\n");
+    const index = Math.max(0, Math.min(line - 1, lines.length - 1));
+    let start = 0;
+    for (let i = 0; i < index; i += 1) start += lines[i].length + 1;
+    textarea.focus();
+    textarea.setSelectionRange(start, start);
+    const lineHeight = Number.parseFloat(getComputedStyle(textarea).lineHeight) || 20;
+    textarea.scrollTop = Math.max(0, (index - 3) * lineHeight);
+  };
+
+  const showProblems = (problems) => {
+    errors = problems.filter((problem) => problem.severity === "error").length;
+    const warnings = problems.length - errors;
+    if (errors > 0) {
+      checkSummary.textContent =
+        `${plural(errors, "error")}${warnings ? ` and ${plural(warnings, "warning")}` : ""}: ` +
+        "fix the errors to save. Choose a problem to go to its line.";
+      checkSummary.className = "check-summary has-errors";
+    } else if (warnings > 0) {
+      checkSummary.textContent = `No errors, ${plural(warnings, "warning")}: it can be saved.`;
+      checkSummary.className = "check-summary has-warnings";
+    } else {
+      checkSummary.textContent = "No problems found.";
+      checkSummary.className = "check-summary ok";
+    }
+    problemList.replaceChildren(
+      ...problems.map((problem) => {
+        const where = problem.line > 0 ? `Line ${problem.line}` : "Whole body";
+        const item = h(
+          "button",
+          { type: "button", class: "problem-button" },
+          h("span", { class: "problem-line" }, where),
+          " · ",
+          h("span", { class: `severity ${problem.severity}` }, problem.severity),
+          " · ",
+          h("span", { class: "problem-message" }, problem.message),
+        );
+        item.addEventListener("click", () => goToLine(problem.line));
+        return h(
+          "li",
+          { class: `problem ${problem.severity}`, "data-line": problem.line, "data-severity": problem.severity },
+          item,
+        );
+      }),
+    );
+    updateSave();
+  };
+
+  // Checks are numbered so that a slow answer never overwrites a newer one.
+  let checkNumber = 0;
+  let timer = null;
+  /** Checks the body now; resolves to the check's answer, or null when it could not be made. */
+  const check = async () => {
+    clearTimeout(timer);
+    const number = ++checkNumber;
+    try {
+      const result = await post("/v1/configuration-check", { body: textarea.value });
+      if (number === checkNumber) showProblems(result.problems);
+      return result;
+    } catch (error) {
+      if (number !== checkNumber) return null;
+      if (error instanceof ApiError && error.status === 422) {
+        // Too large, or a NUL character: refused as a save would be.
+        showProblems([{ line: 0, severity: "error", message: error.message }]);
+        return { valid: false, errors: 1, warnings: 0, problems: [] };
+      }
+      checkSummary.textContent = `The configuration could not be checked: ${errorMessage(error)}`;
+      checkSummary.className = "check-summary has-errors";
+      return null;
+    }
+  };
+  textarea.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(check, CHECK_DELAY_MS);
+  });
+  nameInput.addEventListener("input", () => {
+    nameError.hidden = true;
+  });
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (saving) return;
+    const name = nameInput.value.trim();
+    if (!name) {
+      nameError.textContent = "Give the configuration a name.";
+      nameError.hidden = false;
+      nameInput.focus();
+      return;
+    }
+    saving = true;
+    updateSave();
+    saveStatus.textContent = "Checking…";
+    const checked = await check();
+    if (!checked || checked.errors > 0) {
+      saving = false;
+      updateSave();
+      saveStatus.textContent = checked ? "Not saved: fix the errors listed above." : "Not saved.";
+      problemList.querySelector("li.error button")?.focus();
+      return;
+    }
+    saveStatus.textContent = "Saving…";
+    try {
+      if (configuration) {
+        const edit = { if_revision: configuration.revision };
+        if (name !== configuration.name) edit.name = name;
+        if (textarea.value !== configuration.body) edit.body = textarea.value;
+        if (edit.name === undefined && edit.body === undefined) {
+          saveStatus.textContent = "Nothing changed: no new revision.";
+          return;
+        }
+        configuration = await put(configPath, edit);
+        describe();
+        saveStatus.textContent =
+          `Saved as revision ${configuration.revision}. ` +
+          "Connected devices that have it assigned receive it now.";
+        await refreshRollout();
+      } else {
+        const created = await post(`${base}/configurations`, { name, body: textarea.value });
+        await renderList(org, {
+          kind: "ok",
+          text: `Created “${created.name}”. New devices get it from now on.`,
+        });
+      }
+    } catch (error) {
+      if (error instanceof ApiError && error.code === "invalid_configuration" && error.problems) {
+        showProblems(error.problems);
+        saveStatus.textContent = "Not saved: the server found errors, listed above.";
+      } else if (error instanceof ApiError && error.code === "revision_mismatch") {
+        saveStatus.textContent =
+          `Not saved: someone else changed this configuration meanwhile (${error.message}). ` +
+          "Copy your text, go back to the list and open it again.";
+      } else {
+        saveStatus.textContent = `Not saved: ${errorMessage(error)}`;
+      }
+    } finally {
+      saving = false;
+      updateSave();
+    }
+  });
+
+  // Rollout and assignment: only for a configuration that exists.
+  const rolloutSection = h("section", { id: "rollout", "aria-labelledby": "rollout-title" });
+  const assignSection = h("section", { id: "assign", "aria-labelledby": "assign-title" });
+  const assignResult = h("p", { id: "assign-result", role: "status", tabindex: -1 });
+
+  const renderRollout = () => {
+    const refresh = h("button", { type: "button", class: "button secondary", id: "refresh-rollout" }, "Refresh");
+    refresh.addEventListener("click", () => refreshRollout());
+    const revisions = rollout.revisions.length
+      ? h(
+          "div",
+          { class: "table-wrap rollout-wrap" },
+          table(
+            { id: "rollout-revisions", class: "rollout" },
+            "Devices per revision",
+            ["Revision", "Running it (applied)", "Failed to apply it"],
+            h(
+              "tbody",
+              {},
+              rollout.revisions.map((entry) =>
+                h(
+                  "tr",
+                  { "data-revision": entry.revision },
+                  h(
+                    "td",
+                    { "data-label": "Revision" },
+                    h(
+                      "span",
+                      {},
+                      String(entry.revision),
+                      entry.revision === rollout.revision ? h("span", { class: "muted" }, " (current)") : null,
+                    ),
+                  ),
+                  h("td", { "data-label": "Applied", "data-count": "applied" }, String(entry.applied)),
+                  h(
+                    "td",
+                    { "data-label": "Failed", "data-count": "failed", class: entry.failed ? "failed-count" : null },
+                    String(entry.failed),
+                  ),
+                ),
+              ),
+            ),
+          ),
+        )
+      : h("p", { id: "rollout-none", class: "muted" }, "No device has reported any revision of it yet.");
+    rolloutSection.replaceChildren(
+      h("h2", { id: "rollout-title" }, "Rollout"),
+      h(
+        "p",
+        { id: "rollout-summary" },
+        `Assigned to ${plural(rollout.assigned_devices, "device")}; `,
+        h("strong", { "data-count": "up-to-date" }, String(rollout.up_to_date)),
+        ` up to date with revision ${rollout.revision}. `,
+        refresh,
+      ),
+      revisions,
+    );
+  };
+
+  const refreshRollout = async () => {
+    try {
+      rollout = await get(`${configPath}/rollout`);
+      renderRollout();
+    } catch (error) {
+      rolloutSection.replaceChildren(
+        h("h2", { id: "rollout-title" }, "Rollout"),
+        h("p", { class: "alert error", role: "alert" }, `The rollout could not be read: ${errorMessage(error)}`),
+      );
+    }
+  };
+
+  const renderAssign = () => {
+    const heading = h("h2", { id: "assign-title" }, "Assign to devices");
+    if (devices.length === 0) {
+      assignSection.replaceChildren(heading, h("p", { class: "muted", id: "assign-none" }, "No devices are paired yet."), assignResult);
+      return;
+    }
+    const selectAll = h("input", { type: "checkbox", id: "assign-all" });
+    const boxes = devices.map((device) =>
+      h("input", { type: "checkbox", class: "device-pick", value: device.id, "data-device-id": device.id, id: `pick-${device.id}` }),
+    );
+    const assign = h("button", { type: "submit", class: "button", id: "assign-button", disabled: true }, "Assign to selected devices");
+    const sync = () => {
+      const checked = boxes.filter((box) => box.checked).length;
+      selectAll.checked = checked === boxes.length;
+      selectAll.indeterminate = checked > 0 && checked < boxes.length;
+      assign.disabled = checked === 0;
+      assign.textContent = checked ? `Assign to ${plural(checked, "device")}` : "Assign to selected devices";
+    };
+    selectAll.addEventListener("change", () => {
+      for (const box of boxes) box.checked = selectAll.checked;
+      sync();
+    });
+    for (const box of boxes) box.addEventListener("change", sync);
+    const assignForm = h(
+      "form",
+      { id: "assign-form", class: "assign-form", novalidate: true },
+      h(
+        "fieldset",
+        {},
+        h("legend", {}, "Devices of this organization"),
+        h("label", { class: "pick select-all", for: "assign-all" }, selectAll, ` Select all (${devices.length})`),
+        h(
+          "ul",
+          { class: "device-picks" },
+          devices.map((device, index) => {
+            const current = device.configuration
+              ? `now ${device.configuration.name} (rev. ${device.configuration.revision})`
+              : "no configuration yet";
+            return h(
+              "li",
+              {},
+              h(
+                "label",
+                { class: "pick", for: `pick-${device.id}` },
+                boxes[index],
+                " ",
+                h("span", { class: "pick-name" }, device.name),
+                h("span", { class: "muted pick-detail" }, ` · ${device.model} · ${current}`),
+              ),
+            );
+          }),
+        ),
+      ),
+      assign,
+    );
+    assignForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const chosen = devices.filter((_, index) => boxes[index].checked);
+      if (chosen.length === 0) return;
+      assign.disabled = true;
+      assignResult.className = "";
+      assignResult.textContent = "Assigning…";
+      try {
+        const answer = await post(`${configPath}/assign`, { device_ids: chosen.map((device) => device.id) });
+        const names = chosen.map((device) => device.name).join(", ");
+        const message =
+          `Assigned “${configuration.name}” to ${plural(answer.device_ids.length, "device")} (${names}). ` +
+          "Connected devices receive it now.";
+        [devices] = await Promise.all([getAll(`${base}/devices`), refreshRollout()]);
+        renderAssign();
+        assignResult.className = "alert ok";
+        assignResult.textContent = message;
+        // The form was rebuilt with the new assignments: focus goes to the result instead.
+        assignResult.focus();
+      } catch (error) {
+        assignResult.className = "alert error";
+        assignResult.textContent = `Nothing was assigned: ${errorMessage(error)}`;
+        sync();
+      }
+    });
+    assignSection.replaceChildren(heading, assignForm, assignResult);
+    sync();
+  };
+
+  if (configuration) {
+    renderRollout();
+    renderAssign();
+  }
+  // show() takes nodes only (replaceChildren would print a null as "null").
+  const sections = configuration ? [rolloutSection, assignSection] : [];
+  show(TITLE, h("p", { class: "config-back" }, back), title, meta, form, ...sections);
+  title.focus();
+  if (!configuration) nameInput.focus();
+  updateSave();
+  await check();
 }

@@ -118,3 +118,11 @@ pub async fn license_row(browser: &Browser, license_id: &str) -> Element {
         .wait_visible(&format!("#licenses tr[data-license-id=\"{license_id}\"]"))
         .await
 }
+
+impl Org {
+    /// The WebSocket connection of the organization's device, to read what the server pushes to
+    /// it and to acknowledge it.
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self._connection
+    }
+}

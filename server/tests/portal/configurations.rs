@@ -1,0 +1,485 @@
+//! The Configurations page: create from the template with the problems shown by line before
+//! saving, edit (a new revision that reaches the connected device, whose acknowledgement the
+//! rollout then counts), assign to several devices with checkboxes, delete (refused while
+//! assigned), and isolation between organizations.
+
+use protocol::AckOutcome;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::fixture::{Fixture, bounded};
+use crate::support::{acknowledge, next_configuration, pair_ok};
+use crate::webdriver::Browser;
+
+const ENTER: &str = "\u{E007}";
+const BACKSPACE: &str = "\u{E003}";
+
+/// Signs in with `key` and opens the Configurations section from the navigation.
+async fn open_configurations(fixture: &Fixture, browser: &Browser, key: &str) {
+    fixture.sign_in(browser, key).await;
+    // The devices page first: signing in lands there.
+    browser.wait_visible("#org-name").await;
+    let link = browser
+        .wait_visible("#nav a[href$=\"/configurations\"]")
+        .await;
+    browser.click(&link).await;
+    browser.wait_visible("#new-devices-get").await;
+}
+
+/// The configurations of `org` as the admin API lists them.
+async fn configurations(fixture: &Fixture, org: &str) -> Vec<Value> {
+    let page = fixture
+        .test
+        .admin
+        .get(&format!(
+            "/v1/organizations/{org}/configurations?limit=1000"
+        ))
+        .await;
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The id of organization A's configuration named `name`.
+async fn configuration_id(fixture: &Fixture, name: &str) -> String {
+    configurations(fixture, &fixture.a.id)
+        .await
+        .into_iter()
+        .find(|configuration| configuration["name"] == json!(name))
+        .and_then(|configuration| configuration["id"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no configuration {name:?}"))
+}
+
+/// Opens the editor of a configuration from its row of the list.
+async fn edit(browser: &Browser, config_id: &str) {
+    let button = browser
+        .wait_visible(&format!(
+            "#configurations tr[data-config-id=\"{config_id}\"] button[data-action=\"edit\"]"
+        ))
+        .await;
+    browser.click(&button).await;
+    browser.wait_text("#editor-title", "Edit").await;
+}
+
+async fn editor_text(browser: &Browser) -> String {
+    browser
+        .execute(
+            "return document.getElementById('config-body').value;",
+            vec![],
+        )
+        .await
+        .as_str()
+        .expect("the editor's text")
+        .to_string()
+}
+
+async fn save_disabled(browser: &Browser) -> bool {
+    let save = browser.wait_visible("#save-config").await;
+    browser.attribute(&save, "disabled").await.is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_created_from_the_template_shows_errors_by_line_before_it_is_saved() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let browser = Browser::start().await;
+        open_configurations(&fixture, &browser, &fixture.a.key).await;
+        browser.wait_text("#new-devices-get", "“Meters”").await;
+
+        let create = browser.wait_visible("#new-configuration").await;
+        browser.click(&create).await;
+        browser
+            .wait_text("#editor-title", "New configuration")
+            .await;
+        // The editor starts with the sample template, which is valid.
+        browser
+            .wait_text("#check-summary", "No problems found.")
+            .await;
+        assert_eq!(editor_text(&browser).await, server::SAMPLE_CONFIGURATION);
+        assert!(!save_disabled(&browser).await);
+        let page = browser.page_text().await;
+        assert!(
+            !page.contains("null") && !page.contains("undefined"),
+            "{page}"
+        );
+
+        let name = browser.wait_visible("#config-name").await;
+        browser.send_keys(&name, "Routes").await;
+        // An upper-case key on a new last line: an error on that line.
+        let body = browser.wait_visible("#config-body").await;
+        let typed = "Retries = 3";
+        browser.send_keys(&body, typed).await;
+        let line = server::SAMPLE_CONFIGURATION.lines().count() + 1;
+        let problem = browser
+            .wait_visible(&format!(
+                "#config-problems li[data-line=\"{line}\"][data-severity=\"error\"]"
+            ))
+            .await;
+        let text = browser.text(&problem).await;
+        assert!(
+            text.starts_with(&format!("Line {line} · error · ")),
+            "{text:?}"
+        );
+        assert!(text.contains("lower case"), "{text:?}");
+        browser.wait_text("#check-summary", "1 error").await;
+        assert!(save_disabled(&browser).await);
+
+        // Activating the problem puts the caret on its line.
+        let go_to = browser
+            .wait_visible(&format!("#config-problems li[data-line=\"{line}\"] button"))
+            .await;
+        browser.click(&go_to).await;
+        let caret = browser
+            .execute(
+                "const t = document.getElementById('config-body'); \
+                 return [document.activeElement === t, \
+                 t.value.slice(0, t.selectionStart).split('\\n').length];",
+                vec![],
+            )
+            .await;
+        assert_eq!(caret, json!([true, line]));
+
+        // Enter in the name field submits nothing while there are errors: nothing is saved.
+        browser.send_keys(&name, ENTER).await;
+        assert_eq!(configurations(&fixture, &fixture.a.id).await.len(), 1);
+
+        // Fixed (the typed line erased again), it saves.
+        let body = browser.wait_visible("#config-body").await;
+        browser
+            .execute(
+                "const t = document.getElementById('config-body'); \
+                 t.setSelectionRange(t.value.length, t.value.length);",
+                vec![],
+            )
+            .await;
+        browser
+            .send_keys(&body, &BACKSPACE.repeat(typed.len()))
+            .await;
+        browser
+            .wait_text("#check-summary", "No problems found.")
+            .await;
+        assert!(browser.find("#config-problems li").await.is_none());
+        assert_eq!(editor_text(&browser).await, server::SAMPLE_CONFIGURATION);
+        let save = browser.wait_visible("#save-config").await;
+        browser.click(&save).await;
+
+        browser
+            .wait_text("#config-notice", "Created “Routes”")
+            .await;
+        let routes = configuration_id(&fixture, "Routes").await;
+        let row = browser
+            .wait_visible(&format!("#configurations tr[data-config-id=\"{routes}\"]"))
+            .await;
+        assert!(browser.text(&row).await.contains("Routes"));
+        // The newest configuration is the one new devices get.
+        let sentence = browser.wait_text("#new-devices-get", "“Routes”").await;
+        assert!(!sentence.contains("Meters"), "{sentence}");
+        let stored = fixture
+            .test
+            .admin
+            .get(&format!(
+                "/v1/organizations/{}/configurations/{routes}",
+                fixture.a.id
+            ))
+            .await;
+        assert_eq!(stored["body"], json!(server::SAMPLE_CONFIGURATION));
+        assert_eq!(stored["revision"], json!(1));
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saving_an_edit_makes_a_revision_that_reaches_the_device_and_its_rollout_counts_it() {
+    bounded(async {
+        let mut fixture = Fixture::start().await;
+        let meters = configuration_id(&fixture, "Meters").await;
+        let browser = Browser::start().await;
+        open_configurations(&fixture, &browser, &fixture.a.key).await;
+        edit(&browser, &meters).await;
+        browser.wait_text("#config-meta", "Revision 1").await;
+        // Van 7 applied revision 1 when it paired.
+        browser
+            .wait_visible("#rollout-revisions tr[data-revision=\"1\"]")
+            .await;
+        browser
+            .wait_text("#rollout-summary", "Assigned to 1 device; 1 up to date")
+            .await;
+
+        // A misspelled known key: a warning on its line, which does not stop the save.
+        let body = browser.wait_visible("#config-body").await;
+        browser
+            .send_keys(&body, "synctime_hihg_threshold = 600")
+            .await;
+        let warning = browser
+            .wait_visible("#config-problems li[data-line=\"2\"][data-severity=\"warning\"]")
+            .await;
+        let text = browser.text(&warning).await;
+        assert!(text.starts_with("Line 2 · warning · "), "{text:?}");
+        browser
+            .wait_text("#check-summary", "No errors, 1 warning")
+            .await;
+        assert!(!save_disabled(&browser).await);
+        let save = browser.wait_visible("#save-config").await;
+        browser.click(&save).await;
+        browser
+            .wait_text("#save-status", "Saved as revision 2")
+            .await;
+        browser.wait_text("#config-meta", "Revision 2").await;
+
+        // The connected device receives the new revision, byte for byte.
+        let received = next_configuration(fixture.a.connection()).await;
+        assert_eq!(received.configuration_id.to_string(), meters);
+        assert_eq!(received.revision, 2);
+        assert_eq!(received.body, "[GLOBAL]\nsynctime_hihg_threshold = 600");
+        assert!(acknowledge(fixture.a.connection(), &received, AckOutcome::Applied).await);
+
+        // Reopened after a reload, the rollout counts it under revision 2.
+        browser.execute("location.reload();", vec![]).await;
+        let row = browser
+            .wait_visible(&format!("#configurations tr[data-config-id=\"{meters}\"]"))
+            .await;
+        let text = browser.text(&row).await;
+        assert!(text.contains("1 assigned · 1 up to date"), "{text:?}");
+        edit(&browser, &meters).await;
+        let applied = browser
+            .wait_visible("#rollout-revisions tr[data-revision=\"2\"] [data-count=\"applied\"]")
+            .await;
+        assert_eq!(browser.text(&applied).await, "1");
+        let failed = browser
+            .wait_visible("#rollout-revisions tr[data-revision=\"2\"] [data-count=\"failed\"]")
+            .await;
+        assert_eq!(browser.text(&failed).await, "0");
+        // The device counts once, under its last report: revision 1 is no longer listed.
+        assert!(
+            browser
+                .find("#rollout-revisions tr[data-revision=\"1\"]")
+                .await
+                .is_none()
+        );
+        browser
+            .wait_text("#rollout-summary", "1 up to date with revision 2")
+            .await;
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_is_assigned_to_several_devices_picked_with_checkboxes() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let admin = &fixture.test.admin;
+        // A second device takes organization A's free license.
+        let code = admin.reusable_code(&fixture.a.id, json!({})).await["code"]
+            .as_str()
+            .expect("a code")
+            .to_string();
+        let (_, _second_connection, second) = pair_ok(&fixture.test.device_url(), &code).await;
+        let second_id = second.device_id.to_string();
+        let routes = admin
+            .create_config(&fixture.a.id, "Routes", "[GLOBAL]\nrest_timeout = 10\n")
+            .await;
+        for device in [&fixture.a.device_id, &second_id] {
+            let assigned = admin.device(&fixture.a.id, device).await;
+            assert_ne!(assigned["configuration"]["id"], json!(routes));
+        }
+
+        let browser = Browser::start().await;
+        open_configurations(&fixture, &browser, &fixture.a.key).await;
+        edit(&browser, &routes).await;
+        browser
+            .wait_text("#rollout-summary", "Assigned to 0 devices")
+            .await;
+        let picks = browser.wait_visible("#assign-form").await;
+        assert!(browser.text(&picks).await.contains(&fixture.a.device_name));
+        let assign = browser.wait_visible("#assign-button").await;
+        assert!(browser.attribute(&assign, "disabled").await.is_some());
+
+        let select_all = browser.wait_visible("#assign-all").await;
+        browser.click(&select_all).await;
+        let checked = browser
+            .execute(
+                "return [...document.querySelectorAll('.device-pick')] \
+                 .map((box) => [box.value, box.checked]);",
+                vec![],
+            )
+            .await;
+        let mut checked: Vec<(String, bool)> = serde_json::from_value(checked).unwrap();
+        checked.sort();
+        let mut expected = vec![
+            (fixture.a.device_id.clone(), true),
+            (second_id.clone(), true),
+        ];
+        expected.sort();
+        assert_eq!(checked, expected);
+        browser
+            .wait_text("#assign-button", "Assign to 2 devices")
+            .await;
+        browser.click(&assign).await;
+        browser.wait_text("#assign-result", "to 2 devices").await;
+        browser
+            .wait_text("#rollout-summary", "Assigned to 2 devices")
+            .await;
+
+        for device in [&fixture.a.device_id, &second_id] {
+            let assigned = admin.device(&fixture.a.id, device).await;
+            assert_eq!(assigned["configuration"]["id"], json!(routes), "{assigned}");
+        }
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_assigned_configuration_is_refused_with_a_message_and_an_unassigned_one_goes() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let admin = &fixture.test.admin;
+        let meters = configuration_id(&fixture, "Meters").await;
+        let spare = admin
+            .create_config(&fixture.a.id, "Spare", "[GLOBAL]\n")
+            .await;
+        let browser = Browser::start().await;
+        open_configurations(&fixture, &browser, &fixture.a.key).await;
+        browser.wait_text("#new-devices-get", "“Spare”").await;
+        browser
+            .execute("window.confirm = () => true;", vec![])
+            .await;
+
+        // Meters is assigned to Van 7: refused, said so, and still listed.
+        let delete = browser
+            .wait_visible(&format!(
+                "#configurations tr[data-config-id=\"{meters}\"] button[data-action=\"delete\"]"
+            ))
+            .await;
+        browser.click(&delete).await;
+        let message = browser
+            .wait_text("#config-notice", "assigned to 1 device")
+            .await;
+        assert!(message.contains("Meters"), "{message}");
+        assert!(message.contains("not deleted"), "{message}");
+        browser
+            .wait_visible(&format!("#configurations tr[data-config-id=\"{meters}\"]"))
+            .await;
+        assert_eq!(browser.find_all("#configurations tbody tr").await.len(), 2);
+        let (status, _) = admin
+            .call(
+                Method::GET,
+                &format!("/v1/organizations/{}/configurations/{meters}", fixture.a.id),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+
+        // Spare has no device: it goes, and new devices get Meters again.
+        let delete = browser
+            .wait_visible(&format!(
+                "#configurations tr[data-config-id=\"{spare}\"] button[data-action=\"delete\"]"
+            ))
+            .await;
+        browser.click(&delete).await;
+        browser.wait_text("#config-notice", "Deleted “Spare”").await;
+        browser.wait_text("#new-devices-get", "“Meters”").await;
+        assert!(
+            browser
+                .find(&format!("#configurations tr[data-config-id=\"{spare}\"]"))
+                .await
+                .is_none()
+        );
+        let (status, _) = admin
+            .call(
+                Method::GET,
+                &format!("/v1/organizations/{}/configurations/{spare}", fixture.a.id),
+                None,
+            )
+            .await;
+        assert_eq!(status, 404);
+        assert_eq!(configurations(&fixture, &fixture.a.id).await.len(), 1);
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_organizations_key_never_sees_its_configurations() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let meters = configuration_id(&fixture, "Meters").await;
+        let browser = Browser::start().await;
+        open_configurations(&fixture, &browser, &fixture.b.key).await;
+        // B has none: new devices wait.
+        browser
+            .wait_text("#new-devices-get", "no configuration yet")
+            .await;
+        browser.wait_visible("#no-configurations").await;
+        let page = browser.page_text().await;
+        assert!(!page.contains("Meters"), "{page}");
+
+        // A's configurations by address: an error, never A's data.
+        let url = format!(
+            "{}#/organizations/{}/configurations",
+            fixture.portal_url(),
+            fixture.a.id
+        );
+        browser.navigate(&url).await;
+        let alert = browser.wait_visible("main [role=\"alert\"]").await;
+        assert!(browser.text(&alert).await.contains("Not found"));
+        let page = browser.page_text().await;
+        assert!(!page.contains("Meters"), "{page}");
+        assert!(!page.contains(&fixture.a.name), "{page}");
+        assert!(browser.find("#configurations").await.is_none());
+        let html = browser
+            .execute("return document.documentElement.outerHTML;", vec![])
+            .await;
+        assert!(!html.as_str().unwrap().contains(&meters));
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_phone_width_the_configurations_list_and_editor_do_not_scroll_sideways() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let meters = configuration_id(&fixture, "Meters").await;
+        let browser = Browser::start().await;
+        browser.set_window_size(390, 844).await;
+        open_configurations(&fixture, &browser, &fixture.a.key).await;
+        let widths = "return [document.documentElement.scrollWidth, window.innerWidth];";
+        browser
+            .wait_visible(&format!("#configurations tr[data-config-id=\"{meters}\"]"))
+            .await;
+        let list = browser.execute(widths, vec![]).await;
+        edit(&browser, &meters).await;
+        browser.wait_visible("#assign-form").await;
+        // A long line in the editor scrolls inside the editor, not the page.
+        let body = browser.wait_visible("#config-body").await;
+        browser
+            .send_keys(
+                &body,
+                &format!("rest_url = https://portal.example.com/{}", "a".repeat(300)),
+            )
+            .await;
+        browser.wait_text("#check-summary", "No problems").await;
+        let editor = browser.execute(widths, vec![]).await;
+        for widths in [list, editor] {
+            let scroll_width = widths[0].as_u64().unwrap();
+            let inner_width = widths[1].as_u64().unwrap();
+            assert!(
+                inner_width <= 400,
+                "the window is not phone-sized: {widths}"
+            );
+            assert!(
+                scroll_width <= inner_width,
+                "the page scrolls sideways: scrollWidth {scroll_width} > innerWidth {inner_width}"
+            );
+        }
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
