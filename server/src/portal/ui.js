@@ -43,7 +43,8 @@ export function table(attributes, caption, columns, body) {
 /** Replaces the page's content and gives the main region a title. */
 export function show(title, ...content) {
   document.title = `${title} · paird Customer Portal`;
-  main.replaceChildren(...content);
+  // Leaves out absent parts (a `cond ? x : null`), which replaceChildren would write as "null".
+  main.replaceChildren(...content.filter((part) => part !== null && part !== undefined && part !== false));
 }
 
 export function go(hash) {
