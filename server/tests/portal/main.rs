@@ -8,6 +8,7 @@
 //! - `fixture`: a server with organizations, devices and a browser pointed at the portal.
 //! - `assets`: the portal's files over plain HTTP (content types, caching, CSP).
 //! - `pages`: what a user sees and does in the browser.
+//! - `codes`, `devices`: the actions of those sections, with real devices pairing.
 
 // Tests fail loudly by design: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
@@ -19,6 +20,7 @@ mod support;
 
 mod assets;
 mod codes;
+mod devices;
 mod fixture;
 mod pages;
 mod webdriver;
