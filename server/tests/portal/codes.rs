@@ -9,7 +9,7 @@ use crate::support::{pair_new, pair_ok, refusal};
 use crate::webdriver::Browser;
 
 /// Decodes the PNG QR code of an `<img src="data:image/png;base64,...">` with zbarimg.
-fn decode_qr(src: &str) -> String {
+pub fn decode_qr(src: &str) -> String {
     let encoded = src
         .strip_prefix("data:image/png;base64,")
         .expect("a PNG data URL");

@@ -227,11 +227,11 @@ async fn saving_an_edit_makes_a_revision_that_reaches_the_device_and_its_rollout
         browser.wait_text("#config-meta", "Revision 2").await;
 
         // The connected device receives the new revision, byte for byte.
-        let received = next_configuration(fixture.a.connection()).await;
+        let received = next_configuration(&mut fixture.a.connection).await;
         assert_eq!(received.configuration_id.to_string(), meters);
         assert_eq!(received.revision, 2);
         assert_eq!(received.body, "[GLOBAL]\nsynctime_hihg_threshold = 600");
-        assert!(acknowledge(fixture.a.connection(), &received, AckOutcome::Applied).await);
+        assert!(acknowledge(&mut fixture.a.connection, &received, AckOutcome::Applied).await);
 
         // Reopened after a reload, the rollout counts it under revision 2.
         browser.execute("location.reload();", vec![]).await;

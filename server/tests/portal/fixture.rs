@@ -30,8 +30,8 @@ pub struct Org {
     pub device_name: String,
     pub device_id: String,
     pub license_id: String,
-    /// Kept open: the device stays online while the test runs.
-    pub _connection: Connection,
+    /// Kept open: the device stays online while the test runs (and tests may read from it).
+    pub connection: Connection,
 }
 
 /// A server with two organizations:
@@ -108,7 +108,7 @@ async fn org(
         device_name: device_name.to_string(),
         device_id: paired.device_id.to_string(),
         license_id: paired.license_id.to_string(),
-        _connection: connection,
+        connection,
     }
 }
 
@@ -117,12 +117,4 @@ pub async fn license_row(browser: &Browser, license_id: &str) -> Element {
     browser
         .wait_visible(&format!("#licenses tr[data-license-id=\"{license_id}\"]"))
         .await
-}
-
-impl Org {
-    /// The WebSocket connection of the organization's device, to read what the server pushes to
-    /// it and to acknowledge it.
-    pub fn connection(&mut self) -> &mut Connection {
-        &mut self._connection
-    }
 }

@@ -8,7 +8,7 @@
 //! - `fixture`: a server with organizations, devices and a browser pointed at the portal.
 //! - `assets`: the portal's files over plain HTTP (content types, caching, CSP).
 //! - `pages`: what a user sees and does in the browser.
-//! - `codes`, `configurations`: one section of the portal each.
+//! - `codes`, `configurations`, `devices`: one section of the portal each, with real devices.
 
 // Tests fail loudly by design: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
@@ -21,6 +21,7 @@ mod support;
 mod assets;
 mod codes;
 mod configurations;
+mod devices;
 mod fixture;
 mod pages;
 mod webdriver;

@@ -450,6 +450,41 @@ impl Browser {
         self.expect(reqwest::Method::DELETE, "", None).await;
         self.deleted = true;
     }
+
+    /// Waits (bounded) for a `window.confirm` or `alert` dialog, accepts it and returns its
+    /// text.
+    pub async fn accept_alert(&self) -> String {
+        let deadline = Instant::now() + WAIT_FOR_PAGE;
+        loop {
+            match self
+                .command(reqwest::Method::GET, "/alert/text", None)
+                .await
+            {
+                Ok(text) => {
+                    self.expect(reqwest::Method::POST, "/alert/accept", Some(json!({})))
+                        .await;
+                    return text.as_str().unwrap_or_default().to_string();
+                }
+                Err(error) if error.error == "no such alert" => {}
+                Err(error) => panic!("WebDriver alert text: {error}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no dialog opened within {WAIT_FOR_PAGE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Empties a text or number field.
+    pub async fn clear(&self, element: &Element) {
+        self.expect(
+            reqwest::Method::POST,
+            &format!("/element/{}/clear", element.0),
+            Some(json!({})),
+        )
+        .await;
+    }
 }
 
 impl Drop for Browser {
