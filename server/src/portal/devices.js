@@ -6,10 +6,12 @@
 // parts of it change: `refreshLicense`, `refreshDevice` and `refreshSummary` re-read one license
 // (with its device), one device or the summary from the API and replace just that part of the
 // page, keeping an open Assign or Configure panel when its row is still in a state it fits. The
-// actions below call them after each change; a live event feed can call them with the ids its
-// events carry.
+// actions below call them after each change, and so does the organization's live feed
+// (live.js) with the ids its events carry: a device pairing, coming online, going offline or
+// applying a revision shows without a reload.
 
 import { ApiError, get, getAll, post, segment, session } from "./api.js";
+import { watch } from "./live.js";
 import { errorMessage, formatTime, h, renderChrome, show, showError, table } from "./ui.js";
 
 const STATUS_LABELS = { free: "Free", reserved: "Reserved", assigned: "Assigned", expired: "Expired" };
@@ -69,6 +71,12 @@ export async function renderDevices(org) {
     status: h("p", { id: "devices-status", class: "muted", role: "status" }),
     empty: h("p", { id: "no-licenses" }, "This organization has no licenses yet."),
     licensesTable: null,
+    live: h("p", { id: "live-state", class: "live-state", "data-state": "connecting" }, "Connecting to live updates…"),
+    /** What the live feed said changed, not yet re-read. */
+    pending: { devices: new Set(), summary: false, everything: false },
+    flushing: false,
+    flushTimer: null,
+    lastFullReload: 0,
   };
 
   // Every row is built once, into a body that is not on the page yet; one click listener on the
@@ -98,7 +106,7 @@ export async function renderDevices(org) {
   show(
     "Devices",
     h("p", { class: "org-name", id: "org-name" }, organization.name),
-    h("h1", {}, "Devices"),
+    h("div", { class: "title-row" }, h("h1", {}, "Devices"), state.live),
     h("section", { "aria-label": "License summary" }, summaryList, state.warningSlot),
     addLicensesSection(state),
     h(
@@ -110,6 +118,118 @@ export async function renderDevices(org) {
       h("div", { class: "table-wrap" }, state.licensesTable),
     ),
   );
+  startLive(state, org);
+}
+
+// --- live updates ------------------------------------------------------------------------------
+
+/** Re-reading this many devices one by one costs more than re-reading the whole page. */
+const FULL_RELOAD_ABOVE = 100;
+/** Events are gathered this long before the page re-reads what they name. */
+const FLUSH_DELAY_MS = 150;
+/** A whole-page re-read happens at most this often (a big organization enrolling at full speed
+ * sends events many times a second). */
+const FULL_RELOAD_EVERY_MS = 2000;
+
+function startLive(state, org) {
+  // The user may have left while the page loaded.
+  if (!state.tbody.isConnected) return;
+  watch(
+    org,
+    (name, data) => {
+      const pending = state.pending;
+      if (name === "devices") {
+        for (const id of data.device_ids ?? []) pending.devices.add(id);
+        // A pairing takes a license and an ended pairing frees one: the counts change.
+        if (data.change === "paired" || data.change === "ended") pending.summary = true;
+      } else if (name === "licenses" || name === "configurations" || name === "resync") {
+        // New licenses (whose ids the event does not carry), every device of an edited
+        // configuration, or missed events: re-read the page.
+        pending.everything = true;
+      } else {
+        return;
+      }
+      scheduleFlush(state);
+    },
+    (feedState) => showLiveState(state, feedState),
+  );
+}
+
+function showLiveState(state, feedState) {
+  const labels = {
+    connecting: "Connecting to live updates…",
+    live: "Live",
+    reconnecting: "Live updates interrupted; reconnecting…",
+    off: "Live updates unavailable; reload to see changes.",
+  };
+  state.live.dataset.state = feedState;
+  state.live.textContent = labels[feedState] ?? feedState;
+}
+
+function scheduleFlush(state) {
+  if (state.flushTimer || state.flushing) return;
+  state.flushTimer = setTimeout(() => flush(state), FLUSH_DELAY_MS);
+}
+
+/** Re-reads what the gathered events named: the rows of their devices, or the whole page. */
+async function flush(state) {
+  state.flushTimer = null;
+  const { devices, summary, everything } = state.pending;
+  state.pending = { devices: new Set(), summary: false, everything: false };
+  state.flushing = true;
+  try {
+    if (everything || devices.size > FULL_RELOAD_ABOVE) {
+      const wait = state.lastFullReload + FULL_RELOAD_EVERY_MS - Date.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      state.lastFullReload = Date.now();
+      await reloadAll(state);
+    } else {
+      const ids = [...devices];
+      // A few at a time: the admin API serves other users too.
+      for (let start = 0; start < ids.length; start += 8) {
+        await Promise.all(ids.slice(start, start + 8).map((id) => refreshDevice(state, id)));
+      }
+      if (summary) await refreshSummary(state);
+    }
+  } finally {
+    state.flushing = false;
+  }
+  const next = state.pending;
+  if (next.everything || next.summary || next.devices.size > 0) scheduleFlush(state);
+}
+
+/** Re-reads every license, device and count, and puts each row in place (open panels stay when
+ * they still fit); rows of licenses that no longer exist go. */
+async function reloadAll(state) {
+  let summary, licenses, devices;
+  try {
+    [summary, licenses, devices] = await Promise.all([
+      get(`${state.base}/licenses/summary`),
+      getAll(`${state.base}/licenses`),
+      getAll(`${state.base}/devices`),
+    ]);
+  } catch (error) {
+    state.status.textContent = `Could not update the page: ${errorMessage(error)}`;
+    return;
+  }
+  const devicesByLicense = new Map(devices.map((device) => [device.license_id, device]));
+  const present = new Set();
+  for (const license of licenses) {
+    present.add(license.id);
+    const device = devicesByLicense.get(license.id) ?? null;
+    const entry = state.entries.get(license.id);
+    // Unchanged rows are left alone, so that a big page does not flicker or lose focus.
+    if (entry && sameJson(entry.license, license) && sameJson(entry.device, device)) continue;
+    placeLicense(state, license, device);
+  }
+  for (const licenseId of [...state.entries.keys()]) {
+    if (!present.has(licenseId)) removeLicense(state, licenseId);
+  }
+  showSummary(state, summary);
+}
+
+function sameJson(a, b) {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 // --- refreshing parts of the page --------------------------------------------------------------

@@ -60,12 +60,31 @@ async fn a_created_code_shows_a_qr_that_pairs_a_device_and_can_be_revoked() {
         assert_eq!(payload, browser.text(&shown).await);
         assert!(payload.starts_with("PAIRD://"), "{payload}");
 
-        // A device pairs with it and takes organization A's free license.
+        // With the Devices page open, a device pairs with it and takes organization A's free
+        // license: its row changes without a reload.
+        let devices = browser.wait_visible("#nav a[href$=\"/devices\"]").await;
+        browser.click(&devices).await;
+        browser
+            .wait_visible("#live-state[data-state=\"live\"]")
+            .await;
+        browser.execute("window.notReloaded = true;", vec![]).await;
         let code = payload.rsplit('/').next().expect("the code").to_string();
         let (_, _connection, paired) = pair_ok(&fixture.test.device_url(), &code).await;
         assert_eq!(paired.organization_id.to_string(), fixture.a.id);
+        let row = format!(
+            "#licenses tr[data-license-id=\"{}\"][data-device-id=\"{}\"]",
+            paired.license_id, paired.device_id
+        );
+        browser.wait_text(&row, "device").await;
+        browser.wait_text("dd[data-count=\"free\"]", "0").await;
+        assert_eq!(
+            browser.execute("return window.notReloaded;", vec![]).await,
+            serde_json::json!(true)
+        );
 
-        // After a reload the newest code is listed first, with its use.
+        // After a reload of the Codes page the newest code is listed first, with its use.
+        let codes = browser.wait_visible("#nav a[href$=\"/codes\"]").await;
+        browser.click(&codes).await;
         browser.execute("location.reload();", vec![]).await;
         let row = browser.wait_visible("#codes tbody tr:first-child").await;
         browser

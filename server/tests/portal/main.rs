@@ -23,5 +23,6 @@ mod codes;
 mod configurations;
 mod devices;
 mod fixture;
+mod live;
 mod pages;
 mod webdriver;
