@@ -7,6 +7,7 @@
 // the save itself is checked again by the server, and its refusal is shown the same way.
 
 import { ApiError, del, get, getAll, getText, post, put, segment } from "./api.js";
+import { stopWatching, watch } from "./live.js";
 import { errorMessage, formatTime, h, renderChrome, show, showError, table } from "./ui.js";
 
 /** How long the editor waits after the last keystroke before checking the body. */
@@ -50,6 +51,8 @@ function notice(kind, text) {
 // --- the list --------------------------------------------------------------------------------
 
 async function renderList(org, message = null) {
+  // Back from an editor that followed the live feed.
+  stopWatching();
   renderChrome(org, "configurations");
   show(TITLE, h("h1", {}, TITLE), h("p", { class: "muted" }, "Loading…"));
   const base = `/v1/organizations/${segment(org)}`;
@@ -586,6 +589,20 @@ async function renderEditor(org, configId) {
   if (configuration) {
     renderRollout();
     renderAssign();
+    // The rollout follows the live feed: devices applying, failing, pairing or being assigned
+    // change its counts. The editor's text is never touched.
+    let pending = null;
+    watch(org, (name) => {
+      if (!rolloutSection.isConnected) {
+        stopWatching();
+        return;
+      }
+      if (!["devices", "configurations", "resync"].includes(name) || pending) return;
+      pending = setTimeout(() => {
+        pending = null;
+        refreshRollout();
+      }, 300);
+    });
   }
   // show() takes nodes only (replaceChildren would print a null as "null").
   const sections = configuration ? [rolloutSection, assignSection] : [];

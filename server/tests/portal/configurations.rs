@@ -233,6 +233,15 @@ async fn saving_an_edit_makes_a_revision_that_reaches_the_device_and_its_rollout
         assert_eq!(received.body, "[GLOBAL]\nsynctime_hihg_threshold = 600");
         assert!(acknowledge(&mut fixture.a.connection, &received, AckOutcome::Applied).await);
 
+        // The open editor's rollout follows the live feed: the device's report shows at once.
+        browser
+            .wait_text("#rollout-summary", "1 up to date with revision 2")
+            .await;
+        let applied = browser
+            .wait_visible("#rollout-revisions tr[data-revision=\"2\"] [data-count=\"applied\"]")
+            .await;
+        assert_eq!(browser.text(&applied).await, "1");
+
         // Reopened after a reload, the rollout counts it under revision 2.
         browser.execute("location.reload();", vec![]).await;
         let row = browser
