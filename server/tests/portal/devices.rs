@@ -185,9 +185,8 @@ async fn assign_device_shows_a_counting_down_qr_that_pairs_exactly_one_device() 
         let (_, _, second) = pair_new(&fixture.test.device_url(), code_of(&payload)).await;
         assert_eq!(refusal(&second), Some(RefusalReason::CodeUsed));
 
-        // After a reload the row shows the device; no license is free any more, and the key's
-        // admin is told where licenses come from.
-        browser.execute("location.reload();", vec![]).await;
+        // Without a reload (the page follows the live feed) the row shows the device; no license
+        // is free any more, and the key's admin is told where licenses come from.
         browser
             .wait_visible(&format!("{}[data-status=\"assigned\"]", row_css(&free)))
             .await;
@@ -262,7 +261,6 @@ async fn an_expired_code_is_refused_new_code_replaces_it_and_cancel_releases_the
         assert_ne!(fresh, replaced);
         let (_, _connection, paired) = pair_ok(&fixture.test.device_url(), code_of(&fresh)).await;
         assert_eq!(paired.license_id.to_string(), free);
-        browser.execute("location.reload();", vec![]).await;
         browser
             .wait_visible(&format!("{}[data-status=\"assigned\"]", row_css(&free)))
             .await;
@@ -332,9 +330,8 @@ async fn configure_assigns_another_configuration_that_reaches_the_device() {
         assert!(text.contains("Pending"), "{text}");
         assert!(!text.contains("Applied"), "{text}");
 
-        // Once the device has applied it, the (reloaded) page says so.
+        // Once the device has applied it, the page says so, without a reload.
         assert!(acknowledge(&mut fixture.a.connection, &received, AckOutcome::Applied).await);
-        browser.execute("location.reload();", vec![]).await;
         let text = browser.wait_text(&row_css(&license), "Applied").await;
         assert!(text.contains("Meters v2 (rev. 1)"), "{text}");
         browser.quit().await;
@@ -379,6 +376,16 @@ async fn unpair_after_confirming_ends_the_devices_connection_and_frees_its_licen
         assert_eq!(count(&browser, "assigned").await, "0");
         browser.wait_text("#devices-status", "unpaired").await;
         assert!(fixture.test.admin.devices(&fixture.a.id).await.is_empty());
+
+        // The audit log lists the unpairing first, by this organization's key, on the device.
+        let audit = browser.wait_visible("#nav a[href$=\"/audit\"]").await;
+        browser.click(&audit).await;
+        let newest = browser
+            .wait_visible("table.audit tbody tr:first-child[data-action=\"device.unpaired\"]")
+            .await;
+        let text = browser.text(&newest).await;
+        assert!(text.contains(&fixture.a.device_id), "{text}");
+        assert!(text.contains("key:"), "{text}");
         browser.quit().await;
         fixture.test.stop().await;
     })
