@@ -23,6 +23,7 @@ mod codes;
 mod configurations;
 mod devices;
 mod fixture;
+mod keyboard;
 mod live;
 mod pages;
 mod webdriver;

@@ -476,6 +476,35 @@ impl Browser {
         }
     }
 
+    /// Presses keys on whatever has the focus, as a user at the keyboard does (W3C key actions:
+    /// each character is pressed and released; WebDriver's private-use characters are the
+    /// special keys, see [`keys`]).
+    pub async fn press(&self, text: &str) {
+        let mut actions = Vec::new();
+        for key in text.chars() {
+            actions.push(json!({ "type": "keyDown", "value": key.to_string() }));
+            actions.push(json!({ "type": "keyUp", "value": key.to_string() }));
+        }
+        self.expect(
+            reqwest::Method::POST,
+            "/actions",
+            Some(json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] })),
+        )
+        .await;
+    }
+
+    /// A CSS-like description of the focused element (`button[data-action=assign]` style
+    /// attributes as JSON), for tests that move the focus with the keyboard.
+    pub async fn focused(&self) -> Value {
+        self.execute(
+            "const e = document.activeElement; return e ? { tag: e.tagName.toLowerCase(), \
+             id: e.id, action: e.dataset.action ?? null, text: e.textContent.trim().slice(0, 80), \
+             license: e.closest('tr[data-license-id]')?.dataset.licenseId ?? null } : null;",
+            vec![],
+        )
+        .await
+    }
+
     /// Empties a text or number field.
     pub async fn clear(&self, element: &Element) {
         self.expect(
@@ -511,4 +540,12 @@ impl Drop for Browser {
             }
         }
     }
+}
+
+/// WebDriver's codes for special keys.
+pub mod keys {
+    pub const TAB: &str = "\u{E004}";
+    pub const ENTER: &str = "\u{E007}";
+    pub const ESCAPE: &str = "\u{E00C}";
+    pub const ARROW_DOWN: &str = "\u{E015}";
 }
