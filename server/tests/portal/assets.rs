@@ -36,6 +36,27 @@ async fn portal_files_have_their_content_types_no_cache_and_a_strict_csp() {
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
         assert!(!response.text().await.unwrap().is_empty(), "{path}");
     }
+    // Every rule of the stylesheet is closed: an unclosed block (a bad merge) silently swallows
+    // the rules after it into a media query.
+    let css = http
+        .get(format!("{base}/portal/style.css"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut depth = 0i32;
+    for (number, line) in css.lines().enumerate() {
+        depth += line.matches('{').count() as i32 - line.matches('}').count() as i32;
+        assert!(
+            depth >= 0,
+            "style.css closes a block too many on line {}",
+            number + 1
+        );
+    }
+    assert_eq!(depth, 0, "style.css leaves a block open");
+
     // The pages load nothing from elsewhere.
     let index = http
         .get(format!("{base}/portal/"))

@@ -75,6 +75,9 @@ async fn an_organization_key_opens_its_devices_page_with_summary_and_device_row(
         );
         browser.wait_visible("#nav a[aria-current=\"page\"]").await;
 
+        browser
+            .wait_visible("#live-state[data-state=\"live\"]")
+            .await;
         if std::env::var_os("PAIRD_SCREENSHOT").is_some() {
             let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/portal-devices.png");
             std::fs::write(path, browser.screenshot().await).unwrap();
