@@ -43,13 +43,15 @@ export async function renderDevices(org) {
   renderChrome(org, "devices");
   show("Devices", h("h1", {}, "Devices"), h("p", { class: "muted" }, "Loading…"));
   const base = `/v1/organizations/${segment(org)}`;
-  let organization, summary, licenses, devices;
+  let organization, summary, licenses, devices, me;
+  const asked = Date.now();
   try {
-    [organization, summary, licenses, devices] = await Promise.all([
+    [organization, summary, licenses, devices, me] = await Promise.all([
       get(base),
       get(`${base}/licenses/summary`),
       getAll(`${base}/licenses`),
       getAll(`${base}/devices`),
+      get("/v1/whoami"),
     ]);
   } catch (error) {
     showError("Devices", error);
@@ -57,6 +59,8 @@ export async function renderDevices(org) {
   }
 
   const state = {
+    /** The server's clock minus this browser's (reservations end by the server's clock). */
+    clockOffset: Date.parse(me.now) - (asked + Date.now()) / 2,
     base,
     operator: session.role() === "operator",
     /** License id → { license, device, row, panel }, in the table's order. */
@@ -310,11 +314,29 @@ function placeLicense(state, license, device) {
     if (focused) row.querySelector(`button[data-action="${focused}"]`)?.focus();
   }
   if (device) state.licenseOfDevice.set(device.id, license.id);
+  watchReservation(state, state.entries.get(license.id));
+}
+
+/** A reservation ends by itself when its single-use code expires, and no event says so: the row
+ * (and the counts) are re-read just after the server's expiry time. */
+function watchReservation(state, entry) {
+  clearTimeout(entry.reservationTimer);
+  entry.reservationTimer = null;
+  if (entry.license.status !== "reserved" || !entry.license.reserved_until) return;
+  const serverNow = Date.now() + (Number.isFinite(state.clockOffset) ? state.clockOffset : 0);
+  const left = Date.parse(entry.license.reserved_until) - serverNow;
+  if (!Number.isFinite(left)) return;
+  entry.reservationTimer = setTimeout(() => {
+    if (!state.tbody.isConnected) return;
+    refreshLicense(state, entry.license.id);
+    refreshSummary(state);
+  }, Math.max(0, left) + 1000);
 }
 
 function removeLicense(state, licenseId) {
   const entry = state.entries.get(licenseId);
   if (!entry) return;
+  clearTimeout(entry.reservationTimer);
   closePanel(entry);
   if (entry.device) state.licenseOfDevice.delete(entry.device.id);
   entry.row.remove();
