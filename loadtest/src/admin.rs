@@ -46,6 +46,33 @@ impl Admin {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Opens `org`'s live feed (as a portal does) and waits for its `ready` event.
+    pub async fn open_feed(&self, org: &str) -> anyhow::Result<Feed> {
+        let path = format!("/v1/organizations/{org}/events");
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "GET {path} answered {}",
+            response.status()
+        );
+        let mut feed = Feed {
+            response,
+            buffer: String::new(),
+        };
+        let ready = feed.next_event().await?;
+        anyhow::ensure!(
+            ready.as_ref().is_some_and(|(name, _)| name == "ready"),
+            "the live feed did not open with ready: {ready:?}"
+        );
+        Ok(feed)
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
@@ -163,4 +190,86 @@ pub struct Provisioned {
 /// The load tester's configuration body at a given edit: small, and different each time.
 pub fn configuration_body(edit: u64) -> String {
     format!("[GLOBAL]\nsynctime_high_threshold = 600\n# loadtest edit {edit}\n")
+}
+
+/// An organization's live feed, open.
+#[derive(Debug)]
+pub struct Feed {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+/// What a watcher of the live feed saw.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FeedTally {
+    pub events: u64,
+    /// Device ids named by `devices` events (a device counts once per event naming it).
+    pub device_ids: u64,
+}
+
+impl Feed {
+    /// Reads events until `stop` fires, then for a short grace (events follow their commits by
+    /// a moment), and counts them.
+    pub async fn tally(mut self, stop: tokio::sync::oneshot::Receiver<()>) -> FeedTally {
+        let mut tally = FeedTally::default();
+        let count = |event: Option<(String, Value)>, tally: &mut FeedTally| match event {
+            Some((name, data)) => {
+                tally.events += 1;
+                if name == "devices" {
+                    tally.device_ids += data["device_ids"].as_array().map_or(0, Vec::len) as u64;
+                }
+                true
+            }
+            None => false,
+        };
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                event = self.next_event() => {
+                    if !count(event.ok().flatten(), &mut tally) {
+                        return tally;
+                    }
+                }
+                _ = &mut stop => break,
+            }
+        }
+        let grace = tokio::time::sleep(std::time::Duration::from_millis(500));
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                event = self.next_event() => {
+                    if !count(event.ok().flatten(), &mut tally) {
+                        return tally;
+                    }
+                }
+                () = &mut grace => return tally,
+            }
+        }
+    }
+
+    /// The next event (name, JSON data), skipping keep-alive comments; `None` at the end.
+    async fn next_event(&mut self) -> anyhow::Result<Option<(String, Value)>> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_string();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return Ok(Some((name, serde_json::from_str(&data)?)));
+            }
+            let Some(chunk) = self.response.chunk().await? else {
+                return Ok(None);
+            };
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
 }

@@ -93,6 +93,10 @@ pub struct EnrollArgs {
     /// Devices stay connected after pairing (reading, acknowledging) until the run ends.
     #[arg(long)]
     pub stay: bool,
+    /// Keep the organization's live feed open during the run, as a portal page would, and
+    /// report what it told.
+    #[arg(long)]
+    pub watch: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -581,8 +585,16 @@ pub async fn enroll(target: &mut Target, args: &EnrollArgs) -> anyhow::Result<Re
     } else {
         args.common.concurrency as u32
     };
+    let watcher = if args.watch {
+        let feed = target.admin.open_feed(&provisioned.org).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        Some((stop, tokio::spawn(feed.tally(stopped))))
+    } else {
+        None
+    };
     let mut run = Run::start(target, "enroll", args.devices, held, &args.common).await?;
     run.setting("licenses", licenses);
+    run.setting("live feed watched", args.watch);
     run.setting("mode", format!("{:?}", args.mode).to_lowercase());
     run.setting("codes", format!("{:?}", args.codes).to_lowercase());
     if let Some(rate) = args.rate {
@@ -603,6 +615,16 @@ pub async fn enroll(target: &mut Target, args: &EnrollArgs) -> anyhow::Result<Re
         )
         .await;
     run.report.phases.push(phase);
+    if let Some((stop, tally)) = watcher {
+        let _ = stop.send(());
+        let tally = tally.await.context("the live-feed watcher")?;
+        run.report
+            .figures
+            .insert("live feed events".into(), tally.events as f64);
+        run.report
+            .figures
+            .insert("live feed device ids".into(), tally.device_ids as f64);
+    }
 
     let mut problems = Vec::new();
     let mut expectation = Expectation::default();
