@@ -249,7 +249,8 @@ async fn execute(
 /// What a committed command tells the organization's live feed.
 fn live_events(command: &AdminCommand, output: &AdminOutput) -> Vec<OrgEvent> {
     let event = match (command, output) {
-        (AdminCommand::CreateKey { .. } | AdminCommand::RevokeKey { .. }, _) => return Vec::new(),
+        (AdminCommand::CreateKey { .. }, _) => return Vec::new(),
+        (AdminCommand::RevokeKey { key_id }, _) => OrgEvent::KeyRevoked { key_id: *key_id },
         (
             AdminCommand::AddLicenses { .. }
             | AdminCommand::SetLicenseValidUntil { .. }

@@ -28,7 +28,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::ids::{DeviceId, OrgId};
+use crate::ids::{DeviceId, KeyId, OrgId};
 
 /// How often a node with watchers repeats its announcement to the other nodes.
 pub const WATCH_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(10);
@@ -73,6 +73,8 @@ pub enum OrgEvent {
     Codes,
     /// Configurations were created, edited or deleted.
     Configurations,
+    /// An organization key was revoked: a feed opened with it ends here.
+    KeyRevoked { key_id: KeyId },
     /// Events may have been missed: re-read everything.
     Resync,
 }

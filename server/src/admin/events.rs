@@ -2,7 +2,8 @@
 //!
 //! The stream opens with a `ready` event (the subscription is in place: anything that happens
 //! from now on is told), then carries one SSE event per engine event, named after its kind
-//! (`devices`, `licenses`, `codes`, `configurations`, `resync`), with the event as JSON data.
+//! (`devices`, `licenses`, `codes`, `configurations`, `key_revoked`, `resync`), with the event
+//! as JSON data.
 //! Events name what changed, never the new state: the watcher re-reads it from the API. A comment
 //! line every [`KEEPALIVE`] keeps proxies from closing an idle stream. The stream ends when the
 //! server shuts down; a watcher reconnects and re-reads everything, since nothing is replayed.
@@ -13,8 +14,9 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use engine::Principal;
 use engine::events::OrgEvent;
-use engine::ids::OrgId;
+use engine::ids::{KeyId, OrgId};
 use futures_util::stream::{self, Stream};
 use tokio::sync::{broadcast, watch};
 
@@ -29,7 +31,11 @@ pub(crate) async fn org_events(
     Ids(org): Ids<OrgId>,
 ) -> Result<Response, ApiError> {
     let receiver = state.engine.watch_organization(&principal, org).await?;
-    let stream = feed(receiver, state.stopped.clone());
+    let own_key = match principal {
+        Principal::OrgKey { key_id, .. } => Some(key_id),
+        Principal::Operator | Principal::System => None,
+    };
+    let stream = feed(receiver, state.stopped.clone(), own_key);
     Ok((
         [("x-accel-buffering", "no")],
         Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEPALIVE)),
@@ -43,13 +49,16 @@ enum Phase {
     Open,
 }
 
+/// The stream of one watcher. It ends when the server stops, or when `own_key` (the key the
+/// feed was opened with) is revoked: a revoked key learns nothing more.
 fn feed(
     receiver: broadcast::Receiver<std::sync::Arc<OrgEvent>>,
     stopped: watch::Receiver<bool>,
+    own_key: Option<KeyId>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(
         (Phase::Opening, receiver, stopped),
-        |(phase, mut receiver, mut stopped)| async move {
+        move |(phase, mut receiver, mut stopped)| async move {
             if let Phase::Opening = phase {
                 let ready = Event::default().event("ready").data("{}");
                 return Some((Ok(ready), (Phase::Open, receiver, stopped)));
@@ -59,7 +68,14 @@ fn feed(
             }
             let event = tokio::select! {
                 received = receiver.recv() => match received {
-                    Ok(event) => sse_event(&event),
+                    Ok(event) => {
+                        if let OrgEvent::KeyRevoked { key_id } = *event
+                            && Some(key_id) == own_key
+                        {
+                            return None;
+                        }
+                        sse_event(&event)
+                    }
                     // Fell behind: the watcher re-reads everything.
                     Err(broadcast::error::RecvError::Lagged(_)) => sse_event(&OrgEvent::Resync),
                     Err(broadcast::error::RecvError::Closed) => return None,
@@ -77,6 +93,7 @@ fn sse_event(event: &OrgEvent) -> Event {
         OrgEvent::Licenses => "licenses",
         OrgEvent::Codes => "codes",
         OrgEvent::Configurations => "configurations",
+        OrgEvent::KeyRevoked { .. } => "key_revoked",
         OrgEvent::Resync => "resync",
     };
     let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());

@@ -116,3 +116,45 @@ async fn only_the_operator_and_the_organizations_own_key_may_watch() {
     let _feed = EventFeed::open(&admin.with_token(&key_b), &b).await;
     test.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_key_ends_the_feeds_opened_with_it() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let org = admin.create_org("Acme").await;
+    let revoked = admin.create_key(&org, "leaving").await;
+    let kept = admin.create_key(&org, "staying").await;
+    let as_key = |key: &serde_json::Value| admin.with_token(key["key"].as_str().unwrap());
+    let mut revoked_feed = EventFeed::open(&as_key(&revoked), &org).await;
+    let mut kept_feed = EventFeed::open(&as_key(&kept), &org).await;
+    let mut operator_feed = EventFeed::open(admin, &org).await;
+
+    admin
+        .call(
+            Method::DELETE,
+            &format!(
+                "/v1/organizations/{org}/keys/{}",
+                revoked["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    // The revoked key's feed ends; the others are told which key went, and go on.
+    assert_eq!(revoked_feed.next().await, None);
+    for feed in [&mut kept_feed, &mut operator_feed] {
+        let event = feed.next_named("key_revoked", None).await;
+        assert_eq!(event.data["key_id"], revoked["id"]);
+    }
+    admin.add_licenses(&org, 1).await;
+    kept_feed.next_named("licenses", None).await;
+    // And it cannot open a new one.
+    let (status, _) = as_key(&revoked)
+        .call(
+            Method::GET,
+            &format!("/v1/organizations/{org}/events"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+    test.stop().await;
+}
