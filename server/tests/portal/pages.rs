@@ -204,34 +204,61 @@ async fn a_wrong_token_shows_an_error_and_stays_on_sign_in() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_phone_width_the_devices_page_does_not_scroll_sideways() {
+async fn at_phone_width_no_section_scrolls_sideways() {
     bounded(async {
         let fixture = Fixture::start().await;
+        // Something in every section: a code with a long label, audit entries.
+        fixture
+            .test
+            .admin
+            .reusable_code(
+                &fixture.a.id,
+                serde_json::json!({ "label": "spring rollout for the northern depots", "max_uses": 40 }),
+            )
+            .await;
         let browser = Browser::start().await;
         browser.set_window_size(390, 844).await;
         fixture.sign_in(&browser, &fixture.a.key).await;
         let row = license_row(&browser, &fixture.a.license_id).await;
         assert!(browser.text(&row).await.contains(&fixture.a.device_name));
-        let widths = browser
-            .execute(
-                "return [document.documentElement.scrollWidth, window.innerWidth];",
-                vec![],
-            )
-            .await;
-        let scroll_width = widths[0].as_u64().unwrap();
-        let inner_width = widths[1].as_u64().unwrap();
-        assert!(
-            inner_width <= 400,
-            "the window is not phone-sized: {widths}"
-        );
-        assert!(
-            scroll_width <= inner_width,
-            "the page scrolls sideways: scrollWidth {scroll_width} > innerWidth {inner_width}"
-        );
+        assert_no_sideways_scroll(&browser, "devices").await;
+        for (section, ready) in [
+            ("codes", "#codes tbody tr"),
+            ("configurations", "#configurations"),
+            ("audit", "table.audit tbody tr"),
+        ] {
+            let url = format!(
+                "{}#/organizations/{}/{section}",
+                fixture.portal_url(),
+                fixture.a.id
+            );
+            browser.navigate(&url).await;
+            browser.wait_visible(ready).await;
+            assert_no_sideways_scroll(&browser, section).await;
+        }
         browser.quit().await;
         fixture.test.stop().await;
     })
     .await;
+}
+
+async fn assert_no_sideways_scroll(browser: &Browser, section: &str) {
+    let widths = browser
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await;
+    let scroll_width = widths[0].as_u64().unwrap();
+    let inner_width = widths[1].as_u64().unwrap();
+    assert!(
+        inner_width <= 400,
+        "the window is not phone-sized: {widths}"
+    );
+    assert!(
+        scroll_width <= inner_width,
+        "{section} scrolls sideways: scrollWidth {scroll_width} > innerWidth {inner_width}"
+    );
 }
 
 /// The audit log page: newest first, a page at a time, only the organization's own entries.
