@@ -1,6 +1,8 @@
-// The Codes section: create a reusable code (with its QR), show one again, revoke.
+// The Codes section: create a reusable code (with its QR), show one again, revoke. The list
+// follows the live feed.
 
 import { get, getAll, post, segment } from "./api.js";
+import { stopWatching, watch } from "./live.js";
 import { errorMessage, formatTime, h, renderChrome, show, showError, table } from "./ui.js";
 
 const DAY_SECONDS = 24 * 3600;
@@ -132,4 +134,33 @@ export async function renderCodes(org) {
     h("h2", {}, "Codes"),
     h("div", { class: "table-wrap" }, codesTable),
   );
+
+  // Live: codes created or revoked elsewhere, and pairings that use a code (its uses and last
+  // use), re-read the list. A button that had the focus keeps it in the new row.
+  let pending = null;
+  const reread = async () => {
+    pending = null;
+    let latest;
+    try {
+      latest = await getAll(base);
+    } catch (error) {
+      status.textContent = errorMessage(error);
+      return;
+    }
+    if (!list.isConnected) return;
+    const focused = list.contains(document.activeElement)
+      ? [document.activeElement.closest("tr")?.dataset.codeId, document.activeElement.dataset.action]
+      : null;
+    list.replaceChildren(...latest.slice().reverse().map(codeRow));
+    if (focused) list.querySelector(`tr[data-code-id="${focused[0]}"] button[data-action="${focused[1]}"]`)?.focus();
+  };
+  watch(org, (name, data) => {
+    if (!list.isConnected) {
+      stopWatching();
+      return;
+    }
+    const relevant =
+      name === "codes" || name === "resync" || (name === "devices" && data.change === "paired");
+    if (relevant && !pending) pending = setTimeout(reread, 300);
+  });
 }

@@ -1,5 +1,6 @@
-//! The Devices page follows the organization's live feed: with the page open, a device that
-//! pairs, goes offline, comes back, or applies or fails a revision shows up without a reload.
+//! The pages follow the organization's live feed: with the Devices page open, a device that
+//! pairs, goes offline, comes back, or applies or fails a revision shows up without a reload;
+//! the Codes page shows new codes and their uses.
 
 use protocol::AckOutcome;
 use serde_json::{Value, json};
@@ -192,6 +193,40 @@ async fn another_organizations_changes_do_not_reach_the_page() {
             )
             .await;
         assert!(!shown.as_array().unwrap().contains(&json!(license[0])));
+        assert_not_reloaded(&browser).await;
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_codes_page_shows_new_codes_and_their_uses_without_a_reload() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let admin = &fixture.test.admin;
+        let browser = Browser::start().await;
+        fixture.sign_in(&browser, &fixture.a.key).await;
+        browser.wait_text("#org-name", &fixture.a.name).await;
+        let link = browser.wait_visible("#nav a[href$=\"/codes\"]").await;
+        browser.click(&link).await;
+        browser.wait_visible("#codes").await;
+        mark_page(&browser).await;
+
+        // A code made elsewhere (a portal backend) appears; a pairing with it counts a use.
+        let code = admin
+            .reusable_code(&fixture.a.id, json!({ "label": "made elsewhere" }))
+            .await;
+        let row = format!(
+            "#codes tr[data-code-id=\"{}\"]",
+            code["id"].as_str().unwrap()
+        );
+        browser.wait_text(&row, "made elsewhere").await;
+        let uses = format!("{row} td[data-label=\"Uses\"]");
+        browser.wait_text(&uses, "0").await;
+        let (_, _connection, _) =
+            pair_ok(&fixture.test.device_url(), code["code"].as_str().unwrap()).await;
+        browser.wait_text(&uses, "1").await;
         assert_not_reloaded(&browser).await;
         browser.quit().await;
         fixture.test.stop().await;
