@@ -35,9 +35,12 @@ export async function get(path, token = session.token()) {
   return request("GET", path, undefined, token);
 }
 
-/** POST `body` (JSON) to `path` with the session's token; resolves to the JSON answer. */
-export async function post(path, body = {}) {
-  return request("POST", path, body, session.token());
+/**
+ * POST `body` (JSON) to `path` with the session's token; resolves to the JSON answer. `headers`
+ * adds request headers (an `Idempotency-Key`).
+ */
+export async function post(path, body = {}, headers = {}) {
+  return request("POST", path, body, session.token(), headers);
 }
 
 /** PUT `body` (JSON) to `path` with the session's token; resolves to the JSON answer. */
@@ -73,9 +76,9 @@ export async function getText(path) {
   return response.text();
 }
 
-async function request(method, path, body, token) {
+async function request(method, path, body, token, extraHeaders = {}) {
   let response;
-  const headers = { Authorization: `Bearer ${token ?? ""}`, Accept: "application/json" };
+  const headers = { ...extraHeaders, Authorization: `Bearer ${token ?? ""}`, Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   try {
     response = await fetch(path, {

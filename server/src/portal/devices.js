@@ -10,7 +10,7 @@
 // (live.js) with the ids its events carry: a device pairing, coming online, going offline or
 // applying a revision shows without a reload.
 
-import { ApiError, get, getAll, post, segment, session } from "./api.js";
+import { ApiError, del, get, getAll, post, put, segment, session } from "./api.js";
 import { watch } from "./live.js";
 import { errorMessage, formatTime, h, renderChrome, show, showError, table } from "./ui.js";
 
@@ -595,7 +595,7 @@ function openAssign(state, entry) {
     stopTimer();
     closePanelToRow(entry, "assign");
     try {
-      await send("DELETE", `${state.base}/licenses/${segment(licenseId)}/single-use-code`);
+      await del(`${state.base}/licenses/${segment(licenseId)}/single-use-code`);
     } catch (error) {
       state.status.textContent = `The code was not cancelled: ${errorMessage(error)}`;
     }
@@ -644,7 +644,7 @@ function openConfigure(state, entry) {
     save.disabled = true;
     const chosen = select.selectedOptions[0]?.dataset.name ?? "the configuration";
     try {
-      await send("PUT", `${state.base}/devices/${segment(device.id)}/configuration`, {
+      await put(`${state.base}/devices/${segment(device.id)}/configuration`, {
         configuration_id: select.value,
       });
       closePanelToRow(entry, "configure");
@@ -772,7 +772,7 @@ function addLicensesSection(state) {
     submit.disabled = true;
     message.textContent = "Adding…";
     try {
-      const added = await send("POST", `${state.base}/licenses`, body, { "Idempotency-Key": idempotencyKey });
+      const added = await post(`${state.base}/licenses`, body, { "Idempotency-Key": idempotencyKey });
       idempotencyKey = newIdempotencyKey();
       message.textContent = `Added ${added.license_ids.length} ${added.license_ids.length === 1 ? "license" : "licenses"}.`;
       await Promise.all([showAddedLicenses(state, added.license_ids), refreshSummary(state)]);
@@ -817,37 +817,4 @@ async function showAddedLicenses(state, licenseIds) {
 function newIdempotencyKey() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return `portal-${Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("")}`;
-}
-
-// --- requests api.js does not offer ---------------------------------------------------------------
-
-/**
- * `method` (PUT, DELETE, or POST with extra headers) with the session's token, JSON in and out,
- * errors as `ApiError` like api.js.
- */
-async function send(method, path, body, extraHeaders = {}) {
-  const headers = { Authorization: `Bearer ${session.token() ?? ""}`, Accept: "application/json", ...extraHeaders };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let response;
-  try {
-    response = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-    });
-  } catch {
-    throw new ApiError(0, "network", "The server cannot be reached.");
-  }
-  let answer = null;
-  try {
-    answer = await response.json();
-  } catch {
-    answer = null;
-  }
-  if (!response.ok) {
-    const error = answer?.error ?? {};
-    throw new ApiError(response.status, error.code ?? "error", error.message ?? response.statusText);
-  }
-  return answer;
 }
