@@ -428,12 +428,9 @@ async fn another_organizations_key_never_sees_its_configurations() {
         assert!(!page.contains("Meters"), "{page}");
 
         // A's configurations by address: an error, never A's data.
-        let url = format!(
-            "{}#/organizations/{}/configurations",
-            fixture.portal_url(),
-            fixture.a.id
-        );
-        browser.navigate(&url).await;
+        fixture
+            .open_section(&browser, &fixture.a.id, "configurations")
+            .await;
         let alert = browser.wait_visible("main [role=\"alert\"]").await;
         assert!(browser.text(&alert).await.contains("Not found"));
         let page = browser.page_text().await;

@@ -57,6 +57,12 @@ impl Fixture {
         format!("{}/portal/", self.test.server.admin_url())
     }
 
+    /// Opens one section of an organization by its address, as a user typing it would.
+    pub async fn open_section(&self, browser: &Browser, org: &str, section: &str) {
+        let url = format!("{}#/organizations/{org}/{section}", self.portal_url());
+        browser.navigate(&url).await;
+    }
+
     /// Opens the portal and signs in with `token`; does not wait for what comes next.
     pub async fn sign_in(&self, browser: &Browser, token: &str) {
         browser.navigate(&self.portal_url()).await;

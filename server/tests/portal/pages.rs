@@ -149,12 +149,9 @@ async fn an_organization_key_never_shows_another_organizations_data() {
         assert!(!page.contains(&fixture.b.device_name), "{page}");
 
         // Typing org B's id into the address bar shows an error, never B's data.
-        let url = format!(
-            "{}#/organizations/{}/devices",
-            fixture.portal_url(),
-            fixture.b.id
-        );
-        browser.navigate(&url).await;
+        fixture
+            .open_section(&browser, &fixture.b.id, "devices")
+            .await;
         let alert = browser.wait_visible("main [role=\"alert\"]").await;
         assert!(browser.text(&alert).await.contains("Not found"));
         let page = browser.page_text().await;
@@ -227,12 +224,7 @@ async fn at_phone_width_no_section_scrolls_sideways() {
             ("configurations", "#configurations"),
             ("audit", "table.audit tbody tr"),
         ] {
-            let url = format!(
-                "{}#/organizations/{}/{section}",
-                fixture.portal_url(),
-                fixture.a.id
-            );
-            browser.navigate(&url).await;
+            fixture.open_section(&browser, &fixture.a.id, section).await;
             browser.wait_visible(ready).await;
             assert_no_sideways_scroll(&browser, section).await;
         }
