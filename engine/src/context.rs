@@ -93,10 +93,10 @@ impl Shared {
     /// node's watchers, and through the store to other nodes' watchers. Costs two map lookups
     /// when nobody watches.
     pub fn publish_events(&self, org_id: OrgId, events: Vec<OrgEvent>) {
-        let audience = self.watchers.audience(org_id);
         if events.is_empty() {
             return;
         }
+        let audience = self.watchers.audience(org_id);
         if audience.elsewhere {
             let store = Arc::clone(&self.store);
             let sent = events.clone();

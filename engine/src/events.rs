@@ -95,17 +95,15 @@ pub(crate) struct Audience {
 }
 
 impl Watchers {
-    /// A new watcher of `org_id`, and whether it is the first one here (to announce at once).
+    /// A new watcher of `org_id`, and whether it is the only one here (to announce at once: the
+    /// other nodes may have forgotten an earlier watcher's announcement).
     pub fn subscribe(&self, org_id: OrgId) -> (broadcast::Receiver<Arc<OrgEvent>>, bool) {
-        let mut first = false;
-        let receiver = self
+        let sender = self
             .local
             .entry(org_id)
-            .or_insert_with(|| {
-                first = true;
-                broadcast::channel(WATCHER_BUFFER).0
-            })
-            .subscribe();
+            .or_insert_with(|| broadcast::channel(WATCHER_BUFFER).0);
+        let receiver = sender.subscribe();
+        let first = sender.receiver_count() == 1;
         (receiver, first)
     }
 
@@ -189,6 +187,10 @@ mod tests {
         drop(receiver);
         drop(_second);
         assert!(!watchers.audience(org).here);
+        // A watcher after the others left is the first again (its node announces it at once).
+        let (again, first) = watchers.subscribe(org);
+        assert!(first);
+        drop(again);
         assert!(watchers.watched_here().is_empty());
     }
 
