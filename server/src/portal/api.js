@@ -2,18 +2,26 @@
 
 const TOKEN_KEY = "paird.token";
 const ROLE_KEY = "paird.role";
+const ORG_KEY = "paird.organization";
 
-/** The session: the token and whether it is the operator's, kept for this tab only. */
+/**
+ * The session, kept for this tab only: the token, whether it is the operator's ("operator") or an
+ * organization key's ("key"), and a key's own organization.
+ */
 export const session = {
   token: () => sessionStorage.getItem(TOKEN_KEY),
   role: () => sessionStorage.getItem(ROLE_KEY),
-  save(token, role) {
+  organization: () => sessionStorage.getItem(ORG_KEY),
+  save(token, role, organization = null) {
     sessionStorage.setItem(TOKEN_KEY, token);
     sessionStorage.setItem(ROLE_KEY, role);
+    if (organization) sessionStorage.setItem(ORG_KEY, organization);
+    else sessionStorage.removeItem(ORG_KEY);
   },
   clear() {
     sessionStorage.removeItem(TOKEN_KEY);
     sessionStorage.removeItem(ROLE_KEY);
+    sessionStorage.removeItem(ORG_KEY);
   },
 };
 

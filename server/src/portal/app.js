@@ -87,7 +87,7 @@ function renderSignIn(message) {
 async function signIn(token) {
   const me = await get("/v1/whoami", token);
   const role = me.role === "operator" ? "operator" : "key";
-  session.save(token, role);
+  session.save(token, role, role === "key" ? me.organization_id : null);
   if (role === "operator") {
     go("#/organizations");
   } else {

@@ -90,6 +90,8 @@ export function renderChrome(org, current) {
   if (signedIn && session.role() === "operator") {
     links.push(navLink("#/organizations", "Organizations", current === "organizations"));
   }
+  // A key's navigation always leads to its own organization, whatever the address says.
+  if (signedIn && session.role() === "key" && session.organization()) org = session.organization();
   if (signedIn && org) {
     for (const [section, label] of SECTIONS) {
       links.push(

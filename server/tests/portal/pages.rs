@@ -158,6 +158,20 @@ async fn an_organization_key_never_shows_another_organizations_data() {
         assert!(!page.contains(&fixture.b.name), "{page}");
         assert!(!page.contains(&fixture.b.device_name), "{page}");
         assert!(browser.find("#licenses").await.is_none());
+        // The navigation still leads to the key's own organization, never to B's address.
+        let links: Value = browser
+            .execute(
+                "return [...document.querySelectorAll('#nav a')].map(a => a.getAttribute('href'));",
+                vec![],
+            )
+            .await;
+        let links = links.as_array().unwrap();
+        assert!(!links.is_empty());
+        for link in links {
+            let link = link.as_str().unwrap();
+            assert!(link.contains(&fixture.a.id), "{link}");
+            assert!(!link.contains(&fixture.b.id), "{link}");
+        }
         browser.quit().await;
         fixture.test.stop().await;
     })
