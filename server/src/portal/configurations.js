@@ -118,7 +118,7 @@ async function renderList(org, message = null) {
         ),
       ),
       h("td", { "data-label": "Revision", "data-field": "revision" }, String(configuration.revision)),
-      h("td", { "data-label": "Updated" }, formatTime(configuration.updated_at)),
+      h("td", { "data-label": "Updated", "data-field": "updated" }, formatTime(configuration.updated_at)),
       h(
         "td",
         { "data-label": "Devices", "data-field": "devices" },
@@ -162,6 +162,59 @@ async function renderList(org, message = null) {
   );
   // Focus goes to the news (created, deleted) or to the heading, never lost on a removed button.
   (status.querySelector("#config-notice") ?? heading).focus();
+  followList(org, configurations);
+}
+
+/**
+ * Keeps the list's revisions and device counts current from the live feed. The rows are
+ * updated in place (the focus stays where it is); a configuration created or deleted elsewhere
+ * re-renders the list.
+ */
+function followList(org, shown) {
+  const base = `/v1/organizations/${segment(org)}`;
+  const shownIds = shown.map((configuration) => configuration.id).join();
+  let pending = null;
+  const reread = async () => {
+    pending = null;
+    let configurations, rollouts;
+    try {
+      configurations = await getAll(`${base}/configurations`);
+      rollouts = await Promise.all(
+        configurations.map((configuration) =>
+          get(`${base}/configurations/${segment(configuration.id)}/rollout`).catch(() => null),
+        ),
+      );
+    } catch {
+      return; // The next event, or a reload, tries again.
+    }
+    // Still on this list (not in an editor, not elsewhere)?
+    if (!document.getElementById("configurations-title")) return;
+    if (configurations.map((configuration) => configuration.id).join() !== shownIds) {
+      renderList(org);
+      return;
+    }
+    const table = document.getElementById("configurations");
+    if (!table) return;
+    configurations.forEach((configuration, index) => {
+      const row = table.querySelector(`tr[data-config-id="${configuration.id}"]`);
+      if (!row) return;
+      const rollout = rollouts[index];
+      const assigned = rollout ? rollout.assigned_devices : configuration.assigned_devices;
+      row.querySelector('[data-field="revision"]').textContent = String(configuration.revision);
+      row.querySelector('[data-field="updated"]').textContent = formatTime(configuration.updated_at);
+      row.querySelector('[data-field="devices"]').textContent = rollout
+        ? `${assigned} assigned · ${rollout.up_to_date} up to date`
+        : `${assigned} assigned`;
+    });
+  };
+  watch(org, (name) => {
+    if (!document.getElementById("configurations-title")) {
+      stopWatching();
+      return;
+    }
+    if (!["devices", "configurations", "resync"].includes(name) || pending) return;
+    pending = setTimeout(reread, 300);
+  });
 }
 
 async function deleteConfiguration(org, configuration, say) {

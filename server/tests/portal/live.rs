@@ -1,6 +1,7 @@
 //! The pages follow the organization's live feed: with the Devices page open, a device that
 //! pairs, goes offline, comes back, or applies or fails a revision shows up without a reload;
-//! the Codes page shows new codes and their uses.
+//! the Codes page shows new codes and their uses; the Configurations list, revisions, reports and
+//! new configurations.
 
 use protocol::AckOutcome;
 use serde_json::{Value, json};
@@ -227,6 +228,51 @@ async fn the_codes_page_shows_new_codes_and_their_uses_without_a_reload() {
         let (_, _connection, _) =
             pair_ok(&fixture.test.device_url(), code["code"].as_str().unwrap()).await;
         browser.wait_text(&uses, "1").await;
+        assert_not_reloaded(&browser).await;
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configurations_list_follows_edits_reports_and_new_configurations() {
+    bounded(async {
+        let mut fixture = Fixture::start().await;
+        let org = fixture.a.id.clone();
+        let browser = Browser::start().await;
+        fixture.sign_in(&browser, &fixture.a.key).await;
+        browser.wait_text("#org-name", &fixture.a.name).await;
+        fixture.open_section(&browser, &org, "configurations").await;
+        browser.wait_visible("#configurations").await;
+        mark_page(&browser).await;
+        let admin = &fixture.test.admin;
+        let configs = admin
+            .get(&format!("/v1/organizations/{org}/configurations"))
+            .await;
+        let meters = configs["items"][0]["id"].as_str().unwrap().to_string();
+        let row = format!("#configurations tr[data-config-id=\"{meters}\"]");
+
+        // An edit made elsewhere: revision 2, nobody up to date until Van 7 applies it.
+        admin
+            .edit_config(&org, &meters, "[GLOBAL]\nsynctime_high_threshold = 600\n")
+            .await;
+        browser
+            .wait_text(&format!("{row} [data-field=\"revision\"]"), "2")
+            .await;
+        browser
+            .wait_text(&format!("{row} [data-field=\"devices\"]"), "0 up to date")
+            .await;
+        let edit = next_configuration(&mut fixture.a.connection).await;
+        assert!(acknowledge(&mut fixture.a.connection, &edit, AckOutcome::Applied).await);
+        browser
+            .wait_text(&format!("{row} [data-field=\"devices\"]"), "1 up to date")
+            .await;
+
+        // A configuration created elsewhere appears, and new devices get it.
+        admin.create_config(&org, "Gas meters", "[GLOBAL]\n").await;
+        browser.wait_text("#new-devices-get", "Gas meters").await;
+        browser.wait_text("#configurations", "Gas meters").await;
         assert_not_reloaded(&browser).await;
         browser.quit().await;
         fixture.test.stop().await;
