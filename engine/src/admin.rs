@@ -231,9 +231,7 @@ async fn execute(
         Ok(Decided::Changed(output)) => {
             tx.commit().await?;
             apply_effects(shared, org_id, effects);
-            if shared.is_watched(org_id) {
-                shared.publish_events(org_id, live_events(&job.command, &output));
-            }
+            shared.publish_events(org_id, || live_events(&job.command, &output));
             Ok(output)
         }
         outcome => {

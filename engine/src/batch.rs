@@ -922,9 +922,7 @@ fn decide_code(
 
 /// Binds connections, pushes, answers. Runs after the commit.
 fn deliver(shared: &Shared, org_id: OrgId, batch: Batch, plan: Plan) -> Batch {
-    if shared.is_watched(org_id) {
-        shared.publish_events(org_id, live_events(&batch, &plan));
-    }
+    shared.publish_events(org_id, || live_events(&batch, &plan));
     let mut deferred = Batch::default();
     let snapshot =
         |config: Option<ConfigId>| config.and_then(|id| plan.snapshots.get(&id).cloned());

@@ -82,21 +82,18 @@ impl Shared {
         self.next_connection.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Whether anyone, here or on another node, watches `org_id`'s live feed: callers skip
-    /// building events when nobody does.
-    pub fn is_watched(&self, org_id: OrgId) -> bool {
-        let audience = self.watchers.audience(org_id);
-        audience.here || audience.elsewhere
-    }
-
     /// Publishes live-feed events of `org_id`, after the commit that made them true: to this
-    /// node's watchers, and through the store to other nodes' watchers. Costs two map lookups
-    /// when nobody watches.
-    pub fn publish_events(&self, org_id: OrgId, events: Vec<OrgEvent>) {
+    /// node's watchers, and through the store to other nodes' watchers. `events` is only called
+    /// when someone watches: otherwise this costs two map lookups.
+    pub fn publish_events(&self, org_id: OrgId, events: impl FnOnce() -> Vec<OrgEvent>) {
+        let audience = self.watchers.audience(org_id);
+        if !audience.here && !audience.elsewhere {
+            return;
+        }
+        let events = events();
         if events.is_empty() {
             return;
         }
-        let audience = self.watchers.audience(org_id);
         if audience.elsewhere {
             let store = Arc::clone(&self.store);
             let sent = events.clone();

@@ -58,13 +58,7 @@ async function renderList(org, message = null) {
   const base = `/v1/organizations/${segment(org)}`;
   let organization, configurations, rollouts;
   try {
-    [organization, configurations] = await Promise.all([get(base), getAll(`${base}/configurations`)]);
-    // The rollout gives "up to date" per configuration; a failure there only blanks that count.
-    rollouts = await Promise.all(
-      configurations.map((configuration) =>
-        get(`${base}/configurations/${segment(configuration.id)}/rollout`).catch(() => null),
-      ),
-    );
+    [organization, [configurations, rollouts]] = await Promise.all([get(base), readConfigurations(base)]);
   } catch (error) {
     showError(TITLE, error);
     return;
@@ -103,7 +97,6 @@ async function renderList(org, message = null) {
       "Delete",
     );
     remove.addEventListener("click", () => deleteConfiguration(org, configuration, say));
-    const assigned = rollout ? rollout.assigned_devices : configuration.assigned_devices;
     return h(
       "tr",
       { "data-config-id": configuration.id },
@@ -122,9 +115,7 @@ async function renderList(org, message = null) {
       h(
         "td",
         { "data-label": "Devices", "data-field": "devices" },
-        rollout
-          ? `${assigned} assigned · ${rollout.up_to_date} up to date`
-          : `${assigned} assigned`,
+        devicesText(configuration, rollout),
       ),
       h("td", { "data-label": "Actions", class: "actions" }, edit, " ", remove),
     );
@@ -166,6 +157,26 @@ async function renderList(org, message = null) {
 }
 
 /**
+ * The organization's configurations and, for each, its rollout (which gives "up to date"; a
+ * failure there only blanks that count: null).
+ */
+async function readConfigurations(base) {
+  const configurations = await getAll(`${base}/configurations`);
+  const rollouts = await Promise.all(
+    configurations.map((configuration) =>
+      get(`${base}/configurations/${segment(configuration.id)}/rollout`).catch(() => null),
+    ),
+  );
+  return [configurations, rollouts];
+}
+
+/** The list's "Devices" cell: how many devices have it, and how many run its current revision. */
+function devicesText(configuration, rollout) {
+  const assigned = rollout ? rollout.assigned_devices : configuration.assigned_devices;
+  return rollout ? `${assigned} assigned · ${rollout.up_to_date} up to date` : `${assigned} assigned`;
+}
+
+/**
  * Keeps the list's revisions and device counts current from the live feed. The rows are
  * updated in place (the focus stays where it is); a configuration created or deleted elsewhere
  * re-renders the list.
@@ -178,12 +189,7 @@ function followList(org, shown) {
     pending = null;
     let configurations, rollouts;
     try {
-      configurations = await getAll(`${base}/configurations`);
-      rollouts = await Promise.all(
-        configurations.map((configuration) =>
-          get(`${base}/configurations/${segment(configuration.id)}/rollout`).catch(() => null),
-        ),
-      );
+      [configurations, rollouts] = await readConfigurations(base);
     } catch {
       return; // The next event, or a reload, tries again.
     }
@@ -198,13 +204,9 @@ function followList(org, shown) {
     configurations.forEach((configuration, index) => {
       const row = table.querySelector(`tr[data-config-id="${configuration.id}"]`);
       if (!row) return;
-      const rollout = rollouts[index];
-      const assigned = rollout ? rollout.assigned_devices : configuration.assigned_devices;
       row.querySelector('[data-field="revision"]').textContent = String(configuration.revision);
       row.querySelector('[data-field="updated"]').textContent = formatTime(configuration.updated_at);
-      row.querySelector('[data-field="devices"]').textContent = rollout
-        ? `${assigned} assigned · ${rollout.up_to_date} up to date`
-        : `${assigned} assigned`;
+      row.querySelector('[data-field="devices"]').textContent = devicesText(configuration, rollouts[index]);
     });
   };
   watch(org, (name) => {

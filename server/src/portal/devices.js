@@ -43,16 +43,10 @@ export async function renderDevices(org) {
   renderChrome(org, "devices");
   show("Devices", h("h1", {}, "Devices"), h("p", { class: "muted" }, "Loading…"));
   const base = `/v1/organizations/${segment(org)}`;
-  let organization, summary, licenses, devices, me;
+  let organization, page, me;
   const asked = Date.now();
   try {
-    [organization, summary, licenses, devices, me] = await Promise.all([
-      get(base),
-      get(`${base}/licenses/summary`),
-      getAll(`${base}/licenses`),
-      getAll(`${base}/devices`),
-      get("/v1/whoami"),
-    ]);
+    [organization, page, me] = await Promise.all([get(base), readLicenses(base), get("/v1/whoami")]);
   } catch (error) {
     showError("Devices", error);
     return;
@@ -85,8 +79,7 @@ export async function renderDevices(org) {
 
   // Every row is built once, into a body that is not on the page yet; one click listener on the
   // body serves the buttons of every row, however many there are.
-  const devicesByLicense = new Map(devices.map((device) => [device.license_id, device]));
-  for (const license of licenses) placeLicense(state, license, devicesByLicense.get(license.id) ?? null);
+  for (const [license, device] of page.rows) placeLicense(state, license, device);
   state.tbody.addEventListener("click", (event) => onRowAction(state, event));
   state.licensesTable = table(
     { id: "licenses", class: "licenses" },
@@ -104,7 +97,7 @@ export async function renderDevices(org) {
       return h("div", { class: `count count-${key}` }, h("dt", {}, label), value);
     }),
   );
-  showSummary(state, summary);
+  showSummary(state, page.summary);
   updateEmpty(state);
 
   show(
@@ -205,22 +198,16 @@ async function flush(state) {
 /** Re-reads every license, device and count, and puts each row in place (open panels stay when
  * they still fit); rows of licenses that no longer exist go. */
 async function reloadAll(state) {
-  let summary, licenses, devices;
+  let page;
   try {
-    [summary, licenses, devices] = await Promise.all([
-      get(`${state.base}/licenses/summary`),
-      getAll(`${state.base}/licenses`),
-      getAll(`${state.base}/devices`),
-    ]);
+    page = await readLicenses(state.base);
   } catch (error) {
     state.status.textContent = `Could not update the page: ${errorMessage(error)}`;
     return;
   }
-  const devicesByLicense = new Map(devices.map((device) => [device.license_id, device]));
   const present = new Set();
-  for (const license of licenses) {
+  for (const [license, device] of page.rows) {
     present.add(license.id);
-    const device = devicesByLicense.get(license.id) ?? null;
     const entry = state.entries.get(license.id);
     // Unchanged rows are left alone, so that a big page does not flicker or lose focus.
     if (entry && sameJson(entry.license, license) && sameJson(entry.device, device)) continue;
@@ -229,7 +216,18 @@ async function reloadAll(state) {
   for (const licenseId of [...state.entries.keys()]) {
     if (!present.has(licenseId)) removeLicense(state, licenseId);
   }
-  showSummary(state, summary);
+  showSummary(state, page.summary);
+}
+
+/** The license counts, and every license with the device holding it (or null), in list order. */
+async function readLicenses(base) {
+  const [summary, licenses, devices] = await Promise.all([
+    get(`${base}/licenses/summary`),
+    getAll(`${base}/licenses`),
+    getAll(`${base}/devices`),
+  ]);
+  const devicesByLicense = new Map(devices.map((device) => [device.license_id, device]));
+  return { summary, rows: licenses.map((license) => [license, devicesByLicense.get(license.id) ?? null]) };
 }
 
 function sameJson(a, b) {

@@ -33,15 +33,7 @@ async fn the_audit_log_records_admin_changes_and_pairing_outcomes() {
             json!({}),
         )
         .await;
-    portal
-        .post(
-            &format!(
-                "/v1/organizations/{org}/devices/{}/unpair",
-                paired.device_id
-            ),
-            json!({}),
-        )
-        .await;
+    portal.unpair(&org, paired.device_id).await;
     // Unknown codes are counted, not logged one by one.
     let unknown = "B".repeat(protocol::PairingCode::LEN);
     for _ in 0..3 {

@@ -58,12 +58,7 @@ async fn the_feed_tells_each_change_of_its_organization_by_id() {
         .await;
     let event = feed.next_named("devices", Some("assigned")).await;
     assert_eq!(event.data["device_ids"], json!([device]));
-    admin
-        .post(
-            &format!("/v1/organizations/{org}/devices/{device}/unpair"),
-            json!({}),
-        )
-        .await;
+    admin.unpair(&org, &device).await;
     let event = feed.next_named("devices", Some("ended")).await;
     assert_eq!(event.data["device_ids"], json!([device]));
 

@@ -386,6 +386,15 @@ impl Admin {
         .await
     }
 
+    /// Unpairs a device; returns the answer (`{"device_id", "license_id"}`).
+    pub async fn unpair(&self, org: &str, device: impl std::fmt::Display) -> Value {
+        self.post(
+            &format!("/v1/organizations/{org}/devices/{device}/unpair"),
+            json!({}),
+        )
+        .await
+    }
+
     pub async fn devices(&self, org: &str) -> Vec<Value> {
         let page = self
             .get(&format!("/v1/organizations/{org}/devices?limit=1000"))

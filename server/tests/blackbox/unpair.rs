@@ -16,15 +16,7 @@ async fn unpairing_tells_and_disconnects_the_device_and_frees_its_license() {
     let (identity, mut connection, paired) = pair_ok(&test.device_url(), &code).await;
     next_configuration(&mut connection).await;
 
-    let answer = admin
-        .post(
-            &format!(
-                "/v1/organizations/{org}/devices/{}/unpair",
-                paired.device_id
-            ),
-            json!({}),
-        )
-        .await;
+    let answer = admin.unpair(&org, paired.device_id).await;
     assert_eq!(answer["license_id"], json!(paired.license_id.to_string()));
     match connection.recv_timeout(WAIT).await {
         Ok(ServerMessage::Ended(ended)) => assert_eq!(ended.reason, EndReason::Unpaired),

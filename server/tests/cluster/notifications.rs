@@ -103,15 +103,7 @@ async fn an_assignment_and_an_unpair_sent_to_one_node_reach_a_device_on_another(
     assert_eq!(assigned.configuration_id.to_string(), older);
     assert_eq!(assigned.body, "[GLOBAL]\nolder = 1\n");
 
-    admin
-        .post(
-            &format!(
-                "/v1/organizations/{org}/devices/{}/unpair",
-                paired.device_id
-            ),
-            json!({}),
-        )
-        .await;
+    admin.unpair(&org, paired.device_id).await;
     match on_c.recv_timeout(WAIT).await {
         Ok(ServerMessage::Ended(ended)) => assert_eq!(ended.reason, EndReason::Unpaired),
         other => panic!("the device on node c was not told it was unpaired: got {other:?}"),

@@ -7,7 +7,7 @@ use protocol::AckOutcome;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::fixture::{Fixture, bounded};
+use crate::fixture::{Fixture, assert_no_sideways_scroll, bounded};
 use crate::support::{acknowledge, next_configuration, pair_ok};
 use crate::webdriver::Browser;
 
@@ -455,11 +455,10 @@ async fn at_phone_width_the_configurations_list_and_editor_do_not_scroll_sideway
         let browser = Browser::start().await;
         browser.set_window_size(390, 844).await;
         open_configurations(&fixture, &browser, &fixture.a.key).await;
-        let widths = "return [document.documentElement.scrollWidth, window.innerWidth];";
         browser
             .wait_visible(&format!("#configurations tr[data-config-id=\"{meters}\"]"))
             .await;
-        let list = browser.execute(widths, vec![]).await;
+        assert_no_sideways_scroll(&browser, "the list").await;
         edit(&browser, &meters).await;
         browser.wait_visible("#assign-form").await;
         // A long line in the editor scrolls inside the editor, not the page.
@@ -471,19 +470,7 @@ async fn at_phone_width_the_configurations_list_and_editor_do_not_scroll_sideway
             )
             .await;
         browser.wait_text("#check-summary", "No problems").await;
-        let editor = browser.execute(widths, vec![]).await;
-        for widths in [list, editor] {
-            let scroll_width = widths[0].as_u64().unwrap();
-            let inner_width = widths[1].as_u64().unwrap();
-            assert!(
-                inner_width <= 400,
-                "the window is not phone-sized: {widths}"
-            );
-            assert!(
-                scroll_width <= inner_width,
-                "the page scrolls sideways: scrollWidth {scroll_width} > innerWidth {inner_width}"
-            );
-        }
+        assert_no_sideways_scroll(&browser, "the editor").await;
         browser.quit().await;
         fixture.test.stop().await;
     })

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::codes::decode_qr;
-use crate::fixture::{Fixture, bounded, license_row};
+use crate::fixture::{Fixture, assert_no_sideways_scroll, bounded, license_row};
 use crate::support::{
     OPERATOR_TOKEN, WAIT, acknowledge, connect, device_info, identity, next_configuration,
     pair_new, pair_ok, refusal,
@@ -212,20 +212,7 @@ async fn an_expired_code_is_refused_new_code_replaces_it_and_cancel_releases_the
         fixture.sign_in(&browser, &fixture.a.key).await;
         click(&browser, &button_css(&free, "assign")).await;
         let expired = shown_payload(&browser, &free, "").await;
-        let widths = browser
-            .execute(
-                "return [document.documentElement.scrollWidth, window.innerWidth];",
-                vec![],
-            )
-            .await;
-        assert!(
-            widths[1].as_u64().unwrap() <= 400,
-            "not phone-sized: {widths}"
-        );
-        assert!(
-            widths[0].as_u64().unwrap() <= widths[1].as_u64().unwrap(),
-            "the page scrolls sideways: {widths}"
-        );
+        assert_no_sideways_scroll(&browser, "the page with the code's panel").await;
 
         // The server's clock passes the code's minute: the code no longer pairs anyone.
         fixture.test.admin.advance(61.0).await;

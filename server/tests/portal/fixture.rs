@@ -124,3 +124,23 @@ pub async fn license_row(browser: &Browser, license_id: &str) -> Element {
         .wait_visible(&format!("#licenses tr[data-license-id=\"{license_id}\"]"))
         .await
 }
+
+/// Fails when the page is wider than the (phone-sized) window: it would scroll sideways.
+pub async fn assert_no_sideways_scroll(browser: &Browser, section: &str) {
+    let widths = browser
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await;
+    let scroll_width = widths[0].as_u64().unwrap();
+    let inner_width = widths[1].as_u64().unwrap();
+    assert!(
+        inner_width <= 400,
+        "the window is not phone-sized: {widths}"
+    );
+    assert!(
+        scroll_width <= inner_width,
+        "{section} scrolls sideways: scrollWidth {scroll_width} > innerWidth {inner_width}"
+    );
+}

@@ -131,15 +131,7 @@ async fn pairing_presence_and_applied_or_failed_revisions_show_without_a_reload(
         assert_eq!(rows.len(), 4);
 
         // Unpaired by someone else (another portal user, a backend): the row is free again.
-        admin
-            .post(
-                &format!(
-                    "/v1/organizations/{org}/devices/{}/unpair",
-                    paired.device_id
-                ),
-                json!({}),
-            )
-            .await;
+        admin.unpair(&org, paired.device_id).await;
         let freed = format!(
             "#licenses tr[data-license-id=\"{}\"][data-status=\"free\"]",
             paired.license_id

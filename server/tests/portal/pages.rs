@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::fixture::{Fixture, bounded, license_row};
+use crate::fixture::{Fixture, assert_no_sideways_scroll, bounded, license_row};
 use crate::support::OPERATOR_TOKEN;
 use crate::webdriver::Browser;
 
@@ -246,25 +246,6 @@ async fn at_phone_width_no_section_scrolls_sideways() {
         fixture.test.stop().await;
     })
     .await;
-}
-
-async fn assert_no_sideways_scroll(browser: &Browser, section: &str) {
-    let widths = browser
-        .execute(
-            "return [document.documentElement.scrollWidth, window.innerWidth];",
-            vec![],
-        )
-        .await;
-    let scroll_width = widths[0].as_u64().unwrap();
-    let inner_width = widths[1].as_u64().unwrap();
-    assert!(
-        inner_width <= 400,
-        "the window is not phone-sized: {widths}"
-    );
-    assert!(
-        scroll_width <= inner_width,
-        "{section} scrolls sideways: scrollWidth {scroll_width} > innerWidth {inner_width}"
-    );
 }
 
 /// The audit log page: newest first, a page at a time, only the organization's own entries.
