@@ -4,7 +4,7 @@
 //! (`Throughput::Elements`), so the batch sizes compare directly: how much one fsync'd commit
 //! gains from carrying more pairings.
 //!
-//! The transaction replays, through the public `engine::store::StoreTx` trait, the statements
+//! The transaction replays, through the public `engine::store::PairingTx` trait, the statements
 //! that `engine`'s batch module issues for a batch of first-time pairings on a reusable code:
 //! lock the code, look up the installations' active pairings, claim free licenses, read the
 //! newest configuration, assign the licenses, insert the devices, count the code's uses, append
@@ -24,7 +24,7 @@ use benches::Organization;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::ids::{CodeId, DeviceId, InstallationId, OrgId, Timestamp};
 use engine::secrets::{SecretHash, SecretKind, random_bytes};
-use engine::store::{DeviceDetails, LicenseGrant, NewAudit, NewDevice, Store, StoreTx};
+use engine::store::{DeviceDetails, LicenseGrant, NewAudit, NewDevice, Store, Transaction};
 use engine::{Clock, SystemClock};
 use serde_json::json;
 
@@ -83,7 +83,7 @@ async fn commit_batch(fixture: &Fixture, requests: &[Request]) {
     let org_id = fixture.org_id;
     let code_id = fixture.code_id;
     let now = SystemClock.now();
-    let mut tx: Box<dyn StoreTx> = fixture.store.begin().await.expect("begin");
+    let mut tx: Box<dyn Transaction> = fixture.store.begin().await.expect("begin");
 
     let codes = tx.lock_codes(&[code_id]).await.expect("lock codes");
     assert_eq!(codes.len(), 1, "the reusable code is missing");

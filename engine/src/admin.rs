@@ -25,8 +25,8 @@ use crate::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp}
 use crate::model::{CodeInfo, CodeKind, CodeStatus, CodeWithSecret, Configuration, OrgKeyInfo};
 use crate::secrets::{self, ORG_KEY_PREFIX};
 use crate::store::{
-    Change, ConfigDelete, ConfigRow, ConfigUpdate, EndedBecause, LicenseState, NewAudit, NewCode,
-    StoreTx, StoredReply,
+    Change, ConfigDelete, ConfigRow, ConfigUpdate, LicenseState, NewAudit, NewCode, PairingEnd,
+    StoredReply, Transaction,
 };
 
 /// Who is asking.
@@ -309,7 +309,7 @@ async fn decide(
     org_id: OrgId,
     job: &AdminJob,
     now: Timestamp,
-    tx: &mut dyn StoreTx,
+    tx: &mut dyn Transaction,
     effects: &mut Effects,
 ) -> Result<Decided, EngineError> {
     let idempotency = match &job.idempotency {
@@ -348,7 +348,7 @@ pub(crate) fn fingerprint<T: Serialize>(command: &T) -> [u8; 32] {
 /// carry a secret), in the command's own transaction.
 pub(crate) async fn store_reply<T: Serialize>(
     shared: &Shared,
-    tx: &mut dyn StoreTx,
+    tx: &mut dyn Transaction,
     scope: &str,
     key: &IdempotencyKey,
     fingerprint: [u8; 32],
@@ -426,7 +426,7 @@ fn apply_effects(shared: &Shared, org_id: OrgId, effects: Effects) {
 }
 
 struct Command<'a> {
-    tx: &'a mut dyn StoreTx,
+    tx: &'a mut dyn Transaction,
     shared: &'a Shared,
     org_id: OrgId,
     principal: Principal,
@@ -594,10 +594,11 @@ impl Command<'_> {
         if valid_until.is_some_and(|until| until <= self.now) {
             return Err(EngineError::invalid("valid_until", "must be in the future"));
         }
-        if !self
+        if self
             .tx
-            .set_license_valid_until(self.org_id, license_id, valid_until)
+            .set_license_valid_until(self.org_id, license_id, valid_until, self.now)
             .await?
+            .is_none()
         {
             return Err(EngineError::NotFound("license"));
         }
@@ -704,10 +705,8 @@ impl Command<'_> {
             expires_at: self.now.plus(validity),
             max_uses: Some(1),
         };
+        // Inserting a code bound to a license reserves the license until the code expires.
         self.tx.insert_code(&new).await?;
-        self.tx
-            .reserve_license(license_id, Some((id, new.expires_at)))
-            .await?;
         self.audit(
             "code.created",
             id.to_string(),
@@ -721,16 +720,16 @@ impl Command<'_> {
     }
 
     async fn revoke_code(&mut self, code_id: CodeId) -> Result<AdminOutput, EngineError> {
-        let before = self
+        let revoked = self
             .tx
             .revoke_code(self.org_id, code_id, self.now)
             .await?
             .ok_or(EngineError::NotFound("code"))?;
-        if before.revoked_at.is_none() {
+        if !revoked.already_revoked {
             self.audit(
                 "code.revoked",
                 code_id.to_string(),
-                json!({ "kind": before.kind.as_str() }),
+                json!({ "kind": revoked.code.kind.as_str() }),
             )
             .await?;
         }
@@ -831,14 +830,22 @@ impl Command<'_> {
             .update_configuration(
                 self.org_id,
                 config_id,
-                name.as_deref(),
-                body,
-                if_revision,
+                &crate::store::ConfigEdit {
+                    name,
+                    body: body.map(str::to_string),
+                    if_revision,
+                },
                 self.now,
             )
             .await?
         {
-            ConfigUpdate::Updated(row) => row,
+            ConfigUpdate::Updated(configuration) => ConfigRow {
+                id: configuration.id,
+                org_id: configuration.organization_id,
+                name: configuration.name,
+                revision: configuration.revision,
+                body: configuration.body.unwrap_or_default(),
+            },
             ConfigUpdate::NotFound => return Err(EngineError::NotFound("configuration")),
             ConfigUpdate::RevisionMismatch(current) => {
                 return Err(EngineError::conflict(
@@ -935,7 +942,7 @@ impl Command<'_> {
     async fn unpair(&mut self, device_id: DeviceId) -> Result<AdminOutput, EngineError> {
         let ended = self
             .tx
-            .end_devices(&[device_id], EndedBecause::Unpaired, self.now)
+            .end_devices(&[device_id], PairingEnd::Unpaired, self.now)
             .await?;
         let Some(ended) = ended
             .into_iter()
@@ -953,7 +960,7 @@ impl Command<'_> {
             .publish(&Change::DevicesEnded {
                 org_id: self.org_id,
                 device_ids: vec![device_id],
-                reason: EndedBecause::Unpaired,
+                reason: PairingEnd::Unpaired,
             })
             .await?;
         self.effects.ended.push((device_id, EndReason::Unpaired));
@@ -978,7 +985,7 @@ impl Command<'_> {
         }
         let ended = self
             .tx
-            .end_devices(&still_expired, EndedBecause::LicenseExpired, self.now)
+            .end_devices(&still_expired, PairingEnd::LicenseExpired, self.now)
             .await?;
         for device in &ended {
             self.audit(
@@ -995,7 +1002,7 @@ impl Command<'_> {
             .publish(&Change::DevicesEnded {
                 org_id: self.org_id,
                 device_ids: ended.iter().map(|device| device.device_id).collect(),
-                reason: EndedBecause::LicenseExpired,
+                reason: PairingEnd::LicenseExpired,
             })
             .await?;
         Ok(AdminOutput::Expired {

@@ -31,8 +31,8 @@ use crate::link::{ConfigSnapshot, DeviceLink, LinkSession};
 use crate::model::{AckStatus, CodeKind};
 use crate::secrets::SecretHash;
 use crate::store::{
-    AckWrite, ActiveDevice, Change, CodeState, DeviceDetails, DeviceTouch, EndedBecause,
-    LicenseGrant, NewAudit, NewDevice, StoreError, StoreResult, StoreTx,
+    AckWrite, ActiveDevice, Change, CodeState, DeviceDetails, DeviceTouch, LicenseGrant, NewAudit,
+    NewDevice, PairingEnd, StoreError, StoreResult, Transaction,
 };
 
 /// A pairing that passed validation and routing.
@@ -344,7 +344,7 @@ async fn decide(
     org_id: OrgId,
     now: Timestamp,
     batch: &Batch,
-    tx: &mut dyn StoreTx,
+    tx: &mut dyn Transaction,
 ) -> StoreResult<Decided> {
     let mut work = Work {
         org_id,
@@ -392,7 +392,7 @@ async fn decide(
         tx.publish(&Change::DevicesEnded {
             org_id,
             device_ids: work.ended.iter().map(|(device, _)| *device).collect(),
-            reason: EndedBecause::LicenseExpired,
+            reason: PairingEnd::LicenseExpired,
         })
         .await?;
     }
@@ -434,7 +434,7 @@ impl Work {
 
     async fn pairs(
         &mut self,
-        tx: &mut dyn StoreTx,
+        tx: &mut dyn Transaction,
         jobs: &[PairJob],
     ) -> StoreResult<Vec<PairOutcome>> {
         if jobs.is_empty() {
@@ -525,7 +525,7 @@ impl Work {
 
         if !to_expire.is_empty() {
             let ended = tx
-                .end_devices(&to_expire, EndedBecause::LicenseExpired, now)
+                .end_devices(&to_expire, PairingEnd::LicenseExpired, now)
                 .await?;
             if ended.len() != to_expire.len() {
                 return Err(StoreError::Conflict(
@@ -738,7 +738,7 @@ impl Work {
 
     async fn resumes(
         &mut self,
-        tx: &mut dyn StoreTx,
+        tx: &mut dyn Transaction,
         jobs: &[ResumeJob],
     ) -> StoreResult<Vec<ResumeOutcome>> {
         if jobs.is_empty() {
@@ -791,7 +791,7 @@ impl Work {
         }
         if !to_expire.is_empty() {
             for device in tx
-                .end_devices(&to_expire, EndedBecause::LicenseExpired, now)
+                .end_devices(&to_expire, PairingEnd::LicenseExpired, now)
                 .await?
             {
                 self.ended
@@ -810,7 +810,11 @@ impl Work {
         Ok(outcomes)
     }
 
-    async fn acks(&mut self, tx: &mut dyn StoreTx, jobs: &[AckJob]) -> StoreResult<Vec<AckAnswer>> {
+    async fn acks(
+        &mut self,
+        tx: &mut dyn Transaction,
+        jobs: &[AckJob],
+    ) -> StoreResult<Vec<AckAnswer>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }

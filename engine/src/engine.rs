@@ -30,7 +30,8 @@ use crate::runtime_thread::RuntimeThread;
 use crate::secrets::{self, SecretCipher, ServerKey};
 use crate::settings::EngineSettings;
 use crate::store::{
-    ChangeFeed, DeviceDetails, EndedBecause, NewAudit, Notice, Store, StoreError, TokenOwner,
+    ChangeFeed, ConfigEdit, DeviceDetails, NewAudit, Notice, PairingEnd, Store, StoreError,
+    TokenOwner,
 };
 use crate::supervisor::{GetError, OrgSupervisor, SupervisorMsg};
 
@@ -71,15 +72,6 @@ pub struct ReusableCodeSpec {
     pub validity: Option<Duration>,
     pub max_uses: Option<u32>,
     pub label: Option<String>,
-}
-
-/// An edit of a configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ConfigEdit {
-    pub name: Option<String>,
-    pub body: Option<String>,
-    /// Refuse the edit unless the configuration is at this revision (optimistic concurrency).
-    pub if_revision: Option<u64>,
 }
 
 /// The paird engine. Cheap to clone; all clones share one state.
@@ -357,8 +349,8 @@ impl Engine {
         match self.shared.store.last_ended_pairing(installation).await {
             Ok(Some(ended)) if ended.credential_hash.matches(&credential_hash) => {
                 ResumeAnswer::Ended(match ended.end_reason {
-                    EndedBecause::Unpaired => EndReason::Unpaired,
-                    EndedBecause::LicenseExpired => EndReason::LicenseExpired,
+                    PairingEnd::Unpaired => EndReason::Unpaired,
+                    PairingEnd::LicenseExpired => EndReason::LicenseExpired,
                 })
             }
             Ok(_) => {
@@ -1126,7 +1118,7 @@ impl Engine {
         principal.require_org(org_id)?;
         self.shared
             .store
-            .configuration(org_id, config_id, true)
+            .configuration(org_id, config_id)
             .await?
             .ok_or(EngineError::NotFound("configuration"))
     }

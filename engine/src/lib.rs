@@ -50,9 +50,10 @@ pub use batch::{AckAnswer, PairAnswer, PairedDevice, ResumeAnswer, ResumedDevice
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::MetricsSnapshot;
 pub use engine::{
-    AddedLicenses, ConfigEdit, CreatedKey, Engine, ReusableCodeSpec, StartError, new_operator_token,
+    AddedLicenses, CreatedKey, Engine, ReusableCodeSpec, StartError, new_operator_token,
 };
 pub use error::EngineError;
 pub use org::OrgSnapshot;
 pub use runtime_thread::RuntimeThread;
 pub use settings::EngineSettings;
+pub use store::ConfigEdit;

@@ -20,7 +20,7 @@ use protocol::EndReason;
 use crate::context::Shared;
 use crate::ids::{ConfigId, DeviceId, OrgId};
 use crate::link::{ConfigSnapshot, DeviceLink};
-use crate::store::{Change, EndedBecause, Notice, StoreResult};
+use crate::store::{Change, Notice, PairingEnd, StoreResult};
 
 /// Most devices read in one statement while refreshing.
 const REFRESH_CHUNK: usize = 4096;
@@ -144,9 +144,9 @@ async fn refresh(shared: &Shared, links: Vec<(DeviceId, Arc<DeviceLink>)>) -> St
     Ok(())
 }
 
-pub(crate) fn end_reason(reason: EndedBecause) -> EndReason {
+pub(crate) fn end_reason(reason: PairingEnd) -> EndReason {
     match reason {
-        EndedBecause::Unpaired => EndReason::Unpaired,
-        EndedBecause::LicenseExpired => EndReason::LicenseExpired,
+        PairingEnd::Unpaired => EndReason::Unpaired,
+        PairingEnd::LicenseExpired => EndReason::LicenseExpired,
     }
 }

@@ -7,6 +7,10 @@
 //! with one node on SQLite (one writer at a time) and with many nodes on PostgreSQL (row locks,
 //! `SKIP LOCKED`).
 //!
+//! The interface is split by role ([`Store`] for the whole, [`NodeStore`], [`DeviceReads`],
+//! [`AdminReads`], and the transaction roles [`StoreTx`], [`PairingTx`], [`AdminTx`]): each part
+//! of the engine names the narrowest role it uses.
+//!
 //! Implementations live in the `store` crate; no SQL text appears in the engine.
 
 use async_trait::async_trait;
@@ -59,27 +63,28 @@ pub struct InstallationRoute {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndedPairing {
     pub credential_hash: SecretHash,
-    pub end_reason: EndedBecause,
+    pub end_reason: PairingEnd,
 }
 
+/// Why a pairing ended; stored with it, so that a returning device can be told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndedBecause {
+pub enum PairingEnd {
     Unpaired,
     LicenseExpired,
 }
 
-impl EndedBecause {
+impl PairingEnd {
     pub fn as_str(self) -> &'static str {
         match self {
-            EndedBecause::Unpaired => "unpaired",
-            EndedBecause::LicenseExpired => "license_expired",
+            PairingEnd::Unpaired => "unpaired",
+            PairingEnd::LicenseExpired => "license_expired",
         }
     }
 
-    pub fn parse(text: &str) -> Option<EndedBecause> {
+    pub fn parse(text: &str) -> Option<PairingEnd> {
         match text {
-            "unpaired" => Some(EndedBecause::Unpaired),
-            "license_expired" => Some(EndedBecause::LicenseExpired),
+            "unpaired" => Some(PairingEnd::Unpaired),
+            "license_expired" => Some(PairingEnd::LicenseExpired),
             _ => None,
         }
     }
@@ -256,7 +261,8 @@ pub struct NewCode {
 /// Result of a conditional configuration update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigUpdate {
-    Updated(ConfigRow),
+    /// The configuration as it now is, with its body.
+    Updated(Configuration),
     NotFound,
     /// `if_revision` did not match; carries the current revision.
     RevisionMismatch(u64),
@@ -268,6 +274,24 @@ pub enum ConfigDelete {
     NotFound,
     /// Still assigned to this many active devices.
     InUse(u64),
+}
+
+/// A code after [`AdminTx::revoke_code`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedCode {
+    /// It was revoked before this call (which then changed nothing).
+    pub already_revoked: bool,
+    /// The code as it now is.
+    pub code: CodeInfo,
+}
+
+/// An edit of a configuration: a new name, a new body, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigEdit {
+    pub name: Option<String>,
+    pub body: Option<String>,
+    /// Refuse the edit unless the configuration is at this revision (optimistic concurrency).
+    pub if_revision: Option<u64>,
 }
 
 /// A stored idempotent reply.
@@ -292,7 +316,7 @@ pub enum Change {
     DevicesEnded {
         org_id: OrgId,
         device_ids: Vec<DeviceId>,
-        reason: EndedBecause,
+        reason: PairingEnd,
     },
 }
 
@@ -338,37 +362,44 @@ pub trait ChangeFeed: Send {
 pub struct DeviceState {
     pub device_id: DeviceId,
     pub config_id: Option<ConfigId>,
-    pub ended: Option<EndedBecause>,
+    pub ended: Option<PairingEnd>,
 }
 
-/// Storage: reads outside transactions, and the start of write transactions.
+/// Storage as the engine uses it: one type that plays every role below. Each part of the
+/// engine takes only the role it needs ([`DeviceReads`] for the device entry points,
+/// [`AdminReads`] for admin queries, [`NodeStore`] for start-up and background duties, and the
+/// transaction roles [`PairingTx`] and [`AdminTx`]), so that what a module may touch is written
+/// in its signatures.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store:
+    NodeStore + DeviceReads + AdminReads + std::fmt::Debug + Send + Sync + 'static
+{
     /// Starts a write transaction. On SQLite this takes the database's write lock at once
     /// (`BEGIN IMMEDIATE`), so a transaction that reads then writes never fails as busy midway.
-    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>>;
-
-    /// Called once at start-up on a single-node backend: no device can be online on a process
-    /// that just started.
-    async fn reset_presence(&self) -> StoreResult<()>;
+    async fn begin(&self) -> StoreResult<Box<dyn Transaction>>;
 
     /// Closes the connections (waiting for those in use). Called once, at shutdown.
     async fn close(&self);
+}
+
+/// What a node's start-up and background duties need: presence, heartbeats, the change feed
+/// between nodes, the expiry sweep's read, housekeeping and server-wide settings.
+#[async_trait]
+pub trait NodeStore: Send + Sync {
+    /// Called once at start-up on a single-node backend: no device can be online on a process
+    /// that just started.
+    async fn reset_presence(&self) -> StoreResult<()>;
 
     /// The changes other nodes commit, or `None` on a backend that serves one node.
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>>;
 
     /// Sends live-feed events of `org_id` to the other nodes, outside any transaction (they
     /// describe commits already made). A backend that serves one node does nothing.
-    async fn publish_events(&self, _org_id: OrgId, _events: &[OrgEvent]) -> StoreResult<()> {
-        Ok(())
-    }
+    async fn publish_events(&self, org_id: OrgId, events: &[OrgEvent]) -> StoreResult<()>;
 
     /// Tells the other nodes that this one has live-feed watchers of `org_id`. A backend that
     /// serves one node does nothing.
-    async fn announce_watch(&self, _org_id: OrgId) -> StoreResult<()> {
-        Ok(())
-    }
+    async fn announce_watch(&self, org_id: OrgId) -> StoreResult<()>;
 
     /// Records that node `node` (the high half of its connection ids) is alive at `now`.
     /// Returns false when the node's previous heartbeat was missing or older than
@@ -386,13 +417,29 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Safe to run on every node at once.
     async fn expire_nodes(&self, stale_before: Timestamp) -> StoreResult<u64>;
 
-    /// Marks active devices online on the given connections (after [`Store::heartbeat`] found
-    /// this node given up for dead).
+    /// Marks active devices online on the given connections (after [`NodeStore::heartbeat`]
+    /// found this node given up for dead).
     async fn mark_online(&self, online: &[(DeviceId, i64)], now: Timestamp) -> StoreResult<()>;
 
-    /// The pairing state of these devices (in any order; unknown ids are left out).
-    async fn device_states(&self, ids: &[DeviceId]) -> StoreResult<Vec<DeviceState>>;
+    /// Active devices whose license's `valid_until` is at or before `now`, at most `limit`.
+    async fn expired_pairings(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(OrgId, DeviceId)>>;
 
+    /// Deletes idempotency records created before `before`.
+    async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64>;
+
+    /// The value stored under a server-wide setting.
+    async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()>;
+}
+
+/// The reads of the device entry points and of pushes: routing a pairing or a reconnection,
+/// telling a returning device why it was ended, re-reading devices another node changed.
+#[async_trait]
+pub trait DeviceReads: Send + Sync {
     async fn find_code(&self, hash: &SecretHash) -> StoreResult<Option<CodeRoute>>;
     async fn find_installation(
         &self,
@@ -403,6 +450,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         installation_id: InstallationId,
     ) -> StoreResult<Option<EndedPairing>>;
+    /// The pairing state of these devices (in any order; unknown ids are left out).
+    async fn device_states(&self, ids: &[DeviceId]) -> StoreResult<Vec<DeviceState>>;
+    /// A configuration with its body, for pushing.
+    async fn config_row(&self, id: ConfigId) -> StoreResult<Option<ConfigRow>>;
+}
+
+/// What admins read: bearer tokens, and each organization's data as the admin API shows it.
+#[async_trait]
+pub trait AdminReads: Send + Sync {
     async fn token_owner(&self, hash: &SecretHash) -> StoreResult<Option<TokenOwner>>;
     async fn has_operator_token(&self) -> StoreResult<bool>;
 
@@ -441,11 +497,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         page: &PageRequest,
     ) -> StoreResult<Page<CodeInfo>>;
 
+    /// One configuration, with its body.
     async fn configuration(
         &self,
         org_id: OrgId,
         id: ConfigId,
-        with_body: bool,
     ) -> StoreResult<Option<Configuration>>;
     /// What the organization's active devices last reported of `config_id`: one row per
     /// (revision, outcome, whether the device is still assigned this configuration).
@@ -454,13 +510,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         org_id: OrgId,
         config_id: ConfigId,
     ) -> StoreResult<Vec<RevisionReports>>;
+    /// The organization's configurations, without their bodies.
     async fn list_configurations(
         &self,
         org_id: OrgId,
         page: &PageRequest,
     ) -> StoreResult<Page<Configuration>>;
-    /// A configuration with its body, for pushing.
-    async fn config_row(&self, id: ConfigId) -> StoreResult<Option<ConfigRow>>;
 
     async fn device(&self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>>;
     async fn list_devices(&self, org_id: OrgId, page: &PageRequest) -> StoreResult<Page<Device>>;
@@ -470,32 +525,41 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         org_id: Option<OrgId>,
         page: &PageRequest,
     ) -> StoreResult<Page<AuditEntry>>;
-
-    /// Active devices whose license's `valid_until` is at or before `now`, at most `limit`.
-    async fn expired_pairings(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<(OrgId, DeviceId)>>;
-
-    /// Deletes idempotency records created before `before`.
-    async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64>;
-
-    /// The value stored under a server-wide setting.
-    async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
-    async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()>;
 }
 
-/// One write transaction. Dropping it without [`StoreTx::commit`] rolls it back, but only
-/// eventually (the driver finishes it in the background); error paths call
+/// One write transaction, in every role: what [`Store::begin`] hands out.
+pub trait Transaction: PairingTx + AdminTx {}
+
+impl<T: PairingTx + AdminTx + ?Sized> Transaction for T {}
+
+/// What every write transaction does. Dropping one without [`StoreTx::commit`] rolls it back,
+/// but only eventually (the driver finishes it in the background); error paths call
 /// [`StoreTx::rollback`] so that its row locks are gone before the next attempt.
 #[async_trait]
 pub trait StoreTx: Send {
     async fn commit(self: Box<Self>) -> StoreResult<()>;
     async fn rollback(self: Box<Self>) -> StoreResult<()>;
 
-    // --- pairing, reconnection, acknowledgement, presence -------------------------------
+    async fn insert_audit(&mut self, entries: &[NewAudit]) -> StoreResult<()>;
+    /// Tells other nodes, at commit, that something changed.
+    async fn publish(&mut self, change: &Change) -> StoreResult<()>;
+    /// Licenses by id, locked.
+    async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>>;
+    /// Ends active pairings: the device's credential stops working, its license is freed, its
+    /// configuration assignment is dropped. Returns the devices it ended.
+    async fn end_devices(
+        &mut self,
+        ids: &[DeviceId],
+        reason: PairingEnd,
+        now: Timestamp,
+    ) -> StoreResult<Vec<EndedDevice>>;
+    async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>>;
+}
 
+/// The set-based statements of a batch of device requests: pairing, reconnection,
+/// acknowledgement, presence. Each is one statement over the whole batch.
+#[async_trait]
+pub trait PairingTx: StoreTx {
     /// Codes by id, locked against concurrent use where the backend locks rows.
     async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>>;
     /// Active devices of these installations, in any organization.
@@ -503,9 +567,6 @@ pub trait StoreTx: Send {
         &mut self,
         ids: &[InstallationId],
     ) -> StoreResult<Vec<ActiveDevice>>;
-    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>>;
-    /// Licenses by id, locked.
-    async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>>;
     /// Up to `count` licenses of the organization that are free at `now` (unassigned, not
     /// expired, not reserved), locked; oldest first. Concurrent transactions on other nodes
     /// skip each other's locked rows instead of queueing on them.
@@ -551,30 +612,21 @@ pub trait StoreTx: Send {
     /// Marks devices offline, only where still online on the given connection.
     async fn set_offline(&mut self, offline: &[(DeviceId, i64)], now: Timestamp)
     -> StoreResult<()>;
-    /// Ends active pairings: the device's credential stops working, its license is freed, its
-    /// configuration assignment is dropped. Returns the devices it ended.
-    async fn end_devices(
-        &mut self,
-        ids: &[DeviceId],
-        reason: EndedBecause,
-        now: Timestamp,
-    ) -> StoreResult<Vec<EndedDevice>>;
     async fn ack_targets(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<AckTarget>>;
     async fn write_acks(&mut self, acks: &[AckWrite], now: Timestamp) -> StoreResult<()>;
     /// The organization's most recently created configuration.
     async fn newest_configuration(&mut self, org_id: OrgId) -> StoreResult<Option<ConfigRow>>;
-    async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>>;
-    async fn insert_audit(&mut self, entries: &[NewAudit]) -> StoreResult<()>;
-    /// Tells other nodes, at commit, that something changed.
-    async fn publish(&mut self, change: &Change) -> StoreResult<()>;
+}
 
-    // --- admin --------------------------------------------------------------------------
-
+/// The writes of admin commands, each inside the command's transaction.
+#[async_trait]
+pub trait AdminTx: StoreTx {
     async fn insert_organization(&mut self, org: &Organization) -> StoreResult<()>;
-    async fn organization_exists(&mut self, org_id: OrgId) -> StoreResult<bool>;
     async fn insert_operator_token(&mut self, hash: &SecretHash, now: Timestamp)
     -> StoreResult<()>;
     async fn insert_org_key(&mut self, key: &OrgKeyInfo, hash: &SecretHash) -> StoreResult<()>;
+    /// Revokes a key of `org_id` (a revoked key stays revoked at its first revocation time).
+    /// Returns false when the organization has no such key.
     async fn revoke_org_key(
         &mut self,
         org_id: OrgId,
@@ -588,41 +640,41 @@ pub trait StoreTx: Send {
         purchased_at: Timestamp,
         valid_until: Option<Timestamp>,
     ) -> StoreResult<()>;
+    /// Sets (or clears, with `None`) a license's end. Returns the license as it now is (its
+    /// status at `now`), or `None` when the organization has no such license.
     async fn set_license_valid_until(
         &mut self,
         org_id: OrgId,
         id: LicenseId,
         valid_until: Option<Timestamp>,
-    ) -> StoreResult<bool>;
+        now: Timestamp,
+    ) -> StoreResult<Option<License>>;
+    /// Inserts a code. A code bound to a license (a single-use code) also reserves that license
+    /// until the code expires.
     async fn insert_code(&mut self, code: &NewCode) -> StoreResult<()>;
     /// Revokes a code if it is not revoked yet (and releases the license a single-use code
-    /// reserved). Returns the code's state before, or `None` if it does not exist in `org_id`.
+    /// reserved). Returns the code as it now is, or `None` if it does not exist in `org_id`.
     async fn revoke_code(
         &mut self,
         org_id: OrgId,
         id: CodeId,
         now: Timestamp,
-    ) -> StoreResult<Option<CodeState>>;
-    /// Revokes every unused, unrevoked single-use code of a license. Returns their ids.
+    ) -> StoreResult<Option<RevokedCode>>;
+    /// Revokes every unused, unrevoked single-use code of a license and releases its
+    /// reservation. Returns the codes it revoked.
     async fn revoke_single_use_codes_of(
         &mut self,
         license_id: LicenseId,
         now: Timestamp,
     ) -> StoreResult<Vec<CodeId>>;
-    /// Sets (or clears, with `None`) a license's reservation.
-    async fn reserve_license(
-        &mut self,
-        license_id: LicenseId,
-        reservation: Option<(CodeId, Timestamp)>,
-    ) -> StoreResult<()>;
     async fn insert_configuration(&mut self, row: &ConfigRow, now: Timestamp) -> StoreResult<()>;
+    /// A new revision (new name, new body, or both), unless `if_revision` names another
+    /// revision than the current one.
     async fn update_configuration(
         &mut self,
         org_id: OrgId,
         id: ConfigId,
-        name: Option<&str>,
-        body: Option<&str>,
-        if_revision: Option<u64>,
+        edit: &ConfigEdit,
         now: Timestamp,
     ) -> StoreResult<ConfigUpdate>;
     async fn delete_configuration(
@@ -646,6 +698,11 @@ pub trait StoreTx: Send {
         config_id: ConfigId,
         now: Timestamp,
     ) -> StoreResult<Vec<DeviceId>>;
+    /// Active devices by id (any organization), locked.
+    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>>;
+    /// One active device of the organization as the admin API shows it, read inside the
+    /// transaction (so that a command answers with what it decided).
+    async fn device(&mut self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>>;
     async fn idempotent_reply(
         &mut self,
         scope: &str,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use engine::events::OrgEvent;
 use engine::ids::{ConfigId, DeviceId, OrgId};
-use engine::store::{Change, ChangeFeed, EndedBecause, Notice};
+use engine::store::{Change, ChangeFeed, Notice, PairingEnd};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgListener, PgPool};
 use uuid::Uuid;
@@ -181,7 +181,7 @@ pub(crate) fn parse_payload(text: &str, own_origin: u64) -> Result<Option<Notice
             reason: payload
                 .reason
                 .as_deref()
-                .and_then(EndedBecause::parse)
+                .and_then(PairingEnd::parse)
                 .ok_or("devices_ended without a known reason")?,
         },
     };
@@ -292,7 +292,7 @@ mod tests {
             Change::DevicesEnded {
                 org_id,
                 device_ids: ids(2),
-                reason: EndedBecause::LicenseExpired,
+                reason: PairingEnd::LicenseExpired,
             },
         ];
         for change in changes {
@@ -348,7 +348,7 @@ mod tests {
         let many = Change::DevicesEnded {
             org_id,
             device_ids: ids(1_000),
-            reason: EndedBecause::Unpaired,
+            reason: PairingEnd::Unpaired,
         };
         let payload = change_payload(&many, 1);
         assert!(payload.len() < 8_000);

@@ -51,13 +51,14 @@ use engine::model::{
 };
 use engine::secrets::SecretHash;
 use engine::store::{
-    AckTarget, AckWrite, ActiveDevice, Change, ChangeFeed, CodeRoute, CodeState, ConfigDelete,
-    ConfigRow, ConfigUpdate, DeviceState, DeviceTouch, EndedBecause, EndedDevice, EndedPairing,
-    FreeLicense, InstallationRoute, LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice,
-    RevisionReports, Store, StoreError, StoreResult, StoreTx, StoredReply, TokenOwner,
+    AckTarget, AckWrite, ActiveDevice, AdminReads, AdminTx, Change, ChangeFeed, CodeRoute,
+    CodeState, ConfigDelete, ConfigEdit, ConfigRow, ConfigUpdate, DeviceReads, DeviceState,
+    DeviceTouch, EndedDevice, EndedPairing, FreeLicense, InstallationRoute, LicenseGrant,
+    LicenseState, NewAudit, NewCode, NewDevice, NodeStore, PairingEnd, PairingTx, RevisionReports,
+    RevokedCode, Store, StoreError, StoreResult, StoreTx, StoredReply, TokenOwner, Transaction,
 };
+use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::paging::{page_of, page_rows, to_i64, uuid_cursor};
@@ -243,7 +244,7 @@ fn license_status_text(status: LicenseStatus) -> &'static str {
 
 #[async_trait]
 impl Store for PgStore {
-    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>> {
+    async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         // READ COMMITTED (PostgreSQL's default, stated so that a server configured otherwise
         // does not change the rules): conditional writes re-check their conditions on the
         // newest committed version of a row they had to wait for.
@@ -268,23 +269,16 @@ impl Store for PgStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+}
 
+#[async_trait]
+impl NodeStore for PgStore {
     async fn reset_presence(&self) -> StoreResult<()> {
         // Several nodes share this database, and the devices online on the other nodes are
         // still online: clearing every row's presence, as a lone SQLite node does at start-up,
         // would show them offline. A node that crashed is found by its stale heartbeat instead
         // (`expire_nodes`, run by every node), and a restarted node has a new node id.
         Ok(())
-    }
-
-    async fn publish_events(&self, org_id: OrgId, events: &[OrgEvent]) -> StoreResult<()> {
-        self.notify(crate::notify::events_payload(org_id, events, self.origin))
-            .await
-    }
-
-    async fn announce_watch(&self, org_id: OrgId) -> StoreResult<()> {
-        self.notify(crate::notify::watch_payload(org_id, self.origin))
-            .await
     }
 
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>> {
@@ -304,6 +298,16 @@ impl Store for PgStore {
             .await
             .map_err(map_error)?;
         Ok(Some(Box::new(feed)))
+    }
+
+    async fn publish_events(&self, org_id: OrgId, events: &[OrgEvent]) -> StoreResult<()> {
+        self.notify(crate::notify::events_payload(org_id, events, self.origin))
+            .await
+    }
+
+    async fn announce_watch(&self, org_id: OrgId) -> StoreResult<()> {
+        self.notify(crate::notify::watch_payload(org_id, self.origin))
+            .await
     }
 
     async fn heartbeat(
@@ -376,15 +380,66 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn device_states(&self, ids: &[DeviceId]) -> StoreResult<Vec<DeviceState>> {
-        let rows = sqlx::query("SELECT id, config_id, end_reason FROM devices WHERE id = ANY($1)")
-            .bind(uuids(ids, |id| id.0))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(device_state_from_row).collect()
+    async fn expired_pairings(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
+        // Driven by `licenses_expiring` (its predicate, in its order), so that the sweep reads
+        // only expired assigned licenses whatever the planner believes of the tables' sizes:
+        // a join planned from stale statistics during an enrollment burst walked every active
+        // device at each sweep of each node.
+        let rows = sqlx::query(
+            "WITH due AS MATERIALIZED (SELECT id FROM licenses \
+             WHERE device_id IS NOT NULL AND valid_until IS NOT NULL AND valid_until <= $1 \
+             ORDER BY valid_until LIMIT $2) \
+             SELECT d.org_id, d.id FROM due \
+             JOIN devices d ON d.license_id = due.id AND d.ended_at IS NULL",
+        )
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))))
+            .collect()
     }
 
+    async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
+        let result = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before.0)
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected())
+    }
+
+    async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT value FROM server_meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| get::<Vec<u8>, _>(&row, 0)).transpose()
+    }
+
+    async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO server_meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeviceReads for PgStore {
     async fn find_code(&self, hash: &SecretHash) -> StoreResult<Option<CodeRoute>> {
         let row = sqlx::query("SELECT id, org_id FROM codes WHERE code_hash = $1")
             .bind(hash.0.as_slice())
@@ -435,13 +490,36 @@ impl Store for PgStore {
             let reason: String = get(&row, 1)?;
             Ok(EndedPairing {
                 credential_hash: get_hash(&row, 0)?,
-                end_reason: EndedBecause::parse(&reason)
+                end_reason: PairingEnd::parse(&reason)
                     .ok_or_else(|| StoreError::Other(format!("unknown end reason {reason}")))?,
             })
         })
         .transpose()
     }
 
+    async fn device_states(&self, ids: &[DeviceId]) -> StoreResult<Vec<DeviceState>> {
+        let rows = sqlx::query("SELECT id, config_id, end_reason FROM devices WHERE id = ANY($1)")
+            .bind(uuids(ids, |id| id.0))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(device_state_from_row).collect()
+    }
+
+    async fn config_row(&self, id: ConfigId) -> StoreResult<Option<ConfigRow>> {
+        let row = sqlx::query(
+            "SELECT id, org_id, name, revision, body FROM configurations WHERE id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| config_row_from_row(&row)).transpose()
+    }
+}
+
+#[async_trait]
+impl AdminReads for PgStore {
     async fn token_owner(&self, hash: &SecretHash) -> StoreResult<Option<TokenOwner>> {
         let operator = sqlx::query("SELECT 1 FROM operator_tokens WHERE token_hash = $1")
             .bind(hash.0.as_slice())
@@ -677,14 +755,12 @@ impl Store for PgStore {
         &self,
         org_id: OrgId,
         id: ConfigId,
-        with_body: bool,
     ) -> StoreResult<Option<Configuration>> {
         let sql = format!(
-            "SELECT {CONFIG_COLUMNS}, CASE WHEN $1::boolean THEN c.body END \
-             FROM configurations c WHERE c.org_id = $2 AND c.id = $3"
+            "SELECT {CONFIG_COLUMNS}, c.body FROM configurations c \
+             WHERE c.org_id = $1 AND c.id = $2"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(with_body)
             .bind(org_id.0)
             .bind(id.0)
             .fetch_optional(&self.pool)
@@ -738,17 +814,6 @@ impl Store for PgStore {
             .map(|row| configuration_from_row(row, None))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(page_of(items, limit, |config| config.id.to_string()))
-    }
-
-    async fn config_row(&self, id: ConfigId) -> StoreResult<Option<ConfigRow>> {
-        let row = sqlx::query(
-            "SELECT id, org_id, name, revision, body FROM configurations WHERE id = $1",
-        )
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_error)?;
-        row.map(|row| config_row_from_row(&row)).transpose()
     }
 
     async fn device(&self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>> {
@@ -825,69 +890,12 @@ impl Store for PgStore {
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(page_of(items, limit, |entry| entry.id.to_string()))
     }
-
-    async fn expired_pairings(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
-        // Driven by `licenses_expiring` (its predicate, in its order), so that the sweep reads
-        // only expired assigned licenses whatever the planner believes of the tables' sizes:
-        // a join planned from stale statistics during an enrollment burst walked every active
-        // device at each sweep of each node.
-        let rows = sqlx::query(
-            "WITH due AS MATERIALIZED (SELECT id FROM licenses \
-             WHERE device_id IS NOT NULL AND valid_until IS NOT NULL AND valid_until <= $1 \
-             ORDER BY valid_until LIMIT $2) \
-             SELECT d.org_id, d.id FROM due \
-             JOIN devices d ON d.license_id = due.id AND d.ended_at IS NULL",
-        )
-        .bind(now.0)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_error)?;
-        rows.iter()
-            .map(|row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))))
-            .collect()
-    }
-
-    async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
-        let result = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(before.0)
-            .execute(&self.pool)
-            .await
-            .map_err(map_error)?;
-        Ok(result.rows_affected())
-    }
-
-    async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT value FROM server_meta WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.map(|row| get::<Vec<u8>, _>(&row, 0)).transpose()
-    }
-
-    async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO server_meta (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await
-        .map_err(map_error)?;
-        Ok(())
-    }
 }
 
 // --- writes ---------------------------------------------------------------------------------
 
 struct PgTx {
-    tx: Transaction<'static, Postgres>,
+    tx: sqlx::Transaction<'static, Postgres>,
     origin: u64,
     claim_hints: ClaimHints,
 }
@@ -902,6 +910,108 @@ impl StoreTx for PgTx {
         self.tx.rollback().await.map_err(map_error)
     }
 
+    async fn insert_audit(&mut self, entries: &[NewAudit]) -> StoreResult<()> {
+        let orgs: Vec<Option<Uuid>> = entries
+            .iter()
+            .map(|entry| entry.org_id.map(|org| org.0))
+            .collect();
+        let times: Vec<i64> = entries.iter().map(|entry| entry.at.0).collect();
+        let actors: Vec<&str> = entries.iter().map(|entry| entry.actor.as_str()).collect();
+        let actions: Vec<&str> = entries.iter().map(|entry| entry.action.as_str()).collect();
+        let subjects: Vec<Option<&str>> = entries
+            .iter()
+            .map(|entry| entry.subject.as_deref())
+            .collect();
+        // Compact JSON text, as SQLite's `json()` stores it.
+        let details: Vec<String> = entries
+            .iter()
+            .map(|entry| entry.details.to_string())
+            .collect();
+        sqlx::query(batch_sql::INSERT_AUDIT)
+            .bind(orgs)
+            .bind(times)
+            .bind(actors)
+            .bind(actions)
+            .bind(subjects)
+            .bind(details)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn publish(&mut self, change: &Change) -> StoreResult<()> {
+        // Delivered to every listening node when this transaction commits (and never if it
+        // rolls back); listeners re-read the rows it names.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGE_CHANNEL)
+            .bind(crate::notify::change_payload(change, self.origin))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>> {
+        let rows = sqlx::query(batch_sql::LOCK_LICENSES)
+            .bind(uuids(ids, |id| id.0))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(license_state_from_row).collect()
+    }
+
+    async fn end_devices(
+        &mut self,
+        ids: &[DeviceId],
+        reason: PairingEnd,
+        now: Timestamp,
+    ) -> StoreResult<Vec<EndedDevice>> {
+        let rows = sqlx::query(batch_sql::END_DEVICES)
+            .bind(now.0)
+            .bind(reason.as_str())
+            .bind(uuids(ids, |id| id.0))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        let ended = rows
+            .iter()
+            .map(|row| {
+                Ok(EndedDevice {
+                    device_id: DeviceId(get(row, 0)?),
+                    org_id: OrgId(get(row, 1)?),
+                    license_id: LicenseId(get(row, 2)?),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        if !ended.is_empty() {
+            let ids = uuids(&ended, |device| device.device_id.0);
+            sqlx::query(batch_sql::RELEASE_LICENSES)
+                .bind(&ids)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+            sqlx::query(batch_sql::RECORD_ENDED_PAIRINGS)
+                .bind(&ids)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+        }
+        Ok(ended)
+    }
+
+    async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>> {
+        let rows = sqlx::query(batch_sql::CONFIG_ROWS)
+            .bind(uuids(ids, |id| id.0))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(config_row_from_row).collect()
+    }
+}
+
+#[async_trait]
+impl PairingTx for PgTx {
     async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>> {
         let rows = sqlx::query(batch_sql::LOCK_CODES)
             .bind(uuids(ids, |id| id.0))
@@ -921,24 +1031,6 @@ impl StoreTx for PgTx {
             .await
             .map_err(map_error)?;
         rows.iter().map(active_device_from_row).collect()
-    }
-
-    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>> {
-        let rows = sqlx::query(batch_sql::ACTIVE_DEVICES)
-            .bind(uuids(ids, |id| id.0))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(active_device_from_row).collect()
-    }
-
-    async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>> {
-        let rows = sqlx::query(batch_sql::LOCK_LICENSES)
-            .bind(uuids(ids, |id| id.0))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(license_state_from_row).collect()
     }
 
     async fn claim_free_licenses(
@@ -1110,45 +1202,6 @@ impl StoreTx for PgTx {
         Ok(())
     }
 
-    async fn end_devices(
-        &mut self,
-        ids: &[DeviceId],
-        reason: EndedBecause,
-        now: Timestamp,
-    ) -> StoreResult<Vec<EndedDevice>> {
-        let rows = sqlx::query(batch_sql::END_DEVICES)
-            .bind(now.0)
-            .bind(reason.as_str())
-            .bind(uuids(ids, |id| id.0))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        let ended = rows
-            .iter()
-            .map(|row| {
-                Ok(EndedDevice {
-                    device_id: DeviceId(get(row, 0)?),
-                    org_id: OrgId(get(row, 1)?),
-                    license_id: LicenseId(get(row, 2)?),
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        if !ended.is_empty() {
-            let ids = uuids(&ended, |device| device.device_id.0);
-            sqlx::query(batch_sql::RELEASE_LICENSES)
-                .bind(&ids)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_error)?;
-            sqlx::query(batch_sql::RECORD_ENDED_PAIRINGS)
-                .bind(&ids)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_error)?;
-        }
-        Ok(ended)
-    }
-
     async fn ack_targets(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<AckTarget>> {
         let rows = sqlx::query(batch_sql::ACK_TARGETS)
             .bind(uuids(ids, |id| id.0))
@@ -1199,58 +1252,10 @@ impl StoreTx for PgTx {
         .map_err(map_error)?;
         row.map(|row| config_row_from_row(&row)).transpose()
     }
+}
 
-    async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>> {
-        let rows = sqlx::query(batch_sql::CONFIG_ROWS)
-            .bind(uuids(ids, |id| id.0))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(config_row_from_row).collect()
-    }
-
-    async fn insert_audit(&mut self, entries: &[NewAudit]) -> StoreResult<()> {
-        let orgs: Vec<Option<Uuid>> = entries
-            .iter()
-            .map(|entry| entry.org_id.map(|org| org.0))
-            .collect();
-        let times: Vec<i64> = entries.iter().map(|entry| entry.at.0).collect();
-        let actors: Vec<&str> = entries.iter().map(|entry| entry.actor.as_str()).collect();
-        let actions: Vec<&str> = entries.iter().map(|entry| entry.action.as_str()).collect();
-        let subjects: Vec<Option<&str>> = entries
-            .iter()
-            .map(|entry| entry.subject.as_deref())
-            .collect();
-        // Compact JSON text, as SQLite's `json()` stores it.
-        let details: Vec<String> = entries
-            .iter()
-            .map(|entry| entry.details.to_string())
-            .collect();
-        sqlx::query(batch_sql::INSERT_AUDIT)
-            .bind(orgs)
-            .bind(times)
-            .bind(actors)
-            .bind(actions)
-            .bind(subjects)
-            .bind(details)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        Ok(())
-    }
-
-    async fn publish(&mut self, change: &Change) -> StoreResult<()> {
-        // Delivered to every listening node when this transaction commits (and never if it
-        // rolls back); listeners re-read the rows it names.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANGE_CHANNEL)
-            .bind(crate::notify::change_payload(change, self.origin))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        Ok(())
-    }
-
+#[async_trait]
+impl AdminTx for PgTx {
     async fn insert_organization(&mut self, org: &Organization) -> StoreResult<()> {
         sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(org.id.0)
@@ -1260,15 +1265,6 @@ impl StoreTx for PgTx {
             .await
             .map_err(map_error)?;
         Ok(())
-    }
-
-    async fn organization_exists(&mut self, org_id: OrgId) -> StoreResult<bool> {
-        let row = sqlx::query("SELECT 1 FROM organizations WHERE id = $1")
-            .bind(org_id.0)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        Ok(row.is_some())
     }
 
     async fn insert_operator_token(
@@ -1356,16 +1352,22 @@ impl StoreTx for PgTx {
         org_id: OrgId,
         id: LicenseId,
         valid_until: Option<Timestamp>,
-    ) -> StoreResult<bool> {
-        let result =
-            sqlx::query("UPDATE licenses SET valid_until = $1 WHERE org_id = $2 AND id = $3")
-                .bind(valid_until.map(|until| until.0))
-                .bind(org_id.0)
-                .bind(id.0)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_error)?;
-        Ok(result.rows_affected() > 0)
+        now: Timestamp,
+    ) -> StoreResult<Option<License>> {
+        let sql = format!(
+            "UPDATE licenses SET valid_until = $4 WHERE org_id = $2 AND id = $3 \
+             RETURNING id, org_id, purchased_at, valid_until, device_id, {LICENSE_STATUS}, \
+             reserved_until"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now.0)
+            .bind(org_id.0)
+            .bind(id.0)
+            .bind(valid_until.map(|until| until.0))
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| license_from_row(&row)).transpose()
     }
 
     async fn insert_code(&mut self, code: &NewCode) -> StoreResult<()> {
@@ -1386,6 +1388,15 @@ impl StoreTx for PgTx {
         .execute(&mut *self.tx)
         .await
         .map_err(map_error)?;
+        if let Some(license_id) = code.license_id {
+            sqlx::query("UPDATE licenses SET reserved_by = $1, reserved_until = $2 WHERE id = $3")
+                .bind(code.id.0)
+                .bind(code.expires_at.0)
+                .bind(license_id.0)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+        }
         Ok(())
     }
 
@@ -1394,7 +1405,7 @@ impl StoreTx for PgTx {
         org_id: OrgId,
         id: CodeId,
         now: Timestamp,
-    ) -> StoreResult<Option<CodeState>> {
+    ) -> StoreResult<Option<RevokedCode>> {
         // Locked, so that two nodes revoking (or one revoking while another pairs with it) see
         // each other's outcome instead of both acting on the unrevoked state.
         let row = sqlx::query(concat!(
@@ -1425,7 +1436,30 @@ impl StoreTx for PgTx {
             .await
             .map_err(map_error)?;
         }
-        Ok(Some(state))
+        let sql = format!("SELECT {CODE_COLUMNS} FROM codes WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(Some(RevokedCode {
+            already_revoked: state.revoked_at.is_some(),
+            code: code_from_row(&row, now)?,
+        }))
+    }
+
+    async fn device(&mut self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>> {
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} \
+             WHERE d.org_id = $1 AND d.id = $2 AND d.ended_at IS NULL"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| device_from_row(&row)).transpose()
     }
 
     async fn revoke_single_use_codes_of(
@@ -1450,21 +1484,6 @@ impl StoreTx for PgTx {
         rows.iter().map(|row| Ok(CodeId(get(row, 0)?))).collect()
     }
 
-    async fn reserve_license(
-        &mut self,
-        license_id: LicenseId,
-        reservation: Option<(CodeId, Timestamp)>,
-    ) -> StoreResult<()> {
-        sqlx::query("UPDATE licenses SET reserved_by = $1, reserved_until = $2 WHERE id = $3")
-            .bind(reservation.map(|(code, _)| code.0))
-            .bind(reservation.map(|(_, until)| until.0))
-            .bind(license_id.0)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        Ok(())
-    }
-
     async fn insert_configuration(&mut self, row: &ConfigRow, now: Timestamp) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO configurations (id, org_id, name, body, revision, created_at, updated_at) \
@@ -1486,9 +1505,7 @@ impl StoreTx for PgTx {
         &mut self,
         org_id: OrgId,
         id: ConfigId,
-        name: Option<&str>,
-        body: Option<&str>,
-        if_revision: Option<u64>,
+        edit: &ConfigEdit,
         now: Timestamp,
     ) -> StoreResult<ConfigUpdate> {
         // Locked: the revision compared with `if_revision` must still be the current one when
@@ -1505,22 +1522,31 @@ impl StoreTx for PgTx {
             return Ok(ConfigUpdate::NotFound);
         };
         let revision = get_u64(&current, 0)?;
-        if if_revision.is_some_and(|expected| expected != revision) {
+        if edit
+            .if_revision
+            .is_some_and(|expected| expected != revision)
+        {
             return Ok(ConfigUpdate::RevisionMismatch(revision));
         }
-        let row = sqlx::query(
+        sqlx::query(
             "UPDATE configurations SET name = COALESCE($1, name), body = COALESCE($2, body), \
-             revision = revision + 1, updated_at = $3 WHERE id = $4 \
-             RETURNING id, org_id, name, revision, body",
+             revision = revision + 1, updated_at = $3 WHERE id = $4",
         )
-        .bind(name)
-        .bind(body)
+        .bind(edit.name.as_deref())
+        .bind(edit.body.as_deref())
         .bind(now.0)
         .bind(id.0)
-        .fetch_one(&mut *self.tx)
+        .execute(&mut *self.tx)
         .await
         .map_err(map_error)?;
-        Ok(ConfigUpdate::Updated(config_row_from_row(&row)?))
+        let sql = format!("SELECT {CONFIG_COLUMNS}, c.body FROM configurations c WHERE c.id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        let body = get::<Option<String>, _>(&row, 7)?;
+        Ok(ConfigUpdate::Updated(configuration_from_row(&row, body)?))
     }
 
     async fn delete_configuration(
@@ -1590,6 +1616,15 @@ impl StoreTx for PgTx {
         .await
         .map_err(map_error)?;
         rows.iter().map(|row| Ok(DeviceId(get(row, 0)?))).collect()
+    }
+
+    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>> {
+        let rows = sqlx::query(batch_sql::ACTIVE_DEVICES)
+            .bind(uuids(ids, |id| id.0))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(active_device_from_row).collect()
     }
 
     async fn idempotent_reply(

@@ -13,7 +13,7 @@ use engine::model::{
 };
 use engine::secrets::SecretHash;
 use engine::store::{
-    ActiveDevice, CodeState, ConfigRow, DeviceState, EndedBecause, LicenseState, RevisionReports,
+    ActiveDevice, CodeState, ConfigRow, DeviceState, LicenseState, PairingEnd, RevisionReports,
     StoreError, StoreResult,
 };
 use sqlx::postgres::PgRow;
@@ -310,7 +310,7 @@ pub(crate) fn device_state_from_row(row: &impl Columns) -> StoreResult<DeviceSta
         ended: reason
             .as_deref()
             .map(|reason| {
-                EndedBecause::parse(reason)
+                PairingEnd::parse(reason)
                     .ok_or_else(|| StoreError::Other(format!("unknown end reason {reason}")))
             })
             .transpose()?,

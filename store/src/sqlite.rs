@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use data_encoding::HEXLOWER;
+use engine::events::OrgEvent;
 use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{
     AckStatus, AuditEntry, CodeInfo, CodeKind, Configuration, Device, License, LicenseStatus,
@@ -25,15 +26,16 @@ use engine::model::{
 };
 use engine::secrets::SecretHash;
 use engine::store::{
-    AckTarget, AckWrite, ActiveDevice, Change, ChangeFeed, CodeRoute, CodeState, ConfigDelete,
-    ConfigRow, ConfigUpdate, DeviceState, DeviceTouch, EndedBecause, EndedDevice, EndedPairing,
-    FreeLicense, InstallationRoute, LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice,
-    RevisionReports, Store, StoreError, StoreResult, StoreTx, StoredReply, TokenOwner,
+    AckTarget, AckWrite, ActiveDevice, AdminReads, AdminTx, Change, ChangeFeed, CodeRoute,
+    CodeState, ConfigDelete, ConfigEdit, ConfigRow, ConfigUpdate, DeviceReads, DeviceState,
+    DeviceTouch, EndedDevice, EndedPairing, FreeLicense, InstallationRoute, LicenseGrant,
+    LicenseState, NewAudit, NewCode, NewDevice, NodeStore, PairingEnd, PairingTx, RevisionReports,
+    RevokedCode, Store, StoreError, StoreResult, StoreTx, StoredReply, TokenOwner, Transaction,
 };
+use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -353,7 +355,7 @@ const CODE_STATE_COLUMNS: &str = code_state_columns!();
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>> {
+    async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         let tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
@@ -366,6 +368,19 @@ impl Store for SqliteStore {
         self.readers.close().await;
         self.writer.close().await;
         self.checkpointer.stop().await;
+    }
+}
+
+#[async_trait]
+impl NodeStore for SqliteStore {
+    /// One node per SQLite database: nobody to tell.
+    async fn publish_events(&self, _org_id: OrgId, _events: &[OrgEvent]) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// One node per SQLite database: nobody to tell.
+    async fn announce_watch(&self, _org_id: OrgId) -> StoreResult<()> {
+        Ok(())
     }
 
     async fn reset_presence(&self) -> StoreResult<()> {
@@ -417,18 +432,61 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn device_states(&self, ids: &[DeviceId]) -> StoreResult<Vec<DeviceState>> {
+    async fn expired_pairings(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
         let rows = sqlx::query(
-            "SELECT id, config_id, end_reason FROM devices \
-             WHERE id IN (SELECT unhex(value) FROM json_each(?))",
+            "SELECT d.org_id, d.id FROM licenses l \
+             JOIN devices d ON d.license_id = l.id AND d.ended_at IS NULL \
+             WHERE l.device_id IS NOT NULL AND l.valid_until IS NOT NULL AND l.valid_until <= ? \
+             LIMIT ?",
         )
-        .bind(id_list(ids.iter().map(|id| id.0)))
+        .bind(now.0)
+        .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await
         .map_err(map_error)?;
-        rows.iter().map(device_state_from_row).collect()
+        rows.iter()
+            .map(|row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))))
+            .collect()
     }
 
+    async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
+        let result = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(before.0)
+            .execute(&self.writer)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected())
+    }
+
+    async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT value FROM server_meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| get::<Vec<u8>, _>(&row, 0)).transpose()
+    }
+
+    async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO server_meta (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.writer)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeviceReads for SqliteStore {
     async fn find_code(&self, hash: &SecretHash) -> StoreResult<Option<CodeRoute>> {
         let row = sqlx::query("SELECT id, org_id FROM codes WHERE code_hash = ?")
             .bind(hash.0.as_slice())
@@ -479,13 +537,38 @@ impl Store for SqliteStore {
             let reason: String = get(&row, 1)?;
             Ok(EndedPairing {
                 credential_hash: get_hash(&row, 0)?,
-                end_reason: EndedBecause::parse(&reason)
+                end_reason: PairingEnd::parse(&reason)
                     .ok_or_else(|| StoreError::Other(format!("unknown end reason {reason}")))?,
             })
         })
         .transpose()
     }
 
+    async fn device_states(&self, ids: &[DeviceId]) -> StoreResult<Vec<DeviceState>> {
+        let rows = sqlx::query(
+            "SELECT id, config_id, end_reason FROM devices \
+             WHERE id IN (SELECT unhex(value) FROM json_each(?))",
+        )
+        .bind(id_list(ids.iter().map(|id| id.0)))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(device_state_from_row).collect()
+    }
+
+    async fn config_row(&self, id: ConfigId) -> StoreResult<Option<ConfigRow>> {
+        let row =
+            sqlx::query("SELECT id, org_id, name, revision, body FROM configurations WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(map_error)?;
+        row.map(|row| config_row_from_row(&row)).transpose()
+    }
+}
+
+#[async_trait]
+impl AdminReads for SqliteStore {
     async fn token_owner(&self, hash: &SecretHash) -> StoreResult<Option<TokenOwner>> {
         let operator = sqlx::query("SELECT 1 FROM operator_tokens WHERE token_hash = ?")
             .bind(hash.0.as_slice())
@@ -727,14 +810,12 @@ impl Store for SqliteStore {
         &self,
         org_id: OrgId,
         id: ConfigId,
-        with_body: bool,
     ) -> StoreResult<Option<Configuration>> {
         let sql = format!(
-            "SELECT {CONFIG_COLUMNS}, CASE WHEN ?1 THEN c.body END FROM configurations c \
-             WHERE c.org_id = ?2 AND c.id = ?3"
+            "SELECT {CONFIG_COLUMNS}, c.body FROM configurations c \
+             WHERE c.org_id = ?1 AND c.id = ?2"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(with_body)
             .bind(org_id.0)
             .bind(id.0)
             .fetch_optional(&self.readers)
@@ -788,16 +869,6 @@ impl Store for SqliteStore {
             .map(|row| configuration_from_row(row, None))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(page_of(items, limit, |config| config.id.to_string()))
-    }
-
-    async fn config_row(&self, id: ConfigId) -> StoreResult<Option<ConfigRow>> {
-        let row =
-            sqlx::query("SELECT id, org_id, name, revision, body FROM configurations WHERE id = ?")
-                .bind(id.0)
-                .fetch_optional(&self.readers)
-                .await
-                .map_err(map_error)?;
-        row.map(|row| config_row_from_row(&row)).transpose()
     }
 
     async fn device(&self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>> {
@@ -873,64 +944,12 @@ impl Store for SqliteStore {
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(page_of(items, limit, |entry| entry.id.to_string()))
     }
-
-    async fn expired_pairings(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
-        let rows = sqlx::query(
-            "SELECT d.org_id, d.id FROM licenses l \
-             JOIN devices d ON d.license_id = l.id AND d.ended_at IS NULL \
-             WHERE l.device_id IS NOT NULL AND l.valid_until IS NOT NULL AND l.valid_until <= ? \
-             LIMIT ?",
-        )
-        .bind(now.0)
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(map_error)?;
-        rows.iter()
-            .map(|row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))))
-            .collect()
-    }
-
-    async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
-        let result = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
-            .bind(before.0)
-            .execute(&self.writer)
-            .await
-            .map_err(map_error)?;
-        Ok(result.rows_affected())
-    }
-
-    async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT value FROM server_meta WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(map_error)?;
-        row.map(|row| get::<Vec<u8>, _>(&row, 0)).transpose()
-    }
-
-    async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO server_meta (key, value) VALUES (?, ?) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.writer)
-        .await
-        .map_err(map_error)?;
-        Ok(())
-    }
 }
 
 // --- writes ---------------------------------------------------------------------------------
 
 struct SqliteTx {
-    tx: Transaction<'static, Sqlite>,
+    tx: sqlx::Transaction<'static, Sqlite>,
 }
 
 #[async_trait]
@@ -943,6 +962,94 @@ impl StoreTx for SqliteTx {
         self.tx.rollback().await.map_err(map_error)
     }
 
+    async fn insert_audit(&mut self, entries: &[NewAudit]) -> StoreResult<()> {
+        let mut rows = Rows::with_capacity(entries.len(), 200);
+        for entry in entries {
+            let row = rows.row();
+            match entry.org_id {
+                Some(org) => row.key(&[org.0.as_bytes()]),
+                None => row.null(),
+            };
+            row.int(entry.at.0).text(&entry.actor).text(&entry.action);
+            match &entry.subject {
+                Some(subject) => row.text(subject),
+                None => row.null(),
+            };
+            row.json(&entry.details).end();
+        }
+        sqlx::query(batch_sql::INSERT_AUDIT)
+            .bind(rows.finish())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn publish(&mut self, _change: &Change) -> StoreResult<()> {
+        // One node per SQLite database: the actor that made the change already applied it.
+        Ok(())
+    }
+
+    async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>> {
+        let rows = sqlx::query(batch_sql::LOCK_LICENSES)
+            .bind(id_list(ids.iter().map(|id| id.0)))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(license_state_from_row).collect()
+    }
+
+    async fn end_devices(
+        &mut self,
+        ids: &[DeviceId],
+        reason: PairingEnd,
+        now: Timestamp,
+    ) -> StoreResult<Vec<EndedDevice>> {
+        let rows = sqlx::query(batch_sql::END_DEVICES)
+            .bind(now.0)
+            .bind(reason.as_str())
+            .bind(id_list(ids.iter().map(|id| id.0)))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        let ended = rows
+            .iter()
+            .map(|row| {
+                Ok(EndedDevice {
+                    device_id: DeviceId(get(row, 0)?),
+                    org_id: OrgId(get(row, 1)?),
+                    license_id: LicenseId(get(row, 2)?),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        if !ended.is_empty() {
+            let ids = id_list(ended.iter().map(|device| device.device_id.0));
+            sqlx::query(batch_sql::RELEASE_LICENSES)
+                .bind(&ids)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+            sqlx::query(batch_sql::RECORD_ENDED_PAIRINGS)
+                .bind(&ids)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+        }
+        Ok(ended)
+    }
+
+    async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>> {
+        let rows = sqlx::query(batch_sql::CONFIG_ROWS)
+            .bind(id_list(ids.iter().map(|id| id.0)))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(config_row_from_row).collect()
+    }
+}
+
+#[async_trait]
+impl PairingTx for SqliteTx {
     async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>> {
         let rows = sqlx::query(batch_sql::LOCK_CODES)
             .bind(id_list(ids.iter().map(|id| id.0)))
@@ -962,24 +1069,6 @@ impl StoreTx for SqliteTx {
             .await
             .map_err(map_error)?;
         rows.iter().map(active_device_from_row).collect()
-    }
-
-    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>> {
-        let rows = sqlx::query(batch_sql::ACTIVE_DEVICES)
-            .bind(id_list(ids.iter().map(|id| id.0)))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(active_device_from_row).collect()
-    }
-
-    async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>> {
-        let rows = sqlx::query(batch_sql::LOCK_LICENSES)
-            .bind(id_list(ids.iter().map(|id| id.0)))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(license_state_from_row).collect()
     }
 
     async fn claim_free_licenses(
@@ -1162,45 +1251,6 @@ impl StoreTx for SqliteTx {
         Ok(())
     }
 
-    async fn end_devices(
-        &mut self,
-        ids: &[DeviceId],
-        reason: EndedBecause,
-        now: Timestamp,
-    ) -> StoreResult<Vec<EndedDevice>> {
-        let rows = sqlx::query(batch_sql::END_DEVICES)
-            .bind(now.0)
-            .bind(reason.as_str())
-            .bind(id_list(ids.iter().map(|id| id.0)))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        let ended = rows
-            .iter()
-            .map(|row| {
-                Ok(EndedDevice {
-                    device_id: DeviceId(get(row, 0)?),
-                    org_id: OrgId(get(row, 1)?),
-                    license_id: LicenseId(get(row, 2)?),
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        if !ended.is_empty() {
-            let ids = id_list(ended.iter().map(|device| device.device_id.0));
-            sqlx::query(batch_sql::RELEASE_LICENSES)
-                .bind(&ids)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_error)?;
-            sqlx::query(batch_sql::RECORD_ENDED_PAIRINGS)
-                .bind(&ids)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_error)?;
-        }
-        Ok(ended)
-    }
-
     async fn ack_targets(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<AckTarget>> {
         let rows = sqlx::query(batch_sql::ACK_TARGETS)
             .bind(id_list(ids.iter().map(|id| id.0)))
@@ -1257,44 +1307,10 @@ impl StoreTx for SqliteTx {
         .map_err(map_error)?;
         row.map(|row| config_row_from_row(&row)).transpose()
     }
+}
 
-    async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>> {
-        let rows = sqlx::query(batch_sql::CONFIG_ROWS)
-            .bind(id_list(ids.iter().map(|id| id.0)))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(config_row_from_row).collect()
-    }
-
-    async fn insert_audit(&mut self, entries: &[NewAudit]) -> StoreResult<()> {
-        let mut rows = Rows::with_capacity(entries.len(), 200);
-        for entry in entries {
-            let row = rows.row();
-            match entry.org_id {
-                Some(org) => row.key(&[org.0.as_bytes()]),
-                None => row.null(),
-            };
-            row.int(entry.at.0).text(&entry.actor).text(&entry.action);
-            match &entry.subject {
-                Some(subject) => row.text(subject),
-                None => row.null(),
-            };
-            row.json(&entry.details).end();
-        }
-        sqlx::query(batch_sql::INSERT_AUDIT)
-            .bind(rows.finish())
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        Ok(())
-    }
-
-    async fn publish(&mut self, _change: &Change) -> StoreResult<()> {
-        // One node per SQLite database: the actor that made the change already applied it.
-        Ok(())
-    }
-
+#[async_trait]
+impl AdminTx for SqliteTx {
     async fn insert_organization(&mut self, org: &Organization) -> StoreResult<()> {
         sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)")
             .bind(org.id.0)
@@ -1304,15 +1320,6 @@ impl StoreTx for SqliteTx {
             .await
             .map_err(map_error)?;
         Ok(())
-    }
-
-    async fn organization_exists(&mut self, org_id: OrgId) -> StoreResult<bool> {
-        let row = sqlx::query("SELECT 1 FROM organizations WHERE id = ?")
-            .bind(org_id.0)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        Ok(row.is_some())
     }
 
     async fn insert_operator_token(
@@ -1388,7 +1395,8 @@ impl StoreTx for SqliteTx {
         org_id: OrgId,
         id: LicenseId,
         valid_until: Option<Timestamp>,
-    ) -> StoreResult<bool> {
+        now: Timestamp,
+    ) -> StoreResult<Option<License>> {
         let result = sqlx::query("UPDATE licenses SET valid_until = ? WHERE org_id = ? AND id = ?")
             .bind(valid_until.map(|until| until.0))
             .bind(org_id.0)
@@ -1396,7 +1404,21 @@ impl StoreTx for SqliteTx {
             .execute(&mut *self.tx)
             .await
             .map_err(map_error)?;
-        Ok(result.rows_affected() > 0)
+        if result.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT id, org_id, purchased_at, valid_until, device_id, {LICENSE_STATUS}, reserved_until \
+             FROM licenses WHERE org_id = ?2 AND id = ?3"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now.0)
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        license_from_row(&row).map(Some)
     }
 
     async fn insert_code(&mut self, code: &NewCode) -> StoreResult<()> {
@@ -1417,6 +1439,15 @@ impl StoreTx for SqliteTx {
         .execute(&mut *self.tx)
         .await
         .map_err(map_error)?;
+        if let Some(license_id) = code.license_id {
+            sqlx::query("UPDATE licenses SET reserved_by = ?, reserved_until = ? WHERE id = ?")
+                .bind(code.id.0)
+                .bind(code.expires_at.0)
+                .bind(license_id.0)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+        }
         Ok(())
     }
 
@@ -1425,7 +1456,7 @@ impl StoreTx for SqliteTx {
         org_id: OrgId,
         id: CodeId,
         now: Timestamp,
-    ) -> StoreResult<Option<CodeState>> {
+    ) -> StoreResult<Option<RevokedCode>> {
         let sql = format!("SELECT {CODE_STATE_COLUMNS} FROM codes WHERE org_id = ? AND id = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(org_id.0)
@@ -1450,7 +1481,30 @@ impl StoreTx for SqliteTx {
             .await
             .map_err(map_error)?;
         }
-        Ok(Some(state))
+        let sql = format!("SELECT {CODE_COLUMNS} FROM codes WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(Some(RevokedCode {
+            already_revoked: state.revoked_at.is_some(),
+            code: code_from_row(&row, now)?,
+        }))
+    }
+
+    async fn device(&mut self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>> {
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} \
+             WHERE d.org_id = ? AND d.id = ? AND d.ended_at IS NULL"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org_id.0)
+            .bind(id.0)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        row.map(|row| device_from_row(&row)).transpose()
     }
 
     async fn revoke_single_use_codes_of(
@@ -1475,21 +1529,6 @@ impl StoreTx for SqliteTx {
         rows.iter().map(|row| Ok(CodeId(get(row, 0)?))).collect()
     }
 
-    async fn reserve_license(
-        &mut self,
-        license_id: LicenseId,
-        reservation: Option<(CodeId, Timestamp)>,
-    ) -> StoreResult<()> {
-        sqlx::query("UPDATE licenses SET reserved_by = ?, reserved_until = ? WHERE id = ?")
-            .bind(reservation.map(|(code, _)| code.0))
-            .bind(reservation.map(|(_, until)| until.0))
-            .bind(license_id.0)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        Ok(())
-    }
-
     async fn insert_configuration(&mut self, row: &ConfigRow, now: Timestamp) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO configurations (id, org_id, name, body, revision, created_at, updated_at) \
@@ -1512,9 +1551,7 @@ impl StoreTx for SqliteTx {
         &mut self,
         org_id: OrgId,
         id: ConfigId,
-        name: Option<&str>,
-        body: Option<&str>,
-        if_revision: Option<u64>,
+        edit: &ConfigEdit,
         now: Timestamp,
     ) -> StoreResult<ConfigUpdate> {
         let current =
@@ -1528,22 +1565,31 @@ impl StoreTx for SqliteTx {
             return Ok(ConfigUpdate::NotFound);
         };
         let revision = get_u64(&current, 0)?;
-        if if_revision.is_some_and(|expected| expected != revision) {
+        if edit
+            .if_revision
+            .is_some_and(|expected| expected != revision)
+        {
             return Ok(ConfigUpdate::RevisionMismatch(revision));
         }
-        let row = sqlx::query(
+        sqlx::query(
             "UPDATE configurations SET name = COALESCE(?, name), body = COALESCE(?, body), \
-             revision = revision + 1, updated_at = ? WHERE id = ? \
-             RETURNING id, org_id, name, revision, body",
+             revision = revision + 1, updated_at = ? WHERE id = ?",
         )
-        .bind(name)
-        .bind(body)
+        .bind(edit.name.as_deref())
+        .bind(edit.body.as_deref())
         .bind(now.0)
         .bind(id.0)
-        .fetch_one(&mut *self.tx)
+        .execute(&mut *self.tx)
         .await
         .map_err(map_error)?;
-        Ok(ConfigUpdate::Updated(config_row_from_row(&row)?))
+        let sql = format!("SELECT {CONFIG_COLUMNS}, c.body FROM configurations c WHERE c.id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        let body = get::<Option<String>, _>(&row, 7)?;
+        Ok(ConfigUpdate::Updated(configuration_from_row(&row, body)?))
     }
 
     async fn delete_configuration(
@@ -1610,6 +1656,15 @@ impl StoreTx for SqliteTx {
         .await
         .map_err(map_error)?;
         rows.iter().map(|row| Ok(DeviceId(get(row, 0)?))).collect()
+    }
+
+    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>> {
+        let rows = sqlx::query(batch_sql::ACTIVE_DEVICES)
+            .bind(id_list(ids.iter().map(|id| id.0)))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(active_device_from_row).collect()
     }
 
     async fn idempotent_reply(

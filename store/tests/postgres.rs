@@ -9,8 +9,9 @@ use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, 
 use engine::model::{AckStatus, CodeKind, LicenseStatus, OrgKeyInfo, Organization, PageRequest};
 use engine::secrets::SecretHash;
 use engine::store::{
-    AckWrite, Change, ChangeFeed, ConfigRow, DeviceDetails, DeviceState, DeviceTouch, EndedBecause,
-    LicenseGrant, NewAudit, NewCode, NewDevice, Notice, Store, StoreError, StoredReply,
+    AckWrite, AdminReads, Change, ChangeFeed, ConfigEdit, ConfigRow, DeviceDetails, DeviceReads,
+    DeviceState, DeviceTouch, LicenseGrant, NewAudit, NewCode, NewDevice, NodeStore, Notice,
+    PairingEnd, Store, StoreError, StoredReply,
 };
 use store::{PgSettings, PgStore, SqliteSettings, SqliteStore};
 use uuid::Uuid;
@@ -665,7 +666,7 @@ async fn notifications_reach_other_nodes_at_commit_only() {
     let ended = Change::DevicesEnded {
         org_id: fx.org_id,
         device_ids: (0..1_000).map(|_| DeviceId(id())).collect(),
-        reason: EndedBecause::Unpaired,
+        reason: PairingEnd::Unpaired,
     };
     let mut tx = publisher.begin().await.expect("begin");
     tx.publish(&ended).await.expect("publish a large change");
@@ -988,12 +989,10 @@ async fn reads(store: &dyn Store, ids: &Ids, now: Timestamp, log: &mut Vec<Strin
         }
     }
     for config in [ids.config, ids.second_config] {
-        for with_body in [false, true] {
-            record(
-                "configuration",
-                outcome(store.configuration(ids.org, config, with_body).await),
-            );
-        }
+        record(
+            "configuration",
+            outcome(store.configuration(ids.org, config).await),
+        );
         record("config_row", outcome(store.config_row(config).await));
     }
     let mut page = PageRequest::first(1);
@@ -1053,8 +1052,6 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
     tx.insert_organization(&org(ids.other_org, "Other"))
         .await
         .expect("org");
-    log.push(outcome(tx.organization_exists(ids.org).await));
-    log.push(outcome(tx.organization_exists(OrgId(Uuid::nil())).await));
     tx.insert_operator_token(&hash(1), now)
         .await
         .expect("token");
@@ -1122,12 +1119,6 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
     })
     .await
     .expect("single-use code");
-    tx.reserve_license(
-        ids.licenses[1],
-        Some((ids.single_use, now.plus_millis(3_600_000))),
-    )
-    .await
-    .expect("reserve");
     tx.insert_audit(&[
         NewAudit {
             org_id: None,
@@ -1326,20 +1317,56 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
             .map(|rows| sorted(rows.into_iter().map(|r| format!("{r:?}")).collect())),
     ));
     log.push(outcome(
-        tx.update_configuration(ids.org, ids.config, Some("Renamed"), None, Some(1), now)
-            .await,
+        tx.update_configuration(
+            ids.org,
+            ids.config,
+            &ConfigEdit {
+                name: Some("Renamed".into()),
+                body: None,
+                if_revision: Some(1),
+            },
+            now,
+        )
+        .await,
     ));
     log.push(outcome(
-        tx.update_configuration(ids.org, ids.config, None, Some("new body"), Some(1), now)
-            .await,
+        tx.update_configuration(
+            ids.org,
+            ids.config,
+            &ConfigEdit {
+                name: None,
+                body: Some("new body".into()),
+                if_revision: Some(1),
+            },
+            now,
+        )
+        .await,
     ));
     log.push(outcome(
-        tx.update_configuration(ids.org, ids.config, None, Some("new body"), None, now)
-            .await,
+        tx.update_configuration(
+            ids.org,
+            ids.config,
+            &ConfigEdit {
+                name: None,
+                body: Some("new body".into()),
+                if_revision: None,
+            },
+            now,
+        )
+        .await,
     ));
     log.push(outcome(
-        tx.update_configuration(ids.other_org, ids.config, None, None, None, now)
-            .await,
+        tx.update_configuration(
+            ids.other_org,
+            ids.config,
+            &ConfigEdit {
+                name: None,
+                body: None,
+                if_revision: None,
+            },
+            now,
+        )
+        .await,
     ));
     log.push(outcome(tx.delete_configuration(ids.org, ids.config).await));
     log.push(outcome(
@@ -1367,15 +1394,11 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
     let now = T0.plus_millis(3_000);
     let mut tx = store.begin().await.expect("begin");
     log.push(outcome(
-        tx.end_devices(
-            &[ids.devices[1], ids.devices[3]],
-            EndedBecause::Unpaired,
-            now,
-        )
-        .await,
+        tx.end_devices(&[ids.devices[1], ids.devices[3]], PairingEnd::Unpaired, now)
+            .await,
     ));
     log.push(outcome(
-        tx.end_devices(&[ids.devices[1]], EndedBecause::Unpaired, now)
+        tx.end_devices(&[ids.devices[1]], PairingEnd::Unpaired, now)
             .await,
     ));
     log.push(outcome(tx.delete_configuration(ids.org, ids.config).await));
@@ -1400,9 +1423,6 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
     })
     .await
     .expect("code");
-    tx.reserve_license(ids.licenses[3], Some((third, now.plus_millis(10_000))))
-        .await
-        .expect("reserve");
     log.push(outcome(
         tx.revoke_single_use_codes_of(ids.licenses[3], now).await,
     ));
@@ -1410,11 +1430,11 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
         tx.revoke_single_use_codes_of(ids.licenses[3], now).await,
     ));
     log.push(outcome(
-        tx.set_license_valid_until(ids.org, claimed[0].id, Some(now.plus_millis(500)))
+        tx.set_license_valid_until(ids.org, claimed[0].id, Some(now.plus_millis(500)), now)
             .await,
     ));
     log.push(outcome(
-        tx.set_license_valid_until(ids.other_org, claimed[0].id, None)
+        tx.set_license_valid_until(ids.other_org, claimed[0].id, None, now)
             .await,
     ));
     let reply = StoredReply {
@@ -1469,7 +1489,7 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
     let expired = store.expired_pairings(later, 10).await.expect("expired");
     let expired: Vec<DeviceId> = expired.into_iter().map(|(_, device)| device).collect();
     log.push(outcome(
-        tx.end_devices(&expired, EndedBecause::LicenseExpired, later)
+        tx.end_devices(&expired, PairingEnd::LicenseExpired, later)
             .await,
     ));
     tx.commit().await.expect("commit");
