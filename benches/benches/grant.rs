@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use benches::Organization;
 use criterion::{Criterion, criterion_group, criterion_main};
 use engine::PairAnswer;
-use protocol::{Credential, DeviceInfo, Pair};
-use uuid::Uuid;
+use testkit::TestDevice;
 
 async fn fixture(licenses: u32) -> Organization {
     let organization = Organization::start().await;
@@ -18,29 +17,9 @@ async fn fixture(licenses: u32) -> Organization {
 }
 
 async fn burst(fixture: &Organization, devices: usize) -> Duration {
-    let requests: Vec<Pair> = (0..devices)
-        .map(|_| Pair {
-            code: fixture.code.clone(),
-            installation_id: Uuid::new_v4(),
-            credential: Credential(
-                *Uuid::new_v4()
-                    .as_bytes()
-                    .first_chunk::<16>()
-                    .map(|half| {
-                        let mut full = [0u8; 32];
-                        full[..16].copy_from_slice(half);
-                        full
-                    })
-                    .as_ref()
-                    .expect("bytes"),
-            ),
-            device: DeviceInfo {
-                name: "bench".into(),
-                model: "bench".into(),
-                os: "bench".into(),
-                app_version: "1".into(),
-            },
-        })
+    // Prepared before the clock starts: a new installation per pairing.
+    let requests: Vec<_> = (0..devices)
+        .map(|_| TestDevice::new().pair_request(&fixture.code))
         .collect();
     let peer = IpAddr::from([127, 0, 0, 1]);
     let start = Instant::now();
@@ -50,7 +29,7 @@ async fn burst(fixture: &Organization, devices: usize) -> Duration {
             let engine = fixture.engine.clone();
             tokio::spawn(async move {
                 let link = engine.new_link(peer);
-                let answer = engine.pair(&request, &link).await;
+                let answer = engine.pair(request, &link).await;
                 assert!(matches!(answer, PairAnswer::Paired(_)), "{answer:?}");
             })
         })

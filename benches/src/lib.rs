@@ -45,7 +45,7 @@ pub fn sample_configuration(bytes: usize) -> ServerMessage {
 
 /// An engine on a real SQLite file in a temporary directory (`synchronous=FULL`, the default),
 /// with one organization, a configuration and a reusable code, created through the admin
-/// commands as a real server would.
+/// commands as a real server would (the shared test fixture, `testkit`).
 #[derive(Debug)]
 pub struct Organization {
     pub engine: engine::Engine,
@@ -53,42 +53,28 @@ pub struct Organization {
     pub code_id: engine::ids::CodeId,
     /// The reusable code's secret, as a device would scan it.
     pub code: String,
-    _dir: tempfile::TempDir,
+    _fixture: testkit::Fixture,
 }
 
 impl Organization {
     pub async fn start() -> Organization {
-        use engine::{Engine, EngineSettings, Principal, ReusableCodeSpec, SystemClock};
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let settings = store::SqliteSettings::new(dir.path().join("bench.db"));
-        let store = store::SqliteStore::open(&settings).await.expect("database");
-        let engine = Engine::start(
-            std::sync::Arc::new(store),
-            std::sync::Arc::new(SystemClock),
-            &engine::secrets::ServerKey::generate(),
-            EngineSettings::default(),
-        )
-        .await
-        .expect("engine");
-        let operator = Principal::Operator;
-        let org = engine
-            .create_organization(&operator, "bench", None)
-            .await
-            .expect("organization");
+        let fixture = testkit::Fixture::new(testkit::Backend::Sqlite).await;
+        let engine = fixture.start().await;
+        let (organization, code) = testkit::org_with_code(&engine, 0, None).await;
+        let configuration = engine::admin::CreateConfiguration {
+            name: "bench".into(),
+            body: "[GLOBAL]\n".into(),
+        };
         engine
-            .create_configuration(&operator, org.id, "bench", "[GLOBAL]\n", None)
+            .run(&engine::Principal::Operator, organization.id, configuration)
             .await
             .expect("configuration");
-        let code = engine
-            .create_reusable_code(&operator, org.id, ReusableCodeSpec::default(), None)
-            .await
-            .expect("code");
         Organization {
             engine,
-            org_id: org.id,
+            org_id: organization.id,
             code_id: code.info.id,
             code: code.code,
-            _dir: dir,
+            _fixture: fixture,
         }
     }
 
@@ -98,14 +84,12 @@ impl Organization {
         let mut left = count;
         while left > 0 {
             let chunk = left.min(100_000);
+            let command = engine::admin::AddLicenses {
+                count: u32::try_from(chunk).expect("at most 100,000"),
+                valid_until: None,
+            };
             self.engine
-                .add_licenses(
-                    &engine::Principal::Operator,
-                    self.org_id,
-                    u32::try_from(chunk).expect("at most 100,000"),
-                    None,
-                    None,
-                )
+                .run(&engine::Principal::Operator, self.org_id, command)
                 .await
                 .expect("licenses");
             left -= chunk;

@@ -120,7 +120,7 @@ impl Watchers {
     }
 
     /// Hands an event to this node's watchers of `org_id`.
-    pub fn deliver(&self, org_id: OrgId, event: OrgEvent) {
+    pub fn send_here(&self, org_id: OrgId, event: OrgEvent) {
         if let Some(sender) = self.local.get(&org_id) {
             let _ = sender.send(Arc::new(event));
         }
@@ -200,7 +200,7 @@ mod tests {
         let (a, b) = (OrgId(uuid::Uuid::new_v4()), OrgId(uuid::Uuid::new_v4()));
         let (mut of_a, _) = watchers.subscribe(a);
         let (mut of_b, _) = watchers.subscribe(b);
-        watchers.deliver(a, OrgEvent::Licenses);
+        watchers.send_here(a, OrgEvent::Licenses);
         assert_eq!(*of_a.try_recv().unwrap(), OrgEvent::Licenses);
         assert!(of_b.try_recv().is_err());
         watchers.resync_all();

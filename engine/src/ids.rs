@@ -150,8 +150,9 @@ impl Timestamp {
         u64::try_from(later.0.saturating_sub(self.0)).unwrap_or(0)
     }
 
-    /// For the wire: negative times (before 1970) do not occur; they clamp to zero.
-    pub fn as_wire(self) -> u64 {
+    /// Milliseconds since the epoch, unsigned: times before 1970 do not occur; they clamp to
+    /// zero.
+    pub fn unsigned_millis(self) -> u64 {
         u64::try_from(self.0).unwrap_or(0)
     }
 }

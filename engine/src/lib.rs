@@ -1,59 +1,68 @@
 //! The paird engine: the domain rules of pairing devices with organizations, handing out
 //! licenses and keeping devices on their configuration.
 //!
-//! No sockets, no HTTP, no SQL text: the server drives the engine through [`Engine`], and the
-//! engine reaches storage through the [`store::Store`] trait (implemented in the `store` crate).
+//! No sockets, no HTTP, no SQL text, no wire format: the server drives the engine through
+//! [`Engine`] in the engine's own words, and the engine reaches storage through the
+//! [`store::Store`] traits (implemented in the `store` crate).
 //!
-//! Layout:
-//! - [`engine`]: the facade ([`Engine`]) — device requests (pair, resume, acknowledge) and admin
-//!   commands, with authorization.
-//! - `org`, `supervisor`: one actor per organization, the batching and serialization point, and
-//!   the supervisor that starts actors lazily and restarts them after a failure.
-//! - `batch`: group commit of device requests: the pairing, reconnection and acknowledgement
-//!   rules as set-based, conditional writes.
-//! - `admin`: admin commands that change an organization, with audit and idempotency.
-//! - `remote`: changes committed on other nodes (the store's change feed), applied to the devices
-//!   connected here.
+//! Layout, from the facade down:
+//! - [`Engine`] (`engine.rs`): start and stop, admin commands ([`Engine::run`]), queries
+//!   ([`Engine::query`]), access, the operator's view. `device.rs`: the device entry points
+//!   (`pair`, `resume`, `acknowledge`, `disconnected`) in the words of [`session`].
+//! - [`admin`]: the admin commands, one type and one file each, and how a command runs in its
+//!   organization's transaction (idempotency, audit, effects on connected devices).
+//! - [`query`]: the admin reads, one type and one file each, behind one access check.
+//! - `supervisor`: the organization actors' supervisor and directory, and `Actors`, how the
+//!   engine reaches them. `org`: one actor per organization, the batching and serialization
+//!   point.
+//! - `batch`: group commit of device requests: read, a pure plan (`batch::plan`), write.
+//! - `remote`: changes committed on other nodes, applied to the devices connected here.
+//! - `duties`: the background duties (expiry sweep, heartbeat, housekeeping, live-feed
+//!   announcements, the change listener).
+//! - `node`: what this process holds (store, clock, connected devices, caches, limits,
+//!   counters), shared by all of the above.
 //! - [`events`]: the live feed of an organization (what changed, by id) and its watchers.
 //! - [`link`]: the engine's handle on a device connection, and the registry of connected devices.
-//! - [`store`]: the storage trait and its row types. [`model`]: what admins read.
-//! - [`clock`], [`secrets`], [`limiter`], [`settings`], [`ids`], [`error`]: the small parts.
-//! - [`runtime_thread`]: a single-threaded runtime on a thread of its own (the actors run on one;
-//!   the server runs its admin API on another).
+//! - [`store`]: the storage traits and their row types. [`model`]: what admins read.
+//! - [`clock`], [`secrets`], [`limiter`], [`settings`], [`ids`], [`error`], [`metrics`]: the
+//!   small parts. [`runtime_thread`]: a single-threaded runtime on a thread of its own (the
+//!   actors run on one; the server runs its admin API on another).
 
+pub mod admin;
 pub mod clock;
 pub mod error;
 pub mod events;
 pub mod ids;
 pub mod limiter;
 pub mod link;
+pub mod metrics;
 pub mod model;
+pub mod query;
 pub mod runtime_thread;
 pub mod secrets;
+pub mod session;
 pub mod settings;
 pub mod store;
 
-mod admin;
 mod batch;
-mod context;
+mod device;
+mod duties;
 mod engine;
+mod node;
 mod org;
 mod remote;
 mod supervisor;
 
-pub use admin::{
-    IdempotencyKey, Principal, REUSABLE_VALIDITY_DEFAULT, REUSABLE_VALIDITY_MAX,
-    REUSABLE_VALIDITY_MIN, SINGLE_USE_VALIDITY_DEFAULT, SINGLE_USE_VALIDITY_MAX,
-    SINGLE_USE_VALIDITY_MIN, check_configuration_body, code_status,
-};
-pub use batch::{AckAnswer, PairAnswer, PairedDevice, ResumeAnswer, ResumedDevice};
+pub use admin::{IdempotencyKey, Principal, check_configuration_body, new_operator_token};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use context::MetricsSnapshot;
-pub use engine::{
-    AddedLicenses, CreatedKey, Engine, ReusableCodeSpec, StartError, new_operator_token,
-};
+pub use engine::{Engine, StartError};
 pub use error::EngineError;
-pub use org::OrgSnapshot;
+pub use metrics::Metrics;
+pub use model::code_status;
+pub use org::OrgActorStatus;
 pub use runtime_thread::RuntimeThread;
+pub use session::{
+    AckAnswer, AckOutcome, AckRequest, PairAnswer, PairRequest, PairedDevice, PresentedCode,
+    Refusal, ResumeAnswer, ResumeRequest, ResumedDevice, SessionEnd,
+};
 pub use settings::EngineSettings;
-pub use store::ConfigEdit;

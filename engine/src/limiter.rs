@@ -15,6 +15,23 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use crate::ids::Timestamp;
+use crate::session::Refusal;
+
+/// Whether a refused pairing counts as a failed attempt against its address and its code. A
+/// refusal caused by the server's own state (no license left, the database down) or by the
+/// limit itself is not the device's failure.
+pub fn counts_as_failure(refusal: Refusal) -> bool {
+    !matches!(
+        refusal,
+        Refusal::RateLimited | Refusal::Unavailable | Refusal::NoFreeLicense
+    )
+}
+
+/// Whether a refused pairing counts against the connection that asked: a failure, or asking
+/// again while rate limited (a connection that keeps asking is closed).
+pub fn counts_against_connection(refusal: Refusal) -> bool {
+    counts_as_failure(refusal) || refusal == Refusal::RateLimited
+}
 
 /// `max_failures` within `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +113,25 @@ impl<K: Eq + Hash + Clone> FailureLimiter<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_devices_own_failures_count() {
+        let not_counted = [
+            Refusal::RateLimited,
+            Refusal::Unavailable,
+            Refusal::NoFreeLicense,
+        ];
+        for refusal in Refusal::ALL {
+            assert_eq!(
+                counts_as_failure(refusal),
+                !not_counted.contains(&refusal),
+                "{refusal:?}"
+            );
+        }
+        assert!(counts_against_connection(Refusal::RateLimited));
+        assert!(!counts_against_connection(Refusal::NoFreeLicense));
+        assert!(counts_against_connection(Refusal::CodeUsed));
+    }
 
     #[test]
     fn blocks_after_the_limit_and_frees_when_the_window_slides() {

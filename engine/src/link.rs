@@ -17,57 +17,44 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use dashmap::DashMap;
-use protocol::{Encoding, EndReason};
 use tokio::sync::Notify;
 
 use crate::ids::{ConfigId, DeviceId, OrgId};
+use crate::session::SessionEnd;
 
 /// One revision of a configuration, shared by every link it is pushed to.
 #[derive(Debug)]
-pub struct ConfigSnapshot {
+pub struct ConfigRevision {
     pub id: ConfigId,
     pub org_id: OrgId,
     pub name: String,
     pub revision: u64,
     pub body: String,
-    /// The edge's pre-encoded frames, built once per revision and encoding and shared by every
-    /// connection it is sent to (a 256 KiB body sent to 19,000 devices is encoded twice, not
-    /// 19,000 times). The engine does not know the frame type; the server stores its own.
-    encoded: [OnceLock<Box<dyn Any + Send + Sync>>; 2],
+    /// What the edge derives from this revision and wants to share between connections (the
+    /// device endpoint keeps its encoded frames here: a 256 KiB body sent to 19,000 devices is
+    /// encoded once per encoding, not 19,000 times). The engine neither knows nor reads it; it
+    /// only ties it to the revision's life, so that it is freed with the revision.
+    edge: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
-impl ConfigSnapshot {
+impl ConfigRevision {
     pub fn new(id: ConfigId, org_id: OrgId, name: String, revision: u64, body: String) -> Self {
-        ConfigSnapshot {
+        ConfigRevision {
             id,
             org_id,
             name,
             revision,
             body,
-            encoded: [OnceLock::new(), OnceLock::new()],
+            edge: OnceLock::new(),
         }
     }
 
-    /// The edge's cached frame for `encoding`, built by `build` on first use.
-    pub fn encoded<T: Any + Send + Sync>(
-        &self,
-        encoding: Encoding,
-        build: impl FnOnce() -> T,
-    ) -> Option<&T> {
-        let slot = match encoding {
-            Encoding::Postcard => &self.encoded[0],
-            Encoding::Json => &self.encoded[1],
-        };
-        slot.get_or_init(|| Box::new(build())).downcast_ref::<T>()
-    }
-
-    pub fn as_message(&self) -> protocol::Configuration {
-        protocol::Configuration {
-            configuration_id: self.id.0,
-            name: self.name.clone(),
-            revision: self.revision,
-            body: self.body.clone(),
-        }
+    /// The edge's value for this revision, built by `build` on first use. `None` if the slot
+    /// already holds a value of another type (one edge per process uses it).
+    pub fn edge<T: Any + Send + Sync>(&self, build: impl FnOnce() -> T) -> Option<&T> {
+        self.edge
+            .get_or_init(|| Box::new(build()))
+            .downcast_ref::<T>()
     }
 }
 
@@ -84,11 +71,11 @@ struct LinkState {
     /// The configuration assigned to the device, as far as this node has committed.
     assigned: Option<ConfigId>,
     /// The newest revision to send, if the connection has not taken it yet.
-    pending: Option<Arc<ConfigSnapshot>>,
+    pending: Option<Arc<ConfigRevision>>,
     /// The newest (configuration, revision) handed to the connection (or reported by the device
     /// when it resumed).
     delivered: Option<(ConfigId, u64)>,
-    end: Option<EndReason>,
+    end: Option<SessionEnd>,
     /// The connection is gone; the link must not be registered again.
     closed: bool,
 }
@@ -96,9 +83,9 @@ struct LinkState {
 /// What the connection should send next.
 #[derive(Debug, Default)]
 pub struct LinkUpdate {
-    pub configuration: Option<Arc<ConfigSnapshot>>,
+    pub configuration: Option<Arc<ConfigRevision>>,
     /// When set, send `Ended` with this reason and close; nothing else follows.
-    pub end: Option<EndReason>,
+    pub end: Option<SessionEnd>,
 }
 
 /// The engine's handle on one device connection.
@@ -144,8 +131,8 @@ impl DeviceLink {
     pub fn take(&self) -> LinkUpdate {
         let mut state = self.state();
         let configuration = state.pending.take();
-        if let Some(snapshot) = &configuration {
-            state.delivered = Some((snapshot.id, snapshot.revision));
+        if let Some(revision) = &configuration {
+            state.delivered = Some((revision.id, revision.revision));
         }
         LinkUpdate {
             configuration,
@@ -154,23 +141,23 @@ impl DeviceLink {
     }
 
     /// Called by the actor after a pairing or reconnection commits: binds the link to its
-    /// device. `device_has` is what the device said it runs (on resume). Returns false if the
+    /// device. `running` is what the device said it runs (on resume). Returns false if the
     /// connection closed meanwhile (then nothing is bound).
     pub(crate) fn bind(
         &self,
         session: LinkSession,
-        assigned: Option<Arc<ConfigSnapshot>>,
-        device_has: Option<(ConfigId, u64)>,
+        assigned: Option<Arc<ConfigRevision>>,
+        running: Option<(ConfigId, u64)>,
     ) -> bool {
         let mut state = self.state();
         if state.closed {
             return false;
         }
         state.session = Some(session);
-        state.delivered = device_has;
-        state.assigned = assigned.as_ref().map(|snapshot| snapshot.id);
+        state.delivered = running;
+        state.assigned = assigned.as_ref().map(|revision| revision.id);
         state.pending =
-            assigned.filter(|snapshot| device_has != Some((snapshot.id, snapshot.revision)));
+            assigned.filter(|revision| running != Some((revision.id, revision.revision)));
         drop(state);
         self.wake.notify_one();
         true
@@ -188,9 +175,9 @@ impl DeviceLink {
 
     /// A new revision of some configuration of this organization: queue it if it is this
     /// device's and newer than what it has or will get.
-    pub(crate) fn offer(&self, snapshot: &Arc<ConfigSnapshot>) {
+    pub(crate) fn offer(&self, revision: &Arc<ConfigRevision>) {
         let mut state = self.state();
-        if state.end.is_some() || state.assigned != Some(snapshot.id) {
+        if state.end.is_some() || state.assigned != Some(revision.id) {
             return;
         }
         let newest_known = state
@@ -199,34 +186,34 @@ impl DeviceLink {
             .map(|pending| pending.revision)
             .or(state
                 .delivered
-                .filter(|(id, _)| *id == snapshot.id)
-                .map(|(_, rev)| rev));
-        if newest_known.is_some_and(|revision| revision >= snapshot.revision) {
+                .filter(|(id, _)| *id == revision.id)
+                .map(|(_, known)| known));
+        if newest_known.is_some_and(|known| known >= revision.revision) {
             return;
         }
-        state.pending = Some(Arc::clone(snapshot));
+        state.pending = Some(Arc::clone(revision));
         drop(state);
         self.wake.notify_one();
     }
 
-    /// The device's assignment changed (to `snapshot`, or to nothing).
-    pub(crate) fn reassign(&self, snapshot: Option<&Arc<ConfigSnapshot>>) {
+    /// The device's assignment changed (to `revision`, or to nothing).
+    pub(crate) fn reassign(&self, revision: Option<&Arc<ConfigRevision>>) {
         let mut state = self.state();
         if state.end.is_some() {
             return;
         }
-        state.assigned = snapshot.map(|snapshot| snapshot.id);
-        let already = match (snapshot, state.delivered) {
-            (Some(snapshot), Some(delivered)) => delivered == (snapshot.id, snapshot.revision),
+        state.assigned = revision.map(|revision| revision.id);
+        let already = match (revision, state.delivered) {
+            (Some(revision), Some(delivered)) => delivered == (revision.id, revision.revision),
             _ => false,
         };
-        state.pending = if already { None } else { snapshot.cloned() };
+        state.pending = if already { None } else { revision.cloned() };
         drop(state);
         self.wake.notify_one();
     }
 
     /// Ends the session: the connection sends `Ended` and closes.
-    pub(crate) fn end(&self, reason: EndReason) {
+    pub(crate) fn end(&self, reason: SessionEnd) {
         let mut state = self.state();
         if state.end.is_none() {
             state.end = Some(reason);
@@ -242,7 +229,7 @@ impl DeviceLink {
     }
 
     /// Whether the session was ended.
-    pub fn ended(&self) -> Option<EndReason> {
+    pub fn ended(&self) -> Option<SessionEnd> {
         self.state().end
     }
 }
@@ -336,8 +323,8 @@ impl Registry {
 mod tests {
     use super::*;
 
-    fn snapshot(id: ConfigId, revision: u64) -> Arc<ConfigSnapshot> {
-        Arc::new(ConfigSnapshot::new(
+    fn revision(id: ConfigId, revision: u64) -> Arc<ConfigRevision> {
+        Arc::new(ConfigRevision::new(
             id,
             OrgId::generate(),
             "c".into(),
@@ -358,16 +345,16 @@ mod tests {
             device_id: DeviceId::generate(),
             org_id: OrgId::generate(),
         };
-        link.bind(session, Some(snapshot(config, 1)), None);
-        for revision in 2..=50 {
-            link.offer(&snapshot(config, revision));
+        link.bind(session, Some(revision(config, 1)), None);
+        for number in 2..=50 {
+            link.offer(&revision(config, number));
         }
         // An older revision arriving late never replaces a newer one.
-        link.offer(&snapshot(config, 10));
+        link.offer(&revision(config, 10));
         let update = link.take();
-        assert_eq!(update.configuration.map(|s| s.revision), Some(50));
+        assert_eq!(update.configuration.map(|pushed| pushed.revision), Some(50));
         assert!(link.take().configuration.is_none());
-        link.offer(&snapshot(config, 50));
+        link.offer(&revision(config, 50));
         assert!(link.take().configuration.is_none(), "already delivered");
     }
 
@@ -379,12 +366,12 @@ mod tests {
             org_id: OrgId::generate(),
         };
         let mine = ConfigId::generate();
-        link.bind(session, Some(snapshot(mine, 3)), Some((mine, 3)));
+        link.bind(session, Some(revision(mine, 3)), Some((mine, 3)));
         assert!(
             link.take().configuration.is_none(),
             "device already runs it"
         );
-        link.offer(&snapshot(ConfigId::generate(), 9));
+        link.offer(&revision(ConfigId::generate(), 9));
         assert!(link.take().configuration.is_none());
     }
 
@@ -396,12 +383,12 @@ mod tests {
             device_id: DeviceId::generate(),
             org_id: OrgId::generate(),
         };
-        link.bind(session, Some(snapshot(config, 1)), None);
-        link.end(EndReason::Unpaired);
-        link.offer(&snapshot(config, 2));
+        link.bind(session, Some(revision(config, 1)), None);
+        link.end(SessionEnd::Unpaired);
+        link.offer(&revision(config, 2));
         let update = link.take();
         assert!(update.configuration.is_none());
-        assert_eq!(update.end, Some(EndReason::Unpaired));
+        assert_eq!(update.end, Some(SessionEnd::Unpaired));
     }
 
     #[test]

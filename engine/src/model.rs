@@ -106,6 +106,29 @@ pub enum CodeStatus {
     Exhausted,
 }
 
+/// A code's status at `now`.
+pub fn code_status(
+    kind: CodeKind,
+    revoked_at: Option<Timestamp>,
+    used_at: Option<Timestamp>,
+    expires_at: Timestamp,
+    max_uses: Option<u32>,
+    uses: u32,
+    now: Timestamp,
+) -> CodeStatus {
+    if revoked_at.is_some() {
+        CodeStatus::Revoked
+    } else if kind == CodeKind::SingleUse && used_at.is_some() {
+        CodeStatus::Used
+    } else if expires_at <= now {
+        CodeStatus::Expired
+    } else if kind == CodeKind::Reusable && max_uses.is_some_and(|max| uses >= max) {
+        CodeStatus::Exhausted
+    } else {
+        CodeStatus::Active
+    }
+}
+
 /// A code as listed (never with its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeInfo {

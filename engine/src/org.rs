@@ -23,10 +23,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::admin::{self, AdminJob};
+use crate::admin::Job;
 use crate::batch::{self, AckJob, Batch, OfflineJob, PairJob, ResumeJob};
-use crate::context::Shared;
 use crate::ids::OrgId;
+use crate::node::Node;
 use crate::remote;
 use crate::store::Notice;
 
@@ -39,8 +39,8 @@ pub(crate) enum OrgMsg {
     Ack(AckJob),
     Offline(OfflineJob),
     Flush,
-    Admin(Box<AdminJob>),
-    Snapshot(oneshot::Sender<OrgSnapshot>),
+    Admin(Box<dyn Job>),
+    Status(oneshot::Sender<OrgActorStatus>),
     /// A change committed on another node (or a resync after missed ones).
     Remote(Notice),
     /// Fault injection for supervision tests: the handler panics.
@@ -57,7 +57,7 @@ impl std::fmt::Debug for OrgMsg {
             OrgMsg::Offline(_) => "Offline",
             OrgMsg::Flush => "Flush",
             OrgMsg::Admin(_) => "Admin",
-            OrgMsg::Snapshot(_) => "Snapshot",
+            OrgMsg::Status(_) => "Status",
             OrgMsg::Remote(_) => "Remote",
             OrgMsg::Crash => "Crash",
             OrgMsg::IdleCheck => "IdleCheck",
@@ -68,7 +68,7 @@ impl std::fmt::Debug for OrgMsg {
 
 /// What an organization actor holds, for tests and the operator's status page.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrgSnapshot {
+pub struct OrgActorStatus {
     pub org_id: OrgId,
     pub name: String,
     /// Counts the actor's starts for this organization in this process: a restart after a
@@ -80,13 +80,13 @@ pub struct OrgSnapshot {
 pub(crate) struct OrgActor;
 
 pub(crate) struct OrgArgs {
-    pub shared: Arc<Shared>,
+    pub node: Arc<Node>,
     pub org_id: OrgId,
     pub incarnation: u64,
 }
 
 pub(crate) struct OrgState {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
     org_id: OrgId,
     incarnation: u64,
     name: String,
@@ -113,16 +113,15 @@ impl Actor for OrgActor {
     ) -> Result<OrgState, ActorProcessingErr> {
         // Everything the actor knows is reloaded from the database on every start.
         let org = args
-            .shared
+            .node
             .store
             .organization(args.org_id)
             .await?
             .ok_or(OrgNotFound(args.org_id))?;
-        let check_every =
-            (args.shared.settings.org_idle_timeout / 4).max(Duration::from_millis(50));
+        let check_every = (args.node.settings.org_idle_timeout / 4).max(Duration::from_millis(50));
         let idle_timer = myself.send_interval(check_every, || OrgMsg::IdleCheck);
         Ok(OrgState {
-            shared: args.shared,
+            node: args.node,
             org_id: args.org_id,
             incarnation: args.incarnation,
             name: org.name,
@@ -173,12 +172,12 @@ impl Actor for OrgActor {
                 state.last_activity = Instant::now();
                 // Requests that arrived before the command are committed before it.
                 state.flush_all().await;
-                admin::run(&state.shared, state.org_id, *job).await;
+                job.run(&state.node, state.org_id).await;
             }
             OrgMsg::Remote(notice) => {
                 // Behind what was buffered before it, like an admin command.
                 state.flush_all().await;
-                if let Err(error) = remote::apply(&state.shared, state.org_id, &notice).await {
+                if let Err(error) = remote::apply(&state.node, state.org_id, &notice).await {
                     // The change is in the tables; read them again a little later.
                     tracing::warn!(org_id = %state.org_id, %error, "cannot apply a change from another node; resyncing soon");
                     let org_id = state.org_id;
@@ -189,8 +188,8 @@ impl Actor for OrgActor {
                     });
                 }
             }
-            OrgMsg::Snapshot(reply) => {
-                let _ = reply.send(OrgSnapshot {
+            OrgMsg::Status(reply) => {
+                let _ = reply.send(OrgActorStatus {
                     org_id: state.org_id,
                     name: state.name.clone(),
                     incarnation: state.incarnation,
@@ -204,7 +203,7 @@ impl Actor for OrgActor {
                 );
             }
             OrgMsg::IdleCheck => {
-                let idle = state.last_activity.elapsed() >= state.shared.settings.org_idle_timeout;
+                let idle = state.last_activity.elapsed() >= state.node.settings.org_idle_timeout;
                 if idle && state.buffer.is_empty() && !state.flush_queued {
                     tracing::debug!(org_id = %state.org_id, "organization actor idle; stopping");
                     myself.stop(Some("idle".into()));
@@ -219,12 +218,12 @@ impl OrgState {
     async fn enqueue(&mut self, myself: &ActorRef<OrgMsg>, push: impl FnOnce(&mut Batch)) {
         self.last_activity = Instant::now();
         push(&mut self.buffer);
-        if !self.shared.settings.group_commit {
+        if !self.node.settings.group_commit {
             // Comparison mode: one transaction per request, in arrival order.
             self.flush_all().await;
             return;
         }
-        if self.buffer.len() >= self.shared.settings.max_batch {
+        if self.buffer.len() >= self.node.settings.max_batch {
             self.flush_once(myself).await;
         } else if !self.flush_queued {
             self.flush_queued = true;
@@ -239,13 +238,13 @@ impl OrgState {
         if self.buffer.is_empty() {
             return;
         }
-        let limit = if self.shared.settings.group_commit {
-            self.shared.settings.max_batch
+        let limit = if self.node.settings.group_commit {
+            self.node.settings.max_batch
         } else {
             1
         };
         let batch = self.buffer.take(limit);
-        let deferred = batch::commit(&self.shared, self.org_id, batch).await;
+        let deferred = batch::commit(&self.node, self.org_id, batch).await;
         self.buffer.append(deferred);
         if !self.buffer.is_empty() && !self.flush_queued {
             self.flush_queued = true;
@@ -257,14 +256,14 @@ impl OrgState {
 
     /// Commits everything buffered, in as many batches as it takes.
     async fn flush_all(&mut self) {
-        let limit = if self.shared.settings.group_commit {
-            self.shared.settings.max_batch
+        let limit = if self.node.settings.group_commit {
+            self.node.settings.max_batch
         } else {
             1
         };
         while !self.buffer.is_empty() {
             let batch = self.buffer.take(limit);
-            let deferred = batch::commit(&self.shared, self.org_id, batch).await;
+            let deferred = batch::commit(&self.node, self.org_id, batch).await;
             self.buffer.append(deferred);
         }
     }

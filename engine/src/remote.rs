@@ -15,64 +15,63 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use protocol::EndReason;
-
-use crate::context::Shared;
 use crate::ids::{ConfigId, DeviceId, OrgId};
-use crate::link::{ConfigSnapshot, DeviceLink};
-use crate::store::{Change, Notice, PairingEnd, StoreResult};
+use crate::link::{ConfigRevision, DeviceLink};
+use crate::node::Node;
+use crate::session::SessionEnd;
+use crate::store::{Change, Notice, StoreResult};
 
 /// Most devices read in one statement while refreshing.
 const REFRESH_CHUNK: usize = 4096;
 
 /// The organizations a notice concerns on this node: those with a device connected here. A
 /// notice for an organization nobody here serves is dropped without starting its actor.
-pub(crate) fn local_orgs(shared: &Shared, notice: &Notice) -> Vec<OrgId> {
+pub(crate) fn local_orgs(node: &Node, notice: &Notice) -> Vec<OrgId> {
     match notice {
         Notice::Change(change) => {
             let org_id = change.org_id();
             let interested = match change {
-                Change::ConfigurationUpdated { .. } => shared.registry.has_org(org_id),
+                Change::ConfigurationUpdated { .. } => node.registry.has_org(org_id),
                 Change::DevicesAssigned { device_ids, .. }
                 | Change::DevicesEnded { device_ids, .. } => device_ids
                     .iter()
-                    .any(|device| shared.registry.get(*device).is_some()),
+                    .any(|device| node.registry.get(*device).is_some()),
             };
             if interested { vec![org_id] } else { Vec::new() }
         }
         Notice::Resync {
             org_id: Some(org_id),
         } => {
-            if shared.registry.has_org(*org_id) {
+            if node.registry.has_org(*org_id) {
                 vec![*org_id]
             } else {
                 Vec::new()
             }
         }
-        Notice::Resync { org_id: None } => shared.registry.orgs(),
+        Notice::Resync { org_id: None } => node.registry.orgs(),
         // The live feed's notices are for its watchers, not for devices.
         Notice::Events { .. } | Notice::Watch { .. } => Vec::new(),
     }
 }
 
 /// Applies a notice to `org_id`'s links on this node. Called by the organization's actor.
-pub(crate) async fn apply(shared: &Shared, org_id: OrgId, notice: &Notice) -> StoreResult<()> {
+pub(crate) async fn apply(node: &Node, org_id: OrgId, notice: &Notice) -> StoreResult<()> {
     match notice {
         Notice::Change(Change::ConfigurationUpdated { config_id, .. }) => {
-            let links = shared.registry.of_org(org_id);
+            let links = node.registry.of_org(org_id);
             if links.is_empty() {
                 return Ok(());
             }
             // Deleted meanwhile: nothing runs it any more.
-            let Some(row) = shared.store.config_row(*config_id).await? else {
+            let Some(row) = node.store.config_row(*config_id).await? else {
                 return Ok(());
             };
             if row.org_id != org_id {
                 return Ok(());
             }
-            let snapshot = shared.snapshot(row);
+            let revision = node.revision(row);
             for link in links {
-                link.offer(&snapshot);
+                link.offer(&revision);
             }
             Ok(())
         }
@@ -81,35 +80,35 @@ pub(crate) async fn apply(shared: &Shared, org_id: OrgId, notice: &Notice) -> St
         ) => {
             let links: Vec<(DeviceId, Arc<DeviceLink>)> = device_ids
                 .iter()
-                .filter_map(|device| Some((*device, shared.registry.get(*device)?)))
+                .filter_map(|device| Some((*device, node.registry.get(*device)?)))
                 .filter(|(_, link)| link.session().is_some_and(|s| s.org_id == org_id))
                 .collect();
-            refresh(shared, links).await
+            refresh(node, links).await
         }
         Notice::Resync { .. } => {
-            let links = shared
+            let links = node
                 .registry
                 .of_org(org_id)
                 .into_iter()
                 .filter_map(|link| Some((link.session()?.device_id, link)))
                 .collect();
-            refresh(shared, links).await
+            refresh(node, links).await
         }
         Notice::Events { .. } | Notice::Watch { .. } => Ok(()),
     }
 }
 
 /// Reads the devices' current state and moves each link to it.
-async fn refresh(shared: &Shared, links: Vec<(DeviceId, Arc<DeviceLink>)>) -> StoreResult<()> {
-    let mut snapshots: HashMap<ConfigId, Option<Arc<ConfigSnapshot>>> = HashMap::new();
+async fn refresh(node: &Node, links: Vec<(DeviceId, Arc<DeviceLink>)>) -> StoreResult<()> {
+    let mut revisions: HashMap<ConfigId, Option<Arc<ConfigRevision>>> = HashMap::new();
     for chunk in links.chunks(REFRESH_CHUNK) {
         let ids: Vec<DeviceId> = chunk.iter().map(|(device, _)| *device).collect();
-        let states = shared.store.device_states(&ids).await?;
+        let states = node.store.device_states(&ids).await?;
         let wanted: HashSet<ConfigId> = states.iter().filter_map(|state| state.config_id).collect();
         for config_id in wanted {
-            if let std::collections::hash_map::Entry::Vacant(slot) = snapshots.entry(config_id) {
-                let row = shared.store.config_row(config_id).await?;
-                slot.insert(row.map(|row| shared.snapshot(row)));
+            if let std::collections::hash_map::Entry::Vacant(slot) = revisions.entry(config_id) {
+                let row = node.store.config_row(config_id).await?;
+                slot.insert(row.map(|row| node.revision(row)));
             }
         }
         let by_device: HashMap<DeviceId, &Arc<DeviceLink>> =
@@ -119,18 +118,18 @@ async fn refresh(shared: &Shared, links: Vec<(DeviceId, Arc<DeviceLink>)>) -> St
                 continue;
             };
             if let Some(reason) = state.ended {
-                link.end(end_reason(reason));
+                link.end(SessionEnd::from(reason));
                 continue;
             }
             match state.config_id {
                 Some(config_id) => {
-                    let Some(Some(snapshot)) = snapshots.get(&config_id) else {
+                    let Some(Some(revision)) = revisions.get(&config_id) else {
                         continue;
                     };
                     if link.assigned() == Some(config_id) {
-                        link.offer(snapshot);
+                        link.offer(revision);
                     } else {
-                        link.reassign(Some(snapshot));
+                        link.reassign(Some(revision));
                     }
                 }
                 None => {
@@ -142,11 +141,4 @@ async fn refresh(shared: &Shared, links: Vec<(DeviceId, Arc<DeviceLink>)>) -> St
         }
     }
     Ok(())
-}
-
-pub(crate) fn end_reason(reason: PairingEnd) -> EndReason {
-    match reason {
-        PairingEnd::Unpaired => EndReason::Unpaired,
-        PairingEnd::LicenseExpired => EndReason::LicenseExpired,
-    }
 }

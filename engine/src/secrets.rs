@@ -72,14 +72,14 @@ impl fmt::Debug for SecretHash {
     }
 }
 
-/// The hash of a pairing code, from its normalized text.
-pub fn code_hash(code: &protocol::PairingCode) -> SecretHash {
-    SecretHash::of(SecretKind::PairingCode, code.as_str().as_bytes())
+/// The hash of a pairing code, from its canonical text (upper case, as issued).
+pub fn code_hash(canonical: &str) -> SecretHash {
+    SecretHash::of(SecretKind::PairingCode, canonical.as_bytes())
 }
 
-/// The hash of an installation credential.
-pub fn credential_hash(credential: &protocol::Credential) -> SecretHash {
-    SecretHash::of(SecretKind::Credential, &credential.0)
+/// The hash of an installation credential (its raw bytes).
+pub fn credential_hash(credential: &[u8]) -> SecretHash {
+    SecretHash::of(SecretKind::Credential, credential)
 }
 
 /// The hash of a bearer token (operator token or organization key).
@@ -87,9 +87,32 @@ pub fn token_hash(token: &str) -> SecretHash {
     SecretHash::of(SecretKind::Token, token.trim().as_bytes())
 }
 
+/// A pairing code the engine issued: 160 bits from the OS random source as 32 upper-case base32
+/// characters (the form the device protocol's QR payload carries). Its `Debug` shows only the
+/// first characters, so that a code does not end up in a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PairingCode(String);
+
+impl PairingCode {
+    /// Random bytes in a code.
+    pub const BYTES: usize = 20;
+
+    /// The canonical text: what devices present and what is hashed for lookups.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PairingCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PairingCode({}…)", self.0.get(..4).unwrap_or_default())
+    }
+}
+
 /// A new pairing code from the OS random source.
-pub fn new_pairing_code() -> protocol::PairingCode {
-    protocol::PairingCode::from_random(random_bytes())
+pub fn new_pairing_code() -> PairingCode {
+    let bytes: [u8; PairingCode::BYTES] = random_bytes();
+    PairingCode(BASE32_NOPAD.encode(&bytes))
 }
 
 /// Prefix of operator tokens.
@@ -242,6 +265,19 @@ mod tests {
             ServerKey::from_hex("abc").map(|_| ()),
             Err(ServerKeyError::Format)
         );
+    }
+
+    #[test]
+    fn pairing_codes_are_32_base32_characters_and_do_not_print() {
+        let code = new_pairing_code();
+        assert_eq!(code.as_str().len(), 32);
+        assert!(
+            code.as_str()
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+        );
+        assert_ne!(code, new_pairing_code());
+        assert!(!format!("{code:?}").contains(code.as_str()));
     }
 
     #[test]

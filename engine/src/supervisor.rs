@@ -1,8 +1,9 @@
-//! The supervisor of the organization actors.
+//! The supervisor of the organization actors, and [`Actors`], how the rest of the engine
+//! reaches them.
 //!
-//! It starts an organization's actor on first use (actors are lazy and stop when idle), keeps the
-//! directory of running actors in [`Shared::orgs`], and restarts an actor that failed (a panic or
-//! an error from a handler). Restarts are bounded: more than `max_restarts` within
+//! The supervisor starts an organization's actor on first use (actors are lazy and stop when
+//! idle), keeps the [`Directory`] of running actors, and restarts an actor that failed (a panic
+//! or an error from a handler). Restarts are bounded: more than `max_restarts` within
 //! `restart_window` puts the organization in back-off, doubling up to `max_restart_backoff`,
 //! during which its requests are answered "unavailable" with a retry-after. Other organizations
 //! never notice: each actor fails alone.
@@ -14,12 +15,160 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use dashmap::DashMap;
+use ractor::{
+    Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, SpawnErr, SupervisionEvent,
+};
 use tokio::sync::oneshot;
 
-use crate::context::{Metrics, Shared};
+use crate::admin::{AdminCommand, CommandJob, IdempotencyKey, Principal};
+use crate::error::EngineError;
 use crate::ids::OrgId;
+use crate::metrics::Counters;
+use crate::node::Node;
 use crate::org::{OrgActor, OrgArgs, OrgMsg, OrgNotFound};
+use crate::runtime_thread::RuntimeThread;
+
+/// The running organization actors: written by the supervisor, read by everyone who sends one a
+/// message (a lookup here costs no round trip to the supervisor).
+#[derive(Debug, Default)]
+pub(crate) struct Directory {
+    running: DashMap<OrgId, ActorRef<OrgMsg>>,
+}
+
+/// How the engine reaches organization actors: through the directory, or the supervisor when an
+/// organization's actor is not running. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Actors {
+    directory: Arc<Directory>,
+    supervisor: ActorRef<SupervisorMsg>,
+    /// How long a caller waits for an actor's answer (`EngineSettings::actor_call_timeout`).
+    call_timeout: Duration,
+}
+
+impl Actors {
+    /// Starts the supervisor on `thread`, where it spawns every organization actor.
+    pub async fn start(node: Arc<Node>, thread: &RuntimeThread) -> Result<Actors, String> {
+        let directory = Arc::new(Directory::default());
+        let call_timeout = node.settings.actor_call_timeout;
+        let args = SupervisorArgs {
+            node,
+            directory: Arc::clone(&directory),
+        };
+        let (supervisor, _) = thread
+            .handle()
+            .spawn(async move { Actor::spawn(None, OrgSupervisor, args).await })
+            .await
+            .map_err(|error| error.to_string())?
+            .map_err(|error| error.to_string())?;
+        Ok(Actors {
+            directory,
+            supervisor,
+            call_timeout,
+        })
+    }
+
+    /// Stops every organization actor, then the supervisor. Requests still buffered are
+    /// answered "unavailable".
+    pub async fn stop(&self) {
+        self.supervisor.stop_children(None);
+        let _ = self
+            .supervisor
+            .stop_and_wait(None, Some(Duration::from_secs(5)))
+            .await;
+        self.directory.running.clear();
+    }
+
+    /// How many organization actors run now.
+    pub fn running(&self) -> usize {
+        self.directory.running.len()
+    }
+
+    /// Sends a message to an organization's actor, starting it if needed.
+    ///
+    /// An actor found stopped (idle, or failed) is left for the supervisor to forget: only the
+    /// supervisor decides whether a failed actor restarts or backs off, so this waits for it
+    /// instead of asking for a new actor behind its back.
+    pub async fn send(&self, org_id: OrgId, mut message: OrgMsg) -> Result<(), EngineError> {
+        for attempt in 0..50u64 {
+            let actor = self.actor(org_id).await?;
+            match actor.send_message(message) {
+                Ok(()) => return Ok(()),
+                Err(MessagingErr::SendErr(returned)) => {
+                    message = returned;
+                    tokio::time::sleep(Duration::from_millis(1 + attempt)).await;
+                }
+                Err(_) => return Err(EngineError::unavailable()),
+            }
+        }
+        Err(EngineError::unavailable())
+    }
+
+    /// Sends a request to an organization's actor and waits for its answer; `None` when the
+    /// actor could not be reached or did not answer in time (nothing was committed for it).
+    pub async fn ask<T>(
+        &self,
+        org_id: OrgId,
+        request: impl FnOnce(oneshot::Sender<T>) -> OrgMsg,
+    ) -> Result<T, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(org_id, request(reply)).await?;
+        self.answer(answer)
+            .await
+            .ok_or_else(EngineError::unavailable)
+    }
+
+    /// Runs an admin command in its organization's actor. The caller has authorized it.
+    pub async fn run<C: AdminCommand>(
+        &self,
+        principal: Principal,
+        org_id: OrgId,
+        command: C,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<C::Reply, EngineError> {
+        self.ask(org_id, |reply| {
+            OrgMsg::Admin(Box::new(CommandJob {
+                principal,
+                command,
+                idempotency,
+                reply,
+            }))
+        })
+        .await?
+    }
+
+    /// Waits for an actor's answer, at most the call timeout.
+    pub async fn answer<T>(&self, reply: oneshot::Receiver<T>) -> Option<T> {
+        match tokio::time::timeout(self.call_timeout, reply).await {
+            Ok(Ok(answer)) => Some(answer),
+            Ok(Err(_)) => None, // the actor died before answering; nothing was committed for us
+            Err(_) => {
+                tracing::warn!("organization actor did not answer in time");
+                None
+            }
+        }
+    }
+
+    async fn actor(&self, org_id: OrgId) -> Result<ActorRef<OrgMsg>, EngineError> {
+        if let Some(actor) = self.directory.running.get(&org_id) {
+            return Ok(actor.clone());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.supervisor
+            .send_message(SupervisorMsg::Get(org_id, reply))
+            .map_err(|_| EngineError::unavailable())?;
+        match self.answer(answer).await {
+            Some(Ok(actor)) => Ok(actor),
+            Some(Err(GetError::NotFound)) => Err(EngineError::NotFound("organization")),
+            Some(Err(GetError::BackingOff { retry_after })) => Err(EngineError::Unavailable {
+                retry_after_ms: u64::try_from(retry_after.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            }),
+            Some(Err(GetError::Failed)) | None => Err(EngineError::unavailable()),
+        }
+    }
+}
 
 pub(crate) enum SupervisorMsg {
     /// The running actor of an organization, started if needed.
@@ -43,8 +192,14 @@ pub(crate) enum GetError {
 
 pub(crate) struct OrgSupervisor;
 
+pub(crate) struct SupervisorArgs {
+    node: Arc<Node>,
+    directory: Arc<Directory>,
+}
+
 pub(crate) struct SupervisorState {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
+    directory: Arc<Directory>,
     children: HashMap<ActorId, OrgId>,
     restarts: HashMap<OrgId, Restarts>,
     incarnations: HashMap<OrgId, u64>,
@@ -60,15 +215,16 @@ struct Restarts {
 impl Actor for OrgSupervisor {
     type Msg = SupervisorMsg;
     type State = SupervisorState;
-    type Arguments = Arc<Shared>;
+    type Arguments = SupervisorArgs;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<SupervisorMsg>,
-        shared: Arc<Shared>,
+        args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
         Ok(SupervisorState {
-            shared,
+            node: args.node,
+            directory: args.directory,
             children: HashMap::new(),
             restarts: HashMap::new(),
             incarnations: HashMap::new(),
@@ -106,7 +262,7 @@ impl Actor for OrgSupervisor {
                 let Some(org_id) = state.forget(cell.get_id()) else {
                     return Ok(());
                 };
-                Metrics::add(&state.shared.metrics.actor_restarts, 1);
+                Counters::add(&state.node.counters.actor_restarts, 1);
                 tracing::error!(%org_id, %error, "organization actor failed");
                 if state.allow_restart(org_id) {
                     // Restart at once, so that state is reloaded before the next request.
@@ -127,7 +283,7 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         org_id: OrgId,
     ) -> Result<ActorRef<OrgMsg>, GetError> {
-        if let Some(actor) = self.shared.orgs.get(&org_id) {
+        if let Some(actor) = self.directory.running.get(&org_id) {
             return Ok(actor.clone());
         }
         if let Some(until) = self.restarts.get(&org_id).and_then(|r| r.backoff_until) {
@@ -152,14 +308,14 @@ impl SupervisorState {
             *count
         };
         let args = OrgArgs {
-            shared: Arc::clone(&self.shared),
+            node: Arc::clone(&self.node),
             org_id,
             incarnation,
         };
         match Actor::spawn_linked(None, OrgActor, args, myself.get_cell()).await {
             Ok((actor, _handle)) => {
                 self.children.insert(actor.get_id(), org_id);
-                self.shared.orgs.insert(org_id, actor.clone());
+                self.directory.running.insert(org_id, actor.clone());
                 Ok(actor)
             }
             Err(SpawnErr::StartupFailed(error))
@@ -176,15 +332,15 @@ impl SupervisorState {
 
     fn forget(&mut self, actor: ActorId) -> Option<OrgId> {
         let org_id = self.children.remove(&actor)?;
-        self.shared
-            .orgs
+        self.directory
+            .running
             .remove_if(&org_id, |_, current| current.get_id() == actor);
         Some(org_id)
     }
 
     /// Records a failure; false when the organization must back off instead of restarting.
     fn allow_restart(&mut self, org_id: OrgId) -> bool {
-        let settings = &self.shared.settings;
+        let settings = &self.node.settings;
         let restarts = self.restarts.entry(org_id).or_default();
         let now = Instant::now();
         while restarts

@@ -1,8 +1,10 @@
 //! `paird serve --demo`: an organization with licenses, a configuration and a reusable code, so
 //! that a new user can pair a device within a minute. Running it again reuses what exists.
 
+use engine::admin::{AddLicenses, CreateConfiguration, CreateOrganization, CreateReusableCode};
 use engine::model::{CodeKind, CodeStatus, CodeWithSecret, Organization, PageRequest};
-use engine::{Engine, EngineError, Principal, ReusableCodeSpec};
+use engine::query::{GetLicenseSummary, ListCodes, ListConfigurations, RevealCode};
+use engine::{Engine, EngineError, Principal};
 
 /// What the demo seeded (or found from an earlier start).
 #[derive(Debug, Clone)]
@@ -27,55 +29,51 @@ pub async fn seed_demo(engine: &Engine) -> Result<DemoSeed, EngineError> {
     {
         Some(org) => org,
         None => {
-            engine
-                .create_organization(&operator, DEMO_ORGANIZATION, None)
-                .await?
+            let command = CreateOrganization {
+                name: DEMO_ORGANIZATION.into(),
+            };
+            engine.create_organization(&operator, command).await?
         }
     };
     let org = organization.id;
-    if engine.license_summary(&operator, org).await?.total == 0 {
-        engine
-            .add_licenses(&operator, org, DEMO_LICENSES, None, None)
-            .await?;
+    if engine.query(&operator, org, GetLicenseSummary).await?.total == 0 {
+        let command = AddLicenses {
+            count: DEMO_LICENSES,
+            valid_until: None,
+        };
+        engine.run(&operator, org, command).await?;
     }
+    let configurations = ListConfigurations {
+        page: PageRequest::first(1),
+    };
     if engine
-        .list_configurations(&operator, org, &PageRequest::first(1))
+        .query(&operator, org, configurations)
         .await?
         .items
         .is_empty()
     {
-        engine
-            .create_configuration(
-                &operator,
-                org,
-                "Demo configuration",
-                crate::SAMPLE_CONFIGURATION,
-                None,
-            )
-            .await?;
+        let command = CreateConfiguration {
+            name: "Demo configuration".into(),
+            body: crate::SAMPLE_CONFIGURATION.into(),
+        };
+        engine.run(&operator, org, command).await?;
     }
-    let codes = engine
-        .list_codes(
-            &operator,
-            org,
-            Some(CodeKind::Reusable),
-            &PageRequest::first(PageRequest::MAX_LIMIT),
-        )
-        .await?;
+    let codes = ListCodes {
+        kind: Some(CodeKind::Reusable),
+        page: PageRequest::first(PageRequest::MAX_LIMIT),
+    };
+    let codes = engine.query(&operator, org, codes).await?;
     let existing = codes.items.into_iter().find(|code| {
         code.label.as_deref() == Some(DEMO_LABEL) && code.status == CodeStatus::Active
     });
     let code = match existing {
-        Some(code) => engine.show_code(&operator, org, code.id).await?,
+        Some(code) => {
+            let reveal = RevealCode { code_id: code.id };
+            engine.query(&operator, org, reveal).await?
+        }
         None => {
-            let spec = ReusableCodeSpec {
-                validity: None,
-                max_uses: None,
-                label: Some(DEMO_LABEL.into()),
-            };
-            engine
-                .create_reusable_code(&operator, org, spec, None)
-                .await?
+            let command = CreateReusableCode::new(None, None, Some(DEMO_LABEL.into()));
+            engine.run(&operator, org, command).await?
         }
     };
     Ok(DemoSeed { organization, code })

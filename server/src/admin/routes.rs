@@ -9,9 +9,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
+use engine::admin::{
+    AddLicenses, AssignConfiguration, ConfigureDevice, CreateConfiguration, CreateKey,
+    CreateOrganization, CreateReusableCode, CreateSingleUseCode, DeleteConfiguration, RenewLicense,
+    RevokeCode, RevokeKey, RevokeSingleUseCode, UnpairDevice, UpdateConfiguration,
+};
 use engine::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{CodeKind, CodeWithSecret, LicenseStatus, PageRequest};
-use engine::{ConfigEdit, EngineError, Principal, ReusableCodeSpec};
+use engine::query::{
+    GetCode, GetConfiguration, GetConfigurationRollout, GetDevice, GetLicense, GetLicenseSummary,
+    GetOrganization, ListAudit, ListCodes, ListConfigurations, ListDevices, ListKeys, ListLicenses,
+    RevealCode,
+};
+use engine::{EngineError, Principal};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -263,10 +273,7 @@ async fn server_audit(
     Auth(principal): Auth,
     Params(query): Params<ListQuery>,
 ) -> Result<Response> {
-    let page = state
-        .engine
-        .audit_log(&principal, None, &query.page())
-        .await?;
+    let page = state.engine.server_audit(&principal, &query.page()).await?;
     Ok(Json(page).into_response())
 }
 
@@ -285,9 +292,10 @@ async fn create_organization(
     Body(body): Body<NameBody>,
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
+    let command = CreateOrganization { name: body.name };
     let org = state
         .engine
-        .create_organization(&principal, &body.name, key)
+        .create_organization_with_key(&principal, command, key)
         .await?;
     Ok(created(org))
 }
@@ -311,7 +319,7 @@ async fn organization(
     Auth(principal): Auth,
     Ids(org): Ids<OrgId>,
 ) -> Result<Response> {
-    Ok(Json(state.engine.organization(&principal, org).await?).into_response())
+    Ok(Json(state.engine.query(&principal, org, GetOrganization).await?).into_response())
 }
 
 async fn create_key(
@@ -322,10 +330,11 @@ async fn create_key(
     Body(body): Body<NameBody>,
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
+    let command = CreateKey { name: body.name };
     Ok(created(
         state
             .engine
-            .create_org_key(&principal, org, &body.name, key)
+            .run_with_key(&principal, org, command, key)
             .await?,
     ))
 }
@@ -335,7 +344,7 @@ async fn list_keys(
     Auth(principal): Auth,
     Ids(org): Ids<OrgId>,
 ) -> Result<Response> {
-    let keys = state.engine.list_org_keys(&principal, org).await?;
+    let keys = state.engine.query(&principal, org, ListKeys).await?;
     Ok(Json(json!({ "items": keys, "next_cursor": null })).into_response())
 }
 
@@ -344,7 +353,8 @@ async fn revoke_key(
     Auth(principal): Auth,
     Ids((org, key)): Ids<(OrgId, KeyId)>,
 ) -> Result<Response> {
-    state.engine.revoke_org_key(&principal, org, key).await?;
+    let command = RevokeKey { key_id: key };
+    state.engine.run(&principal, org, command).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -366,10 +376,14 @@ async fn add_licenses(
     Body(body): Body<AddLicensesBody>,
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
+    let command = AddLicenses {
+        count: body.count,
+        valid_until: body.valid_until,
+    };
     Ok(created(
         state
             .engine
-            .add_licenses(&principal, org, body.count, body.valid_until, key)
+            .run_with_key(&principal, org, command, key)
             .await?,
     ))
 }
@@ -387,13 +401,11 @@ async fn list_licenses(
                 ApiError::invalid("status", "free, reserved, assigned or expired")
             })?),
         };
-    Ok(Json(
-        state
-            .engine
-            .list_licenses(&principal, org, status, &page(query.limit, &query.cursor))
-            .await?,
-    )
-    .into_response())
+    let query = ListLicenses {
+        status,
+        page: page(query.limit, &query.cursor),
+    };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
 async fn license_summary(
@@ -401,7 +413,13 @@ async fn license_summary(
     Auth(principal): Auth,
     Ids(org): Ids<OrgId>,
 ) -> Result<Response> {
-    Ok(Json(state.engine.license_summary(&principal, org).await?).into_response())
+    Ok(Json(
+        state
+            .engine
+            .query(&principal, org, GetLicenseSummary)
+            .await?,
+    )
+    .into_response())
 }
 
 async fn license(
@@ -409,7 +427,10 @@ async fn license(
     Auth(principal): Auth,
     Ids((org, license)): Ids<(OrgId, LicenseId)>,
 ) -> Result<Response> {
-    Ok(Json(state.engine.license(&principal, org, license).await?).into_response())
+    let query = GetLicense {
+        license_id: license,
+    };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
 /// `valid_until` must be given: an RFC 3339 time, or `null` for no end (so that a forgotten
@@ -434,13 +455,11 @@ async fn renew_license(
         ),
         _ => return Err(ApiError::invalid("valid_until", "an RFC 3339 time or null")),
     };
-    Ok(Json(
-        state
-            .engine
-            .renew_license(&principal, org, license, valid_until)
-            .await?,
-    )
-    .into_response())
+    let command = RenewLicense {
+        license_id: license,
+        valid_until,
+    };
+    Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
 }
 
 // --- codes ----------------------------------------------------------------------------------
@@ -462,14 +481,14 @@ async fn create_code(
     Body(body): Body<CreateCodeBody>,
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
-    let spec = ReusableCodeSpec {
-        validity: seconds("validity_seconds", body.validity_seconds)?,
-        max_uses: body.max_uses,
-        label: body.label,
-    };
+    let command = CreateReusableCode::new(
+        seconds("validity_seconds", body.validity_seconds)?,
+        body.max_uses,
+        body.label,
+    );
     let code = state
         .engine
-        .create_reusable_code(&principal, org, spec, key)
+        .run_with_key(&principal, org, command, key)
         .await?;
     Ok(created(code_response(&state, code, qr_query.with_png()?)?))
 }
@@ -489,10 +508,11 @@ async fn create_single_use_code(
     Body(body): Body<SingleUseBody>,
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
-    let validity = seconds("validity_seconds", body.validity_seconds)?;
+    let command =
+        CreateSingleUseCode::new(license, seconds("validity_seconds", body.validity_seconds)?);
     let code = state
         .engine
-        .create_single_use_code(&principal, org, license, validity, key)
+        .run_with_key(&principal, org, command, key)
         .await?;
     Ok(created(code_response(&state, code, qr_query.with_png()?)?))
 }
@@ -502,10 +522,10 @@ async fn revoke_single_use_code(
     Auth(principal): Auth,
     Ids((org, license)): Ids<(OrgId, LicenseId)>,
 ) -> Result<Response> {
-    let revoked = state
-        .engine
-        .revoke_single_use_code(&principal, org, license)
-        .await?;
+    let command = RevokeSingleUseCode {
+        license_id: license,
+    };
+    let revoked = state.engine.run(&principal, org, command).await?;
     Ok(Json(json!({ "revoked": revoked })).into_response())
 }
 
@@ -522,13 +542,11 @@ async fn list_codes(
                 .ok_or_else(|| ApiError::invalid("kind", "reusable or single_use"))?,
         ),
     };
-    Ok(Json(
-        state
-            .engine
-            .list_codes(&principal, org, kind, &page(query.limit, &query.cursor))
-            .await?,
-    )
-    .into_response())
+    let query = ListCodes {
+        kind,
+        page: page(query.limit, &query.cursor),
+    };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
 async fn code(
@@ -536,7 +554,8 @@ async fn code(
     Auth(principal): Auth,
     Ids((org, code)): Ids<(OrgId, CodeId)>,
 ) -> Result<Response> {
-    Ok(Json(state.engine.code(&principal, org, code).await?).into_response())
+    let query = GetCode { code_id: code };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
 async fn reveal_code(
@@ -545,7 +564,8 @@ async fn reveal_code(
     Ids((org, code)): Ids<(OrgId, CodeId)>,
     Params(qr_query): Params<QrQuery>,
 ) -> Result<Response> {
-    let code = state.engine.show_code(&principal, org, code).await?;
+    let query = RevealCode { code_id: code };
+    let code = state.engine.query(&principal, org, query).await?;
     Ok(Json(code_response(&state, code, qr_query.with_png()?)?).into_response())
 }
 
@@ -554,7 +574,8 @@ async fn code_svg(
     Auth(principal): Auth,
     Ids((org, code)): Ids<(OrgId, CodeId)>,
 ) -> Result<Response> {
-    let code = state.engine.show_code(&principal, org, code).await?;
+    let query = RevealCode { code_id: code };
+    let code = state.engine.query(&principal, org, query).await?;
     let payload = state.public.payload(&code.code)?;
     let svg = qr::svg(&payload, 256).map_err(|_| ApiError(EngineError::Internal))?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
@@ -565,7 +586,8 @@ async fn code_png(
     Auth(principal): Auth,
     Ids((org, code)): Ids<(OrgId, CodeId)>,
 ) -> Result<Response> {
-    let code = state.engine.show_code(&principal, org, code).await?;
+    let query = RevealCode { code_id: code };
+    let code = state.engine.query(&principal, org, query).await?;
     let payload = state.public.payload(&code.code)?;
     let png = qr::png(&payload, 512).map_err(|_| ApiError(EngineError::Internal))?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
@@ -576,7 +598,8 @@ async fn revoke_code(
     Auth(principal): Auth,
     Ids((org, code)): Ids<(OrgId, CodeId)>,
 ) -> Result<Response> {
-    Ok(Json(state.engine.revoke_code(&principal, org, code).await?).into_response())
+    let command = RevokeCode { code_id: code };
+    Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
 }
 
 // --- configurations -------------------------------------------------------------------------
@@ -596,10 +619,14 @@ async fn create_configuration(
     Body(body): Body<CreateConfigurationBody>,
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
+    let command = CreateConfiguration {
+        name: body.name,
+        body: body.body,
+    };
     Ok(created(
         state
             .engine
-            .create_configuration(&principal, org, &body.name, &body.body, key)
+            .run_with_key(&principal, org, command, key)
             .await?,
     ))
 }
@@ -610,13 +637,8 @@ async fn list_configurations(
     Ids(org): Ids<OrgId>,
     Params(query): Params<ListQuery>,
 ) -> Result<Response> {
-    Ok(Json(
-        state
-            .engine
-            .list_configurations(&principal, org, &query.page())
-            .await?,
-    )
-    .into_response())
+    let query = ListConfigurations { page: query.page() };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
 async fn configuration(
@@ -624,7 +646,8 @@ async fn configuration(
     Auth(principal): Auth,
     Ids((org, config)): Ids<(OrgId, ConfigId)>,
 ) -> Result<Response> {
-    Ok(Json(state.engine.configuration(&principal, org, config).await?).into_response())
+    let query = GetConfiguration { config_id: config };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
 async fn configuration_rollout(
@@ -632,13 +655,8 @@ async fn configuration_rollout(
     Auth(principal): Auth,
     Ids((org, config)): Ids<(OrgId, ConfigId)>,
 ) -> Result<Response> {
-    Ok(Json(
-        state
-            .engine
-            .configuration_rollout(&principal, org, config)
-            .await?,
-    )
-    .into_response())
+    let query = GetConfigurationRollout { config_id: config };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -655,18 +673,13 @@ async fn update_configuration(
     Ids((org, config)): Ids<(OrgId, ConfigId)>,
     Body(body): Body<UpdateConfigurationBody>,
 ) -> Result<Response> {
-    let edit = ConfigEdit {
+    let command = UpdateConfiguration {
+        config_id: config,
         name: body.name,
         body: body.body,
         if_revision: body.if_revision,
     };
-    Ok(Json(
-        state
-            .engine
-            .update_configuration(&principal, org, config, edit)
-            .await?,
-    )
-    .into_response())
+    Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
 }
 
 async fn delete_configuration(
@@ -674,10 +687,8 @@ async fn delete_configuration(
     Auth(principal): Auth,
     Ids((org, config)): Ids<(OrgId, ConfigId)>,
 ) -> Result<Response> {
-    state
-        .engine
-        .delete_configuration(&principal, org, config)
-        .await?;
+    let command = DeleteConfiguration { config_id: config };
+    state.engine.run(&principal, org, command).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -693,11 +704,11 @@ async fn assign_configuration(
     Ids((org, config)): Ids<(OrgId, ConfigId)>,
     Body(body): Body<AssignBody>,
 ) -> Result<Response> {
-    let assigned = state
-        .engine
-        .assign_configuration(&principal, org, config, body.device_ids)
-        .await?;
-    Ok(Json(json!({ "configuration_id": config, "device_ids": assigned })).into_response())
+    let command = AssignConfiguration {
+        config_id: config,
+        device_ids: body.device_ids,
+    };
+    Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -712,11 +723,11 @@ async fn assign_one(
     Ids((org, device)): Ids<(OrgId, DeviceId)>,
     Body(body): Body<AssignOneBody>,
 ) -> Result<Response> {
-    state
-        .engine
-        .assign_configuration(&principal, org, body.configuration_id, vec![device])
-        .await?;
-    Ok(Json(state.engine.device(&principal, org, device).await?).into_response())
+    let command = ConfigureDevice {
+        device_id: device,
+        config_id: body.configuration_id,
+    };
+    Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
 }
 
 // --- devices and audit ----------------------------------------------------------------------
@@ -727,13 +738,8 @@ async fn list_devices(
     Ids(org): Ids<OrgId>,
     Params(query): Params<ListQuery>,
 ) -> Result<Response> {
-    Ok(Json(
-        state
-            .engine
-            .list_devices(&principal, org, &query.page())
-            .await?,
-    )
-    .into_response())
+    let query = ListDevices { page: query.page() };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
 async fn device(
@@ -741,7 +747,8 @@ async fn device(
     Auth(principal): Auth,
     Ids((org, device)): Ids<(OrgId, DeviceId)>,
 ) -> Result<Response> {
-    Ok(Json(state.engine.device(&principal, org, device).await?).into_response())
+    let query = GetDevice { device_id: device };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
 async fn unpair(
@@ -749,8 +756,8 @@ async fn unpair(
     Auth(principal): Auth,
     Ids((org, device)): Ids<(OrgId, DeviceId)>,
 ) -> Result<Response> {
-    let license = state.engine.unpair_device(&principal, org, device).await?;
-    Ok(Json(json!({ "device_id": device, "license_id": license })).into_response())
+    let command = UnpairDevice { device_id: device };
+    Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
 }
 
 async fn org_audit(
@@ -759,13 +766,8 @@ async fn org_audit(
     Ids(org): Ids<OrgId>,
     Params(query): Params<ListQuery>,
 ) -> Result<Response> {
-    Ok(Json(
-        state
-            .engine
-            .audit_log(&principal, Some(org), &query.page())
-            .await?,
-    )
-    .into_response())
+    let query = ListAudit { page: query.page() };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
 // --- test hooks -----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ async fn a_license_passing_valid_until_ends_its_pairing_with_its_own_notice() {
     let code = code["code"].as_str().unwrap().to_string();
     admin.create_config(&org, "Meters", "[GLOBAL]\n").await;
     let (identity, mut connection, paired) = pair_ok(&test.device_url(), &code).await;
-    assert_eq!(paired.license_valid_until_ms, Some(until.as_wire()));
+    assert_eq!(paired.license_valid_until_ms, Some(until.unsigned_millis()));
     next_configuration(&mut connection).await;
 
     // Nobody is looking: the background sweep notices when the clock passes valid_until.

@@ -25,8 +25,8 @@ async fn a_panicking_organization_actor_restarts_with_its_state_and_others_never
     let engine = &test.server.engine;
     let crashing_id: OrgId = crashing.parse().unwrap();
     let steady_id: OrgId = steady.parse().unwrap();
-    let before = engine.org_snapshot(crashing_id).await.unwrap();
-    let steady_before = engine.org_snapshot(steady_id).await.unwrap();
+    let before = engine.org_actor_status(crashing_id).await.unwrap();
+    let steady_before = engine.org_actor_status(steady_id).await.unwrap();
 
     let (status, _) = admin
         .call(
@@ -38,10 +38,10 @@ async fn a_panicking_organization_actor_restarts_with_its_state_and_others_never
     assert_eq!(status, 202);
     let after = eventually("the actor to restart", || async {
         engine
-            .org_snapshot(crashing_id)
+            .org_actor_status(crashing_id)
             .await
             .ok()
-            .filter(|snapshot| snapshot.incarnation > before.incarnation)
+            .filter(|status| status.incarnation > before.incarnation)
     })
     .await;
     assert_eq!(after.name, "Crashing", "state reloaded from the database");
@@ -63,7 +63,7 @@ async fn a_panicking_organization_actor_restarts_with_its_state_and_others_never
     assert_eq!(admin.summary(&crashing).await["assigned"], json!(2));
 
     // The other organization's actor was never restarted.
-    let steady_after = engine.org_snapshot(steady_id).await.unwrap();
+    let steady_after = engine.org_actor_status(steady_id).await.unwrap();
     assert_eq!(steady_after.incarnation, steady_before.incarnation);
     pair_ok(&test.device_url(), &steady_code).await;
     test.stop().await;
@@ -83,7 +83,7 @@ async fn an_actor_that_keeps_failing_backs_off_then_recovers() {
     let id: OrgId = org.parse().unwrap();
     for round in 0..3 {
         let before = engine
-            .org_snapshot(id)
+            .org_actor_status(id)
             .await
             .map(|s| s.incarnation)
             .unwrap_or(0);
@@ -91,10 +91,10 @@ async fn an_actor_that_keeps_failing_backs_off_then_recovers() {
         if round < 2 {
             eventually("a restart", || async {
                 engine
-                    .org_snapshot(id)
+                    .org_actor_status(id)
                     .await
                     .ok()
-                    .filter(|snapshot| snapshot.incarnation > before)
+                    .filter(|status| status.incarnation > before)
             })
             .await;
         }

@@ -9,20 +9,21 @@
 //! configurations as they come and answers acknowledgements, with keepalive. Anything malformed
 //! closes this one connection with the matching close code; no input from a device can panic the
 //! server or reach another connection.
+//!
+//! `wire` translates between the wire and the engine's words, both ways; nothing else here
+//! knows both.
+
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use engine::link::{ConfigSnapshot, DeviceLink};
+use engine::link::DeviceLink;
 use engine::{AckAnswer, Engine, PairAnswer, ResumeAnswer};
 use futures_util::{SinkExt, StreamExt};
-use protocol::{
-    Acknowledged, CloseCode, DeviceMessage, Encoding, Ended, Paired, Refused, Resumed,
-    ServerMessage,
-};
+use protocol::{Acknowledged, CloseCode, DeviceMessage, Encoding, Ended, Refused, ServerMessage};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, sleep_until};
@@ -309,12 +310,11 @@ impl Session<'_> {
     /// Feeds what the engine queued on the link into the write buffer, without flushing.
     async fn feed_link_update(&mut self) -> Next {
         let update = self.link.take();
-        if let Some(reason) = update.end {
-            let _ = self.send(&ServerMessage::Ended(Ended { reason })).await;
-            return Next::Close(reason.close_code());
+        if let Some(end) = update.end {
+            return self.end(wire::end_reason(end)).await;
         }
-        if let Some(snapshot) = update.configuration {
-            let encoded = configuration_frame(&snapshot, self.encoding);
+        if let Some(revision) = update.configuration {
+            let encoded = wire::configuration_frame(&revision, self.encoding);
             return self.feed_fragmented(&encoded).await;
         }
         Next::Continue
@@ -325,7 +325,7 @@ impl Session<'_> {
     /// life: a 256 KiB configuration sent in one frame would pin 256 KiB to every connection
     /// it reached. In fragments, a connection holds at most one fragment, and a device that
     /// stops reading holds at most one fragment plus its socket buffers.
-    async fn feed_fragmented(&mut self, encoded: &EncodedMessage) -> Next {
+    async fn feed_fragmented(&mut self, encoded: &wire::EncodedMessage) -> Next {
         let opcode = if encoded.text {
             OpCode::Data(Data::Text)
         } else {
@@ -414,34 +414,25 @@ impl Session<'_> {
                 if self.paired {
                     return Next::Close(CloseCode::PolicyViolation);
                 }
-                match self.endpoint.engine.pair(&pair, &self.link).await {
+                let request = wire::pair_request(pair);
+                match self.endpoint.engine.pair(request, &self.link).await {
                     PairAnswer::Paired(device) => {
                         self.paired = true;
-                        let answer = ServerMessage::Paired(Paired {
-                            device_id: device.device_id.0,
-                            organization_id: device.org_id.0,
-                            license_id: device.license_id.0,
-                            license_valid_until_ms: device.license_valid_until.map(|t| t.as_wire()),
-                            already_paired: device.already_paired,
-                            configuration_pending: device.configuration_pending,
-                        });
-                        self.send_with_link_update(&answer).await
+                        self.send_with_link_update(&wire::paired(&device)).await
                     }
                     PairAnswer::Refused {
                         reason,
                         retry_after_ms,
                     } => {
                         let answer = ServerMessage::Refused(Refused {
-                            reason,
+                            reason: wire::refusal_reason(reason),
                             retry_after_ms,
                         });
                         let sent = self.send(&answer).await;
                         if !matches!(sent, Next::Continue) {
                             return sent;
                         }
-                        if reason.counts_as_failure()
-                            || reason == protocol::RefusalReason::RateLimited
-                        {
+                        if engine::limiter::counts_against_connection(reason) {
                             self.failures += 1;
                             if self.failures >= self.endpoint.settings.failures_per_connection {
                                 return Next::Close(CloseCode::TooManyFailures);
@@ -455,21 +446,13 @@ impl Session<'_> {
                 if self.paired {
                     return Next::Close(CloseCode::PolicyViolation);
                 }
-                match self.endpoint.engine.resume(&resume, &self.link).await {
+                let request = wire::resume_request(resume);
+                match self.endpoint.engine.resume(request, &self.link).await {
                     ResumeAnswer::Resumed(device) => {
                         self.paired = true;
-                        let answer = ServerMessage::Resumed(Resumed {
-                            device_id: device.device_id.0,
-                            organization_id: device.org_id.0,
-                            license_id: device.license_id.0,
-                            license_valid_until_ms: device.license_valid_until.map(|t| t.as_wire()),
-                        });
-                        self.send_with_link_update(&answer).await
+                        self.send_with_link_update(&wire::resumed(&device)).await
                     }
-                    ResumeAnswer::Ended(reason) => {
-                        let _ = self.send(&ServerMessage::Ended(Ended { reason })).await;
-                        Next::Close(reason.close_code())
-                    }
+                    ResumeAnswer::Ended(end) => self.end(wire::end_reason(end)).await,
                     ResumeAnswer::Unavailable { .. } => Next::Close(CloseCode::TryAgainLater),
                     ResumeAnswer::RateLimited { retry_after_ms } => Next::CloseBecause(
                         CloseCode::TooManyFailures,
@@ -482,7 +465,8 @@ impl Session<'_> {
                 }
             }
             DeviceMessage::Ack(ack) => {
-                match self.endpoint.engine.acknowledge(&self.link, &ack).await {
+                let request = wire::ack_request(&ack);
+                match self.endpoint.engine.acknowledge(&self.link, request).await {
                     AckAnswer::Recorded(recorded) => {
                         let answer = ServerMessage::Acknowledged(Acknowledged {
                             configuration_id: ack.configuration_id,
@@ -497,6 +481,13 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// Tells the device its session ended, and why; the connection then closes with the
+    /// reason's close code.
+    async fn end(&mut self, reason: protocol::EndReason) -> Next {
+        let _ = self.send(&ServerMessage::Ended(Ended { reason })).await;
+        Next::Close(reason.close_code())
     }
 
     /// Sends a `paired` or `resumed` answer and, in the same write, the configuration the
@@ -557,25 +548,3 @@ pub(crate) fn encode(encoding: Encoding, message: &ServerMessage) -> Message {
 
 /// Largest frame the server writes; longer messages go in several fragments.
 const FRAGMENT_BYTES: usize = 4096;
-
-/// A message encoded once, shared by every connection it is sent to.
-#[derive(Debug, Clone)]
-struct EncodedMessage {
-    bytes: Bytes,
-    text: bool,
-}
-
-/// The configuration message, encoded once per revision and encoding and shared by every
-/// connection it goes to (cloning `Bytes` shares them).
-fn configuration_frame(snapshot: &ConfigSnapshot, encoding: Encoding) -> EncodedMessage {
-    let build = || EncodedMessage {
-        bytes: Bytes::from(
-            encoding.encode_server(&ServerMessage::Configuration(snapshot.as_message())),
-        ),
-        text: encoding.uses_text_frames(),
-    };
-    snapshot
-        .encoded(encoding, build)
-        .cloned()
-        .unwrap_or_else(build)
-}

@@ -1,0 +1,83 @@
+//! Assigns a configuration to devices ("Configure" on many rows at once): all of them, or none
+//! if one is unknown. Connected devices receive it at once.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{AdminCommand, CommandTx, validate};
+use crate::error::EngineError;
+use crate::events::{DeviceChange, OrgEvent};
+use crate::ids::{ConfigId, DeviceId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AssignConfiguration {
+    pub config_id: ConfigId,
+    pub device_ids: Vec<DeviceId>,
+}
+
+/// The devices now assigned the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignedDevices {
+    pub configuration_id: ConfigId,
+    pub device_ids: Vec<DeviceId>,
+}
+
+impl AdminCommand for AssignConfiguration {
+    type Reply = AssignedDevices;
+    const NAME: &'static str = "assign_configuration";
+
+    async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<AssignedDevices, EngineError> {
+        Ok(AssignedDevices {
+            configuration_id: self.config_id,
+            device_ids: assign(tx, self.config_id, &self.device_ids).await?,
+        })
+    }
+
+    fn events(&self, reply: &AssignedDevices) -> Vec<OrgEvent> {
+        vec![OrgEvent::Devices {
+            change: DeviceChange::Assigned,
+            device_ids: reply.device_ids.clone(),
+        }]
+    }
+}
+
+/// Assigns `config_id` to active devices of the organization, all of them or none; returns them
+/// (each once).
+pub(super) async fn assign(
+    tx: &mut CommandTx<'_>,
+    config_id: ConfigId,
+    device_ids: &[DeviceId],
+) -> Result<Vec<DeviceId>, EngineError> {
+    if device_ids.is_empty() || device_ids.len() > validate::MAX_DEVICES_PER_ASSIGNMENT {
+        return Err(EngineError::invalid(
+            "device_ids",
+            format!("from 1 to {} devices", validate::MAX_DEVICES_PER_ASSIGNMENT),
+        ));
+    }
+    let row = tx
+        .store
+        .config_rows(&[config_id])
+        .await?
+        .into_iter()
+        .find(|row| row.org_id == tx.org_id)
+        .ok_or(EngineError::NotFound("configuration"))?;
+    let mut unique = device_ids.to_vec();
+    unique.sort();
+    unique.dedup();
+    let assigned = tx
+        .store
+        .assign_configuration(tx.org_id, config_id, &unique, tx.now)
+        .await?;
+    if assigned.len() != unique.len() {
+        // All or nothing: the transaction rolls back, so nothing was assigned.
+        return Err(EngineError::NotFound("device"));
+    }
+    tx.audit(
+        "configuration.assigned",
+        config_id.to_string(),
+        json!({ "devices": assigned.len(), "device_ids": if assigned.len() <= 100 { json!(assigned) } else { json!(null) } }),
+    )
+    .await?;
+    tx.reassign(row, assigned.clone()).await?;
+    Ok(assigned)
+}

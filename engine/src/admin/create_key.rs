@@ -1,0 +1,55 @@
+//! Creates an organization key: a bearer token that manages its organization only.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{AdminCommand, CommandTx, validate};
+use crate::error::EngineError;
+use crate::events::OrgEvent;
+use crate::ids::KeyId;
+use crate::model::OrgKeyInfo;
+use crate::secrets::{self, ORG_KEY_PREFIX};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreateKey {
+    pub name: String,
+}
+
+/// A new organization key, with its secret (shown this once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub info: OrgKeyInfo,
+    pub key: String,
+}
+
+impl AdminCommand for CreateKey {
+    type Reply = CreatedKey;
+    const NAME: &'static str = "create_key";
+
+    async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<CreatedKey, EngineError> {
+        let name = validate::name("name", &self.name, validate::MAX_LABEL_BYTES)?;
+        let key = secrets::new_token(ORG_KEY_PREFIX);
+        let info = OrgKeyInfo {
+            id: KeyId::generate(),
+            organization_id: tx.org_id,
+            name,
+            created_at: tx.now,
+            revoked_at: None,
+        };
+        tx.store
+            .insert_org_key(&info, &secrets::token_hash(&key))
+            .await?;
+        tx.audit(
+            "key.created",
+            info.id.to_string(),
+            json!({ "name": info.name }),
+        )
+        .await?;
+        Ok(CreatedKey { info, key })
+    }
+
+    fn events(&self, _: &CreatedKey) -> Vec<OrgEvent> {
+        Vec::new()
+    }
+}

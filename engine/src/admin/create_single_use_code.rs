@@ -1,0 +1,94 @@
+//! Creates the single-use code of one license ("Assign device"), replacing its previous one.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::create_reusable_code::{issued, whole_millis};
+use super::{AdminCommand, CommandTx, validate};
+use crate::error::EngineError;
+use crate::events::OrgEvent;
+use crate::ids::{CodeId, LicenseId};
+use crate::model::{CodeKind, CodeWithSecret};
+use crate::secrets;
+use crate::store::NewCode;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreateSingleUseCode {
+    license_id: LicenseId,
+    /// From 10 seconds to 10 minutes.
+    #[serde(rename = "validity_ms", with = "validate::millis")]
+    validity: Duration,
+}
+
+impl CreateSingleUseCode {
+    /// A code for `license_id`, valid for `validity` (default 60 seconds).
+    pub fn new(license_id: LicenseId, validity: Option<Duration>) -> Self {
+        CreateSingleUseCode {
+            license_id,
+            validity: whole_millis(validity.unwrap_or(validate::SINGLE_USE_VALIDITY_DEFAULT)),
+        }
+    }
+}
+
+impl AdminCommand for CreateSingleUseCode {
+    type Reply = CodeWithSecret;
+    const NAME: &'static str = "create_single_use_code";
+
+    async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<CodeWithSecret, EngineError> {
+        if !(validate::SINGLE_USE_VALIDITY_MIN..=validate::SINGLE_USE_VALIDITY_MAX)
+            .contains(&self.validity)
+        {
+            return Err(EngineError::invalid(
+                "validity_seconds",
+                "from 10 to 600 seconds",
+            ));
+        }
+        let license = tx.own_license(self.license_id).await?;
+        if license.device_id.is_some() {
+            return Err(EngineError::conflict(
+                "license_assigned",
+                "the license is assigned to a device; unpair it first",
+            ));
+        }
+        if license.expired_at(tx.now) {
+            return Err(EngineError::conflict(
+                "license_expired",
+                "the license has expired",
+            ));
+        }
+        // A new code replaces the license's previous one.
+        let replaced = tx
+            .store
+            .revoke_single_use_codes_of(self.license_id, tx.now)
+            .await?;
+        let code = secrets::new_pairing_code();
+        let id = CodeId::generate();
+        let new = NewCode {
+            id,
+            org_id: tx.org_id,
+            kind: CodeKind::SingleUse,
+            code_hash: secrets::code_hash(code.as_str()),
+            sealed_secret: None,
+            label: None,
+            license_id: Some(self.license_id),
+            created_at: tx.now,
+            expires_at: tx.now.plus(self.validity),
+            max_uses: Some(1),
+        };
+        // Inserting a code bound to a license reserves the license until the code expires.
+        tx.store.insert_code(&new).await?;
+        tx.audit(
+            "code.created",
+            id.to_string(),
+            json!({ "kind": "single_use", "license_id": self.license_id, "expires_at": new.expires_at, "replaced": replaced }),
+        )
+        .await?;
+        Ok(issued(&new, &code))
+    }
+
+    fn events(&self, _: &CodeWithSecret) -> Vec<OrgEvent> {
+        vec![OrgEvent::Licenses]
+    }
+}

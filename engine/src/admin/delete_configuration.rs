@@ -1,0 +1,51 @@
+//! Deletes a configuration that no device is assigned.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{AdminCommand, CommandTx};
+use crate::error::EngineError;
+use crate::events::OrgEvent;
+use crate::ids::ConfigId;
+use crate::store::ConfigDelete;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeleteConfiguration {
+    pub config_id: ConfigId,
+}
+
+impl AdminCommand for DeleteConfiguration {
+    type Reply = ();
+    const NAME: &'static str = "delete_configuration";
+
+    async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<(), EngineError> {
+        match tx
+            .store
+            .delete_configuration(tx.org_id, self.config_id)
+            .await?
+        {
+            ConfigDelete::Deleted => {}
+            ConfigDelete::NotFound => return Err(EngineError::NotFound("configuration")),
+            ConfigDelete::InUse(devices) => {
+                return Err(EngineError::conflict(
+                    "configuration_in_use",
+                    format!(
+                        "the configuration is assigned to {devices} device(s); assign them another one first"
+                    ),
+                ));
+            }
+        }
+        tx.audit(
+            "configuration.deleted",
+            self.config_id.to_string(),
+            json!({}),
+        )
+        .await?;
+        tx.forget_configuration(self.config_id);
+        Ok(())
+    }
+
+    fn events(&self, _: &()) -> Vec<OrgEvent> {
+        vec![OrgEvent::Configurations]
+    }
+}

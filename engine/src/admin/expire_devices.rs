@@ -1,0 +1,64 @@
+//! Ends the pairings whose license expired (the expiry sweep's command; no admin may send it).
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{AdminCommand, CommandTx, Principal};
+use crate::error::EngineError;
+use crate::events::{DeviceChange, OrgEvent};
+use crate::ids::DeviceId;
+use crate::store::PairingEnd;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpireDevices {
+    pub device_ids: Vec<DeviceId>,
+}
+
+impl AdminCommand for ExpireDevices {
+    /// The devices whose pairing it ended.
+    type Reply = Vec<DeviceId>;
+    const NAME: &'static str = "expire_devices";
+
+    fn authorize(&self, principal: &Principal) -> Result<(), EngineError> {
+        principal.require_system("only the expiry sweep ends expired pairings")
+    }
+
+    async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<Vec<DeviceId>, EngineError> {
+        // Re-checked in the transaction: only pairings whose license is still expired end.
+        let still_expired: Vec<DeviceId> = tx
+            .store
+            .active_devices(&self.device_ids)
+            .await?
+            .into_iter()
+            .filter(|device| device.org_id == tx.org_id && device.license_expired_at(tx.now))
+            .map(|device| device.id)
+            .collect();
+        if still_expired.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ended = tx
+            .store
+            .end_devices(&still_expired, PairingEnd::LicenseExpired, tx.now)
+            .await?;
+        for device in &ended {
+            tx.audit(
+                "device.license_expired",
+                device.device_id.to_string(),
+                json!({ "license_id": device.license_id }),
+            )
+            .await?;
+        }
+        tx.end_sessions(&ended, PairingEnd::LicenseExpired).await?;
+        Ok(ended.iter().map(|device| device.device_id).collect())
+    }
+
+    fn events(&self, ended: &Vec<DeviceId>) -> Vec<OrgEvent> {
+        if ended.is_empty() {
+            return Vec::new();
+        }
+        vec![OrgEvent::Devices {
+            change: DeviceChange::Ended,
+            device_ids: ended.clone(),
+        }]
+    }
+}

@@ -1,0 +1,279 @@
+//! How a command runs: [`execute`] opens the transaction, answers a retry from its idempotency
+//! record or runs the command through a [`CommandTx`], commits, and then applies the command's
+//! effects to the devices connected here and publishes its live-feed events.
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+
+use super::idempotency::{self, IdempotencyKey};
+use super::{AdminCommand, Principal};
+use crate::error::EngineError;
+use crate::ids::{ConfigId, DeviceId, LicenseId, OrgId, Timestamp};
+use crate::node::Node;
+use crate::secrets::SecretCipher;
+use crate::session::SessionEnd;
+use crate::store::{
+    AdminTx, Change, ConfigRow, EndedDevice, LicenseState, NewAudit, PairingEnd, Transaction,
+};
+
+/// What a command does its work through: its transaction, who asked, the time it runs at, and
+/// what its commit must change on the devices connected here.
+pub struct CommandTx<'a> {
+    /// The organization's transaction, for the command's reads and writes.
+    pub(crate) store: &'a mut dyn AdminTx,
+    pub org_id: OrgId,
+    pub principal: Principal,
+    /// The time the command runs at, by the engine's clock.
+    pub now: Timestamp,
+    node: &'a Node,
+    effects: Effects,
+}
+
+impl std::fmt::Debug for CommandTx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandTx")
+            .field("org_id", &self.org_id)
+            .field("principal", &self.principal)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a committed command changes for the devices connected to this node.
+#[derive(Debug, Default)]
+struct Effects {
+    /// New revisions: each is pushed to every device running its configuration.
+    revisions: Vec<ConfigRow>,
+    /// Devices now assigned a configuration.
+    assignments: Vec<(ConfigRow, Vec<DeviceId>)>,
+    /// Sessions to end.
+    ended: Vec<(DeviceId, SessionEnd)>,
+    /// Deleted configurations, to forget.
+    deleted: Vec<ConfigId>,
+}
+
+impl Effects {
+    fn apply(self, node: &Node, org_id: OrgId) {
+        for row in self.revisions {
+            let revision = node.revision(row);
+            for link in node.registry.of_org(org_id) {
+                link.offer(&revision);
+            }
+        }
+        for (row, devices) in self.assignments {
+            let revision = node.revision(row);
+            for device in devices {
+                if let Some(link) = node.registry.get(device) {
+                    link.reassign(Some(&revision));
+                }
+            }
+        }
+        for (device, reason) in self.ended {
+            if let Some(link) = node.registry.get(device) {
+                link.end(reason);
+            }
+        }
+        for config in self.deleted {
+            node.configs.remove(&config);
+        }
+    }
+}
+
+impl CommandTx<'_> {
+    /// Appends an entry about `subject` to the organization's audit log.
+    pub async fn audit(
+        &mut self,
+        action: &str,
+        subject: String,
+        details: serde_json::Value,
+    ) -> Result<(), EngineError> {
+        let entry = NewAudit {
+            org_id: Some(self.org_id),
+            at: self.now,
+            actor: self.principal.audit_name(),
+            action: action.to_string(),
+            subject: Some(subject),
+            details,
+        };
+        self.store.insert_audit(&[entry]).await?;
+        Ok(())
+    }
+
+    /// A license of this organization, locked; any other is not found.
+    pub async fn own_license(
+        &mut self,
+        license_id: LicenseId,
+    ) -> Result<LicenseState, EngineError> {
+        self.store
+            .lock_licenses(&[license_id])
+            .await?
+            .into_iter()
+            .find(|license| license.org_id == self.org_id)
+            .ok_or(EngineError::NotFound("license"))
+    }
+
+    /// The server key's cipher, for secrets that must be shown again.
+    pub fn cipher(&self) -> &SecretCipher {
+        &self.node.cipher
+    }
+
+    /// A new revision of `row`'s configuration: after the commit it reaches every device
+    /// running it, here and (through the store) on other nodes.
+    pub async fn push_revision(&mut self, row: ConfigRow) -> Result<(), EngineError> {
+        self.store
+            .publish(&Change::ConfigurationUpdated {
+                org_id: self.org_id,
+                config_id: row.id,
+            })
+            .await?;
+        self.effects.revisions.push(row);
+        Ok(())
+    }
+
+    /// `devices` are now assigned `row`'s configuration: after the commit they receive it.
+    pub async fn reassign(
+        &mut self,
+        row: ConfigRow,
+        devices: Vec<DeviceId>,
+    ) -> Result<(), EngineError> {
+        if devices.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .publish(&Change::DevicesAssigned {
+                org_id: self.org_id,
+                device_ids: devices.clone(),
+            })
+            .await?;
+        self.effects.assignments.push((row, devices));
+        Ok(())
+    }
+
+    /// These pairings ended: after the commit their devices are told why and disconnected.
+    pub async fn end_sessions(
+        &mut self,
+        ended: &[EndedDevice],
+        reason: PairingEnd,
+    ) -> Result<(), EngineError> {
+        if ended.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .publish(&Change::DevicesEnded {
+                org_id: self.org_id,
+                device_ids: ended.iter().map(|device| device.device_id).collect(),
+                reason,
+            })
+            .await?;
+        self.effects.ended.extend(
+            ended
+                .iter()
+                .map(|device| (device.device_id, SessionEnd::from(reason))),
+        );
+        Ok(())
+    }
+
+    /// A deleted configuration: after the commit this node forgets its cached revision.
+    pub fn forget_configuration(&mut self, config_id: ConfigId) {
+        self.effects.deleted.push(config_id);
+    }
+
+    /// Runs `command`, or answers it from the record of an earlier run with the same key.
+    async fn run<C: AdminCommand>(
+        &mut self,
+        command: &C,
+        idempotency: Option<&IdempotencyKey>,
+    ) -> Result<Outcome<C::Reply>, EngineError> {
+        let Some(key) = idempotency else {
+            return command.execute(self).await.map(Outcome::Changed);
+        };
+        let scope = C::idempotency_scope(&self.principal, self.org_id);
+        let fingerprint = command.fingerprint();
+        if let Some(stored) = self.store.idempotent_reply(&scope, &key.0).await? {
+            return idempotency::replay(self.node, self.org_id, &scope, key, &stored, &fingerprint)
+                .map(Outcome::Replayed);
+        }
+        let reply = command.execute(self).await?;
+        let record = idempotency::seal(self.node, &scope, key, fingerprint, &reply)?;
+        self.store
+            .store_idempotent_reply(&scope, &key.0, &record, self.now)
+            .await?;
+        Ok(Outcome::Changed(reply))
+    }
+}
+
+enum Outcome<R> {
+    /// The command wrote: commit.
+    Changed(R),
+    /// A retry answered from its idempotency record: nothing to commit.
+    Replayed(R),
+}
+
+/// Runs one command for `org_id` in a transaction of its own and answers what it decided. The
+/// organization's actor calls this (see [`CommandJob`]); so does `Engine::create_organization`,
+/// for the one command whose organization has no actor yet.
+pub(crate) async fn execute<C: AdminCommand>(
+    node: &Node,
+    org_id: OrgId,
+    principal: Principal,
+    command: &C,
+    idempotency: Option<&IdempotencyKey>,
+) -> Result<C::Reply, EngineError> {
+    let mut transaction: Box<dyn Transaction> = node.store.begin().await?;
+    let mut tx = CommandTx {
+        store: transaction.as_mut(),
+        org_id,
+        principal,
+        now: node.clock.now(),
+        node,
+        effects: Effects::default(),
+    };
+    let outcome = tx.run(command, idempotency).await;
+    let effects = std::mem::take(&mut tx.effects);
+    match outcome {
+        Ok(Outcome::Changed(reply)) => {
+            transaction.commit().await?;
+            effects.apply(node, org_id);
+            node.publish_events(org_id, || command.events(&reply));
+            Ok(reply)
+        }
+        outcome => {
+            // Ended here rather than on drop, so that no row lock outlives the command.
+            if let Err(error) = transaction.rollback().await {
+                tracing::debug!(%error, "rollback after an admin command");
+            }
+            outcome.map(|outcome| match outcome {
+                Outcome::Changed(reply) | Outcome::Replayed(reply) => reply,
+            })
+        }
+    }
+}
+
+/// A command on its way to its organization's actor, with its reply channel and its type
+/// erased: the actor's mailbox takes any command.
+#[async_trait]
+pub(crate) trait Job: Send {
+    async fn run(self: Box<Self>, node: &Node, org_id: OrgId);
+}
+
+pub(crate) struct CommandJob<C: AdminCommand> {
+    pub principal: Principal,
+    pub command: C,
+    pub idempotency: Option<IdempotencyKey>,
+    pub reply: oneshot::Sender<Result<C::Reply, EngineError>>,
+}
+
+#[async_trait]
+impl<C: AdminCommand> Job for CommandJob<C> {
+    async fn run(self: Box<Self>, node: &Node, org_id: OrgId) {
+        let result = execute(
+            node,
+            org_id,
+            self.principal,
+            &self.command,
+            self.idempotency.as_ref(),
+        )
+        .await;
+        let _ = self.reply.send(result);
+    }
+}

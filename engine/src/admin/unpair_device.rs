@@ -1,0 +1,61 @@
+//! Unpairs a device: frees its license, ends its credential, and tells it (if connected) before
+//! closing its connection.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{AdminCommand, CommandTx};
+use crate::error::EngineError;
+use crate::events::{DeviceChange, OrgEvent};
+use crate::ids::{DeviceId, LicenseId};
+use crate::store::PairingEnd;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnpairDevice {
+    pub device_id: DeviceId,
+}
+
+/// The device unpaired, and the license it freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnpairedDevice {
+    pub device_id: DeviceId,
+    pub license_id: LicenseId,
+}
+
+impl AdminCommand for UnpairDevice {
+    type Reply = UnpairedDevice;
+    /// The name this command has always had in fingerprints.
+    const NAME: &'static str = "unpair";
+
+    async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<UnpairedDevice, EngineError> {
+        let ended: Vec<_> = tx
+            .store
+            .end_devices(&[self.device_id], PairingEnd::Unpaired, tx.now)
+            .await?
+            .into_iter()
+            .filter(|device| device.org_id == tx.org_id)
+            .collect();
+        let Some(device) = ended.first().copied() else {
+            // Another organization's device (or none): the transaction rolls back.
+            return Err(EngineError::NotFound("device"));
+        };
+        tx.audit(
+            "device.unpaired",
+            self.device_id.to_string(),
+            json!({ "license_id": device.license_id }),
+        )
+        .await?;
+        tx.end_sessions(&ended, PairingEnd::Unpaired).await?;
+        Ok(UnpairedDevice {
+            device_id: self.device_id,
+            license_id: device.license_id,
+        })
+    }
+
+    fn events(&self, _: &UnpairedDevice) -> Vec<OrgEvent> {
+        vec![OrgEvent::Devices {
+            change: DeviceChange::Ended,
+            device_ids: vec![self.device_id],
+        }]
+    }
+}

@@ -1,0 +1,83 @@
+//! Edits a configuration: a new revision, pushed live to every device running it.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{AdminCommand, CommandTx, validate};
+use crate::error::EngineError;
+use crate::events::OrgEvent;
+use crate::ids::ConfigId;
+use crate::model::Configuration;
+use crate::store::{ConfigEdit, ConfigRow, ConfigUpdate};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpdateConfiguration {
+    pub config_id: ConfigId,
+    /// A new name, a new body, or both.
+    pub name: Option<String>,
+    pub body: Option<String>,
+    /// Refuse the edit unless the configuration is at this revision (optimistic concurrency).
+    pub if_revision: Option<u64>,
+}
+
+impl AdminCommand for UpdateConfiguration {
+    /// The configuration at its new revision, with its body.
+    type Reply = Configuration;
+    const NAME: &'static str = "update_configuration";
+
+    async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<Configuration, EngineError> {
+        let name = self
+            .name
+            .as_deref()
+            .map(|name| validate::name("name", name, validate::MAX_CONFIGURATION_NAME_BYTES))
+            .transpose()?;
+        if let Some(body) = &self.body {
+            validate::body(body)?;
+        }
+        if name.is_none() && self.body.is_none() {
+            return Err(EngineError::invalid(
+                "body",
+                "give a new name, a new body, or both",
+            ));
+        }
+        let edit = ConfigEdit {
+            name,
+            body: self.body.clone(),
+            if_revision: self.if_revision,
+        };
+        let configuration = match tx
+            .store
+            .update_configuration(tx.org_id, self.config_id, &edit, tx.now)
+            .await?
+        {
+            ConfigUpdate::Updated(configuration) => configuration,
+            ConfigUpdate::NotFound => return Err(EngineError::NotFound("configuration")),
+            ConfigUpdate::RevisionMismatch(current) => {
+                return Err(EngineError::conflict(
+                    "revision_mismatch",
+                    format!("the configuration is at revision {current}, not the expected one"),
+                ));
+            }
+        };
+        let body = configuration.body.clone().unwrap_or_default();
+        tx.audit(
+            "configuration.updated",
+            self.config_id.to_string(),
+            json!({ "revision": configuration.revision, "name": configuration.name, "bytes": body.len() }),
+        )
+        .await?;
+        tx.push_revision(ConfigRow {
+            id: configuration.id,
+            org_id: configuration.organization_id,
+            name: configuration.name.clone(),
+            revision: configuration.revision,
+            body,
+        })
+        .await?;
+        Ok(configuration)
+    }
+
+    fn events(&self, _: &Configuration) -> Vec<OrgEvent> {
+        vec![OrgEvent::Configurations]
+    }
+}

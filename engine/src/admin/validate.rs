@@ -1,0 +1,102 @@
+//! What admin commands accept: names, configuration bodies, validity periods, counts.
+
+use std::time::Duration;
+
+use crate::error::EngineError;
+
+/// Longest configuration body the engine stores and delivers.
+pub const MAX_CONFIGURATION_BODY_BYTES: usize = 256 * 1024;
+/// Longest configuration name.
+pub const MAX_CONFIGURATION_NAME_BYTES: usize = 200;
+/// Longest organization name.
+pub const MAX_ORGANIZATION_NAME_BYTES: usize = 200;
+/// Longest organization key name and code label.
+pub const MAX_LABEL_BYTES: usize = 100;
+
+/// Limits on codes.
+pub const REUSABLE_VALIDITY_DEFAULT: Duration = Duration::from_secs(30 * 24 * 3600);
+pub const REUSABLE_VALIDITY_MIN: Duration = Duration::from_secs(3600);
+pub const REUSABLE_VALIDITY_MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+pub const SINGLE_USE_VALIDITY_DEFAULT: Duration = Duration::from_secs(60);
+pub const SINGLE_USE_VALIDITY_MIN: Duration = Duration::from_secs(10);
+pub const SINGLE_USE_VALIDITY_MAX: Duration = Duration::from_secs(600);
+/// Most licenses added by one command.
+pub const MAX_LICENSES_PER_COMMAND: u32 = 100_000;
+/// Most devices assigned by one command.
+pub const MAX_DEVICES_PER_ASSIGNMENT: usize = 20_000;
+
+/// A name or label: trimmed, not empty, within `max_bytes`, without control characters.
+pub(crate) fn name(
+    field: &'static str,
+    name: &str,
+    max_bytes: usize,
+) -> Result<String, EngineError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > max_bytes || name.chars().any(char::is_control) {
+        return Err(EngineError::invalid(
+            field,
+            format!("1 to {max_bytes} bytes of text without control characters"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// Checks a configuration body before it is saved: its size, and that the app can read it
+/// (the INI rules of `configformat`). Refused with every problem by line; warnings alone (a
+/// misspelled key, say) do not refuse it.
+pub(crate) fn body(body: &str) -> Result<(), EngineError> {
+    let report = check_configuration_body(body)?;
+    if report.is_valid() {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidConfiguration {
+            problems: report.problems,
+        })
+    }
+}
+
+/// What the admin API's check reports for a body, without saving anything: `Err` when it is
+/// too large or holds a NUL (it could never be saved), otherwise every problem by line.
+pub fn check_configuration_body(body: &str) -> Result<configformat::Report, EngineError> {
+    if body.len() > MAX_CONFIGURATION_BODY_BYTES {
+        return Err(EngineError::invalid(
+            "body",
+            format!(
+                "at most {MAX_CONFIGURATION_BODY_BYTES} bytes, got {}",
+                body.len()
+            ),
+        ));
+    }
+    // Stored and delivered byte for byte, but no text database column holds a NUL (PostgreSQL
+    // refuses it), and no INI file the app reads has one.
+    if body.contains('\0') {
+        return Err(EngineError::invalid(
+            "body",
+            "must not contain NUL (U+0000) characters",
+        ));
+    }
+    Ok(configformat::validate(body))
+}
+
+/// A future end date: `valid_until` must be after `now` when given.
+pub(crate) fn future_end(
+    valid_until: Option<crate::ids::Timestamp>,
+    now: crate::ids::Timestamp,
+) -> Result<(), EngineError> {
+    if valid_until.is_some_and(|until| until <= now) {
+        return Err(EngineError::invalid("valid_until", "must be in the future"));
+    }
+    Ok(())
+}
+
+/// Durations in commands are kept as whole milliseconds, named `..._ms`: the form their
+/// fingerprints have always hashed.
+pub(crate) mod millis {
+    use std::time::Duration;
+
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+}

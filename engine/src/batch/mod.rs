@@ -1,0 +1,577 @@
+//! Group commit of device requests.
+//!
+//! An organization actor collects the device requests that arrive while its previous commit is
+//! in flight and hands them here as one [`Batch`]. The batch runs as one write transaction of
+//! set-based statements (a handful per batch, not per request), in three steps:
+//!
+//! 1. **read**: lock the codes and the installations' active pairings, read the single-use codes'
+//!    licenses and the acknowledging devices ([`plan::Facts`]);
+//! 2. **decide**, with no I/O ([`plan`]): each request in arrival order (idempotent repeat,
+//!    refusal, or a grant), then, once the free licenses the grants need are claimed in one
+//!    statement, who gets which license and everything to write;
+//! 3. **write**: each kind of write is one conditional statement over the whole batch; commit.
+//!
+//! Only after the commit are connections bound and requests answered ([`complete`]). A
+//! conditional write that changes fewer rows than planned means another node got there first:
+//! the transaction rolls back and the batch is retried one request per transaction, so one bad
+//! request is refused alone and the rest commit. A device is never told "paired" before the
+//! commit.
+
+mod plan;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::events::{DeviceChange, OrgEvent};
+use crate::ids::{ConfigId, DeviceId, InstallationId, OrgId, Timestamp};
+use crate::link::{ConfigRevision, DeviceLink, LinkSession};
+use crate::metrics::Counters;
+use crate::node::Node;
+use crate::session::{AckAnswer, PairAnswer, ResumeAnswer, SessionEnd};
+use crate::store::{
+    Change, ConfigRow, PairingEnd, PairingTx, StoreError, StoreResult, Transaction,
+};
+
+pub(crate) use plan::{Acknowledgement, Pairing, Reconnection};
+use plan::{Facts, Grantable, PairOutcome, Plan, Requests, ResumeOutcome, Writes};
+
+/// A pairing that passed validation and routing, waiting for its batch.
+#[derive(Debug)]
+pub(crate) struct PairJob {
+    pub pairing: Pairing,
+    pub link: Arc<DeviceLink>,
+    pub reply: oneshot::Sender<PairAnswer>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ResumeJob {
+    pub reconnection: Reconnection,
+    /// What the device runs now, if it said.
+    pub running: Option<(ConfigId, u64)>,
+    pub link: Arc<DeviceLink>,
+    pub reply: oneshot::Sender<ResumeReply>,
+}
+
+/// The actor's reply to a reconnection.
+#[derive(Debug)]
+pub(crate) enum ResumeReply {
+    Answer(ResumeAnswer),
+    /// The installation has no active pairing in this organization (unpaired, or moved
+    /// meanwhile): the engine looks up why.
+    NotActiveHere,
+}
+
+#[derive(Debug)]
+pub(crate) struct AckJob {
+    pub acknowledgement: Acknowledgement,
+    pub reply: oneshot::Sender<AckAnswer>,
+}
+
+#[derive(Debug)]
+pub(crate) struct OfflineJob {
+    pub device_id: DeviceId,
+    pub connection_id: i64,
+}
+
+/// Device requests for one organization, in arrival order per kind.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub pairs: Vec<PairJob>,
+    pub resumes: Vec<ResumeJob>,
+    pub acks: Vec<AckJob>,
+    pub offline: Vec<OfflineJob>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.pairs.len() + self.resumes.len() + self.acks.len() + self.offline.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Moves up to `max` requests into a new batch, oldest first within each kind.
+    pub fn take(&mut self, max: usize) -> Batch {
+        let mut left = max;
+        Batch {
+            pairs: drain_up_to(&mut self.pairs, &mut left),
+            resumes: drain_up_to(&mut self.resumes, &mut left),
+            acks: drain_up_to(&mut self.acks, &mut left),
+            offline: drain_up_to(&mut self.offline, &mut left),
+        }
+    }
+
+    /// Drops the requests whose caller no longer waits for the answer.
+    fn drop_abandoned(&mut self) {
+        self.pairs.retain(|job| !job.reply.is_closed());
+        self.resumes.retain(|job| !job.reply.is_closed());
+        self.acks.retain(|job| !job.reply.is_closed());
+    }
+
+    pub fn append(&mut self, mut other: Batch) {
+        self.pairs.append(&mut other.pairs);
+        self.resumes.append(&mut other.resumes);
+        self.acks.append(&mut other.acks);
+        self.offline.append(&mut other.offline);
+    }
+
+    /// Splits into batches of one request each.
+    fn singletons(self) -> Vec<Batch> {
+        let mut out = Vec::with_capacity(self.len());
+        out.extend(self.pairs.into_iter().map(|job| Batch {
+            pairs: vec![job],
+            ..Batch::default()
+        }));
+        out.extend(self.resumes.into_iter().map(|job| Batch {
+            resumes: vec![job],
+            ..Batch::default()
+        }));
+        out.extend(self.acks.into_iter().map(|job| Batch {
+            acks: vec![job],
+            ..Batch::default()
+        }));
+        out.extend(self.offline.into_iter().map(|job| Batch {
+            offline: vec![job],
+            ..Batch::default()
+        }));
+        out
+    }
+
+    fn answer_unavailable(self) {
+        for job in self.pairs {
+            let _ = job.reply.send(PairAnswer::unavailable());
+        }
+        for job in self.resumes {
+            let _ = job
+                .reply
+                .send(ResumeReply::Answer(ResumeAnswer::Unavailable {
+                    retry_after_ms: 1000,
+                }));
+        }
+        for job in self.acks {
+            let _ = job.reply.send(AckAnswer::Unavailable);
+        }
+    }
+}
+
+/// Commits a batch and answers its requests. Returns the requests deferred to the next batch
+/// (a second request of the same installation in one batch waits for the first to commit).
+pub(crate) async fn commit(node: &Node, org_id: OrgId, mut batch: Batch) -> Batch {
+    // A caller that stopped waiting (it answered "unavailable" after its time-out) is not
+    // decided for: committing it now would contradict the answer it gave.
+    batch.drop_abandoned();
+    if batch.is_empty() {
+        return Batch::default();
+    }
+    let size = batch.len() as u64;
+    match decide_and_write(node, org_id, &batch).await {
+        Ok(committed) => {
+            Counters::add(&node.counters.batches, 1);
+            Counters::add(&node.counters.batched_requests, size);
+            node.counters
+                .largest_batch
+                .fetch_max(size, std::sync::atomic::Ordering::Relaxed);
+            complete(node, org_id, batch, committed)
+        }
+        Err(error) if batch.len() > 1 => {
+            tracing::info!(%org_id, %error, size, "batch rolled back; retrying its requests one by one");
+            let mut deferred = Batch::default();
+            for single in batch.singletons() {
+                deferred.append(Box::pin(commit(node, org_id, single)).await);
+            }
+            deferred
+        }
+        Err(error) => {
+            tracing::warn!(%org_id, %error, "request not committed");
+            batch.answer_unavailable();
+            Batch::default()
+        }
+    }
+}
+
+/// A committed batch's plan, and the revisions its answered connections are sent.
+struct Committed {
+    plan: Plan,
+    revisions: HashMap<ConfigId, Arc<ConfigRevision>>,
+}
+
+/// Reads, decides and writes the batch in one transaction, and commits it.
+async fn decide_and_write(node: &Node, org_id: OrgId, batch: &Batch) -> StoreResult<Committed> {
+    let now = node.clock.now();
+    let mut tx: Box<dyn Transaction> = node.store.begin().await?;
+    let decided = decide_and_write_in(tx.as_mut(), org_id, now, batch).await;
+    let (plan, configs) = match decided {
+        Ok(decided) => decided,
+        Err(error) => {
+            // Ended here rather than on drop: a dropped transaction rolls back in the background,
+            // and its row locks would still be held when the caller retries at once.
+            if let Err(rollback) = tx.rollback().await {
+                tracing::debug!(%rollback, "rollback after a failed batch");
+            }
+            return Err(error);
+        }
+    };
+    tx.commit().await?;
+    let revisions = configs
+        .into_iter()
+        .map(|row| {
+            let revision = node.revision(row);
+            (revision.id, revision)
+        })
+        .collect();
+    Ok(Committed { plan, revisions })
+}
+
+async fn decide_and_write_in(
+    tx: &mut dyn PairingTx,
+    org_id: OrgId,
+    now: Timestamp,
+    batch: &Batch,
+) -> StoreResult<(Plan, Vec<ConfigRow>)> {
+    let pairings: Vec<Pairing> = batch.pairs.iter().map(|job| job.pairing.clone()).collect();
+    let reconnections: Vec<Reconnection> = batch
+        .resumes
+        .iter()
+        .map(|job| job.reconnection.clone())
+        .collect();
+    let acknowledgements: Vec<Acknowledgement> = batch
+        .acks
+        .iter()
+        .map(|job| job.acknowledgement.clone())
+        .collect();
+    let offline: Vec<(DeviceId, i64)> = batch
+        .offline
+        .iter()
+        .map(|job| (job.device_id, job.connection_id))
+        .collect();
+    let requests = Requests {
+        pairings: &pairings,
+        reconnections: &reconnections,
+        acknowledgements: &acknowledgements,
+        offline: &offline,
+    };
+
+    let facts = read_facts(tx, org_id, now, requests).await?;
+    let decisions = plan::decide_pairings(&pairings, &facts);
+    let wanted = decisions.free_licenses_wanted();
+    let free_licenses = if wanted == 0 {
+        Vec::new()
+    } else {
+        let count = u32::try_from(wanted).unwrap_or(u32::MAX);
+        tx.claim_free_licenses(org_id, count, now).await?
+    };
+    let newest = if decisions.grants_any() {
+        tx.newest_configuration(org_id).await?
+    } else {
+        None
+    };
+    let grantable = Grantable {
+        free_licenses,
+        newest_config: newest.as_ref().map(|row| row.id),
+    };
+    let plan = plan::plan(&facts, requests, decisions, grantable);
+    write(tx, org_id, now, &plan.writes).await?;
+
+    // The revisions the answered connections are sent.
+    let mut configs: Vec<ConfigRow> = newest.into_iter().collect();
+    let missing: Vec<ConfigId> = plan
+        .configs
+        .iter()
+        .filter(|id| !configs.iter().any(|row| row.id == **id))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        configs.extend(tx.config_rows(&missing).await?);
+    }
+    Ok((plan, configs))
+}
+
+/// Reads (and locks, where the backend locks rows) what the batch's decisions depend on.
+async fn read_facts(
+    tx: &mut dyn PairingTx,
+    org_id: OrgId,
+    now: Timestamp,
+    requests: Requests<'_>,
+) -> StoreResult<Facts> {
+    let mut facts = Facts::new(org_id, now);
+    if !requests.pairings.is_empty() {
+        let code_ids = unique(requests.pairings.iter().map(|pairing| pairing.code_id));
+        facts.codes = tx
+            .lock_codes(&code_ids)
+            .await?
+            .into_iter()
+            .map(|code| (code.id, code))
+            .collect();
+    }
+    let installations: Vec<InstallationId> = unique(
+        requests
+            .pairings
+            .iter()
+            .map(|pairing| pairing.installation_id)
+            .chain(
+                requests
+                    .reconnections
+                    .iter()
+                    .map(|reconnection| reconnection.installation_id),
+            ),
+    );
+    if !installations.is_empty() {
+        facts.pairings = tx
+            .active_devices_by_installation(&installations)
+            .await?
+            .into_iter()
+            .map(|device| (device.installation_id, device))
+            .collect();
+    }
+    let reserved: Vec<_> = unique(facts.codes.values().filter_map(|code| code.license_id));
+    if !reserved.is_empty() {
+        facts.reserved_licenses = tx
+            .lock_licenses(&reserved)
+            .await?
+            .into_iter()
+            .map(|license| (license.id, license))
+            .collect();
+    }
+    if !requests.acknowledgements.is_empty() {
+        let devices = unique(requests.acknowledgements.iter().map(|ack| ack.device_id));
+        facts.ack_targets = tx
+            .ack_targets(&devices)
+            .await?
+            .into_iter()
+            .map(|target| (target.device_id, target))
+            .collect();
+    }
+    Ok(facts)
+}
+
+/// Writes a batch's plan: each kind of write one statement over the whole batch. A
+/// conditional write that changes fewer rows than planned fails the batch (another node got
+/// there first).
+async fn write(
+    tx: &mut dyn PairingTx,
+    org_id: OrgId,
+    now: Timestamp,
+    writes: &Writes,
+) -> StoreResult<()> {
+    if !writes.expired.is_empty() {
+        let ended = tx
+            .end_devices(&writes.expired, PairingEnd::LicenseExpired, now)
+            .await?;
+        if ended.len() != writes.expired.len() {
+            return Err(StoreError::Conflict(
+                "expired pairing changed concurrently".into(),
+            ));
+        }
+    }
+    if !writes.single_uses.is_empty() {
+        let consumed = tx
+            .consume_single_use_codes(&writes.single_uses, now)
+            .await?;
+        if consumed != writes.single_uses.len() as u64 {
+            return Err(StoreError::Conflict(
+                "single-use code taken concurrently".into(),
+            ));
+        }
+    }
+    if !writes.grants.is_empty() {
+        let assigned = tx.assign_licenses(&writes.grants, now).await?;
+        if assigned != writes.grants.len() as u64 {
+            return Err(StoreError::Conflict("license taken concurrently".into()));
+        }
+        let inserted = tx
+            .insert_devices(org_id, writes.new_devices_config, now, &writes.new_devices)
+            .await?;
+        if inserted != writes.new_devices.len() as u64 {
+            return Err(StoreError::Conflict(
+                "installation paired concurrently".into(),
+            ));
+        }
+    }
+    if !writes.touches.is_empty() {
+        tx.touch_devices(&writes.touches, now).await?;
+    }
+    if !writes.acks.is_empty() {
+        tx.write_acks(&writes.acks, now).await?;
+    }
+    if !writes.offline.is_empty() {
+        tx.set_offline(&writes.offline, now).await?;
+    }
+    if !writes.audit.is_empty() {
+        tx.insert_audit(&writes.audit).await?;
+    }
+    if !writes.code_uses.is_empty() {
+        // The last statement before the commit: on PostgreSQL this update is what the batches
+        // of several nodes using one reusable code queue on, so they queue only for a commit.
+        tx.count_code_uses(&writes.code_uses, now).await?;
+    }
+    if !writes.expired.is_empty() {
+        // Every pairing a batch ends is one whose license expired.
+        tx.publish(&Change::DevicesEnded {
+            org_id,
+            device_ids: writes.expired.clone(),
+            reason: PairingEnd::LicenseExpired,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// After the commit: binds the connections, pushes, answers. Returns the deferred requests.
+fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> Batch {
+    let Committed { plan, revisions } = committed;
+    node.publish_events(org_id, || feed_events(&batch, &plan));
+    let mut deferred = Batch::default();
+    let revision = |config: Option<ConfigId>| config.and_then(|id| revisions.get(&id).cloned());
+
+    for (device_id, reason) in &plan.ended {
+        if let Some(link) = node.registry.get(*device_id) {
+            link.end(*reason);
+        }
+    }
+
+    let mut paired = 0;
+    let mut repeated = 0;
+    let mut refused = 0;
+    for (job, outcome) in batch.pairs.into_iter().zip(plan.pairs) {
+        match outcome {
+            PairOutcome::Paired { device, config } => {
+                if device.already_paired {
+                    repeated += 1;
+                } else {
+                    paired += 1;
+                }
+                let session = LinkSession {
+                    device_id: device.device_id,
+                    org_id,
+                };
+                attach(
+                    node,
+                    &job.link,
+                    session,
+                    revision(config),
+                    None,
+                    &mut deferred,
+                );
+                let _ = job.reply.send(PairAnswer::Paired(device));
+            }
+            PairOutcome::Refused(reason) => {
+                refused += 1;
+                let _ = job.reply.send(PairAnswer::refused(reason));
+            }
+            PairOutcome::Deferred => deferred.pairs.push(job),
+        }
+    }
+    Counters::add(&node.counters.pairings, paired);
+    Counters::add(&node.counters.repeated_pairings, repeated);
+    Counters::add(&node.counters.refused_pairings, refused);
+
+    for (job, outcome) in batch.resumes.into_iter().zip(plan.resumes) {
+        let answer = match outcome {
+            ResumeOutcome::Resumed { device, config } => {
+                let session = LinkSession {
+                    device_id: device.device_id,
+                    org_id,
+                };
+                attach(
+                    node,
+                    &job.link,
+                    session,
+                    revision(config),
+                    job.running,
+                    &mut deferred,
+                );
+                Counters::add(&node.counters.resumes, 1);
+                ResumeReply::Answer(ResumeAnswer::Resumed(device))
+            }
+            ResumeOutcome::Ended(reason) => ResumeReply::Answer(ResumeAnswer::Ended(reason)),
+            ResumeOutcome::NotHere => ResumeReply::NotActiveHere,
+            ResumeOutcome::Deferred => {
+                deferred.resumes.push(job);
+                continue;
+            }
+        };
+        let _ = job.reply.send(answer);
+    }
+
+    Counters::add(&node.counters.acknowledgements, batch.acks.len() as u64);
+    for (job, answer) in batch.acks.into_iter().zip(plan.acks) {
+        let _ = job.reply.send(answer);
+    }
+    deferred
+}
+
+/// What a committed batch tells the organization's live feed: one event per kind of change.
+fn feed_events(batch: &Batch, plan: &Plan) -> Vec<OrgEvent> {
+    let mut paired = Vec::new();
+    let mut online = Vec::new();
+    for outcome in &plan.pairs {
+        if let PairOutcome::Paired { device, .. } = outcome {
+            if device.already_paired {
+                online.push(device.device_id);
+            } else {
+                paired.push(device.device_id);
+            }
+        }
+    }
+    for outcome in &plan.resumes {
+        if let ResumeOutcome::Resumed { device, .. } = outcome {
+            online.push(device.device_id);
+        }
+    }
+    let acknowledged = batch
+        .acks
+        .iter()
+        .zip(&plan.acks)
+        .filter(|(_, answer)| matches!(answer, AckAnswer::Recorded(true)))
+        .map(|(job, _)| job.acknowledgement.device_id);
+    let offline = batch.offline.iter().map(|job| job.device_id);
+    let ended = plan.ended.iter().map(|(device_id, _)| *device_id);
+    [
+        (DeviceChange::Paired, paired),
+        (DeviceChange::Online, online),
+        (DeviceChange::Acknowledged, unique(acknowledged)),
+        (DeviceChange::Offline, unique(offline)),
+        (DeviceChange::Ended, unique(ended)),
+    ]
+    .into_iter()
+    .filter(|(_, device_ids)| !device_ids.is_empty())
+    .map(|(change, device_ids)| OrgEvent::Devices { change, device_ids })
+    .collect()
+}
+
+/// Registers a connection as its device's live link, superseding an older one. If the
+/// connection closed while its request was being committed, it is detached again at once and the
+/// device is reported offline in the next batch.
+fn attach(
+    node: &Node,
+    link: &Arc<DeviceLink>,
+    session: LinkSession,
+    assigned: Option<Arc<ConfigRevision>>,
+    running: Option<(ConfigId, u64)>,
+    next_batch: &mut Batch,
+) {
+    if let Some(previous) = node.registry.insert(session.device_id, link) {
+        previous.end(SessionEnd::Superseded);
+    }
+    if !link.bind(session, assigned, running) {
+        node.registry.remove(session.device_id, link);
+        next_batch.offline.push(OfflineJob {
+            device_id: session.device_id,
+            connection_id: link.connection_id,
+        });
+    }
+}
+
+fn drain_up_to<T>(from: &mut Vec<T>, left: &mut usize) -> Vec<T> {
+    let n = from.len().min(*left);
+    *left -= n;
+    from.drain(..n).collect()
+}
+
+fn unique<T: Eq + std::hash::Hash + Copy>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut seen = HashSet::new();
+    items.filter(|item| seen.insert(*item)).collect()
+}

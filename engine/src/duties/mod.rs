@@ -1,0 +1,156 @@
+//! The background duties of a node, each in its own module and its own task:
+//!
+//! - [`expiry`]: ends pairings whose license expired, even if nobody looks;
+//! - [`heartbeat`]: records that this node is alive, and gives up on nodes that are not;
+//! - [`housekeeping`]: forgets old failure windows and idempotency records;
+//! - [`announce`]: tells other nodes which live feeds are watched here;
+//! - [`listen`]: hands other nodes' changes to the organizations they concern here.
+//!
+//! [`Duties::start`] starts them all; [`Duties::stop`] stops them and waits.
+
+pub(crate) mod announce;
+pub(crate) mod expiry;
+pub(crate) mod heartbeat;
+pub(crate) mod housekeeping;
+pub(crate) mod listen;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::events::WATCH_ANNOUNCE_INTERVAL;
+use crate::ids::Timestamp;
+use crate::node::Node;
+use crate::store::ChangeFeed;
+use crate::supervisor::Actors;
+
+/// How often housekeeping runs.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The running duties.
+#[derive(Debug)]
+pub(crate) struct Duties {
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Duties {
+    /// Starts every duty on the current runtime. `feed` is the store's change feed, on a
+    /// backend shared by several nodes.
+    pub fn start(node: &Arc<Node>, actors: &Actors, feed: Option<Box<dyn ChangeFeed>>) -> Duties {
+        let (stop, stopped) = watch::channel(false);
+        let sweep_every = node.settings.sweep_interval;
+        let mut tasks = Vec::new();
+        {
+            let (node, actors) = (Arc::clone(node), actors.clone());
+            let mut turns = Turns::new(sweep_every, Some(&node.clock), &stopped);
+            tasks.push(tokio::spawn(async move {
+                while turns.next().await {
+                    expiry::sweep(&node, &actors).await;
+                }
+            }));
+        }
+        {
+            let node = Arc::clone(node);
+            let mut turns = Turns::new(sweep_every, Some(&node.clock), &stopped);
+            tasks.push(tokio::spawn(async move {
+                while turns.next().await {
+                    heartbeat::beat(&node).await;
+                }
+            }));
+        }
+        {
+            let node = Arc::clone(node);
+            let mut turns = Turns::new(HOUSEKEEPING_INTERVAL, None, &stopped);
+            tasks.push(tokio::spawn(async move {
+                while turns.next().await {
+                    housekeeping::tidy(&node).await;
+                }
+            }));
+        }
+        {
+            let node = Arc::clone(node);
+            let mut turns = Turns::new(WATCH_ANNOUNCE_INTERVAL, None, &stopped);
+            tasks.push(tokio::spawn(async move {
+                while turns.next().await {
+                    announce::watched_here(&node).await;
+                }
+            }));
+        }
+        if let Some(feed) = feed {
+            let (node, actors) = (Arc::clone(node), actors.clone());
+            tasks.push(tokio::spawn(listen::run(node, actors, feed, stopped)));
+        }
+        Duties {
+            stop,
+            tasks: Mutex::new(tasks),
+        }
+    }
+
+    /// Stops every duty and waits for each to finish what it was doing.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut tasks| std::mem::take(&mut *tasks))
+            .unwrap_or_default();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A duty's turns: every `interval` (the first at once) and, for a duty that waits for time to
+/// pass, whenever a manual clock jumps; none after the stop.
+struct Turns {
+    interval: tokio::time::Interval,
+    jumps: Option<watch::Receiver<Timestamp>>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Turns {
+    fn new(
+        interval: Duration,
+        clock: Option<&Arc<dyn Clock>>,
+        stopped: &watch::Receiver<bool>,
+    ) -> Turns {
+        let mut interval = tokio::time::interval(interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Turns {
+            interval,
+            jumps: clock.and_then(|clock| clock.jumps()),
+            stopped: stopped.clone(),
+        }
+    }
+
+    /// Waits for the next turn; false once the node stops.
+    async fn next(&mut self) -> bool {
+        let Turns {
+            interval,
+            jumps,
+            stopped,
+        } = self;
+        if *stopped.borrow() {
+            return false;
+        }
+        let jumped = async {
+            match jumps.as_mut() {
+                Some(jumps) => {
+                    if jumps.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = interval.tick() => true,
+            () = jumped => true,
+            _ = stopped.changed() => false,
+        }
+    }
+}

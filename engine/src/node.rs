@@ -1,0 +1,158 @@
+//! What this node (this process) holds: its store, clock and settings, the devices connected to
+//! it, its caches and failure limits, its live-feed watchers and its counters. The engine
+//! facade, the organization actors and the background duties share one `Node`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use dashmap::DashMap;
+
+use crate::clock::Clock;
+use crate::events::{OrgEvent, Watchers};
+use crate::ids::{CodeId, ConfigId, OrgId, Timestamp};
+use crate::limiter::FailureLimiter;
+use crate::link::{ConfigRevision, Registry};
+use crate::metrics::Counters;
+use crate::secrets::{SecretCipher, SecretHash};
+use crate::settings::EngineSettings;
+use crate::store::{CodeRoute, ConfigRow, Store, StoreError};
+
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub cipher: SecretCipher,
+    pub settings: EngineSettings,
+    pub registry: Registry,
+    /// Latest known revision of each configuration, shared by every link it is pushed to.
+    pub configs: DashMap<ConfigId, Arc<ConfigRevision>>,
+    /// Codes seen on this node: hash → organization. A code's organization never changes, so
+    /// this cache can never be wrong, only absent.
+    pub code_routes: DashMap<SecretHash, CodeRoute>,
+    pub address_failures: FailureLimiter<IpAddr>,
+    pub code_failures: FailureLimiter<CodeId>,
+    pub counters: Counters,
+    /// Live-feed watchers here, and organizations watched on other nodes.
+    pub watchers: Watchers,
+    next_connection: AtomicI64,
+    node_id: i64,
+}
+
+impl Node {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        cipher: SecretCipher,
+        settings: EngineSettings,
+    ) -> Self {
+        // Connection ids are recorded as presence in the database; a random prefix per process
+        // keeps a restarted node from reusing the ids of its previous life.
+        let prefix = i64::from(u32::from_le_bytes(crate::secrets::random_bytes()) >> 2) << 32;
+        Node {
+            address_failures: FailureLimiter::new(settings.failures_per_address),
+            code_failures: FailureLimiter::new(settings.failures_per_code),
+            store,
+            clock,
+            cipher,
+            settings,
+            registry: Registry::default(),
+            configs: DashMap::new(),
+            code_routes: DashMap::new(),
+            counters: Counters::default(),
+            watchers: Watchers::default(),
+            next_connection: AtomicI64::new(prefix),
+            node_id: prefix >> 32,
+        }
+    }
+
+    /// This process's node id: the high half of every connection id it hands out, recorded in
+    /// the database's node heartbeats so that other nodes can tell whose presence went stale.
+    pub fn node_id(&self) -> i64 {
+        self.node_id
+    }
+
+    pub fn next_connection_id(&self) -> i64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Publishes live-feed events of `org_id`, after the commit that made them true: to this
+    /// node's watchers, and through the store to other nodes' watchers. `events` is only called
+    /// when someone watches: otherwise this costs two map lookups.
+    pub fn publish_events(&self, org_id: OrgId, events: impl FnOnce() -> Vec<OrgEvent>) {
+        let audience = self.watchers.audience(org_id);
+        if !audience.here && !audience.elsewhere {
+            return;
+        }
+        let events = events();
+        if events.is_empty() {
+            return;
+        }
+        if audience.elsewhere {
+            let store = Arc::clone(&self.store);
+            let sent = events.clone();
+            // Off the caller's path: an organization's actor does not wait for it.
+            tokio::spawn(async move {
+                if let Err(error) = store.publish_events(org_id, &sent).await {
+                    tracing::debug!(%org_id, %error, "live-feed events not sent to other nodes");
+                }
+            });
+        }
+        if audience.here {
+            for event in events {
+                self.watchers.send_here(org_id, event);
+            }
+        }
+    }
+
+    /// The shared form of a configuration revision: the cached one when it is the same
+    /// revision (so that what the edge derives from it, such as encoded frames, is shared),
+    /// otherwise a new one that replaces an older cached one.
+    pub fn revision(&self, row: ConfigRow) -> Arc<ConfigRevision> {
+        if let Some(cached) = self.configs.get(&row.id)
+            && cached.revision == row.revision
+        {
+            return Arc::clone(cached.value());
+        }
+        let revision = Arc::new(ConfigRevision::new(
+            row.id,
+            row.org_id,
+            row.name,
+            row.revision,
+            row.body,
+        ));
+        let mut entry = self
+            .configs
+            .entry(revision.id)
+            .or_insert_with(|| Arc::clone(&revision));
+        if entry.revision < revision.revision {
+            *entry = Arc::clone(&revision);
+        }
+        revision
+    }
+
+    /// Where a code leads: from this node's cache of codes seen, else from the database.
+    pub async fn code_route(&self, hash: &SecretHash) -> Result<Option<CodeRoute>, StoreError> {
+        if let Some(route) = self.code_routes.get(hash) {
+            return Ok(Some(*route));
+        }
+        let route = self.store.find_code(hash).await?;
+        if let Some(route) = route {
+            // Bounded: single-use codes are seen once each, so the cache is cleared rather than
+            // allowed to grow without end.
+            if self.code_routes.len() >= 100_000 {
+                self.code_routes.clear();
+            }
+            self.code_routes.insert(*hash, route);
+        }
+        Ok(route)
+    }
+
+    /// Records a failed attempt from `peer` (and against `code`, when it named one).
+    pub fn record_failure(&self, peer: IpAddr, code: Option<CodeId>, now: Timestamp) {
+        self.address_failures.record(peer, now);
+        if let Some(code) = code {
+            self.code_failures.record(code, now);
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! How a configuration's revisions have reached the devices: applied and failed per revision,
+//! and how many assigned devices run the current one.
+
+use super::{Query, Reader};
+use crate::error::EngineError;
+use crate::ids::ConfigId;
+use crate::model::ConfigurationRollout;
+
+#[derive(Debug, Clone, Copy)]
+pub struct GetConfigurationRollout {
+    pub config_id: ConfigId,
+}
+
+impl Query for GetConfigurationRollout {
+    type Answer = ConfigurationRollout;
+
+    async fn read(&self, reader: &Reader<'_>) -> Result<ConfigurationRollout, EngineError> {
+        let configuration = reader
+            .store
+            .configuration(reader.org_id(), self.config_id)
+            .await?
+            .ok_or(EngineError::NotFound("configuration"))?;
+        let reports = reader
+            .store
+            .configuration_reports(reader.org_id(), self.config_id)
+            .await?;
+        Ok(ConfigurationRollout::from_reports(&configuration, &reports))
+    }
+}
