@@ -198,7 +198,7 @@ impl ConfigurationRollout {
     /// Folds the store's report rows into the rollout of `configuration`.
     pub fn from_reports(
         configuration: &Configuration,
-        reports: &[crate::store::RevisionReports],
+        reports: &[RevisionReports],
     ) -> ConfigurationRollout {
         let mut revisions: Vec<RevisionRollout> = Vec::new();
         let mut up_to_date = 0;
@@ -343,4 +343,14 @@ impl PageRequest {
             n => n.min(Self::MAX_LIMIT),
         }
     }
+}
+
+/// How many active devices last reported one revision of a configuration with one outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevisionReports {
+    pub revision: u64,
+    pub status: AckStatus,
+    /// The devices are still assigned the configuration (not moved to another one since).
+    pub still_assigned: bool,
+    pub devices: u64,
 }

@@ -23,6 +23,9 @@ use crate::model::{
 };
 use crate::secrets::SecretHash;
 
+/// A row of [`AdminReads::configuration_reports`] (defined with the read model it feeds).
+pub use crate::model::RevisionReports;
+
 /// A storage failure. The engine never shows its text to devices or admins; it logs it and
 /// answers "unavailable" (retryable).
 #[derive(Debug, thiserror::Error)]
@@ -715,14 +718,4 @@ pub trait AdminTx: StoreTx {
         reply: &StoredReply,
         now: Timestamp,
     ) -> StoreResult<()>;
-}
-
-/// How many active devices last reported one revision of a configuration with one outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RevisionReports {
-    pub revision: u64,
-    pub status: crate::model::AckStatus,
-    /// The devices are still assigned the configuration (not moved to another one since).
-    pub still_assigned: bool,
-    pub devices: u64,
 }
