@@ -294,7 +294,7 @@ async fn a_clean_restart_keeps_everything() {
             .any(|line| line.contains("paird_op_")),
         "no new token on a restart"
     );
-    let admin = Admin::new(&restarted.admin.base, &printed);
+    let admin = Admin::new(restarted.admin.base(), &printed);
     let mut device_after = admin.device(&org, &paired.device_id.to_string()).await;
     let mut expected = device_before.clone();
     for shown in [&mut device_after, &mut expected] {
