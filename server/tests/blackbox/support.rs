@@ -7,12 +7,15 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use client::admin::AdminClient;
 pub use client::live_feed::FeedEvent;
 use client::live_feed::LiveFeed;
+pub use client::ready_line::Startup;
+use client::ready_line::read_startup;
 use client::{ConnectOptions, Connection, DeviceIdentity, PairResult};
 use protocol::{DeviceInfo, Encoding, ServerMessage};
 use reqwest::Method;
@@ -174,6 +177,42 @@ where
             "gave up waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `paird serve` on `data_dir`, on ephemeral loopback ports and with no failure limit per
+/// address; its standard output piped (for [`wait_until_ready`]), killed when dropped. The
+/// caller adds the database, the environment and where the log goes.
+pub fn serve_command(data_dir: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paird"));
+    command
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--device-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--failures-per-address",
+            "0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Waits, at most [`WAIT`], for the ready line of a `paird serve` started with its standard
+/// output piped; answers it with the banner printed before it, or says why it did not come.
+pub async fn wait_until_ready(child: &mut tokio::process::Child) -> Result<Startup, String> {
+    let stdout = child
+        .stdout
+        .take()
+        .expect("paird's standard output is piped");
+    match tokio::time::timeout(WAIT, read_startup(stdout)).await {
+        Ok(Ok(startup)) => Ok(startup),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no ready line within {WAIT:?}")),
     }
 }
 
