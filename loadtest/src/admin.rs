@@ -1,22 +1,21 @@
 //! The few admin API calls the load tester makes.
 
 use anyhow::Context;
+use client::admin::AdminClient;
+use client::live_feed::{FeedEvent, LiveFeed};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+/// The admin API as the load tester uses it: a call that fails or is refused is an error.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    http: reqwest::Client,
-    base: String,
-    token: String,
+    api: AdminClient,
 }
 
 impl Admin {
     pub fn new(base: &str, token: &str) -> Admin {
         Admin {
-            http: reqwest::Client::new(),
-            base: base.trim_end_matches('/').to_string(),
-            token: token.to_string(),
+            api: AdminClient::new(base, token),
         }
     }
 
@@ -26,51 +25,28 @@ impl Admin {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
-            .send()
+        let answer = self
+            .api
+            .call(method.clone(), path, body.as_ref(), &[])
             .await
             .with_context(|| format!("{method} {path}"))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
         anyhow::ensure!(
-            status.is_success(),
-            "{method} {path} answered {status}: {text}"
+            answer.status.is_success(),
+            "{method} {path} answered {}: {}",
+            answer.status,
+            answer.text
         );
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        Ok(answer.json())
     }
 
     /// Opens `org`'s live feed (as a portal does) and waits for its `ready` event.
     pub async fn open_feed(&self, org: &str) -> anyhow::Result<Feed> {
-        let path = format!("/v1/organizations/{org}/events");
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
+        let feed = self
+            .api
+            .open_live_feed(org)
             .await
-            .with_context(|| format!("GET {path}"))?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "GET {path} answered {}",
-            response.status()
-        );
-        let mut feed = Feed {
-            response,
-            buffer: String::new(),
-        };
-        let ready = feed.next_event().await?;
-        anyhow::ensure!(
-            ready.as_ref().is_some_and(|(name, _)| name == "ready"),
-            "the live feed did not open with ready: {ready:?}"
-        );
-        Ok(feed)
+            .with_context(|| format!("opening the live feed of {org}"))?;
+        Ok(Feed { feed })
     }
 
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -195,8 +171,7 @@ pub fn configuration_body(edit: u64) -> String {
 /// An organization's live feed, open.
 #[derive(Debug)]
 pub struct Feed {
-    response: reqwest::Response,
-    buffer: String,
+    feed: LiveFeed,
 }
 
 /// What a watcher of the live feed saw.
@@ -212,11 +187,12 @@ impl Feed {
     /// a moment), and counts them.
     pub async fn tally(mut self, stop: tokio::sync::oneshot::Receiver<()>) -> FeedTally {
         let mut tally = FeedTally::default();
-        let count = |event: Option<(String, Value)>, tally: &mut FeedTally| match event {
-            Some((name, data)) => {
+        let count = |event: Option<FeedEvent>, tally: &mut FeedTally| match event {
+            Some(event) => {
                 tally.events += 1;
-                if name == "devices" {
-                    tally.device_ids += data["device_ids"].as_array().map_or(0, Vec::len) as u64;
+                if event.name == "devices" {
+                    tally.device_ids +=
+                        event.data["device_ids"].as_array().map_or(0, Vec::len) as u64;
                 }
                 true
             }
@@ -225,7 +201,7 @@ impl Feed {
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                event = self.next_event() => {
+                event = self.feed.next_event() => {
                     if !count(event.ok().flatten(), &mut tally) {
                         return tally;
                     }
@@ -237,39 +213,13 @@ impl Feed {
         tokio::pin!(grace);
         loop {
             tokio::select! {
-                event = self.next_event() => {
+                event = self.feed.next_event() => {
                     if !count(event.ok().flatten(), &mut tally) {
                         return tally;
                     }
                 }
                 () = &mut grace => return tally,
             }
-        }
-    }
-
-    /// The next event (name, JSON data), skipping keep-alive comments; `None` at the end.
-    async fn next_event(&mut self) -> anyhow::Result<Option<(String, Value)>> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut name = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event:") {
-                        name = value.trim().to_string();
-                    } else if let Some(value) = line.strip_prefix("data:") {
-                        data.push_str(value.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                return Ok(Some((name, serde_json::from_str(&data)?)));
-            }
-            let Some(chunk) = self.response.chunk().await? else {
-                return Ok(None);
-            };
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
 }

@@ -3,11 +3,13 @@
 //! `--start-cluster` (see [`crate::cluster`]) are started the same way, with a database URL and
 //! a server key of their own.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use client::ready_line::{ReadyLine, read_startup};
 use tokio::process::{Child, Command};
 
 #[derive(Debug)]
@@ -20,13 +22,9 @@ pub struct Spawned {
     data: tempfile::TempDir,
     pub admin_url: String,
     pub device_url: String,
+    /// The addresses the (device, admin) listeners are bound to: a restart binds them again.
+    addresses: (SocketAddr, SocketAddr),
     pub token: String,
-}
-
-/// `host:port` of a URL such as `ws://127.0.0.1:7878/device`.
-fn authority(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    rest.split('/').next().unwrap_or(rest)
 }
 
 impl Spawned {
@@ -53,7 +51,7 @@ impl Spawned {
         env: &[(String, String)],
     ) -> anyhow::Result<Spawned> {
         let data = tempfile::tempdir()?;
-        let (child, admin_url, device_url) =
+        let (child, ready) =
             launch(binary, data.path(), token, (device, admin), extra_args, env).await?;
         Ok(Spawned {
             child,
@@ -61,8 +59,9 @@ impl Spawned {
             extra_args: extra_args.to_vec(),
             env: env.to_vec(),
             data,
-            admin_url,
-            device_url,
+            admin_url: ready.admin_url,
+            device_url: ready.device_url,
+            addresses: (ready.device_address, ready.admin_address),
             token: token.to_string(),
         })
     }
@@ -79,9 +78,9 @@ impl Spawned {
 
     /// Starts the server again on the same database and the same ports.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        let device = authority(&self.device_url).to_string();
-        let admin = authority(&self.admin_url).to_string();
-        let (child, admin_url, device_url) = launch(
+        let device = self.addresses.0.to_string();
+        let admin = self.addresses.1.to_string();
+        let (child, ready) = launch(
             &self.binary,
             self.data.path(),
             &self.token,
@@ -91,8 +90,9 @@ impl Spawned {
         )
         .await?;
         self.child = child;
-        self.admin_url = admin_url;
-        self.device_url = device_url;
+        self.admin_url = ready.admin_url;
+        self.device_url = ready.device_url;
+        self.addresses = (ready.device_address, ready.admin_address);
         Ok(())
     }
 
@@ -103,7 +103,7 @@ impl Spawned {
                 .status()
                 .await;
         }
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(15), self.child.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
         let _ = self.child.kill().await;
     }
 }
@@ -119,7 +119,7 @@ pub fn paird_binary(paird: Option<&Path>) -> anyhow::Result<PathBuf> {
     })
 }
 
-/// Starts paird and reads its banner for the addresses it listens on.
+/// Starts paird and waits for its ready line, which says where it listens.
 async fn launch(
     binary: &Path,
     data: &Path,
@@ -127,7 +127,7 @@ async fn launch(
     (device, admin): (&str, &str),
     extra_args: &[String],
     env: &[(String, String)],
-) -> anyhow::Result<(Child, String, String)> {
+) -> anyhow::Result<(Child, ReadyLine)> {
     let mut child = Command::new(binary)
         .args(["serve", "--data-dir"])
         .arg(data)
@@ -142,30 +142,8 @@ async fn launch(
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
     let stdout = child.stdout.take().context("stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut admin_url, mut device_url) = (None, None);
-    let banner = async {
-        while let Some(line) = lines.next_line().await? {
-            let line = line.trim();
-            if let Some(url) = line.strip_prefix("device endpoint") {
-                device_url = Some(url.trim().to_string());
-            }
-            if let Some(url) = line.strip_prefix("admin API") {
-                admin_url = Some(url.trim().to_string());
-            }
-            if line.starts_with("operator token") {
-                break;
-            }
-        }
-        anyhow::Ok(())
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(60), banner)
+    let started = tokio::time::timeout(Duration::from_secs(60), read_startup(stdout))
         .await
         .context("paird did not start in 60 s")??;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((
-        child,
-        admin_url.context("paird printed no admin address")?,
-        device_url.context("paird printed no device address")?,
-    ))
+    Ok((child, started.ready))
 }

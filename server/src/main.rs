@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use client::ConnectOptions;
 use client::device::DeviceEvent;
+use client::ready_line::{ReadyLine, ReadyMarker};
 use engine::EngineSettings;
 use engine::limiter::FailureLimit;
 use protocol::{DeviceInfo, Encoding};
@@ -28,6 +29,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
+    ///
+    /// Once it serves, it prints a banner for humans and then one line of JSON for programs
+    /// that start it: {"paird":"ready","version":…,"device_url":…,"admin_url":…,
+    /// "device_address":…,"admin_address":…,"database":…,"new_operator_token":…} (see
+    /// README.md, "The ready line").
     Serve(Box<ServeArgs>),
     /// Act as a device: pair from a QR payload, then stay connected and print configurations.
     Device {
@@ -280,6 +286,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("payload  {payload}");
         println!("pair a device:  paird device pair '{payload}'");
     }
+    // Last, once everything above is done: the line programs that start paird wait for and
+    // read instead of the banner (client::ready_line; README.md, "The ready line").
+    let ready = ReadyLine {
+        paird: ReadyMarker::Ready,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        device_url: server.device_url(),
+        admin_url: server.admin_url(),
+        device_address: server.device_addr,
+        admin_address: server.admin_addr,
+        database,
+        new_operator_token: server.new_operator_token.clone(),
+    };
+    println!("{}", ready.to_line());
     use std::io::Write;
     let _ = std::io::stdout().flush();
     server.run_until(shutdown_signal()).await;

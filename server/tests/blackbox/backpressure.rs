@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use protocol::ServerMessage;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::*;
 
@@ -133,25 +132,12 @@ async fn running_out_of_file_descriptors_pauses_accepting_then_recovers() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut device_url, mut admin_url) = (String::new(), String::new());
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if let Some(url) = line.trim().strip_prefix("device endpoint") {
-            device_url = url.trim().to_string();
-        }
-        if let Some(url) = line.trim().strip_prefix("admin API") {
-            admin_url = url.trim().to_string();
-        }
-        if line.contains("operator token") {
-            break;
-        }
-    }
-    let admin = Admin::new(&admin_url, OPERATOR_TOKEN);
+    let ready = wait_until_ready(&mut child)
+        .await
+        .unwrap_or_else(|error| panic!("paird did not start: {error}"))
+        .ready;
+    let admin = Admin::new(&ready.admin_url, OPERATOR_TOKEN);
     let (_, code) = admin.org_with_code("Acme", 5).await;
-    let address = device_url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/device")
-        .to_string();
 
     // 200 connections that never say anything: more than the server can hold open. The kernel
     // completes every TCP handshake (the listen backlog is 4096); the server accepts until it
@@ -159,7 +145,11 @@ async fn running_out_of_file_descriptors_pauses_accepting_then_recovers() {
     let started = Instant::now();
     let mut idle = Vec::new();
     for _ in 0..200 {
-        idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+        idle.push(
+            tokio::net::TcpStream::connect(ready.device_address)
+                .await
+                .unwrap(),
+        );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The process is alive and still serves what it has open.
@@ -167,7 +157,7 @@ async fn running_out_of_file_descriptors_pauses_accepting_then_recovers() {
 
     // Free the descriptors: accepting resumes by itself and devices pair again.
     drop(idle);
-    let (_, _, paired) = pair_ok(&device_url, &code).await;
+    let (_, _, paired) = pair_ok(&ready.device_url, &code).await;
     let _ = paired;
     let status = eventually("the admin API to answer again", || async {
         let (code, status) = admin.call(reqwest::Method::GET, "/v1/status", None).await;

@@ -262,7 +262,7 @@ async fn codes_come_with_payload_and_qr_and_reusable_ones_can_be_shown_again() {
     let png = reqwest::Client::new()
         .get(format!(
             "{}/v1/organizations/{org}/codes/{id}/qr.png",
-            admin.base
+            admin.base()
         ))
         .bearer_auth(OPERATOR_TOKEN)
         .send()

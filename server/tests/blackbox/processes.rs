@@ -12,7 +12,6 @@ use client::{PairResult, ResumeResult};
 use futures_util::future::join_all;
 use protocol::Encoding;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::support::*;
@@ -21,86 +20,45 @@ struct Paird {
     child: Child,
     device_url: String,
     admin: Admin,
-    /// Everything the process printed on start-up.
-    banner: Vec<String>,
+    /// What the process printed on start-up: the banner, then the ready line.
+    started: Startup,
 }
 
 async fn spawn_paird(data_dir: &Path, database: &TestDatabase, token: Option<&str>) -> Paird {
-    spawn_paird_with(data_dir, database, token, &[], "operator token").await
+    spawn_paird_with(data_dir, database, token, &[]).await
 }
 
-/// Starts `paird serve` on `database` with `extra` arguments; reads its banner up to the line
-/// containing `last_line`.
+/// Starts `paird serve` on `database` with `extra` arguments and waits for its ready line. The
+/// admin client uses `token`, or else the operator token this start created.
 async fn spawn_paird_with(
     data_dir: &Path,
     database: &TestDatabase,
     token: Option<&str>,
     extra: &[&str],
-    last_line: &str,
 ) -> Paird {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_paird"));
+    let mut command = serve_command(data_dir);
     command
-        .args(["serve", "--data-dir"])
-        .arg(data_dir)
         .args(database.serve_args())
-        .args([
-            "--device-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--failures-per-address",
-            "0",
-        ])
         .args(extra)
         .env_remove("PAIRD_OPERATOR_TOKEN")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
+        .stderr(Stdio::inherit());
     if let Some(token) = token {
         command.env("PAIRD_OPERATOR_TOKEN", token);
     }
     let mut child = command.spawn().expect("paird starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut banner = Vec::new();
-    let mut device_url = None;
-    let mut admin_url = None;
-    let read = async {
-        while let Some(line) = lines.next_line().await.expect("stdout readable") {
-            if let Some(url) = line.trim().strip_prefix("device endpoint") {
-                device_url = Some(url.trim().to_string());
-            }
-            if let Some(url) = line.trim().strip_prefix("admin API") {
-                admin_url = Some(url.trim().to_string());
-            }
-            let last = line.contains(last_line);
-            banner.push(line);
-            if last {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read)
+    let started = wait_until_ready(&mut child)
         .await
-        .expect("paird prints its banner");
-    // Keep draining stdout so that the process never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let token = token.map(str::to_string).unwrap_or_else(|| {
-        banner
-            .iter()
-            .find_map(|line| {
-                line.trim()
-                    .strip_prefix("operator token")
-                    .map(|t| t.trim().to_string())
-            })
-            .unwrap_or_default()
-    });
+        .unwrap_or_else(|error| panic!("paird did not start: {error}"));
+    let token = token
+        .map(str::to_string)
+        .or_else(|| started.ready.new_operator_token.clone())
+        .unwrap_or_default();
     Paird {
         child,
-        device_url: device_url.expect("device endpoint printed"),
-        admin: Admin::new(&admin_url.expect("admin API printed"), &token),
-        banner,
+        device_url: started.ready.device_url.clone(),
+        admin: Admin::new(&started.ready.admin_url, &token),
+        started,
     }
 }
 
@@ -249,19 +207,43 @@ async fn a_clean_restart_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::create(dir.path()).await;
     let mut paird = spawn_paird(dir.path(), &database, None).await;
-    // First start: a new operator token is printed and saved for the operator.
+    // First start: a new operator token is printed for the operator, in the banner and in the
+    // ready line, and saved.
     let printed = paird
-        .banner
-        .iter()
-        .find_map(|line| {
-            line.trim()
-                .strip_prefix("operator token")
-                .map(|t| t.trim().to_string())
-        })
-        .expect("token printed");
+        .started
+        .ready
+        .new_operator_token
+        .clone()
+        .expect("the ready line carries the new token");
     assert!(printed.starts_with("paird_op_"), "{printed}");
+    assert!(
+        paird
+            .started
+            .banner
+            .iter()
+            .any(|line| line.contains("operator token") && line.contains(&printed)),
+        "the banner shows the new token: {:?}",
+        paird.started.banner
+    );
     let saved = std::fs::read_to_string(dir.path().join("operator-token")).unwrap();
     assert_eq!(saved.trim(), printed);
+    // The rest of the ready line.
+    let ready = &paird.started.ready;
+    assert_eq!(ready.version, env!("CARGO_PKG_VERSION"));
+    assert!(ready.device_url.starts_with("ws://127.0.0.1:"), "{ready:?}");
+    assert!(
+        ready.device_url.ends_with(protocol::DEVICE_PATH),
+        "{ready:?}"
+    );
+    assert!(
+        ready.admin_url.starts_with("http://127.0.0.1:"),
+        "{ready:?}"
+    );
+    let expected_database = match &database {
+        TestDatabase::Sqlite { path } => format!("sqlite://{}", path.display()),
+        TestDatabase::Postgres { url, .. } => url.clone(),
+    };
+    assert_eq!(ready.database, expected_database);
 
     let admin = paird.admin.clone();
     let (org, code) = admin.org_with_code("Acme", 2).await;
@@ -289,12 +271,14 @@ async fn a_clean_restart_keeps_everything() {
     let restarted = spawn_paird(dir.path(), &database, None).await;
     assert!(
         !restarted
+            .started
             .banner
             .iter()
             .any(|line| line.contains("paird_op_")),
         "no new token on a restart"
     );
-    let admin = Admin::new(&restarted.admin.base, &printed);
+    assert_eq!(restarted.started.ready.new_operator_token, None);
+    let admin = Admin::new(restarted.admin.base(), &printed);
     let mut device_after = admin.device(&org, &paired.device_id.to_string()).await;
     let mut expected = device_before.clone();
     for shown in [&mut device_after, &mut expected] {
@@ -407,8 +391,10 @@ async fn the_command_line_device_pairs_prints_configurations_and_reconnects() {
 async fn serve_demo_prints_a_code_that_pairs_a_device() {
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::create(dir.path()).await;
-    let paird = spawn_paird_with(dir.path(), &database, None, &["--demo"], "pair a device").await;
+    let paird = spawn_paird_with(dir.path(), &database, None, &["--demo"]).await;
+    // The ready line comes after the demo's code: everything it prints is in the banner.
     let payload = paird
+        .started
         .banner
         .iter()
         .find_map(|line| {
@@ -418,7 +404,11 @@ async fn serve_demo_prints_a_code_that_pairs_a_device() {
         })
         .expect("payload printed");
     assert!(
-        paird.banner.iter().any(|line| line.contains('\u{2588}')),
+        paird
+            .started
+            .banner
+            .iter()
+            .any(|line| line.contains('\u{2588}')),
         "a QR is printed"
     );
     let payload = protocol::PairingPayload::parse(&payload).unwrap();

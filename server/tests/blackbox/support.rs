@@ -7,9 +7,15 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use client::admin::AdminClient;
+pub use client::live_feed::FeedEvent;
+use client::live_feed::LiveFeed;
+pub use client::ready_line::Startup;
+use client::ready_line::read_startup;
 use client::{ConnectOptions, Connection, DeviceIdentity, PairResult};
 use protocol::{DeviceInfo, Encoding, ServerMessage};
 use reqwest::Method;
@@ -174,51 +180,71 @@ where
     }
 }
 
-/// An organization's live feed (`GET …/events`), read as server-sent events.
-pub struct EventFeed {
-    response: reqwest::Response,
-    buffer: String,
+/// `paird serve` on `data_dir`, on ephemeral loopback ports and with no failure limit per
+/// address; its standard output piped (for [`wait_until_ready`]), killed when dropped. The
+/// caller adds the database, the environment and where the log goes.
+pub fn serve_command(data_dir: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paird"));
+    command
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--device-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--failures-per-address",
+            "0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    command
 }
 
-/// One server-sent event: its name and its JSON data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FeedEvent {
-    pub name: String,
-    pub data: Value,
+/// Waits, at most [`WAIT`], for the ready line of a `paird serve` started with its standard
+/// output piped; answers it with the banner printed before it, or says why it did not come.
+pub async fn wait_until_ready(child: &mut tokio::process::Child) -> Result<Startup, String> {
+    let stdout = child
+        .stdout
+        .take()
+        .expect("paird's standard output is piped");
+    match tokio::time::timeout(WAIT, read_startup(stdout)).await {
+        Ok(Ok(startup)) => Ok(startup),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no ready line within {WAIT:?}")),
+    }
+}
+
+/// An organization's live feed (`GET …/events`), read with the client library's reader, every
+/// wait bounded by [`WAIT`].
+pub struct EventFeed {
+    feed: LiveFeed,
 }
 
 impl EventFeed {
     /// Opens the feed and waits for its `ready` event: whatever happens after this returns is
     /// told on the feed.
     pub async fn open(admin: &Admin, org: &str) -> EventFeed {
-        let response = admin
-            .http
-            .get(format!("{}/v1/organizations/{org}/events", admin.base))
-            .bearer_auth(&admin.token)
-            .send()
+        let feed = tokio::time::timeout(WAIT, admin.api.open_live_feed(org))
             .await
-            .expect("the feed answers");
-        assert_eq!(response.status(), 200, "the feed opens");
+            .expect("the feed opens within the wait")
+            .expect("the feed opens with its ready event");
         assert_eq!(
-            response.headers()["content-type"],
+            feed.headers()["content-type"],
             "text/event-stream",
             "server-sent events"
         );
-        let mut feed = EventFeed {
-            response,
-            buffer: String::new(),
-        };
-        let ready = feed.next().await.expect("a ready event");
-        assert_eq!(ready.name, "ready");
-        feed
+        EventFeed { feed }
     }
 
     /// The next event (keep-alive comments skipped), or `None` when the stream ended; fails
     /// after [`WAIT`].
     pub async fn next(&mut self) -> Option<FeedEvent> {
-        tokio::time::timeout(WAIT, self.read_event())
+        tokio::time::timeout(WAIT, self.feed.next_event())
             .await
             .expect("a feed event within the wait")
+            .expect("the feed reads")
     }
 
     /// The next event with this name and, for `devices` events, this change, skipping others;
@@ -231,52 +257,31 @@ impl EventFeed {
             }
         }
     }
-
-    async fn read_event(&mut self) -> Option<FeedEvent> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut name = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event:") {
-                        name = value.trim().to_string();
-                    } else if let Some(value) = line.strip_prefix("data:") {
-                        data.push_str(value.trim_start());
-                    }
-                }
-                if data.is_empty() && name == "message" {
-                    continue; // a keep-alive comment
-                }
-                let data = serde_json::from_str(&data).expect("event data is JSON");
-                return Some(FeedEvent { name, data });
-            }
-            let chunk = self.response.chunk().await.expect("the feed reads")?;
-            self.buffer
-                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
-        }
-    }
 }
 
-/// An HTTP client for the admin API.
+/// An HTTP client for the admin API, for tests: every status is answered, a failed exchange
+/// fails the test.
 #[derive(Clone)]
 pub struct Admin {
-    http: reqwest::Client,
-    pub base: String,
-    token: String,
+    api: AdminClient,
 }
 
 impl Admin {
     pub fn new(base: &str, token: &str) -> Admin {
         Admin {
-            http: reqwest::Client::new(),
-            base: base.to_string(),
-            token: token.to_string(),
+            api: AdminClient::new(base, token),
         }
     }
 
     pub fn with_token(&self, token: &str) -> Admin {
-        Admin::new(&self.base, token)
+        Admin {
+            api: self.api.with_token(token),
+        }
+    }
+
+    /// The admin API's address, `http://host:port`.
+    pub fn base(&self) -> &str {
+        self.api.base()
     }
 
     /// Any request; returns the status and the JSON body (`null` when empty or not JSON).
@@ -291,20 +296,12 @@ impl Admin {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("admin API answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let answer = self
+            .api
+            .call(method, path, body.as_ref(), headers)
+            .await
+            .expect("admin API answers");
+        (answer.status.as_u16(), answer.json())
     }
 
     async fn expect(&self, method: Method, path: &str, body: Option<Value>) -> Value {

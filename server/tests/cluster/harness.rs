@@ -11,14 +11,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::support::{Admin, OPERATOR_TOKEN, WAIT};
+use crate::support::{Admin, OPERATOR_TOKEN, WAIT, serve_command, wait_until_ready};
 
 /// The server key every node of a test is given: the nodes of one cluster must share it (it
 /// seals reusable codes and idempotent replies, and each database remembers which key it met
@@ -84,18 +83,10 @@ impl Node {
             .expect("temporary directory");
         let log = dir.path().join("stderr.log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_paird"));
+        let mut command = serve_command(dir.path());
         command
-            .args(["serve", "--data-dir"])
-            .arg(dir.path())
             .args(["--database", database])
             .args([
-                "--device-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--failures-per-address",
-                "0",
                 "--failures-per-code",
                 "0",
                 "--sweep-interval",
@@ -112,57 +103,24 @@ impl Node {
                 "RUST_LOG",
                 std::env::var("PAIRD_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .kill_on_drop(true);
+            .stderr(Stdio::from(log_file));
         let mut child = command.spawn().expect("paird starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut device_url = None;
-        let mut admin_url = None;
-        let read = async {
-            while let Some(line) = lines.next_line().await.expect("stdout readable") {
-                let line = line.trim();
-                if let Some(url) = line.strip_prefix("device endpoint") {
-                    device_url = Some(url.trim().to_string());
-                }
-                if let Some(url) = line.strip_prefix("admin API") {
-                    admin_url = Some(url.trim().to_string());
-                }
-                if line.starts_with("operator token") {
-                    return true;
-                }
+        let ready = match wait_until_ready(&mut child).await {
+            Ok(started) => started.ready,
+            Err(error) => {
+                let _ = child.start_kill();
+                panic!(
+                    "node {name} did not start ({error}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
-            false
         };
-        let printed = tokio::time::timeout(WAIT, read).await;
-        if printed != Ok(true) {
-            let _ = child.start_kill();
-            panic!(
-                "node {name} did not start ({}):\n{}",
-                if printed.is_err() {
-                    "no banner in time"
-                } else {
-                    "it exited"
-                },
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        // Keep draining stdout so that the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let device_url = device_url.expect("device endpoint printed");
-        let device_addr = device_url
-            .trim_start_matches("ws://")
-            .trim_end_matches(protocol::DEVICE_PATH)
-            .parse()
-            .expect("device address");
         Node {
             name,
             child,
-            device_url,
-            device_addr,
-            admin: Admin::new(&admin_url.expect("admin API printed"), OPERATOR_TOKEN),
+            device_addr: ready.device_address,
+            admin: Admin::new(&ready.admin_url, OPERATOR_TOKEN),
+            device_url: ready.device_url,
             log,
             _dir: dir,
         }
