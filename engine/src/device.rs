@@ -34,11 +34,11 @@ impl Engine {
             return self.rate_limited(retry_after);
         }
         let Some(details) = checked_details(request.details) else {
-            node.record_failure(link.peer, None, now);
+            node.record_failure(link.peer, now);
             return PairAnswer::refused(Refusal::Malformed);
         };
         let PresentedCode::Hash(code_hash) = request.code else {
-            node.record_failure(link.peer, None, now);
+            node.record_failure(link.peer, now);
             return PairAnswer::refused(Refusal::Malformed);
         };
         let route = match node.code_route(&code_hash).await {
@@ -47,7 +47,7 @@ impl Engine {
                 // Unknown codes are counted, not written to the audit log one by one.
                 Counters::add(&node.counters.unknown_code_attempts, 1);
                 Counters::add(&node.counters.refused_pairings, 1);
-                node.record_failure(link.peer, None, now);
+                node.record_failure(link.peer, now);
                 return PairAnswer::refused(Refusal::UnknownCode);
             }
             Err(error) => {
@@ -81,7 +81,7 @@ impl Engine {
         if let PairAnswer::Refused { reason, .. } = &answer
             && limiter::counts_as_failure(*reason)
         {
-            node.record_failure(link.peer, Some(route.code_id), now);
+            node.record_failure_with_code(link.peer, route.code_id, now);
         }
         answer
     }
@@ -97,7 +97,7 @@ impl Engine {
             };
         }
         let Some(details) = checked_details(request.details) else {
-            node.record_failure(link.peer, None, now);
+            node.record_failure(link.peer, now);
             return ResumeAnswer::Malformed;
         };
         let unavailable = ResumeAnswer::Unavailable {
@@ -139,7 +139,7 @@ impl Engine {
                 Ok(ResumeReply::Answer(answer)) => {
                     if answer == ResumeAnswer::Ended(SessionEnd::AuthenticationFailed) {
                         Counters::add(&node.counters.failed_resumes, 1);
-                        node.record_failure(link.peer, None, now);
+                        node.record_failure(link.peer, now);
                     }
                     return answer;
                 }
@@ -159,7 +159,7 @@ impl Engine {
             }
             Ok(_) => {
                 Counters::add(&node.counters.failed_resumes, 1);
-                node.record_failure(link.peer, None, now);
+                node.record_failure(link.peer, now);
                 ResumeAnswer::Ended(SessionEnd::AuthenticationFailed)
             }
             Err(error) => {
@@ -227,7 +227,7 @@ impl Engine {
 
     /// Counts a failed attempt that the edge detected (an undecodable or oversized frame).
     pub fn record_failed_attempt(&self, peer: IpAddr) {
-        self.node.record_failure(peer, None, self.node.clock.now());
+        self.node.record_failure(peer, self.node.clock.now());
     }
 
     fn rate_limited(&self, retry_after_ms: u64) -> PairAnswer {

@@ -177,7 +177,7 @@ impl Engine {
         principal.require_org(org_id)?;
         command.authorize(principal)?;
         self.actors
-            .run(*principal, org_id, command, idempotency)
+            .run_with_key(*principal, org_id, command, idempotency)
             .await
     }
 

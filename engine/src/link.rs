@@ -196,18 +196,32 @@ impl DeviceLink {
         self.wake.notify_one();
     }
 
-    /// The device's assignment changed (to `revision`, or to nothing).
-    pub(crate) fn reassign(&self, revision: Option<&Arc<ConfigRevision>>) {
+    /// The device was assigned another configuration: queue its revision unless the device has
+    /// it already.
+    pub(crate) fn reassign(&self, revision: &Arc<ConfigRevision>) {
         let mut state = self.state();
         if state.end.is_some() {
             return;
         }
-        state.assigned = revision.map(|revision| revision.id);
-        let already = match (revision, state.delivered) {
-            (Some(revision), Some(delivered)) => delivered == (revision.id, revision.revision),
-            _ => false,
+        state.assigned = Some(revision.id);
+        let already = state.delivered == Some((revision.id, revision.revision));
+        state.pending = if already {
+            None
+        } else {
+            Some(Arc::clone(revision))
         };
-        state.pending = if already { None } else { revision.cloned() };
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// The device has no configuration any more (its assignment was dropped elsewhere).
+    pub(crate) fn unassign(&self) {
+        let mut state = self.state();
+        if state.end.is_some() {
+            return;
+        }
+        state.assigned = None;
+        state.pending = None;
         drop(state);
         self.wake.notify_one();
     }

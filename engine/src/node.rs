@@ -148,11 +148,14 @@ impl Node {
         Ok(route)
     }
 
-    /// Records a failed attempt from `peer` (and against `code`, when it named one).
-    pub fn record_failure(&self, peer: IpAddr, code: Option<CodeId>, now: Timestamp) {
+    /// Records a failed attempt from `peer`.
+    pub fn record_failure(&self, peer: IpAddr, now: Timestamp) {
         self.address_failures.record(peer, now);
-        if let Some(code) = code {
-            self.code_failures.record(code, now);
-        }
+    }
+
+    /// Records a failed attempt from `peer` with an existing code: it counts against both.
+    pub fn record_failure_with_code(&self, peer: IpAddr, code: CodeId, now: Timestamp) {
+        self.address_failures.record(peer, now);
+        self.code_failures.record(code, now);
     }
 }

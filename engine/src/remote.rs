@@ -129,12 +129,12 @@ async fn refresh(node: &Node, links: Vec<(DeviceId, Arc<DeviceLink>)>) -> StoreR
                     if link.assigned() == Some(config_id) {
                         link.offer(revision);
                     } else {
-                        link.reassign(Some(revision));
+                        link.reassign(revision);
                     }
                 }
                 None => {
                     if link.assigned().is_some() {
-                        link.reassign(None);
+                        link.unassign();
                     }
                 }
             }

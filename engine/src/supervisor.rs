@@ -124,6 +124,16 @@ impl Actors {
         principal: Principal,
         org_id: OrgId,
         command: C,
+    ) -> Result<C::Reply, EngineError> {
+        self.run_with_key(principal, org_id, command, None).await
+    }
+
+    /// [`Actors::run`], answered from the record of an earlier run under the same key.
+    pub async fn run_with_key<C: AdminCommand>(
+        &self,
+        principal: Principal,
+        org_id: OrgId,
+        command: C,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<C::Reply, EngineError> {
         self.ask(org_id, |reply| {

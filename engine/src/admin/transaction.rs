@@ -64,7 +64,7 @@ impl Effects {
             let revision = node.revision(row);
             for device in devices {
                 if let Some(link) = node.registry.get(device) {
-                    link.reassign(Some(&revision));
+                    link.reassign(&revision);
                 }
             }
         }

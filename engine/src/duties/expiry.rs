@@ -35,7 +35,7 @@ pub(crate) async fn sweep(node: &Node, actors: &Actors) -> u64 {
         let mut progress = 0;
         for (org_id, device_ids) in by_org {
             let command = ExpireDevices { device_ids };
-            match actors.run(Principal::System, org_id, command, None).await {
+            match actors.run(Principal::System, org_id, command).await {
                 Ok(devices) => progress += devices.len() as u64,
                 Err(error) => {
                     tracing::warn!(%org_id, %error, "expiry sweep failed for an organization");
