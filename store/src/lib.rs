@@ -10,17 +10,22 @@
 //! shared by both; `paging` —
 //! pagination shared by both; this file — URL parsing and opening.
 
+mod backend;
+mod node;
 mod notify;
 mod paging;
 pub mod postgres;
+mod reads;
 mod rows;
 pub mod sqlite;
+mod writes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use engine::store::{Store, StoreError};
 
+pub use backend::SqlStore;
 pub use postgres::{PgSettings, PgStore};
 pub use sqlite::{Durability, SqliteSettings, SqliteStore};
 
