@@ -678,8 +678,8 @@ impl Backend for Postgres {
     }
 }
 
-/// Licenses added at once from which [`StoreTx::insert_licenses`] refreshes the table's
-/// statistics.
+/// Licenses added at once from which [`engine::store::AdminTx::insert_licenses`] refreshes the
+/// table's statistics.
 const ANALYZE_AFTER_LICENSES: usize = 1_000;
 
 /// The statements of the batch path. Each takes its rows as arrays bound once, so one statement
@@ -693,7 +693,7 @@ const ANALYZE_AFTER_LICENSES: usize = 1_000;
 /// rows by id write "not ended" as `num_nulls(ended_at) = 1`: the same test, but one that does
 /// not match the predicate of a partial index, which the planner otherwise read whole (as a
 /// bitmap) when it believed the table small. Write transactions also run with
-/// `enable_seqscan = off` ([`Store::begin`]).
+/// `enable_seqscan = off` ([`engine::store::Store::begin`]).
 pub(crate) mod batch_sql {
     use crate::rows::{active_device_columns, code_state_columns};
 
