@@ -111,7 +111,6 @@ mod node {
     use uuid::Uuid;
 
     /// What a PostgreSQL store keeps beside its pool: what makes it one node among several.
-    #[derive(Debug)]
     pub struct PgNode {
         /// Where the change listener connects (the pool's options, under its own application
         /// name).
@@ -122,6 +121,18 @@ mod node {
         /// Per organization, the highest license id this node claimed: see
         /// `claim_free_licenses`.
         pub(super) claim_hints: Mutex<HashMap<OrgId, Uuid>>,
+    }
+
+    /// The connect options carry the password (their own `Debug` shows it), and a store's
+    /// `Debug` may end up in logs: they are left out, as `PgSettings` leaves out its URL.
+    impl std::fmt::Debug for PgNode {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("PgNode")
+                .field("options", &"<hidden>")
+                .field("origin", &self.origin)
+                .field("claim_hints", &self.claim_hints)
+                .finish()
+        }
     }
 }
 
@@ -841,6 +852,18 @@ pub(crate) mod batch_sql {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_never_shows_its_password() {
+        let node = PgNode {
+            options: PgConnectOptions::new().password("hunter2-secret"),
+            origin: 7,
+            claim_hints: Mutex::default(),
+        };
+        let shown = format!("{node:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(shown.contains("origin: 7"), "{shown}");
+    }
 
     #[test]
     fn sqlstates_map_to_the_engine_categories() {
