@@ -142,6 +142,32 @@ pub trait Statements: Send {
         sql: &'static str,
         args: &[Arg<'_>],
     ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Every row, each read with `read`.
+    fn read_all<T: Send>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+        read: impl Fn(&Self::Row) -> StoreResult<T> + Send,
+    ) -> impl Future<Output = StoreResult<Vec<T>>> + Send {
+        async move { self.fetch_all(sql, args).await?.iter().map(read).collect() }
+    }
+
+    /// The row, if any, read with `read`.
+    fn read_optional<T: Send>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+        read: impl Fn(&Self::Row) -> StoreResult<T> + Send,
+    ) -> impl Future<Output = StoreResult<Option<T>>> + Send {
+        async move {
+            self.fetch_optional(sql, args)
+                .await?
+                .as_ref()
+                .map(read)
+                .transpose()
+        }
+    }
 }
 
 fn query<'q, B: Binding>(

@@ -70,17 +70,14 @@ impl<B: Backend> NodeStore for SqlStore<B> {
         now: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
-        let rows = self
-            .reader()
+        self.reader()
             .await?
-            .fetch_all(
+            .read_all(
                 B::EXPIRED_PAIRINGS,
                 &[now.0.into(), i64::from(limit).into()],
+                |row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))),
             )
-            .await?;
-        rows.iter()
-            .map(|row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))))
-            .collect()
+            .await
     }
 
     async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
@@ -94,15 +91,14 @@ impl<B: Backend> NodeStore for SqlStore<B> {
     }
 
     async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let row = self
-            .writer()
+        self.writer()
             .await?
-            .fetch_optional(
+            .read_optional(
                 "SELECT value FROM server_meta WHERE key = $1",
                 &[key.into()],
+                |row| get::<Vec<u8>, _>(row, 0),
             )
-            .await?;
-        row.map(|row| get::<Vec<u8>, _>(&row, 0)).transpose()
+            .await
     }
 
     async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()> {

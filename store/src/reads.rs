@@ -34,86 +34,84 @@ pub(crate) const DEVICE: &str = concat!(
 #[async_trait]
 impl<B: Backend> DeviceReads for SqlStore<B> {
     async fn find_code(&self, hash: &SecretHash) -> StoreResult<Option<CodeRoute>> {
-        let row = self
-            .reader()
+        let read = |row: &_| {
+            Ok(CodeRoute {
+                code_id: CodeId(get(row, 0)?),
+                org_id: OrgId(get(row, 1)?),
+            })
+        };
+        self.reader()
             .await?
-            .fetch_optional(
+            .read_optional(
                 "SELECT id, org_id FROM codes WHERE code_hash = $1",
                 &[hash.0.as_slice().into()],
+                read,
             )
-            .await?;
-        row.map(|row| {
-            Ok(CodeRoute {
-                code_id: CodeId(get(&row, 0)?),
-                org_id: OrgId(get(&row, 1)?),
-            })
-        })
-        .transpose()
+            .await
     }
 
     async fn find_installation(
         &self,
         installation_id: InstallationId,
     ) -> StoreResult<Option<InstallationRoute>> {
-        let row = self
-            .reader()
+        let read = |row: &_| {
+            Ok(InstallationRoute {
+                device_id: DeviceId(get(row, 0)?),
+                org_id: OrgId(get(row, 1)?),
+            })
+        };
+        self.reader()
             .await?
-            .fetch_optional(
+            .read_optional(
                 "SELECT id, org_id FROM devices WHERE installation_id = $1 AND ended_at IS NULL",
                 &[installation_id.0.into()],
+                read,
             )
-            .await?;
-        row.map(|row| {
-            Ok(InstallationRoute {
-                device_id: DeviceId(get(&row, 0)?),
-                org_id: OrgId(get(&row, 1)?),
-            })
-        })
-        .transpose()
+            .await
     }
 
     async fn last_ended_pairing(
         &self,
         installation_id: InstallationId,
     ) -> StoreResult<Option<EndedPairing>> {
-        let row = self
-            .reader()
-            .await?
-            .fetch_optional(
-                "SELECT credential_hash, end_reason FROM ended_pairings WHERE installation_id = $1",
-                &[installation_id.0.into()],
-            )
-            .await?;
-        row.map(|row| {
-            let reason: String = get(&row, 1)?;
+        let read = |row: &_| {
+            let reason: String = get(row, 1)?;
             Ok(EndedPairing {
-                credential_hash: get_hash(&row, 0)?,
+                credential_hash: get_hash(row, 0)?,
                 end_reason: PairingEnd::parse(&reason)
                     .ok_or_else(|| StoreError::Other(format!("unknown end reason {reason}")))?,
             })
-        })
-        .transpose()
+        };
+        self.reader()
+            .await?
+            .read_optional(
+                "SELECT credential_hash, end_reason FROM ended_pairings WHERE installation_id = $1",
+                &[installation_id.0.into()],
+                read,
+            )
+            .await
     }
 
     async fn device_states(&self, ids: &[DeviceId]) -> StoreResult<Vec<DeviceState>> {
-        let rows = self
-            .reader()
+        self.reader()
             .await?
-            .fetch_all(B::DEVICE_STATES, &[Arg::ids(ids, |id| id.0)])
-            .await?;
-        rows.iter().map(device_state_from_row).collect()
+            .read_all(
+                B::DEVICE_STATES,
+                &[Arg::ids(ids, |id| id.0)],
+                device_state_from_row,
+            )
+            .await
     }
 
     async fn config_row(&self, id: ConfigId) -> StoreResult<Option<ConfigRow>> {
-        let row = self
-            .reader()
+        self.reader()
             .await?
-            .fetch_optional(
+            .read_optional(
                 "SELECT id, org_id, name, revision, body FROM configurations WHERE id = $1",
                 &[id.0.into()],
+                config_row_from_row,
             )
-            .await?;
-        row.map(|row| config_row_from_row(&row)).transpose()
+            .await
     }
 }
 
@@ -131,19 +129,19 @@ impl<B: Backend> AdminReads for SqlStore<B> {
         if operator.is_some() {
             return Ok(Some(TokenOwner::Operator));
         }
-        let row = reader
-            .fetch_optional(
+        let read = |row: &_| {
+            Ok(TokenOwner::OrgKey {
+                org_id: OrgId(get(row, 0)?),
+                key_id: KeyId(get(row, 1)?),
+            })
+        };
+        reader
+            .read_optional(
                 "SELECT org_id, id FROM org_keys WHERE key_hash = $1 AND revoked_at IS NULL",
                 &[hash],
+                read,
             )
-            .await?;
-        row.map(|row| {
-            Ok(TokenOwner::OrgKey {
-                org_id: OrgId(get(&row, 0)?),
-                key_id: KeyId(get(&row, 1)?),
-            })
-        })
-        .transpose()
+            .await
     }
 
     async fn has_operator_token(&self) -> StoreResult<bool> {
@@ -156,55 +154,49 @@ impl<B: Backend> AdminReads for SqlStore<B> {
     }
 
     async fn organization(&self, org_id: OrgId) -> StoreResult<Option<Organization>> {
-        let row = self
-            .reader()
+        self.reader()
             .await?
-            .fetch_optional(
+            .read_optional(
                 "SELECT id, name, created_at FROM organizations WHERE id = $1",
                 &[org_id.0.into()],
+                organization_from_row,
             )
-            .await?;
-        row.map(|row| organization_from_row(&row)).transpose()
+            .await
     }
 
     async fn list_organizations(&self, page: &PageRequest) -> StoreResult<Page<Organization>> {
         let limit = page.effective_limit();
-        let rows = self
+        let items = self
             .reader()
             .await?
-            .fetch_all(
+            .read_all(
                 "SELECT id, name, created_at FROM organizations WHERE id > $1 ORDER BY id LIMIT $2",
                 &[uuid_cursor(page)?.into(), page_rows(limit).into()],
+                organization_from_row,
             )
             .await?;
-        let items = rows
-            .iter()
-            .map(organization_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
         Ok(page_of(items, limit, |org| org.id.to_string()))
     }
 
     async fn list_org_keys(&self, org_id: OrgId) -> StoreResult<Vec<OrgKeyInfo>> {
-        let rows = self
-            .reader()
+        let read = |row: &_| {
+            Ok(OrgKeyInfo {
+                id: KeyId(get(row, 0)?),
+                organization_id: OrgId(get(row, 1)?),
+                name: get(row, 2)?,
+                created_at: get_ts(row, 3)?,
+                revoked_at: get_opt_ts(row, 4)?,
+            })
+        };
+        self.reader()
             .await?
-            .fetch_all(
+            .read_all(
                 "SELECT id, org_id, name, created_at, revoked_at FROM org_keys \
                  WHERE org_id = $1 ORDER BY id",
                 &[org_id.0.into()],
+                read,
             )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(OrgKeyInfo {
-                    id: KeyId(get(row, 0)?),
-                    organization_id: OrgId(get(row, 1)?),
-                    name: get(row, 2)?,
-                    created_at: get_ts(row, 3)?,
-                    revoked_at: get_opt_ts(row, 4)?,
-                })
-            })
-            .collect()
+            .await
     }
 
     async fn license(
@@ -213,19 +205,18 @@ impl<B: Backend> AdminReads for SqlStore<B> {
         id: LicenseId,
         now: Timestamp,
     ) -> StoreResult<Option<License>> {
-        let row = self
-            .reader()
+        self.reader()
             .await?
-            .fetch_optional(
+            .read_optional(
                 concat!(
                     "SELECT ",
                     license_columns!(),
                     " FROM licenses WHERE org_id = $2 AND id = $3"
                 ),
                 &[now.0.into(), org_id.0.into(), id.0.into()],
+                license_from_row,
             )
-            .await?;
-        row.map(|row| license_from_row(&row)).transpose()
+            .await
     }
 
     async fn list_licenses(
@@ -242,10 +233,10 @@ impl<B: Backend> AdminReads for SqlStore<B> {
             LicenseStatus::Assigned => "assigned",
             LicenseStatus::Expired => "expired",
         });
-        let rows = self
+        let items = self
             .reader()
             .await?
-            .fetch_all(
+            .read_all(
                 concat!(
                     "SELECT * FROM (SELECT ",
                     license_columns!(),
@@ -259,12 +250,9 @@ impl<B: Backend> AdminReads for SqlStore<B> {
                     status.into(),
                     page_rows(limit).into(),
                 ],
+                license_from_row,
             )
             .await?;
-        let items = rows
-            .iter()
-            .map(license_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
         Ok(page_of(items, limit, |license| license.id.to_string()))
     }
 
@@ -307,34 +295,31 @@ impl<B: Backend> AdminReads for SqlStore<B> {
         id: CodeId,
         now: Timestamp,
     ) -> StoreResult<Option<CodeInfo>> {
-        let row = self
-            .reader()
+        self.reader()
             .await?
-            .fetch_optional(
+            .read_optional(
                 concat!(
                     "SELECT ",
                     code_columns!(),
                     " FROM codes WHERE org_id = $1 AND id = $2"
                 ),
                 &[org_id.0.into(), id.0.into()],
+                |row| code_from_row(row, now),
             )
-            .await?;
-        row.map(|row| code_from_row(&row, now)).transpose()
+            .await
     }
 
     async fn sealed_code_secret(&self, org_id: OrgId, id: CodeId) -> StoreResult<Option<Vec<u8>>> {
-        let row = self
+        let secret = self
             .reader()
             .await?
-            .fetch_optional(
+            .read_optional(
                 "SELECT sealed_secret FROM codes WHERE org_id = $1 AND id = $2",
                 &[org_id.0.into(), id.0.into()],
+                |row| get::<Option<Vec<u8>>, _>(row, 0),
             )
             .await?;
-        Ok(match row {
-            Some(row) => get::<Option<Vec<u8>>, _>(&row, 0)?,
-            None => None,
-        })
+        Ok(secret.flatten())
     }
 
     async fn list_codes(
@@ -345,10 +330,10 @@ impl<B: Backend> AdminReads for SqlStore<B> {
         page: &PageRequest,
     ) -> StoreResult<Page<CodeInfo>> {
         let limit = page.effective_limit();
-        let rows = self
+        let items = self
             .reader()
             .await?
-            .fetch_all(
+            .read_all(
                 concat!(
                     "SELECT ",
                     code_columns!(),
@@ -361,12 +346,9 @@ impl<B: Backend> AdminReads for SqlStore<B> {
                     kind.map(CodeKind::as_str).into(),
                     page_rows(limit).into(),
                 ],
+                |row| code_from_row(row, now),
             )
             .await?;
-        let items = rows
-            .iter()
-            .map(|row| code_from_row(row, now))
-            .collect::<StoreResult<Vec<_>>>()?;
         Ok(page_of(items, limit, |code| code.id.to_string()))
     }
 
@@ -375,19 +357,18 @@ impl<B: Backend> AdminReads for SqlStore<B> {
         org_id: OrgId,
         id: ConfigId,
     ) -> StoreResult<Option<Configuration>> {
-        let row = self
-            .reader()
+        self.reader()
             .await?
-            .fetch_optional(
+            .read_optional(
                 concat!(
                     "SELECT ",
                     config_columns!(),
                     ", c.body FROM configurations c WHERE c.org_id = $1 AND c.id = $2"
                 ),
                 &[org_id.0.into(), id.0.into()],
+                configuration_with_body,
             )
-            .await?;
-        row.map(|row| configuration_with_body(&row)).transpose()
+            .await
     }
 
     async fn configuration_reports(
@@ -395,19 +376,18 @@ impl<B: Backend> AdminReads for SqlStore<B> {
         org_id: OrgId,
         config_id: ConfigId,
     ) -> StoreResult<Vec<RevisionReports>> {
-        let rows = self
-            .reader()
+        self.reader()
             .await?
-            .fetch_all(
+            .read_all(
                 "SELECT applied_revision, ack_status, \
                  COALESCE(config_id = applied_config_id, false), COUNT(*) \
                  FROM devices WHERE org_id = $1 AND applied_config_id = $2 AND ended_at IS NULL \
                  AND applied_revision IS NOT NULL AND ack_status IS NOT NULL \
                  GROUP BY 1, 2, 3",
                 &[org_id.0.into(), config_id.0.into()],
+                revision_reports_from_row,
             )
-            .await?;
-        rows.iter().map(revision_reports_from_row).collect()
+            .await
     }
 
     async fn list_configurations(
@@ -416,10 +396,10 @@ impl<B: Backend> AdminReads for SqlStore<B> {
         page: &PageRequest,
     ) -> StoreResult<Page<Configuration>> {
         let limit = page.effective_limit();
-        let rows = self
+        let items = self
             .reader()
             .await?
-            .fetch_all(
+            .read_all(
                 concat!(
                     "SELECT ",
                     config_columns!(),
@@ -431,30 +411,25 @@ impl<B: Backend> AdminReads for SqlStore<B> {
                     uuid_cursor(page)?.into(),
                     page_rows(limit).into(),
                 ],
+                |row| configuration_from_row(row, None),
             )
             .await?;
-        let items = rows
-            .iter()
-            .map(|row| configuration_from_row(row, None))
-            .collect::<StoreResult<Vec<_>>>()?;
         Ok(page_of(items, limit, |config| config.id.to_string()))
     }
 
     async fn device(&self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>> {
-        let row = self
-            .reader()
+        self.reader()
             .await?
-            .fetch_optional(DEVICE, &[org_id.0.into(), id.0.into()])
-            .await?;
-        row.map(|row| device_from_row(&row)).transpose()
+            .read_optional(DEVICE, &[org_id.0.into(), id.0.into()], device_from_row)
+            .await
     }
 
     async fn list_devices(&self, org_id: OrgId, page: &PageRequest) -> StoreResult<Page<Device>> {
         let limit = page.effective_limit();
-        let rows = self
+        let items = self
             .reader()
             .await?
-            .fetch_all(
+            .read_all(
                 concat!(
                     select_devices!(),
                     " WHERE d.org_id = $1 AND d.ended_at IS NULL AND d.id > $2 \
@@ -465,12 +440,9 @@ impl<B: Backend> AdminReads for SqlStore<B> {
                     uuid_cursor(page)?.into(),
                     page_rows(limit).into(),
                 ],
+                device_from_row,
             )
             .await?;
-        let items = rows
-            .iter()
-            .map(device_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
         Ok(page_of(items, limit, |device| device.id.to_string()))
     }
 
@@ -486,10 +458,22 @@ impl<B: Backend> AdminReads for SqlStore<B> {
                 .parse::<i64>()
                 .map_err(|_| StoreError::InvalidInput("cursor"))?,
         };
-        let rows = self
+        let read = |row: &_| {
+            let details: String = get(row, 6)?;
+            Ok(AuditEntry {
+                id: get(row, 0)?,
+                organization_id: get::<Option<Uuid>, _>(row, 1)?.map(OrgId),
+                at: get_ts(row, 2)?,
+                actor: get(row, 3)?,
+                action: get(row, 4)?,
+                subject: get(row, 5)?,
+                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+            })
+        };
+        let items = self
             .reader()
             .await?
-            .fetch_all(
+            .read_all(
                 "SELECT id, org_id, at, actor, action, subject, details FROM audit_log \
                  WHERE ($1 IS NULL OR org_id = $1) AND id < $2 ORDER BY id DESC LIMIT $3",
                 &[
@@ -497,23 +481,9 @@ impl<B: Backend> AdminReads for SqlStore<B> {
                     before.into(),
                     page_rows(limit).into(),
                 ],
+                read,
             )
             .await?;
-        let items = rows
-            .iter()
-            .map(|row| {
-                let details: String = get(row, 6)?;
-                Ok(AuditEntry {
-                    id: get(row, 0)?,
-                    organization_id: get::<Option<Uuid>, _>(row, 1)?.map(OrgId),
-                    at: get_ts(row, 2)?,
-                    actor: get(row, 3)?,
-                    action: get(row, 4)?,
-                    subject: get(row, 5)?,
-                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
         Ok(page_of(items, limit, |entry| entry.id.to_string()))
     }
 }

@@ -85,11 +85,13 @@ impl<B: Backend> StoreTx for SqlTx<B> {
     }
 
     async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>> {
-        let rows = self
-            .tx
-            .fetch_all(B::LOCK_LICENSES, &[Arg::ids(ids, |id| id.0)])
-            .await?;
-        rows.iter().map(license_state_from_row).collect()
+        self.tx
+            .read_all(
+                B::LOCK_LICENSES,
+                &[Arg::ids(ids, |id| id.0)],
+                license_state_from_row,
+            )
+            .await
     }
 
     async fn end_devices(
@@ -128,36 +130,39 @@ impl<B: Backend> StoreTx for SqlTx<B> {
     }
 
     async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>> {
-        let rows = self
-            .tx
-            .fetch_all(B::CONFIG_ROWS, &[Arg::ids(ids, |id| id.0)])
-            .await?;
-        rows.iter().map(config_row_from_row).collect()
+        self.tx
+            .read_all(
+                B::CONFIG_ROWS,
+                &[Arg::ids(ids, |id| id.0)],
+                config_row_from_row,
+            )
+            .await
     }
 }
 
 #[async_trait]
 impl<B: Backend> PairingTx for SqlTx<B> {
     async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>> {
-        let rows = self
-            .tx
-            .fetch_all(B::LOCK_CODES, &[Arg::ids(ids, |id| id.0)])
-            .await?;
-        rows.iter().map(code_state_from_row).collect()
+        self.tx
+            .read_all(
+                B::LOCK_CODES,
+                &[Arg::ids(ids, |id| id.0)],
+                code_state_from_row,
+            )
+            .await
     }
 
     async fn active_devices_by_installation(
         &mut self,
         ids: &[InstallationId],
     ) -> StoreResult<Vec<ActiveDevice>> {
-        let rows = self
-            .tx
-            .fetch_all(
+        self.tx
+            .read_all(
                 B::ACTIVE_DEVICES_BY_INSTALLATION,
                 &[Arg::ids(ids, |id| id.0)],
+                active_device_from_row,
             )
-            .await?;
-        rows.iter().map(active_device_from_row).collect()
+            .await
     }
 
     async fn claim_free_licenses(
@@ -212,24 +217,21 @@ impl<B: Backend> PairingTx for SqlTx<B> {
     }
 
     async fn ack_targets(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<AckTarget>> {
-        let rows = self
-            .tx
-            .fetch_all(B::ACK_TARGETS, &[Arg::ids(ids, |id| id.0)])
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AckTarget {
-                    device_id: DeviceId(get(row, 0)?),
-                    config_id: get::<Option<Uuid>, _>(row, 1)?.map(ConfigId),
-                    config_revision: get_opt_u64(row, 2)?,
-                    applied_config_id: get::<Option<Uuid>, _>(row, 3)?.map(ConfigId),
-                    applied_revision: get_opt_u64(row, 4)?,
-                    ack_status: get::<Option<String>, _>(row, 5)?
-                        .and_then(|status| AckStatus::parse(&status)),
-                    ack_reason: get(row, 6)?,
-                })
+        let read = |row: &_| {
+            Ok(AckTarget {
+                device_id: DeviceId(get(row, 0)?),
+                config_id: get::<Option<Uuid>, _>(row, 1)?.map(ConfigId),
+                config_revision: get_opt_u64(row, 2)?,
+                applied_config_id: get::<Option<Uuid>, _>(row, 3)?.map(ConfigId),
+                applied_revision: get_opt_u64(row, 4)?,
+                ack_status: get::<Option<String>, _>(row, 5)?
+                    .and_then(|status| AckStatus::parse(&status)),
+                ack_reason: get(row, 6)?,
             })
-            .collect()
+        };
+        self.tx
+            .read_all(B::ACK_TARGETS, &[Arg::ids(ids, |id| id.0)], read)
+            .await
     }
 
     async fn write_acks(&mut self, acks: &[AckWrite], now: Timestamp) -> StoreResult<()> {
@@ -237,15 +239,14 @@ impl<B: Backend> PairingTx for SqlTx<B> {
     }
 
     async fn newest_configuration(&mut self, org_id: OrgId) -> StoreResult<Option<ConfigRow>> {
-        let row = self
-            .tx
-            .fetch_optional(
+        self.tx
+            .read_optional(
                 "SELECT id, org_id, name, revision, body FROM configurations WHERE org_id = $1 \
                  ORDER BY created_at DESC, id DESC LIMIT 1",
                 &[org_id.0.into()],
+                config_row_from_row,
             )
-            .await?;
-        row.map(|row| config_row_from_row(&row)).transpose()
+            .await
     }
 }
 
@@ -342,9 +343,8 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         valid_until: Option<Timestamp>,
         now: Timestamp,
     ) -> StoreResult<Option<License>> {
-        let row = self
-            .tx
-            .fetch_optional(
+        self.tx
+            .read_optional(
                 concat!(
                     "UPDATE licenses SET valid_until = $4 WHERE org_id = $2 AND id = $3 \
                      RETURNING ",
@@ -356,9 +356,9 @@ impl<B: Backend> AdminTx for SqlTx<B> {
                     id.0.into(),
                     valid_until.map(|until| until.0).into(),
                 ],
+                license_from_row,
             )
-            .await?;
-        row.map(|row| license_from_row(&row)).transpose()
+            .await
     }
 
     async fn insert_code(&mut self, code: &NewCode) -> StoreResult<()> {
@@ -444,12 +444,13 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         license_id: LicenseId,
         now: Timestamp,
     ) -> StoreResult<Vec<CodeId>> {
-        let rows = self
+        let revoked = self
             .tx
-            .fetch_all(
+            .read_all(
                 "UPDATE codes SET revoked_at = $1 WHERE license_id = $2 AND kind = 'single_use' \
                  AND revoked_at IS NULL AND used_at IS NULL RETURNING id",
                 &[now.0.into(), license_id.0.into()],
+                |row| Ok(CodeId(get(row, 0)?)),
             )
             .await?;
         self.tx
@@ -458,7 +459,7 @@ impl<B: Backend> AdminTx for SqlTx<B> {
                 &[license_id.0.into()],
             )
             .await?;
-        rows.iter().map(|row| Ok(CodeId(get(row, 0)?))).collect()
+        Ok(revoked)
     }
 
     async fn insert_configuration(&mut self, row: &ConfigRow, now: Timestamp) -> StoreResult<()> {
@@ -558,9 +559,8 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         device_ids: &[DeviceId],
         now: Timestamp,
     ) -> StoreResult<Vec<DeviceId>> {
-        let rows = self
-            .tx
-            .fetch_all(
+        self.tx
+            .read_all(
                 B::ASSIGN_CONFIGURATION,
                 &[
                     config_id.0.into(),
@@ -568,9 +568,9 @@ impl<B: Backend> AdminTx for SqlTx<B> {
                     org_id.0.into(),
                     Arg::ids(device_ids, |id| id.0),
                 ],
+                |row| Ok(DeviceId(get(row, 0)?)),
             )
-            .await?;
-        rows.iter().map(|row| Ok(DeviceId(get(row, 0)?))).collect()
+            .await
     }
 
     async fn assign_waiting_devices(
@@ -579,31 +579,30 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         config_id: ConfigId,
         now: Timestamp,
     ) -> StoreResult<Vec<DeviceId>> {
-        let rows = self
-            .tx
-            .fetch_all(
+        self.tx
+            .read_all(
                 "UPDATE devices SET config_id = $1, assigned_at = $2 \
                  WHERE org_id = $3 AND ended_at IS NULL AND config_id IS NULL RETURNING id",
                 &[config_id.0.into(), now.0.into(), org_id.0.into()],
+                |row| Ok(DeviceId(get(row, 0)?)),
             )
-            .await?;
-        rows.iter().map(|row| Ok(DeviceId(get(row, 0)?))).collect()
+            .await
     }
 
     async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>> {
-        let rows = self
-            .tx
-            .fetch_all(B::ACTIVE_DEVICES, &[Arg::ids(ids, |id| id.0)])
-            .await?;
-        rows.iter().map(active_device_from_row).collect()
+        self.tx
+            .read_all(
+                B::ACTIVE_DEVICES,
+                &[Arg::ids(ids, |id| id.0)],
+                active_device_from_row,
+            )
+            .await
     }
 
     async fn device(&mut self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>> {
-        let row = self
-            .tx
-            .fetch_optional(DEVICE, &[org_id.0.into(), id.0.into()])
-            .await?;
-        row.map(|row| device_from_row(&row)).transpose()
+        self.tx
+            .read_optional(DEVICE, &[org_id.0.into(), id.0.into()], device_from_row)
+            .await
     }
 
     async fn idempotent_reply(
@@ -611,24 +610,23 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         scope: &str,
         key: &str,
     ) -> StoreResult<Option<StoredReply>> {
-        let row = self
-            .tx
-            .fetch_optional(
-                "SELECT fingerprint, sealed_reply FROM idempotency_keys \
-                 WHERE scope = $1 AND key = $2",
-                &[scope.into(), key.into()],
-            )
-            .await?;
-        row.map(|row| {
-            let fingerprint: Vec<u8> = get(&row, 0)?;
+        let read = |row: &_| {
+            let fingerprint: Vec<u8> = get(row, 0)?;
             Ok(StoredReply {
                 fingerprint: fingerprint
                     .try_into()
                     .map_err(|_| StoreError::Other("bad fingerprint".into()))?,
-                sealed_reply: get(&row, 1)?,
+                sealed_reply: get(row, 1)?,
             })
-        })
-        .transpose()
+        };
+        self.tx
+            .read_optional(
+                "SELECT fingerprint, sealed_reply FROM idempotency_keys \
+                 WHERE scope = $1 AND key = $2",
+                &[scope.into(), key.into()],
+                read,
+            )
+            .await
     }
 
     async fn store_idempotent_reply(
