@@ -4,7 +4,8 @@
 //! PostgreSQL.
 //!
 //! [`Column`] is implemented for each backend's row type and each column type the stores read;
-//! [`Columns`] is all of them, the bound the row functions take.
+//! [`Columns`] is all of them, the bound the row functions take. Both are `pub` in this private
+//! module because they bound the rows of `backend::Statements`; no other crate can name them.
 //!
 //! Column lists are macros, not constants, so that statements built from them are
 //! `&'static str` (`concat!`), as the statements the backends run must be.
