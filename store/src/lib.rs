@@ -1,26 +1,47 @@
-//! Storage backends for the paird engine.
+//! Storage for the paird engine: [`engine::store::Store`] on SQLite (one node) and on PostgreSQL
+//! (several nodes sharing one database), with sqlx.
 //!
-//! Each backend implements [`engine::store::Store`] with its own SQL and its own migrations,
+//! One store, two dialects. The engine's storage traits are implemented once, for
+//! [`SqlStore<B>`](SqlStore), in SQL that both databases run as written (`$1`, `$2`…
+//! placeholders bind by number on both). A backend `B` is one of sqlx's database types, and the
+//! crate-private `Backend` trait is the only place where the two differ: how values and lists
+//! of ids are bound, the statements whose text differs (the batch statements, and the reads
+//! PostgreSQL locks), and the operations that differ beyond their text (batch writes, the
+//! license claim, presence and heartbeats, notifications between nodes, opening and closing).
+//! [`SqliteStore`] and [`PgStore`] are the two instances. Each backend has its own migrations,
 //! embedded in the binary and applied at start-up. The backend is chosen by the database URL:
-//! `sqlite:` (the default, one node) or `postgres:` / `postgresql:` (several nodes sharing one
-//! database).
+//! `sqlite:` (the default) or `postgres:` / `postgresql:`.
 //!
-//! Layout: [`sqlite`] — the SQLite backend; [`postgres`] — the PostgreSQL backend; `notify` —
-//! change notifications between PostgreSQL nodes; `rows` — column lists and row readers
-//! shared by both; `paging` —
-//! pagination shared by both; this file — URL parsing and opening.
+//! Layout:
+//! - this file: the database URL and [`open`];
+//! - `backend`: the dialect seam — `Backend`, `Statements` (run a `&'static str` with bound
+//!   values on any backend's connection) and the generic [`SqlStore`] and `SqlTx`;
+//! - `node`, `reads`, `writes`: the engine's traits, written once — `Store` and `NodeStore`;
+//!   `DeviceReads` and `AdminReads`; the transaction roles `StoreTx`, `PairingTx` and `AdminTx`;
+//! - [`sqlite`] and [`postgres`]: each backend's `Backend` — connections and settings, error
+//!   mapping, its `batch_sql` statements and the writes that bind them, and its answers to the
+//!   cluster duties (SQLite: one node, nothing to tell; PostgreSQL: heartbeats, row locks,
+//!   `SKIP LOCKED` claims, notifications);
+//! - `notify`: the notification payload and the change feed between PostgreSQL nodes;
+//! - `rows`: column lists and the functions that read them, for both backends' rows;
+//! - `paging`: page cursors and limits.
 
+mod backend;
+mod node;
 mod notify;
 mod paging;
 pub mod postgres;
+mod reads;
 mod rows;
 pub mod sqlite;
+mod writes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use engine::store::{Store, StoreError};
 
+pub use backend::SqlStore;
 pub use postgres::{PgSettings, PgStore};
 pub use sqlite::{Durability, SqliteSettings, SqliteStore};
 

@@ -1,8 +1,9 @@
 //! Change notifications between nodes on PostgreSQL: the payload format, and the feed that
 //! listens for them.
 //!
-//! A transaction publishes a change with `pg_notify` (see `PgTx::publish`); PostgreSQL delivers
-//! it to every listening connection when the transaction commits, and never if it rolls back.
+//! A transaction publishes a change with `pg_notify` (`publish` in `postgres`); PostgreSQL
+//! delivers it to every listening connection when the transaction commits, and never if it
+//! rolls back.
 //! Payloads name rows (ids only) and say which store published them, so that a node skips its
 //! own changes (it applied them itself after its commit).
 //!

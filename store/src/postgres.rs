@@ -1,15 +1,16 @@
 //! The PostgreSQL backend, for several paird nodes sharing one database.
 //!
-//! The engine's rules are the same as on SQLite; what changes is who arbitrates between writers.
-//! On SQLite one writer connection and `BEGIN IMMEDIATE` serialize every write transaction. Here
-//! several nodes write at once, and PostgreSQL's row locks and constraints decide.
+//! The engine's rules are the same as on SQLite, and so is most of the SQL (see `backend`);
+//! what changes is who arbitrates between writers. On SQLite one writer connection and
+//! `BEGIN IMMEDIATE` serialize every write transaction. Here several nodes write at once, and
+//! PostgreSQL's row locks and constraints decide. This file holds what that changes:
 //!
 //! - **Pool.** One [`PgPool`] (16 connections unless [`PgSettings::pool_size`] says otherwise)
 //!   serves both reads and write transactions: PostgreSQL runs them side by side, so there is no
 //!   reason for SQLite's separate writer and readers. Migrations are embedded from
 //!   `migrations/postgres` and applied at open (sqlx takes an advisory lock, so nodes starting
 //!   together do not apply them twice).
-//! - **Transactions.** [`Store::begin`] starts a `READ COMMITTED` transaction. Each statement
+//! - **Transactions.** `Store::begin` starts a `READ COMMITTED` transaction. Each statement
 //!   sees what was committed before it started, and a conditional `UPDATE` that meets a row
 //!   locked by another transaction waits for it and then re-checks its `WHERE` on the row's new
 //!   version. That re-check is what makes the engine's conditional writes ("only where still
@@ -17,58 +18,51 @@
 //!   than it planned, and the engine rolls back and retries.
 //! - **Row locks.** The rows a batch decides on are locked up front with `SELECT ... FOR UPDATE`,
 //!   in id order so that two transactions locking overlapping sets cannot deadlock on each other:
-//!   codes ([`StoreTx::lock_codes`]; a reusable code without a use limit only `FOR KEY SHARE`,
-//!   so that every node's batches use it at once), licenses ([`StoreTx::lock_licenses`]) and the
-//!   active pairings of the batch's installations and devices, so that a device is not ended on
-//!   one node while another node is telling it "resumed".
-//! - **`SKIP LOCKED`.** [`StoreTx::claim_free_licenses`] takes the oldest free licenses with
+//!   codes (`lock_codes`; a reusable code without a use limit only `FOR KEY SHARE`, so that every
+//!   node's batches use it at once), licenses (`lock_licenses`) and the active pairings of the
+//!   batch's installations and devices, so that a device is not ended on one node while another
+//!   node is telling it "resumed". Admin commands lock the code they revoke and the
+//!   configuration they edit or delete.
+//! - **`SKIP LOCKED`.** `claim_free_licenses` takes the oldest free licenses with
 //!   `FOR UPDATE SKIP LOCKED`: two nodes granting licenses of one organization at once each get
 //!   different licenses instead of the second queueing behind the first's commit.
 //! - **Arrays.** Set-based statements take their rows as arrays bound once and expanded with
 //!   `UNNEST` (or compared with `= ANY`): one statement per batch, whatever its size, and no
 //!   statement text that grows with the batch.
-//! - **Notifications.** [`StoreTx::publish`] calls `pg_notify('paird_changes', ..)` inside the
+//! - **Notifications.** `StoreTx::publish` calls `pg_notify('paird_changes', ..)` inside the
 //!   transaction; PostgreSQL delivers it at commit, and drops it on rollback. The payload names
 //!   rows (ids only, never data) and stays under PostgreSQL's 8,000-byte limit: a change naming
 //!   more devices than fit says "resync" for the whole organization instead.
-//! - **Change feed.** [`Store::subscribe`] opens a `LISTEN` connection of its own (module
+//! - **Change feed.** `NodeStore::subscribe` opens a `LISTEN` connection of its own (module
 //!   `notify`); after any drop it reconnects and tells the engine to resynchronise.
 //! - **Presence.** Nodes share the `devices` table, so a node that starts cannot clear everybody's
 //!   presence as the SQLite backend does. Each node records a heartbeat in `nodes`; the high half
 //!   of a device's `online_conn` is its node's id, and every node's sweep marks offline the
-//!   devices of nodes whose heartbeat went stale ([`Store::expire_nodes`]).
+//!   devices of nodes whose heartbeat went stale (`NodeStore::expire_nodes`).
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use engine::events::OrgEvent;
-use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
-use engine::model::{
-    AckStatus, AuditEntry, CodeInfo, CodeKind, Configuration, Device, License, LicenseStatus,
-    LicenseSummary, OrgKeyInfo, Organization, Page, PageRequest,
-};
-use engine::secrets::SecretHash;
+use engine::ids::{CodeId, ConfigId, DeviceId, LicenseId, OrgId, Timestamp};
 use engine::store::{
-    AckTarget, AckWrite, ActiveDevice, AdminReads, AdminTx, Change, ChangeFeed, CodeRoute,
-    CodeState, ConfigDelete, ConfigEdit, ConfigRow, ConfigUpdate, DeviceReads, DeviceState,
-    DeviceTouch, EndedDevice, EndedPairing, FreeLicense, InstallationRoute, LicenseGrant,
-    LicenseState, NewAudit, NewCode, NewDevice, NodeStore, PairingEnd, PairingTx, RevisionReports,
-    RevokedCode, Store, StoreError, StoreResult, StoreTx, StoredReply, TokenOwner, Transaction,
+    AckWrite, Change, ChangeFeed, DeviceTouch, FreeLicense, LicenseGrant, NewAudit, NewDevice,
+    StoreError, StoreResult,
 };
 use sqlx::Postgres;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::query::Query;
 use uuid::Uuid;
 
-use crate::paging::{page_of, page_rows, to_i64, uuid_cursor};
-use crate::rows::{
-    CODE_COLUMNS, CONFIG_COLUMNS, DEVICE_COLUMNS, DEVICE_FROM, active_device_from_row,
-    code_from_row, code_state_columns, code_state_from_row, config_row_from_row,
-    configuration_from_row, device_from_row, device_state_from_row, get, get_hash, get_opt_ts,
-    get_opt_u64, get_ts, get_u64, license_from_row, license_state_from_row,
-    revision_reports_from_row,
+use crate::backend::{Arg, Backend, Binding, SqlStore, SqlTx};
+use crate::paging::to_i64;
+use crate::rows::{get, get_opt_ts};
+use crate::writes::{
+    code_state_for_revocation, config_devices_for_delete, config_revision_for_edit,
 };
+use node::PgNode;
 
 pub use crate::notify::{CHANGE_CHANNEL, LISTENER_APPLICATION_NAME};
 
@@ -105,35 +99,46 @@ impl fmt::Debug for PgSettings {
 }
 
 /// The PostgreSQL store.
-#[derive(Debug, Clone)]
-pub struct PgStore {
-    pool: PgPool,
-    /// Where the change listener connects (the pool's options, under its own application name).
-    options: PgConnectOptions,
-    /// Random per store: written into every notification this store publishes, so that its own
-    /// change feed skips them.
-    origin: u64,
-    /// Per organization, the highest license id this node claimed: see [`claim_free_licenses`].
-    claim_hints: ClaimHints,
-}
+pub type PgStore = SqlStore<Postgres>;
 
-/// Shared by a store and its transactions.
-type ClaimHints = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<OrgId, Uuid>>>;
+// In a module of its own so that no other crate can name it: it appears in `Backend`'s impl.
+mod node {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use engine::ids::OrgId;
+    use sqlx::postgres::PgConnectOptions;
+    use uuid::Uuid;
+
+    /// What a PostgreSQL store keeps beside its pool: what makes it one node among several.
+    pub struct PgNode {
+        /// Where the change listener connects (the pool's options, under its own application
+        /// name).
+        pub(super) options: PgConnectOptions,
+        /// Random per store: written into every notification this store publishes, so that its
+        /// own change feed skips them.
+        pub(super) origin: u64,
+        /// Per organization, the highest license id this node claimed: see
+        /// `claim_free_licenses`.
+        pub(super) claim_hints: Mutex<HashMap<OrgId, Uuid>>,
+    }
+
+    /// The connect options carry the password (their own `Debug` shows it), and a store's
+    /// `Debug` may end up in logs: they are left out, as `PgSettings` leaves out its URL.
+    impl std::fmt::Debug for PgNode {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("PgNode")
+                .field("options", &"<hidden>")
+                .field("origin", &self.origin)
+                .field("claim_hints", &self.claim_hints)
+                .finish()
+        }
+    }
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl PgStore {
-    /// Sends one notification on the change channel, outside any transaction.
-    async fn notify(&self, payload: String) -> StoreResult<()> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANGE_CHANNEL)
-            .bind(payload)
-            .execute(&self.pool)
-            .await
-            .map_err(map_error)?;
-        Ok(())
-    }
-
     /// Connects and brings the schema up to date.
     pub async fn open(settings: &PgSettings) -> StoreResult<PgStore> {
         let options = PgConnectOptions::from_str(&settings.url)
@@ -155,17 +160,31 @@ impl PgStore {
             other => StoreError::Other(format!("migrations: {other}")),
         })?;
         let origin = u64::from_le_bytes(engine::secrets::random_bytes());
-        Ok(PgStore {
-            pool,
-            options,
-            origin,
-            claim_hints: ClaimHints::default(),
+        Ok(SqlStore {
+            writer: pool.clone(),
+            readers: pool,
+            extra: Arc::new(PgNode {
+                options,
+                origin,
+                claim_hints: Mutex::default(),
+            }),
         })
     }
 
     /// The pool, for tests and tools that look at the database directly.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.writer
+    }
+
+    /// Sends one notification on the change channel, outside any transaction.
+    async fn notify(&self, payload: String) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGE_CHANNEL)
+            .bind(payload)
+            .execute(&self.writer)
+            .await
+            .map_err(map_error)?;
+        Ok(())
     }
 }
 
@@ -226,54 +245,72 @@ fn uuids<T>(ids: &[T], id: impl Fn(&T) -> Uuid) -> Vec<Uuid> {
     ids.iter().map(id).collect()
 }
 
-const LICENSE_STATUS: &str = "CASE WHEN valid_until IS NOT NULL AND valid_until <= $1 THEN 'expired' \
-     WHEN device_id IS NOT NULL THEN 'assigned' \
-     WHEN reserved_until IS NOT NULL AND reserved_until > $1 THEN 'reserved' \
-     ELSE 'free' END";
+impl Binding for Postgres {
+    fn bind<'q>(
+        query: Query<'q, Postgres, <Postgres as sqlx::Database>::Arguments>,
+        arg: &Arg<'_>,
+    ) -> Query<'q, Postgres, <Postgres as sqlx::Database>::Arguments> {
+        match arg {
+            Arg::Int(value) => query.bind(*value),
+            Arg::Uuid(value) => query.bind(*value),
+            Arg::Text(value) => query.bind(*value),
+            Arg::Bytes(value) => query.bind(*value),
+            Arg::Ids(ids) => query.bind(ids.as_slice()),
+        }
+    }
 
-fn license_status_text(status: LicenseStatus) -> &'static str {
-    match status {
-        LicenseStatus::Free => "free",
-        LicenseStatus::Reserved => "reserved",
-        LicenseStatus::Assigned => "assigned",
-        LicenseStatus::Expired => "expired",
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    fn map_error(error: sqlx::Error) -> StoreError {
+        map_error(error)
     }
 }
 
-// --- reads ----------------------------------------------------------------------------------
+impl Backend for Postgres {
+    type Extra = PgNode;
 
-#[async_trait]
-impl Store for PgStore {
-    async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
-        // READ COMMITTED (PostgreSQL's default, stated so that a server configured otherwise
-        // does not change the rules): conditional writes re-check their conditions on the
-        // newest committed version of a row they had to wait for.
-        //
-        // No sequential scans: every statement of a write transaction reaches its rows by key
-        // or through an index, whatever the planner believes of the tables' sizes. During an
-        // enrollment burst the statistics lag behind the tables (autovacuum analyses a table a
-        // minute or more after it grew), and statements planned from them scanned the whole
-        // `devices` table at every batch.
-        let tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL enable_seqscan = off")
-            .await
-            .map_err(map_error)?;
-        Ok(Box::new(PgTx {
-            tx,
-            origin: self.origin,
-            claim_hints: std::sync::Arc::clone(&self.claim_hints),
-        }))
+    /// READ COMMITTED (PostgreSQL's default, stated so that a server configured otherwise does
+    /// not change the rules): conditional writes re-check their conditions on the newest
+    /// committed version of a row they had to wait for.
+    ///
+    /// No sequential scans: every statement of a write transaction reaches its rows by key or
+    /// through an index, whatever the planner believes of the tables' sizes. During an
+    /// enrollment burst the statistics lag behind the tables (autovacuum analyses a table a
+    /// minute or more after it grew), and statements planned from them scanned the whole
+    /// `devices` table at every batch.
+    const BEGIN: &'static str =
+        "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL enable_seqscan = off";
+
+    const DEVICE_STATES: &'static str =
+        "SELECT id, config_id, end_reason FROM devices WHERE id = ANY($1)";
+    /// Driven by `licenses_expiring` (its predicate, in its order), so that the sweep reads
+    /// only expired assigned licenses whatever the planner believes of the tables' sizes: a
+    /// join planned from stale statistics during an enrollment burst walked every active
+    /// device at each sweep of each node.
+    const EXPIRED_PAIRINGS: &'static str = "WITH due AS MATERIALIZED (SELECT id FROM licenses \
+         WHERE device_id IS NOT NULL AND valid_until IS NOT NULL AND valid_until <= $1 \
+         ORDER BY valid_until LIMIT $2) \
+         SELECT d.org_id, d.id FROM due \
+         JOIN devices d ON d.license_id = due.id AND d.ended_at IS NULL";
+    crate::backend::batch_statements!(batch_sql);
+    /// Locked, so that two nodes revoking (or one revoking while another pairs with it) see
+    /// each other's outcome instead of both acting on the unrevoked state.
+    const CODE_STATE_FOR_REVOCATION: &'static str = code_state_for_revocation!(" FOR UPDATE");
+    /// Locked: the revision compared with `if_revision` must still be the current one when the
+    /// update increments it, whatever another node does meanwhile.
+    const CONFIG_REVISION_FOR_EDIT: &'static str = config_revision_for_edit!(" FOR UPDATE");
+    /// The configuration row is locked before its devices are counted: a device assigned to it
+    /// by another node meanwhile waits (its foreign-key check takes a share lock on this row),
+    /// and if one got in first the delete fails on the foreign key as a conflict.
+    const CONFIG_DEVICES_FOR_DELETE: &'static str = config_devices_for_delete!(" FOR UPDATE OF c");
+
+    async fn close(store: &PgStore) {
+        store.writer.close().await;
     }
 
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-}
-
-#[async_trait]
-impl NodeStore for PgStore {
-    async fn reset_presence(&self) -> StoreResult<()> {
+    async fn reset_presence(_store: &PgStore) -> StoreResult<()> {
         // Several nodes share this database, and the devices online on the other nodes are
         // still online: clearing every row's presence, as a lone SQLite node does at start-up,
         // would show them offline. A node that crashed is found by its stale heartbeat instead
@@ -281,7 +318,7 @@ impl NodeStore for PgStore {
         Ok(())
     }
 
-    async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>> {
+    async fn subscribe(store: &PgStore) -> StoreResult<Option<Box<dyn ChangeFeed>>> {
         // A connection of its own, outside the pool: a listener holds it for good.
         let pool = PgPoolOptions::new()
             .max_connections(1)
@@ -290,28 +327,40 @@ impl NodeStore for PgStore {
             .idle_timeout(None)
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(
-                self.options
+                store
+                    .extra
+                    .options
                     .clone()
                     .application_name(LISTENER_APPLICATION_NAME),
             );
-        let feed = crate::notify::PgFeed::start(pool, self.origin)
+        let feed = crate::notify::PgFeed::start(pool, store.extra.origin)
             .await
             .map_err(map_error)?;
         Ok(Some(Box::new(feed)))
     }
 
-    async fn publish_events(&self, org_id: OrgId, events: &[OrgEvent]) -> StoreResult<()> {
-        self.notify(crate::notify::events_payload(org_id, events, self.origin))
+    async fn publish_events(
+        store: &PgStore,
+        org_id: OrgId,
+        events: &[OrgEvent],
+    ) -> StoreResult<()> {
+        store
+            .notify(crate::notify::events_payload(
+                org_id,
+                events,
+                store.extra.origin,
+            ))
             .await
     }
 
-    async fn announce_watch(&self, org_id: OrgId) -> StoreResult<()> {
-        self.notify(crate::notify::watch_payload(org_id, self.origin))
+    async fn announce_watch(store: &PgStore, org_id: OrgId) -> StoreResult<()> {
+        store
+            .notify(crate::notify::watch_payload(org_id, store.extra.origin))
             .await
     }
 
     async fn heartbeat(
-        &self,
+        store: &PgStore,
         node: i64,
         now: Timestamp,
         stale_before: Timestamp,
@@ -325,13 +374,13 @@ impl NodeStore for PgStore {
         )
         .bind(node)
         .bind(now.0)
-        .fetch_one(&self.pool)
+        .fetch_one(&store.writer)
         .await
         .map_err(map_error)?;
         Ok(previous.is_some_and(|at| at >= stale_before.0))
     }
 
-    async fn expire_nodes(&self, stale_before: Timestamp) -> StoreResult<u64> {
+    async fn expire_nodes(store: &PgStore, stale_before: Timestamp) -> StoreResult<u64> {
         // Runs on every node, over and over while a node stays dead: once its devices are
         // offline the index finds nothing more to change. A device that reconnected elsewhere
         // is online on another node's connection and is not touched. Rows of nodes dead for a
@@ -350,19 +399,23 @@ impl NodeStore for PgStore {
              AND (devices.online_conn >> 32) = dead.id",
         )
         .bind(stale_before.0)
-        .execute(&self.pool)
+        .execute(&store.writer)
         .await
         .map_err(map_error)?
         .rows_affected();
         sqlx::query("DELETE FROM nodes WHERE heartbeat_at < $1 - 604800000")
             .bind(stale_before.0)
-            .execute(&self.pool)
+            .execute(&store.writer)
             .await
             .map_err(map_error)?;
         Ok(offline)
     }
 
-    async fn mark_online(&self, online: &[(DeviceId, i64)], now: Timestamp) -> StoreResult<()> {
+    async fn mark_online(
+        store: &PgStore,
+        online: &[(DeviceId, i64)],
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let ids: Vec<Uuid> = online.iter().map(|(device, _)| device.0).collect();
         let connections: Vec<i64> = online.iter().map(|(_, connection)| *connection).collect();
         sqlx::query(
@@ -374,543 +427,80 @@ impl NodeStore for PgStore {
         .bind(now.0)
         .bind(ids)
         .bind(connections)
-        .execute(&self.pool)
+        .execute(&store.writer)
         .await
         .map_err(map_error)?;
         Ok(())
     }
 
-    async fn expired_pairings(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
-        // Driven by `licenses_expiring` (its predicate, in its order), so that the sweep reads
-        // only expired assigned licenses whatever the planner believes of the tables' sizes:
-        // a join planned from stale statistics during an enrollment burst walked every active
-        // device at each sweep of each node.
-        let rows = sqlx::query(
-            "WITH due AS MATERIALIZED (SELECT id FROM licenses \
-             WHERE device_id IS NOT NULL AND valid_until IS NOT NULL AND valid_until <= $1 \
-             ORDER BY valid_until LIMIT $2) \
-             SELECT d.org_id, d.id FROM due \
-             JOIN devices d ON d.license_id = due.id AND d.ended_at IS NULL",
-        )
-        .bind(now.0)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_error)?;
-        rows.iter()
-            .map(|row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))))
-            .collect()
-    }
-
-    async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
-        let result = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(before.0)
-            .execute(&self.pool)
+    async fn publish(tx: &mut SqlTx<Postgres>, change: &Change) -> StoreResult<()> {
+        // Delivered to every listening node when this transaction commits (and never if it
+        // rolls back); listeners re-read the rows it names.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGE_CHANNEL)
+            .bind(crate::notify::change_payload(change, tx.extra.origin))
+            .execute(&mut *tx.tx)
             .await
             .map_err(map_error)?;
-        Ok(result.rows_affected())
-    }
-
-    async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT value FROM server_meta WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.map(|row| get::<Vec<u8>, _>(&row, 0)).transpose()
-    }
-
-    async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO server_meta (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await
-        .map_err(map_error)?;
         Ok(())
     }
-}
 
-#[async_trait]
-impl DeviceReads for PgStore {
-    async fn find_code(&self, hash: &SecretHash) -> StoreResult<Option<CodeRoute>> {
-        let row = sqlx::query("SELECT id, org_id FROM codes WHERE code_hash = $1")
-            .bind(hash.0.as_slice())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.map(|row| {
-            Ok(CodeRoute {
-                code_id: CodeId(get(&row, 0)?),
-                org_id: OrgId(get(&row, 1)?),
-            })
-        })
-        .transpose()
-    }
-
-    async fn find_installation(
-        &self,
-        installation_id: InstallationId,
-    ) -> StoreResult<Option<InstallationRoute>> {
-        let row = sqlx::query(
-            "SELECT id, org_id FROM devices WHERE installation_id = $1 AND ended_at IS NULL",
-        )
-        .bind(installation_id.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_error)?;
-        row.map(|row| {
-            Ok(InstallationRoute {
-                device_id: DeviceId(get(&row, 0)?),
-                org_id: OrgId(get(&row, 1)?),
-            })
-        })
-        .transpose()
-    }
-
-    async fn last_ended_pairing(
-        &self,
-        installation_id: InstallationId,
-    ) -> StoreResult<Option<EndedPairing>> {
-        let row = sqlx::query(
-            "SELECT credential_hash, end_reason FROM ended_pairings WHERE installation_id = $1",
-        )
-        .bind(installation_id.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_error)?;
-        row.map(|row| {
-            let reason: String = get(&row, 1)?;
-            Ok(EndedPairing {
-                credential_hash: get_hash(&row, 0)?,
-                end_reason: PairingEnd::parse(&reason)
-                    .ok_or_else(|| StoreError::Other(format!("unknown end reason {reason}")))?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn device_states(&self, ids: &[DeviceId]) -> StoreResult<Vec<DeviceState>> {
-        let rows = sqlx::query("SELECT id, config_id, end_reason FROM devices WHERE id = ANY($1)")
-            .bind(uuids(ids, |id| id.0))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(device_state_from_row).collect()
-    }
-
-    async fn config_row(&self, id: ConfigId) -> StoreResult<Option<ConfigRow>> {
-        let row = sqlx::query(
-            "SELECT id, org_id, name, revision, body FROM configurations WHERE id = $1",
-        )
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_error)?;
-        row.map(|row| config_row_from_row(&row)).transpose()
-    }
-}
-
-#[async_trait]
-impl AdminReads for PgStore {
-    async fn token_owner(&self, hash: &SecretHash) -> StoreResult<Option<TokenOwner>> {
-        let operator = sqlx::query("SELECT 1 FROM operator_tokens WHERE token_hash = $1")
-            .bind(hash.0.as_slice())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        if operator.is_some() {
-            return Ok(Some(TokenOwner::Operator));
-        }
-        let row = sqlx::query(
-            "SELECT org_id, id FROM org_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(hash.0.as_slice())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_error)?;
-        row.map(|row| {
-            Ok(TokenOwner::OrgKey {
-                org_id: OrgId(get(&row, 0)?),
-                key_id: KeyId(get(&row, 1)?),
-            })
-        })
-        .transpose()
-    }
-
-    async fn has_operator_token(&self) -> StoreResult<bool> {
-        let row = sqlx::query("SELECT 1 FROM operator_tokens LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        Ok(row.is_some())
-    }
-
-    async fn organization(&self, org_id: OrgId) -> StoreResult<Option<Organization>> {
-        let row = sqlx::query("SELECT id, name, created_at FROM organizations WHERE id = $1")
-            .bind(org_id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.map(|row| {
-            Ok(Organization {
-                id: OrgId(get(&row, 0)?),
-                name: get(&row, 1)?,
-                created_at: get_ts(&row, 2)?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn list_organizations(&self, page: &PageRequest) -> StoreResult<Page<Organization>> {
-        let limit = page.effective_limit();
-        let rows = sqlx::query(
-            "SELECT id, name, created_at FROM organizations WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(uuid_cursor(page)?)
-        .bind(page_rows(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_error)?;
-        let items = rows
-            .iter()
-            .map(|row| {
-                Ok(Organization {
-                    id: OrgId(get(row, 0)?),
-                    name: get(row, 1)?,
-                    created_at: get_ts(row, 2)?,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(page_of(items, limit, |org| org.id.to_string()))
-    }
-
-    async fn list_org_keys(&self, org_id: OrgId) -> StoreResult<Vec<OrgKeyInfo>> {
-        let rows = sqlx::query(
-            "SELECT id, org_id, name, created_at, revoked_at FROM org_keys \
-             WHERE org_id = $1 ORDER BY id",
-        )
-        .bind(org_id.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_error)?;
-        rows.iter()
-            .map(|row| {
-                Ok(OrgKeyInfo {
-                    id: KeyId(get(row, 0)?),
-                    organization_id: OrgId(get(row, 1)?),
-                    name: get(row, 2)?,
-                    created_at: get_ts(row, 3)?,
-                    revoked_at: get_opt_ts(row, 4)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn license(
-        &self,
+    async fn claim_free_licenses(
+        tx: &mut SqlTx<Postgres>,
         org_id: OrgId,
-        id: LicenseId,
+        count: u32,
         now: Timestamp,
-    ) -> StoreResult<Option<License>> {
-        let sql = format!(
-            "SELECT id, org_id, purchased_at, valid_until, device_id, {LICENSE_STATUS}, reserved_until \
-             FROM licenses WHERE org_id = $2 AND id = $3"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now.0)
-            .bind(org_id.0)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.map(|row| license_from_row(&row)).transpose()
-    }
-
-    async fn list_licenses(
-        &self,
-        org_id: OrgId,
-        status: Option<LicenseStatus>,
-        now: Timestamp,
-        page: &PageRequest,
-    ) -> StoreResult<Page<License>> {
-        let limit = page.effective_limit();
-        let sql = format!(
-            "SELECT * FROM (SELECT id, org_id, purchased_at, valid_until, device_id, \
-             {LICENSE_STATUS} AS status, reserved_until FROM licenses \
-             WHERE org_id = $2 AND id > $3) AS l \
-             WHERE $4::text IS NULL OR status = $4::text ORDER BY id LIMIT $5"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now.0)
-            .bind(org_id.0)
-            .bind(uuid_cursor(page)?)
-            .bind(status.map(license_status_text))
-            .bind(page_rows(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        let items = rows
-            .iter()
-            .map(license_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(page_of(items, limit, |license| license.id.to_string()))
-    }
-
-    async fn license_summary(&self, org_id: OrgId, now: Timestamp) -> StoreResult<LicenseSummary> {
-        let sql = format!(
-            "SELECT status, COUNT(*) FROM (SELECT {LICENSE_STATUS} AS status FROM licenses \
-             WHERE org_id = $2) AS l GROUP BY status"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now.0)
-            .bind(org_id.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        let mut summary = LicenseSummary::default();
-        for row in &rows {
-            let status: String = get(row, 0)?;
-            let count = get_u64(row, 1)?;
-            summary.total += count;
-            match LicenseStatus::parse(&status) {
-                Some(LicenseStatus::Free) => summary.free += count,
-                Some(LicenseStatus::Reserved) => summary.reserved += count,
-                Some(LicenseStatus::Assigned) => summary.assigned += count,
-                Some(LicenseStatus::Expired) => summary.expired += count,
-                None => {
-                    return Err(StoreError::Other(format!(
-                        "unknown license status {status}"
-                    )));
-                }
+    ) -> StoreResult<Vec<FreeLicense>> {
+        // SKIP LOCKED: licenses another node's open transaction holds are passed over, so two
+        // nodes granting at once get disjoint licenses without waiting for each other. The
+        // locks taken here last until commit, so the licenses stay ours until assigned.
+        //
+        // The scan starts after the last license this node claimed for the organization (the
+        // licenses before it were taken, unless one was freed since), and only if that finds
+        // too few does a second scan look before it. Whichever index the planner walks, a
+        // claim then reads about as many rows as it takes: from the start, a burst of 100,000
+        // pairings walked every license already assigned at each batch.
+        let hint = tx
+            .extra
+            .claim_hints
+            .lock()
+            .map_or(None, |hints| hints.get(&org_id).copied());
+        let mut claimed = Vec::new();
+        for (after, before) in [
+            (hint.unwrap_or(Uuid::nil()), Uuid::max()),
+            (Uuid::nil(), hint.unwrap_or(Uuid::nil())),
+        ] {
+            let wanted = i64::from(count) - claimed.len() as i64;
+            if wanted <= 0 || after >= before {
+                continue;
+            }
+            let rows = sqlx::query(batch_sql::CLAIM_FREE_LICENSES)
+                .bind(org_id.0)
+                .bind(now.0)
+                .bind(wanted)
+                .bind(after)
+                .bind(before)
+                .fetch_all(&mut *tx.tx)
+                .await
+                .map_err(map_error)?;
+            for row in &rows {
+                claimed.push(FreeLicense {
+                    id: LicenseId(get(row, 0)?),
+                    valid_until: get_opt_ts(row, 1)?,
+                });
             }
         }
-        Ok(summary)
+        // The highest id claimed: beyond the hint if the first scan found any, otherwise from
+        // the second scan, where the walk restarts.
+        if let Some(last) = claimed.iter().map(|license| license.id.0).max()
+            && let Ok(mut hints) = tx.extra.claim_hints.lock()
+        {
+            hints.insert(org_id, last);
+        }
+        Ok(claimed)
     }
 
-    async fn code(
-        &self,
-        org_id: OrgId,
-        id: CodeId,
-        now: Timestamp,
-    ) -> StoreResult<Option<CodeInfo>> {
-        let sql = format!("SELECT {CODE_COLUMNS} FROM codes WHERE org_id = $1 AND id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(org_id.0)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.map(|row| code_from_row(&row, now)).transpose()
-    }
-
-    async fn sealed_code_secret(&self, org_id: OrgId, id: CodeId) -> StoreResult<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT sealed_secret FROM codes WHERE org_id = $1 AND id = $2")
-            .bind(org_id.0)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        Ok(match row {
-            Some(row) => get::<Option<Vec<u8>>, _>(&row, 0)?,
-            None => None,
-        })
-    }
-
-    async fn list_codes(
-        &self,
-        org_id: OrgId,
-        kind: Option<CodeKind>,
-        now: Timestamp,
-        page: &PageRequest,
-    ) -> StoreResult<Page<CodeInfo>> {
-        let limit = page.effective_limit();
-        let sql = format!(
-            "SELECT {CODE_COLUMNS} FROM codes WHERE org_id = $1 AND id > $2 \
-             AND ($3::text IS NULL OR kind = $3::text) ORDER BY id LIMIT $4"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(org_id.0)
-            .bind(uuid_cursor(page)?)
-            .bind(kind.map(CodeKind::as_str))
-            .bind(page_rows(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        let items = rows
-            .iter()
-            .map(|row| code_from_row(row, now))
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(page_of(items, limit, |code| code.id.to_string()))
-    }
-
-    async fn configuration(
-        &self,
-        org_id: OrgId,
-        id: ConfigId,
-    ) -> StoreResult<Option<Configuration>> {
-        let sql = format!(
-            "SELECT {CONFIG_COLUMNS}, c.body FROM configurations c \
-             WHERE c.org_id = $1 AND c.id = $2"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(org_id.0)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.map(|row| {
-            let body = get::<Option<String>, _>(&row, 7)?;
-            configuration_from_row(&row, body)
-        })
-        .transpose()
-    }
-
-    async fn configuration_reports(
-        &self,
-        org_id: OrgId,
-        config_id: ConfigId,
-    ) -> StoreResult<Vec<RevisionReports>> {
-        let rows = sqlx::query(
-            "SELECT applied_revision, ack_status, COALESCE(config_id = applied_config_id, false), COUNT(*) \
-             FROM devices WHERE org_id = $1 AND applied_config_id = $2 AND ended_at IS NULL \
-             AND applied_revision IS NOT NULL AND ack_status IS NOT NULL \
-             GROUP BY 1, 2, 3",
-        )
-        .bind(org_id.0)
-        .bind(config_id.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_error)?;
-        rows.iter().map(revision_reports_from_row).collect()
-    }
-
-    async fn list_configurations(
-        &self,
-        org_id: OrgId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<Configuration>> {
-        let limit = page.effective_limit();
-        let sql = format!(
-            "SELECT {CONFIG_COLUMNS} FROM configurations c WHERE c.org_id = $1 AND c.id > $2 \
-             ORDER BY c.id LIMIT $3"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(org_id.0)
-            .bind(uuid_cursor(page)?)
-            .bind(page_rows(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        let items = rows
-            .iter()
-            .map(|row| configuration_from_row(row, None))
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(page_of(items, limit, |config| config.id.to_string()))
-    }
-
-    async fn device(&self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>> {
-        let sql = format!(
-            "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} \
-             WHERE d.org_id = $1 AND d.id = $2 AND d.ended_at IS NULL"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(org_id.0)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.map(|row| device_from_row(&row)).transpose()
-    }
-
-    async fn list_devices(&self, org_id: OrgId, page: &PageRequest) -> StoreResult<Page<Device>> {
-        let limit = page.effective_limit();
-        let sql = format!(
-            "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} \
-             WHERE d.org_id = $1 AND d.ended_at IS NULL AND d.id > $2 ORDER BY d.id LIMIT $3"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(org_id.0)
-            .bind(uuid_cursor(page)?)
-            .bind(page_rows(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        let items = rows
-            .iter()
-            .map(device_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(page_of(items, limit, |device| device.id.to_string()))
-    }
-
-    async fn list_audit(
-        &self,
-        org_id: Option<OrgId>,
-        page: &PageRequest,
-    ) -> StoreResult<Page<AuditEntry>> {
-        let limit = page.effective_limit();
-        let before = match &page.after {
-            None => i64::MAX,
-            Some(text) => text
-                .parse::<i64>()
-                .map_err(|_| StoreError::InvalidInput("cursor"))?,
-        };
-        let rows = sqlx::query(
-            "SELECT id, org_id, at, actor, action, subject, details FROM audit_log \
-             WHERE ($1::uuid IS NULL OR org_id = $1::uuid) AND id < $2 \
-             ORDER BY id DESC LIMIT $3",
-        )
-        .bind(org_id.map(|org| org.0))
-        .bind(before)
-        .bind(page_rows(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_error)?;
-        let items = rows
-            .iter()
-            .map(|row| {
-                let details: String = get(row, 6)?;
-                Ok(AuditEntry {
-                    id: get(row, 0)?,
-                    organization_id: get::<Option<Uuid>, _>(row, 1)?.map(OrgId),
-                    at: get_ts(row, 2)?,
-                    actor: get(row, 3)?,
-                    action: get(row, 4)?,
-                    subject: get(row, 5)?,
-                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(page_of(items, limit, |entry| entry.id.to_string()))
-    }
-}
-
-// --- writes ---------------------------------------------------------------------------------
-
-struct PgTx {
-    tx: sqlx::Transaction<'static, Postgres>,
-    origin: u64,
-    claim_hints: ClaimHints,
-}
-
-#[async_trait]
-impl StoreTx for PgTx {
-    async fn commit(self: Box<Self>) -> StoreResult<()> {
-        self.tx.commit().await.map_err(map_error)
-    }
-
-    async fn rollback(self: Box<Self>) -> StoreResult<()> {
-        self.tx.rollback().await.map_err(map_error)
-    }
-
-    async fn insert_audit(&mut self, entries: &[NewAudit]) -> StoreResult<()> {
+    async fn insert_audit(tx: &mut SqlTx<Postgres>, entries: &[NewAudit]) -> StoreResult<()> {
         let orgs: Vec<Option<Uuid>> = entries
             .iter()
             .map(|entry| entry.org_id.map(|org| org.0))
@@ -934,161 +524,14 @@ impl StoreTx for PgTx {
             .bind(actions)
             .bind(subjects)
             .bind(details)
-            .execute(&mut *self.tx)
+            .execute(&mut *tx.tx)
             .await
             .map_err(map_error)?;
         Ok(())
-    }
-
-    async fn publish(&mut self, change: &Change) -> StoreResult<()> {
-        // Delivered to every listening node when this transaction commits (and never if it
-        // rolls back); listeners re-read the rows it names.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANGE_CHANNEL)
-            .bind(crate::notify::change_payload(change, self.origin))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        Ok(())
-    }
-
-    async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>> {
-        let rows = sqlx::query(batch_sql::LOCK_LICENSES)
-            .bind(uuids(ids, |id| id.0))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(license_state_from_row).collect()
-    }
-
-    async fn end_devices(
-        &mut self,
-        ids: &[DeviceId],
-        reason: PairingEnd,
-        now: Timestamp,
-    ) -> StoreResult<Vec<EndedDevice>> {
-        let rows = sqlx::query(batch_sql::END_DEVICES)
-            .bind(now.0)
-            .bind(reason.as_str())
-            .bind(uuids(ids, |id| id.0))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        let ended = rows
-            .iter()
-            .map(|row| {
-                Ok(EndedDevice {
-                    device_id: DeviceId(get(row, 0)?),
-                    org_id: OrgId(get(row, 1)?),
-                    license_id: LicenseId(get(row, 2)?),
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        if !ended.is_empty() {
-            let ids = uuids(&ended, |device| device.device_id.0);
-            sqlx::query(batch_sql::RELEASE_LICENSES)
-                .bind(&ids)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_error)?;
-            sqlx::query(batch_sql::RECORD_ENDED_PAIRINGS)
-                .bind(&ids)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_error)?;
-        }
-        Ok(ended)
-    }
-
-    async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>> {
-        let rows = sqlx::query(batch_sql::CONFIG_ROWS)
-            .bind(uuids(ids, |id| id.0))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(config_row_from_row).collect()
-    }
-}
-
-#[async_trait]
-impl PairingTx for PgTx {
-    async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>> {
-        let rows = sqlx::query(batch_sql::LOCK_CODES)
-            .bind(uuids(ids, |id| id.0))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(code_state_from_row).collect()
-    }
-
-    async fn active_devices_by_installation(
-        &mut self,
-        ids: &[InstallationId],
-    ) -> StoreResult<Vec<ActiveDevice>> {
-        let rows = sqlx::query(batch_sql::ACTIVE_DEVICES_BY_INSTALLATION)
-            .bind(uuids(ids, |id| id.0))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(active_device_from_row).collect()
-    }
-
-    async fn claim_free_licenses(
-        &mut self,
-        org_id: OrgId,
-        count: u32,
-        now: Timestamp,
-    ) -> StoreResult<Vec<FreeLicense>> {
-        // SKIP LOCKED: licenses another node's open transaction holds are passed over, so two
-        // nodes granting at once get disjoint licenses without waiting for each other. The
-        // locks taken here last until commit, so the licenses stay ours until assigned.
-        //
-        // The scan starts after the last license this node claimed for the organization (the
-        // licenses before it were taken, unless one was freed since), and only if that finds
-        // too few does a second scan look before it. Whichever index the planner walks, a
-        // claim then reads about as many rows as it takes: from the start, a burst of 100,000
-        // pairings walked every license already assigned at each batch.
-        let hint = self
-            .claim_hints
-            .lock()
-            .map_or(None, |hints| hints.get(&org_id).copied());
-        let mut claimed = Vec::new();
-        for (after, before) in [
-            (hint.unwrap_or(Uuid::nil()), Uuid::max()),
-            (Uuid::nil(), hint.unwrap_or(Uuid::nil())),
-        ] {
-            let wanted = i64::from(count) - claimed.len() as i64;
-            if wanted <= 0 || after >= before {
-                continue;
-            }
-            let rows = sqlx::query(batch_sql::CLAIM_FREE_LICENSES)
-                .bind(org_id.0)
-                .bind(now.0)
-                .bind(wanted)
-                .bind(after)
-                .bind(before)
-                .fetch_all(&mut *self.tx)
-                .await
-                .map_err(map_error)?;
-            for row in &rows {
-                claimed.push(FreeLicense {
-                    id: LicenseId(get(row, 0)?),
-                    valid_until: get_opt_ts(row, 1)?,
-                });
-            }
-        }
-        // The highest id claimed: beyond the hint if the first scan found any, otherwise from
-        // the second scan, where the walk restarts.
-        if let Some(last) = claimed.iter().map(|license| license.id.0).max()
-            && let Ok(mut hints) = self.claim_hints.lock()
-        {
-            hints.insert(org_id, last);
-        }
-        Ok(claimed)
     }
 
     async fn consume_single_use_codes(
-        &mut self,
+        tx: &mut SqlTx<Postgres>,
         uses: &[(CodeId, DeviceId)],
         now: Timestamp,
     ) -> StoreResult<u64> {
@@ -1096,14 +539,14 @@ impl PairingTx for PgTx {
             .bind(now.0)
             .bind(uuids(uses, |(code, _)| code.0))
             .bind(uuids(uses, |(_, device)| device.0))
-            .execute(&mut *self.tx)
+            .execute(&mut *tx.tx)
             .await
             .map_err(map_error)?;
         Ok(changed.rows_affected())
     }
 
     async fn assign_licenses(
-        &mut self,
+        tx: &mut SqlTx<Postgres>,
         grants: &[LicenseGrant],
         now: Timestamp,
     ) -> StoreResult<u64> {
@@ -1116,14 +559,14 @@ impl PairingTx for PgTx {
             .bind(uuids(grants, |grant| grant.license_id.0))
             .bind(uuids(grants, |grant| grant.device_id.0))
             .bind(codes)
-            .execute(&mut *self.tx)
+            .execute(&mut *tx.tx)
             .await
             .map_err(map_error)?;
         Ok(changed.rows_affected())
     }
 
     async fn insert_devices(
-        &mut self,
+        tx: &mut SqlTx<Postgres>,
         org_id: OrgId,
         config_id: Option<ConfigId>,
         now: Timestamp,
@@ -1150,25 +593,33 @@ impl PairingTx for PgTx {
             .bind(text(|device| &device.details.app_version))
             .bind(uuids(devices, |device| device.paired_by_code.0))
             .bind(connections)
-            .execute(&mut *self.tx)
+            .execute(&mut *tx.tx)
             .await
             .map_err(map_error)?;
         Ok(inserted.rows_affected())
     }
 
-    async fn count_code_uses(&mut self, uses: &[(CodeId, u32)], now: Timestamp) -> StoreResult<()> {
+    async fn count_code_uses(
+        tx: &mut SqlTx<Postgres>,
+        uses: &[(CodeId, u32)],
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let counts: Vec<i64> = uses.iter().map(|(_, count)| i64::from(*count)).collect();
         sqlx::query(batch_sql::COUNT_CODE_USES)
             .bind(now.0)
             .bind(uuids(uses, |(code, _)| code.0))
             .bind(counts)
-            .execute(&mut *self.tx)
+            .execute(&mut *tx.tx)
             .await
             .map_err(map_error)?;
         Ok(())
     }
 
-    async fn touch_devices(&mut self, touches: &[DeviceTouch], now: Timestamp) -> StoreResult<()> {
+    async fn touch_devices(
+        tx: &mut SqlTx<Postgres>,
+        touches: &[DeviceTouch],
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let text =
             |field: fn(&DeviceTouch) -> &str| -> Vec<&str> { touches.iter().map(field).collect() };
         let connections: Vec<i64> = touches.iter().map(|touch| touch.connection).collect();
@@ -1180,14 +631,14 @@ impl PairingTx for PgTx {
             .bind(text(|touch| &touch.details.model))
             .bind(text(|touch| &touch.details.os))
             .bind(text(|touch| &touch.details.app_version))
-            .execute(&mut *self.tx)
+            .execute(&mut *tx.tx)
             .await
             .map_err(map_error)?;
         Ok(())
     }
 
     async fn set_offline(
-        &mut self,
+        tx: &mut SqlTx<Postgres>,
         offline: &[(DeviceId, i64)],
         now: Timestamp,
     ) -> StoreResult<()> {
@@ -1196,35 +647,17 @@ impl PairingTx for PgTx {
             .bind(now.0)
             .bind(uuids(offline, |(device, _)| device.0))
             .bind(connections)
-            .execute(&mut *self.tx)
+            .execute(&mut *tx.tx)
             .await
             .map_err(map_error)?;
         Ok(())
     }
 
-    async fn ack_targets(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<AckTarget>> {
-        let rows = sqlx::query(batch_sql::ACK_TARGETS)
-            .bind(uuids(ids, |id| id.0))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter()
-            .map(|row| {
-                Ok(AckTarget {
-                    device_id: DeviceId(get(row, 0)?),
-                    config_id: get::<Option<Uuid>, _>(row, 1)?.map(ConfigId),
-                    config_revision: get_opt_u64(row, 2)?,
-                    applied_config_id: get::<Option<Uuid>, _>(row, 3)?.map(ConfigId),
-                    applied_revision: get_opt_u64(row, 4)?,
-                    ack_status: get::<Option<String>, _>(row, 5)?
-                        .and_then(|status| AckStatus::parse(&status)),
-                    ack_reason: get(row, 6)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn write_acks(&mut self, acks: &[AckWrite], now: Timestamp) -> StoreResult<()> {
+    async fn write_acks(
+        tx: &mut SqlTx<Postgres>,
+        acks: &[AckWrite],
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let revisions: Vec<i64> = acks.iter().map(|ack| to_i64(ack.revision)).collect();
         let statuses: Vec<&str> = acks.iter().map(|ack| ack.status.as_str()).collect();
         let reasons: Vec<Option<&str>> = acks.iter().map(|ack| ack.reason.as_deref()).collect();
@@ -1235,448 +668,29 @@ impl PairingTx for PgTx {
             .bind(revisions)
             .bind(statuses)
             .bind(reasons)
-            .execute(&mut *self.tx)
+            .execute(&mut *tx.tx)
             .await
             .map_err(map_error)?;
         Ok(())
     }
 
-    async fn newest_configuration(&mut self, org_id: OrgId) -> StoreResult<Option<ConfigRow>> {
-        let row = sqlx::query(
-            "SELECT id, org_id, name, revision, body FROM configurations WHERE org_id = $1 \
-             ORDER BY created_at DESC, id DESC LIMIT 1",
-        )
-        .bind(org_id.0)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        row.map(|row| config_row_from_row(&row)).transpose()
-    }
-}
-
-#[async_trait]
-impl AdminTx for PgTx {
-    async fn insert_organization(&mut self, org: &Organization) -> StoreResult<()> {
-        sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(org.id.0)
-            .bind(&org.name)
-            .bind(org.created_at.0)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        Ok(())
-    }
-
-    async fn insert_operator_token(
-        &mut self,
-        hash: &SecretHash,
-        now: Timestamp,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO operator_tokens (token_hash, created_at) VALUES ($1, $2) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(hash.0.as_slice())
-        .bind(now.0)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        Ok(())
-    }
-
-    async fn insert_org_key(&mut self, key: &OrgKeyInfo, hash: &SecretHash) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO org_keys (id, org_id, name, key_hash, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(key.id.0)
-        .bind(key.organization_id.0)
-        .bind(&key.name)
-        .bind(hash.0.as_slice())
-        .bind(key.created_at.0)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        Ok(())
-    }
-
-    async fn revoke_org_key(
-        &mut self,
-        org_id: OrgId,
-        key_id: KeyId,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        let result = sqlx::query(
-            "UPDATE org_keys SET revoked_at = COALESCE(revoked_at, $1) \
-             WHERE org_id = $2 AND id = $3",
-        )
-        .bind(now.0)
-        .bind(org_id.0)
-        .bind(key_id.0)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        Ok(result.rows_affected() > 0)
-    }
-
-    async fn insert_licenses(
-        &mut self,
-        org_id: OrgId,
-        ids: &[LicenseId],
-        purchased_at: Timestamp,
-        valid_until: Option<Timestamp>,
-    ) -> StoreResult<()> {
-        sqlx::query(batch_sql::INSERT_LICENSES)
-            .bind(org_id.0)
-            .bind(purchased_at.0)
-            .bind(valid_until.map(|until| until.0))
-            .bind(uuids(ids, |id| id.0))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        if ids.len() >= ANALYZE_AFTER_LICENSES {
+    async fn licenses_inserted(tx: &mut SqlTx<Postgres>, count: usize) -> StoreResult<()> {
+        if count >= ANALYZE_AFTER_LICENSES {
             // Licenses are bought in bulk and then taken in a burst; autovacuum may not have
             // analysed the table for another minute. Planned from the old statistics (a few
             // licenses), the burst's statements scanned the whole table at every batch.
             // ANALYZE counts this transaction's own rows and publishes at commit.
             sqlx::query("ANALYZE licenses")
-                .execute(&mut *self.tx)
+                .execute(&mut *tx.tx)
                 .await
                 .map_err(map_error)?;
         }
-        Ok(())
-    }
-
-    async fn set_license_valid_until(
-        &mut self,
-        org_id: OrgId,
-        id: LicenseId,
-        valid_until: Option<Timestamp>,
-        now: Timestamp,
-    ) -> StoreResult<Option<License>> {
-        let sql = format!(
-            "UPDATE licenses SET valid_until = $4 WHERE org_id = $2 AND id = $3 \
-             RETURNING id, org_id, purchased_at, valid_until, device_id, {LICENSE_STATUS}, \
-             reserved_until"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now.0)
-            .bind(org_id.0)
-            .bind(id.0)
-            .bind(valid_until.map(|until| until.0))
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        row.map(|row| license_from_row(&row)).transpose()
-    }
-
-    async fn insert_code(&mut self, code: &NewCode) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO codes (id, org_id, kind, code_hash, sealed_secret, label, license_id, \
-             created_at, expires_at, max_uses) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(code.id.0)
-        .bind(code.org_id.0)
-        .bind(code.kind.as_str())
-        .bind(code.code_hash.0.as_slice())
-        .bind(code.sealed_secret.as_deref())
-        .bind(code.label.as_deref())
-        .bind(code.license_id.map(|license| license.0))
-        .bind(code.created_at.0)
-        .bind(code.expires_at.0)
-        .bind(code.max_uses.map(i64::from))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        if let Some(license_id) = code.license_id {
-            sqlx::query("UPDATE licenses SET reserved_by = $1, reserved_until = $2 WHERE id = $3")
-                .bind(code.id.0)
-                .bind(code.expires_at.0)
-                .bind(license_id.0)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_error)?;
-        }
-        Ok(())
-    }
-
-    async fn revoke_code(
-        &mut self,
-        org_id: OrgId,
-        id: CodeId,
-        now: Timestamp,
-    ) -> StoreResult<Option<RevokedCode>> {
-        // Locked, so that two nodes revoking (or one revoking while another pairs with it) see
-        // each other's outcome instead of both acting on the unrevoked state.
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            code_state_columns!(),
-            " FROM codes WHERE org_id = $1 AND id = $2 FOR UPDATE"
-        ))
-        .bind(org_id.0)
-        .bind(id.0)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let state = code_state_from_row(&row)?;
-        if state.revoked_at.is_none() {
-            sqlx::query("UPDATE codes SET revoked_at = $1 WHERE id = $2")
-                .bind(now.0)
-                .bind(id.0)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_error)?;
-            sqlx::query(
-                "UPDATE licenses SET reserved_by = NULL, reserved_until = NULL \
-                 WHERE reserved_by = $1",
-            )
-            .bind(id.0)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        }
-        let sql = format!("SELECT {CODE_COLUMNS} FROM codes WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.0)
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        Ok(Some(RevokedCode {
-            already_revoked: state.revoked_at.is_some(),
-            code: code_from_row(&row, now)?,
-        }))
-    }
-
-    async fn device(&mut self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>> {
-        let sql = format!(
-            "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} \
-             WHERE d.org_id = $1 AND d.id = $2 AND d.ended_at IS NULL"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(org_id.0)
-            .bind(id.0)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        row.map(|row| device_from_row(&row)).transpose()
-    }
-
-    async fn revoke_single_use_codes_of(
-        &mut self,
-        license_id: LicenseId,
-        now: Timestamp,
-    ) -> StoreResult<Vec<CodeId>> {
-        let rows = sqlx::query(
-            "UPDATE codes SET revoked_at = $1 WHERE license_id = $2 AND kind = 'single_use' \
-             AND revoked_at IS NULL AND used_at IS NULL RETURNING id",
-        )
-        .bind(now.0)
-        .bind(license_id.0)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        sqlx::query("UPDATE licenses SET reserved_by = NULL, reserved_until = NULL WHERE id = $1")
-            .bind(license_id.0)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(|row| Ok(CodeId(get(row, 0)?))).collect()
-    }
-
-    async fn insert_configuration(&mut self, row: &ConfigRow, now: Timestamp) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO configurations (id, org_id, name, body, revision, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        )
-        .bind(row.id.0)
-        .bind(row.org_id.0)
-        .bind(&row.name)
-        .bind(&row.body)
-        .bind(to_i64(row.revision))
-        .bind(now.0)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        Ok(())
-    }
-
-    async fn update_configuration(
-        &mut self,
-        org_id: OrgId,
-        id: ConfigId,
-        edit: &ConfigEdit,
-        now: Timestamp,
-    ) -> StoreResult<ConfigUpdate> {
-        // Locked: the revision compared with `if_revision` must still be the current one when
-        // the update below increments it, whatever another node does meanwhile.
-        let current = sqlx::query(
-            "SELECT revision FROM configurations WHERE org_id = $1 AND id = $2 FOR UPDATE",
-        )
-        .bind(org_id.0)
-        .bind(id.0)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        let Some(current) = current else {
-            return Ok(ConfigUpdate::NotFound);
-        };
-        let revision = get_u64(&current, 0)?;
-        if edit
-            .if_revision
-            .is_some_and(|expected| expected != revision)
-        {
-            return Ok(ConfigUpdate::RevisionMismatch(revision));
-        }
-        sqlx::query(
-            "UPDATE configurations SET name = COALESCE($1, name), body = COALESCE($2, body), \
-             revision = revision + 1, updated_at = $3 WHERE id = $4",
-        )
-        .bind(edit.name.as_deref())
-        .bind(edit.body.as_deref())
-        .bind(now.0)
-        .bind(id.0)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        let sql = format!("SELECT {CONFIG_COLUMNS}, c.body FROM configurations c WHERE c.id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.0)
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        let body = get::<Option<String>, _>(&row, 7)?;
-        Ok(ConfigUpdate::Updated(configuration_from_row(&row, body)?))
-    }
-
-    async fn delete_configuration(
-        &mut self,
-        org_id: OrgId,
-        id: ConfigId,
-    ) -> StoreResult<ConfigDelete> {
-        // The configuration row is locked before its devices are counted: a device assigned to
-        // it by another node meanwhile waits (its foreign-key check takes a share lock on this
-        // row), and if one got in first the delete fails on the foreign key as a conflict.
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM devices d WHERE d.config_id = c.id AND d.ended_at IS NULL) \
-             FROM configurations c WHERE c.org_id = $1 AND c.id = $2 FOR UPDATE OF c",
-        )
-        .bind(org_id.0)
-        .bind(id.0)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        let Some(row) = row else {
-            return Ok(ConfigDelete::NotFound);
-        };
-        let assigned = get_u64(&row, 0)?;
-        if assigned > 0 {
-            return Ok(ConfigDelete::InUse(assigned));
-        }
-        sqlx::query("DELETE FROM configurations WHERE id = $1")
-            .bind(id.0)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        Ok(ConfigDelete::Deleted)
-    }
-
-    async fn assign_configuration(
-        &mut self,
-        org_id: OrgId,
-        config_id: ConfigId,
-        device_ids: &[DeviceId],
-        now: Timestamp,
-    ) -> StoreResult<Vec<DeviceId>> {
-        let rows = sqlx::query(batch_sql::ASSIGN_CONFIGURATION)
-            .bind(config_id.0)
-            .bind(now.0)
-            .bind(org_id.0)
-            .bind(uuids(device_ids, |id| id.0))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(|row| Ok(DeviceId(get(row, 0)?))).collect()
-    }
-
-    async fn assign_waiting_devices(
-        &mut self,
-        org_id: OrgId,
-        config_id: ConfigId,
-        now: Timestamp,
-    ) -> StoreResult<Vec<DeviceId>> {
-        let rows = sqlx::query(
-            "UPDATE devices SET config_id = $1, assigned_at = $2 \
-             WHERE org_id = $3 AND ended_at IS NULL AND config_id IS NULL RETURNING id",
-        )
-        .bind(config_id.0)
-        .bind(now.0)
-        .bind(org_id.0)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        rows.iter().map(|row| Ok(DeviceId(get(row, 0)?))).collect()
-    }
-
-    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>> {
-        let rows = sqlx::query(batch_sql::ACTIVE_DEVICES)
-            .bind(uuids(ids, |id| id.0))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(active_device_from_row).collect()
-    }
-
-    async fn idempotent_reply(
-        &mut self,
-        scope: &str,
-        key: &str,
-    ) -> StoreResult<Option<StoredReply>> {
-        let row = sqlx::query(
-            "SELECT fingerprint, sealed_reply FROM idempotency_keys WHERE scope = $1 AND key = $2",
-        )
-        .bind(scope)
-        .bind(key)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        row.map(|row| {
-            let fingerprint: Vec<u8> = get(&row, 0)?;
-            Ok(StoredReply {
-                fingerprint: fingerprint
-                    .try_into()
-                    .map_err(|_| StoreError::Other("bad fingerprint".into()))?,
-                sealed_reply: get(&row, 1)?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn store_idempotent_reply(
-        &mut self,
-        scope: &str,
-        key: &str,
-        reply: &StoredReply,
-        now: Timestamp,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, fingerprint, sealed_reply, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(reply.fingerprint.as_slice())
-        .bind(reply.sealed_reply.as_slice())
-        .bind(now.0)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
         Ok(())
     }
 }
 
-/// Licenses added at once from which [`StoreTx::insert_licenses`] refreshes the table's
-/// statistics.
+/// Licenses added at once from which [`engine::store::AdminTx::insert_licenses`] refreshes the
+/// table's statistics.
 const ANALYZE_AFTER_LICENSES: usize = 1_000;
 
 /// The statements of the batch path. Each takes its rows as arrays bound once, so one statement
@@ -1690,7 +704,7 @@ const ANALYZE_AFTER_LICENSES: usize = 1_000;
 /// rows by id write "not ended" as `num_nulls(ended_at) = 1`: the same test, but one that does
 /// not match the predicate of a partial index, which the planner otherwise read whole (as a
 /// bitmap) when it believed the table small. Write transactions also run with
-/// `enable_seqscan = off` ([`Store::begin`]).
+/// `enable_seqscan = off` ([`engine::store::Store::begin`]).
 pub(crate) mod batch_sql {
     use crate::rows::{active_device_columns, code_state_columns};
 
@@ -1838,6 +852,18 @@ pub(crate) mod batch_sql {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_never_shows_its_password() {
+        let node = PgNode {
+            options: PgConnectOptions::new().password("hunter2-secret"),
+            origin: 7,
+            claim_hints: Mutex::default(),
+        };
+        let shown = format!("{node:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(shown.contains("origin: 7"), "{shown}");
+    }
 
     #[test]
     fn sqlstates_map_to_the_engine_categories() {

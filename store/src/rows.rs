@@ -4,7 +4,11 @@
 //! PostgreSQL.
 //!
 //! [`Column`] is implemented for each backend's row type and each column type the stores read;
-//! [`Columns`] is all of them, the bound the row functions take.
+//! [`Columns`] is all of them, the bound the row functions take. Both are `pub` in this private
+//! module because they bound the rows of `backend::Statements`; no other crate can name them.
+//!
+//! Column lists are macros, not constants, so that statements built from them are
+//! `&'static str` (`concat!`), as the statements the backends run must be.
 
 use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, LicenseId, OrgId, Timestamp};
 use engine::model::{
@@ -21,7 +25,7 @@ use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 /// A row whose column can be read as a `T`.
-pub(crate) trait Column<T> {
+pub trait Column<T> {
     fn column(&self, index: usize) -> StoreResult<T>;
 }
 
@@ -42,7 +46,7 @@ columns!(SqliteRow: Uuid, Option<Uuid>, i64, Option<i64>, String, Option<String>
 columns!(PgRow: Uuid, Option<Uuid>, i64, Option<i64>, String, Option<String>, Vec<u8>, Option<Vec<u8>>, bool);
 
 /// Every column type the stores read.
-pub(crate) trait Columns:
+pub trait Columns:
     Column<Uuid>
     + Column<Option<Uuid>>
     + Column<i64>
@@ -50,6 +54,7 @@ pub(crate) trait Columns:
     + Column<String>
     + Column<Option<String>>
     + Column<Vec<u8>>
+    + Column<Option<Vec<u8>>>
     + Column<bool>
 {
 }
@@ -62,6 +67,7 @@ impl<R> Columns for R where
         + Column<String>
         + Column<Option<String>>
         + Column<Vec<u8>>
+        + Column<Option<Vec<u8>>>
         + Column<bool>
 {
 }
@@ -118,6 +124,27 @@ pub(crate) fn get_opt_u64(row: &impl Columns, index: usize) -> StoreResult<Optio
     get_opt_unsigned(row, index)
 }
 
+/// A license's status at `$1` (the time now), in the words [`LicenseStatus::parse`] reads.
+macro_rules! license_status {
+    () => {
+        "CASE WHEN valid_until IS NOT NULL AND valid_until <= $1 THEN 'expired' \
+         WHEN device_id IS NOT NULL THEN 'assigned' \
+         WHEN reserved_until IS NOT NULL AND reserved_until > $1 THEN 'reserved' \
+         ELSE 'free' END"
+    };
+}
+
+/// The columns [`license_from_row`] reads, with the status at `$1` (the time now).
+macro_rules! license_columns {
+    () => {
+        concat!(
+            "id, org_id, purchased_at, valid_until, device_id, ",
+            $crate::rows::license_status!(),
+            " AS status, reserved_until"
+        )
+    };
+}
+
 pub(crate) fn license_from_row(row: &impl Columns) -> StoreResult<License> {
     let status: String = get(row, 5)?;
     let status = LicenseStatus::parse(&status)
@@ -137,8 +164,13 @@ pub(crate) fn license_from_row(row: &impl Columns) -> StoreResult<License> {
     })
 }
 
-pub(crate) const CODE_COLUMNS: &str = "id, org_id, kind, label, created_at, expires_at, max_uses, uses, \
-     last_used_at, revoked_at, license_id, used_at";
+/// The columns [`code_from_row`] reads.
+macro_rules! code_columns {
+    () => {
+        "id, org_id, kind, label, created_at, expires_at, max_uses, uses, last_used_at, \
+         revoked_at, license_id, used_at"
+    };
+}
 
 pub(crate) fn code_from_row(row: &impl Columns, now: Timestamp) -> StoreResult<CodeInfo> {
     let kind_text: String = get(row, 2)?;
@@ -191,8 +223,14 @@ pub(crate) fn code_state_from_row(row: &impl Columns) -> StoreResult<CodeState> 
     })
 }
 
-pub(crate) const CONFIG_COLUMNS: &str = "c.id, c.org_id, c.name, c.revision, c.created_at, c.updated_at, \
-     (SELECT COUNT(*) FROM devices d WHERE d.config_id = c.id AND d.ended_at IS NULL)";
+/// The columns [`configuration_from_row`] reads, of `configurations c` (the body, where wanted,
+/// follows them).
+macro_rules! config_columns {
+    () => {
+        "c.id, c.org_id, c.name, c.revision, c.created_at, c.updated_at, \
+         (SELECT COUNT(*) FROM devices d WHERE d.config_id = c.id AND d.ended_at IS NULL)"
+    };
+}
 
 pub(crate) fn configuration_from_row(
     row: &impl Columns,
@@ -220,13 +258,17 @@ pub(crate) fn config_row_from_row(row: &impl Columns) -> StoreResult<ConfigRow> 
     })
 }
 
-pub(crate) const DEVICE_COLUMNS: &str = "d.id, d.org_id, d.installation_id, d.name, d.model, d.os, \
-     d.app_version, d.license_id, l.valid_until, d.paired_at, d.paired_by_code, d.config_id, \
-     c.name, c.revision, d.applied_config_id, d.applied_revision, d.ack_status, d.ack_reason, \
-     d.ack_at, d.online_conn IS NOT NULL, d.last_seen";
-
-pub(crate) const DEVICE_FROM: &str = "FROM devices d JOIN licenses l ON l.id = d.license_id \
-     LEFT JOIN configurations c ON c.id = d.config_id";
+/// `SELECT` and `FROM` of the devices [`device_from_row`] reads.
+macro_rules! select_devices {
+    () => {
+        "SELECT d.id, d.org_id, d.installation_id, d.name, d.model, d.os, d.app_version, \
+         d.license_id, l.valid_until, d.paired_at, d.paired_by_code, d.config_id, c.name, \
+         c.revision, d.applied_config_id, d.applied_revision, d.ack_status, d.ack_reason, \
+         d.ack_at, d.online_conn IS NOT NULL, d.last_seen \
+         FROM devices d JOIN licenses l ON l.id = d.license_id \
+         LEFT JOIN configurations c ON c.id = d.config_id"
+    };
+}
 
 pub(crate) fn device_from_row(row: &impl Columns) -> StoreResult<Device> {
     let configuration = match get::<Option<Uuid>, _>(row, 11)? {
@@ -317,7 +359,10 @@ pub(crate) fn device_state_from_row(row: &impl Columns) -> StoreResult<DeviceSta
     })
 }
 
-pub(crate) use {active_device_columns, code_state_columns};
+pub(crate) use {
+    active_device_columns, code_columns, code_state_columns, config_columns, license_columns,
+    license_status, select_devices,
+};
 
 /// A row of `configuration_reports`: (revision, status, still assigned, devices).
 pub(crate) fn revision_reports_from_row(row: &impl Columns) -> StoreResult<RevisionReports> {

@@ -1,0 +1,115 @@
+//! [`Store`] and [`NodeStore`] on every backend: transactions, and a node's start-up and
+//! background duties. What differs (presence, heartbeats, notifications, the change feed,
+//! closing) is the backend's; the expiry sweep's read, housekeeping and server-wide settings are
+//! written here once.
+
+use async_trait::async_trait;
+use engine::events::OrgEvent;
+use engine::ids::{DeviceId, OrgId, Timestamp};
+use engine::store::{ChangeFeed, NodeStore, Store, StoreResult, Transaction};
+
+use crate::backend::{Backend, SqlStore, SqlTx, Statements as _};
+use crate::rows::get;
+
+#[async_trait]
+impl<B: Backend> Store for SqlStore<B> {
+    async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
+        let tx = self
+            .writer
+            .begin_with(B::BEGIN)
+            .await
+            .map_err(B::map_error)?;
+        Ok(Box::new(SqlTx {
+            tx,
+            extra: std::sync::Arc::clone(&self.extra),
+        }))
+    }
+
+    async fn close(&self) {
+        B::close(self).await;
+    }
+}
+
+#[async_trait]
+impl<B: Backend> NodeStore for SqlStore<B> {
+    async fn reset_presence(&self) -> StoreResult<()> {
+        B::reset_presence(self).await
+    }
+
+    async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>> {
+        B::subscribe(self).await
+    }
+
+    async fn publish_events(&self, org_id: OrgId, events: &[OrgEvent]) -> StoreResult<()> {
+        B::publish_events(self, org_id, events).await
+    }
+
+    async fn announce_watch(&self, org_id: OrgId) -> StoreResult<()> {
+        B::announce_watch(self, org_id).await
+    }
+
+    async fn heartbeat(
+        &self,
+        node: i64,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool> {
+        B::heartbeat(self, node, now, stale_before).await
+    }
+
+    async fn expire_nodes(&self, stale_before: Timestamp) -> StoreResult<u64> {
+        B::expire_nodes(self, stale_before).await
+    }
+
+    async fn mark_online(&self, online: &[(DeviceId, i64)], now: Timestamp) -> StoreResult<()> {
+        B::mark_online(self, online, now).await
+    }
+
+    async fn expired_pairings(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
+        self.reader()
+            .await?
+            .read_all(
+                B::EXPIRED_PAIRINGS,
+                &[now.0.into(), i64::from(limit).into()],
+                |row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))),
+            )
+            .await
+    }
+
+    async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
+        self.writer()
+            .await?
+            .execute(
+                "DELETE FROM idempotency_keys WHERE created_at < $1",
+                &[before.0.into()],
+            )
+            .await
+    }
+
+    async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.writer()
+            .await?
+            .read_optional(
+                "SELECT value FROM server_meta WHERE key = $1",
+                &[key.into()],
+                |row| get::<Vec<u8>, _>(row, 0),
+            )
+            .await
+    }
+
+    async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.writer()
+            .await?
+            .execute(
+                "INSERT INTO server_meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[key.into(), value.into()],
+            )
+            .await?;
+        Ok(())
+    }
+}

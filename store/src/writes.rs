@@ -1,0 +1,654 @@
+//! The write transaction's roles, written once for both backends: [`StoreTx`], [`PairingTx`]
+//! (the batch of device requests) and [`AdminTx`] (admin commands).
+//!
+//! What differs is the backend's ([`Backend`]): the batch writes, the license claim and
+//! notifications are its operations; statements that take a list of ids, and the reads that
+//! PostgreSQL locks, are its statements, bound and read here.
+
+use async_trait::async_trait;
+use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
+use engine::model::{AckStatus, Device, License, OrgKeyInfo, Organization};
+use engine::secrets::SecretHash;
+use engine::store::{
+    AckTarget, AckWrite, ActiveDevice, AdminTx, Change, CodeState, ConfigDelete, ConfigEdit,
+    ConfigRow, ConfigUpdate, DeviceTouch, EndedDevice, FreeLicense, LicenseGrant, LicenseState,
+    NewAudit, NewCode, NewDevice, PairingEnd, PairingTx, RevokedCode, StoreError, StoreResult,
+    StoreTx, StoredReply,
+};
+use uuid::Uuid;
+
+use crate::backend::{Arg, Backend, SqlTx, Statements as _};
+use crate::paging::to_i64;
+use crate::reads::{DEVICE, configuration_with_body};
+use crate::rows::{
+    active_device_from_row, code_columns, code_from_row, code_state_from_row, config_columns,
+    config_row_from_row, device_from_row, get, get_opt_u64, get_u64, license_columns,
+    license_from_row, license_state_from_row,
+};
+
+// The reads of admin commands that decide on a row PostgreSQL must lock and SQLite need not
+// (its write transaction holds the database's write lock). The statement is written once; each
+// backend gives its locking clause (`""` on SQLite) for its `Backend` constant.
+
+/// `(org id, code id)` → the code's state (`rows::code_state_from_row`).
+macro_rules! code_state_for_revocation {
+    ($lock:literal) => {
+        concat!(
+            "SELECT ",
+            $crate::rows::code_state_columns!(),
+            " FROM codes WHERE org_id = $1 AND id = $2",
+            $lock
+        )
+    };
+}
+
+/// `(org id, config id)` → the configuration's revision.
+macro_rules! config_revision_for_edit {
+    ($lock:literal) => {
+        concat!(
+            "SELECT revision FROM configurations WHERE org_id = $1 AND id = $2",
+            $lock
+        )
+    };
+}
+
+/// `(org id, config id)` → how many active devices are assigned the configuration.
+macro_rules! config_devices_for_delete {
+    ($lock:literal) => {
+        concat!(
+            "SELECT (SELECT COUNT(*) FROM devices d \
+             WHERE d.config_id = c.id AND d.ended_at IS NULL) \
+             FROM configurations c WHERE c.org_id = $1 AND c.id = $2",
+            $lock
+        )
+    };
+}
+
+pub(crate) use {code_state_for_revocation, config_devices_for_delete, config_revision_for_edit};
+
+#[async_trait]
+impl<B: Backend> StoreTx for SqlTx<B> {
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await.map_err(B::map_error)
+    }
+
+    async fn rollback(self: Box<Self>) -> StoreResult<()> {
+        self.tx.rollback().await.map_err(B::map_error)
+    }
+
+    async fn insert_audit(&mut self, entries: &[NewAudit]) -> StoreResult<()> {
+        B::insert_audit(self, entries).await
+    }
+
+    async fn publish(&mut self, change: &Change) -> StoreResult<()> {
+        B::publish(self, change).await
+    }
+
+    async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>> {
+        self.tx
+            .read_all(
+                B::LOCK_LICENSES,
+                &[Arg::ids(ids, |id| id.0)],
+                license_state_from_row,
+            )
+            .await
+    }
+
+    async fn end_devices(
+        &mut self,
+        ids: &[DeviceId],
+        reason: PairingEnd,
+        now: Timestamp,
+    ) -> StoreResult<Vec<EndedDevice>> {
+        let rows = self
+            .tx
+            .fetch_all(
+                B::END_DEVICES,
+                &[
+                    now.0.into(),
+                    reason.as_str().into(),
+                    Arg::ids(ids, |id| id.0),
+                ],
+            )
+            .await?;
+        let ended = rows
+            .iter()
+            .map(|row| {
+                Ok(EndedDevice {
+                    device_id: DeviceId(get(row, 0)?),
+                    org_id: OrgId(get(row, 1)?),
+                    license_id: LicenseId(get(row, 2)?),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        if !ended.is_empty() {
+            let ids = [Arg::ids(&ended, |device| device.device_id.0)];
+            self.tx.execute(B::RELEASE_LICENSES, &ids).await?;
+            self.tx.execute(B::RECORD_ENDED_PAIRINGS, &ids).await?;
+        }
+        Ok(ended)
+    }
+
+    async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>> {
+        self.tx
+            .read_all(
+                B::CONFIG_ROWS,
+                &[Arg::ids(ids, |id| id.0)],
+                config_row_from_row,
+            )
+            .await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> PairingTx for SqlTx<B> {
+    async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>> {
+        self.tx
+            .read_all(
+                B::LOCK_CODES,
+                &[Arg::ids(ids, |id| id.0)],
+                code_state_from_row,
+            )
+            .await
+    }
+
+    async fn active_devices_by_installation(
+        &mut self,
+        ids: &[InstallationId],
+    ) -> StoreResult<Vec<ActiveDevice>> {
+        self.tx
+            .read_all(
+                B::ACTIVE_DEVICES_BY_INSTALLATION,
+                &[Arg::ids(ids, |id| id.0)],
+                active_device_from_row,
+            )
+            .await
+    }
+
+    async fn claim_free_licenses(
+        &mut self,
+        org_id: OrgId,
+        count: u32,
+        now: Timestamp,
+    ) -> StoreResult<Vec<FreeLicense>> {
+        B::claim_free_licenses(self, org_id, count, now).await
+    }
+
+    async fn consume_single_use_codes(
+        &mut self,
+        uses: &[(CodeId, DeviceId)],
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        B::consume_single_use_codes(self, uses, now).await
+    }
+
+    async fn assign_licenses(
+        &mut self,
+        grants: &[LicenseGrant],
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        B::assign_licenses(self, grants, now).await
+    }
+
+    async fn insert_devices(
+        &mut self,
+        org_id: OrgId,
+        config_id: Option<ConfigId>,
+        now: Timestamp,
+        devices: &[NewDevice],
+    ) -> StoreResult<u64> {
+        B::insert_devices(self, org_id, config_id, now, devices).await
+    }
+
+    async fn count_code_uses(&mut self, uses: &[(CodeId, u32)], now: Timestamp) -> StoreResult<()> {
+        B::count_code_uses(self, uses, now).await
+    }
+
+    async fn touch_devices(&mut self, touches: &[DeviceTouch], now: Timestamp) -> StoreResult<()> {
+        B::touch_devices(self, touches, now).await
+    }
+
+    async fn set_offline(
+        &mut self,
+        offline: &[(DeviceId, i64)],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        B::set_offline(self, offline, now).await
+    }
+
+    async fn ack_targets(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<AckTarget>> {
+        let read = |row: &_| {
+            Ok(AckTarget {
+                device_id: DeviceId(get(row, 0)?),
+                config_id: get::<Option<Uuid>, _>(row, 1)?.map(ConfigId),
+                config_revision: get_opt_u64(row, 2)?,
+                applied_config_id: get::<Option<Uuid>, _>(row, 3)?.map(ConfigId),
+                applied_revision: get_opt_u64(row, 4)?,
+                ack_status: get::<Option<String>, _>(row, 5)?
+                    .and_then(|status| AckStatus::parse(&status)),
+                ack_reason: get(row, 6)?,
+            })
+        };
+        self.tx
+            .read_all(B::ACK_TARGETS, &[Arg::ids(ids, |id| id.0)], read)
+            .await
+    }
+
+    async fn write_acks(&mut self, acks: &[AckWrite], now: Timestamp) -> StoreResult<()> {
+        B::write_acks(self, acks, now).await
+    }
+
+    async fn newest_configuration(&mut self, org_id: OrgId) -> StoreResult<Option<ConfigRow>> {
+        self.tx
+            .read_optional(
+                "SELECT id, org_id, name, revision, body FROM configurations WHERE org_id = $1 \
+                 ORDER BY created_at DESC, id DESC LIMIT 1",
+                &[org_id.0.into()],
+                config_row_from_row,
+            )
+            .await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> AdminTx for SqlTx<B> {
+    async fn insert_organization(&mut self, org: &Organization) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)",
+                &[
+                    org.id.0.into(),
+                    org.name.as_str().into(),
+                    org.created_at.0.into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_operator_token(
+        &mut self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "INSERT INTO operator_tokens (token_hash, created_at) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+                &[hash.0.as_slice().into(), now.0.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_org_key(&mut self, key: &OrgKeyInfo, hash: &SecretHash) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "INSERT INTO org_keys (id, org_id, name, key_hash, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    key.id.0.into(),
+                    key.organization_id.0.into(),
+                    key.name.as_str().into(),
+                    hash.0.as_slice().into(),
+                    key.created_at.0.into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_org_key(
+        &mut self,
+        org_id: OrgId,
+        key_id: KeyId,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let changed = self
+            .tx
+            .execute(
+                "UPDATE org_keys SET revoked_at = COALESCE(revoked_at, $1) \
+                 WHERE org_id = $2 AND id = $3",
+                &[now.0.into(), org_id.0.into(), key_id.0.into()],
+            )
+            .await?;
+        Ok(changed > 0)
+    }
+
+    async fn insert_licenses(
+        &mut self,
+        org_id: OrgId,
+        ids: &[LicenseId],
+        purchased_at: Timestamp,
+        valid_until: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        self.tx
+            .execute(
+                B::INSERT_LICENSES,
+                &[
+                    org_id.0.into(),
+                    purchased_at.0.into(),
+                    valid_until.map(|until| until.0).into(),
+                    Arg::ids(ids, |id| id.0),
+                ],
+            )
+            .await?;
+        B::licenses_inserted(self, ids.len()).await
+    }
+
+    async fn set_license_valid_until(
+        &mut self,
+        org_id: OrgId,
+        id: LicenseId,
+        valid_until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<Option<License>> {
+        self.tx
+            .read_optional(
+                concat!(
+                    "UPDATE licenses SET valid_until = $4 WHERE org_id = $2 AND id = $3 \
+                     RETURNING ",
+                    license_columns!()
+                ),
+                &[
+                    now.0.into(),
+                    org_id.0.into(),
+                    id.0.into(),
+                    valid_until.map(|until| until.0).into(),
+                ],
+                license_from_row,
+            )
+            .await
+    }
+
+    async fn insert_code(&mut self, code: &NewCode) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "INSERT INTO codes (id, org_id, kind, code_hash, sealed_secret, label, \
+                 license_id, created_at, expires_at, max_uses) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[
+                    code.id.0.into(),
+                    code.org_id.0.into(),
+                    code.kind.as_str().into(),
+                    code.code_hash.0.as_slice().into(),
+                    code.sealed_secret.as_deref().into(),
+                    code.label.as_deref().into(),
+                    code.license_id.map(|license| license.0).into(),
+                    code.created_at.0.into(),
+                    code.expires_at.0.into(),
+                    code.max_uses.map(i64::from).into(),
+                ],
+            )
+            .await?;
+        if let Some(license_id) = code.license_id {
+            self.tx
+                .execute(
+                    "UPDATE licenses SET reserved_by = $1, reserved_until = $2 WHERE id = $3",
+                    &[
+                        code.id.0.into(),
+                        code.expires_at.0.into(),
+                        license_id.0.into(),
+                    ],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn revoke_code(
+        &mut self,
+        org_id: OrgId,
+        id: CodeId,
+        now: Timestamp,
+    ) -> StoreResult<Option<RevokedCode>> {
+        let row = self
+            .tx
+            .fetch_optional(
+                B::CODE_STATE_FOR_REVOCATION,
+                &[org_id.0.into(), id.0.into()],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let state = code_state_from_row(&row)?;
+        if state.revoked_at.is_none() {
+            self.tx
+                .execute(
+                    "UPDATE codes SET revoked_at = $1 WHERE id = $2",
+                    &[now.0.into(), id.0.into()],
+                )
+                .await?;
+            self.tx
+                .execute(
+                    "UPDATE licenses SET reserved_by = NULL, reserved_until = NULL \
+                     WHERE reserved_by = $1",
+                    &[id.0.into()],
+                )
+                .await?;
+        }
+        let row = self
+            .tx
+            .fetch_one(
+                concat!("SELECT ", code_columns!(), " FROM codes WHERE id = $1"),
+                &[id.0.into()],
+            )
+            .await?;
+        Ok(Some(RevokedCode {
+            already_revoked: state.revoked_at.is_some(),
+            code: code_from_row(&row, now)?,
+        }))
+    }
+
+    async fn revoke_single_use_codes_of(
+        &mut self,
+        license_id: LicenseId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<CodeId>> {
+        let revoked = self
+            .tx
+            .read_all(
+                "UPDATE codes SET revoked_at = $1 WHERE license_id = $2 AND kind = 'single_use' \
+                 AND revoked_at IS NULL AND used_at IS NULL RETURNING id",
+                &[now.0.into(), license_id.0.into()],
+                |row| Ok(CodeId(get(row, 0)?)),
+            )
+            .await?;
+        self.tx
+            .execute(
+                "UPDATE licenses SET reserved_by = NULL, reserved_until = NULL WHERE id = $1",
+                &[license_id.0.into()],
+            )
+            .await?;
+        Ok(revoked)
+    }
+
+    async fn insert_configuration(&mut self, row: &ConfigRow, now: Timestamp) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "INSERT INTO configurations (id, org_id, name, body, revision, created_at, \
+                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                &[
+                    row.id.0.into(),
+                    row.org_id.0.into(),
+                    row.name.as_str().into(),
+                    row.body.as_str().into(),
+                    to_i64(row.revision).into(),
+                    now.0.into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn update_configuration(
+        &mut self,
+        org_id: OrgId,
+        id: ConfigId,
+        edit: &ConfigEdit,
+        now: Timestamp,
+    ) -> StoreResult<ConfigUpdate> {
+        let current = self
+            .tx
+            .fetch_optional(B::CONFIG_REVISION_FOR_EDIT, &[org_id.0.into(), id.0.into()])
+            .await?;
+        let Some(current) = current else {
+            return Ok(ConfigUpdate::NotFound);
+        };
+        let revision = get_u64(&current, 0)?;
+        if edit
+            .if_revision
+            .is_some_and(|expected| expected != revision)
+        {
+            return Ok(ConfigUpdate::RevisionMismatch(revision));
+        }
+        self.tx
+            .execute(
+                "UPDATE configurations SET name = COALESCE($1, name), body = COALESCE($2, body), \
+                 revision = revision + 1, updated_at = $3 WHERE id = $4",
+                &[
+                    edit.name.as_deref().into(),
+                    edit.body.as_deref().into(),
+                    now.0.into(),
+                    id.0.into(),
+                ],
+            )
+            .await?;
+        let row = self
+            .tx
+            .fetch_one(
+                concat!(
+                    "SELECT ",
+                    config_columns!(),
+                    ", c.body FROM configurations c WHERE c.id = $1"
+                ),
+                &[id.0.into()],
+            )
+            .await?;
+        Ok(ConfigUpdate::Updated(configuration_with_body(&row)?))
+    }
+
+    async fn delete_configuration(
+        &mut self,
+        org_id: OrgId,
+        id: ConfigId,
+    ) -> StoreResult<ConfigDelete> {
+        let row = self
+            .tx
+            .fetch_optional(
+                B::CONFIG_DEVICES_FOR_DELETE,
+                &[org_id.0.into(), id.0.into()],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(ConfigDelete::NotFound);
+        };
+        let assigned = get_u64(&row, 0)?;
+        if assigned > 0 {
+            return Ok(ConfigDelete::InUse(assigned));
+        }
+        self.tx
+            .execute("DELETE FROM configurations WHERE id = $1", &[id.0.into()])
+            .await?;
+        Ok(ConfigDelete::Deleted)
+    }
+
+    async fn assign_configuration(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        device_ids: &[DeviceId],
+        now: Timestamp,
+    ) -> StoreResult<Vec<DeviceId>> {
+        self.tx
+            .read_all(
+                B::ASSIGN_CONFIGURATION,
+                &[
+                    config_id.0.into(),
+                    now.0.into(),
+                    org_id.0.into(),
+                    Arg::ids(device_ids, |id| id.0),
+                ],
+                |row| Ok(DeviceId(get(row, 0)?)),
+            )
+            .await
+    }
+
+    async fn assign_waiting_devices(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<DeviceId>> {
+        self.tx
+            .read_all(
+                "UPDATE devices SET config_id = $1, assigned_at = $2 \
+                 WHERE org_id = $3 AND ended_at IS NULL AND config_id IS NULL RETURNING id",
+                &[config_id.0.into(), now.0.into(), org_id.0.into()],
+                |row| Ok(DeviceId(get(row, 0)?)),
+            )
+            .await
+    }
+
+    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>> {
+        self.tx
+            .read_all(
+                B::ACTIVE_DEVICES,
+                &[Arg::ids(ids, |id| id.0)],
+                active_device_from_row,
+            )
+            .await
+    }
+
+    async fn device(&mut self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>> {
+        self.tx
+            .read_optional(DEVICE, &[org_id.0.into(), id.0.into()], device_from_row)
+            .await
+    }
+
+    async fn idempotent_reply(
+        &mut self,
+        scope: &str,
+        key: &str,
+    ) -> StoreResult<Option<StoredReply>> {
+        let read = |row: &_| {
+            let fingerprint: Vec<u8> = get(row, 0)?;
+            Ok(StoredReply {
+                fingerprint: fingerprint
+                    .try_into()
+                    .map_err(|_| StoreError::Other("bad fingerprint".into()))?,
+                sealed_reply: get(row, 1)?,
+            })
+        };
+        self.tx
+            .read_optional(
+                "SELECT fingerprint, sealed_reply FROM idempotency_keys \
+                 WHERE scope = $1 AND key = $2",
+                &[scope.into(), key.into()],
+                read,
+            )
+            .await
+    }
+
+    async fn store_idempotent_reply(
+        &mut self,
+        scope: &str,
+        key: &str,
+        reply: &StoredReply,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "INSERT INTO idempotency_keys (scope, key, fingerprint, sealed_reply, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    scope.into(),
+                    key.into(),
+                    reply.fingerprint.as_slice().into(),
+                    reply.sealed_reply.as_slice().into(),
+                    now.0.into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
