@@ -447,12 +447,14 @@ fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> B
                     device_id: device.device_id,
                     org_id,
                 };
+                // A pairing device runs nothing yet: it is sent its configuration.
+                let running = None;
                 attach(
                     node,
                     &job.link,
                     session,
                     revision(config),
-                    None,
+                    running,
                     &mut deferred,
                 );
                 let _ = job.reply.send(PairAnswer::Paired(device));
@@ -475,12 +477,13 @@ fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> B
                     device_id: device.device_id,
                     org_id,
                 };
+                let running = job.running;
                 attach(
                     node,
                     &job.link,
                     session,
                     revision(config),
-                    job.running,
+                    running,
                     &mut deferred,
                 );
                 Counters::add(&node.counters.resumes, 1);
