@@ -202,15 +202,6 @@ impl RefusalReason {
             RefusalReason::Unavailable => "unavailable",
         }
     }
-
-    /// Whether this refusal counts as a failed attempt for rate limiting. A refusal caused by
-    /// the server's own state (no license left, database down) is not the device's failure.
-    pub fn counts_as_failure(self) -> bool {
-        !matches!(
-            self,
-            RefusalReason::RateLimited | RefusalReason::Unavailable | RefusalReason::NoFreeLicense
-        )
-    }
 }
 
 impl std::fmt::Display for RefusalReason {
