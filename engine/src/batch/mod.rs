@@ -25,7 +25,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use crate::events::{DeviceChange, OrgEvent};
-use crate::ids::{ConfigId, DeviceId, InstallationId, OrgId, Timestamp};
+use crate::ids::{ConfigId, DeviceId, OrgId, Timestamp};
 use crate::link::{ConfigRevision, DeviceLink, LinkSession};
 use crate::metrics::Counters;
 use crate::node::Node;
@@ -297,54 +297,37 @@ async fn read_facts(
     requests: Requests<'_>,
 ) -> StoreResult<Facts> {
     let mut facts = Facts::new(org_id, now);
-    if !requests.pairings.is_empty() {
-        let code_ids = unique(requests.pairings.iter().map(|pairing| pairing.code_id));
-        facts.codes = tx
-            .lock_codes(&code_ids)
-            .await?
-            .into_iter()
-            .map(|code| (code.id, code))
-            .collect();
+    let codes = unique(requests.pairings.iter().map(|pairing| pairing.code_id));
+    if !codes.is_empty() {
+        facts.codes = by_key(tx.lock_codes(&codes).await?, |code| code.id);
     }
-    let installations: Vec<InstallationId> = unique(
-        requests
-            .pairings
-            .iter()
-            .map(|pairing| pairing.installation_id)
-            .chain(
-                requests
-                    .reconnections
-                    .iter()
-                    .map(|reconnection| reconnection.installation_id),
-            ),
-    );
+    let pairing = requests
+        .pairings
+        .iter()
+        .map(|pairing| pairing.installation_id);
+    let reconnecting = requests
+        .reconnections
+        .iter()
+        .map(|again| again.installation_id);
+    let installations = unique(pairing.chain(reconnecting));
     if !installations.is_empty() {
-        facts.pairings = tx
-            .active_devices_by_installation(&installations)
-            .await?
-            .into_iter()
-            .map(|device| (device.installation_id, device))
-            .collect();
+        let pairings = tx.active_devices_by_installation(&installations).await?;
+        facts.pairings = by_key(pairings, |device| device.installation_id);
     }
-    let reserved: Vec<_> = unique(facts.codes.values().filter_map(|code| code.license_id));
+    let reserved = unique(facts.codes.values().filter_map(|code| code.license_id));
     if !reserved.is_empty() {
-        facts.reserved_licenses = tx
-            .lock_licenses(&reserved)
-            .await?
-            .into_iter()
-            .map(|license| (license.id, license))
-            .collect();
+        facts.reserved_licenses = by_key(tx.lock_licenses(&reserved).await?, |license| license.id);
     }
-    if !requests.acknowledgements.is_empty() {
-        let devices = unique(requests.acknowledgements.iter().map(|ack| ack.device_id));
-        facts.ack_targets = tx
-            .ack_targets(&devices)
-            .await?
-            .into_iter()
-            .map(|target| (target.device_id, target))
-            .collect();
+    let devices = unique(requests.acknowledgements.iter().map(|ack| ack.device_id));
+    if !devices.is_empty() {
+        facts.ack_targets = by_key(tx.ack_targets(&devices).await?, |target| target.device_id);
     }
     Ok(facts)
+}
+
+/// Rows by their key.
+fn by_key<K: Eq + std::hash::Hash, T>(rows: Vec<T>, key: impl Fn(&T) -> K) -> HashMap<K, T> {
+    rows.into_iter().map(|row| (key(&row), row)).collect()
 }
 
 /// Writes a batch's plan: each kind of write one statement over the whole batch. A
