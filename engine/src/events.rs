@@ -57,6 +57,8 @@ pub enum DeviceChange {
     Assigned,
     /// Its pairing ended: unpaired, or its license expired. Its license changed too.
     Ended,
+    /// An admin changed its name or notes.
+    Edited,
 }
 
 /// One event of an organization's live feed.

@@ -287,7 +287,14 @@ pub struct Device {
     pub id: DeviceId,
     pub organization_id: OrgId,
     pub installation_id: InstallationId,
+    /// The name to show: the one an admin gave the device, else the one it reports.
     pub name: String,
+    /// The name the device reports of itself (updated at every reconnection).
+    pub reported_name: String,
+    /// The name an admin gave the device, if any; a reconnection never changes it.
+    pub admin_name: Option<String>,
+    /// An admin's free-text notes about the device.
+    pub notes: Option<String>,
     pub model: String,
     pub os: String,
     pub app_version: String,

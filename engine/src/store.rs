@@ -297,6 +297,37 @@ pub struct ConfigEdit {
     pub if_revision: Option<u64>,
 }
 
+/// An admin's edit of a device's own fields.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceEdit {
+    /// The name an admin gives the device, shown instead of the one it reports.
+    pub name: FieldEdit<String>,
+    pub notes: FieldEdit<String>,
+}
+
+/// What an edit does to one field.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldEdit<T> {
+    /// Left as it is.
+    #[default]
+    Unchanged,
+    /// Emptied.
+    Cleared,
+    Set(T),
+}
+
+impl<T> FieldEdit<T> {
+    /// Whether the edit touches the field, and the value it leaves (`None`: empty).
+    pub fn change(&self) -> Option<Option<&T>> {
+        match self {
+            FieldEdit::Unchanged => None,
+            FieldEdit::Cleared => Some(None),
+            FieldEdit::Set(value) => Some(Some(value)),
+        }
+    }
+}
+
 /// A stored idempotent reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredReply {
@@ -703,6 +734,14 @@ pub trait AdminTx: StoreTx {
     ) -> StoreResult<Vec<DeviceId>>;
     /// Active devices by id (any organization), locked.
     async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>>;
+    /// Applies an admin's edit to an active device of the organization. Returns false when the
+    /// organization has no such device.
+    async fn edit_device(
+        &mut self,
+        org_id: OrgId,
+        id: DeviceId,
+        edit: &DeviceEdit,
+    ) -> StoreResult<bool>;
     /// One active device of the organization as the admin API shows it, read inside the
     /// transaction (so that a command answers with what it decided).
     async fn device(&mut self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>>;

@@ -264,7 +264,7 @@ macro_rules! select_devices {
         "SELECT d.id, d.org_id, d.installation_id, d.name, d.model, d.os, d.app_version, \
          d.license_id, l.valid_until, d.paired_at, d.paired_by_code, d.config_id, c.name, \
          c.revision, d.applied_config_id, d.applied_revision, d.ack_status, d.ack_reason, \
-         d.ack_at, d.online_conn IS NOT NULL, d.last_seen \
+         d.ack_at, d.online_conn IS NOT NULL, d.last_seen, d.admin_name, d.notes \
          FROM devices d JOIN licenses l ON l.id = d.license_id \
          LEFT JOIN configurations c ON c.id = d.config_id"
     };
@@ -294,11 +294,16 @@ pub(crate) fn device_from_row(row: &impl Columns) -> StoreResult<Device> {
         }),
         _ => None,
     };
+    let reported_name: String = get(row, 3)?;
+    let admin_name: Option<String> = get(row, 21)?;
     Ok(Device {
         id: DeviceId(get(row, 0)?),
         organization_id: OrgId(get(row, 1)?),
         installation_id: InstallationId(get(row, 2)?),
-        name: get(row, 3)?,
+        name: admin_name.clone().unwrap_or_else(|| reported_name.clone()),
+        reported_name,
+        admin_name,
+        notes: get(row, 22)?,
         model: get(row, 4)?,
         os: get(row, 5)?,
         app_version: get(row, 6)?,

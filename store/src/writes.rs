@@ -11,9 +11,9 @@ use engine::model::{AckStatus, Device, License, OrgKeyInfo, Organization};
 use engine::secrets::SecretHash;
 use engine::store::{
     AckTarget, AckWrite, ActiveDevice, AdminTx, Change, CodeState, ConfigDelete, ConfigEdit,
-    ConfigRow, ConfigUpdate, DeviceTouch, EndedDevice, FreeLicense, LicenseGrant, LicenseState,
-    NewAudit, NewCode, NewDevice, PairingEnd, PairingTx, RevokedCode, StoreError, StoreResult,
-    StoreTx, StoredReply,
+    ConfigRow, ConfigUpdate, DeviceEdit, DeviceTouch, EndedDevice, FreeLicense, LicenseGrant,
+    LicenseState, NewAudit, NewCode, NewDevice, PairingEnd, PairingTx, RevokedCode, StoreError,
+    StoreResult, StoreTx, StoredReply,
 };
 use uuid::Uuid;
 
@@ -597,6 +597,36 @@ impl<B: Backend> AdminTx for SqlTx<B> {
                 active_device_from_row,
             )
             .await
+    }
+
+    async fn edit_device(
+        &mut self,
+        org_id: OrgId,
+        id: DeviceId,
+        edit: &DeviceEdit,
+    ) -> StoreResult<bool> {
+        // `$3`/`$5` say whether a field changes (0 or 1), `$4`/`$6` what it becomes (NULL:
+        // emptied); one statement whatever the edit.
+        let name = edit.name.change();
+        let notes = edit.notes.change();
+        let changed = self
+            .tx
+            .execute(
+                "UPDATE devices SET \
+                 admin_name = CASE WHEN $3 = 1 THEN $4 ELSE admin_name END, \
+                 notes = CASE WHEN $5 = 1 THEN $6 ELSE notes END \
+                 WHERE org_id = $1 AND id = $2 AND ended_at IS NULL",
+                &[
+                    org_id.0.into(),
+                    id.0.into(),
+                    i64::from(name.is_some()).into(),
+                    Arg::Text(name.flatten().map(String::as_str)),
+                    i64::from(notes.is_some()).into(),
+                    Arg::Text(notes.flatten().map(String::as_str)),
+                ],
+            )
+            .await?;
+        Ok(changed > 0)
     }
 
     async fn device(&mut self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>> {

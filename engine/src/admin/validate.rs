@@ -41,6 +41,18 @@ pub(crate) fn name(
     Ok(name.to_string())
 }
 
+/// Free text (notes): within `max_bytes`, without NUL (no text column holds one); kept as
+/// written, line breaks included.
+pub(crate) fn notes(text: &str, max_bytes: usize) -> Result<String, EngineError> {
+    if text.len() > max_bytes || text.contains('\0') {
+        return Err(EngineError::invalid(
+            "notes",
+            format!("at most {max_bytes} bytes of text without NUL characters"),
+        ));
+    }
+    Ok(text.to_string())
+}
+
 /// Checks a configuration body before it is saved: its size, and that the app can read it
 /// (the INI rules of `configformat`). Refused with every problem by line; warnings alone (a
 /// misspelled key, say) do not refuse it.

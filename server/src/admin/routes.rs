@@ -11,8 +11,8 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use engine::admin::{
     AddLicenses, AssignConfiguration, ConfigureDevice, CreateConfiguration, CreateKey,
-    CreateOrganization, CreateReusableCode, CreateSingleUseCode, DeleteConfiguration, RenewLicense,
-    RevokeCode, RevokeKey, RevokeSingleUseCode, UnpairDevice, UpdateConfiguration,
+    CreateOrganization, CreateReusableCode, CreateSingleUseCode, DeleteConfiguration, EditDevice,
+    RenewLicense, RevokeCode, RevokeKey, RevokeSingleUseCode, UnpairDevice, UpdateConfiguration,
 };
 use engine::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{CodeKind, CodeWithSecret, LicenseStatus, PageRequest};
@@ -21,6 +21,7 @@ use engine::query::{
     GetOrganization, ListAudit, ListCodes, ListConfigurations, ListDevices, ListKeys, ListLicenses,
     RevealCode,
 };
+use engine::store::FieldEdit;
 use engine::{EngineError, Principal};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -86,7 +87,10 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
             post(assign_configuration),
         )
         .route(&format!("{org}/devices"), get(list_devices))
-        .route(&format!("{org}/devices/{{device}}"), get(device))
+        .route(
+            &format!("{org}/devices/{{device}}"),
+            get(device).patch(edit_device),
+        )
         .route(
             &format!("{org}/devices/{{device}}/configuration"),
             put(assign_one),
@@ -749,6 +753,45 @@ async fn device(
 ) -> Result<Response> {
     let query = GetDevice { device_id: device };
     Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
+}
+
+/// `name` and `notes` each: absent leaves it, `null` empties it, a string sets it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditDeviceBody {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    notes: Option<Option<String>>,
+}
+
+/// A field that is present in the body: `Some(None)` for `null`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+fn field_edit(field: Option<Option<String>>) -> FieldEdit<String> {
+    match field {
+        None => FieldEdit::Unchanged,
+        Some(None) => FieldEdit::Cleared,
+        Some(Some(value)) => FieldEdit::Set(value),
+    }
+}
+
+async fn edit_device(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, device)): Ids<(OrgId, DeviceId)>,
+    Body(body): Body<EditDeviceBody>,
+) -> Result<Response> {
+    let command = EditDevice {
+        device_id: device,
+        name: field_edit(body.name),
+        notes: field_edit(body.notes),
+    };
+    Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
 }
 
 async fn unpair(

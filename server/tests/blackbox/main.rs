@@ -15,6 +15,7 @@ mod backpressure;
 mod codes;
 mod concurrency;
 mod configurations;
+mod devices;
 mod events;
 mod idempotency;
 mod isolation;
