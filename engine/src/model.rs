@@ -328,6 +328,150 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// A page of a list that says how many rows match in all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountedPage<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+    /// How many rows match: exact up to [`FleetQuery::COUNT_BOUND`], then that bound.
+    pub total: u64,
+    /// `false` when more rows match than `total` says.
+    pub total_exact: bool,
+}
+
+/// A license of the organization's fleet, with the device that holds it, if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LicenseWithDevice {
+    #[serde(flatten)]
+    pub license: License,
+    pub device: Option<Device>,
+}
+
+/// Where a device stands with its configuration's current revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevisionState {
+    /// It reported the current revision of its configuration applied.
+    UpToDate,
+    /// It has a configuration and has reported neither its current revision applied nor failed.
+    Pending,
+    /// It reported that it could not apply the current revision.
+    Failed,
+}
+
+impl RevisionState {
+    pub fn parse(text: &str) -> Option<RevisionState> {
+        match text {
+            "up_to_date" => Some(RevisionState::UpToDate),
+            "pending" => Some(RevisionState::Pending),
+            "failed" => Some(RevisionState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// What the Devices section may filter an organization's licenses and devices by. Every filter
+/// given must hold; a filter on a device leaves out licenses that no device holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FleetFilter {
+    /// Words the device's name (shown or reported), model, OS, app version or notes begin with:
+    /// each word of the search must begin a word of one of them (case-insensitive).
+    pub search: Option<String>,
+    pub license_status: Option<LicenseStatus>,
+    pub online: Option<bool>,
+    /// Devices offline and last seen before this time.
+    pub not_seen_since: Option<Timestamp>,
+    /// Devices assigned this configuration.
+    pub configuration: Option<ConfigId>,
+    pub revision: Option<RevisionState>,
+    pub app_version: Option<String>,
+    /// Devices paired with this code.
+    pub paired_by: Option<CodeId>,
+}
+
+impl FleetFilter {
+    /// Whether a filter concerns the device (so that only licenses held by a device match).
+    pub fn concerns_devices(&self) -> bool {
+        self.search.is_some()
+            || self.online.is_some()
+            || self.not_seen_since.is_some()
+            || self.configuration.is_some()
+            || self.revision.is_some()
+            || self.app_version.is_some()
+            || self.paired_by.is_some()
+    }
+}
+
+/// What a fleet list is sorted by; the id breaks ties, so that the order is stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FleetSort {
+    /// Creation order (licenses by purchase, devices by pairing): the default.
+    #[default]
+    Id,
+    /// The device's shown name, case-insensitive. Licenses that no device holds come last.
+    Name,
+    /// When the device was last seen. Licenses that no device holds come last.
+    LastSeen,
+    /// When the device was paired. Licenses that no device holds come last.
+    PairedAt,
+    /// The license's status: assigned, reserved, free, expired (reversed when descending).
+    Status,
+}
+
+impl FleetSort {
+    /// `name`, `last_seen`, `paired_at`, `status`, `id`, each optionally prefixed with `-` for
+    /// descending order.
+    pub fn parse(text: &str) -> Option<(FleetSort, bool)> {
+        let (descending, name) = match text.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, text),
+        };
+        let sort = match name {
+            "id" => FleetSort::Id,
+            "name" => FleetSort::Name,
+            "last_seen" => FleetSort::LastSeen,
+            "paired_at" => FleetSort::PairedAt,
+            "status" => FleetSort::Status,
+            _ => return None,
+        };
+        Some((sort, descending))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FleetSort::Id => "id",
+            FleetSort::Name => "name",
+            FleetSort::LastSeen => "last_seen",
+            FleetSort::PairedAt => "paired_at",
+            FleetSort::Status => "status",
+        }
+    }
+}
+
+/// Which rows a fleet list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetRows {
+    /// Every license of the organization, with its device if one holds it.
+    Licenses,
+    /// Only the devices.
+    Devices,
+}
+
+/// One page of an organization's licenses or devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetQuery {
+    pub rows: FleetRows,
+    pub filter: FleetFilter,
+    pub sort: FleetSort,
+    pub descending: bool,
+    pub page: PageRequest,
+}
+
+impl FleetQuery {
+    /// Matching rows are counted exactly up to this many.
+    pub const COUNT_BOUND: u64 = 10_000;
+}
+
 /// Which page to read. The cursor is opaque to clients: the `next_cursor` of the previous page.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PageRequest {

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use crate::events::OrgEvent;
 use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 use crate::model::{
-    AckStatus, AuditEntry, CodeInfo, CodeKind, Configuration, Device, License, LicenseStatus,
-    LicenseSummary, OrgKeyInfo, Organization, Page, PageRequest,
+    AckStatus, AuditEntry, CodeInfo, CodeKind, Configuration, CountedPage, Device, FleetQuery,
+    License, LicenseSummary, LicenseWithDevice, OrgKeyInfo, Organization, Page, PageRequest,
 };
 use crate::secrets::SecretHash;
 
@@ -506,13 +506,14 @@ pub trait AdminReads: Send + Sync {
         id: LicenseId,
         now: Timestamp,
     ) -> StoreResult<Option<License>>;
-    async fn list_licenses(
+    /// One page of the organization's licenses (each with its device) or devices, filtered and
+    /// sorted as `query` says, with the number of rows that match (statuses at `now`).
+    async fn fleet(
         &self,
         org_id: OrgId,
-        status: Option<LicenseStatus>,
+        query: &FleetQuery,
         now: Timestamp,
-        page: &PageRequest,
-    ) -> StoreResult<Page<License>>;
+    ) -> StoreResult<CountedPage<LicenseWithDevice>>;
     async fn license_summary(&self, org_id: OrgId, now: Timestamp) -> StoreResult<LicenseSummary>;
 
     async fn code(
@@ -552,7 +553,6 @@ pub trait AdminReads: Send + Sync {
     ) -> StoreResult<Page<Configuration>>;
 
     async fn device(&self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>>;
-    async fn list_devices(&self, org_id: OrgId, page: &PageRequest) -> StoreResult<Page<Device>>;
 
     async fn list_audit(
         &self,

@@ -170,6 +170,7 @@ async fn a_renewal_answers_the_license_as_renewed() {
         .await
         .unwrap()
         .items[0]
+        .license
         .clone();
     let later = now.plus(Duration::from_secs(3600));
     let renewed = engine
@@ -238,6 +239,7 @@ async fn a_revoked_single_use_code_releases_its_license_and_is_audited_once() {
         .await
         .unwrap()
         .items[0]
+        .license
         .id;
     let code = engine
         .run(&OPERATOR, org.id, CreateSingleUseCode::new(license, None))

@@ -101,6 +101,7 @@ async fn a_single_use_code_scanned_by_many_at_once_has_one_winner() {
         .await
         .unwrap()
         .items[1]
+        .license
         .id;
     let code = engine
         .run(&OPERATOR, org.id, CreateSingleUseCode::new(license, None))

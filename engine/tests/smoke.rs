@@ -87,13 +87,17 @@ async fn main_flows(backend: Backend) {
             &op,
             org.id,
             engine::query::ListLicenses {
-                status: Some(engine::model::LicenseStatus::Free),
+                filter: engine::model::FleetFilter {
+                    license_status: Some(engine::model::LicenseStatus::Free),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         )
         .await
         .unwrap()
         .items[0]
+        .license
         .id;
     let single = engine
         .run(&op, org.id, CreateSingleUseCode::new(other_license, None))

@@ -34,9 +34,9 @@ use engine::store::{
     AckWrite, Change, ChangeFeed, DeviceTouch, FreeLicense, LicenseGrant, NewAudit, NewDevice,
     StoreError, StoreResult,
 };
-use sqlx::Pool;
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
+use sqlx::{Pool, SqlSafeStr};
 use uuid::Uuid;
 
 use crate::rows::Columns;
@@ -119,34 +119,34 @@ pub trait Statements: Send {
 
     fn fetch_all(
         &mut self,
-        sql: &'static str,
+        sql: impl SqlSafeStr + Send,
         args: &[Arg<'_>],
     ) -> impl Future<Output = StoreResult<Vec<Self::Row>>> + Send;
 
     fn fetch_optional(
         &mut self,
-        sql: &'static str,
+        sql: impl SqlSafeStr + Send,
         args: &[Arg<'_>],
     ) -> impl Future<Output = StoreResult<Option<Self::Row>>> + Send;
 
     /// Exactly one row; none is an error.
     fn fetch_one(
         &mut self,
-        sql: &'static str,
+        sql: impl SqlSafeStr + Send,
         args: &[Arg<'_>],
     ) -> impl Future<Output = StoreResult<Self::Row>> + Send;
 
     /// Runs a statement that returns no rows; answers how many rows it changed.
     fn execute(
         &mut self,
-        sql: &'static str,
+        sql: impl SqlSafeStr + Send,
         args: &[Arg<'_>],
     ) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// Every row, each read with `read`.
     fn read_all<T: Send>(
         &mut self,
-        sql: &'static str,
+        sql: impl SqlSafeStr + Send,
         args: &[Arg<'_>],
         read: impl Fn(&Self::Row) -> StoreResult<T> + Send,
     ) -> impl Future<Output = StoreResult<Vec<T>>> + Send {
@@ -156,7 +156,7 @@ pub trait Statements: Send {
     /// The row, if any, read with `read`.
     fn read_optional<T: Send>(
         &mut self,
-        sql: &'static str,
+        sql: impl SqlSafeStr + Send,
         args: &[Arg<'_>],
         read: impl Fn(&Self::Row) -> StoreResult<T> + Send,
     ) -> impl Future<Output = StoreResult<Option<T>>> + Send {
@@ -171,7 +171,7 @@ pub trait Statements: Send {
 }
 
 fn query<'q, B: Binding>(
-    sql: &'static str,
+    sql: impl SqlSafeStr + Send,
     args: &[Arg<'_>],
 ) -> Query<'q, B, <B as sqlx::Database>::Arguments> {
     args.iter().fold(sqlx::query(sql), B::bind)
@@ -187,7 +187,7 @@ where
 
     async fn fetch_all(
         &mut self,
-        sql: &'static str,
+        sql: impl SqlSafeStr + Send,
         args: &[Arg<'_>],
     ) -> StoreResult<Vec<Self::Row>> {
         query::<C::Database>(sql, args)
@@ -198,7 +198,7 @@ where
 
     async fn fetch_optional(
         &mut self,
-        sql: &'static str,
+        sql: impl SqlSafeStr + Send,
         args: &[Arg<'_>],
     ) -> StoreResult<Option<Self::Row>> {
         query::<C::Database>(sql, args)
@@ -207,14 +207,18 @@ where
             .map_err(C::Database::map_error)
     }
 
-    async fn fetch_one(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<Self::Row> {
+    async fn fetch_one(
+        &mut self,
+        sql: impl SqlSafeStr + Send,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Self::Row> {
         query::<C::Database>(sql, args)
             .fetch_one(self)
             .await
             .map_err(C::Database::map_error)
     }
 
-    async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
+    async fn execute(&mut self, sql: impl SqlSafeStr + Send, args: &[Arg<'_>]) -> StoreResult<u64> {
         let result = query::<C::Database>(sql, args)
             .execute(self)
             .await
@@ -315,6 +319,10 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
 
     /// The statement that starts a write transaction.
     const BEGIN: &'static str;
+
+    /// The statement that starts the read-only transaction of a fleet list: one snapshot for
+    /// its counts and its pages, and plans that reach rows through indexes.
+    const BEGIN_FLEET_READ: &'static str;
 
     // --- statements whose text differs ---------------------------------------------------------
     //

@@ -27,6 +27,7 @@
 //! - `paging`: page cursors and limits.
 
 mod backend;
+mod fleet;
 mod node;
 mod notify;
 mod paging;

@@ -283,6 +283,13 @@ impl Backend for Postgres {
     const BEGIN: &'static str =
         "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL enable_seqscan = off";
 
+    /// One snapshot for the counts and the pages; and, as in write transactions, no
+    /// sequential scans: an organization's rows are reached through its indexes, whatever the
+    /// planner believes of the tables (a count of up to 10,000 rows planned as a scan of every
+    /// organization's devices and a hash join, from statistics that lag a burst).
+    const BEGIN_FLEET_READ: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+         SET LOCAL enable_seqscan = off";
+
     const DEVICE_STATES: &'static str =
         "SELECT id, config_id, end_reason FROM devices WHERE id = ANY($1)";
     /// Driven by `licenses_expiring` (its predicate, in its order), so that the sweep reads

@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{
-    AuditEntry, CodeInfo, CodeKind, Configuration, Device, License, LicenseStatus, LicenseSummary,
-    OrgKeyInfo, Organization, Page, PageRequest,
+    AuditEntry, CodeInfo, CodeKind, Configuration, CountedPage, Device, FleetQuery, License,
+    LicenseStatus, LicenseSummary, LicenseWithDevice, OrgKeyInfo, Organization, Page, PageRequest,
 };
 use engine::secrets::SecretHash;
 use engine::store::{
@@ -219,41 +219,13 @@ impl<B: Backend> AdminReads for SqlStore<B> {
             .await
     }
 
-    async fn list_licenses(
+    async fn fleet(
         &self,
         org_id: OrgId,
-        status: Option<LicenseStatus>,
+        query: &FleetQuery,
         now: Timestamp,
-        page: &PageRequest,
-    ) -> StoreResult<Page<License>> {
-        let limit = page.effective_limit();
-        let status = status.map(|status| match status {
-            LicenseStatus::Free => "free",
-            LicenseStatus::Reserved => "reserved",
-            LicenseStatus::Assigned => "assigned",
-            LicenseStatus::Expired => "expired",
-        });
-        let items = self
-            .reader()
-            .await?
-            .read_all(
-                concat!(
-                    "SELECT * FROM (SELECT ",
-                    license_columns!(),
-                    " FROM licenses WHERE org_id = $2 AND id > $3) AS l \
-                     WHERE $4 IS NULL OR status = $4 ORDER BY id LIMIT $5"
-                ),
-                &[
-                    now.0.into(),
-                    org_id.0.into(),
-                    uuid_cursor(page)?.into(),
-                    status.into(),
-                    page_rows(limit).into(),
-                ],
-                license_from_row,
-            )
-            .await?;
-        Ok(page_of(items, limit, |license| license.id.to_string()))
+    ) -> StoreResult<CountedPage<LicenseWithDevice>> {
+        crate::fleet::read(self, org_id, query, now).await
     }
 
     async fn license_summary(&self, org_id: OrgId, now: Timestamp) -> StoreResult<LicenseSummary> {
@@ -422,28 +394,6 @@ impl<B: Backend> AdminReads for SqlStore<B> {
             .await?
             .read_optional(DEVICE, &[org_id.0.into(), id.0.into()], device_from_row)
             .await
-    }
-
-    async fn list_devices(&self, org_id: OrgId, page: &PageRequest) -> StoreResult<Page<Device>> {
-        let limit = page.effective_limit();
-        let items = self
-            .reader()
-            .await?
-            .read_all(
-                concat!(
-                    select_devices!(),
-                    " WHERE d.org_id = $1 AND d.ended_at IS NULL AND d.id > $2 \
-                     ORDER BY d.id LIMIT $3"
-                ),
-                &[
-                    org_id.0.into(),
-                    uuid_cursor(page)?.into(),
-                    page_rows(limit).into(),
-                ],
-                device_from_row,
-            )
-            .await?;
-        Ok(page_of(items, limit, |device| device.id.to_string()))
     }
 
     async fn list_audit(

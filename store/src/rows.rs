@@ -146,17 +146,23 @@ macro_rules! license_columns {
 }
 
 pub(crate) fn license_from_row(row: &impl Columns) -> StoreResult<License> {
-    let status: String = get(row, 5)?;
+    license_from_row_at(row, 0)
+}
+
+/// A license from [`license_columns`] starting at column `base`.
+pub(crate) fn license_from_row_at(row: &impl Columns, base: usize) -> StoreResult<License> {
+    let get_at = |index: usize| base + index;
+    let status: String = get(row, get_at(5))?;
     let status = LicenseStatus::parse(&status)
         .ok_or_else(|| StoreError::Other(format!("unknown license status {status}")))?;
     Ok(License {
-        id: LicenseId(get(row, 0)?),
-        organization_id: OrgId(get(row, 1)?),
-        purchased_at: get_ts(row, 2)?,
-        valid_until: get_opt_ts(row, 3)?,
-        device_id: get::<Option<Uuid>, _>(row, 4)?.map(DeviceId),
+        id: LicenseId(get(row, get_at(0))?),
+        organization_id: OrgId(get(row, get_at(1))?),
+        purchased_at: get_ts(row, get_at(2))?,
+        valid_until: get_opt_ts(row, get_at(3))?,
+        device_id: get::<Option<Uuid>, _>(row, get_at(4))?.map(DeviceId),
         reserved_until: if status == LicenseStatus::Reserved {
-            get_opt_ts(row, 6)?
+            get_opt_ts(row, get_at(6))?
         } else {
             None
         },
@@ -258,63 +264,83 @@ pub(crate) fn config_row_from_row(row: &impl Columns) -> StoreResult<ConfigRow> 
     })
 }
 
+/// The columns [`device_from_row`] reads, over `devices d`, `licenses l` (the device's license)
+/// and `configurations c` (its configuration): [`DEVICE_COLUMN_COUNT`] of them.
+macro_rules! device_columns {
+    () => {
+        "d.id, d.org_id, d.installation_id, d.name, d.model, d.os, d.app_version, \
+         d.license_id, l.valid_until, d.paired_at, d.paired_by_code, d.config_id, c.name, \
+         c.revision, d.applied_config_id, d.applied_revision, d.ack_status, d.ack_reason, \
+         d.ack_at, d.online_conn IS NOT NULL, d.last_seen, d.admin_name, d.notes"
+    };
+}
+
+/// How many columns [`device_columns`] lists.
+pub(crate) const DEVICE_COLUMN_COUNT: usize = 23;
+
 /// `SELECT` and `FROM` of the devices [`device_from_row`] reads.
 macro_rules! select_devices {
     () => {
-        "SELECT d.id, d.org_id, d.installation_id, d.name, d.model, d.os, d.app_version, \
-         d.license_id, l.valid_until, d.paired_at, d.paired_by_code, d.config_id, c.name, \
-         c.revision, d.applied_config_id, d.applied_revision, d.ack_status, d.ack_reason, \
-         d.ack_at, d.online_conn IS NOT NULL, d.last_seen, d.admin_name, d.notes \
-         FROM devices d JOIN licenses l ON l.id = d.license_id \
-         LEFT JOIN configurations c ON c.id = d.config_id"
+        concat!(
+            "SELECT ",
+            $crate::rows::device_columns!(),
+            " FROM devices d JOIN licenses l ON l.id = d.license_id \
+             LEFT JOIN configurations c ON c.id = d.config_id"
+        )
     };
 }
 
 pub(crate) fn device_from_row(row: &impl Columns) -> StoreResult<Device> {
-    let configuration = match get::<Option<Uuid>, _>(row, 11)? {
+    device_from_row_at(row, 0)
+}
+
+/// A device from [`device_columns`] starting at column `base`.
+pub(crate) fn device_from_row_at(row: &impl Columns, base: usize) -> StoreResult<Device> {
+    let get_at = |index: usize| base + index;
+    let configuration = match get::<Option<Uuid>, _>(row, get_at(11))? {
         Some(id) => Some(AssignedConfiguration {
             id: ConfigId(id),
-            name: get::<Option<String>, _>(row, 12)?.unwrap_or_default(),
-            revision: get_opt_u64(row, 13)?.unwrap_or_default(),
+            name: get::<Option<String>, _>(row, get_at(12))?.unwrap_or_default(),
+            revision: get_opt_u64(row, get_at(13))?.unwrap_or_default(),
         }),
         None => None,
     };
     let applied = match (
-        get::<Option<Uuid>, _>(row, 14)?,
-        get_opt_u64(row, 15)?,
-        get::<Option<String>, _>(row, 16)?,
+        get::<Option<Uuid>, _>(row, get_at(14))?,
+        get_opt_u64(row, get_at(15))?,
+        get::<Option<String>, _>(row, get_at(16))?,
     ) {
         (Some(config), Some(revision), Some(status)) => Some(AppliedConfiguration {
             configuration_id: ConfigId(config),
             revision,
             status: AckStatus::parse(&status)
                 .ok_or_else(|| StoreError::Other(format!("unknown ack status {status}")))?,
-            reason: get(row, 17)?,
-            at: get_opt_ts(row, 18)?.unwrap_or_default(),
+            reason: get(row, get_at(17))?,
+            at: get_opt_ts(row, get_at(18))?.unwrap_or_default(),
         }),
         _ => None,
     };
-    let reported_name: String = get(row, 3)?;
-    let admin_name: Option<String> = get(row, 21)?;
+    let reported_name: String = get(row, get_at(3))?;
+    let admin_name: Option<String> = get(row, get_at(21))?;
     Ok(Device {
-        id: DeviceId(get(row, 0)?),
-        organization_id: OrgId(get(row, 1)?),
-        installation_id: InstallationId(get(row, 2)?),
+        id: DeviceId(get(row, get_at(0))?),
+        organization_id: OrgId(get(row, get_at(1))?),
+        installation_id: InstallationId(get(row, get_at(2))?),
         name: admin_name.clone().unwrap_or_else(|| reported_name.clone()),
         reported_name,
         admin_name,
-        notes: get(row, 22)?,
-        model: get(row, 4)?,
-        os: get(row, 5)?,
-        app_version: get(row, 6)?,
-        license_id: LicenseId(get(row, 7)?),
-        license_valid_until: get_opt_ts(row, 8)?,
-        paired_at: get_ts(row, 9)?,
-        paired_by_code: get::<Option<Uuid>, _>(row, 10)?.map(CodeId),
+        notes: get(row, get_at(22))?,
+        model: get(row, get_at(4))?,
+        os: get(row, get_at(5))?,
+        app_version: get(row, get_at(6))?,
+        license_id: LicenseId(get(row, get_at(7))?),
+        license_valid_until: get_opt_ts(row, get_at(8))?,
+        paired_at: get_ts(row, get_at(9))?,
+        paired_by_code: get::<Option<Uuid>, _>(row, get_at(10))?.map(CodeId),
         configuration,
         applied,
-        online: get::<bool, _>(row, 19)?,
-        last_seen: get_ts(row, 20)?,
+        online: get::<bool, _>(row, get_at(19))?,
+        last_seen: get_ts(row, get_at(20))?,
     })
 }
 
@@ -365,8 +391,8 @@ pub(crate) fn device_state_from_row(row: &impl Columns) -> StoreResult<DeviceSta
 }
 
 pub(crate) use {
-    active_device_columns, code_columns, code_state_columns, config_columns, license_columns,
-    license_status, select_devices,
+    active_device_columns, code_columns, code_state_columns, config_columns, device_columns,
+    license_columns, license_status, select_devices,
 };
 
 /// A row of `configuration_reports`: (revision, status, still assigned, devices).

@@ -376,6 +376,9 @@ impl Backend for Sqlite {
 
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
 
+    /// A read transaction (WAL): one snapshot for the counts and the pages.
+    const BEGIN_FLEET_READ: &'static str = "BEGIN";
+
     const DEVICE_STATES: &'static str = "SELECT id, config_id, end_reason FROM devices \
          WHERE id IN (SELECT unhex(value) FROM json_each(?))";
     const EXPIRED_PAIRINGS: &'static str = "SELECT d.org_id, d.id FROM licenses l \

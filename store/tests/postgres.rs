@@ -7,7 +7,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
-use engine::model::{AckStatus, CodeKind, LicenseStatus, OrgKeyInfo, Organization, PageRequest};
+use engine::model::{
+    AckStatus, CodeKind, FleetFilter, FleetQuery, FleetRows, FleetSort, LicenseStatus, OrgKeyInfo,
+    Organization, PageRequest, RevisionState,
+};
 use engine::secrets::SecretHash;
 use engine::store::{
     AckWrite, AdminReads, Change, ChangeFeed, ConfigEdit, ConfigRow, DeviceDetails, DeviceReads,
@@ -948,20 +951,86 @@ async fn reads(store: &dyn Store, ids: &Ids, now: Timestamp, log: &mut Vec<Strin
             outcome(store.license(ids.org, *license, now).await),
         );
     }
-    for status in [
-        None,
-        Some(LicenseStatus::Free),
-        Some(LicenseStatus::Reserved),
-        Some(LicenseStatus::Assigned),
-        Some(LicenseStatus::Expired),
-    ] {
-        let mut page = PageRequest::first(2);
+    // The fleet lists (licenses with their devices, and devices), page by page, for every
+    // status and sort and a few filters.
+    let mut fleet_queries = Vec::new();
+    for rows in [FleetRows::Licenses, FleetRows::Devices] {
+        for status in [
+            None,
+            Some(LicenseStatus::Free),
+            Some(LicenseStatus::Reserved),
+            Some(LicenseStatus::Assigned),
+            Some(LicenseStatus::Expired),
+        ] {
+            for (sort, descending) in [
+                (FleetSort::Id, false),
+                (FleetSort::Id, true),
+                (FleetSort::Name, false),
+                (FleetSort::Name, true),
+                (FleetSort::LastSeen, false),
+                (FleetSort::PairedAt, true),
+                (FleetSort::Status, false),
+                (FleetSort::Status, true),
+            ] {
+                let filter = FleetFilter {
+                    license_status: status,
+                    ..FleetFilter::default()
+                };
+                fleet_queries.push((rows, filter, sort, descending));
+            }
+        }
+        for filter in [
+            FleetFilter {
+                search: Some("PHO".into()),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                search: Some("no such device".into()),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                online: Some(true),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                online: Some(false),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                revision: Some(RevisionState::Pending),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                revision: Some(RevisionState::UpToDate),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                configuration: Some(ids.config),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                paired_by: Some(ids.reusable),
+                app_version: Some("1.0".into()),
+                ..FleetFilter::default()
+            },
+        ] {
+            fleet_queries.push((rows, filter, FleetSort::Name, false));
+        }
+    }
+    for (rows, filter, sort, descending) in fleet_queries {
+        let mut query = FleetQuery {
+            rows,
+            filter,
+            sort,
+            descending,
+            page: PageRequest::first(2),
+        };
         loop {
-            let result = store.list_licenses(ids.org, status, now, &page).await;
+            let result = store.fleet(ids.org, &query, now).await;
             let next = result.as_ref().ok().and_then(|p| p.next_cursor.clone());
-            record(&format!("list_licenses {status:?}"), outcome(result));
+            record(&format!("fleet {query:?}"), outcome(result));
             match next {
-                Some(cursor) => page.after = Some(cursor),
+                Some(cursor) => query.page.after = Some(cursor),
                 None => break,
             }
         }
@@ -1008,16 +1077,6 @@ async fn reads(store: &dyn Store, ids: &Ids, now: Timestamp, log: &mut Vec<Strin
     }
     for device in &ids.devices {
         record("device", outcome(store.device(ids.org, *device).await));
-    }
-    let mut page = PageRequest::first(1);
-    loop {
-        let result = store.list_devices(ids.org, &page).await;
-        let next = result.as_ref().ok().and_then(|p| p.next_cursor.clone());
-        record("list_devices", outcome(result));
-        match next {
-            Some(cursor) => page.after = Some(cursor),
-            None => break,
-        }
     }
     for org in [None, Some(ids.org), Some(ids.other_org)] {
         let mut page = PageRequest::first(2);
@@ -1536,6 +1595,18 @@ async fn same_answers_as_sqlite() {
     assert!(got.iter().any(|line| line.contains("Err(Conflict)")));
     assert!(
         got.iter()
-            .any(|line| line.starts_with("list_devices: Page"))
+            .any(|line| line.starts_with("fleet FleetQuery { rows: Devices"))
+    );
+    let fleet: Vec<&String> = got
+        .iter()
+        .filter(|line| line.starts_with("fleet"))
+        .collect();
+    assert!(
+        fleet.iter().all(|line| !line.contains(": Err(")),
+        "every fleet read answers: {fleet:#?}"
+    );
+    assert!(
+        fleet.iter().any(|line| line.contains("next_cursor: Some")),
+        "some fleet list takes more than one page"
     );
 }

@@ -1,22 +1,34 @@
-//! The organization's licenses, by id, optionally of one status.
+//! The organization's licenses, each with the device that holds it: the rows of the portal's
+//! Devices section. Filtered, sorted and paged by the store, with the number that match.
 
 use super::{Query, Reader};
 use crate::error::EngineError;
-use crate::model::{License, LicenseStatus, Page, PageRequest};
+use crate::model::{
+    CountedPage, FleetFilter, FleetQuery, FleetRows, FleetSort, LicenseWithDevice, PageRequest,
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct ListLicenses {
-    pub status: Option<LicenseStatus>,
+    pub filter: FleetFilter,
+    pub sort: FleetSort,
+    pub descending: bool,
     pub page: PageRequest,
 }
 
 impl Query for ListLicenses {
-    type Answer = Page<License>;
+    type Answer = CountedPage<LicenseWithDevice>;
 
-    async fn read(&self, reader: &Reader<'_>) -> Result<Page<License>, EngineError> {
+    async fn read(&self, reader: &Reader<'_>) -> Result<Self::Answer, EngineError> {
+        let query = FleetQuery {
+            rows: FleetRows::Licenses,
+            filter: self.filter.clone(),
+            sort: self.sort,
+            descending: self.descending,
+            page: self.page.clone(),
+        };
         Ok(reader
             .store
-            .list_licenses(reader.org_id(), self.status, reader.now, &self.page)
+            .fleet(reader.org_id(), &query, reader.now)
             .await?)
     }
 }

@@ -15,7 +15,9 @@ use engine::admin::{
     RenewLicense, RevokeCode, RevokeKey, RevokeSingleUseCode, UnpairDevice, UpdateConfiguration,
 };
 use engine::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp};
-use engine::model::{CodeKind, CodeWithSecret, LicenseStatus, PageRequest};
+use engine::model::{
+    CodeKind, CodeWithSecret, FleetFilter, FleetSort, LicenseStatus, PageRequest, RevisionState,
+};
 use engine::query::{
     GetCode, GetConfiguration, GetConfigurationRollout, GetDevice, GetLicense, GetLicenseSummary,
     GetOrganization, ListAudit, ListCodes, ListConfigurations, ListDevices, ListKeys, ListLicenses,
@@ -133,13 +135,88 @@ fn page(limit: Option<u32>, cursor: &Option<String>) -> PageRequest {
     }
 }
 
-/// `?status=&limit=&cursor=` of the license list.
+/// The search, filters, sort and page of the license and device lists (docs/admin-api.md,
+/// "Fleet lists").
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct LicenseQuery {
+struct FleetParams {
+    q: Option<String>,
     status: Option<String>,
+    online: Option<bool>,
+    not_seen_since: Option<String>,
+    configuration: Option<ConfigId>,
+    revision: Option<String>,
+    app_version: Option<String>,
+    code: Option<CodeId>,
+    sort: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
+}
+
+/// Longest search.
+const MAX_SEARCH_BYTES: usize = 200;
+
+impl FleetParams {
+    fn filter(&self) -> Result<FleetFilter> {
+        let search = match self.q.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) if text.len() > MAX_SEARCH_BYTES || text.contains('\0') => {
+                return Err(ApiError::invalid(
+                    "q",
+                    format!("at most {MAX_SEARCH_BYTES} bytes of text"),
+                ));
+            }
+            Some(text) => Some(text.to_string()),
+        };
+        let license_status = self
+            .status
+            .as_deref()
+            .map(|text| {
+                LicenseStatus::parse(text).ok_or_else(|| {
+                    ApiError::invalid("status", "free, reserved, assigned or expired")
+                })
+            })
+            .transpose()?;
+        let not_seen_since = self
+            .not_seen_since
+            .as_deref()
+            .map(|text| {
+                Timestamp::parse_rfc3339(text)
+                    .ok_or_else(|| ApiError::invalid("not_seen_since", "an RFC 3339 time"))
+            })
+            .transpose()?;
+        let revision = self
+            .revision
+            .as_deref()
+            .map(|text| {
+                RevisionState::parse(text)
+                    .ok_or_else(|| ApiError::invalid("revision", "up_to_date, pending or failed"))
+            })
+            .transpose()?;
+        Ok(FleetFilter {
+            search,
+            license_status,
+            online: self.online,
+            not_seen_since,
+            configuration: self.configuration,
+            revision,
+            app_version: self.app_version.clone(),
+            paired_by: self.code,
+        })
+    }
+
+    /// The sort and whether it is descending.
+    fn sort(&self) -> Result<(FleetSort, bool)> {
+        match self.sort.as_deref() {
+            None => Ok((FleetSort::Id, false)),
+            Some(text) => FleetSort::parse(text).ok_or_else(|| {
+                ApiError::invalid(
+                    "sort",
+                    "id, name, last_seen, paired_at or status, with - first for descending",
+                )
+            }),
+        }
+    }
 }
 
 /// `?kind=&limit=&cursor=` of the code list.
@@ -396,18 +473,14 @@ async fn list_licenses(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Ids(org): Ids<OrgId>,
-    Params(query): Params<LicenseQuery>,
+    Params(params): Params<FleetParams>,
 ) -> Result<Response> {
-    let status =
-        match query.status.as_deref() {
-            None => None,
-            Some(text) => Some(LicenseStatus::parse(text).ok_or_else(|| {
-                ApiError::invalid("status", "free, reserved, assigned or expired")
-            })?),
-        };
+    let (sort, descending) = params.sort()?;
     let query = ListLicenses {
-        status,
-        page: page(query.limit, &query.cursor),
+        filter: params.filter()?,
+        sort,
+        descending,
+        page: page(params.limit, &params.cursor),
     };
     Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
@@ -740,9 +813,15 @@ async fn list_devices(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Ids(org): Ids<OrgId>,
-    Params(query): Params<ListQuery>,
+    Params(params): Params<FleetParams>,
 ) -> Result<Response> {
-    let query = ListDevices { page: query.page() };
+    let (sort, descending) = params.sort()?;
+    let query = ListDevices {
+        filter: params.filter()?,
+        sort,
+        descending,
+        page: page(params.limit, &params.cursor),
+    };
     Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 

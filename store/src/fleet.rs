@@ -1,0 +1,752 @@
+//! The fleet lists: an organization's licenses (each with the device that holds it) or its
+//! devices, filtered, sorted, read a page at a time with a keyset cursor, and counted. The same
+//! SQL on both backends; the statement is built from the query, because the filters given
+//! decide which conditions (and so which indexes) it needs.
+//!
+//! **Regions.** A sort is read as a list of regions, one after the other, each an indexed walk in
+//! one order. Devices sorted by name are one region (their name index); licenses sorted by name
+//! are two: the licenses that a device holds, in its devices' name order, then the licenses
+//! that no device holds, in id order ("come last"); licenses sorted by status are one region per
+//! status (assigned, reserved, free, expired), each in id order. A page reads the regions from
+//! the cursor's on until it has a page and one row more (which says that a next page exists).
+//!
+//! **Cursor.** The last row's region, sort key and id, with the sort it was made for, as
+//! base64url JSON. Each region continues after it with a row-value comparison
+//! (`(key, id) > (cursor key, cursor id)`), which both databases answer from the index. A row
+//! added or removed between two pages is seen or missed as its position says, but no row is
+//! ever read twice or skipped because of it.
+//!
+//! **Count.** Each region's matching rows are counted up to [`FleetQuery::COUNT_BOUND`] (with the
+//! filters, not the cursor), so that counting costs at most a bounded walk.
+
+use data_encoding::BASE64URL_NOPAD;
+use engine::ids::{OrgId, Timestamp};
+use engine::model::{
+    CountedPage, FleetFilter, FleetQuery, FleetRows, FleetSort, LicenseStatus, LicenseWithDevice,
+    RevisionState,
+};
+use engine::store::{StoreError, StoreResult};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::backend::{Arg, Backend, SqlStore, Statements as _};
+use crate::rows::{
+    Columns, DEVICE_COLUMN_COUNT, device_columns, device_from_row_at, get, license_from_row_at,
+};
+
+/// The license columns of a fleet row, over `licenses l`, with its status at the time bound to
+/// `{now}`: the same rule as `rows::license_status`, on the aliased table.
+fn license_columns(now: &str) -> String {
+    format!(
+        "l.id, l.org_id, l.purchased_at, l.valid_until, l.device_id, {}, l.reserved_until",
+        status_case(now)
+    )
+}
+
+fn status_case(now: &str) -> String {
+    format!(
+        "CASE WHEN l.valid_until IS NOT NULL AND l.valid_until <= {now} THEN 'expired' \
+         WHEN l.device_id IS NOT NULL THEN 'assigned' \
+         WHEN l.reserved_until IS NOT NULL AND l.reserved_until > {now} THEN 'reserved' \
+         ELSE 'free' END"
+    )
+}
+
+/// The condition that a license has `status` at `{now}`.
+fn status_condition(status: LicenseStatus, now: &str) -> String {
+    let unexpired = format!("(l.valid_until IS NULL OR l.valid_until > {now})");
+    match status {
+        LicenseStatus::Expired => format!("l.valid_until IS NOT NULL AND l.valid_until <= {now}"),
+        LicenseStatus::Assigned => format!("l.device_id IS NOT NULL AND {unexpired}"),
+        LicenseStatus::Reserved => format!(
+            "l.device_id IS NULL AND {unexpired} \
+             AND l.reserved_until IS NOT NULL AND l.reserved_until > {now}"
+        ),
+        LicenseStatus::Free => format!(
+            "l.device_id IS NULL AND {unexpired} \
+             AND (l.reserved_until IS NULL OR l.reserved_until <= {now})"
+        ),
+    }
+}
+
+/// The order in which the status sort shows licenses.
+const STATUS_ORDER: [LicenseStatus; 4] = [
+    LicenseStatus::Assigned,
+    LicenseStatus::Reserved,
+    LicenseStatus::Free,
+    LicenseStatus::Expired,
+];
+
+/// Where a region's rows come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Devices with their licenses: every row has a device.
+    Devices,
+    /// Licenses, each with the device that holds it, if any.
+    Licenses,
+    /// Licenses that no device holds (no device columns).
+    Unheld,
+}
+
+/// A sort key of a region, other than the id that breaks ties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Name,
+    LastSeen,
+    PairedAt,
+}
+
+impl Key {
+    fn expression(self) -> &'static str {
+        match self {
+            // The expression of the `devices_by_name` index, word for word.
+            Key::Name => "lower(COALESCE(d.admin_name, d.name))",
+            Key::LastSeen => "d.last_seen",
+            Key::PairedAt => "d.paired_at",
+        }
+    }
+}
+
+/// One indexed walk of a fleet list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Region {
+    source: Source,
+    key: Option<Key>,
+    /// Only licenses of this status.
+    status: Option<LicenseStatus>,
+}
+
+impl Region {
+    /// The id that breaks ties (and is the whole order when there is no key).
+    fn id(self) -> &'static str {
+        match self.source {
+            Source::Devices => "d.id",
+            Source::Licenses | Source::Unheld => "l.id",
+        }
+    }
+}
+
+/// The regions of a query, in the order they are read.
+fn regions(query: &FleetQuery) -> Vec<Region> {
+    let filter = &query.filter;
+    let device_only = filter.concerns_devices() || query.rows == FleetRows::Devices;
+    let held = match query.rows {
+        FleetRows::Devices => Source::Devices,
+        FleetRows::Licenses if device_only => Source::Devices,
+        FleetRows::Licenses => Source::Licenses,
+    };
+    let keyed = |key: Key| {
+        let mut regions = vec![Region {
+            source: Source::Devices,
+            key: Some(key),
+            status: filter.license_status,
+        }];
+        if !device_only {
+            regions.push(Region {
+                source: Source::Unheld,
+                key: None,
+                status: filter.license_status,
+            });
+        }
+        regions
+    };
+    match query.sort {
+        FleetSort::Id => vec![Region {
+            source: held,
+            key: None,
+            status: filter.license_status,
+        }],
+        FleetSort::Name => keyed(Key::Name),
+        FleetSort::LastSeen => keyed(Key::LastSeen),
+        FleetSort::PairedAt => keyed(Key::PairedAt),
+        FleetSort::Status => {
+            let mut order = STATUS_ORDER.to_vec();
+            if query.descending {
+                order.reverse();
+            }
+            order
+                .into_iter()
+                .filter(|status| filter.license_status.is_none_or(|wanted| wanted == *status))
+                .filter(|status| {
+                    // A device's license is assigned or expired.
+                    held != Source::Devices
+                        || matches!(status, LicenseStatus::Assigned | LicenseStatus::Expired)
+                })
+                .map(|status| Region {
+                    source: held,
+                    key: None,
+                    status: Some(status),
+                })
+                .collect()
+        }
+    }
+}
+
+/// Where a page starts: after this row of this region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Cursor {
+    /// The sort it was made for (`-` first when descending).
+    sort: String,
+    region: usize,
+    key: Option<KeyValue>,
+    id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum KeyValue {
+    Int(i64),
+    Text(String),
+}
+
+fn sort_name(query: &FleetQuery) -> String {
+    let sign = if query.descending { "-" } else { "" };
+    format!("{sign}{}", query.sort.as_str())
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        BASE64URL_NOPAD.encode(&serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(text: &str, query: &FleetQuery, regions: usize) -> StoreResult<Cursor> {
+        let invalid = || StoreError::InvalidInput("cursor");
+        let bytes = BASE64URL_NOPAD
+            .decode(text.as_bytes())
+            .map_err(|_| invalid())?;
+        let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        if cursor.sort != sort_name(query) || cursor.region >= regions {
+            return Err(invalid());
+        }
+        Ok(cursor)
+    }
+}
+
+/// A value bound to a statement being built.
+#[derive(Debug, Clone)]
+enum Bound {
+    Int(i64),
+    Uuid(Uuid),
+    Text(String),
+}
+
+/// A statement being built: its text and its bound values, `$1`, `$2`… in order.
+#[derive(Debug, Default)]
+struct Built {
+    values: Vec<Bound>,
+}
+
+impl Built {
+    /// Binds a value; answers its placeholder.
+    fn bind(&mut self, value: Bound) -> String {
+        self.values.push(value);
+        format!("${}", self.values.len())
+    }
+
+    fn args(&self) -> Vec<Arg<'_>> {
+        self.values
+            .iter()
+            .map(|value| match value {
+                Bound::Int(value) => Arg::from(*value),
+                Bound::Uuid(value) => Arg::from(*value),
+                Bound::Text(value) => Arg::Text(Some(value.as_str())),
+            })
+            .collect()
+    }
+}
+
+/// The conditions of the filter on a region's rows.
+fn conditions(
+    region: Region,
+    filter: &FleetFilter,
+    org_id: OrgId,
+    now: &str,
+    built: &mut Built,
+) -> Vec<String> {
+    let org = built.bind(Bound::Uuid(org_id.0));
+    let mut conditions = match region.source {
+        Source::Devices => vec![format!("d.org_id = {org}"), "d.ended_at IS NULL".into()],
+        Source::Licenses => vec![format!("l.org_id = {org}")],
+        Source::Unheld => vec![format!("l.org_id = {org}"), "l.device_id IS NULL".into()],
+    };
+    if let Some(status) = region.status {
+        conditions.push(status_condition(status, now));
+    }
+    if region.source == Source::Unheld {
+        return conditions;
+    }
+    if let Some(search) = &filter.search {
+        for word in search.split_whitespace() {
+            let escaped = word
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let starts = built.bind(Bound::Text(format!("{escaped}%")));
+            let inside = built.bind(Bound::Text(format!("% {escaped}%")));
+            let fields = [
+                "COALESCE(d.admin_name, '')",
+                "d.name",
+                "d.model",
+                "d.os",
+                "d.app_version",
+                "COALESCE(d.notes, '')",
+            ];
+            let matches: Vec<String> = fields
+                .iter()
+                .flat_map(|field| {
+                    [&starts, &inside]
+                        .map(|pattern| format!("lower({field}) LIKE lower({pattern}) ESCAPE '\\'"))
+                })
+                .collect();
+            conditions.push(format!("({})", matches.join(" OR ")));
+        }
+    }
+    match filter.online {
+        Some(true) => conditions.push("d.online_conn IS NOT NULL".into()),
+        Some(false) => conditions.push("d.id IS NOT NULL AND d.online_conn IS NULL".into()),
+        None => {}
+    }
+    if let Some(since) = filter.not_seen_since {
+        let since = built.bind(Bound::Int(since.0));
+        conditions.push(format!(
+            "d.id IS NOT NULL AND d.online_conn IS NULL AND d.last_seen < {since}"
+        ));
+    }
+    if let Some(config) = filter.configuration {
+        let config = built.bind(Bound::Uuid(config.0));
+        conditions.push(format!("d.config_id = {config}"));
+    }
+    let reported_current = "d.applied_config_id = d.config_id AND d.applied_revision = c.revision";
+    match filter.revision {
+        Some(RevisionState::UpToDate) => {
+            conditions.push(format!("{reported_current} AND d.ack_status = 'applied'"));
+        }
+        Some(RevisionState::Failed) => {
+            conditions.push(format!("{reported_current} AND d.ack_status = 'failed'"));
+        }
+        Some(RevisionState::Pending) => conditions.push(
+            "d.config_id IS NOT NULL AND (d.applied_config_id IS NULL \
+             OR d.applied_config_id <> d.config_id OR d.applied_revision IS NULL \
+             OR d.applied_revision <> c.revision OR d.ack_status IS NULL)"
+                .into(),
+        ),
+        None => {}
+    }
+    if let Some(version) = &filter.app_version {
+        let version = built.bind(Bound::Text(version.clone()));
+        conditions.push(format!("d.app_version = {version}"));
+    }
+    if let Some(code) = filter.paired_by {
+        let code = built.bind(Bound::Uuid(code.0));
+        conditions.push(format!("d.paired_by_code = {code}"));
+    }
+    conditions
+}
+
+/// `FROM` and the columns of a region's rows: the device's, the license's, then the key.
+fn select(region: Region, now: &str) -> String {
+    let key = region
+        .key
+        .map(|key| format!(", {}", key.expression()))
+        .unwrap_or_default();
+    let licenses = license_columns(now);
+    let configurations = "LEFT JOIN configurations c ON c.id = d.config_id";
+    match region.source {
+        Source::Devices => format!(
+            "SELECT {}, {licenses}{key} FROM devices d \
+             JOIN licenses l ON l.id = d.license_id {configurations}",
+            device_columns!()
+        ),
+        Source::Licenses => format!(
+            "SELECT {}, {licenses}{key} FROM licenses l \
+             LEFT JOIN devices d ON d.license_id = l.id AND d.ended_at IS NULL {configurations}",
+            device_columns!()
+        ),
+        Source::Unheld => format!("SELECT {licenses} FROM licenses l"),
+    }
+}
+
+/// A fleet row as read, with where it stands for a cursor.
+struct Read {
+    row: LicenseWithDevice,
+    key: Option<KeyValue>,
+    id: Uuid,
+}
+
+fn read_row(row: &impl Columns, region: Region) -> StoreResult<Read> {
+    let (device, license_base) = match region.source {
+        Source::Unheld => (None, 0),
+        Source::Devices | Source::Licenses => {
+            let held = get::<Option<Uuid>, _>(row, 0)?.is_some();
+            let device = if held {
+                Some(device_from_row_at(row, 0)?)
+            } else {
+                None
+            };
+            (device, DEVICE_COLUMN_COUNT)
+        }
+    };
+    let license = license_from_row_at(row, license_base)?;
+    let key_column = license_base + 7;
+    let key = match region.key {
+        None => None,
+        Some(Key::Name) => Some(KeyValue::Text(get(row, key_column)?)),
+        Some(Key::LastSeen | Key::PairedAt) => Some(KeyValue::Int(get(row, key_column)?)),
+    };
+    let id = match region.source {
+        Source::Devices => device.as_ref().map_or(license.id.0, |device| device.id.0),
+        Source::Licenses | Source::Unheld => license.id.0,
+    };
+    Ok(Read {
+        row: LicenseWithDevice { license, device },
+        key,
+        id,
+    })
+}
+
+/// A region's statement up to its `WHERE` (the filters, not the cursor), with its bound values.
+struct Filtered {
+    sql: String,
+    built: Built,
+}
+
+fn filtered(region: Region, query: &FleetQuery, org_id: OrgId, now: Timestamp) -> Filtered {
+    let mut built = Built::default();
+    let now = built.bind(Bound::Int(now.0));
+    let conditions = conditions(region, &query.filter, org_id, &now, &mut built);
+    let sql = format!(
+        "{} WHERE {}",
+        select(region, &now),
+        conditions.join(" AND ")
+    );
+    Filtered { sql, built }
+}
+
+/// Counts the region's matching rows, up to `bound`.
+fn count_statement(filtered: &Filtered, bound: u64) -> (String, Built) {
+    let mut built = Built {
+        values: filtered.built.values.clone(),
+    };
+    let bound = built.bind(Bound::Int(i64::try_from(bound).unwrap_or(i64::MAX)));
+    let sql = format!(
+        "SELECT COUNT(*) FROM ({} LIMIT {bound}) AS matching",
+        filtered.sql
+    );
+    (sql, built)
+}
+
+/// Up to `wanted` of the region's rows in order, after the cursor when it points into it.
+fn page_statement(
+    filtered: &Filtered,
+    region: Region,
+    descending: bool,
+    after: Option<&Cursor>,
+    wanted: usize,
+) -> StoreResult<(String, Built)> {
+    let mut built = Built {
+        values: filtered.built.values.clone(),
+    };
+    let mut sql = filtered.sql.clone();
+    let (order, beyond) = if descending {
+        ("DESC", "<")
+    } else {
+        ("ASC", ">")
+    };
+    let id = region.id();
+    if let Some(cursor) = after {
+        let cursor_id = built.bind(Bound::Uuid(cursor.id));
+        match (region.key, &cursor.key) {
+            (None, _) => sql.push_str(&format!(" AND {id} {beyond} {cursor_id}")),
+            (Some(key), Some(value)) => {
+                let value = built.bind(match value {
+                    KeyValue::Int(value) => Bound::Int(*value),
+                    KeyValue::Text(value) => Bound::Text(value.clone()),
+                });
+                sql.push_str(&format!(
+                    " AND ({}, {id}) {beyond} ({value}, {cursor_id})",
+                    key.expression()
+                ));
+            }
+            (Some(_), None) => return Err(StoreError::InvalidInput("cursor")),
+        }
+    }
+    let sort = match region.key {
+        Some(key) => format!("{} {order}, {id} {order}", key.expression()),
+        None => format!("{id} {order}"),
+    };
+    let wanted = built.bind(Bound::Int(i64::try_from(wanted).unwrap_or(i64::MAX)));
+    sql.push_str(&format!(" ORDER BY {sort} LIMIT {wanted}"));
+    Ok((sql, built))
+}
+
+/// Reads one page of a fleet list.
+pub(crate) async fn read<B: Backend>(
+    store: &SqlStore<B>,
+    org_id: OrgId,
+    query: &FleetQuery,
+    now: Timestamp,
+) -> StoreResult<CountedPage<LicenseWithDevice>> {
+    let regions = regions(query);
+    let limit = query.page.effective_limit() as usize;
+    let start = match &query.page.after {
+        Some(text) => Some(Cursor::decode(text, query, regions.len())?),
+        None => None,
+    };
+    let mut transaction = store
+        .readers
+        .begin_with(B::BEGIN_FLEET_READ)
+        .await
+        .map_err(B::map_error)?;
+    let connection = &mut *transaction;
+    let mut rows: Vec<(usize, Read)> = Vec::new();
+    let mut total = 0u64;
+    for (index, region) in regions.iter().copied().enumerate() {
+        let filtered = filtered(region, query, org_id, now);
+        let (count, built) = count_statement(
+            &filtered,
+            FleetQuery::COUNT_BOUND + 1 - total.min(FleetQuery::COUNT_BOUND),
+        );
+        let counted: i64 = connection
+            .fetch_one(sqlx::AssertSqlSafe(count), &built.args())
+            .await
+            .and_then(|row| get(&row, 0))?;
+        total += u64::try_from(counted).unwrap_or(0);
+
+        let wanted = limit + 1 - rows.len().min(limit + 1);
+        let before_cursor = start.as_ref().is_some_and(|cursor| index < cursor.region);
+        if wanted == 0 || before_cursor {
+            continue;
+        }
+        let after = start.as_ref().filter(|cursor| cursor.region == index);
+        let (page, built) = page_statement(&filtered, region, query.descending, after, wanted)?;
+        let read = connection
+            .fetch_all(sqlx::AssertSqlSafe(page), &built.args())
+            .await?;
+        for row in &read {
+            rows.push((index, read_row(row, region)?));
+        }
+    }
+    // Read only: ending it either way changes nothing.
+    transaction.rollback().await.map_err(B::map_error)?;
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|(region, last)| {
+            Cursor {
+                sort: sort_name(query),
+                region: *region,
+                key: last.key.clone(),
+                id: last.id,
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(CountedPage {
+        items: rows.into_iter().map(|(_, read)| read.row).collect(),
+        next_cursor,
+        total: total.min(FleetQuery::COUNT_BOUND),
+        total_exact: total <= FleetQuery::COUNT_BOUND,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The plans of the fleet statements: every table a statement reads is reached through an
+    //! index with the organization (or a row's key) as its constraint, never scanned whole, on
+    //! SQLite and on PostgreSQL with enough rows that a scan would be tempting.
+
+    use engine::ids::{CodeId, ConfigId};
+    use engine::model::PageRequest;
+
+    use super::*;
+    use crate::{PgSettings, PgStore, SqliteSettings, SqliteStore};
+
+    const NOW: Timestamp = Timestamp(1_800_000_000_000);
+
+    /// The queries whose plans are checked: every sort both ways, on both row kinds, and the
+    /// main filters.
+    fn queries() -> Vec<FleetQuery> {
+        let mut queries = Vec::new();
+        let filters = [
+            FleetFilter::default(),
+            FleetFilter {
+                search: Some("van 7".into()),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                license_status: Some(LicenseStatus::Free),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                online: Some(false),
+                not_seen_since: Some(NOW),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
+                revision: Some(RevisionState::Pending),
+                app_version: Some("4.2.1".into()),
+                paired_by: Some(CodeId::generate()),
+                ..FleetFilter::default()
+            },
+        ];
+        for rows in [FleetRows::Licenses, FleetRows::Devices] {
+            for filter in &filters {
+                for sort in [
+                    FleetSort::Id,
+                    FleetSort::Name,
+                    FleetSort::LastSeen,
+                    FleetSort::PairedAt,
+                    FleetSort::Status,
+                ] {
+                    for descending in [false, true] {
+                        queries.push(FleetQuery {
+                            rows,
+                            filter: filter.clone(),
+                            sort,
+                            descending,
+                            page: PageRequest::first(50),
+                        });
+                    }
+                }
+            }
+        }
+        queries
+    }
+
+    /// Every statement a query may run: each region's count, its first page, and its page after
+    /// a cursor in it.
+    fn statements(query: &FleetQuery, org_id: OrgId) -> Vec<(String, Built)> {
+        let mut statements = Vec::new();
+        for (index, region) in regions(query).into_iter().enumerate() {
+            let filtered = filtered(region, query, org_id, NOW);
+            statements.push(count_statement(&filtered, FleetQuery::COUNT_BOUND + 1));
+            let cursor = Cursor {
+                sort: sort_name(query),
+                region: index,
+                key: region.key.map(|key| match key {
+                    Key::Name => KeyValue::Text("van".into()),
+                    Key::LastSeen | Key::PairedAt => KeyValue::Int(NOW.0),
+                }),
+                id: Uuid::now_v7(),
+            };
+            for after in [None, Some(&cursor)] {
+                statements.push(
+                    page_statement(&filtered, region, query.descending, after, 51)
+                        .expect("a statement"),
+                );
+            }
+        }
+        statements
+    }
+
+    #[tokio::test]
+    async fn on_sqlite_every_table_is_reached_through_an_index() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path().join("plans.db")))
+            .await
+            .expect("the database");
+        let mut connection = store.reader().await.expect("a reader");
+        let org_id = OrgId::generate();
+        let mut problems = Vec::new();
+        for query in queries() {
+            for (sql, built) in statements(&query, org_id) {
+                let plan = connection
+                    .fetch_all(
+                        sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")),
+                        &built.args(),
+                    )
+                    .await
+                    .unwrap_or_else(|error| panic!("{error}: {sql}"));
+                for row in &plan {
+                    let line: String = get(row, 3).unwrap_or_default();
+                    // A table of the statement (d, l or c) is searched with a constraint;
+                    // the count's subquery (`matching`) is scanned as it comes.
+                    let table_scan =
+                        line.starts_with("SCAN ") && !line.starts_with("SCAN matching");
+                    let sorted_whole = query.filter == FleetFilter::default()
+                        && query.sort != FleetSort::Status
+                        && line.contains("TEMP B-TREE");
+                    if table_scan || sorted_whole {
+                        problems.push(format!("{query:?}\n  {line}\n  {sql}"));
+                    }
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_postgres_with_many_rows_no_table_is_scanned_whole() {
+        let cluster = pgtemp::Cluster::start().expect("a PostgreSQL cluster");
+        let url = tokio::task::spawn_blocking(move || {
+            let url = cluster.create_database().expect("a database");
+            (cluster, url)
+        })
+        .await
+        .expect("create a database");
+        let (_cluster, url) = url;
+        let store = PgStore::open(&PgSettings::new(url))
+            .await
+            .expect("the store");
+        // Two organizations of 20,000 licenses each, 15,000 of them held by a device, so that
+        // a scan of a whole table would cost what it does in a real fleet.
+        let org_id = OrgId::generate();
+        let mut connection = store.reader().await.expect("a connection");
+        for org in [org_id, OrgId::generate()] {
+            let config = ConfigId::generate();
+            for sql in [
+                "INSERT INTO organizations (id, name, created_at) VALUES ($1, 'Fleet', 0)",
+                "INSERT INTO configurations (id, org_id, name, body, revision, created_at, \
+                 updated_at) VALUES ($2, $1, 'Meters', '[GLOBAL]', 3, 0, 0)",
+                "INSERT INTO licenses (id, org_id, purchased_at) \
+                 SELECT gen_random_uuid(), $1, i FROM generate_series(1, 20000) AS i",
+                "INSERT INTO devices (id, org_id, installation_id, credential_hash, license_id, \
+                 name, model, os, app_version, paired_at, config_id, last_seen, online_conn) \
+                 SELECT gen_random_uuid(), $1, gen_random_uuid(), \
+                 decode(md5(l.id::text) || md5(l.id::text), 'hex'), l.id, \
+                 'Van ' || l.purchased_at, 'TC52', 'Android 13', '4.2.1', l.purchased_at, $2, \
+                 l.purchased_at, CASE WHEN l.purchased_at % 3 = 0 THEN l.purchased_at END \
+                 FROM licenses l WHERE l.org_id = $1 AND l.purchased_at <= 15000",
+                "UPDATE licenses l SET device_id = d.id FROM devices d \
+                 WHERE d.license_id = l.id AND l.org_id = $1",
+            ] {
+                connection
+                    .execute(sqlx::AssertSqlSafe(sql), &[org.0.into(), config.0.into()])
+                    .await
+                    .unwrap_or_else(|error| panic!("{error}: {sql}"));
+            }
+        }
+        connection
+            .execute("ANALYZE", &[])
+            .await
+            .expect("fresh statistics");
+        drop(connection);
+        // Planned as the fleet read plans them: in its transaction.
+        let mut transaction = store
+            .readers
+            .begin_with(<sqlx::Postgres as Backend>::BEGIN_FLEET_READ)
+            .await
+            .expect("a read transaction");
+        let connection = &mut *transaction;
+        let mut problems = Vec::new();
+        for query in queries() {
+            for (sql, built) in statements(&query, org_id) {
+                let plan = connection
+                    .fetch_all(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")), &built.args())
+                    .await
+                    .unwrap_or_else(|error| panic!("{error}: {sql}"));
+                let lines: Vec<String> = plan
+                    .iter()
+                    .map(|row| get::<String, _>(row, 0).unwrap_or_default())
+                    .collect();
+                if lines.iter().any(|line| {
+                    line.contains("Seq Scan on devices") || line.contains("Seq Scan on licenses")
+                }) {
+                    problems.push(format!("{query:?}\n{}\n  {sql}", lines.join("\n")));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+    }
+}
