@@ -112,6 +112,8 @@ pub struct CodeState {
     pub uses: u32,
     pub used_at: Option<Timestamp>,
     pub license_id: Option<LicenseId>,
+    /// The label an admin gave the code, for the audit log.
+    pub label: Option<String>,
 }
 
 /// A license's state inside a write transaction.
@@ -141,6 +143,9 @@ pub struct ActiveDevice {
     pub license_id: LicenseId,
     pub license_valid_until: Option<Timestamp>,
     pub config_id: Option<ConfigId>,
+    /// What the device last reported of itself, for the audit log: an entry about the device
+    /// keeps its name as it was.
+    pub details: DeviceDetails,
 }
 
 impl ActiveDevice {
@@ -217,6 +222,9 @@ pub struct AckTarget {
     pub applied_revision: Option<u64>,
     pub ack_status: Option<AckStatus>,
     pub ack_reason: Option<String>,
+    /// The device's name and its assigned configuration's, for the audit log.
+    pub device_name: String,
+    pub config_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,16 +272,22 @@ pub struct NewCode {
 /// Result of a conditional configuration update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigUpdate {
-    /// The configuration as it now is, with its body.
-    Updated(Configuration),
+    /// The configuration as it now is, with its body, and the name it had before the edit.
+    Updated {
+        configuration: Configuration,
+        previous_name: String,
+    },
     NotFound,
     /// `if_revision` did not match; carries the current revision.
     RevisionMismatch(u64),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigDelete {
-    Deleted,
+    /// Deleted; carries the name it had.
+    Deleted {
+        name: String,
+    },
     NotFound,
     /// Still assigned to this many active devices.
     InUse(u64),
@@ -629,13 +643,13 @@ pub trait AdminTx: StoreTx {
     -> StoreResult<()>;
     async fn insert_org_key(&mut self, key: &OrgKeyInfo, hash: &SecretHash) -> StoreResult<()>;
     /// Revokes a key of `org_id` (a revoked key stays revoked at its first revocation time).
-    /// Returns false when the organization has no such key.
+    /// Returns the key's name, or `None` when the organization has no such key.
     async fn revoke_org_key(
         &mut self,
         org_id: OrgId,
         key_id: KeyId,
         now: Timestamp,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<String>>;
     async fn insert_licenses(
         &mut self,
         org_id: OrgId,

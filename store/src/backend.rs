@@ -344,7 +344,8 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     const RECORD_ENDED_PAIRINGS: &'static str;
     /// `(ids)` → configurations with their bodies (`rows::config_row_from_row`).
     const CONFIG_ROWS: &'static str;
-    /// `(device ids)` → what the acknowledgement rules need of the active ones.
+    /// `(device ids)` → what the acknowledgement rules need of the active ones, and the names
+    /// of each device and its configuration.
     const ACK_TARGETS: &'static str;
     /// `(config id, now, org id, device ids)` → ids of the organization's active devices it
     /// assigned.
@@ -358,11 +359,12 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     /// `(org id, code id)` → the code's state (`rows::code_state_from_row`), locked against
     /// concurrent revocation and use where the backend locks rows.
     const CODE_STATE_FOR_REVOCATION: &'static str;
-    /// `(org id, config id)` → the configuration's revision, locked against concurrent edits
-    /// where the backend locks rows.
+    /// `(org id, config id)` → the configuration's revision and name, locked against concurrent
+    /// edits where the backend locks rows.
     const CONFIG_REVISION_FOR_EDIT: &'static str;
-    /// `(org id, config id)` → how many active devices are assigned the configuration, with the
-    /// configuration locked against concurrent assignment where the backend locks rows.
+    /// `(org id, config id)` → how many active devices are assigned the configuration, and its
+    /// name, with the configuration locked against concurrent assignment where the backend
+    /// locks rows.
     const CONFIG_DEVICES_FOR_DELETE: &'static str;
 
     // --- the store: closing, presence, heartbeats, notifications -------------------------------

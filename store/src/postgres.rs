@@ -826,7 +826,7 @@ pub(crate) mod batch_sql {
          ON CONFLICT (installation_id) DO UPDATE SET credential_hash = excluded.credential_hash, \
          end_reason = excluded.end_reason, ended_at = excluded.ended_at";
     pub const ACK_TARGETS: &str = "SELECT d.id, d.config_id, c.revision, d.applied_config_id, \
-         d.applied_revision, d.ack_status, d.ack_reason \
+         d.applied_revision, d.ack_status, d.ack_reason, d.name, c.name \
          FROM devices d LEFT JOIN configurations c ON c.id = d.config_id \
          WHERE d.id = ANY($1::uuid[]) AND num_nulls(d.ended_at) = 1";
     pub const WRITE_ACKS: &str = "UPDATE devices SET applied_config_id = a.config_id, \

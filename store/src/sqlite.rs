@@ -799,7 +799,7 @@ pub(crate) mod batch_sql {
     pub const RELEASE_LICENSES: &str = "UPDATE licenses SET device_id = NULL \
                  WHERE device_id IN (SELECT unhex(value) FROM json_each(?))";
     pub const ACK_TARGETS: &str = "SELECT d.id, d.config_id, c.revision, d.applied_config_id, d.applied_revision, \
-             d.ack_status, d.ack_reason \
+             d.ack_status, d.ack_reason, d.name, c.name \
              FROM devices d LEFT JOIN configurations c ON c.id = d.config_id \
              WHERE d.id IN (SELECT unhex(value) FROM json_each(?)) AND d.ended_at IS NULL";
     pub const WRITE_ACKS: &str = "UPDATE devices SET applied_config_id = substr(j.k, 17, 16), \
