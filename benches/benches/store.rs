@@ -153,8 +153,8 @@ async fn commit_batch(fixture: &Fixture, requests: &[Request]) {
     tx.commit().await.expect("commit");
 }
 
-/// The audit entry the engine appends for a new pairing: what decided it and what the device
-/// said of itself.
+/// The audit entry the engine appends for a new pairing: what decided it, what the device said
+/// of itself, and the device it names (linked for the log's device filter).
 fn paired_audit(org_id: OrgId, now: Timestamp, code_id: CodeId, device: &NewDevice) -> NewAudit {
     NewAudit {
         org_id: Some(org_id),
@@ -172,6 +172,7 @@ fn paired_audit(org_id: OrgId, now: Timestamp, code_id: CodeId, device: &NewDevi
             "os": device.details.os,
             "app_version": device.details.app_version,
         }),
+        devices: vec![device.id],
     }
 }
 

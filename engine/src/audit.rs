@@ -1,5 +1,5 @@
 //! What the audit log says, where more than one part of the engine says it: the fields an entry
-//! about a device carries.
+//! about a device carries, and the rules of a filter on the log.
 //!
 //! An entry carries the names of what it concerns as they were when it was written, besides
 //! their ids, so that the log stays readable after a rename, an unpairing or a deletion. In an
@@ -9,7 +9,15 @@
 
 use serde_json::{Map, Value};
 
+use crate::error::EngineError;
+use crate::model::AuditFilter;
 use crate::store::{ActiveDevice, DeviceDetails};
+
+/// The most actions one filter may name.
+pub(crate) const MAX_FILTER_ACTIONS: usize = 20;
+
+/// The longest action name a filter may give (the longest real one is far shorter).
+const MAX_ACTION_BYTES: usize = 64;
 
 /// `details` with what the device said of itself added: `name`, `model`, `os`, `app_version`
 /// (for entries whose subject is the device).
@@ -36,9 +44,109 @@ pub(crate) fn ended_device(device: &ActiveDevice) -> Value {
     with_device(details, &device.details)
 }
 
+/// `filter` checked and put in its plain form: actions sorted, each once.
+pub(crate) fn checked_filter(filter: &AuditFilter) -> Result<AuditFilter, EngineError> {
+    let mut actions = filter.actions.clone();
+    actions.sort();
+    actions.dedup();
+    if actions.len() > MAX_FILTER_ACTIONS {
+        return Err(EngineError::invalid(
+            "action",
+            format!("at most {MAX_FILTER_ACTIONS} actions"),
+        ));
+    }
+    let well_formed = |action: &String| {
+        !action.is_empty()
+            && action.len() <= MAX_ACTION_BYTES
+            && action.bytes().all(|byte| {
+                byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"._".contains(&byte)
+            })
+    };
+    if !actions.iter().all(well_formed) {
+        return Err(EngineError::invalid(
+            "action",
+            "action names such as device.paired, separated by commas",
+        ));
+    }
+    if let (Some(from), Some(until)) = (filter.from, filter.until)
+        && until <= from
+    {
+        return Err(EngineError::invalid("until", "a time after from"));
+    }
+    Ok(AuditFilter {
+        actions,
+        ..filter.clone()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Timestamp;
+
+    fn filter(actions: &[&str]) -> AuditFilter {
+        AuditFilter {
+            actions: actions.iter().map(|action| action.to_string()).collect(),
+            ..AuditFilter::default()
+        }
+    }
+
+    #[test]
+    fn a_filter_names_each_action_once_in_order() {
+        let checked = checked_filter(&filter(&[
+            "device.unpaired",
+            "device.paired",
+            "device.paired",
+        ]));
+        assert_eq!(
+            checked.map(|filter| filter.actions),
+            Ok(vec![
+                "device.paired".to_string(),
+                "device.unpaired".to_string()
+            ])
+        );
+    }
+
+    #[test]
+    fn a_filter_refuses_what_no_action_is_called() {
+        for bad in [
+            "",
+            "Device.Paired",
+            "device paired",
+            "device;paired",
+            &"a".repeat(65),
+        ] {
+            assert!(
+                matches!(
+                    checked_filter(&filter(&[bad])),
+                    Err(EngineError::Invalid {
+                        field: "action",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
+        let many: Vec<String> = (0..=MAX_FILTER_ACTIONS)
+            .map(|i| format!("a.{}", "b".repeat(i)))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(checked_filter(&filter(&many)).is_err());
+    }
+
+    #[test]
+    fn a_time_window_must_not_be_empty() {
+        let window = |from: i64, until: i64| AuditFilter {
+            from: Some(Timestamp(from)),
+            until: Some(Timestamp(until)),
+            ..AuditFilter::default()
+        };
+        assert!(checked_filter(&window(1, 2)).is_ok());
+        assert!(matches!(
+            checked_filter(&window(2, 2)),
+            Err(EngineError::Invalid { field: "until", .. })
+        ));
+    }
 
     #[test]
     fn device_fields_join_the_entry_s_own() {

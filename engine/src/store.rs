@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use crate::events::OrgEvent;
 use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 use crate::model::{
-    AckStatus, AuditEntry, CodeInfo, CodeKind, Configuration, Device, License, LicenseStatus,
-    LicenseSummary, OrgKeyInfo, Organization, Page, PageRequest,
+    AckStatus, AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, Device, License,
+    LicenseStatus, LicenseSummary, OrgKeyInfo, Organization, Page, PageRequest,
 };
 use crate::secrets::SecretHash;
 
@@ -252,6 +252,9 @@ pub struct NewAudit {
     pub action: String,
     pub subject: Option<String>,
     pub details: serde_json::Value,
+    /// The devices the entry names (as its subject, its actor or in its details), each once:
+    /// the log's device filter finds the entry through them.
+    pub devices: Vec<DeviceId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -537,9 +540,12 @@ pub trait AdminReads: Send + Sync {
     async fn device(&self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>>;
     async fn list_devices(&self, org_id: OrgId, page: &PageRequest) -> StoreResult<Page<Device>>;
 
+    /// The audit log, newest first: one organization's (the server's whole log with `None`),
+    /// the entries that pass `filter`.
     async fn list_audit(
         &self,
         org_id: Option<OrgId>,
+        filter: &AuditFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<AuditEntry>>;
 }

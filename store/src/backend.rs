@@ -52,6 +52,9 @@ pub enum Arg<'a> {
     /// A list of ids, bound as the backend binds a list: a JSON array of hex ids on SQLite (the
     /// statement expands it with `json_each` and `unhex`), a `uuid[]` on PostgreSQL.
     Ids(Vec<Uuid>),
+    /// A list of texts, bound as the backend binds a list: a JSON array on SQLite, a `text[]`
+    /// on PostgreSQL; `None` binds NULL.
+    Texts(Option<&'a [String]>),
 }
 
 impl Arg<'_> {
@@ -352,6 +355,18 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     const ASSIGN_CONFIGURATION: &'static str;
     /// `(org id, purchased at, valid until, ids)` inserts licenses.
     const INSERT_LICENSES: &'static str;
+
+    // The audit log's reads (see `audit`): those with a list of actions, built by the macros in
+    // `audit` with the backend's list expansion.
+
+    /// `(device, before id, org or NULL, from, until, actions or NULL, rows)` → audit entries.
+    const AUDIT_OF_DEVICE: &'static str;
+    /// `(org, before id, from, until, actions or NULL, rows)` → audit entries.
+    const AUDIT_OF_ORG_IN_TIME: &'static str;
+    /// `(org, before id, actions, rows)` → audit entries: a page of each action, merged.
+    const AUDIT_OF_ORG_BY_ACTIONS: &'static str;
+    /// `(before id, from, until, actions or NULL, rows)` → audit entries of every organization.
+    const AUDIT_OF_SERVER: &'static str;
 
     // The reads of admin commands that PostgreSQL locks and SQLite need not, built by the
     // macros in `writes` with the backend's locking clause.

@@ -46,7 +46,7 @@ const LISTED_DEVICES: usize = 100;
 
 /// The `device_ids` and `device_names` of an entry that assigns a configuration to `devices`:
 /// a short list in full, each device with its name as it is now; a longer one only counted, as
-/// `null`.
+/// `null` (the entry still names every device for the log's device filter).
 pub(super) async fn listed(
     tx: &mut CommandTx<'_>,
     devices: &[DeviceId],
@@ -96,7 +96,7 @@ pub(super) async fn assign(
         return Err(EngineError::NotFound("device"));
     }
     let (device_ids, device_names) = listed(tx, &assigned).await?;
-    tx.audit(
+    tx.audit_naming(
         "configuration.assigned",
         config_id.to_string(),
         json!({
@@ -105,6 +105,7 @@ pub(super) async fn assign(
             "device_ids": device_ids,
             "device_names": device_names,
         }),
+        assigned.clone(),
     )
     .await?;
     tx.reassign(row, assigned.clone()).await?;

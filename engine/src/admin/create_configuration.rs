@@ -40,7 +40,7 @@ impl AdminCommand for CreateConfiguration {
             .assign_waiting_devices(tx.org_id, row.id, tx.now)
             .await?;
         let (device_ids, device_names) = listed(tx, &waiting).await?;
-        tx.audit(
+        tx.audit_naming(
             "configuration.created",
             row.id.to_string(),
             json!({
@@ -50,6 +50,7 @@ impl AdminCommand for CreateConfiguration {
                 "device_ids": device_ids,
                 "device_names": device_names,
             }),
+            waiting.clone(),
         )
         .await?;
         let configuration = Configuration {

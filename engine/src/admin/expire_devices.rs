@@ -47,10 +47,11 @@ impl AdminCommand for ExpireDevices {
             else {
                 continue;
             };
-            tx.audit(
+            tx.audit_naming(
                 "device.license_expired",
                 device.device_id.to_string(),
                 audit::ended_device(active),
+                vec![device.device_id],
             )
             .await?;
         }

@@ -44,10 +44,11 @@ impl AdminCommand for UnpairDevice {
         let Some(device) = ended.first().copied() else {
             return Err(EngineError::NotFound("device"));
         };
-        tx.audit(
+        tx.audit_naming(
             "device.unpaired",
             self.device_id.to_string(),
             audit::ended_device(&active),
+            vec![self.device_id],
         )
         .await?;
         tx.end_sessions(&ended, PairingEnd::Unpaired).await?;

@@ -345,7 +345,15 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    fn audit(&mut self, actor: String, action: &str, subject: String, details: serde_json::Value) {
+    /// Appends an entry about `subject`, naming `device` if it concerns one.
+    fn audit(
+        &mut self,
+        actor: String,
+        action: &str,
+        subject: String,
+        details: serde_json::Value,
+        device: Option<DeviceId>,
+    ) {
         self.audit.push(NewAudit {
             org_id: Some(self.facts.org_id),
             at: self.facts.now,
@@ -353,6 +361,7 @@ impl Planner<'_> {
             action: action.to_string(),
             subject: Some(subject),
             details,
+            devices: device.into_iter().collect(),
         });
     }
 
@@ -379,6 +388,7 @@ impl Planner<'_> {
             "pairing.refused",
             pairing.code_id.to_string(),
             details,
+            None,
         );
     }
 
@@ -395,6 +405,7 @@ impl Planner<'_> {
             "device.license_expired",
             device.id.to_string(),
             audit::ended_device(device),
+            Some(device.id),
         );
     }
 
@@ -503,6 +514,7 @@ impl Planner<'_> {
                 "device.paired",
                 device.to_string(),
                 details,
+                Some(device),
             );
         }
     }
@@ -525,6 +537,7 @@ impl Planner<'_> {
             "device.pairing_repeated",
             device.id.to_string(),
             audit::with_device(details, &pairing.details),
+            Some(device.id),
         );
         self.plan.pairs.push(PairOutcome::Paired {
             device: PairedDevice {
@@ -638,6 +651,7 @@ impl Planner<'_> {
                     "configuration.apply_failed",
                     ack.config_id.to_string(),
                     details,
+                    Some(ack.device_id),
                 );
             }
         }
@@ -1205,6 +1219,7 @@ mod tests {
         assert_eq!(plan.writes.audit.len(), 1, "one apply_failed entry");
         let failed = &plan.writes.audit[0];
         assert_eq!(failed.action, "configuration.apply_failed");
+        assert_eq!(failed.devices, vec![device], "the entry names its device");
         assert_eq!(
             failed.details,
             json!({ "revision": 3, "reason": "bad key", "name": "Meters", "device_name": "Van 1" })
@@ -1212,9 +1227,9 @@ mod tests {
     }
 
     /// Each entry a batch writes carries the names of what it concerns as they are at the
-    /// decision (the code's label, what the device says of itself).
+    /// decision (the code's label, what the device says of itself), and names its device.
     #[test]
-    fn batch_entries_carry_names() {
+    fn batch_entries_carry_names_and_name_their_device() {
         let org = OrgId::generate();
         let code = reusable(org);
         let facts = facts(std::slice::from_ref(&code));
@@ -1223,7 +1238,10 @@ mod tests {
             panic!("paired: {outcome:?}");
         };
         let paired = &pairing_plan.writes.audit[0];
-        assert_eq!(paired.action, "device.paired");
+        assert_eq!(
+            (paired.action.as_str(), paired.devices.as_slice()),
+            ("device.paired", [device.device_id].as_slice())
+        );
         let installation = pairing_plan.writes.new_devices[0].installation_id;
         assert_eq!(
             paired.details,
@@ -1242,6 +1260,7 @@ mod tests {
         let (_, refusing) = pair_once(&facts, code.id, 0);
         let refused = &refusing.writes.audit[0];
         assert_eq!(refused.action, "pairing.refused");
+        assert!(refused.devices.is_empty(), "a refusal made no device");
         assert_eq!(refused.details["label"], json!("vans"));
         assert_eq!(refused.details["device_name"], json!("van"));
 
@@ -1266,7 +1285,10 @@ mod tests {
             },
         );
         let ended = &anew.writes.audit[0];
-        assert_eq!(ended.action, "device.license_expired");
+        assert_eq!(
+            (ended.action.as_str(), ended.devices.as_slice()),
+            ("device.license_expired", [expired.id].as_slice())
+        );
         assert_eq!(
             ended.details,
             json!({
