@@ -10,18 +10,35 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use engine::admin::{
-    ConfigureDevice, CreateConfiguration, CreateKey, CreateReusableCode, RevokeCode, RevokeKey,
-    UnpairDevice, UpdateConfiguration,
+    ConfigureDevice, CreateConfiguration, CreateReusableCode, RevokeCode, RevokeKey, UnpairDevice,
+    UpdateConfiguration,
 };
 use engine::ids::{DeviceId, OrgId, Timestamp};
-use engine::model::{AuditEntry, AuditFilter, CodeWithSecret, PageRequest};
+use engine::model::{AuditEntry, AuditFilter, CodeWithSecret, Configuration, PageRequest};
 use engine::query::{GetDevice, ListAudit};
 use engine::store::DeviceDetails;
 use engine::{Engine, EngineError, PairAnswer, Principal, ResumeAnswer};
 use serde_json::json;
-use testkit::{Backend, Fixture, TestDevice, org_with_code};
+use testkit::{Backend, Fixture, TestDevice, org_key, org_with_code};
 
 const OPERATOR: Principal = Principal::Operator;
+
+/// Runs the test `$test(backend)` once per backend: `$test::on_sqlite`, `$test::on_postgres`.
+macro_rules! on_both_backends {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                super::$test(testkit::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                super::$test(testkit::Backend::Postgres).await;
+            }
+        }
+    };
+}
 
 fn device_details(name: &str) -> DeviceDetails {
     DeviceDetails {
@@ -40,6 +57,15 @@ async fn pair(engine: &Engine, device: &TestDevice, code: &CodeWithSecret, name:
         PairAnswer::Paired(paired) => paired.device_id,
         other => panic!("not paired: {other:?}"),
     }
+}
+
+/// A configuration called "Meters".
+async fn meters(engine: &Engine, org: OrgId) -> Configuration {
+    let command = CreateConfiguration {
+        name: "Meters".into(),
+        body: "[GLOBAL]\n".into(),
+    };
+    engine.run(&OPERATOR, org, command).await.unwrap()
 }
 
 /// Every page of `org`'s log that passes `filter`, read `limit` entries at a time as
@@ -79,15 +105,7 @@ fn the<'a>(entries: &'a [AuditEntry], action: &str) -> &'a AuditEntry {
         .unwrap_or_else(|| panic!("no {action} in {:?}", actions(entries)))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entries_keep_names_as_they_were_on_sqlite() {
-    entries_keep_names_as_they_were(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entries_keep_names_as_they_were_on_postgres() {
-    entries_keep_names_as_they_were(Backend::Postgres).await;
-}
+on_both_backends!(entries_keep_names_as_they_were);
 
 /// A device paired as "Van 7" that renames itself, a configuration renamed, a key and a code
 /// revoked, the device unpaired: every entry says what each thing was called when it was
@@ -104,27 +122,10 @@ async fn entries_keep_names_as_they_were(backend: Backend) {
         )
         .await
         .unwrap();
-    let key = engine
-        .run(
-            &OPERATOR,
-            org.id,
-            CreateKey {
-                name: "portal".into(),
-            },
-        )
-        .await
-        .unwrap();
-    let config = engine
-        .run(
-            &OPERATOR,
-            org.id,
-            CreateConfiguration {
-                name: "Meters".into(),
-                body: "[GLOBAL]\n".into(),
-            },
-        )
-        .await
-        .unwrap();
+    let Principal::OrgKey { key_id, .. } = org_key(&engine, org.id, "portal").await else {
+        panic!("a key");
+    };
+    let config = meters(&engine, org.id).await;
     let device = TestDevice::new();
     let device_id = pair(&engine, &device, &code, "Van 7").await;
 
@@ -150,13 +151,7 @@ async fn entries_keep_names_as_they_were(backend: Backend) {
         .await
         .unwrap();
     engine
-        .run(
-            &OPERATOR,
-            org.id,
-            RevokeKey {
-                key_id: key.info.id,
-            },
-        )
+        .run(&OPERATOR, org.id, RevokeKey { key_id })
         .await
         .unwrap();
     engine
@@ -235,15 +230,7 @@ async fn entries_keep_names_as_they_were(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filters_combine_and_page_on_sqlite() {
-    filters_combine_and_page(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filters_combine_and_page_on_postgres() {
-    filters_combine_and_page(Backend::Postgres).await;
-}
+on_both_backends!(filters_combine_and_page);
 
 /// Whether `entry` names `device`: its subject, its actor, or in its details.
 fn names(entry: &AuditEntry, device: DeviceId) -> bool {
@@ -262,17 +249,7 @@ async fn filters_combine_and_page(backend: Backend) {
     let engine = fixture.start().await;
     let (org, code) = org_with_code(&engine, 6, None).await;
     let (_, other_code) = org_with_code(&engine, 5, None).await;
-    let config = engine
-        .run(
-            &OPERATOR,
-            org.id,
-            CreateConfiguration {
-                name: "Meters".into(),
-                body: "[GLOBAL]\n".into(),
-            },
-        )
-        .await
-        .unwrap();
+    let config = meters(&engine, org.id).await;
     let mut devices = Vec::new();
     let mut times = Vec::new();
     for n in 0..5 {
@@ -366,15 +343,7 @@ async fn filters_combine_and_page(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_reads_only_its_own_organization_s_log_on_sqlite() {
-    a_key_reads_only_its_own_organization_s_log(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_reads_only_its_own_organization_s_log_on_postgres() {
-    a_key_reads_only_its_own_organization_s_log(Backend::Postgres).await;
-}
+on_both_backends!(a_key_reads_only_its_own_organization_s_log);
 
 /// A filter narrows a key's own log; it never widens it: another organization's device,
 /// actions or times find nothing of that organization, and its log stays out of reach.
@@ -385,17 +354,7 @@ async fn a_key_reads_only_its_own_organization_s_log(backend: Backend) {
     let (other_org, other_code) = org_with_code(&engine, 1, None).await;
     let ours = pair(&engine, &TestDevice::new(), &code, "ours").await;
     let theirs = pair(&engine, &TestDevice::new(), &other_code, "theirs").await;
-    let key = engine
-        .run(
-            &OPERATOR,
-            org.id,
-            CreateKey {
-                name: "portal".into(),
-            },
-        )
-        .await
-        .unwrap();
-    let as_key = engine.authenticate(&key.key).await.unwrap();
+    let as_key = org_key(&engine, org.id, "portal").await;
 
     let everything = AuditFilter {
         actions: vec!["device.paired".into(), "organization.created".into()],

@@ -141,6 +141,24 @@ fn assert_documented(entries: &[Value]) {
     }
 }
 
+/// A new device that pairs with `code`, calling itself `name`.
+async fn pair_named(
+    test: &TestServer,
+    code: &str,
+    name: &str,
+) -> (client::DeviceIdentity, client::Connection, protocol::Paired) {
+    let identity = identity();
+    let mut connection = test.connect().await;
+    let answer = connection
+        .pair(code, &identity, &device_info(name))
+        .await
+        .unwrap();
+    let client::PairResult::Paired(paired) = answer else {
+        panic!("refused: {answer:?}");
+    };
+    (identity, connection, paired)
+}
+
 fn keys(value: &Value) -> Vec<&String> {
     let mut keys: Vec<&String> = value.as_object().unwrap().keys().collect();
     keys.sort();
@@ -154,19 +172,8 @@ async fn a_pairing_entry_is_what_the_documentation_shows() {
     let org = admin.create_org("Acme").await;
     admin.add_licenses(&org, 1).await;
     let code = admin.reusable_code(&org, json!({ "label": "vans" })).await;
-    let identity = identity();
-    let mut connection = test.connect().await;
-    let answer = connection
-        .pair(
-            code["code"].as_str().unwrap(),
-            &identity,
-            &device_info("Van 7"),
-        )
-        .await
-        .unwrap();
-    let client::PairResult::Paired(paired) = answer else {
-        panic!("refused: {answer:?}");
-    };
+    let (identity, _connection, paired) =
+        pair_named(&test, code["code"].as_str().unwrap(), "Van 7").await;
     let page = admin
         .get(&format!(
             "/v1/organizations/{org}/audit?action=device.paired"
@@ -252,15 +259,7 @@ async fn the_log_filters_by_action_device_and_time_and_keeps_names_as_they_were(
         .post("/v1/test/clock/advance", json!({ "seconds": 60 }))
         .await["now"]
         .clone();
-    let first_identity = identity();
-    let mut first = test.connect().await;
-    let client::PairResult::Paired(first_paired) = first
-        .pair(code, &first_identity, &device_info("Van 1"))
-        .await
-        .unwrap()
-    else {
-        panic!("refused");
-    };
+    let (first_identity, first, first_paired) = pair_named(&test, code, "Van 1").await;
     let later = admin
         .post("/v1/test/clock/advance", json!({ "seconds": 60 }))
         .await["now"]
