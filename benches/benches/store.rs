@@ -153,7 +153,8 @@ async fn commit_batch(fixture: &Fixture, requests: &[Request]) {
     tx.commit().await.expect("commit");
 }
 
-/// The audit entry the engine appends for a new pairing.
+/// The audit entry the engine appends for a new pairing: what decided it, what the device said
+/// of itself, and the device it names (linked for the log's device filter).
 fn paired_audit(org_id: OrgId, now: Timestamp, code_id: CodeId, device: &NewDevice) -> NewAudit {
     NewAudit {
         org_id: Some(org_id),
@@ -163,9 +164,15 @@ fn paired_audit(org_id: OrgId, now: Timestamp, code_id: CodeId, device: &NewDevi
         subject: Some(device.id.to_string()),
         details: json!({
             "code_id": code_id,
+            "code_label": null,
             "license_id": device.license_id,
             "installation_id": device.installation_id,
+            "name": device.details.name,
+            "model": device.details.model,
+            "os": device.details.os,
+            "app_version": device.details.app_version,
         }),
+        devices: vec![device.id],
     }
 }
 

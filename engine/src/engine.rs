@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 use crate::admin::{
     self, AdminCommand, CreateOrganization, IdempotencyKey, Principal, TokenSource,
 };
+use crate::audit;
 use crate::clock::Clock;
 use crate::duties::{self, Duties};
 use crate::error::EngineError;
@@ -16,7 +17,7 @@ use crate::events::OrgEvent;
 use crate::ids::OrgId;
 use crate::link::DeviceLink;
 use crate::metrics::Metrics;
-use crate::model::{AuditEntry, Organization, Page, PageRequest};
+use crate::model::{AuditEntry, AuditFilter, Organization, Page, PageRequest};
 use crate::node::Node;
 use crate::org::{OrgActorStatus, OrgMsg};
 use crate::query::{self, Query};
@@ -242,14 +243,17 @@ impl Engine {
         }
     }
 
-    /// The audit log of the whole server (operator only), newest first.
+    /// The audit log of the whole server (operator only), newest first, the entries that pass
+    /// `filter`.
     pub async fn server_audit(
         &self,
         principal: &Principal,
+        filter: &AuditFilter,
         page: &PageRequest,
     ) -> Result<Page<AuditEntry>, EngineError> {
         principal.require_operator("only the operator reads the server-wide audit log")?;
-        Ok(self.node.store.list_audit(None, page).await?)
+        let filter = audit::checked_filter(filter)?;
+        Ok(self.node.store.list_audit(None, &filter, page).await?)
     }
 
     /// Watches an organization's live feed: events from this node and, in a cluster, from the

@@ -24,6 +24,7 @@
 //! - [`events`]: the live feed of an organization (what changed, by id) and its watchers.
 //! - [`link`]: the engine's handle on a device connection, and the registry of connected devices.
 //! - [`store`]: the storage traits and their row types. [`model`]: what admins read.
+//!   `audit`: what audit entries say of the things they concern, and the log's filter rules.
 //! - [`clock`], [`secrets`], [`limiter`], [`settings`], [`ids`], [`error`], [`metrics`]: the
 //!   small parts. [`runtime_thread`]: a single-threaded runtime on a thread of its own (the
 //!   actors run on one; the server runs its admin API on another).
@@ -44,6 +45,7 @@ pub mod session;
 pub mod settings;
 pub mod store;
 
+mod audit;
 mod batch;
 mod device;
 mod duties;

@@ -496,6 +496,21 @@ impl PageRequest {
     }
 }
 
+/// Which audit entries to read; every filter given must hold (they combine with AND). The
+/// default reads every entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditFilter {
+    /// Only entries with one of these actions; any action when empty.
+    pub actions: Vec<String>,
+    /// Only entries that name this device: as their subject, their actor, or in their details
+    /// (an assignment names every device it assigned).
+    pub device_id: Option<DeviceId>,
+    /// Only entries at or after this time.
+    pub from: Option<Timestamp>,
+    /// Only entries before this time.
+    pub until: Option<Timestamp>,
+}
+
 /// How many active devices last reported one revision of a configuration with one outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RevisionReports {

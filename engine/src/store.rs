@@ -18,8 +18,9 @@ use async_trait::async_trait;
 use crate::events::OrgEvent;
 use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 use crate::model::{
-    AckStatus, AuditEntry, CodeInfo, CodeKind, Configuration, CountedPage, Device, FleetQuery,
-    License, LicenseSummary, LicenseWithDevice, OrgKeyInfo, Organization, Page, PageRequest,
+    AckStatus, AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, CountedPage, Device,
+    FleetQuery, License, LicenseSummary, LicenseWithDevice, OrgKeyInfo, Organization, Page,
+    PageRequest,
 };
 use crate::secrets::SecretHash;
 
@@ -112,6 +113,8 @@ pub struct CodeState {
     pub uses: u32,
     pub used_at: Option<Timestamp>,
     pub license_id: Option<LicenseId>,
+    /// The label an admin gave the code, for the audit log.
+    pub label: Option<String>,
 }
 
 /// A license's state inside a write transaction.
@@ -141,6 +144,9 @@ pub struct ActiveDevice {
     pub license_id: LicenseId,
     pub license_valid_until: Option<Timestamp>,
     pub config_id: Option<ConfigId>,
+    /// What the device last reported of itself, for the audit log: an entry about the device
+    /// keeps its name as it was.
+    pub details: DeviceDetails,
 }
 
 impl ActiveDevice {
@@ -217,6 +223,9 @@ pub struct AckTarget {
     pub applied_revision: Option<u64>,
     pub ack_status: Option<AckStatus>,
     pub ack_reason: Option<String>,
+    /// The device's name and its assigned configuration's, for the audit log.
+    pub device_name: String,
+    pub config_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +253,9 @@ pub struct NewAudit {
     pub action: String,
     pub subject: Option<String>,
     pub details: serde_json::Value,
+    /// The devices the entry names (as its subject, its actor or in its details), each once:
+    /// the log's device filter finds the entry through them.
+    pub devices: Vec<DeviceId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,16 +276,22 @@ pub struct NewCode {
 /// Result of a conditional configuration update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigUpdate {
-    /// The configuration as it now is, with its body.
-    Updated(Configuration),
+    /// The configuration as it now is, with its body, and the name it had before the edit.
+    Updated {
+        configuration: Configuration,
+        previous_name: String,
+    },
     NotFound,
     /// `if_revision` did not match; carries the current revision.
     RevisionMismatch(u64),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigDelete {
-    Deleted,
+    /// Deleted; carries the name it had.
+    Deleted {
+        name: String,
+    },
     NotFound,
     /// Still assigned to this many active devices.
     InUse(u64),
@@ -554,9 +572,12 @@ pub trait AdminReads: Send + Sync {
 
     async fn device(&self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>>;
 
+    /// The audit log, newest first: one organization's (the server's whole log with `None`),
+    /// the entries that pass `filter`.
     async fn list_audit(
         &self,
         org_id: Option<OrgId>,
+        filter: &AuditFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<AuditEntry>>;
 }
@@ -660,13 +681,13 @@ pub trait AdminTx: StoreTx {
     -> StoreResult<()>;
     async fn insert_org_key(&mut self, key: &OrgKeyInfo, hash: &SecretHash) -> StoreResult<()>;
     /// Revokes a key of `org_id` (a revoked key stays revoked at its first revocation time).
-    /// Returns false when the organization has no such key.
+    /// Returns the key's name, or `None` when the organization has no such key.
     async fn revoke_org_key(
         &mut self,
         org_id: OrgId,
         key_id: KeyId,
         now: Timestamp,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<String>>;
     async fn insert_licenses(
         &mut self,
         org_id: OrgId,

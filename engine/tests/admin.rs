@@ -31,6 +31,7 @@ async fn engine() -> (Fixture, Engine) {
 async fn audit_actions(engine: &Engine, org: engine::ids::OrgId) -> Vec<String> {
     let page = ListAudit {
         page: PageRequest::first(PageRequest::MAX_LIMIT),
+        ..ListAudit::default()
     };
     let audit = engine.query(&OPERATOR, org, page).await.unwrap();
     audit.items.into_iter().map(|entry| entry.action).collect()

@@ -79,6 +79,7 @@ async fn more_devices_than_licenses_get_each_license_once() {
             org.id,
             ListAudit {
                 page: PageRequest::first(PageRequest::MAX_LIMIT),
+                ..ListAudit::default()
             },
         )
         .await

@@ -225,6 +225,7 @@ async fn both_nodes_sweep_expired_licenses_and_each_pairing_ends_once() {
             org.id,
             ListAudit {
                 page: PageRequest::first(500),
+                ..ListAudit::default()
             },
         )
         .await

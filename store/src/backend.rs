@@ -52,6 +52,9 @@ pub enum Arg<'a> {
     /// A list of ids, bound as the backend binds a list: a JSON array of hex ids on SQLite (the
     /// statement expands it with `json_each` and `unhex`), a `uuid[]` on PostgreSQL.
     Ids(Vec<Uuid>),
+    /// A list of texts, bound as the backend binds a list: a JSON array on SQLite, a `text[]`
+    /// on PostgreSQL; `None` binds NULL.
+    Texts(Option<&'a [String]>),
 }
 
 impl Arg<'_> {
@@ -352,7 +355,8 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     const RECORD_ENDED_PAIRINGS: &'static str;
     /// `(ids)` → configurations with their bodies (`rows::config_row_from_row`).
     const CONFIG_ROWS: &'static str;
-    /// `(device ids)` → what the acknowledgement rules need of the active ones.
+    /// `(device ids)` → what the acknowledgement rules need of the active ones, and the names
+    /// of each device and its configuration.
     const ACK_TARGETS: &'static str;
     /// `(config id, now, org id, device ids)` → ids of the organization's active devices it
     /// assigned.
@@ -360,17 +364,30 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     /// `(org id, purchased at, valid until, ids)` inserts licenses.
     const INSERT_LICENSES: &'static str;
 
+    // The audit log's reads (see `audit`): those with a list of actions, built by the macros in
+    // `audit` with the backend's list expansion.
+
+    /// `(device, before id, org or NULL, from, until, actions or NULL, rows)` → audit entries.
+    const AUDIT_OF_DEVICE: &'static str;
+    /// `(org, before id, from, until, actions or NULL, rows)` → audit entries.
+    const AUDIT_OF_ORG_IN_TIME: &'static str;
+    /// `(org, before id, actions, rows)` → audit entries: a page of each action, merged.
+    const AUDIT_OF_ORG_BY_ACTIONS: &'static str;
+    /// `(before id, from, until, actions or NULL, rows)` → audit entries of every organization.
+    const AUDIT_OF_SERVER: &'static str;
+
     // The reads of admin commands that PostgreSQL locks and SQLite need not, built by the
     // macros in `writes` with the backend's locking clause.
 
     /// `(org id, code id)` → the code's state (`rows::code_state_from_row`), locked against
     /// concurrent revocation and use where the backend locks rows.
     const CODE_STATE_FOR_REVOCATION: &'static str;
-    /// `(org id, config id)` → the configuration's revision, locked against concurrent edits
-    /// where the backend locks rows.
+    /// `(org id, config id)` → the configuration's revision and name, locked against concurrent
+    /// edits where the backend locks rows.
     const CONFIG_REVISION_FOR_EDIT: &'static str;
-    /// `(org id, config id)` → how many active devices are assigned the configuration, with the
-    /// configuration locked against concurrent assignment where the backend locks rows.
+    /// `(org id, config id)` → how many active devices are assigned the configuration, and its
+    /// name, with the configuration locked against concurrent assignment where the backend
+    /// locks rows.
     const CONFIG_DEVICES_FOR_DELETE: &'static str;
 
     // --- the store: closing, presence, heartbeats, notifications -------------------------------

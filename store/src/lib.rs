@@ -23,9 +23,11 @@
 //!   cluster duties (SQLite: one node, nothing to tell; PostgreSQL: heartbeats, row locks,
 //!   `SKIP LOCKED` claims, notifications);
 //! - `notify`: the notification payload and the change feed between PostgreSQL nodes;
+//! - `audit`: the audit log's filtered reads, one statement per shape of filter;
 //! - `rows`: column lists and the functions that read them, for both backends' rows;
 //! - `paging`: page cursors and limits.
 
+mod audit;
 mod backend;
 mod fleet;
 mod node;

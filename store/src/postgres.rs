@@ -56,6 +56,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
 use sqlx::query::Query;
 use uuid::Uuid;
 
+use crate::audit::{audit_columns, audit_of_device, audit_of_org_in_time, audit_of_server};
 use crate::backend::{Arg, Backend, Binding, SqlStore, SqlTx};
 use crate::paging::to_i64;
 use crate::rows::{get, get_opt_ts};
@@ -256,6 +257,7 @@ impl Binding for Postgres {
             Arg::Text(value) => query.bind(*value),
             Arg::Bytes(value) => query.bind(*value),
             Arg::Ids(ids) => query.bind(ids.as_slice()),
+            Arg::Texts(texts) => query.bind(*texts),
         }
     }
 
@@ -304,6 +306,16 @@ impl Backend for Postgres {
     crate::backend::batch_statements!(batch_sql);
     /// Locked, so that two nodes revoking (or one revoking while another pairs with it) see
     /// each other's outcome instead of both acting on the unrevoked state.
+    const AUDIT_OF_DEVICE: &'static str = audit_of_device!("= ANY($6)");
+    const AUDIT_OF_ORG_IN_TIME: &'static str = audit_of_org_in_time!("audit_log a", "= ANY($5)");
+    /// Each action's newest entries by `audit_by_org_action`, one `LATERAL` scan per action.
+    const AUDIT_OF_ORG_BY_ACTIONS: &'static str = concat!(
+        "SELECT a.* FROM unnest($3::text[]) AS j(action) CROSS JOIN LATERAL (SELECT ",
+        audit_columns!(),
+        " FROM audit_log a WHERE a.org_id = $1 AND a.action = j.action AND a.id < $2 \
+         ORDER BY a.id DESC LIMIT $4) AS a ORDER BY a.id DESC LIMIT $4"
+    );
+    const AUDIT_OF_SERVER: &'static str = audit_of_server!("= ANY($4)");
     const CODE_STATE_FOR_REVOCATION: &'static str = code_state_for_revocation!(" FOR UPDATE");
     /// Locked: the revision compared with `if_revision` must still be the current one when the
     /// update increments it, whatever another node does meanwhile.
@@ -524,6 +536,13 @@ impl Backend for Postgres {
             .iter()
             .map(|entry| entry.details.to_string())
             .collect();
+        // The devices each entry names: (the entry's place, from 1, as `WITH ORDINALITY`
+        // counts; the device).
+        let (places, devices): (Vec<i64>, Vec<Uuid>) = entries
+            .iter()
+            .zip(1_i64..)
+            .flat_map(|(entry, place)| entry.devices.iter().map(move |device| (place, device.0)))
+            .unzip();
         sqlx::query(batch_sql::INSERT_AUDIT)
             .bind(orgs)
             .bind(times)
@@ -531,6 +550,8 @@ impl Backend for Postgres {
             .bind(actions)
             .bind(subjects)
             .bind(details)
+            .bind(places)
+            .bind(devices)
             .execute(&mut *tx.tx)
             .await
             .map_err(map_error)?;
@@ -833,7 +854,7 @@ pub(crate) mod batch_sql {
          ON CONFLICT (installation_id) DO UPDATE SET credential_hash = excluded.credential_hash, \
          end_reason = excluded.end_reason, ended_at = excluded.ended_at";
     pub const ACK_TARGETS: &str = "SELECT d.id, d.config_id, c.revision, d.applied_config_id, \
-         d.applied_revision, d.ack_status, d.ack_reason \
+         d.applied_revision, d.ack_status, d.ack_reason, d.name, c.name \
          FROM devices d LEFT JOIN configurations c ON c.id = d.config_id \
          WHERE d.id = ANY($1::uuid[]) AND num_nulls(d.ended_at) = 1";
     pub const WRITE_ACKS: &str = "UPDATE devices SET applied_config_id = a.config_id, \
@@ -844,12 +865,20 @@ pub(crate) mod batch_sql {
     pub const CONFIG_ROWS: &str = "SELECT id, org_id, name, revision, body FROM configurations \
          WHERE id = ANY($1::uuid[])";
     /// In the given order: audit ids come from a sequence and follow the order rows are
-    /// inserted, which is what the log's order means.
-    pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (org_id, at, actor, action, subject, \
-         details) \
-         SELECT a.org_id, a.at, a.actor, a.action, a.subject, a.details \
-         FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-         WITH ORDINALITY AS a(org_id, at, actor, action, subject, details, i) ORDER BY a.i";
+    /// inserted, which is what the log's order means. The ids are drawn first (`entry`), so
+    /// that the devices each entry names are linked to it in the same statement: the entry's
+    /// place indexes the array of ids, whatever the batch's size (no join to plan).
+    pub const INSERT_AUDIT: &str = "WITH entry AS MATERIALIZED ( \
+         SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) AS id, e.* FROM ( \
+         SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+         $6::text[]) WITH ORDINALITY AS e(org_id, at, actor, action, subject, details, i) \
+         ORDER BY e.i) AS e), \
+         inserted AS (INSERT INTO audit_log (id, org_id, at, actor, action, subject, details) \
+         OVERRIDING SYSTEM VALUE \
+         SELECT id, org_id, at, actor, action, subject, details FROM entry ORDER BY i) \
+         INSERT INTO audit_devices (device_id, audit_id) \
+         SELECT l.device_id, (SELECT array_agg(id ORDER BY i) FROM entry)[l.i::int] \
+         FROM UNNEST($7::bigint[], $8::uuid[]) AS l(i, device_id)";
     pub const INSERT_LICENSES: &str = "INSERT INTO licenses (id, org_id, purchased_at, \
          valid_until) SELECT t.id, $1, $2, $3 FROM UNNEST($4::uuid[]) AS t(id)";
     pub const ASSIGN_CONFIGURATION: &str = "UPDATE devices SET config_id = $1, assigned_at = $2 \

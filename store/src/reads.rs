@@ -5,15 +5,15 @@
 use async_trait::async_trait;
 use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{
-    AuditEntry, CodeInfo, CodeKind, Configuration, CountedPage, Device, FleetQuery, License,
-    LicenseStatus, LicenseSummary, LicenseWithDevice, OrgKeyInfo, Organization, Page, PageRequest,
+    AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, CountedPage, Device, FleetQuery,
+    License, LicenseStatus, LicenseSummary, LicenseWithDevice, OrgKeyInfo, Organization, Page,
+    PageRequest,
 };
 use engine::secrets::SecretHash;
 use engine::store::{
     AdminReads, CodeRoute, ConfigRow, DeviceReads, DeviceState, EndedPairing, InstallationRoute,
     PairingEnd, RevisionReports, StoreError, StoreResult, TokenOwner,
 };
-use uuid::Uuid;
 
 use crate::backend::{Arg, Backend, SqlStore, Statements as _};
 use crate::paging::{page_of, page_rows, uuid_cursor};
@@ -399,42 +399,10 @@ impl<B: Backend> AdminReads for SqlStore<B> {
     async fn list_audit(
         &self,
         org_id: Option<OrgId>,
+        filter: &AuditFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<AuditEntry>> {
-        let limit = page.effective_limit();
-        let before = match &page.after {
-            None => i64::MAX,
-            Some(text) => text
-                .parse::<i64>()
-                .map_err(|_| StoreError::InvalidInput("cursor"))?,
-        };
-        let read = |row: &_| {
-            let details: String = get(row, 6)?;
-            Ok(AuditEntry {
-                id: get(row, 0)?,
-                organization_id: get::<Option<Uuid>, _>(row, 1)?.map(OrgId),
-                at: get_ts(row, 2)?,
-                actor: get(row, 3)?,
-                action: get(row, 4)?,
-                subject: get(row, 5)?,
-                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
-            })
-        };
-        let items = self
-            .reader()
-            .await?
-            .read_all(
-                "SELECT id, org_id, at, actor, action, subject, details FROM audit_log \
-                 WHERE ($1 IS NULL OR org_id = $1) AND id < $2 ORDER BY id DESC LIMIT $3",
-                &[
-                    org_id.map(|org| org.0).into(),
-                    before.into(),
-                    page_rows(limit).into(),
-                ],
-                read,
-            )
-            .await?;
-        Ok(page_of(items, limit, |entry| entry.id.to_string()))
+        crate::audit::list_audit(self, org_id, filter, page).await
     }
 }
 

@@ -17,8 +17,8 @@ use engine::model::{
 };
 use engine::secrets::SecretHash;
 use engine::store::{
-    ActiveDevice, CodeState, ConfigRow, DeviceState, LicenseState, PairingEnd, RevisionReports,
-    StoreError, StoreResult,
+    ActiveDevice, CodeState, ConfigRow, DeviceDetails, DeviceState, LicenseState, PairingEnd,
+    RevisionReports, StoreError, StoreResult,
 };
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
@@ -209,7 +209,7 @@ pub(crate) fn code_from_row(row: &impl Columns, now: Timestamp) -> StoreResult<C
 
 macro_rules! code_state_columns {
     () => {
-        "id, org_id, kind, expires_at, revoked_at, max_uses, uses, used_at, license_id"
+        "id, org_id, kind, expires_at, revoked_at, max_uses, uses, used_at, license_id, label"
     };
 }
 
@@ -226,6 +226,7 @@ pub(crate) fn code_state_from_row(row: &impl Columns) -> StoreResult<CodeState> 
         uses: get_u32(row, 6)?,
         used_at: get_opt_ts(row, 7)?,
         license_id: get::<Option<Uuid>, _>(row, 8)?.map(LicenseId),
+        label: get(row, 9)?,
     })
 }
 
@@ -347,7 +348,7 @@ pub(crate) fn device_from_row_at(row: &impl Columns, base: usize) -> StoreResult
 macro_rules! active_device_columns {
     () => {
         "d.id, d.org_id, d.installation_id, d.credential_hash, d.license_id, l.valid_until, \
-         d.config_id"
+         d.config_id, d.name, d.model, d.os, d.app_version"
     };
 }
 
@@ -360,6 +361,12 @@ pub(crate) fn active_device_from_row(row: &impl Columns) -> StoreResult<ActiveDe
         license_id: LicenseId(get(row, 4)?),
         license_valid_until: get_opt_ts(row, 5)?,
         config_id: get::<Option<Uuid>, _>(row, 6)?.map(ConfigId),
+        details: DeviceDetails {
+            name: get(row, 7)?,
+            model: get(row, 8)?,
+            os: get(row, 9)?,
+            app_version: get(row, 10)?,
+        },
     })
 }
 

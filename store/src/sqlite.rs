@@ -39,6 +39,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::audit::{audit_columns, audit_of_device, audit_of_org_in_time, audit_of_server};
 use crate::backend::{Arg, Backend, Binding, SqlStore, SqlTx, Statements as _};
 use crate::paging::to_i64;
 use crate::rows::get;
@@ -342,6 +343,11 @@ impl Rows {
         self.text.push(']');
     }
 
+    /// Whether no row was added.
+    fn is_empty(&self) -> bool {
+        self.text.len() == 1
+    }
+
     fn finish(mut self) -> String {
         self.text.push(']');
         self.text
@@ -359,6 +365,10 @@ impl Binding for Sqlite {
             Arg::Text(value) => query.bind(*value),
             Arg::Bytes(value) => query.bind(*value),
             Arg::Ids(ids) => query.bind(id_list(ids.iter().copied())),
+            Arg::Texts(texts) => query.bind(texts.map(|texts| {
+                serde_json::Value::Array(texts.iter().map(|text| text.as_str().into()).collect())
+                    .to_string()
+            })),
         }
     }
 
@@ -386,6 +396,23 @@ impl Backend for Sqlite {
          WHERE l.device_id IS NOT NULL AND l.valid_until IS NOT NULL AND l.valid_until <= ? \
          LIMIT ?";
     crate::backend::batch_statements!(batch_sql);
+    const AUDIT_OF_DEVICE: &'static str = audit_of_device!("IN (SELECT value FROM json_each($6))");
+    /// Without statistics SQLite would take `audit_by_org`, which gives the order, and walk
+    /// the organization's whole log for a window that holds less than a page.
+    const AUDIT_OF_ORG_IN_TIME: &'static str = audit_of_org_in_time!(
+        "audit_log a INDEXED BY audit_by_org_time",
+        "IN (SELECT value FROM json_each($5))"
+    );
+    /// Each action's newest entries by `audit_by_org_action`, a correlated subquery per action.
+    const AUDIT_OF_ORG_BY_ACTIONS: &'static str = concat!(
+        "SELECT ",
+        audit_columns!(),
+        " FROM json_each($3) AS j, audit_log a \
+         WHERE a.id IN (SELECT x.id FROM audit_log x \
+         WHERE x.org_id = $1 AND x.action = j.value AND x.id < $2 ORDER BY x.id DESC LIMIT $4) \
+         ORDER BY a.id DESC LIMIT $4"
+    );
+    const AUDIT_OF_SERVER: &'static str = audit_of_server!("IN (SELECT value FROM json_each($4))");
     // `BEGIN IMMEDIATE` holds the database's write lock: nothing changes these rows before the
     // transaction ends, so they are read without a lock of their own.
     const CODE_STATE_FOR_REVOCATION: &'static str = code_state_for_revocation!("");
@@ -511,9 +538,17 @@ impl Backend for Sqlite {
             .collect())
     }
 
+    /// The entries take the ids after the log's largest (the transaction holds the write lock,
+    /// so no other writer takes them), given here rather than left to SQLite so that the
+    /// devices each entry names are linked to it by the next statement.
     async fn insert_audit(tx: &mut SqlTx<Sqlite>, entries: &[NewAudit]) -> StoreResult<()> {
         let mut rows = Rows::with_capacity(entries.len(), 200);
-        for entry in entries {
+        let mut links = Rows::with_capacity(entries.len(), 48);
+        for (index, entry) in entries.iter().enumerate() {
+            let index = i64::try_from(index).unwrap_or(i64::MAX);
+            for device in &entry.devices {
+                links.row().int(index).key(&[device.0.as_bytes()]).end();
+            }
             let row = rows.row();
             match entry.org_id {
                 Some(org) => row.key(&[org.0.as_bytes()]),
@@ -526,11 +561,24 @@ impl Backend for Sqlite {
             };
             row.json(&entry.details).end();
         }
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit_log")
+            .fetch_one(&mut *tx.tx)
+            .await
+            .map_err(map_error)?;
         sqlx::query(batch_sql::INSERT_AUDIT)
+            .bind(last)
             .bind(rows.finish())
             .execute(&mut *tx.tx)
             .await
             .map_err(map_error)?;
+        if !links.is_empty() {
+            sqlx::query(batch_sql::LINK_AUDIT_DEVICES)
+                .bind(last)
+                .bind(links.finish())
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(map_error)?;
+        }
         Ok(())
     }
 
@@ -802,7 +850,7 @@ pub(crate) mod batch_sql {
     pub const RELEASE_LICENSES: &str = "UPDATE licenses SET device_id = NULL \
                  WHERE device_id IN (SELECT unhex(value) FROM json_each(?))";
     pub const ACK_TARGETS: &str = "SELECT d.id, d.config_id, c.revision, d.applied_config_id, d.applied_revision, \
-             d.ack_status, d.ack_reason \
+             d.ack_status, d.ack_reason, d.name, c.name \
              FROM devices d LEFT JOIN configurations c ON c.id = d.config_id \
              WHERE d.id IN (SELECT unhex(value) FROM json_each(?)) AND d.ended_at IS NULL";
     pub const WRITE_ACKS: &str = "UPDATE devices SET applied_config_id = substr(j.k, 17, 16), \
@@ -812,9 +860,14 @@ pub(crate) mod batch_sql {
              WHERE devices.id = substr(j.k, 1, 16)";
     pub const CONFIG_ROWS: &str = "SELECT id, org_id, name, revision, body FROM configurations \
              WHERE id IN (SELECT unhex(value) FROM json_each(?))";
-    pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (org_id, at, actor, action, subject, details) \
-             SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-             json(value -> 5) FROM jsonb_each(?)";
+    /// `(largest id so far, entries)`: entry `key` (its place in the array) takes the id
+    /// `largest + key + 1`.
+    pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (id, org_id, at, actor, action, subject, \
+             details) SELECT ?1 + key + 1, unhex(value ->> 0), value ->> 1, value ->> 2, \
+             value ->> 3, value ->> 4, json(value -> 5) FROM jsonb_each(?2)";
+    /// `(largest id before INSERT_AUDIT, [entry's place, device])`.
+    pub const LINK_AUDIT_DEVICES: &str = "INSERT INTO audit_devices (device_id, audit_id) \
+             SELECT unhex(value ->> 1), ?1 + (value ->> 0) + 1 FROM jsonb_each(?2)";
     pub const INSERT_LICENSES: &str = "INSERT INTO licenses (id, org_id, purchased_at, valid_until) \
              SELECT unhex(value), ?1, ?2, ?3 FROM json_each(?4)";
     pub const ASSIGN_CONFIGURATION: &str = "UPDATE devices SET config_id = ?1, assigned_at = ?2 \
@@ -835,6 +888,56 @@ mod tests {
         rows.iter()
             .map(|row| get::<String, _>(row, 3).unwrap_or_default())
             .collect()
+    }
+
+    /// Each audit read is driven by the index of its filter, newest first, and reads the log's
+    /// other rows only by key: a filtered page never walks the whole log.
+    #[tokio::test]
+    async fn audit_reads_use_their_filter_s_index() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path().join("plans.db")))
+            .await
+            .expect("database");
+        let statements: &[(&str, &'static str, &[&str])] = &[
+            (
+                "AUDIT_OF_DEVICE",
+                <Sqlite as Backend>::AUDIT_OF_DEVICE,
+                &["SEARCH ad USING PRIMARY KEY (device_id=? AND audit_id<?)"],
+            ),
+            (
+                "AUDIT_OF_ORG_IN_TIME",
+                <Sqlite as Backend>::AUDIT_OF_ORG_IN_TIME,
+                &["SEARCH a USING INDEX audit_by_org_time (org_id=? AND at>? AND at<?)"],
+            ),
+            (
+                "AUDIT_OF_ORG_BY_ACTIONS",
+                <Sqlite as Backend>::AUDIT_OF_ORG_BY_ACTIONS,
+                &["USING COVERING INDEX audit_by_org_action (org_id=? AND action=? AND id<?)"],
+            ),
+            (
+                "AUDIT_OF_ORG",
+                crate::audit::AUDIT_OF_ORG,
+                &["SEARCH a USING INDEX audit_by_org (org_id=? AND id<?)"],
+            ),
+            (
+                "AUDIT_OF_SERVER",
+                <Sqlite as Backend>::AUDIT_OF_SERVER,
+                &["SEARCH a USING INTEGER PRIMARY KEY (rowid<?)"],
+            ),
+        ];
+        let mut problems = Vec::new();
+        for (name, sql, wanted) in statements {
+            let lines = plan(&store, sql).await;
+            for want in *wanted {
+                if !lines.iter().any(|line| line.contains(want)) {
+                    problems.push(format!("{name}: no {want} in {lines:?}"));
+                }
+            }
+            if let Some(scan) = lines.iter().find(|line| line.starts_with("SCAN a")) {
+                problems.push(format!("{name}: {scan}"));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 
     /// Every batch statement visits only its batch's rows: it scans the JSON array of the
@@ -906,6 +1009,7 @@ mod tests {
             ("WRITE_ACKS", batch_sql::WRITE_ACKS, &[]),
             ("CONFIG_ROWS", batch_sql::CONFIG_ROWS, &[]),
             ("INSERT_AUDIT", batch_sql::INSERT_AUDIT, &[]),
+            ("LINK_AUDIT_DEVICES", batch_sql::LINK_AUDIT_DEVICES, &[]),
             ("INSERT_LICENSES", batch_sql::INSERT_LICENSES, &[]),
             ("ASSIGN_CONFIGURATION", batch_sql::ASSIGN_CONFIGURATION, &[]),
         ];

@@ -42,22 +42,23 @@ macro_rules! code_state_for_revocation {
     };
 }
 
-/// `(org id, config id)` → the configuration's revision.
+/// `(org id, config id)` → the configuration's revision and name.
 macro_rules! config_revision_for_edit {
     ($lock:literal) => {
         concat!(
-            "SELECT revision FROM configurations WHERE org_id = $1 AND id = $2",
+            "SELECT revision, name FROM configurations WHERE org_id = $1 AND id = $2",
             $lock
         )
     };
 }
 
-/// `(org id, config id)` → how many active devices are assigned the configuration.
+/// `(org id, config id)` → how many active devices are assigned the configuration, and its
+/// name.
 macro_rules! config_devices_for_delete {
     ($lock:literal) => {
         concat!(
             "SELECT (SELECT COUNT(*) FROM devices d \
-             WHERE d.config_id = c.id AND d.ended_at IS NULL) \
+             WHERE d.config_id = c.id AND d.ended_at IS NULL), c.name \
              FROM configurations c WHERE c.org_id = $1 AND c.id = $2",
             $lock
         )
@@ -227,6 +228,8 @@ impl<B: Backend> PairingTx for SqlTx<B> {
                 ack_status: get::<Option<String>, _>(row, 5)?
                     .and_then(|status| AckStatus::parse(&status)),
                 ack_reason: get(row, 6)?,
+                device_name: get(row, 7)?,
+                config_name: get(row, 8)?,
             })
         };
         self.tx
@@ -303,16 +306,15 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         org_id: OrgId,
         key_id: KeyId,
         now: Timestamp,
-    ) -> StoreResult<bool> {
-        let changed = self
-            .tx
-            .execute(
+    ) -> StoreResult<Option<String>> {
+        self.tx
+            .read_optional(
                 "UPDATE org_keys SET revoked_at = COALESCE(revoked_at, $1) \
-                 WHERE org_id = $2 AND id = $3",
+                 WHERE org_id = $2 AND id = $3 RETURNING name",
                 &[now.0.into(), org_id.0.into(), key_id.0.into()],
+                |row| get(row, 0),
             )
-            .await?;
-        Ok(changed > 0)
+            .await
     }
 
     async fn insert_licenses(
@@ -495,6 +497,7 @@ impl<B: Backend> AdminTx for SqlTx<B> {
             return Ok(ConfigUpdate::NotFound);
         };
         let revision = get_u64(&current, 0)?;
+        let previous_name: String = get(&current, 1)?;
         if edit
             .if_revision
             .is_some_and(|expected| expected != revision)
@@ -524,7 +527,10 @@ impl<B: Backend> AdminTx for SqlTx<B> {
                 &[id.0.into()],
             )
             .await?;
-        Ok(ConfigUpdate::Updated(configuration_with_body(&row)?))
+        Ok(ConfigUpdate::Updated {
+            configuration: configuration_with_body(&row)?,
+            previous_name,
+        })
     }
 
     async fn delete_configuration(
@@ -546,10 +552,11 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         if assigned > 0 {
             return Ok(ConfigDelete::InUse(assigned));
         }
+        let name = get(&row, 1)?;
         self.tx
             .execute("DELETE FROM configurations WHERE id = $1", &[id.0.into()])
             .await?;
-        Ok(ConfigDelete::Deleted)
+        Ok(ConfigDelete::Deleted { name })
     }
 
     async fn assign_configuration(

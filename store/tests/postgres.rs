@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{
-    AckStatus, CodeKind, FleetFilter, FleetQuery, FleetRows, FleetSort, LicenseStatus, OrgKeyInfo,
-    Organization, PageRequest, RevisionState,
+    AckStatus, AuditFilter, CodeKind, FleetFilter, FleetQuery, FleetRows, FleetSort, LicenseStatus,
+    OrgKeyInfo, Organization, PageRequest, RevisionState,
 };
 use engine::secrets::SecretHash;
 use engine::store::{
@@ -163,6 +163,7 @@ async fn opens_and_migrates_twice() {
     assert_eq!(
         tables,
         [
+            "audit_devices",
             "audit_log",
             "codes",
             "configurations",
@@ -254,6 +255,7 @@ async fn first_pairing_batch() {
         action: "device.paired".into(),
         subject: Some(device_id.0.to_string()),
         details: serde_json::json!({ "license": claimed[0].id.0 }),
+        devices: vec![device_id],
     }])
     .await
     .expect("audit");
@@ -292,7 +294,11 @@ async fn first_pairing_batch() {
     assert_eq!(code.uses, 1);
     assert_eq!(code.last_used_at, Some(T0));
     let audit = store
-        .list_audit(Some(fx.org_id), &PageRequest::default())
+        .list_audit(
+            Some(fx.org_id),
+            &AuditFilter::default(),
+            &PageRequest::default(),
+        )
         .await
         .expect("audit");
     assert_eq!(audit.items.len(), 1);
@@ -1078,15 +1084,44 @@ async fn reads(store: &dyn Store, ids: &Ids, now: Timestamp, log: &mut Vec<Strin
     for device in &ids.devices {
         record("device", outcome(store.device(ids.org, *device).await));
     }
-    for org in [None, Some(ids.org), Some(ids.other_org)] {
-        let mut page = PageRequest::first(2);
-        loop {
-            let result = store.list_audit(org, &page).await;
-            let next = result.as_ref().ok().and_then(|p| p.next_cursor.clone());
-            record("list_audit", outcome(result));
-            match next {
-                Some(cursor) => page.after = Some(cursor),
-                None => break,
+    let actions = |names: &[&str]| names.iter().map(|name| name.to_string()).collect();
+    let filters = [
+        AuditFilter::default(),
+        AuditFilter {
+            device_id: Some(ids.devices[0]),
+            ..AuditFilter::default()
+        },
+        AuditFilter {
+            device_id: Some(ids.devices[0]),
+            actions: actions(&["device.paired", "device.unpaired"]),
+            from: Some(T0.plus_millis(10)),
+            until: Some(T0.plus_millis(40)),
+        },
+        AuditFilter {
+            from: Some(T0.plus_millis(20)),
+            ..AuditFilter::default()
+        },
+        AuditFilter {
+            until: Some(T0.plus_millis(50)),
+            actions: actions(&["device.paired", "licenses.added"]),
+            ..AuditFilter::default()
+        },
+        AuditFilter {
+            actions: actions(&["configuration.assigned", "device.paired"]),
+            ..AuditFilter::default()
+        },
+    ];
+    for filter in &filters {
+        for org in [None, Some(ids.org), Some(ids.other_org)] {
+            let mut page = PageRequest::first(2);
+            loop {
+                let result = store.list_audit(org, filter, &page).await;
+                let next = result.as_ref().ok().and_then(|p| p.next_cursor.clone());
+                record("list_audit", outcome(result));
+                match next {
+                    Some(cursor) => page.after = Some(cursor),
+                    None => break,
+                }
             }
         }
     }
@@ -1187,6 +1222,7 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
             action: "organization.created".into(),
             subject: Some(ids.org.0.to_string()),
             details: serde_json::json!({ "name": "Acme", "quote": "a \"b\" \\ c\n" }),
+            devices: Vec::new(),
         },
         NewAudit {
             org_id: Some(ids.org),
@@ -1195,10 +1231,32 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
             action: "licenses.added".into(),
             subject: None,
             details: serde_json::json!({ "count": 5 }),
+            devices: Vec::new(),
         },
     ])
     .await
     .expect("audit");
+    // Entries that name devices, in two organizations, at several times: what the log's
+    // filters choose from.
+    let entry = |org: OrgId, after: i64, action: &str, devices: &[DeviceId]| NewAudit {
+        org_id: Some(org),
+        at: now.plus_millis(after),
+        actor: "operator".into(),
+        action: action.into(),
+        subject: devices.first().map(|device| device.0.to_string()),
+        details: serde_json::json!({ "after": after }),
+        devices: devices.to_vec(),
+    };
+    let (first, second, third) = (ids.devices[0], ids.devices[1], ids.devices[2]);
+    tx.insert_audit(&[
+        entry(ids.org, 10, "device.paired", &[first]),
+        entry(ids.org, 20, "configuration.assigned", &[first, second]),
+        entry(ids.other_org, 30, "device.paired", &[third, first]),
+        entry(ids.org, 40, "device.unpaired", &[first]),
+        entry(ids.org, 50, "device.paired", &[second]),
+    ])
+    .await
+    .expect("audit naming devices");
     tx.commit().await.expect("commit");
     store.set_meta("server_key", b"check").await.expect("meta");
     store
@@ -1609,4 +1667,137 @@ async fn same_answers_as_sqlite() {
         fleet.iter().any(|line| line.contains("next_cursor: Some")),
         "some fleet list takes more than one page"
     );
+}
+
+// --- the audit migration on a log written before it ------------------------------------------
+
+/// A directory with the backend's migrations older than `0004_audit`.
+fn migrations_before_audit(backend: &str) -> tempfile::TempDir {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(&source).expect("migrations") {
+        let path = entry.expect("migration").path();
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("");
+        if name < "0004" {
+            std::fs::copy(&path, dir.path().join(name)).expect("copy");
+        }
+    }
+    dir
+}
+
+/// Entries as paird wrote them before the log named its devices: about a device (its subject),
+/// by a device (`device:<id>`), an assignment (`device_ids`, or `null` past 100 devices), and a
+/// refusal that made no device.
+const OLD_ENTRIES: [(&str, &str, &str); 5] = [
+    ("device:{0}", "device.paired", "{0}"),
+    ("device:{1}", "configuration.apply_failed", "config"),
+    ("operator", "configuration.assigned", "config"),
+    ("operator", "configuration.assigned", "config"),
+    ("device", "pairing.refused", "code"),
+];
+
+fn old_entry(index: usize, devices: &[DeviceId]) -> (String, String, String, String) {
+    let (actor, action, subject) = OLD_ENTRIES[index];
+    let fill = |text: &str| {
+        text.replace("{0}", &devices[0].to_string())
+            .replace("{1}", &devices[1].to_string())
+    };
+    let details = match index {
+        2 => serde_json::json!({ "devices": 2, "device_ids": [devices[0], devices[2]] }),
+        3 => serde_json::json!({ "devices": 101, "device_ids": null }),
+        _ => serde_json::json!({}),
+    };
+    (
+        fill(actor),
+        action.to_string(),
+        fill(subject),
+        details.to_string(),
+    )
+}
+
+/// The entries each device's filter finds after the migration, by their place in
+/// [`OLD_ENTRIES`], newest first.
+async fn device_entries(store: &dyn Store, org: OrgId, devices: &[DeviceId]) -> Vec<Vec<i64>> {
+    let mut found = Vec::new();
+    for device in devices {
+        let filter = AuditFilter {
+            device_id: Some(*device),
+            ..AuditFilter::default()
+        };
+        let page = store
+            .list_audit(Some(org), &filter, &PageRequest::default())
+            .await
+            .expect("audit");
+        found.push(page.items.iter().map(|entry| entry.id - 1).collect());
+    }
+    found
+}
+
+/// Brings `$pool`'s database to the schema before `0004_audit` and writes [`OLD_ENTRIES`]
+/// there, as paird did then (one macro for both backends' pools).
+macro_rules! write_old_log {
+    ($pool:expr, $backend:literal, $org:expr, $devices:expr) => {{
+        let old = migrations_before_audit($backend);
+        sqlx::migrate::Migrator::new(old.path())
+            .await
+            .expect("migrations")
+            .run(&$pool)
+            .await
+            .expect("migrate");
+        for index in 0..OLD_ENTRIES.len() {
+            let (actor, action, subject, details) = old_entry(index, $devices);
+            sqlx::query(
+                "INSERT INTO audit_log (org_id, at, actor, action, subject, details) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind($org.0)
+            .bind(T0.0)
+            .bind(actor)
+            .bind(action)
+            .bind(subject)
+            .bind(details)
+            .execute(&$pool)
+            .await
+            .expect("old entry");
+        }
+        $pool.close().await;
+    }};
+}
+
+#[tokio::test]
+async fn the_audit_migration_names_the_devices_of_older_entries() {
+    let org = OrgId(id());
+    let devices: Vec<DeviceId> = (0..3).map(|_| DeviceId(id())).collect();
+    // Device 0 was paired (0) and assigned (2); device 1 failed to apply (1); device 2 was
+    // assigned (2).
+    let expected = vec![vec![2, 0], vec![1], vec![2]];
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("sqlite");
+    write_old_log!(pool, "sqlite", org, &devices);
+    let sqlite = SqliteStore::open(&SqliteSettings::new(path))
+        .await
+        .expect("migrate to the audit schema");
+    assert_eq!(device_entries(&sqlite, org, &devices).await, expected);
+    sqlite.close().await;
+
+    let url = fresh_url().await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("postgres");
+    write_old_log!(pool, "postgres", org, &devices);
+    let postgres = PgStore::open(&PgSettings::new(url))
+        .await
+        .expect("migrate to the audit schema");
+    assert_eq!(device_entries(&postgres, org, &devices).await, expected);
+    postgres.close().await;
 }

@@ -8,7 +8,8 @@
 //! - [`Fixture`]: a database with the server key and the manual clock its engines share;
 //!   [`Fixture::start`] starts an engine (a node) on it.
 //! - [`TestDevice`]: an installation with its credential, that builds its requests in the
-//!   engine's words; [`org_with_code`] and [`next_update`] do what most tests need first.
+//!   engine's words; [`org_with_code`], [`org_key`] and [`next_update`] do what most tests need
+//!   first.
 //!
 //! Tests fail loudly by design: every helper panics with a message when its setup fails.
 
@@ -18,8 +19,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use engine::admin::{AddLicenses, CreateOrganization, CreateReusableCode};
-use engine::ids::{InstallationId, Timestamp};
+use engine::admin::{AddLicenses, CreateKey, CreateOrganization, CreateReusableCode};
+use engine::ids::{InstallationId, OrgId, Timestamp};
 use engine::link::{DeviceLink, LinkUpdate};
 use engine::model::{CodeWithSecret, Organization};
 use engine::secrets::{self, ServerKey};
@@ -180,6 +181,17 @@ pub async fn org_with_code(
         .await
         .expect("a reusable code");
     (organization, code)
+}
+
+/// A new key of `org_id` (made by the operator, as a portal backend's would be), and the
+/// principal its token authenticates as.
+pub async fn org_key(engine: &Engine, org_id: OrgId, name: &str) -> Principal {
+    let command = CreateKey { name: name.into() };
+    let key = engine
+        .run(&Principal::Operator, org_id, command)
+        .await
+        .expect("an organization key");
+    engine.authenticate(&key.key).await.expect("the key works")
 }
 
 /// An installation of the app: its id and its credential.

@@ -41,6 +41,29 @@ impl AdminCommand for AssignConfiguration {
     }
 }
 
+/// How many devices an assignment's audit entry lists by id and name.
+const LISTED_DEVICES: usize = 100;
+
+/// The `device_ids` and `device_names` of an entry that assigns a configuration to `devices`:
+/// a short list in full, each device with its name as it is now; a longer one only counted, as
+/// `null` (the entry still names every device for the log's device filter).
+pub(super) async fn listed(
+    tx: &mut CommandTx<'_>,
+    devices: &[DeviceId],
+) -> Result<(serde_json::Value, serde_json::Value), EngineError> {
+    if devices.len() > LISTED_DEVICES {
+        return Ok((json!(null), json!(null)));
+    }
+    let names: serde_json::Map<String, serde_json::Value> = tx
+        .store
+        .active_devices(devices)
+        .await?
+        .into_iter()
+        .map(|device| (device.id.to_string(), device.details.name.into()))
+        .collect();
+    Ok((json!(devices), json!(names)))
+}
+
 /// Assigns `config_id` to active devices of the organization, all of them or none; returns them
 /// (each once).
 pub(super) async fn assign(
@@ -72,10 +95,17 @@ pub(super) async fn assign(
         // All or nothing: the transaction rolls back, so nothing was assigned.
         return Err(EngineError::NotFound("device"));
     }
-    tx.audit(
+    let (device_ids, device_names) = listed(tx, &assigned).await?;
+    tx.audit_naming(
         "configuration.assigned",
         config_id.to_string(),
-        json!({ "devices": assigned.len(), "device_ids": if assigned.len() <= 100 { json!(assigned) } else { json!(null) } }),
+        json!({
+            "name": row.name,
+            "devices": assigned.len(),
+            "device_ids": device_ids,
+            "device_names": device_names,
+        }),
+        assigned.clone(),
     )
     .await?;
     tx.reassign(row, assigned.clone()).await?;

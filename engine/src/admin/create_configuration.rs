@@ -4,6 +4,7 @@
 use serde::Serialize;
 use serde_json::json;
 
+use super::assign_configuration::listed;
 use super::{AdminCommand, CommandTx, validate};
 use crate::error::EngineError;
 use crate::events::OrgEvent;
@@ -38,10 +39,18 @@ impl AdminCommand for CreateConfiguration {
             .store
             .assign_waiting_devices(tx.org_id, row.id, tx.now)
             .await?;
-        tx.audit(
+        let (device_ids, device_names) = listed(tx, &waiting).await?;
+        tx.audit_naming(
             "configuration.created",
             row.id.to_string(),
-            json!({ "name": row.name, "bytes": row.body.len(), "assigned_to_waiting_devices": waiting.len() }),
+            json!({
+                "name": row.name,
+                "bytes": row.body.len(),
+                "assigned_to_waiting_devices": waiting.len(),
+                "device_ids": device_ids,
+                "device_names": device_names,
+            }),
+            waiting.clone(),
         )
         .await?;
         let configuration = Configuration {

@@ -19,12 +19,12 @@ impl AdminCommand for DeleteConfiguration {
     const NAME: &'static str = "delete_configuration";
 
     async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<(), EngineError> {
-        match tx
+        let name = match tx
             .store
             .delete_configuration(tx.org_id, self.config_id)
             .await?
         {
-            ConfigDelete::Deleted => {}
+            ConfigDelete::Deleted { name } => name,
             ConfigDelete::NotFound => return Err(EngineError::NotFound("configuration")),
             ConfigDelete::InUse(devices) => {
                 return Err(EngineError::conflict(
@@ -34,11 +34,11 @@ impl AdminCommand for DeleteConfiguration {
                     ),
                 ));
             }
-        }
+        };
         tx.audit(
             "configuration.deleted",
             self.config_id.to_string(),
-            json!({}),
+            json!({ "name": name }),
         )
         .await?;
         tx.forget_configuration(self.config_id);

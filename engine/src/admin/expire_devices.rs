@@ -1,13 +1,13 @@
 //! Ends the pairings whose license expired (the expiry sweep's command; no admin may send it).
 
 use serde::Serialize;
-use serde_json::json;
 
 use super::{AdminCommand, CommandTx, Principal};
+use crate::audit;
 use crate::error::EngineError;
 use crate::events::{DeviceChange, OrgEvent};
 use crate::ids::DeviceId;
-use crate::store::PairingEnd;
+use crate::store::{ActiveDevice, PairingEnd};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExpireDevices {
@@ -25,26 +25,33 @@ impl AdminCommand for ExpireDevices {
 
     async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<Vec<DeviceId>, EngineError> {
         // Re-checked in the transaction: only pairings whose license is still expired end.
-        let still_expired: Vec<DeviceId> = tx
+        let still_expired: Vec<ActiveDevice> = tx
             .store
             .active_devices(&self.device_ids)
             .await?
             .into_iter()
             .filter(|device| device.org_id == tx.org_id && device.license_expired_at(tx.now))
-            .map(|device| device.id)
             .collect();
         if still_expired.is_empty() {
             return Ok(Vec::new());
         }
+        let ids: Vec<DeviceId> = still_expired.iter().map(|device| device.id).collect();
         let ended = tx
             .store
-            .end_devices(&still_expired, PairingEnd::LicenseExpired, tx.now)
+            .end_devices(&ids, PairingEnd::LicenseExpired, tx.now)
             .await?;
         for device in &ended {
-            tx.audit(
+            let Some(active) = still_expired
+                .iter()
+                .find(|active| active.id == device.device_id)
+            else {
+                continue;
+            };
+            tx.audit_naming(
                 "device.license_expired",
                 device.device_id.to_string(),
-                json!({ "license_id": device.license_id }),
+                audit::ended_device(active),
+                vec![device.device_id],
             )
             .await?;
         }

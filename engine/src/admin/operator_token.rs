@@ -50,6 +50,7 @@ pub(crate) async fn register_operator_token(
         action: "operator_token.created".into(),
         subject: None,
         details: json!({ "from_environment": source == TokenSource::Environment }),
+        devices: Vec::new(),
     }])
     .await?;
     tx.commit().await?;

@@ -32,10 +32,20 @@ impl AdminCommand for RenewLicense {
             .set_license_valid_until(tx.org_id, self.license_id, self.valid_until, tx.now)
             .await?
             .ok_or(EngineError::NotFound("license"))?;
-        tx.audit(
+        // The device holding the license, if any, is named: its pairing lasts as long.
+        let holder = match license.device_id {
+            Some(device_id) => tx.store.active_devices(&[device_id]).await?.pop(),
+            None => None,
+        };
+        tx.audit_naming(
             "license.renewed",
             self.license_id.to_string(),
-            json!({ "valid_until": self.valid_until }),
+            json!({
+                "valid_until": self.valid_until,
+                "device_id": license.device_id,
+                "device_name": holder.map(|device| device.details.name),
+            }),
+            license.device_id.into_iter().collect(),
         )
         .await?;
         Ok(license)

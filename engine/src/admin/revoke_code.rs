@@ -29,7 +29,11 @@ impl AdminCommand for RevokeCode {
             tx.audit(
                 "code.revoked",
                 self.code_id.to_string(),
-                json!({ "kind": revoked.code.kind.as_str() }),
+                json!({
+                    "kind": revoked.code.kind.as_str(),
+                    "label": revoked.code.label,
+                    "license_id": revoked.code.license_id,
+                }),
             )
             .await?;
         }

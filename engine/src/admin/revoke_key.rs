@@ -18,15 +18,17 @@ impl AdminCommand for RevokeKey {
     const NAME: &'static str = "revoke_key";
 
     async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<(), EngineError> {
-        if !tx
+        let name = tx
             .store
             .revoke_org_key(tx.org_id, self.key_id, tx.now)
             .await?
-        {
-            return Err(EngineError::NotFound("key"));
-        }
-        tx.audit("key.revoked", self.key_id.to_string(), json!({}))
-            .await
+            .ok_or(EngineError::NotFound("key"))?;
+        tx.audit(
+            "key.revoked",
+            self.key_id.to_string(),
+            json!({ "name": name }),
+        )
+        .await
     }
 
     /// A live feed opened with the key ends on this event.

@@ -87,6 +87,21 @@ impl CommandTx<'_> {
         subject: String,
         details: serde_json::Value,
     ) -> Result<(), EngineError> {
+        self.audit_naming(action, subject, details, Vec::new())
+            .await
+    }
+
+    /// Appends an entry about `subject` that names `devices` (the subject itself, or the
+    /// devices the command changed): the log's device filter finds it through each of them.
+    pub async fn audit_naming(
+        &mut self,
+        action: &str,
+        subject: String,
+        details: serde_json::Value,
+        mut devices: Vec<DeviceId>,
+    ) -> Result<(), EngineError> {
+        devices.sort_unstable();
+        devices.dedup();
         let entry = NewAudit {
             org_id: Some(self.org_id),
             at: self.now,
@@ -94,6 +109,7 @@ impl CommandTx<'_> {
             action: action.to_string(),
             subject: Some(subject),
             details,
+            devices,
         };
         self.store.insert_audit(&[entry]).await?;
         Ok(())

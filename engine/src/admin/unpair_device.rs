@@ -2,9 +2,9 @@
 //! closing its connection.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::{AdminCommand, CommandTx};
+use crate::audit;
 use crate::error::EngineError;
 use crate::events::{DeviceChange, OrgEvent};
 use crate::ids::{DeviceId, LicenseId};
@@ -28,21 +28,27 @@ impl AdminCommand for UnpairDevice {
     const NAME: &'static str = "unpair";
 
     async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<UnpairedDevice, EngineError> {
-        let ended: Vec<_> = tx
+        // Read first, so that the entry keeps what the device last said of itself.
+        let active = tx
             .store
-            .end_devices(&[self.device_id], PairingEnd::Unpaired, tx.now)
+            .active_devices(&[self.device_id])
             .await?
             .into_iter()
-            .filter(|device| device.org_id == tx.org_id)
-            .collect();
+            .find(|device| device.org_id == tx.org_id)
+            // Another organization's device (or none).
+            .ok_or(EngineError::NotFound("device"))?;
+        let ended = tx
+            .store
+            .end_devices(&[active.id], PairingEnd::Unpaired, tx.now)
+            .await?;
         let Some(device) = ended.first().copied() else {
-            // Another organization's device (or none): the transaction rolls back.
             return Err(EngineError::NotFound("device"));
         };
-        tx.audit(
+        tx.audit_naming(
             "device.unpaired",
             self.device_id.to_string(),
-            json!({ "license_id": device.license_id }),
+            audit::ended_device(&active),
+            vec![self.device_id],
         )
         .await?;
         tx.end_sessions(&ended, PairingEnd::Unpaired).await?;

@@ -45,12 +45,15 @@ impl AdminCommand for UpdateConfiguration {
             body: self.body.clone(),
             if_revision: self.if_revision,
         };
-        let configuration = match tx
+        let (configuration, previous_name) = match tx
             .store
             .update_configuration(tx.org_id, self.config_id, &edit, tx.now)
             .await?
         {
-            ConfigUpdate::Updated(configuration) => configuration,
+            ConfigUpdate::Updated {
+                configuration,
+                previous_name,
+            } => (configuration, previous_name),
             ConfigUpdate::NotFound => return Err(EngineError::NotFound("configuration")),
             ConfigUpdate::RevisionMismatch(current) => {
                 return Err(EngineError::conflict(
@@ -60,12 +63,16 @@ impl AdminCommand for UpdateConfiguration {
             }
         };
         let body = configuration.body.clone().unwrap_or_default();
-        tx.audit(
-            "configuration.updated",
-            self.config_id.to_string(),
-            json!({ "revision": configuration.revision, "name": configuration.name, "bytes": body.len() }),
-        )
-        .await?;
+        let mut details = json!({
+            "revision": configuration.revision,
+            "name": configuration.name,
+            "bytes": body.len(),
+        });
+        if previous_name != configuration.name {
+            details["previous_name"] = previous_name.into();
+        }
+        tx.audit("configuration.updated", self.config_id.to_string(), details)
+            .await?;
         tx.push_revision(ConfigRow {
             id: configuration.id,
             org_id: configuration.organization_id,

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
+use crate::audit;
 use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, LicenseId, OrgId, Timestamp};
 use crate::model::{AckStatus, CodeKind};
 use crate::secrets::SecretHash;
@@ -344,7 +345,15 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    fn audit(&mut self, actor: String, action: &str, subject: String, details: serde_json::Value) {
+    /// Appends an entry about `subject`, naming `device` if it concerns one.
+    fn audit(
+        &mut self,
+        actor: String,
+        action: &str,
+        subject: String,
+        details: serde_json::Value,
+        device: Option<DeviceId>,
+    ) {
         self.audit.push(NewAudit {
             org_id: Some(self.facts.org_id),
             at: self.facts.now,
@@ -352,7 +361,13 @@ impl Planner<'_> {
             action: action.to_string(),
             subject: Some(subject),
             details,
+            devices: device.into_iter().collect(),
         });
+    }
+
+    /// The label of a code the batch read.
+    fn code_label(&self, code: CodeId) -> Option<String> {
+        self.facts.codes.get(&code)?.label.clone()
     }
 
     fn refused(&mut self, pairing: &Pairing, reason: Refusal) {
@@ -361,15 +376,19 @@ impl Planner<'_> {
         if reason == Refusal::UnknownCode {
             return;
         }
+        let details = json!({
+            "reason": reason.as_str(),
+            "label": self.code_label(pairing.code_id),
+            "installation_id": pairing.installation_id,
+            "device_name": pairing.details.name,
+            "address": pairing.peer.to_string(),
+        });
         self.audit(
             "device".into(),
             "pairing.refused",
             pairing.code_id.to_string(),
-            json!({
-                "reason": reason.as_str(),
-                "installation_id": pairing.installation_id,
-                "address": pairing.peer.to_string(),
-            }),
+            details,
+            None,
         );
     }
 
@@ -385,7 +404,8 @@ impl Planner<'_> {
             "system".into(),
             "device.license_expired",
             device.id.to_string(),
-            json!({ "license_id": device.license_id }),
+            audit::ended_device(device),
+            Some(device.id),
         );
     }
 
@@ -408,7 +428,7 @@ impl Planner<'_> {
             .free_licenses
             .into_iter()
             .map(|license| license.id);
-        let mut granted: Vec<(CodeId, LicenseId)> = Vec::new();
+        let mut granted = 0;
         for (pairing, step) in pairings.iter().zip(steps) {
             let (code, license, single_use) = match step {
                 Step::Deferred => {
@@ -453,7 +473,7 @@ impl Planner<'_> {
                 paired_by_code: code,
                 connection: pairing.connection,
             });
-            granted.push((code, license));
+            granted += 1;
             self.plan.pairs.push(PairOutcome::Paired {
                 device: PairedDevice {
                     device_id,
@@ -466,30 +486,35 @@ impl Planner<'_> {
                 config: newest_config,
             });
         }
-        if granted.is_empty() {
+        if granted == 0 {
             return;
         }
         self.plan.writes.new_devices_config = newest_config;
         self.plan.configs.extend(newest_config);
-        let paired: Vec<(DeviceId, InstallationId)> = self
+        // What decided each pairing (code, license, installation) and what the device said of
+        // itself, as it was: its row changes with every reconnection, the entry does not.
+        let entries: Vec<(DeviceId, serde_json::Value)> = self
             .plan
             .writes
             .new_devices
             .iter()
-            .map(|device| (device.id, device.installation_id))
+            .map(|device| {
+                let decided = json!({
+                    "code_id": device.paired_by_code,
+                    "code_label": self.code_label(device.paired_by_code),
+                    "license_id": device.license_id,
+                    "installation_id": device.installation_id,
+                });
+                (device.id, audit::with_device(decided, &device.details))
+            })
             .collect();
-        for ((device, installation), (code, license)) in paired.into_iter().zip(granted) {
+        for (device, details) in entries {
             self.audit(
                 format!("device:{device}"),
                 "device.paired",
                 device.to_string(),
-                // The device's name, model and versions are in its row; the audit keeps what
-                // decided the pairing.
-                json!({
-                    "code_id": code,
-                    "license_id": license,
-                    "installation_id": installation,
-                }),
+                details,
+                Some(device),
             );
         }
     }
@@ -502,11 +527,17 @@ impl Planner<'_> {
             connection: pairing.connection,
         });
         self.plan.configs.extend(device.config_id);
+        let details = json!({
+            "code_id": pairing.code_id,
+            "code_label": self.code_label(pairing.code_id),
+            "address": pairing.peer.to_string(),
+        });
         self.audit(
             format!("device:{}", device.id),
             "device.pairing_repeated",
             device.id.to_string(),
-            json!({ "code_id": pairing.code_id, "address": pairing.peer.to_string() }),
+            audit::with_device(details, &pairing.details),
+            Some(device.id),
         );
         self.plan.pairs.push(PairOutcome::Paired {
             device: PairedDevice {
@@ -609,11 +640,18 @@ impl Planner<'_> {
                 reason: ack.reason.clone(),
             });
             if ack.status == AckStatus::Failed {
+                let details = json!({
+                    "revision": ack.revision,
+                    "reason": ack.reason,
+                    "name": target.config_name,
+                    "device_name": target.device_name,
+                });
                 self.audit(
                     format!("device:{}", ack.device_id),
                     "configuration.apply_failed",
                     ack.config_id.to_string(),
-                    json!({ "revision": ack.revision, "reason": ack.reason }),
+                    details,
+                    Some(ack.device_id),
                 );
             }
         }
@@ -661,6 +699,7 @@ mod tests {
             uses: 0,
             used_at: None,
             license_id: None,
+            label: Some("vans".into()),
         }
     }
 
@@ -693,6 +732,10 @@ mod tests {
             license_id: LicenseId::generate(),
             license_valid_until: None,
             config_id: None,
+            details: DeviceDetails {
+                name: "Van 1".into(),
+                ..details()
+            },
         }
     }
 
@@ -1125,6 +1168,8 @@ mod tests {
                 applied_revision: Some(2),
                 ack_status: Some(AckStatus::Applied),
                 ack_reason: None,
+                device_name: "Van 1".into(),
+                config_name: Some("Meters".into()),
             },
         );
         let ack = |revision, status, reason: Option<&str>| Acknowledgement {
@@ -1172,6 +1217,89 @@ mod tests {
         );
         assert_eq!(plan.writes.acks.len(), 1, "the repeat writes nothing");
         assert_eq!(plan.writes.audit.len(), 1, "one apply_failed entry");
-        assert_eq!(plan.writes.audit[0].action, "configuration.apply_failed");
+        let failed = &plan.writes.audit[0];
+        assert_eq!(failed.action, "configuration.apply_failed");
+        assert_eq!(failed.devices, vec![device], "the entry names its device");
+        assert_eq!(
+            failed.details,
+            json!({ "revision": 3, "reason": "bad key", "name": "Meters", "device_name": "Van 1" })
+        );
+    }
+
+    /// Each entry a batch writes carries the names of what it concerns as they are at the
+    /// decision (the code's label, what the device says of itself), and names its device.
+    #[test]
+    fn batch_entries_carry_names_and_name_their_device() {
+        let org = OrgId::generate();
+        let code = reusable(org);
+        let facts = facts(std::slice::from_ref(&code));
+        let (outcome, pairing_plan) = pair_once(&facts, code.id, 1);
+        let PairOutcome::Paired { device, .. } = outcome else {
+            panic!("paired: {outcome:?}");
+        };
+        let paired = &pairing_plan.writes.audit[0];
+        assert_eq!(
+            (paired.action.as_str(), paired.devices.as_slice()),
+            ("device.paired", [device.device_id].as_slice())
+        );
+        let installation = pairing_plan.writes.new_devices[0].installation_id;
+        assert_eq!(
+            paired.details,
+            json!({
+                "code_id": code.id,
+                "code_label": "vans",
+                "license_id": device.license_id,
+                "installation_id": installation,
+                "name": "van",
+                "model": "TC52",
+                "os": "Android",
+                "app_version": "4",
+            })
+        );
+
+        let (_, refusing) = pair_once(&facts, code.id, 0);
+        let refused = &refusing.writes.audit[0];
+        assert_eq!(refused.action, "pairing.refused");
+        assert!(refused.devices.is_empty(), "a refusal made no device");
+        assert_eq!(refused.details["label"], json!("vans"));
+        assert_eq!(refused.details["device_name"], json!("van"));
+
+        let installation = InstallationId::generate();
+        let expired = ActiveDevice {
+            license_valid_until: Some(NOW),
+            ..active(org, installation, 1)
+        };
+        let mut facts = facts.clone();
+        facts.pairings.insert(installation, expired.clone());
+        let pairings = [pairing(code.id, installation)];
+        let anew = plan(
+            &facts,
+            Requests {
+                pairings: &pairings,
+                ..Requests::default()
+            },
+            decide_pairings(&pairings, &facts),
+            Grantable {
+                free_licenses: free(1),
+                newest_config: None,
+            },
+        );
+        let ended = &anew.writes.audit[0];
+        assert_eq!(
+            (ended.action.as_str(), ended.devices.as_slice()),
+            ("device.license_expired", [expired.id].as_slice())
+        );
+        assert_eq!(
+            ended.details,
+            json!({
+                "license_id": expired.license_id,
+                "installation_id": installation,
+                "name": "Van 1",
+                "model": "TC52",
+                "os": "Android",
+                "app_version": "4",
+            }),
+            "the ended pairing keeps the name it had, not the new pairing's"
+        );
     }
 }

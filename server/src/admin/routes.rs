@@ -16,7 +16,8 @@ use engine::admin::{
 };
 use engine::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{
-    CodeKind, CodeWithSecret, FleetFilter, FleetSort, LicenseStatus, PageRequest, RevisionState,
+    AuditFilter, CodeKind, CodeWithSecret, FleetFilter, FleetSort, LicenseStatus, PageRequest,
+    RevisionState,
 };
 use engine::query::{
     GetCode, GetConfiguration, GetConfigurationRollout, GetDevice, GetLicense, GetLicenseSummary,
@@ -228,6 +229,61 @@ struct CodeQuery {
     cursor: Option<String>,
 }
 
+/// `?action=&device=&from=&until=&limit=&cursor=` of the audit logs.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// One action or several, separated by commas.
+    action: Option<String>,
+    device: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+impl AuditQuery {
+    fn filter(&self) -> Result<AuditFilter> {
+        let time = |field: &'static str, text: &Option<String>| {
+            text.as_deref()
+                .map(|text| {
+                    Timestamp::parse_rfc3339(text).ok_or_else(|| {
+                        ApiError::invalid(field, "an RFC 3339 time such as 2026-03-03T00:00:00Z")
+                    })
+                })
+                .transpose()
+        };
+        Ok(AuditFilter {
+            actions: self
+                .action
+                .as_deref()
+                .map(|actions| {
+                    actions
+                        .split(',')
+                        .map(|action| action.trim().to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            device_id: self
+                .device
+                .as_deref()
+                .map(|device| {
+                    device
+                        .trim()
+                        .parse::<DeviceId>()
+                        .map_err(|_| ApiError::invalid("device", "a device id"))
+                })
+                .transpose()?,
+            from: time("from", &self.from)?,
+            until: time("until", &self.until)?,
+        })
+    }
+
+    fn page(&self) -> PageRequest {
+        page(self.limit, &self.cursor)
+    }
+}
+
 /// `?qr=png` adds the PNG (base64) to a code response.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -352,9 +408,12 @@ async fn check_configuration(
 async fn server_audit(
     State(state): State<AppState>,
     Auth(principal): Auth,
-    Params(query): Params<ListQuery>,
+    Params(query): Params<AuditQuery>,
 ) -> Result<Response> {
-    let page = state.engine.server_audit(&principal, &query.page()).await?;
+    let page = state
+        .engine
+        .server_audit(&principal, &query.filter()?, &query.page())
+        .await?;
     Ok(Json(page).into_response())
 }
 
@@ -886,9 +945,12 @@ async fn org_audit(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Ids(org): Ids<OrgId>,
-    Params(query): Params<ListQuery>,
+    Params(query): Params<AuditQuery>,
 ) -> Result<Response> {
-    let query = ListAudit { page: query.page() };
+    let query = ListAudit {
+        filter: query.filter()?,
+        page: query.page(),
+    };
     Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
