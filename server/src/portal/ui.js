@@ -47,9 +47,13 @@ export function show(title, ...content) {
   main.replaceChildren(...content.filter((part) => part !== null && part !== undefined && part !== false));
 }
 
+/**
+ * Opens the view at `hash`. Already there (a bookmarked address opened before signing in), the
+ * view is routed again: setting the same hash would change nothing.
+ */
 export function go(hash) {
   if (location.hash === hash) {
-    route();
+    window.dispatchEvent(new HashChangeEvent("hashchange"));
   } else {
     location.hash = hash;
   }
