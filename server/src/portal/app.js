@@ -17,6 +17,7 @@ import { renderConfigurations } from "./configurations.js";
 import { renderDevices } from "./devices.js";
 import { stopWatching } from "./live.js";
 import {
+  closeDialogs,
   errorMessage,
   formatTime,
   go,
@@ -146,8 +147,10 @@ async function renderOrganizations() {
 // --- routing -----------------------------------------------------------------------------------
 
 function route() {
-  // A page that watches the live feed starts its own; leaving it ends the previous one.
+  // A page that watches the live feed starts its own; leaving it ends the previous one, and
+  // the previous page's dialogs.
   stopWatching();
+  closeDialogs();
   const path = location.hash.replace(/^#/, "") || "/";
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   if (!session.token()) {

@@ -35,7 +35,8 @@ const STYLE_CSS: Asset = Asset {
     body: include_bytes!("style.css"),
 };
 /// The JavaScript modules, by file name: `app.js` (routing, sign-in), `api.js` (the admin API
-/// client), `ui.js` (shared view pieces), `live.js` (the live feed) and one module per section.
+/// client), `ui.js` (shared view pieces and dialogs), `live.js` (the live feed) and one module per
+/// section.
 const SCRIPTS: &[(&str, &[u8])] = &[
     ("app.js", include_bytes!("app.js")),
     ("api.js", include_bytes!("api.js")),

@@ -1,6 +1,6 @@
-//! The Devices page's actions: Assign device (a single-use code's QR, read off the page with a
-//! real QR decoder and used by a real device), Configure, Unpair, Add licenses, and an
-//! organization with more licenses than one page of the API.
+//! The Devices page's actions: Assign device (a single-use code's QR in a dialog, read off the
+//! page with a real QR decoder and used by a real device), Configure, Unpair, Add licenses, and
+//! an organization with more licenses than one page of the API.
 
 use std::time::Duration;
 
@@ -27,8 +27,14 @@ fn button_css(license: &str, action: &str) -> String {
     format!("{} button[data-action=\"{action}\"]", row_css(license))
 }
 
+/// The Configure panel under a license's row.
 fn panel_css(license: &str) -> String {
     format!("#licenses tr.row-panel[data-panel-for=\"{license}\"]")
+}
+
+/// The Assign dialog of a license (a modal `<dialog>`, outside the table).
+pub fn assign_dialog_css(license: &str) -> String {
+    format!("dialog.assign-dialog[data-license-id=\"{license}\"]")
 }
 
 /// Clicks one of a row's (or a panel's) buttons once it is displayed.
@@ -74,7 +80,7 @@ async fn wait_script(browser: &Browser, script: &str, what: &str) -> Value {
 }
 
 /// Waits until no element matches `css`.
-async fn wait_gone(browser: &Browser, css: &str) {
+pub async fn wait_gone(browser: &Browser, css: &str) {
     let script = format!(
         "return document.querySelector({}) === null;",
         serde_json::to_string(css).unwrap()
@@ -82,21 +88,23 @@ async fn wait_gone(browser: &Browser, css: &str) {
     wait_script(browser, &script, &format!("{css} to go")).await;
 }
 
-/// The license whose panel or row holds the keyboard focus, if any.
-async fn focused_license(browser: &Browser) -> Value {
+/// The license whose dialog, panel or row holds the keyboard focus, if any.
+pub async fn focused_license(browser: &Browser) -> Value {
     browser
         .execute(
-            "const row = document.activeElement.closest('tr'); \
+            "const dialog = document.activeElement.closest('dialog'); \
+             if (dialog) return dialog.dataset.licenseId ?? null; \
+             const row = document.activeElement.closest('tr'); \
              return row ? (row.dataset.panelFor ?? row.dataset.licenseId) : null;",
             vec![],
         )
         .await
 }
 
-/// Seconds left on an Assign panel's countdown, read from its text ("45 s", "1 min 05 s").
+/// Seconds left on an Assign dialog's countdown, read from its text ("45 s", "1 min 05 s").
 async fn countdown_seconds(browser: &Browser, license: &str) -> u64 {
     let text = browser
-        .wait_text(&format!("{} .countdown", panel_css(license)), " s")
+        .wait_text(&format!("{} .countdown", assign_dialog_css(license)), " s")
         .await;
     let numbers: Vec<u64> = text
         .split_whitespace()
@@ -109,11 +117,11 @@ async fn countdown_seconds(browser: &Browser, license: &str) -> u64 {
     }
 }
 
-/// The payload of the code an Assign panel shows once it differs from `previous` (the panel
+/// The payload of the code an Assign dialog shows once it differs from `previous` (the dialog
 /// shows no payload before its first code); checks that the QR on the page says the same.
-async fn shown_payload(browser: &Browser, license: &str, previous: &str) -> String {
-    let panel = panel_css(license);
-    let selector = serde_json::to_string(&format!("{panel} .assign-payload")).unwrap();
+pub async fn shown_payload(browser: &Browser, license: &str, previous: &str) -> String {
+    let dialog = assign_dialog_css(license);
+    let selector = serde_json::to_string(&format!("{dialog} .assign-payload")).unwrap();
     let previous_json = serde_json::to_string(previous).unwrap();
     let payload = wait_script(
         browser,
@@ -126,7 +134,7 @@ async fn shown_payload(browser: &Browser, license: &str, previous: &str) -> Stri
     .await;
     let payload = payload.as_str().unwrap().to_string();
     let qr = browser
-        .wait_visible(&format!("{panel} img.assign-qr"))
+        .wait_visible(&format!("{dialog} img.assign-qr"))
         .await;
     let src = browser.attribute(&qr, "src").await.expect("the QR's src");
     assert_eq!(decode_qr(&src), payload, "the QR says what the page prints");
@@ -134,7 +142,7 @@ async fn shown_payload(browser: &Browser, license: &str, previous: &str) -> Stri
     payload
 }
 
-fn code_of(payload: &str) -> &str {
+pub fn code_of(payload: &str) -> &str {
     payload.rsplit('/').next().expect("the code")
 }
 
@@ -147,7 +155,7 @@ async fn assign_device_shows_a_counting_down_qr_that_pairs_exactly_one_device() 
         fixture.sign_in(&browser, &fixture.a.key).await;
         click(&browser, &button_css(&free, "assign")).await;
 
-        // The panel opens under the row, with the keyboard in it.
+        // The dialog opens, with the keyboard in it.
         let payload = shown_payload(&browser, &free, "").await;
         assert_eq!(focused_license(&browser).await, json!(free));
 
@@ -207,12 +215,12 @@ async fn an_expired_code_is_refused_new_code_replaces_it_and_cancel_releases_the
         let fixture = Fixture::start().await;
         let free = free_license(&fixture, &fixture.a.id).await;
         let browser = Browser::start().await;
-        // At phone width: the panel with its QR fits without sideways scrolling.
+        // At phone width: the dialog with its QR fits without sideways scrolling.
         browser.set_window_size(390, 844).await;
         fixture.sign_in(&browser, &fixture.a.key).await;
         click(&browser, &button_css(&free, "assign")).await;
         let expired = shown_payload(&browser, &free, "").await;
-        assert_no_sideways_scroll(&browser, "the page with the code's panel").await;
+        assert_no_sideways_scroll(&browser, "the page with the code's dialog").await;
 
         // The server's clock passes the code's minute: the code no longer pairs anyone.
         fixture.test.admin.advance(61.0).await;
@@ -222,19 +230,25 @@ async fn an_expired_code_is_refused_new_code_replaces_it_and_cancel_releases_the
         // "New code" shows a fresh one.
         click(
             &browser,
-            &format!("{} button[data-action=\"new-code\"]", panel_css(&free)),
+            &format!(
+                "{} button[data-action=\"new-code\"]",
+                assign_dialog_css(&free)
+            ),
         )
         .await;
         let replaced = shown_payload(&browser, &free, &expired).await;
         assert!(countdown_seconds(&browser, &free).await <= 60);
 
-        // "Cancel" closes the panel and releases the license: the fresh code stops working.
+        // "Cancel" closes the dialog and releases the license: the fresh code stops working.
         click(
             &browser,
-            &format!("{} button[data-action=\"cancel-code\"]", panel_css(&free)),
+            &format!(
+                "{} button[data-action=\"cancel-code\"]",
+                assign_dialog_css(&free)
+            ),
         )
         .await;
-        wait_gone(&browser, &panel_css(&free)).await;
+        wait_gone(&browser, &assign_dialog_css(&free)).await;
         browser
             .wait_visible(&format!("{}[data-status=\"free\"]", row_css(&free)))
             .await;
