@@ -1,6 +1,8 @@
-// The Devices section: one row per license, with the device that holds it, and what an admin
-// does there: assign a device to a free license (a single-use code shown as a QR in a dialog),
-// change a device's configuration, unpair a device, and (the operator only) add licenses.
+// The Devices section: where devices are paired (reusable codes, from codes.js's "Pair devices",
+// and Assign device on a free license), and one row per license, with the device that holds it
+// and what an admin does there: assign a device to a free license (a single-use code shown as a
+// QR in a dialog), change a device's configuration, unpair a device, and (the operator only) add
+// licenses.
 //
 // The page is built once by `renderDevices`, which keeps a page-state object. After that, only
 // parts of it change: `refreshLicense`, `refreshDevice` and `refreshSummary` re-read one license
@@ -15,6 +17,7 @@
 // at phone width each row is a card.
 
 import { ApiError, del, get, getAll, newIdempotencyKey, post, put, segment, session } from "./api.js";
+import { pairingSection } from "./codes.js";
 import { watch } from "./live.js";
 import { errorMessage, formatTime, h, openDialog, renderChrome, show, showError, table } from "./ui.js";
 
@@ -71,6 +74,9 @@ export async function renderDevices(org) {
     flushing: false,
     flushTimer: null,
     lastFullReload: 0,
+    /** The "Pair devices" part: the active reusable codes and Create Code. */
+    pairing: pairingSection(org),
+    codesTimer: null,
   };
 
   // Every row is built once, into a body that is not on the page yet; one click listener on the
@@ -101,6 +107,7 @@ export async function renderDevices(org) {
     h("p", { class: "org-name", id: "org-name" }, organization.name),
     h("div", { class: "title-row" }, h("h1", {}, "Devices"), state.live),
     h("section", { "aria-label": "License summary" }, summaryList, state.warningSlot),
+    state.pairing.element,
     addLicensesSection(state),
     h(
       "section",
@@ -131,6 +138,10 @@ function startLive(state, org) {
     org,
     (name, data) => {
       const pending = state.pending;
+      // A code created or revoked, or a pairing (a code's uses): the active codes are re-read.
+      if (name === "codes" || name === "resync" || (name === "devices" && data.change === "paired")) {
+        scheduleCodesRefresh(state);
+      }
       if (name === "devices") {
         for (const id of data.device_ids ?? []) pending.devices.add(id);
         // A pairing takes a license and an ended pairing frees one: the counts change.
@@ -157,6 +168,17 @@ function showLiveState(state, feedState) {
   };
   state.live.dataset.state = feedState;
   state.live.textContent = labels[feedState] ?? feedState;
+}
+
+/** The active codes are re-read at most this often: a mass enrollment pairs many devices a second. */
+const CODES_REFRESH_DELAY_MS = 1000;
+
+function scheduleCodesRefresh(state) {
+  if (state.codesTimer) return;
+  state.codesTimer = setTimeout(() => {
+    state.codesTimer = null;
+    if (state.tbody.isConnected) state.pairing.refresh();
+  }, CODES_REFRESH_DELAY_MS);
 }
 
 function scheduleFlush(state) {

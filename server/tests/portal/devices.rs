@@ -1,6 +1,7 @@
 //! The Devices page's actions: Assign device (a single-use code's QR in a dialog, read off the
-//! page with a real QR decoder and used by a real device), Configure, Unpair, Add licenses, and
-//! an organization with more licenses than one page of the API.
+//! page with a real QR decoder and used by a real device), Create Code and the active reusable
+//! codes, Configure, Unpair, Add licenses, and an organization with more licenses than one page
+//! of the API.
 
 use std::time::Duration;
 
@@ -8,13 +9,13 @@ use protocol::{AckOutcome, EndReason, RefusalReason, ServerMessage};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::codes::decode_qr;
+use crate::codes::{decode_qr, decode_qr_png};
 use crate::fixture::{Fixture, assert_no_sideways_scroll, bounded, license_row};
 use crate::support::{
     OPERATOR_TOKEN, WAIT, acknowledge, connect, device_info, identity, next_configuration,
     pair_new, pair_ok, refusal,
 };
-use crate::webdriver::Browser;
+use crate::webdriver::{Browser, keys};
 
 /// Bound on waiting for something the page does by itself (a countdown's tick, a panel closing).
 const PAGE_WAIT: Duration = Duration::from_secs(15);
@@ -500,6 +501,115 @@ async fn an_organization_with_more_licenses_than_one_page_shows_them_all() {
         license_row(&browser, licenses.last().expect("licenses")).await;
         let row = license_row(&browser, &paired.license_id.to_string()).await;
         assert!(browser.text(&row).await.contains("device"));
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_code_on_the_devices_page_shows_its_qr_in_a_dialog_and_lists_the_active_codes() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let admin = &fixture.test.admin;
+        let org = &fixture.a.id;
+        admin.add_licenses(org, 1).await;
+        // A revoked code is not offered for pairing.
+        let revoked = admin
+            .reusable_code(org, json!({ "label": "old rollout" }))
+            .await;
+        admin
+            .post(
+                &format!(
+                    "/v1/organizations/{org}/codes/{}/revoke",
+                    revoked["id"].as_str().unwrap()
+                ),
+                json!({}),
+            )
+            .await;
+        let browser = Browser::start().await;
+        fixture.sign_in(&browser, &fixture.a.key).await;
+
+        // The fixture's code (no label) is the one active code.
+        browser.wait_visible("#active-codes li").await;
+        assert_eq!(browser.find_all("#active-codes li").await.len(), 1);
+        assert!(!browser.page_text().await.contains("old rollout"));
+
+        // Create Code opens a dialog with the form and the warning; the keyboard is in it.
+        click(&browser, "#pair-create-code").await;
+        browser
+            .wait_text(
+                "dialog.code-dialog .alert",
+                "Anyone who has a reusable code",
+            )
+            .await;
+        let label = browser.wait_visible("dialog.code-dialog #code-label").await;
+        wait_script(
+            &browser,
+            "return document.activeElement.closest('dialog.code-dialog') !== null;",
+            "the keyboard in the dialog",
+        )
+        .await;
+        browser.send_keys(&label, "depot rollout").await;
+        click(&browser, "dialog.code-dialog #create-code").await;
+
+        // The same dialog shows the new code: a real decoder reads its QR off the window.
+        let qr = browser.wait_visible("dialog.code-dialog #qr").await;
+        let src = browser.attribute(&qr, "src").await.expect("the QR's src");
+        let payload = decode_qr(&src);
+        assert_eq!(
+            payload,
+            browser
+                .text(&browser.wait_visible("dialog.code-dialog #payload").await)
+                .await
+        );
+        assert_eq!(decode_qr_png(&browser.screenshot().await), payload);
+        browser
+            .wait_text("dialog.code-dialog h2", "Code “depot rollout”")
+            .await;
+        browser.wait_text("#active-codes", "depot rollout").await;
+
+        // Escape closes it and gives the keyboard back to Create Code.
+        browser.press(keys::ESCAPE).await;
+        wait_gone(&browser, "dialog.code-dialog").await;
+        assert_eq!(browser.focused().await["id"], json!("pair-create-code"));
+
+        // A device pairs with it: its row shows without a reload, and the code's use is counted.
+        let (_, _connection, paired) = pair_ok(&fixture.test.device_url(), code_of(&payload)).await;
+        browser
+            .wait_text(
+                &format!(
+                    "{}[data-status=\"assigned\"]",
+                    row_css(&paired.license_id.to_string())
+                ),
+                "device",
+            )
+            .await;
+        browser.wait_text("#active-codes", "1 use").await;
+
+        // Show QR shows it again, the same code.
+        let item = browser
+            .find_all("#active-codes li")
+            .await
+            .first()
+            .cloned()
+            .expect("the newest code first");
+        assert!(browser.text(&item).await.contains("depot rollout"));
+        click(
+            &browser,
+            "#active-codes li:first-child button[data-action=\"show-code\"]",
+        )
+        .await;
+        browser
+            .wait_text("dialog.code-dialog #payload", &payload)
+            .await;
+        click(
+            &browser,
+            "dialog.code-dialog button[data-action=\"close-dialog\"]",
+        )
+        .await;
+        wait_gone(&browser, "dialog.code-dialog").await;
+        assert_eq!(browser.focused().await["action"], json!("show-code"));
         browser.quit().await;
         fixture.test.stop().await;
     })
