@@ -15,6 +15,9 @@ export const SECTIONS = [
   ["audit", "Audit log"],
 ];
 
+/** Sections only the operator sees (an organization's keys are how its admins sign in). */
+const OPERATOR_SECTIONS = [["keys", "Keys"]];
+
 /** `h("p", {class: "x"}, "text", child)`: an element with attributes and children. */
 export function h(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
@@ -97,7 +100,8 @@ export function renderChrome(org, current) {
   // A key's navigation always leads to its own organization, whatever the address says.
   if (signedIn && session.role() === "key" && session.organization()) org = session.organization();
   if (signedIn && org) {
-    for (const [section, label] of SECTIONS) {
+    const sections = session.role() === "operator" ? [...SECTIONS, ...OPERATOR_SECTIONS] : SECTIONS;
+    for (const [section, label] of sections) {
       links.push(
         navLink(`#/organizations/${segment(org)}/${section}`, label, current === section),
       );

@@ -12,6 +12,7 @@
 //! - `layout`: the Devices page at desktop and phone widths, the single-use QR read from a
 //!   screenshot.
 //! - `keyboard`, `live`: the portal from the keyboard alone; the pages following the live feed.
+//! - `operator`: the operator's pages (organizations and their keys).
 
 // Tests fail loudly by design: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
@@ -29,5 +30,6 @@ mod fixture;
 mod keyboard;
 mod layout;
 mod live;
+mod operator;
 mod pages;
 mod webdriver;
