@@ -5,7 +5,7 @@
 //! (with `--demo`) the demo organization exists:
 //!
 //! ```text
-//! {"paird":"ready","version":"0.1.0","device_url":"ws://127.0.0.1:7878/device","admin_url":"http://127.0.0.1:7879","device_address":"127.0.0.1:7878","admin_address":"127.0.0.1:7879","database":"sqlite://paird-data/paird.db","new_operator_token":null}
+//! {"paird":"ready","version":"0.1.0","device_url":"ws://127.0.0.1:7878/device","admin_url":"http://127.0.0.1:7879","portal_url":"http://127.0.0.1:7879/portal/","device_address":"127.0.0.1:7878","admin_address":"127.0.0.1:7879","database":"sqlite://paird-data/paird.db","new_operator_token":null}
 //! ```
 //!
 //! The server writes it from [`ReadyLine`] and programs read it back into the same type, so the
@@ -37,6 +37,8 @@ pub struct ReadyLine {
     pub device_url: String,
     /// The admin API, `http://host:port`, on the address it is bound to.
     pub admin_url: String,
+    /// The Customer Portal, `http://host:port/portal/`: the admin listener serves it.
+    pub portal_url: String,
     /// The address the device listener is bound to, `host:port`.
     pub device_address: SocketAddr,
     /// The address the admin listener is bound to, `host:port`.
@@ -135,6 +137,7 @@ mod tests {
             version: "0.1.0".into(),
             device_url: "ws://127.0.0.1:7878/device".into(),
             admin_url: "http://127.0.0.1:7879".into(),
+            portal_url: "http://127.0.0.1:7879/portal/".into(),
             device_address: ([127, 0, 0, 1], 7878).into(),
             admin_address: ([127, 0, 0, 1], 7879).into(),
             database: "sqlite://paird-data/paird.db".into(),
@@ -147,7 +150,7 @@ mod tests {
     fn the_line_is_pinned() {
         assert_eq!(
             example().to_line(),
-            r#"{"paird":"ready","version":"0.1.0","device_url":"ws://127.0.0.1:7878/device","admin_url":"http://127.0.0.1:7879","device_address":"127.0.0.1:7878","admin_address":"127.0.0.1:7879","database":"sqlite://paird-data/paird.db","new_operator_token":null}"#
+            r#"{"paird":"ready","version":"0.1.0","device_url":"ws://127.0.0.1:7878/device","admin_url":"http://127.0.0.1:7879","portal_url":"http://127.0.0.1:7879/portal/","device_address":"127.0.0.1:7878","admin_address":"127.0.0.1:7879","database":"sqlite://paird-data/paird.db","new_operator_token":null}"#
         );
         let mut created = example();
         created.new_operator_token = Some("paird_op_x".into());

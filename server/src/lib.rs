@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 pub use config::{DeviceSettings, ServerConfig};
-pub use demo::{DemoSeed, seed_demo};
+pub use demo::{DEMO_KEY_FILE, DemoKey, DemoSeed, seed_demo};
 pub use device::EndpointStats;
 
 /// The sample configuration offered to admins as a template (not sent to devices).
@@ -74,6 +74,11 @@ impl RunningServer {
 
     pub fn admin_url(&self) -> String {
         format!("http://{}", self.admin_addr)
+    }
+
+    /// The Customer Portal, served by the admin listener.
+    pub fn portal_url(&self) -> String {
+        format!("{}/portal/", self.admin_url())
     }
 
     /// The QR payload URI of a pairing code, with this server's public device address.
@@ -316,7 +321,7 @@ fn load_or_create_server_key(config: &ServerConfig) -> anyhow::Result<ServerKey>
 }
 
 /// Writes a secret to a file readable by the owner only.
-fn write_secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
+pub(crate) fn write_secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

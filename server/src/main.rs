@@ -32,8 +32,8 @@ enum Command {
     ///
     /// Once it serves, it prints a banner for humans and then one line of JSON for programs
     /// that start it: {"paird":"ready","version":…,"device_url":…,"admin_url":…,
-    /// "device_address":…,"admin_address":…,"database":…,"new_operator_token":…} (see
-    /// README.md, "The ready line").
+    /// "portal_url":…,"device_address":…,"admin_address":…,"database":…,
+    /// "new_operator_token":…} (see README.md, "The ready line").
     Serve(Box<ServeArgs>),
     /// Act as a device: pair from a QR payload, then stay connected and print configurations.
     Device {
@@ -91,8 +91,9 @@ struct ServeArgs {
     /// Devices reach the server over TLS (wss://, terminated by a proxy in front of paird).
     #[arg(long, env = "PAIRD_PUBLIC_TLS")]
     public_tls: bool,
-    /// Seed a demo organization with licenses, a configuration and a reusable code, and print
-    /// the code's QR.
+    /// Seed a demo organization with licenses, a configuration, a reusable code and a key, and
+    /// print the code's QR, the portal's address and the key to sign in with (kept in
+    /// <data-dir>/demo-key, owner-only, so that it is the same at every start).
     #[arg(long)]
     demo: bool,
     /// Ping interval on device connections.
@@ -251,6 +252,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("paird is running");
     println!("  device endpoint  {}", server.device_url());
     println!("  admin API        {}", server.admin_url());
+    println!("  portal           {}", server.portal_url());
     println!("  database         {database}");
     match &server.new_operator_token {
         Some(token) => {
@@ -269,14 +271,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
     }
     if args.demo {
-        let seed = server::seed_demo(&server.engine)
-            .await
-            .map_err(|error| anyhow::anyhow!("demo data: {error}"))?;
+        let seed = server::seed_demo(&server.engine, &args.data_dir).await?;
         let payload = server.payload_uri(&seed.code.code)?;
         println!();
         println!(
             "demo organization {} ({})",
             seed.organization.name, seed.organization.id
+        );
+        println!("portal    {}", server.portal_url());
+        println!("demo key  {}", seed.key.secret);
+        let kept = if seed.key.created {
+            "created by this start, saved in"
+        } else {
+            "kept from an earlier start in"
+        };
+        println!(
+            "          ({kept} {}, readable by you only)",
+            seed.key.path.display()
+        );
+        println!(
+            "          sign in to the portal with it; revoked, it is replaced at the next --demo start"
         );
         println!(
             "reusable code {} (valid until {})",
@@ -293,6 +307,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         device_url: server.device_url(),
         admin_url: server.admin_url(),
+        portal_url: server.portal_url(),
         device_address: server.device_addr,
         admin_address: server.admin_addr,
         database,

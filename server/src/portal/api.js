@@ -132,6 +132,16 @@ export async function getAll(path, token = session.token()) {
   return items;
 }
 
+/**
+ * A fresh `Idempotency-Key` for one intended change: a form keeps it while the user retries the
+ * same request (an answer lost on the way does not make the change twice) and takes a new one
+ * after a success or when the values change.
+ */
+export function newIdempotencyKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return `portal-${Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("")}`;
+}
+
 /** Path segment escaping for ids that came from the API. */
 export function segment(id) {
   return encodeURIComponent(id);

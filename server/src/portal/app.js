@@ -1,22 +1,25 @@
 // The portal's views and navigation. Views are chosen by the URL's hash:
 //   #/sign-in                         the token form
-//   #/organizations                   the operator's list of organizations
+//   #/organizations                   the operator's list of organizations, and a new one
 //   #/organizations/{org}/devices     licenses and devices of one organization
 //   #/organizations/{org}/codes       reusable codes: create (with its QR), show again, revoke
 //   #/organizations/{org}/configurations  create, edit, roll out, assign, delete
 //   #/organizations/{org}/audit       the organization's audit log, newest first
-// Each section is a module of its own (devices.js, codes.js, configurations.js, audit.js);
-// ui.js holds the shared pieces.
+//   #/organizations/{org}/keys        the operator: create, list and revoke the keys
+// Each section is a module of its own (devices.js, codes.js, configurations.js, audit.js,
+// keys.js); ui.js holds the shared pieces.
 // Everything shown is built with DOM calls and textContent: data from the API is never parsed
 // as HTML.
 
-import { ApiError, get, getAll, segment, session } from "./api.js";
+import { ApiError, get, getAll, newIdempotencyKey, post, segment, session } from "./api.js";
 import { renderAudit } from "./audit.js";
 import { renderCodes } from "./codes.js";
 import { renderConfigurations } from "./configurations.js";
 import { renderDevices } from "./devices.js";
+import { renderKeys } from "./keys.js";
 import { stopWatching } from "./live.js";
 import {
+  closeDialogs,
   errorMessage,
   formatTime,
   go,
@@ -131,6 +134,8 @@ async function renderOrganizations() {
             {},
             h("a", { href: `#/organizations/${segment(org.id)}/devices`, "data-org-id": org.id }, org.name),
             h("span", { class: "muted" }, ` created ${formatTime(org.created_at)}`),
+            " ",
+            h("a", { href: `#/organizations/${segment(org.id)}/keys`, class: "org-keys-link" }, "Keys"),
           ),
         ),
       )
@@ -138,16 +143,66 @@ async function renderOrganizations() {
   show(
     "Organizations",
     h("h1", {}, "Organizations"),
+    createOrganizationForm(),
+    h("h2", {}, "All organizations"),
     h("p", { class: "muted" }, "Choose an organization to manage."),
     list,
+  );
+}
+
+/**
+ * Creates an organization and opens its Keys page: its admins sign in with a key made there.
+ */
+function createOrganizationForm() {
+  const name = h("input", { id: "new-organization-name", name: "name", type: "text", maxlength: 200, required: true, autocomplete: "off" });
+  const submit = h("button", { type: "submit", class: "button", id: "create-organization" }, "Create organization");
+  const message = h("p", { id: "create-organization-status", role: "status" });
+  const form = h(
+    "form",
+    { id: "create-organization-form", class: "inline-form" },
+    h("label", { for: "new-organization-name" }, "Name", name),
+    submit,
+  );
+  // One key per intended organization: a retry after a lost answer does not create two.
+  let idempotencyKey = newIdempotencyKey();
+  form.addEventListener("input", () => {
+    idempotencyKey = newIdempotencyKey();
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!name.value.trim()) {
+      message.textContent = "Enter the organization's name.";
+      name.focus();
+      return;
+    }
+    submit.disabled = true;
+    message.textContent = "Creating…";
+    try {
+      const created = await post("/v1/organizations", { name: name.value.trim() }, { "Idempotency-Key": idempotencyKey });
+      go(`#/organizations/${segment(created.id)}/keys`);
+    } catch (error) {
+      message.textContent = `Not created: ${errorMessage(error)}`;
+      submit.disabled = false;
+      name.focus();
+    }
+  });
+  return h(
+    "section",
+    { "aria-labelledby": "create-organization-title", class: "card form-card" },
+    h("h2", { id: "create-organization-title" }, "New organization"),
+    form,
+    h("p", { class: "muted" }, "Its admins sign in with a key, which you create on its Keys page next."),
+    message,
   );
 }
 
 // --- routing -----------------------------------------------------------------------------------
 
 function route() {
-  // A page that watches the live feed starts its own; leaving it ends the previous one.
+  // A page that watches the live feed starts its own; leaving it ends the previous one, and
+  // the previous page's dialogs.
   stopWatching();
+  closeDialogs();
   const path = location.hash.replace(/^#/, "") || "/";
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   if (!session.token()) {
@@ -166,6 +221,8 @@ function route() {
     renderAudit(parts[1]);
   } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "configurations") {
     renderConfigurations(parts[1]);
+  } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "keys" && session.role() === "operator") {
+    renderKeys(parts[1]);
   } else {
     home();
   }

@@ -1,32 +1,31 @@
-// The Devices section: one row per license, with the device that holds it, and what an admin
-// does there: assign a device to a free license (a single-use code shown as a QR), change a
-// device's configuration, unpair a device, and (the operator only) add licenses.
+// The Devices section: where devices are paired (reusable codes, from codes.js's "Pair devices",
+// and Assign device on a free license), and one row per license, with the device that holds it
+// and what an admin does there: assign a device to a free license (a single-use code shown as a
+// QR in a dialog), change a device's configuration, unpair a device, and (the operator only) add
+// licenses.
 //
 // The page is built once by `renderDevices`, which keeps a page-state object. After that, only
 // parts of it change: `refreshLicense`, `refreshDevice` and `refreshSummary` re-read one license
 // (with its device), one device or the summary from the API and replace just that part of the
-// page, keeping an open Assign or Configure panel when its row is still in a state it fits. The
-// actions below call them after each change, and so does the organization's live feed
+// page, keeping an open Assign dialog or Configure panel when its row is still in a state it
+// fits. The actions below call them after each change, and so does the organization's live feed
 // (live.js) with the ids its events carry: a device pairing, coming online, going offline or
 // applying a revision shows without a reload.
+//
+// Layout: five columns (status, device, configuration, last seen, actions) whose cells wrap, so
+// that the table never needs more than the page's width and every row's actions stay in view;
+// at phone width each row is a card.
 
-import { ApiError, del, get, getAll, post, put, segment, session } from "./api.js";
+import { ApiError, del, get, getAll, newIdempotencyKey, post, put, segment, session } from "./api.js";
+import { pairingSection } from "./codes.js";
 import { watch } from "./live.js";
-import { errorMessage, formatTime, h, renderChrome, show, showError, table } from "./ui.js";
+import { errorMessage, formatTime, h, openDialog, renderChrome, show, showError, table } from "./ui.js";
 
 const STATUS_LABELS = { free: "Free", reserved: "Reserved", assigned: "Assigned", expired: "Expired" };
 
-const COLUMNS = [
-  "Status",
-  "Valid until",
-  "Device",
-  "Model",
-  "App version",
-  "Configuration",
-  "Online",
-  "Last seen",
-  "Actions",
-];
+/** The table's columns: a license's status and validity, its device (name, model, app version),
+ * the device's configuration, whether it is online and when it was last seen, the row's actions. */
+const COLUMNS = ["Status", "Device", "Configuration", "Last seen", "Actions"];
 
 /** The most licenses one "Add licenses" may add (the API's limit). */
 const MAX_LICENSES_ADDED = 100_000;
@@ -75,6 +74,9 @@ export async function renderDevices(org) {
     flushing: false,
     flushTimer: null,
     lastFullReload: 0,
+    /** The "Pair devices" part: the active reusable codes and Create Code. */
+    pairing: pairingSection(org),
+    codesTimer: null,
   };
 
   // Every row is built once, into a body that is not on the page yet; one click listener on the
@@ -105,6 +107,7 @@ export async function renderDevices(org) {
     h("p", { class: "org-name", id: "org-name" }, organization.name),
     h("div", { class: "title-row" }, h("h1", {}, "Devices"), state.live),
     h("section", { "aria-label": "License summary" }, summaryList, state.warningSlot),
+    state.pairing.element,
     addLicensesSection(state),
     h(
       "section",
@@ -135,6 +138,10 @@ function startLive(state, org) {
     org,
     (name, data) => {
       const pending = state.pending;
+      // A code created or revoked, or a pairing (a code's uses): the active codes are re-read.
+      if (name === "codes" || name === "resync" || (name === "devices" && data.change === "paired")) {
+        scheduleCodesRefresh(state);
+      }
       if (name === "devices") {
         for (const id of data.device_ids ?? []) pending.devices.add(id);
         // A pairing takes a license and an ended pairing frees one: the counts change.
@@ -161,6 +168,17 @@ function showLiveState(state, feedState) {
   };
   state.live.dataset.state = feedState;
   state.live.textContent = labels[feedState] ?? feedState;
+}
+
+/** The active codes are re-read at most this often: a mass enrollment pairs many devices a second. */
+const CODES_REFRESH_DELAY_MS = 1000;
+
+function scheduleCodesRefresh(state) {
+  if (state.codesTimer) return;
+  state.codesTimer = setTimeout(() => {
+    state.codesTimer = null;
+    if (state.tbody.isConnected) state.pairing.refresh();
+  }, CODES_REFRESH_DELAY_MS);
 }
 
 function scheduleFlush(state) {
@@ -308,7 +326,11 @@ function placeLicense(state, license, device) {
     const focused = entry.row.contains(document.activeElement) ? document.activeElement.dataset.action : null;
     entry.row.replaceWith(row);
     Object.assign(entry, { license, device, row });
-    if (entry.panel && !entry.panel.fits(license, device)) closePanel(entry);
+    if (entry.panel && !entry.panel.fits(license, device)) {
+      // The usual end of an Assign dialog: the device scanned its code.
+      if (entry.panel.kind === "assign" && device) state.status.textContent = `${device.name} paired with the license.`;
+      closePanel(entry);
+    }
     if (focused) row.querySelector(`button[data-action="${focused}"]`)?.focus();
   }
   if (device) state.licenseOfDevice.set(device.id, license.id);
@@ -379,39 +401,50 @@ function noFreeWarning(state, summary) {
 // --- rows --------------------------------------------------------------------------------------
 
 function licenseRow(license, device) {
-  const cell = (label, ...content) => h("td", { "data-label": label }, ...content);
-  const status = h("span", { class: `badge status-${license.status}` }, STATUS_LABELS[license.status] ?? license.status);
-  const validUntil = license.valid_until ? formatTime(license.valid_until) : "No end";
+  // A cell's content is one block, so that at phone width (where the cell is a labelled line) its
+  // parts stay together on the right.
+  const cell = (label, ...content) => h("td", { "data-label": label }, h("div", { class: "cell" }, ...content));
+  const status = cell(
+    "Status",
+    h("span", { class: `badge status-${license.status}` }, STATUS_LABELS[license.status] ?? license.status),
+    h("span", { class: "detail valid-until" }, license.valid_until ? `until ${formatTime(license.valid_until)}` : "No end"),
+  );
   if (!device) {
-    const note = license.status === "reserved" ? `reserved until ${formatTime(license.reserved_until)}` : "—";
+    const note = license.status === "reserved" ? `Reserved until ${formatTime(license.reserved_until)}` : "—";
     const assignable = license.status === "free" || license.status === "reserved";
     return h(
       "tr",
       { "data-license-id": license.id, "data-status": license.status },
-      cell("Status", status),
-      cell("Valid until", validUntil),
-      h("td", { "data-label": "Device", colspan: 6, class: "muted" }, note),
+      status,
+      h("td", { "data-label": "Device", colspan: COLUMNS.length - 2, class: "muted" }, note),
       actionsCell(assignable && actionButton("assign", "Assign device", false, "Show a single-use code for this license")),
     );
   }
   return h(
     "tr",
     { "data-license-id": license.id, "data-status": license.status, "data-device-id": device.id },
-    cell("Status", status),
-    cell("Valid until", validUntil),
-    cell("Device", h("span", { class: "device-name" }, device.name)),
-    cell("Model", h("span", { class: "device-model" }, device.model)),
-    cell("App version", device.app_version),
+    status,
+    cell(
+      "Device",
+      h("span", { class: "device-name" }, device.name),
+      h(
+        "span",
+        { class: "detail" },
+        h("span", { class: "device-model" }, device.model),
+        " · app ",
+        h("span", { class: "device-app-version" }, device.app_version),
+      ),
+    ),
     cell("Configuration", configurationState(device)),
     cell(
-      "Online",
+      "Last seen",
       h(
         "span",
         { class: `badge ${device.online ? "online" : "offline"} device-online` },
         device.online ? "Online" : "Offline",
       ),
+      h("span", { class: "detail last-seen" }, formatTime(device.last_seen)),
     ),
-    cell("Last seen", formatTime(device.last_seen)),
     actionsCell(
       license.status === "assigned" && actionButton("configure", "Configure", true, `Choose the configuration of ${device.name}`),
       actionButton("unpair", "Unpair", true, `Unpair ${device.name}`),
@@ -466,13 +499,17 @@ function onRowAction(state, event) {
   else if (button.dataset.action === "unpair") unpair(state, entry);
 }
 
-// --- panels: one at most per row, in a table row of its own right below it ---------------------
+// --- panels and dialogs: one at most per row ----------------------------------------------------
+//
+// An entry's `panel` is what is open for its row: the Configure panel (a table row of its own
+// right below it) or the Assign dialog. `fits(license, device)` says whether it still belongs to
+// the row after a refresh; `close()` closes it.
 
 /**
- * Opens a panel under the entry's row. `fits(license, device)` says whether it still belongs to
- * the row after a refresh; `onEscape` runs on the Escape key; `stop` when it is closed.
+ * Opens a panel under the entry's row. `onEscape` runs on the Escape key; `stop` when it is
+ * closed.
  */
-function openPanel(entry, kind, title, content, { fits, onEscape, stop = () => {} }) {
+function openRowPanel(entry, kind, title, content, { fits, onEscape, stop = () => {} }) {
   closePanel(entry);
   const titleId = `panel-title-${entry.license.id}`;
   const heading = h("h3", { id: titleId, tabindex: -1 }, title);
@@ -489,15 +526,50 @@ function openPanel(entry, kind, title, content, { fits, onEscape, stop = () => {
     }
   });
   entry.row.after(row);
-  entry.panel = { kind, row, heading, fits, stop };
+  entry.panel = {
+    kind,
+    heading,
+    fits,
+    close() {
+      stop();
+      row.remove();
+    },
+  };
   return entry.panel;
+}
+
+/**
+ * Opens a dialog for the entry's row (see ui.js's `openDialog`); when it closes, the keyboard goes
+ * back to the row's `action` button, or to the row's first button when that one is gone (the
+ * license was assigned meanwhile).
+ */
+function openRowDialog(entry, kind, action, title, content, { fits, onEscape, stop }) {
+  closePanel(entry);
+  const panel = { kind, fits, heading: null, close: () => {} };
+  const dialog = openDialog({
+    title,
+    content,
+    className: `${kind}-dialog`,
+    attributes: { "data-license-id": entry.license.id },
+    onEscape,
+    onClose: () => {
+      stop();
+      if (entry.panel === panel) entry.panel = null;
+    },
+    returnFocus: () =>
+      entry.row.querySelector(`button[data-action="${action}"]`) ?? entry.row.querySelector("button") ?? entry.row,
+  });
+  panel.heading = dialog.heading;
+  panel.close = dialog.close;
+  entry.panel = panel;
+  return panel;
 }
 
 function closePanel(entry) {
   if (!entry.panel) return;
-  entry.panel.stop();
-  entry.panel.row.remove();
+  const panel = entry.panel;
   entry.panel = null;
+  panel.close();
 }
 
 /** Closes the panel and gives the keyboard back to the row's button that opened it. */
@@ -602,13 +674,13 @@ function openAssign(state, entry) {
 
   newCode.addEventListener("click", createCode);
   cancel.addEventListener("click", cancelCode);
-  // A code fits a license that no device holds yet; once a device holds it, the panel is done.
-  const panel = openPanel(entry, "assign", "Assign a device to this license", content, {
+  // A code fits a license that no device holds yet; once a device holds it, the dialog is done.
+  // It is a modal dialog, not a part of the table: nothing clips the QR, whatever the width.
+  openRowDialog(entry, "assign", "assign", "Assign a device to this license", content, {
     fits: (license, device) => !device && (license.status === "free" || license.status === "reserved"),
     onEscape: cancelCode,
     stop: stopTimer,
   });
-  panel.heading.focus();
   createCode();
 }
 
@@ -655,7 +727,7 @@ function openConfigure(state, entry) {
   });
   close.addEventListener("click", () => closePanelToRow(entry, "configure"));
 
-  const panel = openPanel(entry, "configure", `Configuration of ${device.name}`, form, {
+  const panel = openRowPanel(entry, "configure", `Configuration of ${device.name}`, form, {
     // The panel belongs to this device while it holds the license.
     fits: (license, current) => current?.id === device.id && license.status === "assigned",
     onEscape: () => closePanelToRow(entry, "configure"),
@@ -810,9 +882,4 @@ async function showAddedLicenses(state, licenseIds) {
     state.status.textContent = `The new licenses could not be read: ${errorMessage(error)}`;
   }
   await Promise.all([...missing].map((id) => refreshLicense(state, id)));
-}
-
-function newIdempotencyKey() {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return `portal-${Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("")}`;
 }

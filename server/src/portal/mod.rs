@@ -35,7 +35,8 @@ const STYLE_CSS: Asset = Asset {
     body: include_bytes!("style.css"),
 };
 /// The JavaScript modules, by file name: `app.js` (routing, sign-in), `api.js` (the admin API
-/// client), `ui.js` (shared view pieces), `live.js` (the live feed) and one module per section.
+/// client), `ui.js` (shared view pieces and dialogs), `live.js` (the live feed) and one module per
+/// section (`keys.js` is the operator's).
 const SCRIPTS: &[(&str, &[u8])] = &[
     ("app.js", include_bytes!("app.js")),
     ("api.js", include_bytes!("api.js")),
@@ -45,6 +46,7 @@ const SCRIPTS: &[(&str, &[u8])] = &[
     ("codes.js", include_bytes!("codes.js")),
     ("configurations.js", include_bytes!("configurations.js")),
     ("audit.js", include_bytes!("audit.js")),
+    ("keys.js", include_bytes!("keys.js")),
 ];
 
 /// The portal's routes, without state: merged into the admin router.

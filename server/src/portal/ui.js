@@ -15,6 +15,9 @@ export const SECTIONS = [
   ["audit", "Audit log"],
 ];
 
+/** Sections only the operator sees (an organization's keys are how its admins sign in). */
+const OPERATOR_SECTIONS = [["keys", "Keys"]];
+
 /** `h("p", {class: "x"}, "text", child)`: an element with attributes and children. */
 export function h(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
@@ -47,9 +50,13 @@ export function show(title, ...content) {
   main.replaceChildren(...content.filter((part) => part !== null && part !== undefined && part !== false));
 }
 
+/**
+ * Opens the view at `hash`. Already there (a bookmarked address opened before signing in), the
+ * view is routed again: setting the same hash would change nothing.
+ */
 export function go(hash) {
   if (location.hash === hash) {
-    route();
+    window.dispatchEvent(new HashChangeEvent("hashchange"));
   } else {
     location.hash = hash;
   }
@@ -93,7 +100,8 @@ export function renderChrome(org, current) {
   // A key's navigation always leads to its own organization, whatever the address says.
   if (signedIn && session.role() === "key" && session.organization()) org = session.organization();
   if (signedIn && org) {
-    for (const [section, label] of SECTIONS) {
+    const sections = session.role() === "operator" ? [...SECTIONS, ...OPERATOR_SECTIONS] : SECTIONS;
+    for (const [section, label] of sections) {
       links.push(
         navLink(`#/organizations/${segment(org)}/${section}`, label, current === section),
       );
@@ -110,3 +118,56 @@ signOutButton.addEventListener("click", () => {
   session.clear();
   go("#/sign-in");
 });
+
+// --- dialogs -----------------------------------------------------------------------------------
+
+let dialogsOpened = 0;
+
+/**
+ * Opens a modal dialog: an HTML `<dialog>` shown with `showModal()`, so it sits in the browser's
+ * top layer, above the page and outside every scrolling box of it (nothing can clip it), and the
+ * page behind it is inert. The keyboard goes to its title. Escape closes it, after `onEscape`
+ * (which may act, e.g. cancel what the dialog shows). Whatever closes it (Escape, `close()`,
+ * leaving the page), it leaves the document, `onClose` runs, and the keyboard goes back to
+ * `returnFocus()` (by default the element that had it when the dialog opened).
+ *
+ * Returns `{ dialog, heading, close }`.
+ */
+export function openDialog({ title, content, className = "", attributes = {}, onEscape, onClose, returnFocus }) {
+  const opener = document.activeElement;
+  dialogsOpened += 1;
+  const titleId = `dialog-title-${dialogsOpened}`;
+  const heading = h("h2", { id: titleId, tabindex: -1 }, title);
+  const dialog = h(
+    "dialog",
+    { ...attributes, class: `dialog ${className}`.trim(), "aria-labelledby": titleId },
+    heading,
+    content,
+  );
+  // The browser closes the dialog on Escape after this "cancel" event.
+  dialog.addEventListener("cancel", () => onEscape?.());
+  dialog.addEventListener("close", () => {
+    dialog.remove();
+    onClose?.();
+    const target = returnFocus ? returnFocus() : opener;
+    if (target?.isConnected) target.focus();
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  heading.focus();
+  return {
+    dialog,
+    heading,
+    close() {
+      if (dialog.open) dialog.close();
+    },
+  };
+}
+
+/** Closes every open dialog: a new view does not inherit the previous one's. */
+export function closeDialogs() {
+  for (const dialog of document.querySelectorAll("body > dialog")) {
+    if (dialog.open) dialog.close();
+    else dialog.remove();
+  }
+}

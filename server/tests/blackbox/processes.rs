@@ -418,3 +418,120 @@ async fn serve_demo_prints_a_code_that_pairs_a_device() {
     let configuration = next_configuration(&mut connection).await;
     assert!(configuration.body.contains("[GLOBAL]"));
 }
+
+/// The banner's value after `label` (a line `label  value`), if it printed one.
+fn banner_value(paird: &Paird, label: &str) -> Option<String> {
+    paird.started.banner.iter().find_map(|line| {
+        line.trim()
+            .strip_prefix(label)
+            .filter(|rest| rest.starts_with(' '))
+            .map(|rest| rest.trim().to_string())
+    })
+}
+
+/// What `--demo` printed for signing in to the portal: the portal's address and the demo key,
+/// after checking that the address serves the portal and the key opens the demo organization.
+async fn demo_sign_in(paird: &Paird) -> String {
+    let portal = banner_value(paird, "portal").expect("the portal's address printed");
+    assert_eq!(portal, format!("{}/portal/", paird.admin.base()));
+    assert_eq!(
+        paird.started.ready.portal_url, portal,
+        "the ready line has it too"
+    );
+    let page = reqwest::get(&portal).await.expect("the portal answers");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("paird Customer Portal"));
+
+    let key = banner_value(paird, "demo key").expect("a key printed");
+    assert!(key.starts_with("paird_key_"), "{key}");
+    let organization = paird
+        .started
+        .banner
+        .iter()
+        .find_map(|line| line.strip_prefix("demo organization "))
+        .and_then(|rest| rest.rsplit_once(" ("))
+        .map(|(_, id)| id.trim_end_matches(')').to_string())
+        .expect("the demo organization printed");
+    let me = paird.admin.with_token(&key).get("/v1/whoami").await;
+    assert_eq!(me["role"], json!("organization_key"), "{me}");
+    assert_eq!(me["organization_id"], json!(organization), "{me}");
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_prints_the_portal_and_a_key_that_signs_in_and_keeps_it_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(dir.path()).await;
+    let key_file = dir.path().join("demo-key");
+
+    let mut paird = spawn_paird_with(dir.path(), &database, None, &["--demo"]).await;
+    let operator = paird
+        .started
+        .ready
+        .new_operator_token
+        .clone()
+        .expect("the first start creates an operator token");
+    let key = demo_sign_in(&paird).await;
+    assert!(
+        paird
+            .started
+            .banner
+            .iter()
+            .any(|line| line.contains("created by this start")),
+        "{:?}",
+        paird.started.banner
+    );
+    // Kept like the operator token: in the data directory, for its owner only.
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), key);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    // A restart prints the same key: the API would not show it again, the file keeps it.
+    sigterm(&mut paird.child).await;
+    let mut paird = spawn_paird_with(dir.path(), &database, Some(&operator), &["--demo"]).await;
+    assert_eq!(demo_sign_in(&paird).await, key);
+    assert!(
+        paird
+            .started
+            .banner
+            .iter()
+            .any(|line| line.contains("kept from an earlier start")),
+        "{:?}",
+        paird.started.banner
+    );
+
+    // Revoked (by the operator, on the portal's Keys page or with the API), it is replaced by a
+    // new "demo" key at the next start.
+    let org = paird.admin.with_token(&key).get("/v1/whoami").await["organization_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let keys = paird
+        .admin
+        .get(&format!("/v1/organizations/{org}/keys"))
+        .await;
+    let demo = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["name"] == "demo")
+        .expect("the key is named demo")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = paird
+        .admin
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/organizations/{org}/keys/{demo}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    sigterm(&mut paird.child).await;
+    let paird = spawn_paird_with(dir.path(), &database, Some(&operator), &["--demo"]).await;
+    let replaced = demo_sign_in(&paird).await;
+    assert_ne!(replaced, key);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), replaced);
+}

@@ -25,6 +25,7 @@ async fn portal_files_have_their_content_types_no_cache_and_a_strict_csp() {
             "text/javascript; charset=utf-8",
         ),
         ("/portal/audit.js", "text/javascript; charset=utf-8"),
+        ("/portal/keys.js", "text/javascript; charset=utf-8"),
     ] {
         let response = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");

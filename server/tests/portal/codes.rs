@@ -16,6 +16,12 @@ pub fn decode_qr(src: &str) -> String {
     let png = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .expect("base64");
+    decode_qr_png(&png)
+}
+
+/// Decodes the one QR code in a PNG image (a QR's own image, or a screenshot of the window)
+/// with zbarimg.
+pub fn decode_qr_png(png: &[u8]) -> String {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("qr.png");
     std::fs::write(&path, png).expect("the QR image written");

@@ -1,6 +1,7 @@
-//! The Devices page's actions: Assign device (a single-use code's QR, read off the page with a
-//! real QR decoder and used by a real device), Configure, Unpair, Add licenses, and an
-//! organization with more licenses than one page of the API.
+//! The Devices page's actions: Assign device (a single-use code's QR in a dialog, read off the
+//! page with a real QR decoder and used by a real device), Create Code and the active reusable
+//! codes, Configure, Unpair, Add licenses, and an organization with more licenses than one page
+//! of the API.
 
 use std::time::Duration;
 
@@ -8,13 +9,13 @@ use protocol::{AckOutcome, EndReason, RefusalReason, ServerMessage};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::codes::decode_qr;
+use crate::codes::{decode_qr, decode_qr_png};
 use crate::fixture::{Fixture, assert_no_sideways_scroll, bounded, license_row};
 use crate::support::{
     OPERATOR_TOKEN, WAIT, acknowledge, connect, device_info, identity, next_configuration,
     pair_new, pair_ok, refusal,
 };
-use crate::webdriver::Browser;
+use crate::webdriver::{Browser, keys};
 
 /// Bound on waiting for something the page does by itself (a countdown's tick, a panel closing).
 const PAGE_WAIT: Duration = Duration::from_secs(15);
@@ -27,8 +28,14 @@ fn button_css(license: &str, action: &str) -> String {
     format!("{} button[data-action=\"{action}\"]", row_css(license))
 }
 
+/// The Configure panel under a license's row.
 fn panel_css(license: &str) -> String {
     format!("#licenses tr.row-panel[data-panel-for=\"{license}\"]")
+}
+
+/// The Assign dialog of a license (a modal `<dialog>`, outside the table).
+pub fn assign_dialog_css(license: &str) -> String {
+    format!("dialog.assign-dialog[data-license-id=\"{license}\"]")
 }
 
 /// Clicks one of a row's (or a panel's) buttons once it is displayed.
@@ -74,7 +81,7 @@ async fn wait_script(browser: &Browser, script: &str, what: &str) -> Value {
 }
 
 /// Waits until no element matches `css`.
-async fn wait_gone(browser: &Browser, css: &str) {
+pub async fn wait_gone(browser: &Browser, css: &str) {
     let script = format!(
         "return document.querySelector({}) === null;",
         serde_json::to_string(css).unwrap()
@@ -82,21 +89,23 @@ async fn wait_gone(browser: &Browser, css: &str) {
     wait_script(browser, &script, &format!("{css} to go")).await;
 }
 
-/// The license whose panel or row holds the keyboard focus, if any.
-async fn focused_license(browser: &Browser) -> Value {
+/// The license whose dialog, panel or row holds the keyboard focus, if any.
+pub async fn focused_license(browser: &Browser) -> Value {
     browser
         .execute(
-            "const row = document.activeElement.closest('tr'); \
+            "const dialog = document.activeElement.closest('dialog'); \
+             if (dialog) return dialog.dataset.licenseId ?? null; \
+             const row = document.activeElement.closest('tr'); \
              return row ? (row.dataset.panelFor ?? row.dataset.licenseId) : null;",
             vec![],
         )
         .await
 }
 
-/// Seconds left on an Assign panel's countdown, read from its text ("45 s", "1 min 05 s").
+/// Seconds left on an Assign dialog's countdown, read from its text ("45 s", "1 min 05 s").
 async fn countdown_seconds(browser: &Browser, license: &str) -> u64 {
     let text = browser
-        .wait_text(&format!("{} .countdown", panel_css(license)), " s")
+        .wait_text(&format!("{} .countdown", assign_dialog_css(license)), " s")
         .await;
     let numbers: Vec<u64> = text
         .split_whitespace()
@@ -109,11 +118,11 @@ async fn countdown_seconds(browser: &Browser, license: &str) -> u64 {
     }
 }
 
-/// The payload of the code an Assign panel shows once it differs from `previous` (the panel
+/// The payload of the code an Assign dialog shows once it differs from `previous` (the dialog
 /// shows no payload before its first code); checks that the QR on the page says the same.
-async fn shown_payload(browser: &Browser, license: &str, previous: &str) -> String {
-    let panel = panel_css(license);
-    let selector = serde_json::to_string(&format!("{panel} .assign-payload")).unwrap();
+pub async fn shown_payload(browser: &Browser, license: &str, previous: &str) -> String {
+    let dialog = assign_dialog_css(license);
+    let selector = serde_json::to_string(&format!("{dialog} .assign-payload")).unwrap();
     let previous_json = serde_json::to_string(previous).unwrap();
     let payload = wait_script(
         browser,
@@ -126,7 +135,7 @@ async fn shown_payload(browser: &Browser, license: &str, previous: &str) -> Stri
     .await;
     let payload = payload.as_str().unwrap().to_string();
     let qr = browser
-        .wait_visible(&format!("{panel} img.assign-qr"))
+        .wait_visible(&format!("{dialog} img.assign-qr"))
         .await;
     let src = browser.attribute(&qr, "src").await.expect("the QR's src");
     assert_eq!(decode_qr(&src), payload, "the QR says what the page prints");
@@ -134,7 +143,7 @@ async fn shown_payload(browser: &Browser, license: &str, previous: &str) -> Stri
     payload
 }
 
-fn code_of(payload: &str) -> &str {
+pub fn code_of(payload: &str) -> &str {
     payload.rsplit('/').next().expect("the code")
 }
 
@@ -147,7 +156,7 @@ async fn assign_device_shows_a_counting_down_qr_that_pairs_exactly_one_device() 
         fixture.sign_in(&browser, &fixture.a.key).await;
         click(&browser, &button_css(&free, "assign")).await;
 
-        // The panel opens under the row, with the keyboard in it.
+        // The dialog opens, with the keyboard in it.
         let payload = shown_payload(&browser, &free, "").await;
         assert_eq!(focused_license(&browser).await, json!(free));
 
@@ -207,12 +216,12 @@ async fn an_expired_code_is_refused_new_code_replaces_it_and_cancel_releases_the
         let fixture = Fixture::start().await;
         let free = free_license(&fixture, &fixture.a.id).await;
         let browser = Browser::start().await;
-        // At phone width: the panel with its QR fits without sideways scrolling.
+        // At phone width: the dialog with its QR fits without sideways scrolling.
         browser.set_window_size(390, 844).await;
         fixture.sign_in(&browser, &fixture.a.key).await;
         click(&browser, &button_css(&free, "assign")).await;
         let expired = shown_payload(&browser, &free, "").await;
-        assert_no_sideways_scroll(&browser, "the page with the code's panel").await;
+        assert_no_sideways_scroll(&browser, "the page with the code's dialog").await;
 
         // The server's clock passes the code's minute: the code no longer pairs anyone.
         fixture.test.admin.advance(61.0).await;
@@ -222,19 +231,25 @@ async fn an_expired_code_is_refused_new_code_replaces_it_and_cancel_releases_the
         // "New code" shows a fresh one.
         click(
             &browser,
-            &format!("{} button[data-action=\"new-code\"]", panel_css(&free)),
+            &format!(
+                "{} button[data-action=\"new-code\"]",
+                assign_dialog_css(&free)
+            ),
         )
         .await;
         let replaced = shown_payload(&browser, &free, &expired).await;
         assert!(countdown_seconds(&browser, &free).await <= 60);
 
-        // "Cancel" closes the panel and releases the license: the fresh code stops working.
+        // "Cancel" closes the dialog and releases the license: the fresh code stops working.
         click(
             &browser,
-            &format!("{} button[data-action=\"cancel-code\"]", panel_css(&free)),
+            &format!(
+                "{} button[data-action=\"cancel-code\"]",
+                assign_dialog_css(&free)
+            ),
         )
         .await;
-        wait_gone(&browser, &panel_css(&free)).await;
+        wait_gone(&browser, &assign_dialog_css(&free)).await;
         browser
             .wait_visible(&format!("{}[data-status=\"free\"]", row_css(&free)))
             .await;
@@ -486,6 +501,115 @@ async fn an_organization_with_more_licenses_than_one_page_shows_them_all() {
         license_row(&browser, licenses.last().expect("licenses")).await;
         let row = license_row(&browser, &paired.license_id.to_string()).await;
         assert!(browser.text(&row).await.contains("device"));
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_code_on_the_devices_page_shows_its_qr_in_a_dialog_and_lists_the_active_codes() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let admin = &fixture.test.admin;
+        let org = &fixture.a.id;
+        admin.add_licenses(org, 1).await;
+        // A revoked code is not offered for pairing.
+        let revoked = admin
+            .reusable_code(org, json!({ "label": "old rollout" }))
+            .await;
+        admin
+            .post(
+                &format!(
+                    "/v1/organizations/{org}/codes/{}/revoke",
+                    revoked["id"].as_str().unwrap()
+                ),
+                json!({}),
+            )
+            .await;
+        let browser = Browser::start().await;
+        fixture.sign_in(&browser, &fixture.a.key).await;
+
+        // The fixture's code (no label) is the one active code.
+        browser.wait_visible("#active-codes li").await;
+        assert_eq!(browser.find_all("#active-codes li").await.len(), 1);
+        assert!(!browser.page_text().await.contains("old rollout"));
+
+        // Create Code opens a dialog with the form and the warning; the keyboard is in it.
+        click(&browser, "#pair-create-code").await;
+        browser
+            .wait_text(
+                "dialog.code-dialog .alert",
+                "Anyone who has a reusable code",
+            )
+            .await;
+        let label = browser.wait_visible("dialog.code-dialog #code-label").await;
+        wait_script(
+            &browser,
+            "return document.activeElement.closest('dialog.code-dialog') !== null;",
+            "the keyboard in the dialog",
+        )
+        .await;
+        browser.send_keys(&label, "depot rollout").await;
+        click(&browser, "dialog.code-dialog #create-code").await;
+
+        // The same dialog shows the new code: a real decoder reads its QR off the window.
+        let qr = browser.wait_visible("dialog.code-dialog #qr").await;
+        let src = browser.attribute(&qr, "src").await.expect("the QR's src");
+        let payload = decode_qr(&src);
+        assert_eq!(
+            payload,
+            browser
+                .text(&browser.wait_visible("dialog.code-dialog #payload").await)
+                .await
+        );
+        assert_eq!(decode_qr_png(&browser.screenshot().await), payload);
+        browser
+            .wait_text("dialog.code-dialog h2", "Code “depot rollout”")
+            .await;
+        browser.wait_text("#active-codes", "depot rollout").await;
+
+        // Escape closes it and gives the keyboard back to Create Code.
+        browser.press(keys::ESCAPE).await;
+        wait_gone(&browser, "dialog.code-dialog").await;
+        assert_eq!(browser.focused().await["id"], json!("pair-create-code"));
+
+        // A device pairs with it: its row shows without a reload, and the code's use is counted.
+        let (_, _connection, paired) = pair_ok(&fixture.test.device_url(), code_of(&payload)).await;
+        browser
+            .wait_text(
+                &format!(
+                    "{}[data-status=\"assigned\"]",
+                    row_css(&paired.license_id.to_string())
+                ),
+                "device",
+            )
+            .await;
+        browser.wait_text("#active-codes", "1 use").await;
+
+        // Show QR shows it again, the same code.
+        let item = browser
+            .find_all("#active-codes li")
+            .await
+            .first()
+            .cloned()
+            .expect("the newest code first");
+        assert!(browser.text(&item).await.contains("depot rollout"));
+        click(
+            &browser,
+            "#active-codes li:first-child button[data-action=\"show-code\"]",
+        )
+        .await;
+        browser
+            .wait_text("dialog.code-dialog #payload", &payload)
+            .await;
+        click(
+            &browser,
+            "dialog.code-dialog button[data-action=\"close-dialog\"]",
+        )
+        .await;
+        wait_gone(&browser, "dialog.code-dialog").await;
+        assert_eq!(browser.focused().await["action"], json!("show-code"));
         browser.quit().await;
         fixture.test.stop().await;
     })

@@ -127,6 +127,12 @@ pub async fn license_row(browser: &Browser, license_id: &str) -> Element {
 
 /// Fails when the page is wider than the (phone-sized) window: it would scroll sideways.
 pub async fn assert_no_sideways_scroll(browser: &Browser, section: &str) {
+    assert_no_sideways_scroll_at(browser, 400, section).await;
+}
+
+/// Fails when the window is wider than `window_width` (the test did not get the size it set),
+/// or when the page is wider than the window: it would scroll sideways.
+pub async fn assert_no_sideways_scroll_at(browser: &Browser, window_width: u64, section: &str) {
     let widths = browser
         .execute(
             "return [document.documentElement.scrollWidth, window.innerWidth];",
@@ -136,8 +142,8 @@ pub async fn assert_no_sideways_scroll(browser: &Browser, section: &str) {
     let scroll_width = widths[0].as_u64().unwrap();
     let inner_width = widths[1].as_u64().unwrap();
     assert!(
-        inner_width <= 400,
-        "the window is not phone-sized: {widths}"
+        inner_width <= window_width,
+        "the window is not {window_width} px wide: {widths}"
     );
     assert!(
         scroll_width <= inner_width,

@@ -9,7 +9,7 @@ use crate::webdriver::{Browser, keys};
 
 /// Presses Tab until `wanted` holds for the focused element; fails after a bounded number of
 /// presses (the page has a few dozen focusable elements).
-async fn tab_to(browser: &Browser, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+pub async fn tab_to(browser: &Browser, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..60 {
         browser.press(keys::TAB).await;
         let focused = browser.focused().await;
@@ -59,14 +59,14 @@ async fn signing_in_assigning_and_configuring_work_from_the_keyboard_alone() {
         .await;
         assert_eq!(focused["text"], "Assign device");
         browser.press(keys::ENTER).await;
-        browser.wait_visible(".assign-panel img").await;
-        let in_panel: Value = browser
+        browser.wait_visible("dialog.assign-dialog img").await;
+        let in_dialog: Value = browser
             .execute(
-                "return Boolean(document.activeElement.closest('.assign-panel'));",
+                "return Boolean(document.activeElement.closest('dialog.assign-dialog'));",
                 vec![],
             )
             .await;
-        assert_eq!(in_panel, json!(true));
+        assert_eq!(in_dialog, json!(true));
 
         // Escape closes it (the reservation is released) and gives the focus back to the button.
         browser.press(keys::ESCAPE).await;

@@ -9,6 +9,10 @@
 //! - `assets`: the portal's files over plain HTTP (content types, caching, CSP).
 //! - `pages`: what a user sees and does in the browser.
 //! - `codes`, `configurations`, `devices`: one section of the portal each, with real devices.
+//! - `layout`: the Devices page at desktop and phone widths, the single-use QR read from a
+//!   screenshot.
+//! - `keyboard`, `live`: the portal from the keyboard alone; the pages following the live feed.
+//! - `operator`: the operator's pages (organizations and their keys).
 
 // Tests fail loudly by design: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
@@ -24,6 +28,8 @@ mod configurations;
 mod devices;
 mod fixture;
 mod keyboard;
+mod layout;
 mod live;
+mod operator;
 mod pages;
 mod webdriver;

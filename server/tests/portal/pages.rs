@@ -303,3 +303,31 @@ async fn the_audit_log_lists_the_newest_entries_first_and_pages_back() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_section_opened_before_signing_in_opens_once_signed_in() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let browser = Browser::start().await;
+        // A bookmarked address, opened in a new tab: the sign-in form first, at that address.
+        fixture
+            .open_section(&browser, &fixture.a.id, "devices")
+            .await;
+        let field = browser.wait_visible("#token").await;
+        browser
+            .send_keys(&field, &format!("{}\u{E007}", fixture.a.key))
+            .await;
+        browser.wait_text("#org-name", &fixture.a.name).await;
+        license_row(&browser, &fixture.a.license_id).await;
+        let error = browser
+            .execute(
+                "return document.getElementById('sign-in-error')?.hidden ?? true;",
+                vec![],
+            )
+            .await;
+        assert_eq!(error, json!(true));
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
