@@ -143,12 +143,12 @@ fn page(limit: Option<u32>, cursor: &Option<String>) -> PageRequest {
 struct FleetParams {
     q: Option<String>,
     status: Option<String>,
-    online: Option<bool>,
+    online: Option<String>,
     not_seen_since: Option<String>,
-    configuration: Option<ConfigId>,
+    configuration: Option<String>,
     revision: Option<String>,
     app_version: Option<String>,
-    code: Option<CodeId>,
+    code: Option<String>,
     sort: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
@@ -194,15 +194,21 @@ impl FleetParams {
                     .ok_or_else(|| ApiError::invalid("revision", "up_to_date, pending or failed"))
             })
             .transpose()?;
+        let online = match self.online.as_deref() {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(_) => return Err(ApiError::invalid("online", "true or false")),
+        };
         Ok(FleetFilter {
             search,
             license_status,
-            online: self.online,
+            online,
             not_seen_since,
-            configuration: self.configuration,
+            configuration: parse_id(&self.configuration, "configuration", "a configuration id")?,
             revision,
             app_version: self.app_version.clone(),
-            paired_by: self.code,
+            paired_by: parse_id(&self.code, "code", "a code id")?,
         })
     }
 
@@ -218,6 +224,21 @@ impl FleetParams {
             }),
         }
     }
+}
+
+/// An id given as a query parameter, or `422` naming it.
+fn parse_id<T: std::str::FromStr>(
+    text: &Option<String>,
+    field: &'static str,
+    what: &str,
+) -> Result<Option<T>> {
+    text.as_deref()
+        .map(|text| {
+            text.trim()
+                .parse()
+                .map_err(|_| ApiError::invalid(field, what.to_string()))
+        })
+        .transpose()
 }
 
 /// `?kind=&limit=&cursor=` of the code list.
