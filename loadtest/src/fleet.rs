@@ -230,12 +230,20 @@ pub struct Fleet {
     pub progress: Arc<AtomicU64>,
 }
 
-fn device_info() -> DeviceInfo {
+/// What device `number` of a fleet says of itself: names, models, OS and app versions that vary
+/// the way a real fleet's do, so that the fleet lists' searches and filters have something to
+/// find (`Van 17`, `TC52`, `Android 14`, `4.3.0`, …). The same number says the same every time.
+pub fn device_info(number: u32) -> DeviceInfo {
+    const KINDS: [&str; 4] = ["Van", "Truck", "Meter reader", "Handheld"];
+    const MODELS: [&str; 5] = ["TC52", "CT40", "TC21", "EDA52", "ZQ630"];
+    const SYSTEMS: [&str; 3] = ["Android 13", "Android 14", "iOS 17"];
+    const VERSIONS: [&str; 4] = ["4.2.1", "4.3.0", "4.3.1", "5.0.0"];
+    let pick = |list: &[&'static str], divisor: u32| list[(number / divisor) as usize % list.len()];
     DeviceInfo {
-        name: "loadtest device".into(),
-        model: "loadtest".into(),
-        os: "loadtest".into(),
-        app_version: env!("CARGO_PKG_VERSION").into(),
+        name: format!("{} {number}", pick(&KINDS, 1)),
+        model: pick(&MODELS, 1).into(),
+        os: pick(&SYSTEMS, 1).into(),
+        app_version: pick(&VERSIONS, 7).into(),
     }
 }
 
@@ -468,7 +476,10 @@ impl Fleet {
                         let mut connection = Connection::connect(&url, &options)
                             .await
                             .map_err(|error| format!("connect: {error}"))?;
-                        match connection.resume(&identity, &device_info(), None).await {
+                        match connection
+                            .resume(&identity, &device_info(number), None)
+                            .await
+                        {
                             Ok(ResumeResult::Resumed(_)) => Ok(connection),
                             Ok(ResumeResult::Ended(reason)) => Err(format!("ended: {reason:?}")),
                             Err(error) => Err(format!("resume: {error}")),
@@ -599,6 +610,7 @@ impl PairTask {
                     connection,
                     &plan.codes[code_index as usize],
                     &self.identity,
+                    &device_info(self.number),
                     scheduled,
                 )
                 .await
@@ -649,9 +661,10 @@ async fn pair_one(
     mut connection: Connection,
     code: &str,
     identity: &DeviceIdentity,
+    info: &DeviceInfo,
     scheduled_us: u64,
 ) -> (Outcome, Option<Connection>, Option<Configuration>) {
-    let paired = match connection.pair(code, identity, &device_info()).await {
+    let paired = match connection.pair(code, identity, info).await {
         Ok(PairResult::Paired(paired)) => paired,
         Ok(PairResult::Refused(refused)) => {
             let reason = refused.reason.as_str().to_string();

@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use loadtest::admin::Admin;
 use loadtest::cluster::{ClusterSettings, SpawnedCluster};
+use loadtest::lists::{self, ListsArgs};
 use loadtest::scenarios::{self, CrashArgs, EnrollArgs, HoldArgs, PushArgs, RaceArgs, Target};
 use loadtest::spawn::{self, Spawned};
 use loadtest::workers;
@@ -93,6 +94,9 @@ enum Scenario {
     Race(RaceArgs),
     /// Kills the server (SIGKILL) mid-burst, restarts it on the same database, verifies.
     Crash(CrashArgs),
+    /// Seeds an organization with paired devices, then times the first pages of the fleet
+    /// lists (searches, filters, sorts) as the Devices section asks for them.
+    Lists(ListsArgs),
     /// A worker process holding part of the devices (started by this program itself).
     #[command(hide = true)]
     Worker { spec: String },
@@ -177,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Push(args) => args.common.timeout,
         Scenario::Race(args) => args.common.timeout,
         Scenario::Crash(args) => args.common.timeout,
+        Scenario::Lists(args) => args.common.timeout,
         Scenario::Worker { .. } => unreachable!("handled above"),
     };
     let work = async {
@@ -186,6 +191,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Push(args) => scenarios::push(&mut target, args).await,
             Scenario::Race(args) => scenarios::race(&mut target, args).await,
             Scenario::Crash(args) => scenarios::crash(&mut target, args).await,
+            Scenario::Lists(args) => lists::lists(&mut target, args).await,
             Scenario::Worker { .. } => unreachable!("handled above"),
         }
     };

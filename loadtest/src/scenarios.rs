@@ -225,12 +225,12 @@ impl Target {
 
 /// A scenario's devices and bookkeeping.
 #[derive(Debug)]
-struct Run<'a> {
-    target: &'a mut Target,
+pub(crate) struct Run<'a> {
+    pub(crate) target: &'a mut Target,
     fleets: Fleets,
     /// (first global device number, devices) of each fleet.
     shares: Vec<(u32, u32)>,
-    report: Report,
+    pub(crate) report: Report,
     common: Common,
 }
 
@@ -271,7 +271,7 @@ fn sources(device_urls: &[String], connections: u32, asked: Option<u32>) -> Vec<
 
 impl<'a> Run<'a> {
     /// Fleets for `devices` devices, `held` of them connected at once at most.
-    async fn start(
+    pub(crate) async fn start(
         target: &'a mut Target,
         scenario: &str,
         devices: u32,
@@ -337,7 +337,7 @@ impl<'a> Run<'a> {
         self.target.meter().with_workers(&self.fleets.pids())
     }
 
-    fn setting(&mut self, key: &str, value: impl ToString) {
+    pub(crate) fn setting(&mut self, key: &str, value: impl ToString) {
         self.report.settings.insert(key.into(), value.to_string());
     }
 
@@ -367,7 +367,7 @@ impl<'a> Run<'a> {
 
     /// One pairing wave; `codes` gives each global device its code. Returns the phase and
     /// every device's result, by global device number.
-    async fn pair(
+    pub(crate) async fn pair(
         &mut self,
         name: &str,
         codes: &dyn Fn(u32) -> String,
@@ -489,7 +489,7 @@ impl<'a> Run<'a> {
 
     /// Checks the outcome when asked (adding the problems found before), closes the fleets and
     /// returns the report.
-    async fn finish(
+    pub(crate) async fn finish(
         mut self,
         verify_asked: bool,
         org: &str,
@@ -540,7 +540,7 @@ fn tally_phase(name: &str, replies: Vec<Reply>) -> Phase {
 
 /// Adds a wave's results to an expectation; returns devices told "paired" again with their
 /// existing pairing (`already_paired`).
-fn expect_results(
+pub(crate) fn expect_results(
     expectation: &mut Expectation,
     results: &[(u32, DeviceResult)],
     problems: &mut Vec<String>,
