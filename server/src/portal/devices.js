@@ -338,6 +338,8 @@ async function loadPage(state, { fresh }) {
   showRange(state, page.items.length);
   updateEmpty(state);
   showSelection(state);
+  // For measuring (BENCHMARKS.md "Issue 15: Devices page"): when a new list is on the page.
+  if (fresh) performance.mark("devices-page-shown");
 }
 
 /** A license's device, or null (none, or unpaired meanwhile). */
@@ -435,9 +437,9 @@ function listControls(state) {
   });
   let searchTimer = null;
   search.addEventListener("input", () => {
+    performance.mark("devices-search-typed");
     clearTimeout(searchTimer);
     searchTimer = setTimeout(() => {
-      performance.mark("devices-search-sent");
       applyControl(state, search, false);
     }, SEARCH_DEBOUNCE_MS);
   });

@@ -8,17 +8,26 @@ use protocol::Encoding;
 use serde_json::{Value, json};
 
 use crate::devices::{wait_gone, wait_script};
-use crate::fixture::{Fixture, bounded};
+use crate::fixture::{Fixture, assert_no_sideways_scroll_at, bounded};
 use crate::support::{connect, device_info, identity};
 use crate::webdriver::{Browser, keys};
 
 /// Pairs a new device named `name` (reporting `app_version`) with `code`; returns its connection
 /// (kept open: the device stays online) and its device id.
-async fn pair_named(fixture: &Fixture, code: &str, name: &str, app_version: &str) -> (Connection, String) {
+async fn pair_named(
+    fixture: &Fixture,
+    code: &str,
+    name: &str,
+    app_version: &str,
+) -> (Connection, String) {
     let mut connection = connect(&fixture.test.device_url(), Encoding::Postcard).await;
     let mut info = device_info(name);
     info.app_version = app_version.into();
-    match connection.pair(code, &identity(), &info).await.expect("pairing answered") {
+    match connection
+        .pair(code, &identity(), &info)
+        .await
+        .expect("pairing answered")
+    {
         PairResult::Paired(paired) => (connection, paired.device_id.to_string()),
         PairResult::Refused(refused) => panic!("pairing refused: {refused:?}"),
     }
@@ -67,8 +76,15 @@ async fn shown_names(browser: &Browser) -> Value {
 
 /// Reloads the page (a new document: nothing of the old one is kept) and waits for the list.
 async fn reload(browser: &Browser, range: &str) {
-    browser.execute("window.oldDocument = true; location.reload();", vec![]).await;
-    wait_script(browser, "return window.oldDocument === undefined && document.readyState === 'complete';", "the reload").await;
+    browser
+        .execute("window.oldDocument = true; location.reload();", vec![])
+        .await;
+    wait_script(
+        browser,
+        "return window.oldDocument === undefined && document.readyState === 'complete';",
+        "the reload",
+    )
+    .await;
     wait_range(browser, range).await;
 }
 
@@ -104,7 +120,11 @@ async fn fleet() -> Fleet {
     let (scanner, _) = pair_named(&fixture, &other, "Scanner X", "5.0.0").await;
     // Scanner X goes offline.
     drop(scanner);
-    Fleet { fixture, forklift_code, _connections: connections }
+    Fleet {
+        fixture,
+        forklift_code,
+        _connections: connections,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +134,13 @@ async fn pages_forward_and_back_with_the_total_and_the_address_survives_a_reload
         let browser = Browser::start().await;
         fixture.sign_in(&browser, &fixture.a.key).await;
         wait_range(&browser, "1–50 of 120").await;
-        assert_eq!(browser.find_all("#licenses tbody tr[data-license-id]").await.len(), 50);
+        assert_eq!(
+            browser
+                .find_all("#licenses tbody tr[data-license-id]")
+                .await
+                .len(),
+            50
+        );
         assert!(browser.find("#page-previous:disabled").await.is_some());
 
         let next = browser.wait_visible("#page-next").await;
@@ -122,7 +148,13 @@ async fn pages_forward_and_back_with_the_total_and_the_address_survives_a_reload
         wait_range(&browser, "51–100 of 120").await;
         browser.click(&next).await;
         wait_range(&browser, "101–120 of 120").await;
-        assert_eq!(browser.find_all("#licenses tbody tr[data-license-id]").await.len(), 20);
+        assert_eq!(
+            browser
+                .find_all("#licenses tbody tr[data-license-id]")
+                .await
+                .len(),
+            20
+        );
         assert!(browser.find("#page-next:disabled").await.is_some());
         let previous = browser.wait_visible("#page-previous").await;
         browser.click(&previous).await;
@@ -260,7 +292,9 @@ async fn a_device_that_pairs_shows_up_live_when_it_matches_the_search_and_not_ot
             .to_string();
         let browser = Browser::start().await;
         fixture.sign_in(&browser, &fixture.a.key).await;
-        browser.wait_visible("#live-state[data-state=\"live\"]").await;
+        browser
+            .wait_visible("#live-state[data-state=\"live\"]")
+            .await;
         let search = browser.wait_visible("#device-search").await;
         browser.send_keys(&search, "forklift").await;
         wait_range(&browser, "No license matches.").await;
@@ -274,10 +308,20 @@ async fn a_device_that_pairs_shows_up_live_when_it_matches_the_search_and_not_ot
             .wait_visible(&format!("#licenses tr[data-device-id=\"{forklift}\"]"))
             .await;
         wait_range(&browser, &one_page(1)).await;
-        assert!(browser.find(&format!("#licenses tr[data-device-id=\"{tablet}\"]")).await.is_none());
-        assert_eq!(browser.execute("return window.notReloaded;", vec![]).await, json!(true));
+        assert!(
+            browser
+                .find(&format!("#licenses tr[data-device-id=\"{tablet}\"]"))
+                .await
+                .is_none()
+        );
+        assert_eq!(
+            browser.execute("return window.notReloaded;", vec![]).await,
+            json!(true)
+        );
         // The counts follow too.
-        browser.wait_text("#summary [data-count=\"assigned\"]", "3").await;
+        browser
+            .wait_text("#summary [data-count=\"assigned\"]", "3")
+            .await;
         browser.quit().await;
         fixture.test.stop().await;
     })
@@ -295,12 +339,22 @@ async fn select_all_matching_then_unpair_unpairs_every_matching_device() {
         wait_range(&browser, "1–50 of 120").await;
         // One row ticked: the bar counts it.
         let tick = browser
-            .wait_visible(&format!("#licenses tr[data-license-id=\"{}\"] input[data-select]", fixture.a.license_id))
+            .wait_visible(&format!(
+                "#licenses tr[data-license-id=\"{}\"] input[data-select]",
+                fixture.a.license_id
+            ))
             .await;
         browser.click(&tick).await;
-        browser.wait_text("#selection-count", "1 device selected").await;
+        browser
+            .wait_text("#selection-count", "1 device selected")
+            .await;
         browser.click(&tick).await;
-        wait_script(&browser, "return document.querySelector('#bulk-bar').hidden;", "the bar to hide").await;
+        wait_script(
+            &browser,
+            "return document.querySelector('#bulk-bar').hidden;",
+            "the bar to hide",
+        )
+        .await;
 
         // The forklifts, by search; more than a page is not needed: "all matching" sends the filter.
         let search = browser.wait_visible("#device-search").await;
@@ -308,15 +362,28 @@ async fn select_all_matching_then_unpair_unpairs_every_matching_device() {
         wait_range(&browser, &one_page(2)).await;
         let page = browser.wait_visible("#select-page").await;
         browser.click(&page).await;
-        browser.wait_text("#selection-count", "2 devices selected").await;
+        browser
+            .wait_text("#selection-count", "2 devices selected")
+            .await;
         // Free licenses' rows hold no device: the whole page of the unfiltered list is not all.
         let all = browser.find("#select-all-matching").await;
-        assert!(all.is_none() || browser.execute("return document.querySelector('#select-all-matching').hidden;", vec![]).await == json!(true));
+        assert!(
+            all.is_none()
+                || browser
+                    .execute(
+                        "return document.querySelector('#select-all-matching').hidden;",
+                        vec![]
+                    )
+                    .await
+                    == json!(true)
+        );
         let unpair = browser.wait_visible("#bulk-unpair").await;
         browser.click(&unpair).await;
         let question = browser.accept_alert().await;
         assert!(question.contains("2 devices"), "{question}");
-        browser.wait_text("#devices-status", "Unpaired 2 of 2 devices").await;
+        browser
+            .wait_text("#devices-status", "Unpaired 2 of 2 devices")
+            .await;
         wait_range(&browser, "No license matches.").await;
         assert_eq!(api_total(&fixture, &org, "q=fork").await, 0);
 
@@ -327,7 +394,9 @@ async fn select_all_matching_then_unpair_unpairs_every_matching_device() {
         wait_range(&browser, &one_page(2)).await;
         let page = browser.wait_visible("#select-page").await;
         browser.click(&page).await;
-        browser.wait_text("#selection-count", "2 devices selected").await;
+        browser
+            .wait_text("#selection-count", "2 devices selected")
+            .await;
         let unpair = browser.wait_visible("#bulk-unpair").await;
         browser.click(&unpair).await;
         let question = browser.accept_alert().await;
@@ -349,11 +418,21 @@ async fn select_all_matching_past_one_page_unpairs_by_filter() {
         let admin = &fixture.test.admin;
         let org = admin.create_org("Big Fleet").await;
         admin.add_licenses(&org, 60).await;
-        let key = admin.create_key(&org, "portal test").await["key"].as_str().unwrap().to_string();
-        let code = admin.reusable_code(&org, json!({})).await["code"].as_str().unwrap().to_string();
+        let key = admin.create_key(&org, "portal test").await["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let code = admin.reusable_code(&org, json!({})).await["code"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let mut connections = Vec::new();
         for index in 0..55 {
-            connections.push(pair_named(&fixture, &code, &format!("Van {index}"), "4.2.1").await.0);
+            connections.push(
+                pair_named(&fixture, &code, &format!("Van {index}"), "4.2.1")
+                    .await
+                    .0,
+            );
         }
         let browser = Browser::start().await;
         fixture.sign_in(&browser, &key).await;
@@ -364,12 +443,16 @@ async fn select_all_matching_past_one_page_unpairs_by_filter() {
         let all = browser.wait_visible("#select-all-matching").await;
         assert!(browser.text(&all).await.contains("Select all 55 matching"));
         browser.click(&all).await;
-        browser.wait_text("#selection-count", "All 55 matching devices selected").await;
+        browser
+            .wait_text("#selection-count", "All 55 matching devices selected")
+            .await;
         let unpair = browser.wait_visible("#bulk-unpair").await;
         browser.click(&unpair).await;
         let question = browser.accept_alert().await;
         assert!(question.contains("55 devices"), "{question}");
-        browser.wait_text("#devices-status", "Unpaired 55 of 55 devices").await;
+        browser
+            .wait_text("#devices-status", "Unpaired 55 of 55 devices")
+            .await;
         assert_eq!(api_total(&fixture, &org, "status=assigned").await, 0);
         assert_eq!(api_total(&fixture, &org, "status=free").await, 60);
         browser.quit().await;
@@ -404,6 +487,53 @@ async fn export_csv_downloads_the_filtered_devices_with_the_organizations_name()
         let text = text.as_str().expect("the file's text");
         assert!(text.contains("Forklift 1") && text.contains("Forklift 2"), "{text}");
         assert!(!text.contains("Van 7") && !text.contains("Scanner X"), "{text}");
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_filters_selection_bar_and_pager_fit_at_1280_px_and_at_phone_width() {
+    bounded(async {
+        let Fleet { fixture, .. } = fleet().await;
+        let browser = Browser::start().await;
+        fixture.sign_in(&browser, &fixture.a.key).await;
+        wait_range(&browser, "1–50 of 120").await;
+        // Every control in use: a search, filters, a row ticked (the selection bar shows).
+        choose(&browser, "#filter-status", "assigned").await;
+        wait_range(&browser, &one_page(4)).await;
+        let search = browser.wait_visible("#device-search").await;
+        browser
+            .send_keys(
+                &search,
+                "a very long search that does not match anything at all",
+            )
+            .await;
+        wait_range(&browser, "No license matches.").await;
+        let clear = browser.wait_visible("#clear-filters").await;
+        browser.click(&clear).await;
+        wait_range(&browser, "1–50 of 120").await;
+        let tick = browser
+            .wait_visible(&format!(
+                "#licenses tr[data-license-id=\"{}\"] input[data-select]",
+                fixture.a.license_id
+            ))
+            .await;
+        browser.click(&tick).await;
+        browser.wait_visible("#bulk-bar").await;
+        for (width, height) in [(1280, 900), (390, 844)] {
+            browser.set_window_size(width, height).await;
+            browser.wait_visible("#device-search").await;
+            browser.wait_visible("#bulk-unpair").await;
+            browser.wait_visible("#page-next").await;
+            assert_no_sideways_scroll_at(
+                &browser,
+                u64::from(width),
+                &format!("the Devices list at {width} px"),
+            )
+            .await;
+        }
         browser.quit().await;
         fixture.test.stop().await;
     })
