@@ -19,6 +19,11 @@ impl Admin {
         }
     }
 
+    /// The admin API's address, `http://host:port`.
+    pub fn base(&self) -> &str {
+        self.api.base()
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,

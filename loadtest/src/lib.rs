@@ -5,6 +5,7 @@ pub mod admin;
 pub mod cluster;
 pub mod fleet;
 pub mod lists;
+pub mod page;
 pub mod procstat;
 pub mod report;
 pub mod scenarios;

@@ -32,6 +32,12 @@ pub struct ListsArgs {
     /// Rows per page.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// A pause between the seeding and the timed queries. On PostgreSQL the planner's
+    /// statistics lag a burst until autovacuum analyzes the new rows (within a minute by
+    /// default; `--database-setting "autovacuum_naptime = 1s"` makes it seconds): a pause of a
+    /// few seconds measures the lists as they are once it has.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
     #[command(flatten)]
     pub common: Common,
 }
@@ -77,6 +83,7 @@ pub async fn lists(target: &mut Target, args: &ListsArgs) -> anyhow::Result<Repo
     run.setting("licenses", licenses);
     run.setting("rounds", args.rounds);
     run.setting("page", args.limit);
+    run.setting("settle", format!("{:?}", args.settle));
 
     let seeding = now_us();
     let (phase, results) = run.pair("seed", &|_| code.clone(), true, false, None).await;
@@ -188,6 +195,7 @@ pub async fn lists(target: &mut Target, args: &ListsArgs) -> anyhow::Result<Repo
     })
     .collect();
 
+    tokio::time::sleep(args.settle).await;
     // Round robin, so that every query meets the same conditions.
     let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); queries.len()];
     let mut matched: Vec<String> = vec![String::new(); queries.len()];

@@ -97,6 +97,11 @@ pub struct EnrollArgs {
     /// report what it told.
     #[arg(long)]
     pub watch: bool,
+    /// A command that opens a portal page on the organization during the run (for example
+    /// `python3 scripts/portal-page.py hold`): run with `PAIRD_PORTAL`, `PAIRD_ORG` and
+    /// `PAIRD_KEY` set, the burst starts once it prints `ready`, and it is killed at the end.
+    #[arg(long, value_name = "COMMAND")]
+    pub page: Option<String>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -592,9 +597,14 @@ pub async fn enroll(target: &mut Target, args: &EnrollArgs) -> anyhow::Result<Re
     } else {
         None
     };
+    let page = match &args.page {
+        Some(command) => Some(crate::page::open(&target.admin, &provisioned.org, command).await?),
+        None => None,
+    };
     let mut run = Run::start(target, "enroll", args.devices, held, &args.common).await?;
     run.setting("licenses", licenses);
     run.setting("live feed watched", args.watch);
+    run.setting("portal page open", page.is_some());
     run.setting("mode", format!("{:?}", args.mode).to_lowercase());
     run.setting("codes", format!("{:?}", args.codes).to_lowercase());
     if let Some(rate) = args.rate {
@@ -615,6 +625,9 @@ pub async fn enroll(target: &mut Target, args: &EnrollArgs) -> anyhow::Result<Re
         )
         .await;
     run.report.phases.push(phase);
+    if let Some(page) = page {
+        page.close().await;
+    }
     if let Some((stop, tally)) = watcher {
         let _ = stop.send(());
         let tally = tally.await.context("the live-feed watcher")?;

@@ -327,6 +327,12 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     /// its counts and its pages, and plans that reach rows through indexes.
     const BEGIN_FLEET_READ: &'static str;
 
+    /// What follows `licenses l` in a fleet statement that reads only licenses no device holds,
+    /// in id order: SQLite has no statistics to tell it that the partial index of those licenses
+    /// is the short walk (it would walk all the organization's licenses for their order), so it
+    /// is named; PostgreSQL's planner knows from its statistics.
+    const UNHELD_LICENSES: &'static str;
+
     // --- statements whose text differs ---------------------------------------------------------
     //
     // Each takes the same values, in the same order, on both backends (a list of ids is one

@@ -117,6 +117,16 @@ struct Region {
 }
 
 impl Region {
+    /// Whether its rows are only licenses that no device holds.
+    fn unheld_only(self) -> bool {
+        self.source == Source::Unheld
+            || (self.source == Source::Licenses
+                && matches!(
+                    self.status,
+                    Some(LicenseStatus::Free | LicenseStatus::Reserved)
+                ))
+    }
+
     /// The id that breaks ties (and is the whole order when there is no key).
     fn id(self) -> &'static str {
         match self.source {
@@ -135,12 +145,21 @@ fn regions(query: &FleetQuery) -> Vec<Region> {
         FleetRows::Licenses if device_only => Source::Devices,
         FleetRows::Licenses => Source::Licenses,
     };
+    // A device's license is assigned or expired: a free or reserved license has no device, so
+    // a walk of devices for one would read them all to find nothing.
+    let devices_can_match = !matches!(
+        filter.license_status,
+        Some(LicenseStatus::Free | LicenseStatus::Reserved)
+    );
     let keyed = |key: Key| {
-        let mut regions = vec![Region {
-            source: Source::Devices,
-            key: Some(key),
-            status: filter.license_status,
-        }];
+        let mut regions = Vec::new();
+        if devices_can_match {
+            regions.push(Region {
+                source: Source::Devices,
+                key: Some(key),
+                status: filter.license_status,
+            });
+        }
         if !device_only {
             regions.push(Region {
                 source: Source::Unheld,
@@ -151,6 +170,7 @@ fn regions(query: &FleetQuery) -> Vec<Region> {
         regions
     };
     match query.sort {
+        FleetSort::Id if held == Source::Devices && !devices_can_match => Vec::new(),
         FleetSort::Id => vec![Region {
             source: held,
             key: None,
@@ -255,6 +275,12 @@ impl Built {
     }
 }
 
+/// What a search reads of a device, lower-cased, in one text: a space, then the admin's name,
+/// the reported name, model, OS, app version and notes, a space between each. One `LIKE` per
+/// search word over it costs less than half of one per field (measured on 100,000 devices).
+const SEARCHED_TEXT: &str = "(' ' || lower(COALESCE(d.admin_name, '') || ' ' || d.name || ' ' \
+    || d.model || ' ' || d.os || ' ' || d.app_version || ' ' || COALESCE(d.notes, '')))";
+
 /// The conditions of the filter on a region's rows.
 fn conditions(
     region: Region,
@@ -281,24 +307,12 @@ fn conditions(
                 .replace('\\', "\\\\")
                 .replace('%', "\\%")
                 .replace('_', "\\_");
-            let starts = built.bind(Bound::Text(format!("{escaped}%")));
-            let inside = built.bind(Bound::Text(format!("% {escaped}%")));
-            let fields = [
-                "COALESCE(d.admin_name, '')",
-                "d.name",
-                "d.model",
-                "d.os",
-                "d.app_version",
-                "COALESCE(d.notes, '')",
-            ];
-            let matches: Vec<String> = fields
-                .iter()
-                .flat_map(|field| {
-                    [&starts, &inside]
-                        .map(|pattern| format!("lower({field}) LIKE lower({pattern}) ESCAPE '\\'"))
-                })
-                .collect();
-            conditions.push(format!("({})", matches.join(" OR ")));
+            // A word begins after a space: the searched text starts with one, and a search
+            // word has none, so it never runs from one field into the next.
+            let begins_a_word = built.bind(Bound::Text(format!("% {escaped}%")));
+            conditions.push(format!(
+                "{SEARCHED_TEXT} LIKE lower({begins_a_word}) ESCAPE '\\'"
+            ));
         }
     }
     match filter.online {
@@ -343,8 +357,18 @@ fn conditions(
     conditions
 }
 
+/// The license table of a region, with the index to walk when it reads only unheld licenses
+/// (`Backend::UNHELD_LICENSES`).
+fn licenses_table(region: Region, unheld_hint: &str) -> String {
+    if region.unheld_only() {
+        format!("licenses l {unheld_hint}")
+    } else {
+        "licenses l".into()
+    }
+}
+
 /// `FROM` and the columns of a region's rows: the device's, the license's, then the key.
-fn select(region: Region, now: &str) -> String {
+fn select(region: Region, now: &str, unheld_hint: &str) -> String {
     let key = region
         .key
         .map(|key| format!(", {}", key.expression()))
@@ -358,11 +382,35 @@ fn select(region: Region, now: &str) -> String {
             device_columns!()
         ),
         Source::Licenses => format!(
-            "SELECT {}, {licenses}{key} FROM licenses l \
+            "SELECT {}, {licenses}{key} FROM {} \
              LEFT JOIN devices d ON d.license_id = l.id AND d.ended_at IS NULL {configurations}",
-            device_columns!()
+            device_columns!(),
+            licenses_table(region, unheld_hint)
         ),
-        Source::Unheld => format!("SELECT {licenses} FROM licenses l"),
+        Source::Unheld => format!(
+            "SELECT {licenses} FROM {}",
+            licenses_table(region, unheld_hint)
+        ),
+    }
+}
+
+/// The tables a region's count reads: only those its conditions name. A count reads up to
+/// [`FleetQuery::COUNT_BOUND`] rows, so a join it does not need would cost a lookup per row.
+fn counted_tables(region: Region, filter: &FleetFilter, unheld_hint: &str) -> String {
+    match region.source {
+        Source::Devices => {
+            let mut tables = String::from("devices d");
+            if region.status.is_some() {
+                tables.push_str(" JOIN licenses l ON l.id = d.license_id");
+            }
+            if filter.revision.is_some() {
+                tables.push_str(" LEFT JOIN configurations c ON c.id = d.config_id");
+            }
+            tables
+        }
+        // The rows of licenses with or without a device: a filter that concerns devices makes
+        // the rows come from devices (`regions`), so the conditions name only the license.
+        Source::Licenses | Source::Unheld => licenses_table(region, unheld_hint),
     }
 }
 
@@ -404,22 +452,34 @@ fn read_row(row: &impl Columns, region: Region) -> StoreResult<Read> {
     })
 }
 
-/// A region's statement up to its `WHERE` (the filters, not the cursor), with its bound values.
+/// A region's statement up to its `WHERE` (the filters, not the cursor), with its bound values;
+/// and the same rows as `SELECT 1` from only the tables the filters need, for the count.
 struct Filtered {
     sql: String,
+    counted: String,
     built: Built,
 }
 
-fn filtered(region: Region, query: &FleetQuery, org_id: OrgId, now: Timestamp) -> Filtered {
+fn filtered(
+    region: Region,
+    query: &FleetQuery,
+    org_id: OrgId,
+    now: Timestamp,
+    unheld_hint: &str,
+) -> Filtered {
     let mut built = Built::default();
     let now = built.bind(Bound::Int(now.0));
-    let conditions = conditions(region, &query.filter, org_id, &now, &mut built);
-    let sql = format!(
-        "{} WHERE {}",
-        select(region, &now),
-        conditions.join(" AND ")
+    let conditions = conditions(region, &query.filter, org_id, &now, &mut built).join(" AND ");
+    let sql = format!("{} WHERE {conditions}", select(region, &now, unheld_hint));
+    let counted = format!(
+        "SELECT 1 FROM {} WHERE {conditions}",
+        counted_tables(region, &query.filter, unheld_hint)
     );
-    Filtered { sql, built }
+    Filtered {
+        sql,
+        counted,
+        built,
+    }
 }
 
 /// Counts the region's matching rows, up to `bound`.
@@ -430,7 +490,7 @@ fn count_statement(filtered: &Filtered, bound: u64) -> (String, Built) {
     let bound = built.bind(Bound::Int(i64::try_from(bound).unwrap_or(i64::MAX)));
     let sql = format!(
         "SELECT COUNT(*) FROM ({} LIMIT {bound}) AS matching",
-        filtered.sql
+        filtered.counted
     );
     (sql, built)
 }
@@ -501,16 +561,16 @@ pub(crate) async fn read<B: Backend>(
     let mut rows: Vec<(usize, Read)> = Vec::new();
     let mut total = 0u64;
     for (index, region) in regions.iter().copied().enumerate() {
-        let filtered = filtered(region, query, org_id, now);
-        let (count, built) = count_statement(
-            &filtered,
-            FleetQuery::COUNT_BOUND + 1 - total.min(FleetQuery::COUNT_BOUND),
-        );
-        let counted: i64 = connection
-            .fetch_one(sqlx::AssertSqlSafe(count), &built.args())
-            .await
-            .and_then(|row| get(&row, 0))?;
-        total += u64::try_from(counted).unwrap_or(0);
+        let filtered = filtered(region, query, org_id, now, B::UNHELD_LICENSES);
+        // Past the bound the total is "more than" whatever the later regions hold.
+        if total <= FleetQuery::COUNT_BOUND {
+            let (count, built) = count_statement(&filtered, FleetQuery::COUNT_BOUND + 1 - total);
+            let counted: i64 = connection
+                .fetch_one(sqlx::AssertSqlSafe(count), &built.args())
+                .await
+                .and_then(|row| get(&row, 0))?;
+            total += u64::try_from(counted).unwrap_or(0);
+        }
 
         let wanted = limit + 1 - rows.len().min(limit + 1);
         let before_cursor = start.as_ref().is_some_and(|cursor| index < cursor.region);
@@ -616,10 +676,10 @@ mod tests {
 
     /// Every statement a query may run: each region's count, its first page, and its page after
     /// a cursor in it.
-    fn statements(query: &FleetQuery, org_id: OrgId) -> Vec<(String, Built)> {
+    fn statements<B: Backend>(query: &FleetQuery, org_id: OrgId) -> Vec<(String, Built)> {
         let mut statements = Vec::new();
         for (index, region) in regions(query).into_iter().enumerate() {
-            let filtered = filtered(region, query, org_id, NOW);
+            let filtered = filtered(region, query, org_id, NOW, B::UNHELD_LICENSES);
             statements.push(count_statement(&filtered, FleetQuery::COUNT_BOUND + 1));
             let cursor = Cursor {
                 sort: sort_name(query),
@@ -650,7 +710,7 @@ mod tests {
         let org_id = OrgId::generate();
         let mut problems = Vec::new();
         for query in queries() {
-            for (sql, built) in statements(&query, org_id) {
+            for (sql, built) in statements::<sqlx::Sqlite>(&query, org_id) {
                 let plan = connection
                     .fetch_all(
                         sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")),
@@ -731,7 +791,7 @@ mod tests {
         let connection = &mut *transaction;
         let mut problems = Vec::new();
         for query in queries() {
-            for (sql, built) in statements(&query, org_id) {
+            for (sql, built) in statements::<sqlx::Postgres>(&query, org_id) {
                 let plan = connection
                     .fetch_all(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")), &built.args())
                     .await

@@ -291,6 +291,7 @@ impl Backend for Postgres {
     /// organization's devices and a hash join, from statistics that lag a burst).
     const BEGIN_FLEET_READ: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
          SET LOCAL enable_seqscan = off";
+    const UNHELD_LICENSES: &'static str = "";
 
     const DEVICE_STATES: &'static str =
         "SELECT id, config_id, end_reason FROM devices WHERE id = ANY($1)";

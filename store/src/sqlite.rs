@@ -388,6 +388,7 @@ impl Backend for Sqlite {
 
     /// A read transaction (WAL): one snapshot for the counts and the pages.
     const BEGIN_FLEET_READ: &'static str = "BEGIN";
+    const UNHELD_LICENSES: &'static str = "INDEXED BY licenses_unassigned";
 
     const DEVICE_STATES: &'static str = "SELECT id, config_id, end_reason FROM devices \
          WHERE id IN (SELECT unhex(value) FROM json_each(?))";
