@@ -334,8 +334,12 @@ async function loadPage(state, { fresh }) {
     if (entry && sameJson(entry.license, license) && sameJson(entry.device, device)) return;
     placeLicense(state, license, device);
   });
-  for (const licenseId of [...state.entries.keys()]) {
-    if (!present.has(licenseId)) removeLicense(state, licenseId);
+  for (const [licenseId, entry] of [...state.entries]) {
+    if (present.has(licenseId)) continue;
+    // A row with an open dialog or panel stays (at the end) while the user works in it: the
+    // license that an Assign dialog reserves leaves a "free" list, but its QR must stay.
+    if (entry.panel && !fresh) order.push(licenseId);
+    else removeLicense(state, licenseId);
   }
   // The rows in the page's order (with an open Configure panel under its row).
   const shown = [...state.tbody.querySelectorAll(":scope > tr[data-license-id]")].map((row) => row.dataset.licenseId);

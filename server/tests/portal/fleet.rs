@@ -539,3 +539,33 @@ async fn the_search_filters_selection_bar_and_pager_fit_at_1280_px_and_at_phone_
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assign_device_from_a_list_of_free_licenses_keeps_its_qr_when_the_license_leaves_the_list()
+{
+    bounded(async {
+        let Fleet { fixture, .. } = fleet().await;
+        let browser = Browser::start().await;
+        fixture.sign_in(&browser, &fixture.a.key).await;
+        browser.wait_visible("#live-state[data-state=\"live\"]").await;
+        choose(&browser, "#filter-status", "free").await;
+        wait_range(&browser, "1–50 of 116").await;
+        let license = browser
+            .execute("return document.querySelector('#licenses tbody tr[data-status=\"free\"]').dataset.licenseId;", vec![])
+            .await;
+        let license = license.as_str().unwrap().to_string();
+        let assign = browser
+            .wait_visible(&format!("#licenses tr[data-license-id=\"{license}\"] button[data-action=\"assign\"]"))
+            .await;
+        browser.click(&assign).await;
+        browser.wait_visible("dialog.assign-dialog img").await;
+        // The reservation takes the license out of the free ones: the page re-reads its list
+        // (the total says so), and the dialog with its QR stays.
+        wait_range(&browser, "1–50 of 115").await;
+        browser.wait_visible("dialog.assign-dialog img").await;
+        assert!(browser.find(&format!("#licenses tr[data-license-id=\"{license}\"]")).await.is_some());
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
