@@ -192,6 +192,8 @@ export async function renderDevices(org, query = "") {
     /** Device ids ticked; `allMatching`: "every device matching the filters" instead. */
     selected: new Set(),
     allMatching: false,
+    /** How many devices match the filters ({ total, exact }), once read; null before. */
+    matching: null,
     total: 0,
     totalExact: true,
     nextCursor: null,
@@ -323,6 +325,7 @@ async function loadPage(state, { fresh }) {
   if (fresh) {
     state.selected.clear();
     state.allMatching = false;
+    state.matching = null;
   }
   const present = new Set();
   const order = [];
@@ -577,6 +580,33 @@ function selectPage(state, checked) {
     else state.selected.delete(entry.device.id);
   }
   showSelection(state);
+  if (checked) countMatchingDevices(state);
+}
+
+/**
+ * How many devices match the filters (the list counts licenses, free ones too; an action on
+ * "all matching" acts on devices): read when the whole page is ticked, for "Select all N
+ * matching" and its confirmation.
+ */
+async function countMatchingDevices(state) {
+  const ticket = state.pageTicket;
+  try {
+    const params = new URLSearchParams(apiFilter(state));
+    params.set("limit", "1");
+    const page = await get(`${state.base}/devices?${params}`);
+    if (ticket !== state.pageTicket) return;
+    state.matching = { total: page.total ?? 0, exact: page.total_exact !== false };
+  } catch (error) {
+    state.status.textContent = `Could not count the matching devices: ${errorMessage(error)}`;
+    return;
+  }
+  showSelection(state);
+}
+
+/** "1,234" or "10,000+" for the devices matching the filters. */
+function matchingCount(state) {
+  const { total, exact } = state.matching;
+  return exact ? NUMBER.format(total) : `${NUMBER.format(total)}+`;
 }
 
 /** The devices that can be ticked on this page. */
@@ -596,15 +626,21 @@ function showSelection(state) {
   pageBox.checked = state.allMatching || (onPage.length > 0 && ticked === onPage.length);
   pageBox.indeterminate = !pageBox.checked && ticked > 0;
   const { element, label, all, unpair, assign } = state.bulk;
-  const count = state.allMatching ? state.total : state.selected.size;
+  if (state.allMatching && !state.matching) state.allMatching = false;
+  const count = state.allMatching ? state.matching.total : state.selected.size;
   element.hidden = count === 0;
   label.textContent = state.allMatching
-    ? `All ${state.totalExact ? NUMBER.format(state.total) : `${NUMBER.format(state.total)}+`} matching devices selected.`
+    ? `All ${matchingCount(state)} matching devices selected.`
     : `${NUMBER.format(count)} ${count === 1 ? "device" : "devices"} selected.`;
   // After ticking the whole page, the rest of the list is one click away.
-  const more = !state.allMatching && onPage.length > 0 && ticked === onPage.length && (state.total > onPage.length || !state.totalExact);
+  const more =
+    !state.allMatching &&
+    onPage.length > 0 &&
+    ticked === onPage.length &&
+    state.matching !== null &&
+    (state.matching.total > onPage.length || !state.matching.exact);
   all.hidden = !more;
-  all.textContent = `Select all ${state.totalExact ? NUMBER.format(state.total) : `${NUMBER.format(state.total)}+`} matching`;
+  if (more) all.textContent = `Select all ${matchingCount(state)} matching`;
   unpair.disabled = count === 0;
   assign.disabled = count === 0;
 }
@@ -650,9 +686,9 @@ function bulkSelection(state) {
 }
 
 async function bulkAction(state, kind, configurationSelect) {
-  const count = state.allMatching ? state.total : state.selected.size;
+  const count = state.allMatching ? state.matching.total : state.selected.size;
   if (count === 0) return;
-  const devices = `${state.allMatching && !state.totalExact ? "more than " : ""}${NUMBER.format(count)} ${count === 1 ? "device" : "devices"}`;
+  const devices = `${state.allMatching && !state.matching.exact ? "more than " : ""}${NUMBER.format(count)} ${count === 1 ? "device" : "devices"}`;
   const configurationName = configurationSelect?.selectedOptions[0]?.textContent ?? "";
   const question =
     kind === "unpair"
