@@ -45,6 +45,7 @@ async fn api_total(fixture: &Fixture, org: &str, query: &str) -> u64 {
 
 /// Sets a filter control's value as a user picking it does, and waits for the list that follows.
 async fn choose(browser: &Browser, css: &str, value: &str) {
+    browser.wait_visible(css).await;
     browser
         .execute(
             "const control = document.querySelector(arguments[0]); control.value = arguments[1]; \
