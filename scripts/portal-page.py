@@ -258,7 +258,7 @@ def main():
     if args.command == "hold":
         hold(args)
     else:
-        args.searches = args.searches or ["Van 4242", "Truck 17001", "Meter reader 50003", "Handheld 99"]
+        args.searches = args.searches or ["Van 4242", "Truck 17001", "Meter reader 50002", "Handheld 99"]
         measure(args)
 
 
