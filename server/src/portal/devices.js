@@ -791,7 +791,9 @@ function startLive(state, org) {
           // A device on the page is re-read on its own; one that is not changes nothing here,
           // unless it just paired or ended (it may now belong on this page, or leave it).
           if (state.licenseOfDevice.has(id) && data.change !== "ended") pending.devices.add(id);
-          else if (data.change === "paired" || data.change === "ended") pending.page = true;
+          else if (data.change === "paired" || data.change === "ended" || changesMembership(state, data.change)) {
+            pending.page = true;
+          }
         }
         // A pairing takes a license and an ended pairing frees one: the counts change.
         if (data.change === "paired" || data.change === "ended") pending.summary = true;
@@ -807,6 +809,20 @@ function startLive(state, org) {
     },
     (feedState) => showLiveState(state, feedState),
   );
+}
+
+/** The filters a device's change can make it match (or stop matching). */
+const FILTERS_CHANGED_BY = {
+  assigned: ["configuration", "revision"],
+  acknowledged: ["revision"],
+  online: ["online", "not_seen_for"],
+  offline: ["online", "not_seen_for"],
+  edited: ["q"],
+};
+
+/** Whether a device's change of this kind may bring it into the list shown (or take it out). */
+function changesMembership(state, change) {
+  return (FILTERS_CHANGED_BY[change] ?? []).some((name) => state.view[name]);
 }
 
 function showLiveState(state, feedState) {
