@@ -29,7 +29,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 
 # What the Devices page shows (server/src/portal/devices.js).
-ROWS = "#licenses tbody tr[data-license]"
+ROWS = "#licenses tbody tr[data-license-id]"
 SEARCH = "#device-search"
 
 # How long the page may take to show what is waited for, in seconds.
@@ -258,7 +258,7 @@ def main():
     if args.command == "hold":
         hold(args)
     else:
-        args.searches = args.searches or ["Van 4242", "Truck 17001", "Meter reader 50003", "Handheld 99"]
+        args.searches = args.searches or ["Van 4242", "Truck 17001", "Meter reader 50002", "Handheld 99"]
         measure(args)
 
 

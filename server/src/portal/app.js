@@ -1,7 +1,8 @@
 // The portal's views and navigation. Views are chosen by the URL's hash:
 //   #/sign-in                         the token form
 //   #/organizations                   the operator's list of organizations, and a new one
-//   #/organizations/{org}/devices     licenses and devices of one organization
+//   #/organizations/{org}/devices     licenses and devices of one organization; `?q=…&status=…&sort=…`
+//                                     after it is the list's search, filters, sort and page
 //   #/organizations/{org}/codes       reusable codes: create (with its QR), show again, revoke
 //   #/organizations/{org}/configurations  create, edit, roll out, assign, delete
 //   #/organizations/{org}/audit       the organization's audit log, newest first
@@ -15,7 +16,7 @@ import { ApiError, get, getAll, newIdempotencyKey, post, segment, session } from
 import { renderAudit } from "./audit.js";
 import { renderCodes } from "./codes.js";
 import { renderConfigurations } from "./configurations.js";
-import { renderDevices } from "./devices.js";
+import { renderDevices, updateDevicesView } from "./devices.js";
 import { renderKeys } from "./keys.js";
 import { stopWatching } from "./live.js";
 import {
@@ -199,12 +200,18 @@ function createOrganizationForm() {
 // --- routing -----------------------------------------------------------------------------------
 
 function route() {
+  // The path, and the query after it (only the Devices list has one).
+  const [path, query = ""] = (location.hash.replace(/^#/, "") || "/").split("?", 2);
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  // Only the Devices list's search, filters, sort or page changed (back, forward): the list
+  // follows, the page and its live feed stay.
+  if (session.token() && parts[0] === "organizations" && parts.length === 3 && parts[2] === "devices") {
+    if (updateDevicesView(parts[1], query)) return;
+  }
   // A page that watches the live feed starts its own; leaving it ends the previous one, and
   // the previous page's dialogs.
   stopWatching();
   closeDialogs();
-  const path = location.hash.replace(/^#/, "") || "/";
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   if (!session.token()) {
     renderSignIn();
     return;
@@ -214,7 +221,7 @@ function route() {
   } else if (parts[0] === "organizations" && parts.length === 1 && session.role() === "operator") {
     renderOrganizations();
   } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "devices") {
-    renderDevices(parts[1]);
+    renderDevices(parts[1], query);
   } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "codes") {
     renderCodes(parts[1]);
   } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "audit") {

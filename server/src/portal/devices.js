@@ -1,31 +1,56 @@
 // The Devices section: where devices are paired (reusable codes, from codes.js's "Pair devices",
-// and Assign device on a free license), and one row per license, with the device that holds it
-// and what an admin does there: assign a device to a free license (a single-use code shown as a
-// QR in a dialog), change a device's configuration, unpair a device, and (the operator only) add
-// licenses.
+// and Assign device on a free license), and the organization's licenses with the devices that
+// hold them, one page of 50 at a time, and what an admin does there: assign a device to a free
+// license (a single-use code shown as a QR in a dialog), change a device's configuration, unpair
+// a device, act on many devices at once (unpair, assign a configuration), export the list as CSV,
+// and (the operator only) add licenses.
 //
-// The page is built once by `renderDevices`, which keeps a page-state object. After that, only
-// parts of it change: `refreshLicense`, `refreshDevice` and `refreshSummary` re-read one license
-// (with its device), one device or the summary from the API and replace just that part of the
-// page, keeping an open Assign dialog or Configure panel when its row is still in a state it
-// fits. The actions below call them after each change, and so does the organization's live feed
-// (live.js) with the ids its events carry: a device pairing, coming online, going offline or
-// applying a revision shows without a reload.
+// The list is the admin API's fleet list (`GET .../licenses` with `q`, the filters, `sort`,
+// `limit=50` and a keyset `cursor`; docs/admin-api.md "Fleet lists"): the server searches,
+// filters, sorts and counts, and the page never reads the whole organization. What is shown (the
+// search, the filters, the sort and the page's cursor, with the cursors of the pages before it
+// for Previous) is in the address's hash (`#/organizations/{org}/devices?q=van&sort=-last_seen`),
+// so a reload, a bookmark and the browser's back and forward buttons show the same list;
+// app.js hands a change of only that part to `updateDevicesView` instead of rebuilding the page.
 //
-// Layout: five columns (status, device, configuration, last seen, actions) whose cells wrap, so
-// that the table never needs more than the page's width and every row's actions stay in view;
-// at phone width each row is a card.
+// After the page is built, only parts of it change: `refreshLicense`, `refreshDevice` and
+// `refreshSummary` re-read one license (with its device), one device or the summary and replace
+// just that part, keeping an open Assign dialog or Configure panel when its row is still in a
+// state it fits. The organization's live feed (live.js) names what changed: a device shown on the
+// page is re-read on its own; a device that pairs, new licenses or an edited configuration make
+// the page re-read its current page of 50 (gathered, at most once a second), never the whole list.
+//
+// Layout: five columns (status with the row's checkbox, device, configuration, last seen,
+// actions) whose cells wrap, so that the table never needs more than the page's width and every
+// row's actions stay in view; at phone width each row is a card.
 
 import { ApiError, del, get, getAll, newIdempotencyKey, post, put, segment, session } from "./api.js";
 import { pairingSection } from "./codes.js";
 import { watch } from "./live.js";
-import { errorMessage, formatTime, h, openDialog, renderChrome, show, showError, table } from "./ui.js";
+import { errorMessage, formatTime, h, openDialog, renderChrome, show, showError } from "./ui.js";
 
 const STATUS_LABELS = { free: "Free", reserved: "Reserved", assigned: "Assigned", expired: "Expired" };
 
 /** The table's columns: a license's status and validity, its device (name, model, app version),
- * the device's configuration, whether it is online and when it was last seen, the row's actions. */
-const COLUMNS = ["Status", "Device", "Configuration", "Last seen", "Actions"];
+ * the device's configuration, whether it is online and when it was last seen, the row's actions;
+ * with the `sort` key of the columns whose header sorts the list. */
+const COLUMNS = [
+  ["Status", "status"],
+  ["Device", "name"],
+  ["Configuration", null],
+  ["Last seen", "last_seen"],
+  ["Actions", null],
+];
+
+/** The filters on a license's device (all but `status`), and the sorts by a device's key. */
+const DEVICE_FILTERS = ["q", "online", "not_seen_for", "configuration", "revision", "app_version", "code"];
+const DEVICE_SORTS = new Set(["name", "-name", "last_seen", "-last_seen", "paired_at", "-paired_at"]);
+
+/** Rows per page. */
+const PAGE_SIZE = 50;
+
+/** How long typing pauses before the search is sent. */
+const SEARCH_DEBOUNCE_MS = 120;
 
 /** The most licenses one "Add licenses" may add (the API's limit). */
 const MAX_LICENSES_ADDED = 100_000;
@@ -38,23 +63,123 @@ const SUMMARY_COUNTS = [
   ["expired", "Expired"],
 ];
 
-export async function renderDevices(org) {
+/** The list's filters as the hash and the API name them (`not_seen_for` is in days in the hash,
+ * sent as the `not_seen_since` time). */
+const FILTERS = ["q", "status", "online", "not_seen_for", "configuration", "revision", "app_version", "code"];
+
+const SORTS = [
+  ["id", "Purchase order"],
+  ["name", "Name (A–Z)"],
+  ["-name", "Name (Z–A)"],
+  ["-last_seen", "Last seen (newest)"],
+  ["last_seen", "Last seen (oldest)"],
+  ["-paired_at", "Paired (newest)"],
+  ["paired_at", "Paired (oldest)"],
+  ["status", "Status"],
+  ["-status", "Status (reversed)"],
+];
+
+// --- the list's state in the address -----------------------------------------------------------
+
+/** The view a hash's query part asks for: filters, sort, the page's cursor and those before it. */
+function parseView(query) {
+  const params = new URLSearchParams(query ?? "");
+  const view = { sort: params.get("sort") || "id", cursor: params.get("cursor") || null, back: params.getAll("back") };
+  for (const name of FILTERS) view[name] = params.get(name) ?? "";
+  if (!SORTS.some(([value]) => value === view.sort)) view.sort = "id";
+  if (!view.cursor) view.back = [];
+  return view;
+}
+
+/** The hash's query part of a view ("" for the default view). */
+function viewQuery(view) {
+  const params = new URLSearchParams();
+  for (const name of FILTERS) if (view[name]) params.set(name, view[name]);
+  if (view.sort !== "id") params.set("sort", view.sort);
+  if (view.cursor) {
+    params.set("cursor", view.cursor);
+    // The first page has no cursor: it is "" in the stack.
+    for (const cursor of view.back) params.append("back", cursor);
+  }
+  return params.toString();
+}
+
+/** The API's filter object of a view (what the list, the CSV export and "all matching" send). */
+function apiFilter(state, view = state.view) {
+  const filter = {};
+  for (const name of FILTERS) {
+    if (!view[name]) continue;
+    if (name === "not_seen_for") {
+      const days = Number(view[name]);
+      if (!Number.isFinite(days) || days <= 0) continue;
+      const serverNow = Date.now() + (Number.isFinite(state.clockOffset) ? state.clockOffset : 0);
+      filter.not_seen_since = new Date(serverNow - days * 86_400_000).toISOString();
+    } else {
+      filter[name] = view[name];
+    }
+  }
+  return filter;
+}
+
+function listQuery(state, { paged }) {
+  const params = new URLSearchParams(apiFilter(state));
+  if (state.view.sort !== "id") params.set("sort", state.view.sort);
+  if (paged) {
+    params.set("limit", String(PAGE_SIZE));
+    if (state.view.cursor) params.set("cursor", state.view.cursor);
+  }
+  return params.toString();
+}
+
+function hashOf(state, view) {
+  const query = viewQuery(view);
+  return `#/organizations/${segment(state.org)}/devices${query ? `?${query}` : ""}`;
+}
+
+/** The page that is shown now, for app.js's router. */
+let current = null;
+
+/**
+ * Called by the router when the hash changes: when only the list's query changed on the Devices
+ * page already shown (back, forward, a link), the list follows and true is returned; otherwise
+ * the router builds the page.
+ */
+export function updateDevicesView(org, query) {
+  if (!current || current.org !== org || !current.tbody.isConnected) return false;
+  const view = parseView(query);
+  if (viewQuery(view) === viewQuery(current.view)) return true;
+  current.view = view;
+  showControls(current);
+  loadPage(current, { fresh: true });
+  return true;
+}
+
+/** Shows `view`: a new history entry (`push`) or the same one (typing a search). */
+function navigate(state, view, { push }) {
+  state.view = view;
+  const hash = hashOf(state, view);
+  if (location.hash !== hash) {
+    if (push) history.pushState(null, "", hash);
+    else history.replaceState(null, "", hash);
+  }
+  showControls(state);
+  loadPage(state, { fresh: true });
+}
+
+/** A view with some filters or the sort changed: back to the first page. */
+function withChanges(state, changes) {
+  return { ...state.view, ...changes, cursor: null, back: [] };
+}
+
+export async function renderDevices(org, query = "") {
+  performance.mark("devices-start");
   renderChrome(org, "devices");
   show("Devices", h("h1", {}, "Devices"), h("p", { class: "muted" }, "Loading…"));
   const base = `/v1/organizations/${segment(org)}`;
-  let organization, page, me;
-  const asked = Date.now();
-  try {
-    [organization, page, me] = await Promise.all([get(base), readLicenses(base), get("/v1/whoami")]);
-  } catch (error) {
-    showError("Devices", error);
-    return;
-  }
-
   const state = {
-    /** The server's clock minus this browser's (reservations end by the server's clock). */
-    clockOffset: Date.parse(me.now) - (asked + Date.now()) / 2,
+    org,
     base,
+    view: parseView(query),
     operator: session.role() === "operator",
     /** License id → { license, device, row, panel }, in the table's order. */
     entries: new Map(),
@@ -62,33 +187,62 @@ export async function renderDevices(org) {
     licenseOfDevice: new Map(),
     /** License id → the number of its latest refresh, so that an older answer never wins. */
     refreshes: new Map(),
+    /** The number of the latest page read, so that an older answer never wins. */
+    pageTicket: 0,
+    /** Device ids ticked; `allMatching`: "every device matching the filters" instead. */
+    selected: new Set(),
+    allMatching: false,
+    /** How many devices match the filters ({ total, exact }), once read; null before. */
+    matching: null,
+    total: 0,
+    totalExact: true,
+    nextCursor: null,
     tbody: h("tbody", {}),
     counts: new Map(),
     warningSlot: h("div", { class: "warning-slot" }),
     status: h("p", { id: "devices-status", class: "muted", role: "status" }),
     empty: h("p", { id: "no-licenses" }, "This organization has no licenses yet."),
+    range: h("p", { id: "devices-range", class: "range", "aria-live": "polite" }),
     licensesTable: null,
     live: h("p", { id: "live-state", class: "live-state", "data-state": "connecting" }, "Connecting to live updates…"),
     /** What the live feed said changed, not yet re-read. */
-    pending: { devices: new Set(), summary: false, everything: false },
+    pending: { devices: new Set(), summary: false, page: false },
     flushing: false,
     flushTimer: null,
-    lastFullReload: 0,
+    lastPageReload: 0,
     /** The "Pair devices" part: the active reusable codes and Create Code. */
     pairing: pairingSection(org),
     codesTimer: null,
+    controls: null,
+    configurations: [],
+    organization: null,
   };
+  current = state;
+  const asked = Date.now();
+  let me;
+  try {
+    let page;
+    [state.organization, me, state.configurations, page] = await Promise.all([
+      get(base),
+      get("/v1/whoami"),
+      getAll(`${base}/configurations`).catch(() => []),
+      get(`${base}/licenses/summary`),
+    ]);
+    state.clockOffset = Date.parse(me.now) - (asked + Date.now()) / 2;
+    state.summary = page;
+  } catch (error) {
+    if (current === state) current = null;
+    showError("Devices", error);
+    return;
+  }
+  if (current !== state) return;
 
-  // Every row is built once, into a body that is not on the page yet; one click listener on the
-  // body serves the buttons of every row, however many there are.
-  for (const [license, device] of page.rows) placeLicense(state, license, device);
   state.tbody.addEventListener("click", (event) => onRowAction(state, event));
-  state.licensesTable = table(
-    { id: "licenses", class: "licenses" },
-    "Licenses and the devices that hold them",
-    COLUMNS,
-    state.tbody,
-  );
+  state.tbody.addEventListener("change", (event) => onRowTick(state, event));
+  state.licensesTable = licensesTable(state);
+  state.controls = listControls(state);
+  state.bulk = bulkBar(state);
+  state.pager = pager(state);
 
   const summaryList = h(
     "dl",
@@ -99,12 +253,11 @@ export async function renderDevices(org) {
       return h("div", { class: `count count-${key}` }, h("dt", {}, label), value);
     }),
   );
-  showSummary(state, page.summary);
-  updateEmpty(state);
+  showSummary(state, state.summary);
 
   show(
     "Devices",
-    h("p", { class: "org-name", id: "org-name" }, organization.name),
+    h("p", { class: "org-name", id: "org-name" }, state.organization.name),
     h("div", { class: "title-row" }, h("h1", {}, "Devices"), state.live),
     h("section", { "aria-label": "License summary" }, summaryList, state.warningSlot),
     state.pairing.element,
@@ -113,27 +266,518 @@ export async function renderDevices(org) {
       "section",
       { "aria-label": "Licenses" },
       h("h2", {}, "Licenses"),
+      state.controls.element,
+      state.bulk.element,
       state.status,
+      state.range,
       state.empty,
       h("div", { class: "table-wrap" }, state.licensesTable),
+      state.pager.element,
     ),
   );
+  showControls(state);
+  await loadPage(state, { fresh: true });
+  performance.mark("devices-first-page");
   startLive(state, org);
+}
+
+// --- the list: one page ------------------------------------------------------------------------
+
+/**
+ * Reads the current page (with its devices) and shows it. `fresh`: another list (filters, sort or
+ * page changed): the selection ends and the rows are replaced; otherwise (the live feed) rows that
+ * did not change are left alone, so that nothing flickers or loses focus.
+ */
+async function loadPage(state, { fresh }) {
+  const ticket = ++state.pageTicket;
+  if (fresh) state.licensesTable.setAttribute("aria-busy", "true");
+  let page, devices;
+  try {
+    const query = listQuery(state, { paged: true });
+    // The device list with the same parameters holds the same devices in the same order when
+    // the licenses are filtered on their device or sorted by it (see docs/admin-api.md "Fleet
+    // lists"): on a first page it is read alongside, instead of one read per device. Not for a
+    // search: it walks every device (~100 ms on 100,000), and twice costs more than 50 reads by id.
+    const sameDevices =
+      !state.view.cursor &&
+      !state.view.q &&
+      (DEVICE_FILTERS.some((name) => state.view[name]) || DEVICE_SORTS.has(state.view.sort));
+    let listed;
+    [page, listed] = await Promise.all([
+      get(`${state.base}/licenses?${query}`),
+      sameDevices ? get(`${state.base}/devices?${query}`).catch(() => null) : null,
+    ]);
+    const byId = new Map((listed?.items ?? []).map((device) => [device.id, device]));
+    // A device missing from that answer (it paired or changed meanwhile) is read on its own.
+    devices = await Promise.all(
+      page.items.map((license) => byId.get(license.device_id) ?? readDevice(state, license.device_id)),
+    );
+  } catch (error) {
+    if (ticket !== state.pageTicket) return;
+    state.licensesTable.removeAttribute("aria-busy");
+    // A cursor from an old address (or another sort) is refused: the first page instead.
+    if (error instanceof ApiError && error.status < 500 && state.view.cursor && fresh) {
+      navigate(state, { ...state.view, cursor: null, back: [] }, { push: false });
+      return;
+    }
+    state.status.textContent = `Could not read the list: ${errorMessage(error)}`;
+    return;
+  }
+  if (ticket !== state.pageTicket || !state.tbody.isConnected) return;
+  state.licensesTable.removeAttribute("aria-busy");
+  if (fresh) {
+    state.selected.clear();
+    state.allMatching = false;
+    state.matching = null;
+  }
+  const present = new Set();
+  const order = [];
+  page.items.forEach((license, index) => {
+    const device = devices[index];
+    present.add(license.id);
+    order.push(license.id);
+    const entry = state.entries.get(license.id);
+    if (entry && sameJson(entry.license, license) && sameJson(entry.device, device)) return;
+    placeLicense(state, license, device);
+  });
+  for (const [licenseId, entry] of [...state.entries]) {
+    if (present.has(licenseId)) continue;
+    // A row with an open dialog or panel stays (at the end) while the user works in it: the
+    // license that an Assign dialog reserves leaves a "free" list, but its QR must stay.
+    if (entry.panel && !fresh) order.push(licenseId);
+    else removeLicense(state, licenseId);
+  }
+  // The rows in the page's order (with an open Configure panel under its row).
+  const shown = [...state.tbody.querySelectorAll(":scope > tr[data-license-id]")].map((row) => row.dataset.licenseId);
+  if (!sameJson(shown, order)) {
+    const ordered = new Map(order.map((id) => [id, state.entries.get(id)]));
+    for (const entry of ordered.values()) {
+      state.tbody.append(entry.row);
+      if (entry.panel?.row) state.tbody.append(entry.panel.row);
+    }
+    state.entries = ordered;
+  }
+  for (const deviceId of [...state.selected]) {
+    if (!state.licenseOfDevice.has(deviceId)) state.selected.delete(deviceId);
+  }
+  state.total = page.total ?? page.items.length;
+  state.totalExact = page.total_exact !== false;
+  state.nextCursor = page.next_cursor ?? null;
+  showRange(state, page.items.length);
+  updateEmpty(state);
+  showSelection(state);
+  // For measuring (BENCHMARKS.md "Issue 15: Devices page"): when a new list is on the page.
+  if (fresh) performance.mark("devices-page-shown");
+}
+
+/** A license's device, or null (none, or unpaired meanwhile). */
+async function readDevice(state, deviceId) {
+  if (!deviceId) return null;
+  try {
+    return await get(`${state.base}/devices/${segment(deviceId)}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
+}
+
+const NUMBER = new Intl.NumberFormat("en");
+
+/** "1–50 of 20,008", "10,001–10,050 of more than 10,000". */
+function showRange(state, rows) {
+  const first = state.view.back.length * PAGE_SIZE + (state.view.cursor ? PAGE_SIZE : 0);
+  const filtered = Object.keys(apiFilter(state)).length > 0;
+  if (rows === 0) {
+    state.range.textContent = filtered ? "No license matches." : "";
+  } else {
+    const of = state.totalExact ? NUMBER.format(state.total) : `more than ${NUMBER.format(state.total)}`;
+    state.range.textContent = `${NUMBER.format(first + 1)}–${NUMBER.format(first + rows)} of ${of}`;
+  }
+  state.pager.previous.disabled = !state.view.cursor;
+  state.pager.next.disabled = !state.nextCursor;
+}
+
+function sameJson(a, b) {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+// --- controls: search, filters, sort, paging ---------------------------------------------------
+
+function listControls(state) {
+  const field = (id, label, control) => h("label", { for: id, class: "filter" }, label, control);
+  const select = (id, name, options) =>
+    h(
+      "select",
+      { id, "data-filter": name },
+      options.map(([value, label]) => h("option", { value }, label)),
+    );
+  const search = h("input", {
+    id: "device-search",
+    type: "search",
+    placeholder: "Name, model, OS, app version, notes",
+    autocomplete: "off",
+    spellcheck: "false",
+    "data-filter": "q",
+  });
+  const status = select("filter-status", "status", [["", "Any"], ...Object.entries(STATUS_LABELS)]);
+  const online = select("filter-online", "online", [["", "Any"], ["true", "Online"], ["false", "Offline"]]);
+  const notSeen = select("filter-not-seen", "not_seen_for", [
+    ["", "Any time"],
+    ["1", "1 day"],
+    ["7", "7 days"],
+    ["30", "30 days"],
+    ["90", "90 days"],
+  ]);
+  const configuration = select("filter-configuration", "configuration", [
+    ["", "Any"],
+    ...state.configurations.map((configuration) => [configuration.id, configuration.name]),
+  ]);
+  const revision = select("filter-revision", "revision", [
+    ["", "Any"],
+    ["up_to_date", "Up to date"],
+    ["pending", "Pending"],
+    ["failed", "Failed"],
+  ]);
+  const appVersion = h("input", { id: "filter-app-version", type: "text", autocomplete: "off", "data-filter": "app_version", size: 8 });
+  const code = h("input", { id: "filter-code", type: "text", autocomplete: "off", "data-filter": "code", size: 12 });
+  const sort = select("sort", "sort", SORTS);
+  const exportButton = h("button", { type: "button", class: "button secondary", id: "export-csv" }, "Export CSV");
+  const clear = h("button", { type: "button", class: "button secondary", id: "clear-filters" }, "Clear filters");
+
+  const element = h(
+    "form",
+    { id: "device-filters", class: "device-filters", role: "search", "aria-label": "Search and filter the list" },
+    field("device-search", "Search", search),
+    field("filter-status", "Status", status),
+    field("filter-online", "Connection", online),
+    field("filter-not-seen", "Not seen for", notSeen),
+    field("filter-configuration", "Configuration", configuration),
+    field("filter-revision", "Revision", revision),
+    field("filter-app-version", "App version", appVersion),
+    field("filter-code", "Paired with code", code),
+    field("sort", "Sort", sort),
+    h("div", { class: "filter-buttons" }, clear, exportButton),
+  );
+  element.addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearTimeout(state.searchTimer);
+    applyControl(state, search, true);
+  });
+  let searchTimer = null;
+  search.addEventListener("input", () => {
+    performance.mark("devices-search-typed");
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      applyControl(state, search, false);
+    }, SEARCH_DEBOUNCE_MS);
+  });
+  for (const control of [status, online, notSeen, configuration, revision, sort]) {
+    control.addEventListener("change", () => applyControl(state, control, true));
+  }
+  for (const control of [appVersion, code]) {
+    control.addEventListener("change", () => applyControl(state, control, true));
+  }
+  clear.addEventListener("click", () => {
+    const cleared = Object.fromEntries(FILTERS.map((name) => [name, ""]));
+    navigate(state, withChanges(state, cleared), { push: true });
+  });
+  exportButton.addEventListener("click", () => exportCsv(state, exportButton));
+  return { element, controls: [search, status, online, notSeen, configuration, revision, appVersion, code, sort] };
+}
+
+function applyControl(state, control, push) {
+  const name = control.dataset.filter;
+  const value = name === "q" || name === "app_version" || name === "code" ? control.value.trim() : control.value;
+  if ((state.view[name] ?? "") === value) return;
+  navigate(state, withChanges(state, { [name]: value || (name === "sort" ? "id" : "") }), { push });
+}
+
+/** Puts the view's values in the controls and the headers' sort state. */
+function showControls(state) {
+  if (!state.controls) return;
+  for (const control of state.controls.controls) {
+    const value = state.view[control.dataset.filter] ?? "";
+    // The search box keeps what is being typed.
+    if (control.id === "device-search" && document.activeElement === control && control.value.trim() === value) continue;
+    if (control.tagName === "SELECT" && value && ![...control.options].some((option) => option.value === value)) {
+      control.append(h("option", { value }, value));
+    }
+    control.value = value;
+  }
+  for (const th of state.licensesTable.querySelectorAll("th[data-sort]")) {
+    const key = th.dataset.sort;
+    const sort = state.view.sort;
+    th.setAttribute("aria-sort", sort === key ? "ascending" : sort === `-${key}` ? "descending" : "none");
+  }
+}
+
+function licensesTable(state) {
+  const head = h(
+    "tr",
+    {},
+    COLUMNS.map(([label, key], index) => {
+      const content = [];
+      if (index === 0) {
+        const all = h("input", { type: "checkbox", id: "select-page", "aria-label": "Select every device on this page" });
+        all.addEventListener("change", () => selectPage(state, all.checked));
+        content.push(all, " ");
+      }
+      if (key) {
+        const button = h("button", { type: "button", class: "sort-button", "data-sort": key }, label);
+        button.addEventListener("click", () => {
+          // A first click sorts the column (by recency for a time), a second reverses it.
+          const first = key === "last_seen" ? `-${key}` : key;
+          const reversed = first.startsWith("-") ? key : `-${key}`;
+          const sort = state.view.sort === first ? reversed : first;
+          navigate(state, withChanges(state, { sort }), { push: true });
+        });
+        content.push(button);
+      } else {
+        content.push(label);
+      }
+      return h("th", { scope: "col", "data-sort": key ?? false, "aria-sort": key ? "none" : false }, content);
+    }),
+  );
+  return h(
+    "table",
+    { id: "licenses", class: "licenses" },
+    h("caption", { class: "visually-hidden" }, "Licenses and the devices that hold them"),
+    h("thead", {}, head),
+    state.tbody,
+  );
+}
+
+function pager(state) {
+  const previous = h("button", { type: "button", class: "button secondary", id: "page-previous", disabled: true }, "Previous");
+  const next = h("button", { type: "button", class: "button secondary", id: "page-next", disabled: true }, "Next");
+  previous.addEventListener("click", () => {
+    if (!state.view.cursor) return;
+    const back = [...state.view.back];
+    const cursor = back.pop() || null;
+    navigate(state, { ...state.view, cursor, back: cursor ? back : [] }, { push: true });
+  });
+  next.addEventListener("click", () => {
+    if (!state.nextCursor) return;
+    const back = state.view.cursor ? [...state.view.back, state.view.cursor] : [];
+    navigate(state, { ...state.view, cursor: state.nextCursor, back }, { push: true });
+  });
+  return { element: h("nav", { class: "pager", "aria-label": "Pages" }, previous, next), previous, next };
+}
+
+// --- selection and actions on many devices ----------------------------------------------------
+
+function onRowTick(state, event) {
+  const box = event.target.closest("input[data-select]");
+  if (!box) return;
+  state.allMatching = false;
+  if (box.checked) state.selected.add(box.dataset.select);
+  else state.selected.delete(box.dataset.select);
+  showSelection(state);
+}
+
+function selectPage(state, checked) {
+  state.allMatching = false;
+  for (const entry of state.entries.values()) {
+    if (!entry.device) continue;
+    if (checked) state.selected.add(entry.device.id);
+    else state.selected.delete(entry.device.id);
+  }
+  showSelection(state);
+  if (checked) countMatchingDevices(state);
+}
+
+/**
+ * How many devices match the filters (the list counts licenses, free ones too; an action on
+ * "all matching" acts on devices): read when the whole page is ticked, for "Select all N
+ * matching" and its confirmation.
+ */
+async function countMatchingDevices(state) {
+  const ticket = state.pageTicket;
+  try {
+    const params = new URLSearchParams(apiFilter(state));
+    params.set("limit", "1");
+    const page = await get(`${state.base}/devices?${params}`);
+    if (ticket !== state.pageTicket) return;
+    state.matching = { total: page.total ?? 0, exact: page.total_exact !== false };
+  } catch (error) {
+    state.status.textContent = `Could not count the matching devices: ${errorMessage(error)}`;
+    return;
+  }
+  showSelection(state);
+}
+
+/** "1,234" or "10,000+" for the devices matching the filters. */
+function matchingCount(state) {
+  const { total, exact } = state.matching;
+  return exact ? NUMBER.format(total) : `${NUMBER.format(total)}+`;
+}
+
+/** The devices that can be ticked on this page. */
+function pageDevices(state) {
+  return [...state.entries.values()].filter((entry) => entry.device).map((entry) => entry.device.id);
+}
+
+function showSelection(state) {
+  if (!state.bulk) return;
+  const onPage = pageDevices(state);
+  for (const box of state.tbody.querySelectorAll("input[data-select]")) {
+    box.checked = state.allMatching || state.selected.has(box.dataset.select);
+  }
+  const pageBox = state.licensesTable.querySelector("#select-page");
+  const ticked = onPage.filter((id) => state.selected.has(id)).length;
+  pageBox.disabled = onPage.length === 0;
+  pageBox.checked = state.allMatching || (onPage.length > 0 && ticked === onPage.length);
+  pageBox.indeterminate = !pageBox.checked && ticked > 0;
+  const { element, label, all, unpair, assign } = state.bulk;
+  if (state.allMatching && !state.matching) state.allMatching = false;
+  const count = state.allMatching ? state.matching.total : state.selected.size;
+  element.hidden = count === 0;
+  label.textContent = state.allMatching
+    ? `All ${matchingCount(state)} matching devices selected.`
+    : `${NUMBER.format(count)} ${count === 1 ? "device" : "devices"} selected.`;
+  // After ticking the whole page, the rest of the list is one click away.
+  const more =
+    !state.allMatching &&
+    onPage.length > 0 &&
+    ticked === onPage.length &&
+    state.matching !== null &&
+    (state.matching.total > onPage.length || !state.matching.exact);
+  all.hidden = !more;
+  if (more) all.textContent = `Select all ${matchingCount(state)} matching`;
+  unpair.disabled = count === 0;
+  assign.disabled = count === 0;
+}
+
+function bulkBar(state) {
+  const label = h("span", { id: "selection-count" });
+  const all = h("button", { type: "button", class: "link-button", id: "select-all-matching", hidden: true }, "Select all matching");
+  const clear = h("button", { type: "button", class: "link-button", id: "clear-selection" }, "Clear selection");
+  const unpair = h("button", { type: "button", class: "button secondary", id: "bulk-unpair" }, "Unpair");
+  const configuration = h(
+    "select",
+    { id: "bulk-configuration", "aria-label": "Configuration to assign" },
+    state.configurations.map((item) => h("option", { value: item.id }, item.name)),
+  );
+  const assign = h("button", { type: "button", class: "button secondary", id: "bulk-assign" }, "Assign configuration");
+  const element = h(
+    "div",
+    { id: "bulk-bar", class: "bulk-bar", role: "region", "aria-label": "Selected devices", hidden: true },
+    label,
+    all,
+    clear,
+    h("span", { class: "bulk-actions" }, unpair, state.configurations.length > 0 ? [configuration, assign] : null),
+  );
+  all.addEventListener("click", () => {
+    state.allMatching = true;
+    showSelection(state);
+  });
+  clear.addEventListener("click", () => {
+    state.allMatching = false;
+    state.selected.clear();
+    showSelection(state);
+  });
+  unpair.addEventListener("click", () => bulkAction(state, "unpair"));
+  assign.addEventListener("click", () => bulkAction(state, "assign", configuration));
+  return { element, label, all, unpair, assign };
+}
+
+/** What a bulk action acts on: the ticked devices, or every device matching the filters. */
+function bulkSelection(state) {
+  if (!state.allMatching) return { device_ids: [...state.selected] };
+  const filter = apiFilter(state);
+  return Object.keys(filter).length === 0 ? { all: true } : { filter };
+}
+
+async function bulkAction(state, kind, configurationSelect) {
+  const count = state.allMatching ? state.matching.total : state.selected.size;
+  if (count === 0) return;
+  const devices = `${state.allMatching && !state.matching.exact ? "more than " : ""}${NUMBER.format(count)} ${count === 1 ? "device" : "devices"}`;
+  const configurationName = configurationSelect?.selectedOptions[0]?.textContent ?? "";
+  const question =
+    kind === "unpair"
+      ? `Unpair ${devices}? Their licenses become free at once, and each device must be paired again with a new code.`
+      : `Assign “${configurationName}” to ${devices}?`;
+  if (!window.confirm(question)) return;
+  const body = bulkSelection(state);
+  const headers = { "Idempotency-Key": newIdempotencyKey() };
+  state.bulk.unpair.disabled = true;
+  state.bulk.assign.disabled = true;
+  try {
+    if (kind === "unpair") {
+      const answer = await post(`${state.base}/devices/unpair`, body, headers);
+      state.status.textContent = `Unpaired ${NUMBER.format(answer.unpaired)} of ${NUMBER.format(answer.matched)} ${answer.matched === 1 ? "device" : "devices"}.`;
+    } else {
+      const answer = await post(`${state.base}/configurations/${segment(configurationSelect.value)}/assign`, body, headers);
+      state.status.textContent = `Assigned “${configurationName}” to ${NUMBER.format(answer.assigned)} of ${NUMBER.format(answer.matched)} ${answer.matched === 1 ? "device" : "devices"}.`;
+    }
+    state.selected.clear();
+    state.allMatching = false;
+  } catch (error) {
+    state.status.textContent = `Nothing was changed: ${errorMessage(error)}`;
+  }
+  showSelection(state);
+  await Promise.all([loadPage(state, { fresh: false }), refreshSummary(state)]);
+}
+
+// --- export -------------------------------------------------------------------------------------
+
+/** The file name of an export: the organization's name, made safe for a file system. */
+function exportFileName(state) {
+  const name = (state.organization?.name ?? "organization").replace(/[^\p{L}\p{N}._-]+/gu, "-").replace(/^-+|-+$/g, "");
+  return `${name || "organization"}-devices.csv`;
+}
+
+/**
+ * Downloads the devices matching the filters, in the list's order, as CSV. The key is a header,
+ * not a cookie, so a plain link cannot fetch it: the file is fetched here and saved through a
+ * Blob and an object URL.
+ */
+async function exportCsv(state, button) {
+  button.disabled = true;
+  state.status.textContent = "Exporting…";
+  try {
+    const query = listQuery(state, { paged: false });
+    const response = await fetch(`${state.base}/devices.csv${query ? `?${query}` : ""}`, {
+      headers: { Authorization: `Bearer ${session.token() ?? ""}`, Accept: "text/csv" },
+      cache: "no-store",
+    });
+    if (!response.ok) {
+      let message = response.statusText;
+      try {
+        message = (await response.json())?.error?.message ?? message;
+      } catch {
+        // Not JSON: the status text says it.
+      }
+      throw new ApiError(response.status, "error", message);
+    }
+    const blob = await response.blob();
+    const url = URL.createObjectURL(blob);
+    const link = h("a", { href: url, download: exportFileName(state), hidden: true, id: "export-link" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    state.status.textContent = `Exported ${exportFileName(state)}.`;
+  } catch (error) {
+    state.status.textContent = `Not exported: ${errorMessage(error)}`;
+  } finally {
+    button.disabled = false;
+  }
 }
 
 // --- live updates ------------------------------------------------------------------------------
 
-/** Re-reading this many devices one by one costs more than re-reading the whole page. */
-const FULL_RELOAD_ABOVE = 100;
+/** Re-reading this many devices one by one costs more than re-reading the page. */
+const PAGE_RELOAD_ABOVE = 20;
 /** Events are gathered this long before the page re-reads what they name. */
 const FLUSH_DELAY_MS = 150;
-/** A whole-page re-read happens at most this often (a big organization enrolling at full speed
+/** The current page is re-read at most this often (a big organization enrolling at full speed
  * sends events many times a second). */
-const FULL_RELOAD_EVERY_MS = 2000;
+const PAGE_RELOAD_EVERY_MS = 1000;
 
 function startLive(state, org) {
   // The user may have left while the page loaded.
-  if (!state.tbody.isConnected) return;
+  if (!state.tbody.isConnected || current !== state) return;
   watch(
     org,
     (name, data) => {
@@ -143,13 +787,21 @@ function startLive(state, org) {
         scheduleCodesRefresh(state);
       }
       if (name === "devices") {
-        for (const id of data.device_ids ?? []) pending.devices.add(id);
+        for (const id of data.device_ids ?? []) {
+          // A device on the page is re-read on its own; one that is not changes nothing here,
+          // unless it just paired or ended (it may now belong on this page, or leave it).
+          if (state.licenseOfDevice.has(id) && data.change !== "ended") pending.devices.add(id);
+          else if (data.change === "paired" || data.change === "ended" || changesMembership(state, data.change)) {
+            pending.page = true;
+          }
+        }
         // A pairing takes a license and an ended pairing frees one: the counts change.
         if (data.change === "paired" || data.change === "ended") pending.summary = true;
       } else if (name === "licenses" || name === "configurations" || name === "resync") {
         // New licenses (whose ids the event does not carry), every device of an edited
-        // configuration, or missed events: re-read the page.
-        pending.everything = true;
+        // configuration, or missed events: the current page is re-read.
+        pending.page = true;
+        pending.summary = true;
       } else {
         return;
       }
@@ -157,6 +809,20 @@ function startLive(state, org) {
     },
     (feedState) => showLiveState(state, feedState),
   );
+}
+
+/** The filters a device's change can make it match (or stop matching). */
+const FILTERS_CHANGED_BY = {
+  assigned: ["configuration", "revision"],
+  acknowledged: ["revision"],
+  online: ["online", "not_seen_for"],
+  offline: ["online", "not_seen_for"],
+  edited: ["q"],
+};
+
+/** Whether a device's change of this kind may bring it into the list shown (or take it out). */
+function changesMembership(state, change) {
+  return (FILTERS_CHANGED_BY[change] ?? []).some((name) => state.view[name]);
 }
 
 function showLiveState(state, feedState) {
@@ -186,70 +852,32 @@ function scheduleFlush(state) {
   state.flushTimer = setTimeout(() => flush(state), FLUSH_DELAY_MS);
 }
 
-/** Re-reads what the gathered events named: the rows of their devices, or the whole page. */
+/** Re-reads what the gathered events named: the rows of their devices, or the current page. */
 async function flush(state) {
   state.flushTimer = null;
-  const { devices, summary, everything } = state.pending;
-  state.pending = { devices: new Set(), summary: false, everything: false };
+  if (!state.tbody.isConnected) return;
+  const { devices, summary, page } = state.pending;
+  state.pending = { devices: new Set(), summary: false, page: false };
   state.flushing = true;
   try {
-    if (everything || devices.size > FULL_RELOAD_ABOVE) {
-      const wait = state.lastFullReload + FULL_RELOAD_EVERY_MS - Date.now();
+    if (page || devices.size > PAGE_RELOAD_ABOVE) {
+      const wait = state.lastPageReload + PAGE_RELOAD_EVERY_MS - Date.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      state.lastFullReload = Date.now();
-      await reloadAll(state);
+      state.lastPageReload = Date.now();
+      await loadPage(state, { fresh: false });
     } else {
       const ids = [...devices];
       // A few at a time: the admin API serves other users too.
       for (let start = 0; start < ids.length; start += 8) {
         await Promise.all(ids.slice(start, start + 8).map((id) => refreshDevice(state, id)));
       }
-      if (summary) await refreshSummary(state);
     }
+    if (summary) await refreshSummary(state);
   } finally {
     state.flushing = false;
   }
   const next = state.pending;
-  if (next.everything || next.summary || next.devices.size > 0) scheduleFlush(state);
-}
-
-/** Re-reads every license, device and count, and puts each row in place (open panels stay when
- * they still fit); rows of licenses that no longer exist go. */
-async function reloadAll(state) {
-  let page;
-  try {
-    page = await readLicenses(state.base);
-  } catch (error) {
-    state.status.textContent = `Could not update the page: ${errorMessage(error)}`;
-    return;
-  }
-  const present = new Set();
-  for (const [license, device] of page.rows) {
-    present.add(license.id);
-    const entry = state.entries.get(license.id);
-    // Unchanged rows are left alone, so that a big page does not flicker or lose focus.
-    if (entry && sameJson(entry.license, license) && sameJson(entry.device, device)) continue;
-    placeLicense(state, license, device);
-  }
-  for (const licenseId of [...state.entries.keys()]) {
-    if (!present.has(licenseId)) removeLicense(state, licenseId);
-  }
-  showSummary(state, page.summary);
-}
-
-/** The license counts, and every license with the device holding it (or null), in list order. */
-async function readLicenses(base) {
-  const [summary, licenses, devices] = await Promise.all([
-    get(`${base}/licenses/summary`),
-    getAll(`${base}/licenses`),
-    getAll(`${base}/devices`),
-  ]);
-  const devicesByLicense = new Map(devices.map((device) => [device.license_id, device]));
-  return { summary, rows: licenses.map((license) => [license, devicesByLicense.get(license.id) ?? null]) };
-}
-
-function sameJson(a, b) {
-  return JSON.stringify(a) === JSON.stringify(b);
+  if (next.page || next.summary || next.devices.size > 0) scheduleFlush(state);
 }
 
 // --- refreshing parts of the page --------------------------------------------------------------
@@ -285,22 +913,16 @@ async function refreshLicense(state, licenseId) {
   }
 }
 
-/** Re-reads one device's row: the row of the license it holds (a new device's too). */
+/** Re-reads one device's row (the row of the license it holds); a device the page does not show
+ * makes it re-read the current page (it may belong there now). */
 async function refreshDevice(state, deviceId) {
   const known = state.licenseOfDevice.get(deviceId);
   if (known) {
     await refreshLicense(state, known);
     return;
   }
-  try {
-    const device = await get(`${state.base}/devices/${segment(deviceId)}`);
-    await refreshLicense(state, device.license_id);
-  } catch (error) {
-    // A device that is gone and was never shown changes nothing on this page.
-    if (!(error instanceof ApiError && error.status === 404)) {
-      state.status.textContent = `Could not update a device: ${errorMessage(error)}`;
-    }
-  }
+  state.pending.page = true;
+  scheduleFlush(state);
 }
 
 /** Re-reads the license counts (and with them the "no free license" warning). */
@@ -366,6 +988,10 @@ function removeLicense(state, licenseId) {
 
 function updateEmpty(state) {
   const empty = state.entries.size === 0;
+  const filtered = Object.keys(apiFilter(state)).length > 0;
+  state.empty.textContent = filtered
+    ? "No license matches the search and filters."
+    : "This organization has no licenses yet.";
   state.empty.hidden = !empty;
   if (state.licensesTable) state.licensesTable.hidden = empty;
 }
@@ -406,6 +1032,13 @@ function licenseRow(license, device) {
   const cell = (label, ...content) => h("td", { "data-label": label }, h("div", { class: "cell" }, ...content));
   const status = cell(
     "Status",
+    device &&
+      h("input", {
+        type: "checkbox",
+        class: "select-row",
+        "data-select": device.id,
+        "aria-label": `Select ${device.name}`,
+      }),
     h("span", { class: `badge status-${license.status}` }, STATUS_LABELS[license.status] ?? license.status),
     h("span", { class: "detail valid-until" }, license.valid_until ? `until ${formatTime(license.valid_until)}` : "No end"),
   );
@@ -528,6 +1161,7 @@ function openRowPanel(entry, kind, title, content, { fits, onEscape, stop = () =
   entry.row.after(row);
   entry.panel = {
     kind,
+    row,
     heading,
     fits,
     close() {
@@ -845,7 +1479,7 @@ function addLicensesSection(state) {
       const added = await post(`${state.base}/licenses`, body, { "Idempotency-Key": idempotencyKey });
       idempotencyKey = newIdempotencyKey();
       message.textContent = `Added ${added.license_ids.length} ${added.license_ids.length === 1 ? "license" : "licenses"}.`;
-      await Promise.all([showAddedLicenses(state, added.license_ids), refreshSummary(state)]);
+      await Promise.all([loadPage(state, { fresh: false }), refreshSummary(state)]);
     } catch (error) {
       message.textContent = `No licenses added: ${errorMessage(error)}`;
     } finally {
@@ -867,19 +1501,3 @@ function addLicensesSection(state) {
   );
 }
 
-/**
- * Adds the rows of new licenses. They are free when created, so one read of the free licenses
- * (a page per 1,000) brings them all; one that a device took meanwhile is read on its own.
- */
-async function showAddedLicenses(state, licenseIds) {
-  const missing = new Set(licenseIds.filter((id) => !state.entries.has(id)));
-  try {
-    const free = await getAll(`${state.base}/licenses?status=free`);
-    for (const license of free) {
-      if (missing.delete(license.id)) placeLicense(state, license, null);
-    }
-  } catch (error) {
-    state.status.textContent = `The new licenses could not be read: ${errorMessage(error)}`;
-  }
-  await Promise.all([...missing].map((id) => refreshLicense(state, id)));
-}

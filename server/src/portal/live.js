@@ -24,6 +24,11 @@ export function watch(org, onEvent, onState = () => {}) {
   return feed;
 }
 
+// Leaving the document (a reload, another address) ends the feed at once: a stream the browser
+// left to close by itself can keep one of its few connections to the server busy until the
+// server's next keep-alive line, and the next page's requests wait for it.
+window.addEventListener("pagehide", () => stopWatching());
+
 /** Ends the current feed, if any. */
 export function stopWatching() {
   if (!current) return;

@@ -9,6 +9,8 @@
 //! - `assets`: the portal's files over plain HTTP (content types, caching, CSP).
 //! - `pages`: what a user sees and does in the browser.
 //! - `codes`, `configurations`, `devices`: one section of the portal each, with real devices.
+//! - `fleet`: the Devices list at fleet scale: paging, search, filters, sort, the address, live
+//!   pairings, selection and actions on many devices, CSV export.
 //! - `layout`: the Devices page at desktop and phone widths, the single-use QR read from a
 //!   screenshot.
 //! - `keyboard`, `live`: the portal from the keyboard alone; the pages following the live feed.
@@ -27,6 +29,7 @@ mod codes;
 mod configurations;
 mod devices;
 mod fixture;
+mod fleet;
 mod keyboard;
 mod layout;
 mod live;
