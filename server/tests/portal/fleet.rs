@@ -570,3 +570,47 @@ async fn assign_device_from_a_list_of_free_licenses_keeps_its_qr_when_the_licens
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the bulk assign endpoint (branch bulk-actions) on main"]
+async fn assign_configuration_to_the_ticked_devices_after_a_confirmation() {
+    bounded(async {
+        let Fleet { fixture, .. } = fleet().await;
+        let org = fixture.a.id.clone();
+        let admin = &fixture.test.admin;
+        let water = admin.create_config(&org, "Water", "[GLOBAL]\n").await;
+        let browser = Browser::start().await;
+        fixture.sign_in(&browser, &fixture.a.key).await;
+        wait_range(&browser, "1–50 of 120").await;
+        let search = browser.wait_visible("#device-search").await;
+        browser.send_keys(&search, "fork").await;
+        wait_range(&browser, &one_page(2)).await;
+        let page = browser.wait_visible("#select-page").await;
+        browser.click(&page).await;
+        browser
+            .wait_text("#selection-count", "2 devices selected")
+            .await;
+        choose(&browser, "#bulk-configuration", &water).await;
+        let assign = browser.wait_visible("#bulk-assign").await;
+        browser.click(&assign).await;
+        let question = browser.accept_alert().await;
+        assert!(
+            question.contains("“Water”") && question.contains("2 devices"),
+            "{question}"
+        );
+        browser
+            .wait_text("#devices-status", "Assigned “Water” to 2 of 2 devices")
+            .await;
+        assert_eq!(
+            api_total(&fixture, &org, &format!("configuration={water}&q=fork")).await,
+            2
+        );
+        assert_eq!(
+            api_total(&fixture, &org, &format!("configuration={water}")).await,
+            2
+        );
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
