@@ -60,7 +60,8 @@ impl AdminCommand for EditDevice {
             .device(tx.org_id, self.device_id)
             .await?
             .ok_or(EngineError::NotFound("device"))?;
-        tx.audit(
+        // Named by the device, so that its history (the log's device filter) shows the edit.
+        tx.audit_naming(
             "device.edited",
             self.device_id.to_string(),
             json!({
@@ -68,6 +69,7 @@ impl AdminCommand for EditDevice {
                 "name_changed": edit.name != FieldEdit::Unchanged,
                 "notes_changed": edit.notes != FieldEdit::Unchanged,
             }),
+            vec![self.device_id],
         )
         .await?;
         Ok(device)

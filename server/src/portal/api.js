@@ -56,6 +56,11 @@ export async function put(path, body = {}) {
   return request("PUT", path, body, session.token());
 }
 
+/** PATCH `body` (JSON) to `path` with the session's token; resolves to the JSON answer. */
+export async function patch(path, body = {}) {
+  return request("PATCH", path, body, session.token());
+}
+
 /** DELETE `path` with the session's token; resolves to `null` (the API answers 204, no body). */
 export async function del(path) {
   return request("DELETE", path, undefined, session.token());

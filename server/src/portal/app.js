@@ -5,7 +5,10 @@
 //                                     after it is the list's search, filters, sort and page
 //   #/organizations/{org}/codes       reusable codes: create (with its QR), show again, revoke
 //   #/organizations/{org}/configurations  create, edit, roll out, assign, delete
-//   #/organizations/{org}/audit       the organization's audit log, newest first
+//   #/organizations/{org}/devices/{device}  one device: name and notes, license, configuration,
+//                                     its history
+//   #/organizations/{org}/audit       the organization's audit log, newest first; `?action=…&device=…
+//                                     &from=…&until=…` after it are its filters
 //   #/organizations/{org}/keys        the operator: create, list and revoke the keys
 // Each section is a module of its own (devices.js, codes.js, configurations.js, audit.js,
 // keys.js); ui.js holds the shared pieces.
@@ -15,6 +18,7 @@
 import { ApiError, get, getAll, newIdempotencyKey, post, segment, session } from "./api.js";
 import { renderAudit } from "./audit.js";
 import { renderCodes } from "./codes.js";
+import { renderDevice } from "./device.js";
 import { renderConfigurations } from "./configurations.js";
 import { renderDevices, updateDevicesView } from "./devices.js";
 import { renderKeys } from "./keys.js";
@@ -224,8 +228,10 @@ function route() {
     renderDevices(parts[1], query);
   } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "codes") {
     renderCodes(parts[1]);
+  } else if (parts[0] === "organizations" && parts.length === 4 && parts[2] === "devices") {
+    renderDevice(parts[1], parts[3]);
   } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "audit") {
-    renderAudit(parts[1]);
+    renderAudit(parts[1], query);
   } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "configurations") {
     renderConfigurations(parts[1]);
   } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "keys" && session.role() === "operator") {

@@ -1059,7 +1059,14 @@ function licenseRow(license, device) {
     status,
     cell(
       "Device",
-      h("span", { class: "device-name" }, device.name),
+      h(
+        "a",
+        {
+          class: "device-name",
+          href: `#/organizations/${encodeURIComponent(device.organization_id)}/devices/${encodeURIComponent(device.id)}`,
+        },
+        device.name,
+      ),
       h(
         "span",
         { class: "detail" },

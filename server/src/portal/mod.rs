@@ -45,6 +45,7 @@ const SCRIPTS: &[(&str, &[u8])] = &[
     ("devices.js", include_bytes!("devices.js")),
     ("codes.js", include_bytes!("codes.js")),
     ("configurations.js", include_bytes!("configurations.js")),
+    ("device.js", include_bytes!("device.js")),
     ("audit.js", include_bytes!("audit.js")),
     ("keys.js", include_bytes!("keys.js")),
 ];

@@ -290,6 +290,14 @@ async fn the_log_filters_by_action_device_and_time_and_keeps_names_as_they_were(
             json!({ "configuration_id": config }),
         )
         .await;
+    let (status, _) = portal
+        .call(
+            Method::PATCH,
+            &format!("/v1/organizations/{org}/devices/{first_id}"),
+            Some(json!({ "notes": "Cracked screen" })),
+        )
+        .await;
+    assert_eq!(status, 200);
     portal.unpair(&org, first_id).await;
     let log = format!("/v1/organizations/{org}/audit?");
 
@@ -297,16 +305,22 @@ async fn the_log_filters_by_action_device_and_time_and_keeps_names_as_they_were(
     let history = every_page(&portal, &format!("{log}device={first_id}"), 1).await;
     assert_eq!(
         actions_of(&history),
-        ["device.unpaired", "configuration.assigned", "device.paired"]
+        [
+            "device.unpaired",
+            "device.edited",
+            "configuration.assigned",
+            "device.paired"
+        ]
     );
     assert_eq!(history[0]["details"]["name"], json!("Van 1 (spare)"));
-    assert_eq!(history[1]["details"]["name"], json!("Meters v2"));
+    assert_eq!(history[1]["details"]["notes_changed"], json!(true));
+    assert_eq!(history[2]["details"]["name"], json!("Meters v2"));
     assert_eq!(
-        history[1]["details"]["device_names"][first_id.to_string()],
+        history[2]["details"]["device_names"][first_id.to_string()],
         json!("Van 1 (spare)")
     );
-    assert_eq!(history[2]["details"]["name"], json!("Van 1"));
-    assert_eq!(history[2]["details"]["code_label"], json!("vans"));
+    assert_eq!(history[3]["details"]["name"], json!("Van 1"));
+    assert_eq!(history[3]["details"]["code_label"], json!("vans"));
     let created = every_page(&portal, &format!("{log}action=configuration.created"), 1).await;
     assert_eq!(
         created[0]["details"]["name"],

@@ -24,6 +24,7 @@ async fn portal_files_have_their_content_types_no_cache_and_a_strict_csp() {
             "/portal/configurations.js",
             "text/javascript; charset=utf-8",
         ),
+        ("/portal/device.js", "text/javascript; charset=utf-8"),
         ("/portal/audit.js", "text/javascript; charset=utf-8"),
         ("/portal/keys.js", "text/javascript; charset=utf-8"),
     ] {

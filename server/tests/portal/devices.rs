@@ -386,8 +386,15 @@ async fn unpair_after_confirming_ends_the_devices_connection_and_frees_its_licen
             .wait_visible("table.audit tbody tr:first-child[data-action=\"device.unpaired\"]")
             .await;
         let text = browser.text(&newest).await;
-        assert!(text.contains(&fixture.a.device_id), "{text}");
+        assert!(text.contains(&fixture.a.device_name), "{text}");
         assert!(text.contains("key:"), "{text}");
+        // The device's name links to its page (its history stays after the unpairing).
+        browser
+            .wait_visible(&format!(
+                "table.audit tbody tr:first-child td.about a[data-device-id=\"{}\"]",
+                fixture.a.device_id
+            ))
+            .await;
         browser.quit().await;
         fixture.test.stop().await;
     })

@@ -9,6 +9,7 @@
 //! - `assets`: the portal's files over plain HTTP (content types, caching, CSP).
 //! - `pages`: what a user sees and does in the browser.
 //! - `codes`, `configurations`, `devices`: one section of the portal each, with real devices.
+//! - `detail`: a device's own page and the audit log's filters and links.
 //! - `fleet`: the Devices list at fleet scale: paging, search, filters, sort, the address, live
 //!   pairings, selection and actions on many devices, CSV export.
 //! - `layout`: the Devices page at desktop and phone widths, the single-use QR read from a
@@ -27,6 +28,7 @@ mod support;
 mod assets;
 mod codes;
 mod configurations;
+mod detail;
 mod devices;
 mod fixture;
 mod fleet;

@@ -275,7 +275,10 @@ async fn the_audit_log_lists_the_newest_entries_first_and_pages_back() {
         );
         assert_eq!(browser.find_all(".audit tbody tr").await.len(), 100);
         assert!(
-            !browser.page_text().await.contains("device.paired"),
+            !browser
+                .text(&browser.wait_visible(".audit tbody").await)
+                .await
+                .contains("device.paired"),
             "the pairing is older than the first page"
         );
 
