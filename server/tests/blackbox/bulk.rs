@@ -69,10 +69,10 @@ async fn bulk_unpair_by_filter_and_by_selection_tells_connected_devices() {
     let their_portal = admin.with_token(key["key"].as_str().unwrap());
 
     // Devices 0 and 1 leave, one after the other.
-    for index in 0..2 {
+    for (connection, id) in devices.iter_mut().take(2) {
         admin.advance(60.0).await;
-        drop(devices[index].0.take());
-        let id = devices[index].1.clone();
+        drop(connection.take());
+        let id = id.clone();
         eventually("the device is offline", || async {
             (admin.device(&org, &id).await["online"] == json!(false)).then_some(())
         })
