@@ -1016,7 +1016,11 @@ mod tests {
             ("LINK_AUDIT_DEVICES", batch_sql::LINK_AUDIT_DEVICES, &[]),
             ("INSERT_LICENSES", batch_sql::INSERT_LICENSES, &[]),
             ("ASSIGN_CONFIGURATION", batch_sql::ASSIGN_CONFIGURATION, &[]),
-            ("EXTEND_LICENSES", batch_sql::EXTEND_LICENSES, &[]),
+            (
+                "EXTEND_LICENSES",
+                batch_sql::EXTEND_LICENSES,
+                &["INDEX licenses_by_org (org_id=? AND id=?)"],
+            ),
         ];
         let mut problems = Vec::new();
         for (name, sql, extra) in statements {
