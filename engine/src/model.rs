@@ -372,7 +372,7 @@ impl RevisionState {
 
 /// What the Devices section may filter an organization's licenses and devices by. Every filter
 /// given must hold; a filter on a device leaves out licenses that no device holds.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct FleetFilter {
     /// Words the device's name (shown or reported), model, OS, app version or notes begin with:
     /// each word of the search must begin a word of one of them (case-insensitive).
@@ -390,6 +390,11 @@ pub struct FleetFilter {
 }
 
 impl FleetFilter {
+    /// Whether it has no criterion at all (so that it matches every row).
+    pub fn is_empty(&self) -> bool {
+        *self == FleetFilter::default()
+    }
+
     /// Whether a filter concerns the device (so that only licenses held by a device match).
     pub fn concerns_devices(&self) -> bool {
         self.search.is_some()

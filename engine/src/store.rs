@@ -19,8 +19,8 @@ use crate::events::OrgEvent;
 use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 use crate::model::{
     AckStatus, AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, CountedPage, Device,
-    FleetQuery, License, LicenseSummary, LicenseWithDevice, OrgKeyInfo, Organization, Page,
-    PageRequest,
+    FleetFilter, FleetQuery, License, LicenseSummary, LicenseWithDevice, OrgKeyInfo, Organization,
+    Page, PageRequest,
 };
 use crate::secrets::SecretHash;
 
@@ -755,6 +755,31 @@ pub trait AdminTx: StoreTx {
     ) -> StoreResult<Vec<DeviceId>>;
     /// Active devices by id (any organization), locked.
     async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>>;
+    /// The organization's active devices that match a fleet filter at `now` (the device
+    /// list's conditions), in id order: what a bulk command by filter changes.
+    async fn matching_devices(
+        &mut self,
+        org_id: OrgId,
+        filter: &FleetFilter,
+        now: Timestamp,
+    ) -> StoreResult<Vec<DeviceId>>;
+    /// The organization's licenses that match a fleet filter at `now` (the license list's
+    /// conditions), in id order.
+    async fn matching_licenses(
+        &mut self,
+        org_id: OrgId,
+        filter: &FleetFilter,
+        now: Timestamp,
+    ) -> StoreResult<Vec<LicenseId>>;
+    /// Moves the end of the organization's licenses among `ids` to `valid_until`, only where
+    /// that is later than their end now (a license without an end keeps none). Returns the
+    /// licenses it changed, each with the device that holds it.
+    async fn extend_licenses(
+        &mut self,
+        org_id: OrgId,
+        ids: &[LicenseId],
+        valid_until: Timestamp,
+    ) -> StoreResult<Vec<(LicenseId, Option<DeviceId>)>>;
     /// Applies an admin's edit to an active device of the organization. Returns false when the
     /// organization has no such device.
     async fn edit_device(

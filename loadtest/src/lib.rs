@@ -2,6 +2,7 @@
 //! The `paird-loadtest` binary is a thin command line over it; tests drive it directly.
 
 pub mod admin;
+pub mod bulk;
 pub mod cluster;
 pub mod fleet;
 pub mod lists;

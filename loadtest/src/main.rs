@@ -12,6 +12,7 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use loadtest::admin::Admin;
+use loadtest::bulk::{self, BulkArgs};
 use loadtest::cluster::{ClusterSettings, SpawnedCluster};
 use loadtest::lists::{self, ListsArgs};
 use loadtest::scenarios::{self, CrashArgs, EnrollArgs, HoldArgs, PushArgs, RaceArgs, Target};
@@ -97,6 +98,9 @@ enum Scenario {
     /// Seeds an organization with paired devices, then times the first pages of the fleet
     /// lists (searches, filters, sorts) as the Devices section asks for them.
     Lists(ListsArgs),
+    /// N devices pair and stay connected, then one command unpairs them all by a filter:
+    /// the command's time, and every connected device told (issue 15).
+    Bulk(BulkArgs),
     /// A worker process holding part of the devices (started by this program itself).
     #[command(hide = true)]
     Worker { spec: String },
@@ -182,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Race(args) => args.common.timeout,
         Scenario::Crash(args) => args.common.timeout,
         Scenario::Lists(args) => args.common.timeout,
+        Scenario::Bulk(args) => args.common.timeout,
         Scenario::Worker { .. } => unreachable!("handled above"),
     };
     let work = async {
@@ -192,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Race(args) => scenarios::race(&mut target, args).await,
             Scenario::Crash(args) => scenarios::crash(&mut target, args).await,
             Scenario::Lists(args) => lists::lists(&mut target, args).await,
+            Scenario::Bulk(args) => bulk::bulk(&mut target, args).await,
             Scenario::Worker { .. } => unreachable!("handled above"),
         }
     };

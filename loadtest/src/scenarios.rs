@@ -200,7 +200,7 @@ impl Target {
     }
 
     /// CPU samples of the servers, the database and the tester, at the start of a phase.
-    fn meter(&self) -> Meter {
+    pub(crate) fn meter(&self) -> Meter {
         Meter::start(&self.server_pids, self.database_pid)
     }
 
@@ -347,7 +347,7 @@ impl<'a> Run<'a> {
     }
 
     /// Opens every device's connection, idle: the handshake phase.
-    async fn connect(&mut self) -> Phase {
+    pub(crate) async fn connect(&mut self) -> Phase {
         let meter = self.meter();
         let begin = Instant::now();
         let total: u32 = self.shares.iter().map(|share| share.1).sum();
@@ -446,7 +446,7 @@ impl<'a> Run<'a> {
     }
 
     /// Waits until every connected device has received and acknowledged `revision`.
-    async fn wait_revision(&mut self, revision: u64) -> crate::fleet::RevisionTimes {
+    pub(crate) async fn wait_revision(&mut self, revision: u64) -> crate::fleet::RevisionTimes {
         let timeout_ms = self.common.timeout.as_millis() as u64;
         let total: u32 = self.shares.iter().map(|share| share.1).sum();
         let probe = self.fleets.progress_probe();
@@ -474,7 +474,7 @@ impl<'a> Run<'a> {
     }
 
     /// Connected devices now, and connections lost since the last count.
-    async fn status(&mut self) -> (u64, BTreeMap<String, u64>) {
+    pub(crate) async fn status(&mut self) -> (u64, BTreeMap<String, u64>) {
         let mut connected = 0;
         let mut lost = BTreeMap::new();
         for reply in self.fleets.all(&Command::Status).await {

@@ -367,6 +367,9 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     /// `(config id, now, org id, device ids)` → ids of the organization's active devices it
     /// assigned.
     const ASSIGN_CONFIGURATION: &'static str;
+    /// `(valid_until, org id, license ids)` moves the end of those that end earlier → `id,
+    /// device_id` of those it changed.
+    const EXTEND_LICENSES: &'static str;
     /// `(org id, purchased at, valid until, ids)` inserts licenses.
     const INSERT_LICENSES: &'static str;
 
@@ -505,6 +508,7 @@ macro_rules! batch_statements {
         const CONFIG_ROWS: &'static str = $module::CONFIG_ROWS;
         const ACK_TARGETS: &'static str = $module::ACK_TARGETS;
         const ASSIGN_CONFIGURATION: &'static str = $module::ASSIGN_CONFIGURATION;
+        const EXTEND_LICENSES: &'static str = $module::EXTEND_LICENSES;
         const INSERT_LICENSES: &'static str = $module::INSERT_LICENSES;
     };
 }

@@ -29,7 +29,7 @@ use engine::store::{StoreError, StoreResult};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::backend::{Arg, Backend, SqlStore, Statements as _};
+use crate::backend::{Arg, Backend, SqlStore, SqlTx, Statements as _};
 use crate::rows::{
     Columns, DEVICE_COLUMN_COUNT, device_columns, device_from_row_at, get, license_from_row_at,
 };
@@ -608,6 +608,47 @@ pub(crate) async fn read<B: Backend>(
         total: total.min(FleetQuery::COUNT_BOUND),
         total_exact: total <= FleetQuery::COUNT_BOUND,
     })
+}
+
+/// The ids of the organization's rows that match `filter` at `now`, in id order: its active
+/// devices (`FleetRows::Devices`) or its licenses (`FleetRows::Licenses`), read inside a bulk
+/// command's transaction. The conditions are the lists' own ([`conditions`], over the tables
+/// [`counted_tables`] joins), so that a filter selects exactly the rows its list shows.
+pub(crate) async fn matching_ids<B: Backend>(
+    tx: &mut SqlTx<B>,
+    org_id: OrgId,
+    rows: FleetRows,
+    filter: &FleetFilter,
+    now: Timestamp,
+) -> StoreResult<Vec<Uuid>> {
+    let query = FleetQuery {
+        rows,
+        filter: filter.clone(),
+        sort: FleetSort::Id,
+        descending: false,
+        page: Default::default(),
+    };
+    // Sorted by id, a query is one region, or none when nothing can match.
+    let Some(region) = regions(&query).into_iter().next() else {
+        return Ok(Vec::new());
+    };
+    let filtered = filtered(region, &query, org_id, now, B::UNHELD_LICENSES);
+    let id = match (region.source, rows) {
+        (Source::Devices, FleetRows::Devices) => "d.id",
+        // A license held by a matching device.
+        (Source::Devices, FleetRows::Licenses) => "d.license_id",
+        (Source::Licenses | Source::Unheld, _) => "l.id",
+    };
+    let sql = filtered
+        .counted
+        .replacen("SELECT 1 ", &format!("SELECT {id} "), 1);
+    tx.tx
+        .read_all(
+            sqlx::AssertSqlSafe(format!("{sql} ORDER BY {id}")),
+            &filtered.built.args(),
+            |row| get(row, 0),
+        )
+        .await
 }
 
 #[cfg(test)]

@@ -884,6 +884,9 @@ pub(crate) mod batch_sql {
          valid_until) SELECT t.id, $1, $2, $3 FROM UNNEST($4::uuid[]) AS t(id)";
     pub const ASSIGN_CONFIGURATION: &str = "UPDATE devices SET config_id = $1, assigned_at = $2 \
          WHERE org_id = $3 AND num_nulls(ended_at) = 1 AND id = ANY($4::uuid[]) RETURNING id";
+    pub const EXTEND_LICENSES: &str = "UPDATE licenses SET valid_until = $1 \
+         WHERE org_id = $2 AND id = ANY($3::uuid[]) AND valid_until < $1 \
+         RETURNING id, device_id";
 }
 
 #[cfg(test)]

@@ -874,6 +874,9 @@ pub(crate) mod batch_sql {
     pub const ASSIGN_CONFIGURATION: &str = "UPDATE devices SET config_id = ?1, assigned_at = ?2 \
              WHERE org_id = ?3 AND ended_at IS NULL \
              AND id IN (SELECT unhex(value) FROM json_each(?4)) RETURNING id";
+    pub const EXTEND_LICENSES: &str = "UPDATE licenses SET valid_until = ?1 \
+             WHERE org_id = ?2 AND valid_until < ?1 \
+             AND id IN (SELECT unhex(value) FROM json_each(?3)) RETURNING id, device_id";
 }
 
 #[cfg(test)]
@@ -1013,6 +1016,11 @@ mod tests {
             ("LINK_AUDIT_DEVICES", batch_sql::LINK_AUDIT_DEVICES, &[]),
             ("INSERT_LICENSES", batch_sql::INSERT_LICENSES, &[]),
             ("ASSIGN_CONFIGURATION", batch_sql::ASSIGN_CONFIGURATION, &[]),
+            (
+                "EXTEND_LICENSES",
+                batch_sql::EXTEND_LICENSES,
+                &["INDEX licenses_by_org (org_id=? AND id=?)"],
+            ),
         ];
         let mut problems = Vec::new();
         for (name, sql, extra) in statements {

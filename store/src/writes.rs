@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
-use engine::model::{AckStatus, Device, License, OrgKeyInfo, Organization};
+use engine::model::{AckStatus, Device, FleetFilter, FleetRows, License, OrgKeyInfo, Organization};
 use engine::secrets::SecretHash;
 use engine::store::{
     AckTarget, AckWrite, ActiveDevice, AdminTx, Change, CodeState, ConfigDelete, ConfigEdit,
@@ -602,6 +602,51 @@ impl<B: Backend> AdminTx for SqlTx<B> {
                 B::ACTIVE_DEVICES,
                 &[Arg::ids(ids, |id| id.0)],
                 active_device_from_row,
+            )
+            .await
+    }
+
+    async fn matching_devices(
+        &mut self,
+        org_id: OrgId,
+        filter: &FleetFilter,
+        now: Timestamp,
+    ) -> StoreResult<Vec<DeviceId>> {
+        let ids = crate::fleet::matching_ids(self, org_id, FleetRows::Devices, filter, now).await?;
+        Ok(ids.into_iter().map(DeviceId).collect())
+    }
+
+    async fn matching_licenses(
+        &mut self,
+        org_id: OrgId,
+        filter: &FleetFilter,
+        now: Timestamp,
+    ) -> StoreResult<Vec<LicenseId>> {
+        let ids =
+            crate::fleet::matching_ids(self, org_id, FleetRows::Licenses, filter, now).await?;
+        Ok(ids.into_iter().map(LicenseId).collect())
+    }
+
+    async fn extend_licenses(
+        &mut self,
+        org_id: OrgId,
+        ids: &[LicenseId],
+        valid_until: Timestamp,
+    ) -> StoreResult<Vec<(LicenseId, Option<DeviceId>)>> {
+        self.tx
+            .read_all(
+                B::EXTEND_LICENSES,
+                &[
+                    valid_until.0.into(),
+                    org_id.0.into(),
+                    Arg::ids(ids, |id| id.0),
+                ],
+                |row| {
+                    Ok((
+                        LicenseId(get(row, 0)?),
+                        get::<Option<Uuid>, _>(row, 1)?.map(DeviceId),
+                    ))
+                },
             )
             .await
     }

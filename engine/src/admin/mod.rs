@@ -19,11 +19,13 @@
 
 mod idempotency;
 mod principal;
+mod selection;
 mod transaction;
 mod validate;
 
 mod add_licenses;
 mod assign_configuration;
+mod assign_configuration_to_fleet;
 mod configure_device;
 mod create_configuration;
 mod create_key;
@@ -35,10 +37,12 @@ mod edit_device;
 mod expire_devices;
 mod operator_token;
 mod renew_license;
+mod renew_licenses;
 mod revoke_code;
 mod revoke_key;
 mod revoke_single_use_code;
 mod unpair_device;
+mod unpair_devices;
 mod update_configuration;
 
 use std::future::Future;
@@ -52,6 +56,7 @@ use crate::ids::OrgId;
 
 pub use add_licenses::{AddLicenses, AddedLicenses};
 pub use assign_configuration::{AssignConfiguration, AssignedDevices};
+pub use assign_configuration_to_fleet::{AssignConfigurationToFleet, AssignedToFleet};
 pub use configure_device::ConfigureDevice;
 pub use create_configuration::CreateConfiguration;
 pub use create_key::{CreateKey, CreatedKey};
@@ -66,12 +71,15 @@ pub use operator_token::new_operator_token;
 pub(crate) use operator_token::{TokenSource, register_operator_token};
 pub use principal::Principal;
 pub use renew_license::RenewLicense;
+pub use renew_licenses::{RenewLicenses, RenewedLicenses};
 pub use revoke_code::RevokeCode;
 pub use revoke_key::RevokeKey;
 pub use revoke_single_use_code::RevokeSingleUseCode;
+pub use selection::{MAX_IDS_PER_BULK_COMMAND, Selection};
 pub use transaction::CommandTx;
 pub(crate) use transaction::{CommandJob, Job, execute};
 pub use unpair_device::{UnpairDevice, UnpairedDevice};
+pub use unpair_devices::{UnpairDevices, UnpairedDevices};
 pub use update_configuration::UpdateConfiguration;
 pub use validate::{
     MAX_CONFIGURATION_BODY_BYTES, MAX_CONFIGURATION_NAME_BYTES, MAX_DEVICES_PER_ASSIGNMENT,

@@ -10,9 +10,11 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
 use engine::admin::{
-    AddLicenses, AssignConfiguration, ConfigureDevice, CreateConfiguration, CreateKey,
-    CreateOrganization, CreateReusableCode, CreateSingleUseCode, DeleteConfiguration, EditDevice,
-    RenewLicense, RevokeCode, RevokeKey, RevokeSingleUseCode, UnpairDevice, UpdateConfiguration,
+    AddLicenses, AssignConfiguration, AssignConfigurationToFleet, ConfigureDevice,
+    CreateConfiguration, CreateKey, CreateOrganization, CreateReusableCode, CreateSingleUseCode,
+    DeleteConfiguration, EditDevice, MAX_IDS_PER_BULK_COMMAND, RenewLicense, RenewLicenses,
+    RevokeCode, RevokeKey, RevokeSingleUseCode, Selection, UnpairDevice, UnpairDevices,
+    UpdateConfiguration,
 };
 use engine::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{
@@ -57,6 +59,7 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
             post(add_licenses).get(list_licenses),
         )
         .route(&format!("{org}/licenses/summary"), get(license_summary))
+        .route(&format!("{org}/licenses/renew"), post(renew_licenses))
         .route(
             &format!("{org}/licenses/{{license}}"),
             get(license).patch(renew_license),
@@ -90,6 +93,7 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
             post(assign_configuration),
         )
         .route(&format!("{org}/devices"), get(list_devices))
+        .route(&format!("{org}/devices/unpair"), post(unpair_devices))
         .route(
             &format!("{org}/devices/{{device}}"),
             get(device).patch(edit_device),
@@ -154,10 +158,74 @@ struct FleetParams {
     cursor: Option<String>,
 }
 
+/// The search and filters of a fleet list, or the `filter` of a bulk command's body: one type,
+/// so that both are read and refused alike (a `422` naming the field). In a body, `online` may
+/// also be a JSON boolean.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct FleetCriteria {
+    q: Option<String>,
+    status: Option<String>,
+    #[serde(default, deserialize_with = "text_or_bool")]
+    online: Option<String>,
+    not_seen_since: Option<String>,
+    configuration: Option<String>,
+    revision: Option<String>,
+    app_version: Option<String>,
+    code: Option<String>,
+}
+
+/// A JSON string or boolean, as text.
+fn text_or_bool<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrBool {
+        Text(String),
+        Bool(bool),
+    }
+    Ok(
+        Option::<TextOrBool>::deserialize(deserializer)?.map(|value| match value {
+            TextOrBool::Text(text) => text,
+            TextOrBool::Bool(value) => value.to_string(),
+        }),
+    )
+}
+
 /// Longest search.
 const MAX_SEARCH_BYTES: usize = 200;
 
 impl FleetParams {
+    fn filter(&self) -> Result<FleetFilter> {
+        FleetCriteria {
+            q: self.q.clone(),
+            status: self.status.clone(),
+            online: self.online.clone(),
+            not_seen_since: self.not_seen_since.clone(),
+            configuration: self.configuration.clone(),
+            revision: self.revision.clone(),
+            app_version: self.app_version.clone(),
+            code: self.code.clone(),
+        }
+        .filter()
+    }
+
+    /// The sort and whether it is descending.
+    fn sort(&self) -> Result<(FleetSort, bool)> {
+        match self.sort.as_deref() {
+            None => Ok((FleetSort::Id, false)),
+            Some(text) => FleetSort::parse(text).ok_or_else(|| {
+                ApiError::invalid(
+                    "sort",
+                    "id, name, last_seen, paired_at or status, with - first for descending",
+                )
+            }),
+        }
+    }
+}
+
+impl FleetCriteria {
     fn filter(&self) -> Result<FleetFilter> {
         let search = match self.q.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -211,19 +279,6 @@ impl FleetParams {
             paired_by: parse_id(&self.code, "code", "a code id")?,
         })
     }
-
-    /// The sort and whether it is descending.
-    fn sort(&self) -> Result<(FleetSort, bool)> {
-        match self.sort.as_deref() {
-            None => Ok((FleetSort::Id, false)),
-            Some(text) => FleetSort::parse(text).ok_or_else(|| {
-                ApiError::invalid(
-                    "sort",
-                    "id, name, last_seen, paired_at or status, with - first for descending",
-                )
-            }),
-        }
-    }
 }
 
 /// An id given as a query parameter, or `422` naming it.
@@ -239,6 +294,36 @@ fn parse_id<T: std::str::FromStr>(
                 .map_err(|_| ApiError::invalid(field, what.to_string()))
         })
         .transpose()
+}
+
+/// What a bulk command changes, as its body says it: `ids` (under the field `ids_field`), a
+/// `filter` with at least one criterion, or `"all": true`; exactly one of them (an empty
+/// filter counts only with `"all": true`).
+fn selection<Id>(
+    ids: Option<Vec<Id>>,
+    filter: Option<&FleetCriteria>,
+    all: bool,
+    ids_field: &'static str,
+) -> Result<Selection<Id>> {
+    let one_of = format!("{ids_field}, a filter with at least one criterion, or \"all\": true");
+    if let Some(ids) = ids {
+        if filter.is_some() || all {
+            return Err(ApiError::invalid(ids_field, one_of));
+        }
+        if ids.is_empty() || ids.len() > MAX_IDS_PER_BULK_COMMAND {
+            return Err(ApiError::invalid(
+                ids_field,
+                format!("from 1 to {MAX_IDS_PER_BULK_COMMAND} ids"),
+            ));
+        }
+        return Ok(Selection::Ids(ids));
+    }
+    let filter = filter.map(FleetCriteria::filter).transpose()?;
+    match filter {
+        Some(filter) if !filter.is_empty() => Ok(Selection::Filter(filter)),
+        _ if all => Ok(Selection::All),
+        _ => Err(ApiError::invalid("filter", one_of)),
+    }
 }
 
 /// `?kind=&limit=&cursor=` of the code list.
@@ -619,6 +704,45 @@ async fn renew_license(
     Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
 }
 
+/// The end to renew to, and which licenses: `license_ids`, `filter` or `all`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewLicensesBody {
+    valid_until: String,
+    license_ids: Option<Vec<LicenseId>>,
+    filter: Option<FleetCriteria>,
+    #[serde(default)]
+    all: bool,
+}
+
+async fn renew_licenses(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    headers: HeaderMap,
+    Body(body): Body<RenewLicensesBody>,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    let valid_until = Timestamp::parse_rfc3339(&body.valid_until)
+        .ok_or_else(|| ApiError::invalid("valid_until", "an RFC 3339 time"))?;
+    let command = RenewLicenses {
+        valid_until,
+        selection: selection(
+            body.license_ids,
+            body.filter.as_ref(),
+            body.all,
+            "license_ids",
+        )?,
+    };
+    Ok(Json(
+        state
+            .engine
+            .run_with_key(&principal, org, command, key)
+            .await?,
+    )
+    .into_response())
+}
+
 // --- codes ----------------------------------------------------------------------------------
 
 #[derive(Debug, Deserialize, Default)]
@@ -849,23 +973,60 @@ async fn delete_configuration(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// A bulk command's selection of devices: `device_ids`, `filter` or `all`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AssignBody {
-    device_ids: Vec<DeviceId>,
+struct DevicesBody {
+    device_ids: Option<Vec<DeviceId>>,
+    filter: Option<FleetCriteria>,
+    #[serde(default)]
+    all: bool,
 }
 
 async fn assign_configuration(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Ids((org, config)): Ids<(OrgId, ConfigId)>,
-    Body(body): Body<AssignBody>,
+    headers: HeaderMap,
+    Body(body): Body<DevicesBody>,
 ) -> Result<Response> {
-    let command = AssignConfiguration {
+    let key = idempotency_key(&headers)?;
+    if let Some(device_ids) = body.device_ids {
+        if body.filter.is_some() || body.all {
+            return Err(ApiError::invalid(
+                "device_ids",
+                "device_ids, a filter with at least one criterion, or \"all\": true",
+            ));
+        }
+        // The list form: all of the devices or none (404 if one is not the organization's).
+        let command = AssignConfiguration {
+            config_id: config,
+            device_ids,
+        };
+        let reply = state
+            .engine
+            .run_with_key(&principal, org, command, key)
+            .await?;
+        let count = reply.device_ids.len();
+        return Ok(Json(json!({
+            "configuration_id": reply.configuration_id,
+            "device_ids": reply.device_ids,
+            "matched": count,
+            "assigned": count,
+        }))
+        .into_response());
+    }
+    let command = AssignConfigurationToFleet {
         config_id: config,
-        device_ids: body.device_ids,
+        selection: selection(None, body.filter.as_ref(), body.all, "device_ids")?,
     };
-    Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
+    Ok(Json(
+        state
+            .engine
+            .run_with_key(&principal, org, command, key)
+            .await?,
+    )
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -960,6 +1121,31 @@ async fn unpair(
 ) -> Result<Response> {
     let command = UnpairDevice { device_id: device };
     Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
+}
+
+async fn unpair_devices(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    headers: HeaderMap,
+    Body(body): Body<DevicesBody>,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    let command = UnpairDevices {
+        selection: selection(
+            body.device_ids,
+            body.filter.as_ref(),
+            body.all,
+            "device_ids",
+        )?,
+    };
+    Ok(Json(
+        state
+            .engine
+            .run_with_key(&principal, org, command, key)
+            .await?,
+    )
+    .into_response())
 }
 
 async fn org_audit(

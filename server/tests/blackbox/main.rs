@@ -12,6 +12,7 @@ mod support;
 
 mod audit;
 mod backpressure;
+mod bulk;
 mod codes;
 mod concurrency;
 mod configurations;

@@ -113,6 +113,55 @@ async fn an_assignment_and_an_unpair_sent_to_one_node_reach_a_device_on_another(
     assert_eq!(cluster.c.admin.summary(&org).await["free"], json!(2));
 }
 
+/// Bulk actions by filter sent to node a reach devices connected to nodes b and c: the
+/// assignment is pushed, the unpairing told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_assignment_and_unpair_by_filter_reach_devices_on_other_nodes() {
+    let cluster = ThreeNodes::start().await;
+    let admin = &cluster.a.admin;
+    let (org, code) = admin.org_with_code("Bulk", 2).await;
+    let older = admin
+        .create_config(&org, "Older", "[GLOBAL]\nolder = 1\n")
+        .await;
+    admin
+        .create_config(&org, "Newer", "[GLOBAL]\nnewer = 1\n")
+        .await;
+    let (mut on_b, _, _) = paired_device(&cluster.b, &code).await;
+    let (mut on_c, _, _) = paired_device(&cluster.c, &code).await;
+
+    let answer = admin
+        .post(
+            &format!("/v1/organizations/{org}/configurations/{older}/assign"),
+            json!({ "filter": { "online": true } }),
+        )
+        .await;
+    assert_eq!(
+        (answer["matched"].clone(), answer["assigned"].clone()),
+        (json!(2), json!(2))
+    );
+    for (connection, node) in [(&mut on_b, &cluster.b), (&mut on_c, &cluster.c)] {
+        let assigned = receives(connection, node, "the bulk assignment made on node a").await;
+        assert_eq!(assigned.configuration_id.to_string(), older);
+    }
+
+    let answer = admin
+        .post(
+            &format!("/v1/organizations/{org}/devices/unpair"),
+            json!({ "filter": { "configuration": older } }),
+        )
+        .await;
+    assert_eq!(answer, json!({ "matched": 2, "unpaired": 2 }));
+    for connection in [&mut on_b, &mut on_c] {
+        match connection.recv_timeout(WAIT).await {
+            Ok(ServerMessage::Ended(ended)) => assert_eq!(ended.reason, EndReason::Unpaired),
+            other => panic!("a device on another node was not told it was unpaired: {other:?}"),
+        }
+        let closed = connection.recv_timeout(WAIT).await.unwrap_err();
+        assert_eq!(closed.close_code(), Some(CloseCode::Unpaired));
+    }
+    assert_eq!(cluster.b.admin.summary(&org).await["free"], json!(2));
+}
+
 /// The node's LISTEN connection is killed by PostgreSQL while an edit is made on another node:
 /// the notification of that edit is never delivered to it, and the node must still bring its
 /// devices up to date once it listens again.
