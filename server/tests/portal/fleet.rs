@@ -330,7 +330,6 @@ async fn a_device_that_pairs_shows_up_live_when_it_matches_the_search_and_not_ot
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the bulk unpair endpoint (branch bulk-actions) on main"]
 async fn select_all_matching_then_unpair_unpairs_every_matching_device() {
     bounded(async {
         let Fleet { fixture, .. } = fleet().await;
@@ -412,7 +411,6 @@ async fn select_all_matching_then_unpair_unpairs_every_matching_device() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the bulk unpair endpoint (branch bulk-actions) on main"]
 async fn select_all_matching_past_one_page_unpairs_by_filter() {
     bounded(async {
         let fixture = Fixture::start().await;
@@ -572,7 +570,6 @@ async fn assign_device_from_a_list_of_free_licenses_keeps_its_qr_when_the_licens
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the bulk assign endpoint (branch bulk-actions) on main"]
 async fn assign_configuration_to_the_ticked_devices_after_a_confirmation() {
     bounded(async {
         let Fleet { fixture, .. } = fleet().await;
