@@ -38,6 +38,15 @@ pub enum LicenseStatus {
 }
 
 impl LicenseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LicenseStatus::Free => "free",
+            LicenseStatus::Reserved => "reserved",
+            LicenseStatus::Assigned => "assigned",
+            LicenseStatus::Expired => "expired",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<LicenseStatus> {
         match text {
             "free" => Some(LicenseStatus::Free),
@@ -309,6 +318,26 @@ pub struct Device {
     pub last_seen: Timestamp,
 }
 
+impl Device {
+    /// Where it stands with its configuration's current revision; `None` without a
+    /// configuration. The same rule as the fleet lists' `revision` filter.
+    pub fn revision_state(&self) -> Option<RevisionState> {
+        let configuration = self.configuration.as_ref()?;
+        match &self.applied {
+            Some(applied)
+                if applied.configuration_id == configuration.id
+                    && applied.revision == configuration.revision =>
+            {
+                Some(match applied.status {
+                    AckStatus::Applied => RevisionState::UpToDate,
+                    AckStatus::Failed => RevisionState::Failed,
+                })
+            }
+            _ => Some(RevisionState::Pending),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub id: i64,
@@ -360,6 +389,14 @@ pub enum RevisionState {
 }
 
 impl RevisionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevisionState::UpToDate => "up_to_date",
+            RevisionState::Pending => "pending",
+            RevisionState::Failed => "failed",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<RevisionState> {
         match text {
             "up_to_date" => Some(RevisionState::UpToDate),
@@ -465,6 +502,10 @@ pub struct FleetQuery {
     pub sort: FleetSort,
     pub descending: bool,
     pub page: PageRequest,
+    /// A chunk of an export (`ExportFleet`): the store reads it without counting and, on SQLite,
+    /// through a connection whose page cache is small, so that walking the whole fleet does not
+    /// leave it cached in memory.
+    pub export: bool,
 }
 
 impl FleetQuery {

@@ -58,6 +58,10 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
         )
         .route(&format!("{org}/licenses/summary"), get(license_summary))
         .route(
+            &format!("{org}/licenses.csv"),
+            get(super::export::licenses_csv),
+        )
+        .route(
             &format!("{org}/licenses/{{license}}"),
             get(license).patch(renew_license),
         )
@@ -90,6 +94,10 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
             post(assign_configuration),
         )
         .route(&format!("{org}/devices"), get(list_devices))
+        .route(
+            &format!("{org}/devices.csv"),
+            get(super::export::devices_csv),
+        )
         .route(
             &format!("{org}/devices/{{device}}"),
             get(device).patch(edit_device),
@@ -140,7 +148,7 @@ fn page(limit: Option<u32>, cursor: &Option<String>) -> PageRequest {
 /// "Fleet lists").
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct FleetParams {
+pub(super) struct FleetParams {
     q: Option<String>,
     status: Option<String>,
     online: Option<String>,
@@ -150,15 +158,15 @@ struct FleetParams {
     app_version: Option<String>,
     code: Option<String>,
     sort: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
+    pub(super) limit: Option<u32>,
+    pub(super) cursor: Option<String>,
 }
 
 /// Longest search.
 const MAX_SEARCH_BYTES: usize = 200;
 
 impl FleetParams {
-    fn filter(&self) -> Result<FleetFilter> {
+    pub(super) fn filter(&self) -> Result<FleetFilter> {
         let search = match self.q.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) if text.len() > MAX_SEARCH_BYTES || text.contains('\0') => {
@@ -213,7 +221,7 @@ impl FleetParams {
     }
 
     /// The sort and whether it is descending.
-    fn sort(&self) -> Result<(FleetSort, bool)> {
+    pub(super) fn sort(&self) -> Result<(FleetSort, bool)> {
         match self.sort.as_deref() {
             None => Ok((FleetSort::Id, false)),
             Some(text) => FleetSort::parse(text).ok_or_else(|| {
