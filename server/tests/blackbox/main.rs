@@ -17,6 +17,7 @@ mod concurrency;
 mod configurations;
 mod devices;
 mod events;
+mod export;
 mod fleet;
 mod idempotency;
 mod isolation;
