@@ -76,13 +76,12 @@ impl Query for ExportFleet {
         for item in page.items {
             let mut paired_by_label = None;
             if let Some(code_id) = item.device.as_ref().and_then(|d| d.paired_by_code) {
-                if !labels.contains_key(&code_id) {
-                    let label = reader
+                if let std::collections::hash_map::Entry::Vacant(entry) = labels.entry(code_id) {
+                    let code = reader
                         .store
                         .code(reader.org_id(), code_id, reader.now)
-                        .await?
-                        .and_then(|code| code.label);
-                    labels.insert(code_id, label);
+                        .await?;
+                    entry.insert(code.and_then(|code| code.label));
                 }
                 paired_by_label = labels[&code_id].clone();
             }

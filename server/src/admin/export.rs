@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use engine::Principal;
 use engine::ids::OrgId;
 use engine::model::FleetRows;
 use engine::query::{ExportChunk, ExportFleet, ExportRow};
@@ -120,7 +119,6 @@ async fn export(
     let engine = state.engine.clone();
     let rest = stream::unfold(next, move |cursor| {
         let engine = engine.clone();
-        let principal: Principal = principal.clone();
         let query = query.clone();
         async move {
             let after = cursor?;

@@ -238,7 +238,7 @@ async fn devices_and_licenses_export_as_csv_with_quoting_and_formula_escaping() 
         .iter()
         .map(|r| r["device_id"].clone())
         .collect();
-    assert_eq!(ids, [second.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&second));
 
     // Licenses: one row per license, the free one without device columns.
     let licenses = format!("/v1/organizations/{org}/licenses");
