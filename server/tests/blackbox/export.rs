@@ -240,6 +240,46 @@ async fn devices_and_licenses_export_as_csv_with_quoting_and_formula_escaping() 
         .collect();
     assert_eq!(ids, std::slice::from_ref(&second));
 
+    // A configuration: its id and name, and the revision state as the `revision` filter says.
+    let config = admin
+        .create_config(&org, "Route, A", "[GLOBAL]\nroute = 1\n")
+        .await;
+    admin
+        .put(
+            &format!("{devices}/{first}/configuration"),
+            json!({ "configuration_id": config }),
+        )
+        .await;
+    let csv = export(
+        admin.base(),
+        OPERATOR_TOKEN,
+        &format!("{devices}.csv?configuration={config}"),
+    )
+    .await;
+    // Devices without a configuration take the organization's first one: both have it.
+    let exported = rows(&csv.body, &DEVICE_COLUMNS);
+    assert_eq!(exported.len(), 2);
+    for row in &exported {
+        assert_eq!(row["configuration_id"], config);
+        assert_eq!(row["configuration_name"], "Route, A");
+        let revision = &row["revision"];
+        // The test's devices never acknowledge: pending, as the list's filter says too.
+        assert_eq!(revision, "pending");
+        let listed = admin
+            .get(&format!(
+                "{devices}?configuration={config}&revision={revision}"
+            ))
+            .await;
+        assert!(
+            listed["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|device| device["id"] == json!(row["device_id"])),
+            "{revision}: {listed}"
+        );
+    }
+
     // Licenses: one row per license, the free one without device columns.
     let licenses = format!("/v1/organizations/{org}/licenses");
     let csv = export(admin.base(), OPERATOR_TOKEN, &format!("{licenses}.csv")).await;
