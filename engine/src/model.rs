@@ -561,3 +561,73 @@ pub struct RevisionReports {
     pub still_assigned: bool,
     pub devices: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(
+        configuration: Option<(ConfigId, u64)>,
+        applied: Option<(ConfigId, u64, AckStatus)>,
+    ) -> Device {
+        Device {
+            id: DeviceId::generate(),
+            organization_id: OrgId::generate(),
+            installation_id: InstallationId::generate(),
+            name: "Van 7".into(),
+            reported_name: "Van 7".into(),
+            admin_name: None,
+            notes: None,
+            model: "TC52".into(),
+            os: "Android 13".into(),
+            app_version: "4.2.1".into(),
+            license_id: LicenseId::generate(),
+            license_valid_until: None,
+            paired_at: Timestamp(0),
+            paired_by_code: None,
+            configuration: configuration.map(|(id, revision)| AssignedConfiguration {
+                id,
+                name: "Route".into(),
+                revision,
+            }),
+            applied: applied.map(
+                |(configuration_id, revision, status)| AppliedConfiguration {
+                    configuration_id,
+                    revision,
+                    status,
+                    reason: None,
+                    at: Timestamp(0),
+                },
+            ),
+            online: false,
+            last_seen: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn revision_state_follows_the_report_of_the_current_revision() {
+        let (config, other) = (ConfigId::generate(), ConfigId::generate());
+        assert_eq!(device(None, None).revision_state(), None);
+        assert_eq!(
+            device(Some((config, 2)), None).revision_state(),
+            Some(RevisionState::Pending)
+        );
+        assert_eq!(
+            device(Some((config, 2)), Some((config, 2, AckStatus::Applied))).revision_state(),
+            Some(RevisionState::UpToDate)
+        );
+        assert_eq!(
+            device(Some((config, 2)), Some((config, 2, AckStatus::Failed))).revision_state(),
+            Some(RevisionState::Failed)
+        );
+        // A report of an older revision, or of another configuration, is not the current one.
+        assert_eq!(
+            device(Some((config, 2)), Some((config, 1, AckStatus::Applied))).revision_state(),
+            Some(RevisionState::Pending)
+        );
+        assert_eq!(
+            device(Some((config, 2)), Some((other, 2, AckStatus::Failed))).revision_state(),
+            Some(RevisionState::Pending)
+        );
+    }
+}
