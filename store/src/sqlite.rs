@@ -908,6 +908,27 @@ mod tests {
             .collect()
     }
 
+    /// An export's connections have the small page cache, the readers the large one.
+    #[tokio::test]
+    async fn exports_read_through_a_small_page_cache() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path().join("cache.db")))
+            .await
+            .expect("database");
+        let cache = |pool: &SqlitePool| {
+            let pool = pool.clone();
+            async move {
+                let row = sqlx::query("PRAGMA cache_size")
+                    .fetch_one(&pool)
+                    .await
+                    .expect("cache_size");
+                get::<i64, _>(&row, 0).expect("a number")
+            }
+        };
+        assert_eq!(cache(&store.exports).await, -i64::from(EXPORT_CACHE_KIB));
+        assert_eq!(cache(&store.readers).await, -32768);
+    }
+
     /// Each audit read is driven by the index of its filter, newest first, and reads the log's
     /// other rows only by key: a filtered page never walks the whole log.
     #[tokio::test]
