@@ -38,6 +38,15 @@ pub enum LicenseStatus {
 }
 
 impl LicenseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LicenseStatus::Free => "free",
+            LicenseStatus::Reserved => "reserved",
+            LicenseStatus::Assigned => "assigned",
+            LicenseStatus::Expired => "expired",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<LicenseStatus> {
         match text {
             "free" => Some(LicenseStatus::Free),
@@ -309,6 +318,26 @@ pub struct Device {
     pub last_seen: Timestamp,
 }
 
+impl Device {
+    /// Where it stands with its configuration's current revision; `None` without a
+    /// configuration. The same rule as the fleet lists' `revision` filter.
+    pub fn revision_state(&self) -> Option<RevisionState> {
+        let configuration = self.configuration.as_ref()?;
+        match &self.applied {
+            Some(applied)
+                if applied.configuration_id == configuration.id
+                    && applied.revision == configuration.revision =>
+            {
+                Some(match applied.status {
+                    AckStatus::Applied => RevisionState::UpToDate,
+                    AckStatus::Failed => RevisionState::Failed,
+                })
+            }
+            _ => Some(RevisionState::Pending),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub id: i64,
@@ -360,6 +389,14 @@ pub enum RevisionState {
 }
 
 impl RevisionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevisionState::UpToDate => "up_to_date",
+            RevisionState::Pending => "pending",
+            RevisionState::Failed => "failed",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<RevisionState> {
         match text {
             "up_to_date" => Some(RevisionState::UpToDate),
@@ -470,6 +507,10 @@ pub struct FleetQuery {
     pub sort: FleetSort,
     pub descending: bool,
     pub page: PageRequest,
+    /// A chunk of an export (`ExportFleet`): the store reads it without counting and, on SQLite,
+    /// through a connection whose page cache is small, so that walking the whole fleet does not
+    /// leave it cached in memory.
+    pub export: bool,
 }
 
 impl FleetQuery {
@@ -524,4 +565,74 @@ pub struct RevisionReports {
     /// The devices are still assigned the configuration (not moved to another one since).
     pub still_assigned: bool,
     pub devices: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(
+        configuration: Option<(ConfigId, u64)>,
+        applied: Option<(ConfigId, u64, AckStatus)>,
+    ) -> Device {
+        Device {
+            id: DeviceId::generate(),
+            organization_id: OrgId::generate(),
+            installation_id: InstallationId::generate(),
+            name: "Van 7".into(),
+            reported_name: "Van 7".into(),
+            admin_name: None,
+            notes: None,
+            model: "TC52".into(),
+            os: "Android 13".into(),
+            app_version: "4.2.1".into(),
+            license_id: LicenseId::generate(),
+            license_valid_until: None,
+            paired_at: Timestamp(0),
+            paired_by_code: None,
+            configuration: configuration.map(|(id, revision)| AssignedConfiguration {
+                id,
+                name: "Route".into(),
+                revision,
+            }),
+            applied: applied.map(
+                |(configuration_id, revision, status)| AppliedConfiguration {
+                    configuration_id,
+                    revision,
+                    status,
+                    reason: None,
+                    at: Timestamp(0),
+                },
+            ),
+            online: false,
+            last_seen: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn revision_state_follows_the_report_of_the_current_revision() {
+        let (config, other) = (ConfigId::generate(), ConfigId::generate());
+        assert_eq!(device(None, None).revision_state(), None);
+        assert_eq!(
+            device(Some((config, 2)), None).revision_state(),
+            Some(RevisionState::Pending)
+        );
+        assert_eq!(
+            device(Some((config, 2)), Some((config, 2, AckStatus::Applied))).revision_state(),
+            Some(RevisionState::UpToDate)
+        );
+        assert_eq!(
+            device(Some((config, 2)), Some((config, 2, AckStatus::Failed))).revision_state(),
+            Some(RevisionState::Failed)
+        );
+        // A report of an older revision, or of another configuration, is not the current one.
+        assert_eq!(
+            device(Some((config, 2)), Some((config, 1, AckStatus::Applied))).revision_state(),
+            Some(RevisionState::Pending)
+        );
+        assert_eq!(
+            device(Some((config, 2)), Some((other, 2, AckStatus::Failed))).revision_state(),
+            Some(RevisionState::Pending)
+        );
+    }
 }

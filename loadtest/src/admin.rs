@@ -44,6 +44,22 @@ impl Admin {
         Ok(answer.json())
     }
 
+    /// `GET path` as text (a CSV export): the whole body.
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let answer = self
+            .api
+            .call(reqwest::Method::GET, path, None, &[])
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        anyhow::ensure!(
+            answer.status.is_success(),
+            "GET {path} answered {}: {}",
+            answer.status,
+            answer.text
+        );
+        Ok(answer.text)
+    }
+
     /// Opens `org`'s live feed (as a portal does) and waits for its `ready` event.
     pub async fn open_feed(&self, org: &str) -> anyhow::Result<Feed> {
         let feed = self

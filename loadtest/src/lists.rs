@@ -38,6 +38,11 @@ pub struct ListsArgs {
     /// few seconds measures the lists as they are once it has.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub settle: Duration,
+    /// After the seeding, before anything else reads the lists: time a CSV export of all the
+    /// devices (`GET .../devices.csv`) and report the server's resident memory before and after
+    /// it (with --start-server, or --server-pid).
+    #[arg(long)]
+    pub export: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -124,6 +129,33 @@ pub async fn lists(target: &mut Target, args: &ListsArgs) -> anyhow::Result<Repo
         .context("code id")?
         .to_string();
     let midway = rfc3339(seeding + (seeded - seeding) / 2);
+
+    if args.export {
+        let pid = run.target.server_pids.first().copied();
+        let before = pid.and_then(crate::procstat::sample);
+        let start = Instant::now();
+        let csv = admin.get_text(&format!("{base}/devices.csv")).await?;
+        let seconds = start.elapsed().as_secs_f64();
+        let after = pid.and_then(crate::procstat::sample);
+        let rows = csv.matches("\r\n").count().saturating_sub(1);
+        if rows != args.devices as usize {
+            problems.push(format!("the export has {rows} rows, not {}", args.devices));
+        }
+        let figures = &mut run.report.figures;
+        figures.insert("export seconds".into(), seconds);
+        figures.insert("export rows".into(), rows as f64);
+        figures.insert("export MB".into(), csv.len() as f64 / 1e6);
+        if let (Some(before), Some(after)) = (before, after) {
+            figures.insert(
+                "server RSS MB before export".into(),
+                before.rss_bytes as f64 / 1e6,
+            );
+            figures.insert(
+                "server RSS MB after export".into(),
+                after.rss_bytes as f64 / 1e6,
+            );
+        }
+    }
 
     let licenses_path = format!("{base}/licenses");
     let devices_path = format!("{base}/devices");

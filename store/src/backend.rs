@@ -240,6 +240,11 @@ pub struct SqlStore<B: Backend> {
     /// Reads outside transactions. On SQLite read-only connections beside the writer (WAL lets
     /// them read while it writes); on PostgreSQL the same pool as `writer`.
     pub(crate) readers: Pool<B>,
+    /// The chunks of an export, which walk a whole fleet list. On SQLite read-only connections
+    /// of their own whose page cache is small: through a reader, the walk would fill its 32 MB
+    /// cache and the server would keep that memory; on PostgreSQL the same pool as `readers`
+    /// (the server's cache is the database's, not the server process's).
+    pub(crate) exports: Pool<B>,
     /// What only this backend keeps beside its connections.
     pub(crate) extra: Arc<B::Extra>,
 }
@@ -261,6 +266,7 @@ impl<B: Backend> Clone for SqlStore<B> {
         SqlStore {
             writer: self.writer.clone(),
             readers: self.readers.clone(),
+            exports: self.exports.clone(),
             extra: Arc::clone(&self.extra),
         }
     }

@@ -552,8 +552,13 @@ pub(crate) async fn read<B: Backend>(
         Some(text) => Some(Cursor::decode(text, query, regions.len())?),
         None => None,
     };
-    let mut transaction = store
-        .readers
+    // An export's chunk: through the export connections (see `SqlStore::exports`), uncounted.
+    let pool = if query.export {
+        &store.exports
+    } else {
+        &store.readers
+    };
+    let mut transaction = pool
         .begin_with(B::BEGIN_FLEET_READ)
         .await
         .map_err(B::map_error)?;
@@ -563,7 +568,7 @@ pub(crate) async fn read<B: Backend>(
     for (index, region) in regions.iter().copied().enumerate() {
         let filtered = filtered(region, query, org_id, now, B::UNHELD_LICENSES);
         // Past the bound the total is "more than" whatever the later regions hold.
-        if total <= FleetQuery::COUNT_BOUND {
+        if !query.export && total <= FleetQuery::COUNT_BOUND {
             let (count, built) = count_statement(&filtered, FleetQuery::COUNT_BOUND + 1 - total);
             let counted: i64 = connection
                 .fetch_one(sqlx::AssertSqlSafe(count), &built.args())
@@ -627,6 +632,7 @@ pub(crate) async fn matching_ids<B: Backend>(
         sort: FleetSort::Id,
         descending: false,
         page: Default::default(),
+        export: false,
     };
     // Sorted by id, a query is one region, or none when nothing can match.
     let Some(region) = regions(&query).into_iter().next() else {
@@ -707,6 +713,7 @@ mod tests {
                             sort,
                             descending,
                             page: PageRequest::first(50),
+                            export: false,
                         });
                     }
                 }

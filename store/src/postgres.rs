@@ -163,7 +163,8 @@ impl PgStore {
         let origin = u64::from_le_bytes(engine::secrets::random_bytes());
         Ok(SqlStore {
             writer: pool.clone(),
-            readers: pool,
+            readers: pool.clone(),
+            exports: pool,
             extra: Arc::new(PgNode {
                 options,
                 origin,

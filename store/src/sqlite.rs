@@ -153,6 +153,9 @@ impl Checkpointer {
     }
 }
 
+/// The page cache of an export's connections, in KiB (a reader's is 32 MiB).
+const EXPORT_CACHE_KIB: u32 = 1024;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 impl SqliteStore {
@@ -202,12 +205,26 @@ impl SqliteStore {
             .max_connections(settings.readers.max(1))
             .min_connections(1)
             .acquire_timeout(settings.busy_timeout)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await
             .map_err(map_error)?;
+        // Opened when an export first reads, and closed when idle: a walk of the whole fleet
+        // through a small page cache keeps the server's memory flat whatever the fleet's size
+        // (its pages are in the OS's file cache anyway).
+        let exports = SqlitePoolOptions::new()
+            .max_connections(settings.readers.max(1))
+            .min_connections(0)
+            .idle_timeout(Duration::from_secs(60))
+            .acquire_timeout(settings.busy_timeout)
+            .connect_lazy_with(
+                options
+                    .read_only(true)
+                    .pragma("cache_size", format!("-{EXPORT_CACHE_KIB}")),
+            );
         Ok(SqlStore {
             writer,
             readers,
+            exports,
             extra: Arc::new(SqliteFile {
                 checkpointer: Checkpointer::start(checkpoints, Duration::from_millis(200)),
                 path: settings.path.clone(),
@@ -892,6 +909,27 @@ mod tests {
         rows.iter()
             .map(|row| get::<String, _>(row, 3).unwrap_or_default())
             .collect()
+    }
+
+    /// An export's connections have the small page cache, the readers the large one.
+    #[tokio::test]
+    async fn exports_read_through_a_small_page_cache() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path().join("cache.db")))
+            .await
+            .expect("database");
+        let cache = |pool: &SqlitePool| {
+            let pool = pool.clone();
+            async move {
+                let row = sqlx::query("PRAGMA cache_size")
+                    .fetch_one(&pool)
+                    .await
+                    .expect("cache_size");
+                get::<i64, _>(&row, 0).expect("a number")
+            }
+        };
+        assert_eq!(cache(&store.exports).await, -i64::from(EXPORT_CACHE_KIB));
+        assert_eq!(cache(&store.readers).await, -32768);
     }
 
     /// Each audit read is driven by the index of its filter, newest first, and reads the log's

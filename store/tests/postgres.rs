@@ -1030,6 +1030,7 @@ async fn reads(store: &dyn Store, ids: &Ids, now: Timestamp, log: &mut Vec<Strin
             sort,
             descending,
             page: PageRequest::first(2),
+            export: false,
         };
         loop {
             let result = store.fleet(ids.org, &query, now).await;

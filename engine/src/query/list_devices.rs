@@ -25,6 +25,7 @@ impl Query for ListDevices {
             sort: self.sort,
             descending: self.descending,
             page: self.page.clone(),
+            export: false,
         };
         let page = reader
             .store

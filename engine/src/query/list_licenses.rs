@@ -25,6 +25,7 @@ impl Query for ListLicenses {
             sort: self.sort,
             descending: self.descending,
             page: self.page.clone(),
+            export: false,
         };
         Ok(reader
             .store

@@ -7,6 +7,7 @@
 //! its SQL in the store, its route and its tests).
 
 mod configuration_rollout;
+mod export_fleet;
 mod get_code;
 mod get_configuration;
 mod get_device;
@@ -32,6 +33,7 @@ use crate::secrets::SecretCipher;
 use crate::store::AdminReads;
 
 pub use configuration_rollout::GetConfigurationRollout;
+pub use export_fleet::{ExportChunk, ExportFleet, ExportRow};
 pub use get_code::GetCode;
 pub use get_configuration::GetConfiguration;
 pub use get_device::GetDevice;

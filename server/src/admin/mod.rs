@@ -6,6 +6,7 @@
 //! log, never to the client.
 
 mod events;
+mod export;
 mod routes;
 
 use std::sync::Arc;

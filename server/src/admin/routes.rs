@@ -61,6 +61,10 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
         .route(&format!("{org}/licenses/summary"), get(license_summary))
         .route(&format!("{org}/licenses/renew"), post(renew_licenses))
         .route(
+            &format!("{org}/licenses.csv"),
+            get(super::export::licenses_csv),
+        )
+        .route(
             &format!("{org}/licenses/{{license}}"),
             get(license).patch(renew_license),
         )
@@ -94,6 +98,10 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
         )
         .route(&format!("{org}/devices"), get(list_devices))
         .route(&format!("{org}/devices/unpair"), post(unpair_devices))
+        .route(
+            &format!("{org}/devices.csv"),
+            get(super::export::devices_csv),
+        )
         .route(
             &format!("{org}/devices/{{device}}"),
             get(device).patch(edit_device),
@@ -144,7 +152,7 @@ fn page(limit: Option<u32>, cursor: &Option<String>) -> PageRequest {
 /// "Fleet lists").
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct FleetParams {
+pub(super) struct FleetParams {
     q: Option<String>,
     status: Option<String>,
     online: Option<String>,
@@ -154,8 +162,8 @@ struct FleetParams {
     app_version: Option<String>,
     code: Option<String>,
     sort: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
+    pub(super) limit: Option<u32>,
+    pub(super) cursor: Option<String>,
 }
 
 /// The search and filters of a fleet list, or the `filter` of a bulk command's body: one type,
@@ -197,7 +205,7 @@ fn text_or_bool<'de, D: serde::Deserializer<'de>>(
 const MAX_SEARCH_BYTES: usize = 200;
 
 impl FleetParams {
-    fn filter(&self) -> Result<FleetFilter> {
+    pub(super) fn filter(&self) -> Result<FleetFilter> {
         FleetCriteria {
             q: self.q.clone(),
             status: self.status.clone(),
@@ -212,7 +220,7 @@ impl FleetParams {
     }
 
     /// The sort and whether it is descending.
-    fn sort(&self) -> Result<(FleetSort, bool)> {
+    pub(super) fn sort(&self) -> Result<(FleetSort, bool)> {
         match self.sort.as_deref() {
             None => Ok((FleetSort::Id, false)),
             Some(text) => FleetSort::parse(text).ok_or_else(|| {

@@ -18,6 +18,7 @@ mod concurrency;
 mod configurations;
 mod devices;
 mod events;
+mod export;
 mod fleet;
 mod idempotency;
 mod isolation;

@@ -461,7 +461,6 @@ async fn select_all_matching_past_one_page_unpairs_by_filter() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the CSV export endpoint (GET .../devices.csv, branch export) on main"]
 async fn export_csv_downloads_the_filtered_devices_with_the_organizations_name() {
     bounded(async {
         let Fleet { fixture, .. } = fleet().await;
