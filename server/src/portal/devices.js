@@ -242,6 +242,7 @@ export async function renderDevices(org, query = "") {
   state.licensesTable = licensesTable(state);
   state.controls = listControls(state);
   state.bulk = bulkBar(state);
+  state.narrowPageBox = narrowPageBox(state);
   state.pager = pager(state);
 
   const summaryList = h(
@@ -268,6 +269,7 @@ export async function renderDevices(org, query = "") {
       h("h2", {}, "Licenses"),
       state.controls.element,
       state.bulk.element,
+      state.narrowPageBox.element,
       state.status,
       state.range,
       state.empty,
@@ -623,11 +625,13 @@ function showSelection(state) {
   for (const box of state.tbody.querySelectorAll("input[data-select]")) {
     box.checked = state.allMatching || state.selected.has(box.dataset.select);
   }
-  const pageBox = state.licensesTable.querySelector("#select-page");
   const ticked = onPage.filter((id) => state.selected.has(id)).length;
-  pageBox.disabled = onPage.length === 0;
-  pageBox.checked = state.allMatching || (onPage.length > 0 && ticked === onPage.length);
-  pageBox.indeterminate = !pageBox.checked && ticked > 0;
+  // The header's box, and the one shown instead at phone width (where the header is hidden).
+  for (const pageBox of [state.licensesTable.querySelector("#select-page"), state.narrowPageBox.box]) {
+    pageBox.disabled = onPage.length === 0;
+    pageBox.checked = state.allMatching || (onPage.length > 0 && ticked === onPage.length);
+    pageBox.indeterminate = !pageBox.checked && ticked > 0;
+  }
   const { element, label, all, unpair, assign } = state.bulk;
   if (state.allMatching && !state.matching) state.allMatching = false;
   const count = state.allMatching ? state.matching.total : state.selected.size;
@@ -646,6 +650,17 @@ function showSelection(state) {
   if (more) all.textContent = `Select all ${matchingCount(state)} matching`;
   unpair.disabled = count === 0;
   assign.disabled = count === 0;
+}
+
+/**
+ * "Select this page" above the rows, for phone widths: there the table's header (with its box for
+ * the page) is hidden and each row shows its own labels. style.css shows it only there.
+ */
+function narrowPageBox(state) {
+  const box = h("input", { type: "checkbox", id: "select-page-narrow" });
+  box.addEventListener("change", () => selectPage(state, box.checked));
+  const element = h("label", { class: "select-page-narrow", for: "select-page-narrow" }, box, " Select this page");
+  return { element, box };
 }
 
 function bulkBar(state) {

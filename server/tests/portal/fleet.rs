@@ -365,6 +365,16 @@ async fn select_all_matching_then_unpair_unpairs_every_matching_device() {
         browser
             .wait_text("#selection-count", "2 devices selected")
             .await;
+        // The phone-width box for the page is not shown beside the header's.
+        assert_eq!(
+            browser
+                .execute(
+                    "return getComputedStyle(document.querySelector('.select-page-narrow')).display;",
+                    vec![]
+                )
+                .await,
+            json!("none")
+        );
         // Free licenses' rows hold no device: the whole page of the unfiltered list is not all.
         let all = browser.find("#select-all-matching").await;
         assert!(
@@ -397,6 +407,16 @@ async fn select_all_matching_then_unpair_unpairs_every_matching_device() {
         browser
             .wait_text("#selection-count", "2 devices selected")
             .await;
+        // The phone-width box for the page is not shown beside the header's.
+        assert_eq!(
+            browser
+                .execute(
+                    "return getComputedStyle(document.querySelector('.select-page-narrow')).display;",
+                    vec![]
+                )
+                .await,
+            json!("none")
+        );
         let unpair = browser.wait_visible("#bulk-unpair").await;
         browser.click(&unpair).await;
         let question = browser.accept_alert().await;
@@ -433,13 +453,17 @@ async fn select_all_matching_past_one_page_unpairs_by_filter() {
                     .0,
             );
         }
+        // At phone width, where the table's header (and its box for the page) is hidden, the
+        // page is ticked with the box shown above the rows instead.
         let browser = Browser::start().await;
+        browser.set_window_size(390, 844).await;
         fixture.sign_in(&browser, &key).await;
         choose(&browser, "#filter-status", "assigned").await;
         wait_range(&browser, "1–50 of 55").await;
-        let page = browser.wait_visible("#select-page").await;
+        let page = browser.wait_visible("#select-page-narrow").await;
         browser.click(&page).await;
         let all = browser.wait_visible("#select-all-matching").await;
+        assert_no_sideways_scroll_at(&browser, 390, "the Devices page with a selection").await;
         assert!(browser.text(&all).await.contains("Select all 55 matching"));
         browser.click(&all).await;
         browser
@@ -586,6 +610,16 @@ async fn assign_configuration_to_the_ticked_devices_after_a_confirmation() {
         browser
             .wait_text("#selection-count", "2 devices selected")
             .await;
+        // The phone-width box for the page is not shown beside the header's.
+        assert_eq!(
+            browser
+                .execute(
+                    "return getComputedStyle(document.querySelector('.select-page-narrow')).display;",
+                    vec![]
+                )
+                .await,
+            json!("none")
+        );
         choose(&browser, "#bulk-configuration", &water).await;
         let assign = browser.wait_visible("#bulk-assign").await;
         browser.click(&assign).await;
