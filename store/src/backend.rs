@@ -339,6 +339,16 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     /// is named; PostgreSQL's planner knows from its statistics.
     const UNHELD_LICENSES: &'static str;
 
+    /// A walk of an organization's devices through the index of the searched text
+    /// (`fleet::SEARCHED_TEXT`), when the backend has one: what follows `devices d`, and the
+    /// condition that the index's statements add (its partial index's own term). SQLite reads
+    /// the text from the index alone, without the table's rows. PostgreSQL has none (it cannot
+    /// read an expression index without the table).
+    const SEARCHED_DEVICES: Option<(&'static str, &'static str)>;
+
+    /// ` AND d.id IN …` the ids bound to `{list}` (a list of ids, `Arg::Ids`).
+    const ID_IN_LIST: &'static str;
+
     // --- statements whose text differs ---------------------------------------------------------
     //
     // Each takes the same values, in the same order, on both backends (a list of ids is one

@@ -248,6 +248,7 @@ enum Bound {
     Int(i64),
     Uuid(Uuid),
     Text(String),
+    Ids(Vec<Uuid>),
 }
 
 /// A statement being built: its text and its bound values, `$1`, `$2`… in order.
@@ -270,6 +271,7 @@ impl Built {
                 Bound::Int(value) => Arg::from(*value),
                 Bound::Uuid(value) => Arg::from(*value),
                 Bound::Text(value) => Arg::Text(Some(value.as_str())),
+                Bound::Ids(ids) => Arg::Ids(ids.clone()),
             })
             .collect()
     }
@@ -457,6 +459,10 @@ fn read_row(row: &impl Columns, region: Region) -> StoreResult<Read> {
 struct Filtered {
     sql: String,
     counted: String,
+    /// The count's tables and the conditions, for the walk through the searched text's index
+    /// (`Backend::SEARCHED_DEVICES`).
+    tables: String,
+    conditions: String,
     built: Built,
 }
 
@@ -471,13 +477,13 @@ fn filtered(
     let now = built.bind(Bound::Int(now.0));
     let conditions = conditions(region, &query.filter, org_id, &now, &mut built).join(" AND ");
     let sql = format!("{} WHERE {conditions}", select(region, &now, unheld_hint));
-    let counted = format!(
-        "SELECT 1 FROM {} WHERE {conditions}",
-        counted_tables(region, &query.filter, unheld_hint)
-    );
+    let tables = counted_tables(region, &query.filter, unheld_hint);
+    let counted = format!("SELECT 1 FROM {tables} WHERE {conditions}");
     Filtered {
         sql,
         counted,
+        tables,
+        conditions,
         built,
     }
 }
@@ -539,6 +545,66 @@ fn page_statement(
     Ok((sql, built))
 }
 
+/// Past this many matches a search is dense: its page walks the sort's index (matches are
+/// near each other there); up to it, the matches are read by id and sorted.
+const SEARCH_FEW: usize = 500;
+
+/// The index hint for a walk through the searched text's index, when the query's one region
+/// can take it: a search of devices (not split by license status), not an export's chunk, on a
+/// backend that has that index.
+fn searched_walk<B: Backend>(
+    query: &FleetQuery,
+    regions: &[Region],
+) -> Option<(&'static str, &'static str)> {
+    let hint = B::SEARCHED_DEVICES?;
+    match regions {
+        [region]
+            if query.filter.search.is_some()
+                && !query.export
+                && region.source == Source::Devices
+                && region.status.is_none() =>
+        {
+            Some(hint)
+        }
+        _ => None,
+    }
+}
+
+/// What a walk through the searched text's index answers.
+#[derive(Debug, Clone, Copy)]
+enum Searched {
+    /// The matching devices' ids.
+    Ids,
+    /// How many devices match.
+    Count,
+}
+
+/// `filtered`'s rows through the searched text's index (`index`: its hint and its term), up
+/// to `bound`.
+fn searched_statement(
+    filtered: &Filtered,
+    (hint, term): (&str, &str),
+    what: Searched,
+    bound: usize,
+) -> (String, Built) {
+    let mut built = Built {
+        values: filtered.built.values.clone(),
+    };
+    let bound = built.bind(Bound::Int(i64::try_from(bound).unwrap_or(i64::MAX)));
+    let tables = filtered
+        .tables
+        .replacen("devices d", &format!("devices d {hint}"), 1);
+    let rows = format!(
+        "SELECT d.id FROM {tables} WHERE {} AND {term} LIMIT {bound}",
+        filtered.conditions
+    );
+    let sql = match what {
+        Searched::Count => format!("SELECT COUNT(*) FROM ({rows}) AS matching"),
+        Searched::Ids => rows,
+    };
+    (sql, built)
+}
+
 /// Reads one page of a fleet list.
 pub(crate) async fn read<B: Backend>(
     store: &SqlStore<B>,
@@ -565,10 +631,42 @@ pub(crate) async fn read<B: Backend>(
     let connection = &mut *transaction;
     let mut rows: Vec<(usize, Read)> = Vec::new();
     let mut total = 0u64;
+    let searched = searched_walk::<B>(query, &regions);
     for (index, region) in regions.iter().copied().enumerate() {
-        let filtered = filtered(region, query, org_id, now, B::UNHELD_LICENSES);
+        let mut filtered = filtered(region, query, org_id, now, B::UNHELD_LICENSES);
+        // A search reads every device of the organization: through the searched text's index,
+        // once. Few matches: they are the count, and the page is read among them, by id. More:
+        // they are counted through that index, and the page walks the sort's index.
+        let mut counted = false;
+        if let Some(index) = searched {
+            let (probe, built) =
+                searched_statement(&filtered, index, Searched::Ids, SEARCH_FEW + 1);
+            let found = connection
+                .fetch_all(sqlx::AssertSqlSafe(probe), &built.args())
+                .await?;
+            if found.len() <= SEARCH_FEW {
+                let ids = found
+                    .iter()
+                    .map(|row| get::<Uuid, _>(row, 0))
+                    .collect::<StoreResult<Vec<Uuid>>>()?;
+                total += ids.len() as u64;
+                let list = filtered.built.bind(Bound::Ids(ids));
+                filtered
+                    .sql
+                    .push_str(&B::ID_IN_LIST.replace("{list}", &list));
+            } else {
+                let bound = usize::try_from(FleetQuery::COUNT_BOUND + 1).unwrap_or(usize::MAX);
+                let (count, built) = searched_statement(&filtered, index, Searched::Count, bound);
+                let matching: i64 = connection
+                    .fetch_one(sqlx::AssertSqlSafe(count), &built.args())
+                    .await
+                    .and_then(|row| get(&row, 0))?;
+                total += u64::try_from(matching).unwrap_or(0);
+            }
+            counted = true;
+        }
         // Past the bound the total is "more than" whatever the later regions hold.
-        if !query.export && total <= FleetQuery::COUNT_BOUND {
+        if !counted && !query.export && total <= FleetQuery::COUNT_BOUND {
             let (count, built) = count_statement(&filtered, FleetQuery::COUNT_BOUND + 1 - total);
             let counted: i64 = connection
                 .fetch_one(sqlx::AssertSqlSafe(count), &built.args())
@@ -726,7 +824,27 @@ mod tests {
     /// a cursor in it.
     fn statements<B: Backend>(query: &FleetQuery, org_id: OrgId) -> Vec<(String, Built)> {
         let mut statements = Vec::new();
-        for (index, region) in regions(query).into_iter().enumerate() {
+        let regions = regions(query);
+        if let Some(index) = searched_walk::<B>(query, &regions) {
+            // The walk through the searched text's index, and a page among the few it found.
+            let mut filtered = filtered(regions[0], query, org_id, NOW, B::UNHELD_LICENSES);
+            statements.push(searched_statement(&filtered, index, Searched::Ids, 501));
+            statements.push(searched_statement(
+                &filtered,
+                index,
+                Searched::Count,
+                10_001,
+            ));
+            let list = filtered.built.bind(Bound::Ids(vec![Uuid::now_v7()]));
+            filtered
+                .sql
+                .push_str(&B::ID_IN_LIST.replace("{list}", &list));
+            statements.push(
+                page_statement(&filtered, regions[0], query.descending, None, 51)
+                    .expect("a statement"),
+            );
+        }
+        for (index, region) in regions.into_iter().enumerate() {
             let filtered = filtered(region, query, org_id, NOW, B::UNHELD_LICENSES);
             statements.push(count_statement(&filtered, FleetQuery::COUNT_BOUND + 1));
             let cursor = Cursor {
@@ -770,12 +888,17 @@ mod tests {
                     let line: String = get(row, 3).unwrap_or_default();
                     // A table of the statement (d, l or c) is searched with a constraint;
                     // the count's subquery (`matching`) is scanned as it comes.
-                    let table_scan =
-                        line.starts_with("SCAN ") && !line.starts_with("SCAN matching");
+                    // A list of ids bound to the statement is scanned as it comes too.
+                    let table_scan = line.starts_with("SCAN ")
+                        && !line.starts_with("SCAN matching")
+                        && !line.starts_with("SCAN json_each");
+                    // The searched text's index serves only the statements that name it.
+                    let stray_search_index = line.contains("devices_search")
+                        && !sql.contains("INDEXED BY devices_search");
                     let sorted_whole = query.filter == FleetFilter::default()
                         && query.sort != FleetSort::Status
                         && line.contains("TEMP B-TREE");
-                    if table_scan || sorted_whole {
+                    if table_scan || sorted_whole || stray_search_index {
                         problems.push(format!("{query:?}\n  {line}\n  {sql}"));
                     }
                 }

@@ -293,6 +293,8 @@ impl Backend for Postgres {
     const BEGIN_FLEET_READ: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
          SET LOCAL enable_seqscan = off";
     const UNHELD_LICENSES: &'static str = "";
+    const SEARCHED_DEVICES: Option<(&'static str, &'static str)> = None;
+    const ID_IN_LIST: &'static str = " AND d.id = ANY({list})";
 
     const DEVICE_STATES: &'static str =
         "SELECT id, config_id, end_reason FROM devices WHERE id = ANY($1)";

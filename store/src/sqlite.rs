@@ -406,6 +406,9 @@ impl Backend for Sqlite {
     /// A read transaction (WAL): one snapshot for the counts and the pages.
     const BEGIN_FLEET_READ: &'static str = "BEGIN";
     const UNHELD_LICENSES: &'static str = "INDEXED BY licenses_unassigned";
+    const SEARCHED_DEVICES: Option<(&'static str, &'static str)> =
+        Some(("INDEXED BY devices_search", "length(d.name) >= 0"));
+    const ID_IN_LIST: &'static str = " AND d.id IN (SELECT unhex(value) FROM json_each({list}))";
 
     const DEVICE_STATES: &'static str = "SELECT id, config_id, end_reason FROM devices \
          WHERE id IN (SELECT unhex(value) FROM json_each(?))";
