@@ -157,9 +157,9 @@ pub struct Browser {
     driver: ChromeDriver,
 }
 
-/// An element found on the page.
+/// An element found on the page, with the selector that found it (none from `find_all`).
 #[derive(Debug, Clone)]
-pub struct Element(String);
+pub struct Element(String, Option<String>);
 
 impl Browser {
     /// Starts chromedriver and a new headless Chromium session with a fresh profile.
@@ -271,7 +271,7 @@ impl Browser {
         match found {
             Ok(value) => value[ELEMENT_KEY]
                 .as_str()
-                .map(|id| Element(id.to_string())),
+                .map(|id| Element(id.to_string(), Some(css.to_string()))),
             Err(error) if error.error == "no such element" => None,
             Err(error) => panic!("WebDriver find {css:?}: {error}"),
         }
@@ -292,7 +292,7 @@ impl Browser {
                 items
                     .iter()
                     .filter_map(|item| item[ELEMENT_KEY].as_str())
-                    .map(|id| Element(id.to_string()))
+                    .map(|id| Element(id.to_string(), None))
                     .collect()
             })
             .unwrap_or_default()
@@ -374,11 +374,30 @@ impl Browser {
         }
     }
 
-    /// The rendered text of an element.
+    /// The rendered text of an element. The pages re-render rows live, so an element found by
+    /// a selector may be replaced between finding it and reading it: then the element now
+    /// matching the same selector is read (bounded).
     pub async fn text(&self, element: &Element) -> String {
-        self.try_text(element)
-            .await
-            .expect("the element is still on the page")
+        if let Some(text) = self.try_text(element).await {
+            return text;
+        }
+        let css = element
+            .1
+            .as_deref()
+            .expect("the element is still on the page");
+        let deadline = Instant::now() + WAIT_FOR_PAGE;
+        loop {
+            if let Some(again) = self.find(css).await
+                && let Some(text) = self.try_text(&again).await
+            {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css:?} left the page and did not come back within {WAIT_FOR_PAGE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The rendered text of the whole page.
