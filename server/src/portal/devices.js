@@ -18,7 +18,8 @@
 // just that part, keeping an open Assign dialog or Configure panel when its row is still in a
 // state it fits. The organization's live feed (live.js) names what changed: a device shown on the
 // page is re-read on its own; a device that pairs, new licenses or an edited configuration make
-// the page re-read its current page of 50 (gathered, at most once a second), never the whole list.
+// the page re-read its current page of 50 (gathered, at most once a second, and during a burst of
+// events once it quiets, at most 2 s late), never the whole list.
 //
 // Layout: five columns (status with the row's checkbox, device, configuration, last seen,
 // actions) whose cells wrap, so that the table never needs more than the page's width and every
@@ -207,6 +208,9 @@ export async function renderDevices(org, query = "") {
     live: h("p", { id: "live-state", class: "live-state", "data-state": "connecting" }, "Connecting to live updates…"),
     /** What the live feed said changed, not yet re-read. */
     pending: { devices: new Set(), summary: false, page: false },
+    /** When the last live event came, and the first not yet re-read (see `flush`). */
+    lastEventAt: 0,
+    firstUnreadAt: null,
     flushing: false,
     flushTimer: null,
     lastPageReload: 0,
@@ -789,6 +793,11 @@ const FLUSH_DELAY_MS = 150;
 /** The current page is re-read at most this often (a big organization enrolling at full speed
  * sends events many times a second). */
 const PAGE_RELOAD_EVERY_MS = 1000;
+/** While events keep coming (a burst of pairings), the page and the counts wait until none has
+ * come for this long, so that a burst is not slowed by the page's reads; */
+const QUIET_MS = 300;
+/** but they never lag the first unread event by more than this. */
+const STALE_AT_MOST_MS = 2000;
 
 function startLive(state, org) {
   // The user may have left while the page loaded.
@@ -797,6 +806,7 @@ function startLive(state, org) {
     org,
     (name, data) => {
       const pending = state.pending;
+      state.lastEventAt = Date.now();
       // A code created or revoked, or a pairing (a code's uses): the active codes are re-read.
       if (name === "codes" || name === "resync" || (name === "devices" && data.change === "paired")) {
         scheduleCodesRefresh(state);
@@ -864,6 +874,7 @@ function scheduleCodesRefresh(state) {
 
 function scheduleFlush(state) {
   if (state.flushTimer || state.flushing) return;
+  state.firstUnreadAt ??= Date.now();
   state.flushTimer = setTimeout(() => flush(state), FLUSH_DELAY_MS);
 }
 
@@ -871,10 +882,21 @@ function scheduleFlush(state) {
 async function flush(state) {
   state.flushTimer = null;
   if (!state.tbody.isConnected) return;
-  const { devices, summary, page } = state.pending;
-  state.pending = { devices: new Set(), summary: false, page: false };
   state.flushing = true;
   try {
+    // The page and the counts wait for a quiet moment in a burst (bounded by STALE_AT_MOST_MS).
+    const heavy = () =>
+      state.pending.page || state.pending.summary || state.pending.devices.size > PAGE_RELOAD_ABOVE;
+    for (;;) {
+      const quietIn = (state.lastEventAt ?? 0) + QUIET_MS - Date.now();
+      const staleIn = (state.firstUnreadAt ?? Date.now()) + STALE_AT_MOST_MS - Date.now();
+      if (!heavy() || quietIn <= 0 || staleIn <= 0) break;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(quietIn, staleIn)));
+      if (!state.tbody.isConnected) return;
+    }
+    const { devices, summary, page } = state.pending;
+    state.pending = { devices: new Set(), summary: false, page: false };
+    state.firstUnreadAt = null;
     if (page || devices.size > PAGE_RELOAD_ABOVE) {
       const wait = state.lastPageReload + PAGE_RELOAD_EVERY_MS - Date.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
