@@ -346,6 +346,13 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     /// read an expression index without the table).
     const SEARCHED_DEVICES: Option<(&'static str, &'static str)>;
 
+    /// A walk of an organization's online devices through an index of those alone, when the
+    /// backend has one: what follows `devices d`, and the condition that the index's statements
+    /// add. SQLite's plain online filter otherwise reads every device of the organization (it
+    /// plans without statistics); PostgreSQL has none (its planner, with statistics, does well
+    /// enough without).
+    const ONLINE_DEVICES: Option<(&'static str, &'static str)>;
+
     /// ` AND d.id IN …` the ids bound to `{list}` (a list of ids, `Arg::Ids`).
     const ID_IN_LIST: &'static str;
 

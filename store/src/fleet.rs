@@ -459,8 +459,8 @@ fn read_row(row: &impl Columns, region: Region) -> StoreResult<Read> {
 struct Filtered {
     sql: String,
     counted: String,
-    /// The count's tables and the conditions, for the walk through the searched text's index
-    /// (`Backend::SEARCHED_DEVICES`).
+    /// The count's tables and the conditions, for a walk through a narrow index
+    /// (`Backend::SEARCHED_DEVICES`, `Backend::ONLINE_DEVICES`).
     tables: String,
     conditions: String,
     built: Built,
@@ -545,24 +545,28 @@ fn page_statement(
     Ok((sql, built))
 }
 
-/// Past this many matches a search is dense: its page walks the sort's index (matches are
-/// near each other there); up to it, the matches are read by id and sorted.
-const SEARCH_FEW: usize = 500;
+/// Past this many matches a search (or the online filter) is dense: its page walks the sort's
+/// index (matches are near each other there); up to it, the matches are read by id and sorted.
+const FEW_MATCHES: usize = 500;
 
-/// The index hint for a walk through the searched text's index, when the query's one region
-/// can take it: a search of devices (not split by license status), not an export's chunk, on a
-/// backend that has that index.
-fn searched_walk<B: Backend>(
+/// The index hint for a walk through a narrow index of the organization's devices, when the
+/// query's one region can take it: a search of devices (through the searched text's index) or
+/// else a list of online devices (through the index of those alone), not split by license
+/// status, not an export's chunk, on a backend that has that index.
+fn narrow_walk<B: Backend>(
     query: &FleetQuery,
     regions: &[Region],
 ) -> Option<(&'static str, &'static str)> {
-    let hint = B::SEARCHED_DEVICES?;
+    let hint = if query.filter.search.is_some() {
+        B::SEARCHED_DEVICES?
+    } else if query.filter.online == Some(true) {
+        B::ONLINE_DEVICES?
+    } else {
+        return None;
+    };
     match regions {
         [region]
-            if query.filter.search.is_some()
-                && !query.export
-                && region.source == Source::Devices
-                && region.status.is_none() =>
+            if !query.export && region.source == Source::Devices && region.status.is_none() =>
         {
             Some(hint)
         }
@@ -570,21 +574,20 @@ fn searched_walk<B: Backend>(
     }
 }
 
-/// What a walk through the searched text's index answers.
+/// What a walk through a narrow index answers.
 #[derive(Debug, Clone, Copy)]
-enum Searched {
+enum Walked {
     /// The matching devices' ids.
     Ids,
     /// How many devices match.
     Count,
 }
 
-/// `filtered`'s rows through the searched text's index (`index`: its hint and its term), up
-/// to `bound`.
-fn searched_statement(
+/// `filtered`'s rows through a narrow index (`index`: its hint and its term), up to `bound`.
+fn walk_statement(
     filtered: &Filtered,
     (hint, term): (&str, &str),
-    what: Searched,
+    what: Walked,
     bound: usize,
 ) -> (String, Built) {
     let mut built = Built {
@@ -599,8 +602,8 @@ fn searched_statement(
         filtered.conditions
     );
     let sql = match what {
-        Searched::Count => format!("SELECT COUNT(*) FROM ({rows}) AS matching"),
-        Searched::Ids => rows,
+        Walked::Count => format!("SELECT COUNT(*) FROM ({rows}) AS matching"),
+        Walked::Ids => rows,
     };
     (sql, built)
 }
@@ -631,20 +634,20 @@ pub(crate) async fn read<B: Backend>(
     let connection = &mut *transaction;
     let mut rows: Vec<(usize, Read)> = Vec::new();
     let mut total = 0u64;
-    let searched = searched_walk::<B>(query, &regions);
+    let narrow = narrow_walk::<B>(query, &regions);
     for (index, region) in regions.iter().copied().enumerate() {
         let mut filtered = filtered(region, query, org_id, now, B::UNHELD_LICENSES);
         // A search reads every device of the organization: through the searched text's index,
-        // once. Few matches: they are the count, and the page is read among them, by id. More:
-        // they are counted through that index, and the page walks the sort's index.
+        // once; the online filter reads the online devices through the index of those alone.
+        // Few matches: they are the count, and the page is read among them, by id. More: they
+        // are counted through that index, and the page walks the sort's index.
         let mut counted = false;
-        if let Some(index) = searched {
-            let (probe, built) =
-                searched_statement(&filtered, index, Searched::Ids, SEARCH_FEW + 1);
+        if let Some(index) = narrow {
+            let (probe, built) = walk_statement(&filtered, index, Walked::Ids, FEW_MATCHES + 1);
             let found = connection
                 .fetch_all(sqlx::AssertSqlSafe(probe), &built.args())
                 .await?;
-            if found.len() <= SEARCH_FEW {
+            if found.len() <= FEW_MATCHES {
                 let ids = found
                     .iter()
                     .map(|row| get::<Uuid, _>(row, 0))
@@ -656,7 +659,7 @@ pub(crate) async fn read<B: Backend>(
                     .push_str(&B::ID_IN_LIST.replace("{list}", &list));
             } else {
                 let bound = usize::try_from(FleetQuery::COUNT_BOUND + 1).unwrap_or(usize::MAX);
-                let (count, built) = searched_statement(&filtered, index, Searched::Count, bound);
+                let (count, built) = walk_statement(&filtered, index, Walked::Count, bound);
                 let matching: i64 = connection
                     .fetch_one(sqlx::AssertSqlSafe(count), &built.args())
                     .await
@@ -789,6 +792,10 @@ mod tests {
                 ..FleetFilter::default()
             },
             FleetFilter {
+                online: Some(true),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
                 revision: Some(RevisionState::Pending),
                 app_version: Some("4.2.1".into()),
                 paired_by: Some(CodeId::generate()),
@@ -825,16 +832,11 @@ mod tests {
     fn statements<B: Backend>(query: &FleetQuery, org_id: OrgId) -> Vec<(String, Built)> {
         let mut statements = Vec::new();
         let regions = regions(query);
-        if let Some(index) = searched_walk::<B>(query, &regions) {
-            // The walk through the searched text's index, and a page among the few it found.
+        if let Some(index) = narrow_walk::<B>(query, &regions) {
+            // The walk through a narrow index, and a page among the few it found.
             let mut filtered = filtered(regions[0], query, org_id, NOW, B::UNHELD_LICENSES);
-            statements.push(searched_statement(&filtered, index, Searched::Ids, 501));
-            statements.push(searched_statement(
-                &filtered,
-                index,
-                Searched::Count,
-                10_001,
-            ));
+            statements.push(walk_statement(&filtered, index, Walked::Ids, 501));
+            statements.push(walk_statement(&filtered, index, Walked::Count, 10_001));
             let list = filtered.built.bind(Bound::Ids(vec![Uuid::now_v7()]));
             filtered
                 .sql
@@ -892,9 +894,11 @@ mod tests {
                     let table_scan = line.starts_with("SCAN ")
                         && !line.starts_with("SCAN matching")
                         && !line.starts_with("SCAN json_each");
-                    // The searched text's index serves only the statements that name it.
-                    let stray_search_index = line.contains("devices_search")
-                        && !sql.contains("INDEXED BY devices_search");
+                    // The narrow indexes serve only the statements that name them.
+                    let stray_search_index =
+                        ["devices_search", "devices_online"].iter().any(|index| {
+                            line.contains(index) && !sql.contains(&format!("INDEXED BY {index}"))
+                        });
                     let sorted_whole = query.filter == FleetFilter::default()
                         && query.sort != FleetSort::Status
                         && line.contains("TEMP B-TREE");
@@ -905,6 +909,94 @@ mod tests {
             }
         }
         assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+    }
+
+    /// The walks through the narrow indexes (a search, the online filter) answer what the rows
+    /// say whether few or many match: on SQLite, 1,200 devices, every second one online, named
+    /// "Van 1" to "Van 1200", each list read to its end by name, page after page.
+    #[tokio::test]
+    async fn on_sqlite_few_and_many_matches_of_a_narrow_walk_are_all_listed_once_in_order() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path().join("walks.db")))
+            .await
+            .expect("the database");
+        let org_id = OrgId::generate();
+        for sql in [
+            "INSERT INTO organizations (id, name, created_at) VALUES (?1, 'Fleet', 0)",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) \
+             INSERT INTO licenses (id, org_id, purchased_at) SELECT randomblob(16), ?1, i FROM n",
+            "INSERT INTO devices (id, org_id, installation_id, credential_hash, license_id, \
+             name, model, os, app_version, paired_at, last_seen, online_conn) \
+             SELECT randomblob(16), ?1, randomblob(16), randomblob(32), l.id, \
+             'Van ' || l.purchased_at, 'TC52', 'Android', '4.2.1', l.purchased_at, \
+             l.purchased_at, CASE WHEN l.purchased_at % 2 = 0 THEN l.purchased_at END \
+             FROM licenses l WHERE l.org_id = ?1",
+            "UPDATE licenses SET device_id = \
+             (SELECT d.id FROM devices d WHERE d.license_id = licenses.id) WHERE org_id = ?1",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(org_id.0)
+                .execute(&store.writer)
+                .await
+                .unwrap_or_else(|error| panic!("{error}: {sql}"));
+        }
+        let van = |i: u32| format!("Van {i}");
+        let cases: [(Option<&str>, Option<bool>, Vec<u32>); 4] = [
+            // Many: counted through the index, each page walks the name index.
+            (Some("van"), None, (1..=1200).collect()),
+            (
+                None,
+                Some(true),
+                (1..=1200).filter(|i| i % 2 == 0).collect(),
+            ),
+            // Few (312, 156; no other field has a word beginning with 1): read among their ids.
+            (
+                Some("van 1"),
+                None,
+                (1..=1200)
+                    .filter(|i| van(*i).starts_with("Van 1"))
+                    .collect(),
+            ),
+            (
+                Some("van 1"),
+                Some(true),
+                (1..=1200)
+                    .filter(|i| i % 2 == 0 && van(*i).starts_with("Van 1"))
+                    .collect(),
+            ),
+        ];
+        for (search, online, expected) in cases {
+            let mut expected: Vec<String> = expected.into_iter().map(van).collect();
+            expected.sort_by_key(|name| name.to_lowercase());
+            let mut query = FleetQuery {
+                rows: FleetRows::Devices,
+                filter: FleetFilter {
+                    search: search.map(str::to_string),
+                    online,
+                    ..FleetFilter::default()
+                },
+                sort: FleetSort::Name,
+                descending: false,
+                page: PageRequest::first(50),
+                export: false,
+            };
+            let mut names = Vec::new();
+            loop {
+                let page = read(&store, org_id, &query, NOW).await.expect("a page");
+                assert_eq!(page.total, expected.len() as u64, "{search:?} {online:?}");
+                assert!(page.total_exact);
+                names.extend(
+                    page.items
+                        .into_iter()
+                        .map(|row| row.device.expect("a device").name),
+                );
+                match page.next_cursor {
+                    Some(cursor) => query.page.after = Some(cursor),
+                    None => break,
+                }
+            }
+            assert_eq!(names, expected, "{search:?} {online:?}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -408,6 +408,8 @@ impl Backend for Sqlite {
     const UNHELD_LICENSES: &'static str = "INDEXED BY licenses_unassigned";
     const SEARCHED_DEVICES: Option<(&'static str, &'static str)> =
         Some(("INDEXED BY devices_search", "length(d.name) >= 0"));
+    const ONLINE_DEVICES: Option<(&'static str, &'static str)> =
+        Some(("INDEXED BY devices_online", "length(d.name) >= 0"));
     const ID_IN_LIST: &'static str = " AND d.id IN (SELECT unhex(value) FROM json_each({list}))";
 
     const DEVICE_STATES: &'static str = "SELECT id, config_id, end_reason FROM devices \
