@@ -796,6 +796,10 @@ mod tests {
                 ..FleetFilter::default()
             },
             FleetFilter {
+                configuration: Some(ConfigId::generate()),
+                ..FleetFilter::default()
+            },
+            FleetFilter {
                 revision: Some(RevisionState::Pending),
                 app_version: Some("4.2.1".into()),
                 paired_by: Some(CodeId::generate()),
@@ -905,6 +909,20 @@ mod tests {
                     if table_scan || sorted_whole || stray_search_index {
                         problems.push(format!("{query:?}\n  {line}\n  {sql}"));
                     }
+                }
+                // A configuration's devices are counted through the index of configurations,
+                // not by walking every device of the organization.
+                let lines: Vec<String> = plan
+                    .iter()
+                    .map(|row| get(row, 3).unwrap_or_default())
+                    .collect();
+                if query.filter.configuration.is_some()
+                    && sql.starts_with("SELECT COUNT(*)")
+                    && !lines
+                        .iter()
+                        .any(|line| line.contains("INDEX devices_by_config"))
+                {
+                    problems.push(format!("{query:?}\n  {}\n  {sql}", lines.join("\n  ")));
                 }
             }
         }
