@@ -246,6 +246,12 @@ impl DeviceLink {
     pub fn ended(&self) -> Option<SessionEnd> {
         self.state().end
     }
+
+    /// Whether the connection has ended ([`DeviceLink::close`]): its device is being recorded
+    /// offline.
+    pub fn closed(&self) -> bool {
+        self.state().closed
+    }
 }
 
 /// Paired devices connected to this node.
