@@ -341,9 +341,10 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
 
     /// A walk of an organization's devices through the index of the searched text
     /// (`fleet::SEARCHED_TEXT`), when the backend has one: what follows `devices d`, and the
-    /// condition that the index's statements add (its partial index's own term). SQLite reads
-    /// the text from the index alone, without the table's rows. PostgreSQL has none (it cannot
-    /// read an expression index without the table).
+    /// condition that the index's statements add (a partial index's own term, if it has one).
+    /// SQLite's is the name sort's index, which carries the text as its last column
+    /// (`0008_device_name_carries_search.sql`), read alone, without the table's rows.
+    /// PostgreSQL has none (it cannot read an expression index without the table).
     const SEARCHED_DEVICES: Option<(&'static str, &'static str)>;
 
     /// A walk of an organization's online devices through an index of those alone, when the
@@ -352,6 +353,10 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     /// plans without statistics); PostgreSQL has none (its planner, with statistics, does well
     /// enough without).
     const ONLINE_DEVICES: Option<(&'static str, &'static str)>;
+
+    /// What the statements that walk devices by name add (` AND …`): the name sort's index's
+    /// own term, on a backend whose planner would otherwise walk that index for other lists.
+    const BY_NAME: &'static str;
 
     /// ` AND d.id IN …` the ids bound to `{list}` (a list of ids, `Arg::Ids`).
     const ID_IN_LIST: &'static str;

@@ -294,6 +294,7 @@ impl Backend for Postgres {
          SET LOCAL enable_seqscan = off";
     const UNHELD_LICENSES: &'static str = "";
     const SEARCHED_DEVICES: Option<(&'static str, &'static str)> = None;
+    const BY_NAME: &'static str = "";
     const ONLINE_DEVICES: Option<(&'static str, &'static str)> = None;
     const ID_IN_LIST: &'static str = " AND d.id = ANY({list})";
 

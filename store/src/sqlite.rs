@@ -407,7 +407,9 @@ impl Backend for Sqlite {
     const BEGIN_FLEET_READ: &'static str = "BEGIN";
     const UNHELD_LICENSES: &'static str = "INDEXED BY licenses_unassigned";
     const SEARCHED_DEVICES: Option<(&'static str, &'static str)> =
-        Some(("INDEXED BY devices_search", "length(d.name) >= 0"));
+        Some(("INDEXED BY devices_by_name", "length(d.name) >= 0"));
+    /// The term of `devices_by_name` (`0008_device_name_carries_search.sql`).
+    const BY_NAME: &'static str = " AND length(d.name) >= 0";
     const ONLINE_DEVICES: Option<(&'static str, &'static str)> =
         Some(("INDEXED BY devices_online", "length(d.name) >= 0"));
     const ID_IN_LIST: &'static str = " AND d.id IN (SELECT unhex(value) FROM json_each({list}))";
