@@ -254,7 +254,8 @@ pub struct NewAudit {
     pub subject: Option<String>,
     pub details: serde_json::Value,
     /// The devices the entry names (as its subject, its actor or in its details), each once:
-    /// the log's device filter finds the entry through them.
+    /// the log's device filter finds the entry through them. A `device.paired` entry names
+    /// none: the filter finds it from the device's row (its pairing time and id).
     pub devices: Vec<DeviceId>,
 }
 

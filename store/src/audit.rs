@@ -32,18 +32,27 @@ macro_rules! audit_columns {
     };
 }
 
-/// `(device, before id, org or NULL, from, until, actions or NULL, rows)`: the device's
-/// entries. `$in_actions` is the backend's "is in the list `$6`".
+/// `(device, before id, org or NULL, from, until, actions or NULL, rows, the device's id as
+/// text)`: the device's entries. `$in_actions` is the backend's "is in the list `$6`".
+///
+/// Those of `audit_devices`, and its `device.paired` entry, which has no row there (one insert
+/// fewer for every pairing): it is found from the device's row, among the organization's
+/// entries at its pairing time (`audit_by_org_time`; a batch's pairings share that time).
 macro_rules! audit_of_device {
     ($in_actions:literal) => {
         concat!(
             "SELECT ",
             $crate::audit::audit_columns!(),
-            " FROM audit_devices ad JOIN audit_log a ON a.id = ad.audit_id \
-             WHERE ad.device_id = $1 AND ad.audit_id < $2 AND ($3 IS NULL OR a.org_id = $3) \
+            " FROM audit_log a WHERE a.id IN (\
+             SELECT ad.audit_id FROM audit_devices ad \
+             WHERE ad.device_id = $1 AND ad.audit_id < $2 \
+             UNION ALL SELECT p.id FROM devices d \
+             JOIN audit_log p ON p.org_id = d.org_id AND p.at = d.paired_at \
+             WHERE d.id = $1 AND p.action = 'device.paired' AND p.subject = $8 AND p.id < $2) \
+             AND ($3 IS NULL OR a.org_id = $3) \
              AND a.at >= $4 AND a.at < $5 AND ($6 IS NULL OR a.action ",
             $in_actions,
-            ") ORDER BY ad.audit_id DESC LIMIT $7"
+            ") ORDER BY a.id DESC LIMIT $7"
         )
     };
 }
@@ -117,6 +126,11 @@ pub(crate) async fn list_audit<B: Backend>(
     let until: Arg = filter.until.map_or(i64::MAX, |until| until.0).into();
     let actions = Arg::Texts((!filter.actions.is_empty()).then_some(filter.actions.as_slice()));
     let timed = filter.from.is_some() || filter.until.is_some();
+    // A `device.paired` entry's subject: the device's id as the engine writes it.
+    let device_text = filter
+        .device_id
+        .map(|device| device.to_string())
+        .unwrap_or_default();
     let (sql, args): (&'static str, Vec<Arg<'_>>) = match (org, filter.device_id) {
         (_, Some(device)) => (
             B::AUDIT_OF_DEVICE,
@@ -128,6 +142,7 @@ pub(crate) async fn list_audit<B: Backend>(
                 until,
                 actions,
                 rows,
+                Arg::Text(Some(device_text.as_str())),
             ],
         ),
         (Some(org), None) if timed => (

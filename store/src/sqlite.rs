@@ -951,7 +951,10 @@ mod tests {
             (
                 "AUDIT_OF_DEVICE",
                 <Sqlite as Backend>::AUDIT_OF_DEVICE,
-                &["SEARCH ad USING PRIMARY KEY (device_id=? AND audit_id<?)"],
+                &[
+                    "SEARCH ad USING PRIMARY KEY (device_id=? AND audit_id<?)",
+                    "SEARCH p USING INDEX audit_by_org_time (org_id=? AND at=? AND rowid<?)",
+                ],
             ),
             (
                 "AUDIT_OF_ORG_IN_TIME",
