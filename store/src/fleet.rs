@@ -636,7 +636,6 @@ pub(crate) async fn read<B: Backend>(
         // once; the online filter reads the online devices through the index of those alone.
         // One walk of it reads their ids and counts them. Few matches: the page is read among
         // them, by id. More: the page walks the sort's index.
-        let mut counted = false;
         if let Some(index) = narrow {
             let (walk, built) =
                 walk_statement(&filtered, index, FEW_MATCHES, FleetQuery::COUNT_BOUND + 1);
@@ -658,10 +657,8 @@ pub(crate) async fn read<B: Backend>(
                     .sql
                     .push_str(&B::ID_IN_LIST.replace("{list}", &list));
             }
-            counted = true;
-        }
-        // Past the bound the total is "more than" whatever the later regions hold.
-        if !counted && !query.export && total <= FleetQuery::COUNT_BOUND {
+        } else if !query.export && total <= FleetQuery::COUNT_BOUND {
+            // Past the bound the total is "more than" whatever the later regions hold.
             let (count, built) = count_statement(&filtered, FleetQuery::COUNT_BOUND + 1 - total);
             let counted: i64 = connection
                 .fetch_one(sqlx::AssertSqlSafe(count), &built.args())
@@ -881,8 +878,11 @@ mod tests {
                     )
                     .await
                     .unwrap_or_else(|error| panic!("{error}: {sql}"));
-                for row in &plan {
-                    let line: String = get(row, 3).unwrap_or_default();
+                let lines: Vec<String> = plan
+                    .iter()
+                    .map(|row| get(row, 3).unwrap_or_default())
+                    .collect();
+                for line in &lines {
                     // A table of the statement (d, l or c) is searched with a constraint;
                     // the count's subquery (`matching`), and a narrow walk's under its
                     // window, are scanned as they come.
@@ -892,21 +892,17 @@ mod tests {
                         && !line.starts_with("SCAN (subquery")
                         && !line.starts_with("SCAN json_each");
                     // The online devices' index serves only the statements that name it.
-                    let stray_search_index = line.contains("devices_online")
+                    let stray_online_index = line.contains("devices_online")
                         && !sql.contains("INDEXED BY devices_online");
                     let sorted_whole = query.filter == FleetFilter::default()
                         && query.sort != FleetSort::Status
                         && line.contains("TEMP B-TREE");
-                    if table_scan || sorted_whole || stray_search_index {
+                    if table_scan || sorted_whole || stray_online_index {
                         problems.push(format!("{query:?}\n  {line}\n  {sql}"));
                     }
                 }
                 // A configuration's devices are counted through the index of configurations,
                 // not by walking every device of the organization.
-                let lines: Vec<String> = plan
-                    .iter()
-                    .map(|row| get(row, 3).unwrap_or_default())
-                    .collect();
                 if query.filter.configuration.is_some()
                     && sql.starts_with("SELECT COUNT(*)")
                     && !lines
