@@ -481,6 +481,12 @@ pub trait NodeStore: Send + Sync {
         limit: u32,
     ) -> StoreResult<Vec<(OrgId, DeviceId)>>;
 
+    /// Brings up to `limit` devices whose entry in the search's word index is not up to date
+    /// (new, renamed, re-noted or ended since it was made) up to date, in one transaction;
+    /// returns how many. The fleet lists are right whether it has run or not: they read the
+    /// devices it has not reached yet directly.
+    async fn index_words(&self, limit: u32) -> StoreResult<u64>;
+
     /// Deletes idempotency records created before `before`.
     async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64>;
 

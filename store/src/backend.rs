@@ -299,6 +299,18 @@ impl<B: Backend> fmt::Debug for SqlTx<B> {
     }
 }
 
+/// A backend's index of the words of its devices' searched text (both written by the words
+/// duty; see the migrations `0009_device_words.sql` (SQLite) and `0005_device_words.sql`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WordIndex {
+    /// An FTS5 table, `device_words`, its rowid the device's: asked with one `MATCH` of every
+    /// word as a quoted prefix.
+    Fts5,
+    /// A table of one `tsvector` per device, `device_words (device_id, words)`, with a GIN index:
+    /// asked with one `@@ 'word':*` per word.
+    TsVector,
+}
+
 /// How a backend binds values, counts changed rows and reads driver errors: what running a
 /// statement on its connections needs (see [`Statements`]). Part of [`Backend`].
 pub trait Binding: sqlx::Database<Arguments: sqlx::IntoArguments<Self>> {
@@ -357,6 +369,17 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     /// What the statements that walk devices by name add (` AND …`): the name sort's index's
     /// own term, on a backend whose planner would otherwise walk that index for other lists.
     const BY_NAME: &'static str;
+
+    /// How the search's word index is asked (`fleet`, "The search's candidates").
+    const WORD_INDEX: WordIndex;
+
+    /// `(limit)` → ids of unindexed devices (`rows::indexed_text`), of every organization; on a
+    /// backend that locks rows, locked, skipping those another transaction holds.
+    const UNINDEXED_DEVICES: &'static str;
+
+    /// `(ids)` each, in order: brings those devices' entries in the word index up to date with
+    /// their text, and records it in `words_of`.
+    const INDEX_WORDS: [&'static str; 3];
 
     /// ` AND d.id IN …` the ids bound to `{list}` (a list of ids, `Arg::Ids`).
     const ID_IN_LIST: &'static str;

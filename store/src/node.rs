@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use engine::events::OrgEvent;
 use engine::ids::{DeviceId, OrgId, Timestamp};
 use engine::store::{ChangeFeed, NodeStore, Store, StoreResult, Transaction};
+use uuid::Uuid;
 
-use crate::backend::{Backend, SqlStore, SqlTx, Statements as _};
+use crate::backend::{Arg, Backend, SqlStore, SqlTx, Statements as _};
 use crate::rows::get;
 
 #[async_trait]
@@ -78,6 +79,26 @@ impl<B: Backend> NodeStore for SqlStore<B> {
                 |row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))),
             )
             .await
+    }
+
+    async fn index_words(&self, limit: u32) -> StoreResult<u64> {
+        let mut tx = self
+            .writer
+            .begin_with(B::BEGIN)
+            .await
+            .map_err(B::map_error)?;
+        let ids = (*tx)
+            .read_all(B::UNINDEXED_DEVICES, &[i64::from(limit).into()], |row| {
+                get::<Uuid, _>(row, 0)
+            })
+            .await?;
+        if !ids.is_empty() {
+            for sql in B::INDEX_WORDS {
+                (*tx).execute(sql, &[Arg::Ids(ids.clone())]).await?;
+            }
+        }
+        tx.commit().await.map_err(B::map_error)?;
+        Ok(ids.len() as u64)
     }
 
     async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64> {

@@ -57,9 +57,9 @@ use sqlx::query::Query;
 use uuid::Uuid;
 
 use crate::audit::{audit_columns, audit_of_device, audit_of_org_in_time, audit_of_server};
-use crate::backend::{Arg, Backend, Binding, SqlStore, SqlTx};
+use crate::backend::{Arg, Backend, Binding, SqlStore, SqlTx, WordIndex};
 use crate::paging::to_i64;
-use crate::rows::{get, get_opt_ts};
+use crate::rows::{get, get_opt_ts, indexed_text, searched_text};
 use crate::writes::{
     code_state_for_revocation, config_devices_for_delete, config_revision_for_edit,
 };
@@ -297,6 +297,30 @@ impl Backend for Postgres {
     const BY_NAME: &'static str = "";
     const ONLINE_DEVICES: Option<(&'static str, &'static str)> = None;
     const ID_IN_LIST: &'static str = " AND d.id = ANY({list})";
+    const WORD_INDEX: WordIndex = WordIndex::TsVector;
+    const UNINDEXED_DEVICES: &'static str = concat!(
+        "SELECT id FROM devices WHERE words_of IS DISTINCT FROM ",
+        indexed_text!(),
+        " LIMIT $1 FOR UPDATE SKIP LOCKED"
+    );
+    const INDEX_WORDS: [&'static str; 3] = [
+        "DELETE FROM device_words WHERE device_id = ANY($1)",
+        // Its words: the text cut at spaces, each word cut to 500 characters (a lexeme holds
+        // 2 KB), none empty, each once.
+        concat!(
+            "INSERT INTO device_words (device_id, words) \
+             SELECT id, array_to_tsvector(ARRAY(SELECT DISTINCT left(word, 500) \
+             FROM unnest(string_to_array(",
+            searched_text!(),
+            ", ' ')) AS word WHERE word <> '')) \
+             FROM devices WHERE id = ANY($1) AND ended_at IS NULL"
+        ),
+        concat!(
+            "UPDATE devices SET words_of = ",
+            indexed_text!(),
+            " WHERE id = ANY($1)"
+        ),
+    ];
 
     const DEVICE_STATES: &'static str =
         "SELECT id, config_id, end_reason FROM devices WHERE id = ANY($1)";

@@ -397,9 +397,32 @@ pub(crate) fn device_state_from_row(row: &impl Columns) -> StoreResult<DeviceSta
     })
 }
 
+/// What a search reads of a device (`fleet::SEARCHED_TEXT`, there over `devices d`), over the
+/// devices table unaliased: for the statements of the search's word index, which name it in a
+/// subquery or alone. A test checks that the two are the same text.
+macro_rules! searched_text {
+    () => {
+        "(' ' || lower(COALESCE(admin_name, '') || ' ' || name || ' ' || model || ' ' || os || ' ' \
+         || app_version || ' ' || COALESCE(notes, '')))"
+    };
+}
+
+/// The text a device's entry in the search's word index should be made from: its searched text
+/// while it is active, none once it has ended. A device whose `words_of` is not this is
+/// *unindexed* (`devices_unindexed`, in both migrations).
+macro_rules! indexed_text {
+    () => {
+        concat!(
+            "(CASE WHEN ended_at IS NULL THEN ",
+            $crate::rows::searched_text!(),
+            " END)"
+        )
+    };
+}
+
 pub(crate) use {
     active_device_columns, code_columns, code_state_columns, config_columns, device_columns,
-    license_columns, license_status, select_devices,
+    indexed_text, license_columns, license_status, searched_text, select_devices,
 };
 
 /// A row of `configuration_reports`: (revision, status, still assigned, devices).

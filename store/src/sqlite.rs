@@ -40,9 +40,9 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::audit::{audit_columns, audit_of_device, audit_of_org_in_time, audit_of_server};
-use crate::backend::{Arg, Backend, Binding, SqlStore, SqlTx, Statements as _};
+use crate::backend::{Arg, Backend, Binding, SqlStore, SqlTx, Statements as _, WordIndex};
 use crate::paging::to_i64;
-use crate::rows::get;
+use crate::rows::{get, indexed_text, searched_text};
 use crate::writes::{
     code_state_for_revocation, config_devices_for_delete, config_revision_for_edit,
 };
@@ -413,6 +413,27 @@ impl Backend for Sqlite {
     const ONLINE_DEVICES: Option<(&'static str, &'static str)> =
         Some(("INDEXED BY devices_online", "length(d.name) >= 0"));
     const ID_IN_LIST: &'static str = " AND d.id IN (SELECT unhex(value) FROM json_each({list}))";
+    const WORD_INDEX: WordIndex = WordIndex::Fts5;
+    const UNINDEXED_DEVICES: &'static str = concat!(
+        "SELECT id FROM devices INDEXED BY devices_unindexed WHERE words_of IS NOT ",
+        indexed_text!(),
+        " LIMIT $1"
+    );
+    const INDEX_WORDS: [&'static str; 3] = [
+        "DELETE FROM device_words WHERE rowid IN (SELECT rowid FROM devices \
+         WHERE id IN (SELECT unhex(value) FROM json_each($1)) AND words_of IS NOT NULL)",
+        concat!(
+            "INSERT INTO device_words (rowid, words) SELECT rowid, ",
+            searched_text!(),
+            " FROM devices WHERE id IN (SELECT unhex(value) FROM json_each($1)) \
+             AND ended_at IS NULL"
+        ),
+        concat!(
+            "UPDATE devices SET words_of = ",
+            indexed_text!(),
+            " WHERE id IN (SELECT unhex(value) FROM json_each($1))"
+        ),
+    ];
 
     const DEVICE_STATES: &'static str = "SELECT id, config_id, end_reason FROM devices \
          WHERE id IN (SELECT unhex(value) FROM json_each(?))";

@@ -4,7 +4,8 @@
 //! - [`heartbeat`]: records that this node is alive, and gives up on nodes that are not;
 //! - [`housekeeping`]: forgets old failure windows and idempotency records;
 //! - [`announce`]: tells other nodes which live feeds are watched here;
-//! - [`listen`]: hands other nodes' changes to the organizations they concern here.
+//! - [`listen`]: hands other nodes' changes to the organizations they concern here;
+//! - [`words`]: keeps the search's word index up to date, while the writer is quiet.
 //!
 //! [`Duties::start`] starts them all; [`Duties::stop`] stops them and waits.
 
@@ -13,6 +14,7 @@ pub(crate) mod expiry;
 pub(crate) mod heartbeat;
 pub(crate) mod housekeeping;
 pub(crate) mod listen;
+pub(crate) mod words;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +31,8 @@ use crate::supervisor::Actors;
 
 /// How often housekeeping runs.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the words duty looks for devices to index.
+const WORDS_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The running duties.
 #[derive(Debug)]
@@ -77,6 +81,16 @@ impl Duties {
             tasks.push(tokio::spawn(async move {
                 while turns.next().await {
                     announce::watched_here(&node).await;
+                }
+            }));
+        }
+        {
+            let node = Arc::clone(node);
+            let mut turns = Turns::new(WORDS_INTERVAL, None, &stopped);
+            tasks.push(tokio::spawn(async move {
+                let mut indexer = words::Indexer::new();
+                while turns.next().await {
+                    indexer.turn(&node).await;
                 }
             }));
         }
