@@ -489,12 +489,13 @@ fn filtered<B: Backend>(
         // look each up among the candidates, which reads every device when few match. SQLite,
         // with no index of the table to walk, reaches each candidate by its rowid; PostgreSQL,
         // given them as an array, looks each up by id.
+        let key = candidate_key::<B>();
         let (condition, hint) = match B::WORD_INDEX {
             WordIndex::Fts5 => (
-                format!("d.rowid IN (SELECT value FROM json_each({list}))"),
+                format!("{key} IN (SELECT value FROM json_each({list}))"),
                 "devices d NOT INDEXED",
             ),
-            WordIndex::TsVector => (format!("d.id = ANY(CAST({list} AS uuid[]))"), "devices d"),
+            WordIndex::TsVector => (format!("{key} = ANY(CAST({list} AS uuid[]))"), "devices d"),
         };
         conditions.push(condition);
         select = select.replacen("devices d", hint, 1);
@@ -529,6 +530,47 @@ fn count_statement(filtered: &Filtered, bound: u64) -> (String, Built) {
     (sql, built)
 }
 
+/// What a list of candidates holds of each device: its rowid on SQLite, its id on PostgreSQL.
+fn candidate_key<B: Backend>() -> &'static str {
+    match B::WORD_INDEX {
+        WordIndex::Fts5 => "d.rowid",
+        WordIndex::TsVector => "d.id",
+    }
+}
+
+/// A region's order: its key, then the id (unique), both ways the same.
+fn sort_clause(region: Region, descending: bool) -> String {
+    let order = if descending { "DESC" } else { "ASC" };
+    let id = region.id();
+    match region.key {
+        Some(key) => format!("{} {order}, {id} {order}", key.expression()),
+        None => format!("{id} {order}"),
+    }
+}
+
+/// The first page of a search that reads its candidates alone, in one statement over the
+/// tables its conditions name: the ids of its first `wanted` rows in order, each with how many
+/// match in all (at most [`FEW_CANDIDATES`], so exact). The page then reads those rows alone.
+fn first_ids_statement<B: Backend>(
+    filtered: &Filtered,
+    region: Region,
+    descending: bool,
+    wanted: usize,
+) -> (String, Built) {
+    let mut built = Built {
+        values: filtered.built.values.clone(),
+    };
+    let wanted = built.bind(Bound::Int(i64::try_from(wanted).unwrap_or(i64::MAX)));
+    let sql = format!(
+        "SELECT {}, COUNT(*) OVER () FROM {} WHERE {} ORDER BY {} LIMIT {wanted}",
+        candidate_key::<B>(),
+        filtered.tables,
+        filtered.conditions,
+        sort_clause(region, descending)
+    );
+    (sql, built)
+}
+
 /// Up to `wanted` of the region's rows in order, after the cursor when it points into it.
 fn page_statement(
     filtered: &Filtered,
@@ -541,11 +583,7 @@ fn page_statement(
         values: filtered.built.values.clone(),
     };
     let mut sql = filtered.sql.clone();
-    let (order, beyond) = if descending {
-        ("DESC", "<")
-    } else {
-        ("ASC", ">")
-    };
+    let beyond = if descending { "<" } else { ">" };
     let id = region.id();
     if let Some(cursor) = after {
         let cursor_id = built.bind(Bound::Uuid(cursor.id));
@@ -564,10 +602,7 @@ fn page_statement(
             (Some(_), None) => return Err(StoreError::InvalidInput("cursor")),
         }
     }
-    let sort = match region.key {
-        Some(key) => format!("{} {order}, {id} {order}", key.expression()),
-        None => format!("{id} {order}"),
-    };
+    let sort = sort_clause(region, descending);
     let wanted = built.bind(Bound::Int(i64::try_from(wanted).unwrap_or(i64::MAX)));
     sql.push_str(&format!(" ORDER BY {sort} LIMIT {wanted}"));
     Ok((sql, built))
@@ -776,7 +811,36 @@ async fn read_asking<B: Backend>(
         // once; the online filter reads the online devices through the index of those alone.
         // One walk of it reads their ids and counts them. Few matches: the page is read among
         // them, by id. More: the page walks the sort's index.
-        if let Some(index) = narrow {
+        // A search with few candidates, its first page of one region of devices: the page's
+        // ids and the count in one statement, then the page read among those ids.
+        if candidates.is_some()
+            && start.is_none()
+            && regions.len() == 1
+            && region.source == Source::Devices
+        {
+            let (first, built) =
+                first_ids_statement::<B>(&filtered, region, query.descending, limit + 1);
+            let found = connection
+                .fetch_all(sqlx::AssertSqlSafe(first), &built.args())
+                .await?;
+            if let Some(row) = found.first() {
+                total += u64::try_from(get::<i64, _>(row, 1)?).unwrap_or(0);
+            }
+            // The page reads those rows alone, as it would read candidates.
+            let keys = found
+                .iter()
+                .map(|row| match B::WORD_INDEX {
+                    WordIndex::Fts5 => get::<i64, _>(row, 0).map(|rowid| rowid.to_string()),
+                    WordIndex::TsVector => get::<Uuid, _>(row, 0).map(|id| id.to_string()),
+                })
+                .collect::<StoreResult<Vec<String>>>()?
+                .join(",");
+            let list = match B::WORD_INDEX {
+                WordIndex::Fts5 => format!("[{keys}]"),
+                WordIndex::TsVector => format!("{{{keys}}}"),
+            };
+            filtered = self::filtered::<B>(region, query, org_id, now, Some(&list));
+        } else if let Some(index) = narrow {
             let (walk, built) =
                 walk_statement(&filtered, index, FEW_MATCHES, FleetQuery::COUNT_BOUND + 1);
             let found = connection
@@ -991,6 +1055,18 @@ mod tests {
         candidates: Option<&str>,
     ) -> Vec<(String, Built)> {
         let mut statements = Vec::new();
+        if let (Some(_), [region]) = (candidates, regions)
+            && region.source == Source::Devices
+        {
+            // The first page's ids and count.
+            let filtered = filtered::<B>(*region, query, org_id, NOW, candidates);
+            statements.push(first_ids_statement::<B>(
+                &filtered,
+                *region,
+                query.descending,
+                51,
+            ));
+        }
         if let Some(index) = narrow_walk::<B>(query, regions, candidates.is_some()) {
             // The walk through a narrow index, and a page among the few it found.
             let mut filtered = filtered::<B>(regions[0], query, org_id, NOW, candidates);
