@@ -373,6 +373,10 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     /// How the search's word index is asked (`fleet`, "The search's candidates").
     const WORD_INDEX: WordIndex;
 
+    /// The condition that a device is unindexed (`rows::indexed_text`), over `devices`
+    /// unaliased: the term of the partial index of those, `devices_unindexed`, word for word.
+    const UNINDEXED: &'static str;
+
     /// `(limit)` → ids of unindexed devices (`rows::indexed_text`), of every organization; on a
     /// backend that locks rows, locked, skipping those another transaction holds.
     const UNINDEXED_DEVICES: &'static str;

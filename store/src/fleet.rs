@@ -31,8 +31,7 @@ use uuid::Uuid;
 
 use crate::backend::{Arg, Backend, SqlStore, SqlTx, Statements as _, WordIndex};
 use crate::rows::{
-    Columns, DEVICE_COLUMN_COUNT, device_columns, device_from_row_at, get, indexed_text,
-    license_from_row_at,
+    Columns, DEVICE_COLUMN_COUNT, device_columns, device_from_row_at, get, license_from_row_at,
 };
 
 /// The license columns of a fleet row, over `licenses l`, with its status at the time bound to
@@ -621,7 +620,7 @@ fn candidates_select<B: Backend>(search: &str, org_id: OrgId, built: &mut Built)
     if words.is_empty() {
         return None;
     }
-    let indexed = indexed_text!();
+    let unindexed = B::UNINDEXED;
     match B::WORD_INDEX {
         WordIndex::Fts5 => {
             if search.chars().any(char::is_control) {
@@ -636,7 +635,7 @@ fn candidates_select<B: Backend>(search: &str, org_id: OrgId, built: &mut Built)
             Some(format!(
                 "SELECT rowid FROM device_words WHERE device_words MATCH {matched} \
                  UNION ALL SELECT rowid FROM devices INDEXED BY devices_unindexed \
-                 WHERE org_id = {org} AND words_of IS NOT {indexed}"
+                 WHERE org_id = {org} AND {unindexed}"
             ))
         }
         WordIndex::TsVector => {
@@ -654,7 +653,7 @@ fn candidates_select<B: Backend>(search: &str, org_id: OrgId, built: &mut Built)
             Some(format!(
                 "SELECT device_id FROM device_words WHERE {} \
                  UNION ALL SELECT id FROM devices \
-                 WHERE org_id = {org} AND words_of IS DISTINCT FROM {indexed}",
+                 WHERE org_id = {org} AND {unindexed}",
                 matches.join(" AND ")
             ))
         }

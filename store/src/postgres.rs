@@ -298,8 +298,14 @@ impl Backend for Postgres {
     const ONLINE_DEVICES: Option<(&'static str, &'static str)> = None;
     const ID_IN_LIST: &'static str = " AND d.id = ANY({list})";
     const WORD_INDEX: WordIndex = WordIndex::TsVector;
+    const UNINDEXED: &'static str = concat!(
+        "((words_of IS NULL AND ended_at IS NULL) OR words_of IS DISTINCT FROM ",
+        indexed_text!(),
+        ")"
+    );
     const UNINDEXED_DEVICES: &'static str = concat!(
-        "SELECT id FROM devices WHERE words_of IS DISTINCT FROM ",
+        "SELECT id FROM devices WHERE (words_of IS NULL AND ended_at IS NULL) \
+         OR words_of IS DISTINCT FROM ",
         indexed_text!(),
         " LIMIT $1 FOR UPDATE SKIP LOCKED"
     );

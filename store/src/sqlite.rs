@@ -414,8 +414,14 @@ impl Backend for Sqlite {
         Some(("INDEXED BY devices_online", "length(d.name) >= 0"));
     const ID_IN_LIST: &'static str = " AND d.id IN (SELECT unhex(value) FROM json_each({list}))";
     const WORD_INDEX: WordIndex = WordIndex::Fts5;
+    const UNINDEXED: &'static str = concat!(
+        "((words_of IS NULL AND ended_at IS NULL) OR words_of IS NOT ",
+        indexed_text!(),
+        ")"
+    );
     const UNINDEXED_DEVICES: &'static str = concat!(
-        "SELECT id FROM devices INDEXED BY devices_unindexed WHERE words_of IS NOT ",
+        "SELECT id FROM devices INDEXED BY devices_unindexed \
+         WHERE (words_of IS NULL AND ended_at IS NULL) OR words_of IS NOT ",
         indexed_text!(),
         " LIMIT $1"
     );

@@ -167,6 +167,7 @@ async fn opens_and_migrates_twice() {
             "audit_log",
             "codes",
             "configurations",
+            "device_words",
             "devices",
             "ended_pairings",
             "idempotency_keys",

@@ -11,9 +11,11 @@
 ALTER TABLE devices ADD COLUMN words_of TEXT;
 
 -- The unindexed devices: what a search reads besides its matches in `device_words`, and what
--- the duty reads to do. Small once the duty has caught up.
+-- the duty reads to do. Small once the duty has caught up. The first alternative is the second's
+-- answer for a new device (no entry, active), without working out its text: a pairing writes
+-- this index, and it need not pay for lower-casing the text.
 CREATE INDEX devices_unindexed ON devices (org_id, id)
-    WHERE words_of IS DISTINCT FROM (CASE WHEN ended_at IS NULL THEN
+    WHERE (words_of IS NULL AND ended_at IS NULL) OR words_of IS DISTINCT FROM (CASE WHEN ended_at IS NULL THEN
         (' ' || lower(COALESCE(admin_name, '') || ' ' || name || ' ' || model || ' ' || os || ' '
             || app_version || ' ' || COALESCE(notes, ''))) END);
 
