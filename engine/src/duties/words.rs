@@ -13,7 +13,7 @@ use crate::node::Node;
 const BATCH: u32 = 500;
 /// Batches per turn at most; the next turn goes on.
 const MAX_BATCHES: usize = 40;
-/// A batch runs once the engine's own write batches (pairings, acknowledgements) have paused
+/// A turn starts once the engine's own write batches (pairings, acknowledgements) have paused
 /// this long...
 const QUIET: Duration = Duration::from_millis(50);
 /// ...or, while they never pause, once this long has passed since the last one, so that a
@@ -34,13 +34,18 @@ impl Indexer {
     }
 
     /// One turn: batches while the writer is quiet and there is work; returns how many
-    /// devices it brought up to date.
+    /// devices it brought up to date. Quiet: no write batch of the engine committed in the
+    /// pause before the first batch, nor during the batch before each next one. A pairing that
+    /// comes meanwhile waits for one batch at most (the writer's pool serves waiters in turn).
     pub(crate) async fn turn(&mut self, node: &Node) -> u64 {
+        let batches = || node.counters.batches.load(Ordering::Relaxed);
+        let mut seen = batches();
+        tokio::time::sleep(QUIET).await;
         let mut indexed = 0;
         for _ in 0..MAX_BATCHES {
-            let seen = node.counters.batches.load(Ordering::Relaxed);
-            tokio::time::sleep(QUIET).await;
-            let busy = node.counters.batches.load(Ordering::Relaxed) != seen;
+            let now = batches();
+            let busy = now != seen;
+            seen = now;
             if busy && self.last_batch.elapsed() < AT_LEAST_EVERY {
                 break;
             }
