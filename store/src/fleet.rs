@@ -639,25 +639,85 @@ fn candidates_select<B: Backend>(search: &str, org_id: OrgId, built: &mut Built)
             ))
         }
         WordIndex::TsVector => {
-            // Each word as one lexeme, lower-cased and cut as the index's are, quoted for
-            // `tsquery` (a quote and a backslash doubled), as a prefix.
-            let mut matches = Vec::new();
-            for word in words {
-                let word = built.bind(Bound::Text(word.to_string()));
-                matches.push(format!(
-                    "words @@ ('''' || replace(replace(left(lower({word}), 500), '\\', '\\\\'), \
-                     '''', '''''') || ''':*')::tsquery"
-                ));
-            }
+            let matches = lexeme_matches(&words, built);
             let org = built.bind(Bound::Uuid(org_id.0));
             Some(format!(
-                "SELECT device_id FROM device_words WHERE {} \
+                "SELECT device_id FROM device_words WHERE {matches} \
                  UNION ALL SELECT id FROM devices \
-                 WHERE org_id = {org} AND {unindexed}",
-                matches.join(" AND ")
+                 WHERE org_id = {org} AND {unindexed}"
             ))
         }
     }
+}
+
+/// PostgreSQL's `device_words` rows whose words match every search word: each word as one
+/// lexeme, lower-cased and cut as the index's are, quoted for `tsquery` (a quote and a
+/// backslash doubled), as a prefix.
+fn lexeme_matches(words: &[&str], built: &mut Built) -> String {
+    let mut matches = Vec::new();
+    for word in words {
+        let word = built.bind(Bound::Text(word.to_string()));
+        matches.push(format!(
+            "words @@ ('''' || replace(replace(left(lower({word}), 500), '\\', '\\\\'), \
+             '''', '''''') || ''':*')::tsquery"
+        ));
+    }
+    matches.join(" AND ")
+}
+
+/// On PostgreSQL, the count of a search of common words and nothing else (more candidates than
+/// are read alone), from the word index instead of the devices: the organization's entries
+/// that match, less those of its unindexed devices (few: the duty's backlog; their entries may
+/// be out of date), plus its unindexed devices that match by their text. Exact: an indexed
+/// device's entry has its text's words (a search word of up to 200 bytes is never cut), and an
+/// ended device is unindexed until its entry is gone. Counted up to the bound and the backlog,
+/// so that a total past the bound is still known to be past it.
+fn index_count_statement<B: Backend>(
+    query: &FleetQuery,
+    region: Region,
+    org_id: OrgId,
+    now: Timestamp,
+    bound: u64,
+) -> Option<(String, Built)> {
+    let search = query.filter.search.as_deref()?;
+    let only_search = FleetFilter {
+        search: Some(search.to_string()),
+        ..FleetFilter::default()
+    };
+    if B::WORD_INDEX != WordIndex::TsVector
+        || query.filter != only_search
+        || region.source != Source::Devices
+        || region.status.is_some()
+    {
+        return None;
+    }
+    let words: Vec<&str> = search.split_whitespace().collect();
+    if words.is_empty() {
+        return None;
+    }
+    // The unindexed devices that match by their text: the region's own count, among those.
+    // The backlog is read first, as an array, and its devices looked up by id: the planner's
+    // idea of its size is as old as the last VACUUM (which alone counts a partial index), and
+    // it would rather check every device of the organization against it.
+    let filtered = filtered::<B>(region, query, org_id, now, None);
+    let mut built = Built {
+        values: filtered.built.values.clone(),
+    };
+    let org = built.bind(Bound::Uuid(org_id.0));
+    let unindexed = B::UNINDEXED;
+    let backlog = format!("SELECT id FROM devices WHERE org_id = {org} AND {unindexed}");
+    let matches = lexeme_matches(&words, &mut built);
+    let bound = built.bind(Bound::Int(i64::try_from(bound).unwrap_or(i64::MAX)));
+    let sql = format!(
+        "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM device_words \
+         WHERE org_id = {org} AND {matches} \
+         LIMIT {bound} + (SELECT COUNT(*) FROM ({backlog}) AS backlog)) AS indexed) \
+         - (SELECT COUNT(*) FROM device_words WHERE org_id = {org} AND {matches} \
+         AND device_id = ANY(ARRAY({backlog}))) \
+         + (SELECT COUNT(*) FROM ({} AND d.id = ANY(ARRAY({backlog}))) AS unindexed)",
+        filtered.counted
+    );
+    Some((sql, built))
 }
 
 /// Up to this many candidates, a search's statements read its candidates alone, and sort them;
@@ -665,16 +725,18 @@ fn candidates_select<B: Backend>(search: &str, org_id: OrgId, built: &mut Built)
 /// matches are close together.
 const FEW_CANDIDATES: u64 = 5_000;
 
-/// Reads the search's candidates, up to one more than [`FEW_CANDIDATES`]: how many, and the
+/// Reads the search's candidates, up to one more than `few` ([`FEW_CANDIDATES`]): how many, and the
 /// list of them as the backend reads it back (SQLite: their rowids, a JSON array; PostgreSQL:
 /// their ids, an array's text). `None` without a search, or when the index cannot be asked for
 /// its words.
-fn candidates_statement<B: Backend>(org_id: OrgId, query: &FleetQuery) -> Option<(String, Built)> {
+fn candidates_statement<B: Backend>(
+    org_id: OrgId,
+    query: &FleetQuery,
+    few: u64,
+) -> Option<(String, Built)> {
     let mut built = Built::default();
     let select = candidates_select::<B>(query.filter.search.as_deref()?, org_id, &mut built)?;
-    let bound = built.bind(Bound::Int(
-        i64::try_from(FEW_CANDIDATES + 1).unwrap_or(i64::MAX),
-    ));
+    let bound = built.bind(Bound::Int(i64::try_from(few + 1).unwrap_or(i64::MAX)));
     let list = match B::WORD_INDEX {
         WordIndex::Fts5 => "json_group_array(rowid)",
         WordIndex::TsVector => "COALESCE(array_agg(device_id)::text, '{}')",
@@ -689,15 +751,16 @@ async fn few_candidates<B: Backend>(
     connection: &mut B::Connection,
     org_id: OrgId,
     query: &FleetQuery,
+    few: u64,
 ) -> StoreResult<Option<String>> {
-    let Some((sql, built)) = candidates_statement::<B>(org_id, query) else {
+    let Some((sql, built)) = candidates_statement::<B>(org_id, query, few) else {
         return Ok(None);
     };
     let row = connection
         .fetch_one(sqlx::AssertSqlSafe(sql), &built.args())
         .await?;
     let counted: i64 = get(&row, 0)?;
-    if u64::try_from(counted).unwrap_or(u64::MAX) > FEW_CANDIDATES {
+    if u64::try_from(counted).unwrap_or(u64::MAX) > few {
         return Ok(None);
     }
     Ok(Some(get(&row, 1)?))
@@ -767,7 +830,7 @@ pub(crate) async fn read<B: Backend>(
     query: &FleetQuery,
     now: Timestamp,
 ) -> StoreResult<CountedPage<LicenseWithDevice>> {
-    read_asking::<B>(store, org_id, query, now, true).await
+    read_asking::<B>(store, org_id, query, now, true, FEW_CANDIDATES).await
 }
 
 /// [`read`], asking the word index for a search's candidates or not (the tests compare the
@@ -778,6 +841,7 @@ async fn read_asking<B: Backend>(
     query: &FleetQuery,
     now: Timestamp,
     ask_index: bool,
+    few: u64,
 ) -> StoreResult<CountedPage<LicenseWithDevice>> {
     let regions = regions(query);
     let limit = query.page.effective_limit() as usize;
@@ -799,10 +863,12 @@ async fn read_asking<B: Backend>(
     let mut rows: Vec<(usize, Read)> = Vec::new();
     let mut total = 0u64;
     let candidates = if ask_index && !query.export {
-        few_candidates::<B>(connection, org_id, query).await?
+        few_candidates::<B>(connection, org_id, query, few).await?
     } else {
         None
     };
+    // A search of common words: on PostgreSQL its count comes from the word index.
+    let index_count = ask_index && !query.export && candidates.is_none();
     let narrow = narrow_walk::<B>(query, &regions, candidates.is_some());
     for (index, region) in regions.iter().copied().enumerate() {
         let mut filtered = filtered::<B>(region, query, org_id, now, candidates.as_deref());
@@ -860,6 +926,23 @@ async fn read_asking<B: Backend>(
                     .sql
                     .push_str(&B::ID_IN_LIST.replace("{list}", &list));
             }
+        } else if let Some((count, built)) = index_count
+            .then(|| {
+                index_count_statement::<B>(
+                    query,
+                    region,
+                    org_id,
+                    now,
+                    FleetQuery::COUNT_BOUND + 1 - total,
+                )
+            })
+            .flatten()
+        {
+            let counted: i64 = connection
+                .fetch_one(sqlx::AssertSqlSafe(count), &built.args())
+                .await
+                .and_then(|row| get(&row, 0))?;
+            total += u64::try_from(counted).unwrap_or(0);
         } else if !query.export && total <= FleetQuery::COUNT_BOUND {
             // Past the bound the total is "more than" whatever the later regions hold.
             let (count, built) = count_statement(&filtered, FleetQuery::COUNT_BOUND + 1 - total);
@@ -1031,7 +1114,16 @@ mod tests {
     fn statements<B: Backend>(query: &FleetQuery, org_id: OrgId) -> Vec<(String, Built)> {
         let mut statements = Vec::new();
         let regions = regions(query);
-        statements.extend(candidates_statement::<B>(org_id, query));
+        statements.extend(candidates_statement::<B>(org_id, query, FEW_CANDIDATES));
+        if let [region] = regions.as_slice() {
+            statements.extend(index_count_statement::<B>(
+                query,
+                *region,
+                org_id,
+                NOW,
+                FleetQuery::COUNT_BOUND + 1,
+            ));
+        }
         let list = match B::WORD_INDEX {
             WordIndex::Fts5 => "[1, 2]".to_string(),
             WordIndex::TsVector => format!("{{{}, {}}}", Uuid::now_v7(), Uuid::now_v7()),
@@ -1335,12 +1427,15 @@ mod tests {
         "end",
     ];
 
-    /// Every list of `WORD_SEARCHES`, read to its end by name: device names, in order.
+    /// Every list of `WORD_SEARCHES`, read to its end by name: its first page's total and the
+    /// device names, in order. `few`: as `FEW_CANDIDATES` (0 reads every search as a search of
+    /// common words).
     async fn every_search<B: Backend>(
         store: &SqlStore<B>,
         org_id: OrgId,
         ask_index: bool,
-    ) -> Vec<(String, Vec<String>)> {
+        few: u64,
+    ) -> Vec<(String, u64, Vec<String>)> {
         let mut lists = Vec::new();
         for search in WORD_SEARCHES.iter().copied().chain([
             "x".repeat(499).as_str(),
@@ -1359,10 +1454,12 @@ mod tests {
                 export: false,
             };
             let mut names = Vec::new();
+            let mut total = None;
             loop {
-                let page = read_asking(store, org_id, &query, NOW, ask_index)
+                let page = read_asking(store, org_id, &query, NOW, ask_index, few)
                     .await
                     .unwrap_or_else(|error| panic!("{search:?}: {error}"));
+                total.get_or_insert(page.total);
                 names.extend(page.items.into_iter().map(|row| {
                     let device = row.device.expect("a device");
                     device.admin_name.unwrap_or(device.name)
@@ -1372,7 +1469,7 @@ mod tests {
                     None => break,
                 }
             }
-            lists.push((search.to_string(), names));
+            lists.push((search.to_string(), total.unwrap_or_default(), names));
         }
         lists
     }
@@ -1437,24 +1534,27 @@ mod tests {
         }
         // On SQLite the one writer connection: the duty needs it.
         drop(connection);
-        let truth = every_search(store, org_id, false).await;
+        let truth = every_search(store, org_id, false, FEW_CANDIDATES).await;
         assert_eq!(
             truth
                 .iter()
-                .find(|(search, _)| search == "van")
-                .map(|(_, names)| names.len()),
-            Some(2),
+                .find(|(search, _, _)| search == "van")
+                .map(|(_, total, names)| (*total, names.len())),
+            Some((2, 2)),
             "{truth:?}"
         );
-        assert_eq!(
-            every_search(store, org_id, true).await,
-            truth,
-            "before the duty"
-        );
+        // Read through the index: as few candidates, and as a search of common words.
+        for few in [FEW_CANDIDATES, 0] {
+            let lists = every_search(store, org_id, true, few).await;
+            assert_eq!(lists, truth, "before the duty, few = {few}");
+        }
         let indexed = store.index_words(1_000).await.expect("indexed");
         assert_eq!(indexed, 2 * word_cases().len() as u64);
         assert_eq!(store.index_words(1_000).await.expect("nothing left"), 0);
-        assert_eq!(every_search(store, org_id, true).await, truth, "indexed");
+        for few in [FEW_CANDIDATES, 0] {
+            let lists = every_search(store, org_id, true, few).await;
+            assert_eq!(lists, truth, "indexed, few = {few}");
+        }
 
         // What a reconnection, an admin's edit and an unpairing write: the index is out of date.
         let mut connection = store.writer().await.expect("a connection");
@@ -1482,18 +1582,16 @@ mod tests {
                 .unwrap_or_else(|error| panic!("{error}: {sql}"));
         }
         drop(connection);
-        let truth = every_search(store, org_id, false).await;
-        assert_eq!(
-            every_search(store, org_id, true).await,
-            truth,
-            "out of date"
-        );
+        let truth = every_search(store, org_id, false, FEW_CANDIDATES).await;
+        for few in [FEW_CANDIDATES, 0] {
+            let lists = every_search(store, org_id, true, few).await;
+            assert_eq!(lists, truth, "out of date, few = {few}");
+        }
         assert_eq!(store.index_words(1_000).await.expect("indexed again"), 4);
-        assert_eq!(
-            every_search(store, org_id, true).await,
-            truth,
-            "indexed again"
-        );
+        for few in [FEW_CANDIDATES, 0] {
+            let lists = every_search(store, org_id, true, few).await;
+            assert_eq!(lists, truth, "indexed again, few = {few}");
+        }
     }
 
     #[tokio::test]

@@ -314,8 +314,8 @@ impl Backend for Postgres {
         // Its words: the text cut at spaces, each word cut to 500 characters (a lexeme holds
         // 2 KB), none empty, each once.
         concat!(
-            "INSERT INTO device_words (device_id, words) \
-             SELECT id, array_to_tsvector(ARRAY(SELECT DISTINCT left(word, 500) \
+            "INSERT INTO device_words (device_id, org_id, words) \
+             SELECT id, org_id, array_to_tsvector(ARRAY(SELECT DISTINCT left(word, 500) \
              FROM unnest(string_to_array(",
             searched_text!(),
             ", ' ')) AS word WHERE word <> '')) \

@@ -24,8 +24,12 @@ CREATE INDEX devices_unindexed ON devices (org_id, id)
 -- to its first 500 characters (a lexeme holds 2 KB at most; a search word is cut the same way,
 -- so a cut word still finds it). A search asks the GIN index for devices with a lexeme that
 -- begins with each search word (`'word':*`), and still checks each match against the text.
+--
+-- The device's organization is kept beside its words, so that a search of a common word counts
+-- its matches from this table alone (store/src/fleet.rs, `index_count_statement`).
 CREATE TABLE device_words (
     device_id UUID PRIMARY KEY REFERENCES devices (id),
+    org_id    UUID NOT NULL,
     words     TSVECTOR NOT NULL
 );
 CREATE INDEX device_words_words ON device_words USING gin (words);
