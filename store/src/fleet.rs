@@ -1474,6 +1474,20 @@ mod tests {
         lists
     }
 
+    /// Every search through the index, as few candidates and as a search of common words,
+    /// answers `truth` (read without it).
+    async fn read_through_the_index_as<B: Backend>(
+        store: &SqlStore<B>,
+        org_id: OrgId,
+        truth: &[(String, u64, Vec<String>)],
+        when: &str,
+    ) {
+        for few in [FEW_CANDIDATES, 0] {
+            let lists = every_search(store, org_id, true, few).await;
+            assert_eq!(lists, truth, "{when}, few = {few}");
+        }
+    }
+
     /// The word index finds what a search of the devices' text finds, whatever their words,
     /// before the words duty has run, after it, after devices were renamed, re-noted and
     /// unpaired (their entries out of date until it runs again), and after it ran again; and
@@ -1543,18 +1557,11 @@ mod tests {
             Some((2, 2)),
             "{truth:?}"
         );
-        // Read through the index: as few candidates, and as a search of common words.
-        for few in [FEW_CANDIDATES, 0] {
-            let lists = every_search(store, org_id, true, few).await;
-            assert_eq!(lists, truth, "before the duty, few = {few}");
-        }
+        read_through_the_index_as(store, org_id, &truth, "before the duty").await;
         let indexed = store.index_words(1_000).await.expect("indexed");
         assert_eq!(indexed, 2 * word_cases().len() as u64);
         assert_eq!(store.index_words(1_000).await.expect("nothing left"), 0);
-        for few in [FEW_CANDIDATES, 0] {
-            let lists = every_search(store, org_id, true, few).await;
-            assert_eq!(lists, truth, "indexed, few = {few}");
-        }
+        read_through_the_index_as(store, org_id, &truth, "indexed").await;
 
         // What a reconnection, an admin's edit and an unpairing write: the index is out of date.
         let mut connection = store.writer().await.expect("a connection");
@@ -1583,15 +1590,9 @@ mod tests {
         }
         drop(connection);
         let truth = every_search(store, org_id, false, FEW_CANDIDATES).await;
-        for few in [FEW_CANDIDATES, 0] {
-            let lists = every_search(store, org_id, true, few).await;
-            assert_eq!(lists, truth, "out of date, few = {few}");
-        }
+        read_through_the_index_as(store, org_id, &truth, "out of date").await;
         assert_eq!(store.index_words(1_000).await.expect("indexed again"), 4);
-        for few in [FEW_CANDIDATES, 0] {
-            let lists = every_search(store, org_id, true, few).await;
-            assert_eq!(lists, truth, "indexed again, few = {few}");
-        }
+        read_through_the_index_as(store, org_id, &truth, "indexed again").await;
     }
 
     #[tokio::test]
@@ -1605,18 +1606,23 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn on_postgres_the_word_index_finds_what_the_text_says() {
+        let (_cluster, store) = postgres_store().await;
+        the_word_index_finds_what_the_text_says(&store).await;
+    }
+
+    /// A store on a database of its own, on a throwaway cluster (kept while the store is used).
+    async fn postgres_store() -> (pgtemp::Cluster, PgStore) {
         let cluster = pgtemp::Cluster::start().expect("a PostgreSQL cluster");
-        let url = tokio::task::spawn_blocking(move || {
+        let (cluster, url) = tokio::task::spawn_blocking(move || {
             let url = cluster.create_database().expect("a database");
             (cluster, url)
         })
         .await
         .expect("create a database");
-        let (_cluster, url) = url;
         let store = PgStore::open(&PgSettings::new(url))
             .await
             .expect("the store");
-        the_word_index_finds_what_the_text_says(&store).await;
+        (cluster, store)
     }
 
     /// The searched text over `devices d` and over the table unaliased are the same text.
@@ -1627,17 +1633,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn on_postgres_with_many_rows_no_table_is_scanned_whole() {
-        let cluster = pgtemp::Cluster::start().expect("a PostgreSQL cluster");
-        let url = tokio::task::spawn_blocking(move || {
-            let url = cluster.create_database().expect("a database");
-            (cluster, url)
-        })
-        .await
-        .expect("create a database");
-        let (_cluster, url) = url;
-        let store = PgStore::open(&PgSettings::new(url))
-            .await
-            .expect("the store");
+        let (_cluster, store) = postgres_store().await;
         // Two organizations of 20,000 licenses each, 15,000 of them held by a device, so that
         // a scan of a whole table would cost what it does in a real fleet.
         let org_id = OrgId::generate();
