@@ -30,7 +30,16 @@ pub enum DeviceEvent {
         reason: String,
         retry_in: Duration,
     },
+    /// The server asked the device to wait (a pairing refused as `rate_limited` or
+    /// `unavailable`, with its `retry_after_ms`): it tries again after `retry_in`.
+    Waiting {
+        reason: String,
+        retry_in: Duration,
+    },
 }
+
+/// How many times a device asks to pair when the server tells it to wait, before it gives up.
+pub const PAIR_ATTEMPTS: u32 = 5;
 
 /// Why a device stopped.
 #[derive(Debug, thiserror::Error)]
@@ -98,22 +107,40 @@ pub async fn pair_and_run(
     };
     state.servers.retain(|known| known != &server);
     state.servers.insert(0, server.clone());
-    let mut connection = Connection::connect(&server, options).await?;
-    on_event(DeviceEvent::Connected {
-        server: server.clone(),
-    });
-    match connection
-        .pair(payload.code.as_str(), &state.identity, info)
-        .await?
-    {
-        PairResult::Paired(paired) => {
-            state.device_id = Some(paired.device_id);
-            state.organization_id = Some(paired.organization_id);
-            save(&state, state_path)?;
-            on_event(DeviceEvent::Paired(paired));
+    let mut attempt = 1;
+    let mut connection = loop {
+        let mut connection = Connection::connect(&server, options).await?;
+        on_event(DeviceEvent::Connected {
+            server: server.clone(),
+        });
+        match connection
+            .pair(payload.code.as_str(), &state.identity, info)
+            .await?
+        {
+            PairResult::Paired(paired) => {
+                state.device_id = Some(paired.device_id);
+                state.organization_id = Some(paired.organization_id);
+                save(&state, state_path)?;
+                on_event(DeviceEvent::Paired(paired));
+                break connection;
+            }
+            // Told to wait: wait as long as the server said, on a new connection (a refusal
+            // counts against the one that asked), a few times.
+            PairResult::Refused(refused)
+                if attempt < PAIR_ATTEMPTS && refused.retry_after_ms.is_some() =>
+            {
+                let retry_in = Duration::from_millis(refused.retry_after_ms.unwrap_or_default());
+                on_event(DeviceEvent::Waiting {
+                    reason: format!("pairing refused: {}", refused.reason),
+                    retry_in,
+                });
+                drop(connection);
+                tokio::time::sleep(retry_in).await;
+                attempt += 1;
+            }
+            PairResult::Refused(refused) => return Err(DeviceError::Refused(refused)),
         }
-        PairResult::Refused(refused) => return Err(DeviceError::Refused(refused)),
-    }
+    };
     let outcome = session(&mut connection, &mut state, state_path, apply, on_event).await;
     continue_after(outcome, state, state_path, info, options, apply, on_event).await
 }

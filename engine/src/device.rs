@@ -13,10 +13,12 @@ use crate::batch::{
     AckJob, Acknowledgement, OfflineJob, PairJob, Pairing, Reconnection, ResumeJob, ResumeReply,
 };
 use crate::engine::Engine;
+use crate::ids::InstallationId;
 use crate::limiter;
 use crate::link::DeviceLink;
 use crate::metrics::Counters;
 use crate::org::OrgMsg;
+use crate::secrets::SecretHash;
 use crate::session::{
     AckAnswer, AckOutcome, AckRequest, MAX_ACK_REASON_BYTES, PairAnswer, PairRequest,
     PresentedCode, Refusal, ResumeAnswer, ResumeRequest, SessionEnd, checked_details,
@@ -30,7 +32,13 @@ impl Engine {
     pub async fn pair(&self, request: PairRequest, link: &Arc<DeviceLink>) -> PairAnswer {
         let node = &self.node;
         let now = node.clock.now();
-        if let Err(retry_after) = node.address_failures.check(&link.peer, now) {
+        // A failing address is limited, never a device that proves itself: a re-pair with the
+        // credential its installation paired with goes on whatever its neighbours did.
+        if let Err(retry_after) = node.address_check(link.peer, now)
+            && !self
+                .holds_credential(request.installation_id, &request.credential_hash)
+                .await
+        {
             return self.rate_limited(retry_after);
         }
         let Some(details) = checked_details(request.details) else {
@@ -86,16 +94,11 @@ impl Engine {
         answer
     }
 
-    /// Reconnects a paired installation.
+    /// Reconnects a paired installation. Never refused for its address's failures: the
+    /// credential decides (a failed one counts against the address).
     pub async fn resume(&self, request: ResumeRequest, link: &Arc<DeviceLink>) -> ResumeAnswer {
         let node = &self.node;
         let now = node.clock.now();
-        if let Err(retry_after) = node.address_failures.check(&link.peer, now) {
-            Counters::add(&node.counters.rate_limited, 1);
-            return ResumeAnswer::RateLimited {
-                retry_after_ms: retry_after,
-            };
-        }
         let Some(details) = checked_details(request.details) else {
             node.record_failure(link.peer, now);
             return ResumeAnswer::Malformed;
@@ -216,13 +219,21 @@ impl Engine {
         let _ = self.actors.send(session.org_id, OrgMsg::Offline(job)).await;
     }
 
-    /// `Some(retry_after_ms)` while an address is blocked for too many failed attempts; the
-    /// device endpoint refuses its handshakes meanwhile.
-    pub fn address_retry_after(&self, peer: IpAddr) -> Option<u64> {
-        self.node
-            .address_failures
-            .check(&peer, self.node.clock.now())
-            .err()
+    /// Whether `installation_id` is paired with the credential whose hash is `credential_hash`
+    /// (a lookup only a blocked address pays for).
+    async fn holds_credential(
+        &self,
+        installation_id: InstallationId,
+        credential_hash: &SecretHash,
+    ) -> bool {
+        match self.node.store.find_installation(installation_id).await {
+            Ok(Some(route)) => route.credential_hash.matches(credential_hash),
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!(%error, "installation lookup failed");
+                false
+            }
+        }
     }
 
     /// Counts a failed attempt that the edge detected (an undecodable or oversized frame).

@@ -10,6 +10,8 @@
 
 use std::collections::VecDeque;
 use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -33,6 +35,24 @@ pub fn counts_against_connection(refusal: Refusal) -> bool {
     counts_as_failure(refusal) || refusal == Refusal::RateLimited
 }
 
+/// The key an address's failures are kept under: an IPv4 address (an IPv4-mapped IPv6 one as
+/// IPv4), or an IPv6 address's /64, which one client commonly holds whole.
+pub fn address_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+    }
+}
+
+/// How many keys a limiter keeps at most. Past it, failures of keys it does not hold yet are
+/// not kept (after forgetting those out of the window): an attack from more addresses than this
+/// is met by the per-connection and per-code limits, and costs the server no more memory
+/// (at most ~20 MB per limiter at the default window).
+pub const MAX_KEYS: usize = 50_000;
+
 /// `max_failures` within `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureLimit {
@@ -44,6 +64,8 @@ pub struct FailureLimit {
 pub struct FailureLimiter<K: Eq + Hash> {
     limit: FailureLimit,
     failures: DashMap<K, VecDeque<Timestamp>>,
+    /// When a full map was last pruned for room (at most once a second: a prune reads every key).
+    pruned_for_room_at: AtomicI64,
 }
 
 impl<K: Eq + Hash + Clone> FailureLimiter<K> {
@@ -51,6 +73,7 @@ impl<K: Eq + Hash + Clone> FailureLimiter<K> {
         FailureLimiter {
             limit,
             failures: DashMap::new(),
+            pruned_for_room_at: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -84,6 +107,16 @@ impl<K: Eq + Hash + Clone> FailureLimiter<K> {
     pub fn record(&self, key: K, now: Timestamp) {
         if self.limit.max_failures == 0 {
             return;
+        }
+        if self.failures.len() >= MAX_KEYS && !self.failures.contains_key(&key) {
+            let last = self.pruned_for_room_at.load(Ordering::Relaxed);
+            if now.0.saturating_sub(last) >= 1_000 {
+                self.pruned_for_room_at.store(now.0, Ordering::Relaxed);
+                self.prune(now);
+            }
+            if self.failures.len() >= MAX_KEYS {
+                return;
+            }
         }
         let window_start = Timestamp(now.0.saturating_sub(self.window_ms()));
         let mut entry = self.failures.entry(key).or_default();
@@ -131,6 +164,43 @@ mod tests {
         assert!(counts_against_connection(Refusal::RateLimited));
         assert!(!counts_against_connection(Refusal::NoFreeLicense));
         assert!(counts_against_connection(Refusal::CodeUsed));
+    }
+
+    #[test]
+    fn an_address_is_kept_as_ipv4_or_as_its_ipv6_slash_64() {
+        let key = |text: &str| address_key(text.parse().expect("an address")).to_string();
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
+
+    /// Failures from more keys than it keeps: the map stays at its bound, keys already kept
+    /// are still counted (and blocked), and once the window has passed there is room again.
+    #[test]
+    fn its_memory_is_bounded_under_failures_from_many_addresses() {
+        let limiter = FailureLimiter::new(FailureLimit {
+            max_failures: 2,
+            window: Duration::from_secs(60),
+        });
+        let t0 = Timestamp(1_000_000);
+        limiter.record(0_u64, t0);
+        for key in 1..(MAX_KEYS as u64 + 1_000) {
+            limiter.record(key, t0.plus_millis(1));
+        }
+        assert_eq!(limiter.tracked_keys(), MAX_KEYS);
+        limiter.record(0, t0.plus_millis(2));
+        assert!(limiter.check(&0, t0.plus_millis(3)).is_err());
+        let unkept = MAX_KEYS as u64 + 10;
+        limiter.record(unkept, t0.plus_millis(4));
+        limiter.record(unkept, t0.plus_millis(5));
+        assert!(limiter.check(&unkept, t0.plus_millis(6)).is_ok());
+        let later = t0.plus_millis(61_000);
+        limiter.record(unkept, later);
+        limiter.record(unkept, later.plus_millis(1));
+        assert!(limiter.check(&unkept, later.plus_millis(2)).is_err());
+        assert!(limiter.tracked_keys() < MAX_KEYS);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use crate::clock::Clock;
 use crate::events::{OrgEvent, Watchers};
 use crate::ids::{CodeId, ConfigId, OrgId, Timestamp};
-use crate::limiter::FailureLimiter;
+use crate::limiter::{self, FailureLimiter};
 use crate::link::{ConfigRevision, Registry};
 use crate::metrics::Counters;
 use crate::secrets::{SecretCipher, SecretHash};
@@ -148,14 +148,22 @@ impl Node {
         Ok(route)
     }
 
+    /// `Err(retry_after_ms)` while `peer`'s address (its /64 for IPv6) is blocked for too
+    /// many failed attempts.
+    pub fn address_check(&self, peer: IpAddr, now: Timestamp) -> Result<(), u64> {
+        self.address_failures
+            .check(&limiter::address_key(peer), now)
+    }
+
     /// Records a failed attempt from `peer`.
     pub fn record_failure(&self, peer: IpAddr, now: Timestamp) {
-        self.address_failures.record(peer, now);
+        self.address_failures
+            .record(limiter::address_key(peer), now);
     }
 
     /// Records a failed attempt from `peer` with an existing code: it counts against both.
     pub fn record_failure_with_code(&self, peer: IpAddr, code: CodeId, now: Timestamp) {
-        self.address_failures.record(peer, now);
+        self.record_failure(peer, now);
         self.code_failures.record(code, now);
     }
 }

@@ -201,10 +201,6 @@ pub enum ResumeAnswer {
     Unavailable {
         retry_after_ms: u64,
     },
-    /// Too many failed attempts from this address; nothing was decided.
-    RateLimited {
-        retry_after_ms: u64,
-    },
     /// The request broke a field limit.
     Malformed,
 }

@@ -60,6 +60,9 @@ pub struct CodeRoute {
 pub struct InstallationRoute {
     pub device_id: DeviceId,
     pub org_id: OrgId,
+    /// The hash of the credential the installation paired with: a re-pair that presents it is
+    /// the device proving itself, which no address limit refuses.
+    pub credential_hash: SecretHash,
 }
 
 /// A device pairing that ended, for telling a returning device why its credential stopped

@@ -398,6 +398,9 @@ async fn device(command: DeviceCommand) -> anyhow::Result<()> {
             DeviceEvent::Disconnected { reason, retry_in } => {
                 println!("disconnected ({reason}); reconnecting in {retry_in:.1?}");
             }
+            DeviceEvent::Waiting { reason, retry_in } => {
+                println!("{reason}; the server asks to wait: trying again in {retry_in:.1?}");
+            }
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();

@@ -58,12 +58,14 @@ impl<B: Backend> DeviceReads for SqlStore<B> {
             Ok(InstallationRoute {
                 device_id: DeviceId(get(row, 0)?),
                 org_id: OrgId(get(row, 1)?),
+                credential_hash: get_hash(row, 2)?,
             })
         };
         self.reader()
             .await?
             .read_optional(
-                "SELECT id, org_id FROM devices WHERE installation_id = $1 AND ended_at IS NULL",
+                "SELECT id, org_id, credential_hash FROM devices \
+                 WHERE installation_id = $1 AND ended_at IS NULL",
                 &[installation_id.0.into()],
                 read,
             )

@@ -146,7 +146,6 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let settings = &endpoint.settings;
-    let blocked = endpoint.engine.address_retry_after(peer.ip());
     let mut chosen = None;
     // The error type is tungstenite's handshake callback signature, not ours to shrink.
     #[allow(clippy::result_large_err)]
@@ -155,14 +154,6 @@ async fn connection(
             return Err(refusal(
                 StatusCode::NOT_FOUND,
                 "the device endpoint is /device",
-                None,
-            ));
-        }
-        if let Some(retry_after) = blocked {
-            return Err(refusal(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed attempts from this address",
-                Some(retry_after),
             ));
         }
         let offered: Vec<&str> = request
@@ -175,7 +166,6 @@ async fn connection(
             return Err(refusal(
                 StatusCode::BAD_REQUEST,
                 "unsupported subprotocol: offer paird.v1.postcard or paird.v1.json",
-                None,
             ));
         };
         response.headers_mut().insert(
@@ -228,15 +218,9 @@ async fn connection(
     endpoint.engine.disconnected(&link).await;
 }
 
-fn refusal(status: StatusCode, message: &str, retry_after_ms: Option<u64>) -> ErrorResponse {
+fn refusal(status: StatusCode, message: &str) -> ErrorResponse {
     let mut response = ErrorResponse::new(Some(message.to_string()));
     *response.status_mut() = status;
-    if let Some(retry_after) = retry_after_ms {
-        let seconds = retry_after.div_ceil(1000).max(1);
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            response.headers_mut().insert("Retry-After", value);
-        }
-    }
     response
 }
 
@@ -253,8 +237,6 @@ struct Session<'a> {
 enum Next {
     Continue,
     Close(CloseCode),
-    /// Close with a reason text of our own (at most 123 bytes).
-    CloseBecause(CloseCode, String),
     /// The peer is gone (or closed); nothing more to send.
     Stop,
 }
@@ -294,7 +276,6 @@ impl Session<'_> {
         };
         match next {
             Next::Close(code) => self.close(code, code.reason().to_string()).await,
-            Next::CloseBecause(code, reason) => self.close(code, reason).await,
             Next::Continue | Next::Stop => {}
         }
     }
@@ -454,13 +435,6 @@ impl Session<'_> {
                     }
                     ResumeAnswer::Ended(end) => self.end(wire::end_reason(end)).await,
                     ResumeAnswer::Unavailable { .. } => Next::Close(CloseCode::TryAgainLater),
-                    ResumeAnswer::RateLimited { retry_after_ms } => Next::CloseBecause(
-                        CloseCode::TooManyFailures,
-                        format!(
-                            "too many failed attempts; retry after {} s",
-                            retry_after_ms.div_ceil(1000).max(1)
-                        ),
-                    ),
                     ResumeAnswer::Malformed => Next::Close(CloseCode::InvalidPayload),
                 }
             }

@@ -234,7 +234,9 @@ async fn a_device_whose_node_dies_moves_to_another_and_gets_what_changed_meanwhi
                     break;
                 }
                 DeviceEvent::Resumed(resumed) => assert_eq!(resumed.device_id, paired.device_id),
-                DeviceEvent::Disconnected { .. } | DeviceEvent::Paired(_) => {}
+                DeviceEvent::Disconnected { .. }
+                | DeviceEvent::Waiting { .. }
+                | DeviceEvent::Paired(_) => {}
             }
         }
         // The acknowledgement went through node b; node c shows it.
