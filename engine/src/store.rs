@@ -490,6 +490,9 @@ pub trait NodeStore: Send + Sync {
     /// devices it has not reached yet directly.
     async fn index_words(&self, limit: u32) -> StoreResult<u64>;
 
+    /// Whether the database answers: one trivial read.
+    async fn ping(&self) -> StoreResult<()>;
+
     /// Deletes idempotency records created before `before`.
     async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64>;
 

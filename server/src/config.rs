@@ -80,6 +80,10 @@ pub struct ServerConfig {
     /// Test hooks: a manual clock driven through `/v1/test/clock` and fault injection. Never in
     /// production.
     pub test_hooks: bool,
+    /// On a stop signal, how long `/readyz` says "draining" while the server still serves,
+    /// before it stops accepting: the time a load balancer needs to see it and send new
+    /// connections elsewhere.
+    pub drain_grace: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -101,6 +105,7 @@ impl ServerConfig {
             device: DeviceSettings::default(),
             engine: EngineSettings::default(),
             test_hooks: false,
+            drain_grace: std::time::Duration::ZERO,
         }
     }
 

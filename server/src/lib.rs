@@ -19,6 +19,7 @@ pub mod qr;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -52,6 +53,9 @@ pub struct RunningServer {
     public: admin::PublicAddress,
     endpoint: Arc<device::DeviceEndpoint>,
     stop: watch::Sender<bool>,
+    /// True from the start of a graceful shutdown (`/readyz` answers 503).
+    draining: Arc<AtomicBool>,
+    drain_grace: Duration,
     tracker: TaskTracker,
     /// The admin API runs on a runtime thread of its own, so that its answers do not queue
     /// behind the device connections' tasks (an edit pushed to 16,000 devices of this node used
@@ -92,9 +96,16 @@ impl RunningServer {
         &self.endpoint.stats
     }
 
+    /// Says "draining" from now on: `/readyz` answers 503, while everything else is served as
+    /// before, so that a load balancer sends new connections elsewhere.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
     /// Stops accepting, closes every device connection with "going away" (1001), finishes the
     /// admin requests in flight, then stops the engine.
     pub async fn shutdown(self) {
+        self.drain();
         let _ = self.stop.send(true);
         let _ = self.device_task.await;
         self.tracker.close();
@@ -109,9 +120,14 @@ impl RunningServer {
         self.admin_thread.stop();
     }
 
-    /// Runs until `signal` completes, then shuts down.
+    /// Runs until `signal` completes, then drains for the configured grace and shuts down.
     pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
         signal.await;
+        self.drain();
+        if !self.drain_grace.is_zero() {
+            tracing::info!(grace = ?self.drain_grace, "draining: /readyz answers 503");
+            tokio::time::sleep(self.drain_grace).await;
+        }
         tracing::info!("shutting down");
         self.shutdown().await;
     }
@@ -171,6 +187,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         stats: EndpointStats::default(),
     });
     let (stop, stopped) = watch::channel(false);
+    let draining = Arc::new(AtomicBool::new(false));
     let tracker = TaskTracker::new();
     let device_task = tokio::spawn(device::serve(
         device_listener,
@@ -188,6 +205,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         manual_clock: manual_clock.clone(),
         started: Instant::now(),
         stopped: stopped.clone(),
+        draining: Arc::clone(&draining),
     };
     let router = admin::router(state, config.test_hooks).merge(portal::router());
     let mut admin_stop = stopped;
@@ -217,6 +235,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         public,
         endpoint,
         stop,
+        draining,
+        drain_grace: config.drain_grace,
         tracker,
         admin_thread,
         admin_task,

@@ -96,6 +96,11 @@ struct ServeArgs {
     /// <data-dir>/demo-key, owner-only, so that it is the same at every start).
     #[arg(long)]
     demo: bool,
+    /// On SIGTERM or Ctrl-C, how long `/readyz` answers 503 "draining" while the server still
+    /// serves, before it stops accepting and closes the device connections (1001): give a load
+    /// balancer's health check time to see it, e.g. `10s`.
+    #[arg(long, env = "PAIRD_DRAIN_GRACE", default_value = "0s", value_parser = humantime::parse_duration)]
+    drain_grace: Duration,
     /// Ping interval on device connections.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     ping_interval: Duration,
@@ -222,6 +227,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .ok()
         .filter(|k| !k.is_empty());
     config.test_hooks = args.test_hooks;
+    config.drain_grace = args.drain_grace;
     config.device = DeviceSettings {
         max_frame: args.max_frame,
         handshake_timeout: args.handshake_timeout,

@@ -101,6 +101,11 @@ impl<B: Backend> NodeStore for SqlStore<B> {
         Ok(ids.len() as u64)
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        self.reader().await?.fetch_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
     async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
         self.writer()
             .await?

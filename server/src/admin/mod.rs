@@ -37,6 +37,8 @@ pub(crate) struct AppState {
     /// Becomes true when the server stops: long-lived responses (the live feed) end then, so
     /// that the graceful shutdown does not wait for them.
     pub stopped: tokio::sync::watch::Receiver<bool>,
+    /// True from the start of a graceful shutdown: `/readyz` answers 503 then.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where devices reach the device endpoint, for QR payloads.

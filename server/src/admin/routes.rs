@@ -42,6 +42,8 @@ const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
     let org = "/v1/organizations/{org}";
     let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
         .route("/v1/whoami", get(whoami))
         .route("/v1/configuration-template", get(template))
@@ -472,6 +474,42 @@ async fn status(
         },
         "engine": state.engine.metrics(),
     })))
+}
+
+/// The process is alive and serves HTTP. No token: for a load balancer or a supervisor.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "alive"}))
+}
+
+/// Whether new connections should come here: the listeners are up, the database answers
+/// (within a second), and the server is not draining. 200 or 503, each check named. No token.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let draining = state.draining.load(Ordering::Relaxed) || *state.stopped.borrow();
+    let database =
+        match tokio::time::timeout(Duration::from_secs(1), state.engine.store().ping()).await {
+            Ok(Ok(())) => "ok",
+            // The cause is logged, not told to whoever asks (no token here).
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "readiness: the database does not answer");
+                "unreachable"
+            }
+            Err(_) => "no answer within 1 s",
+        };
+    let ready = !draining && database == "ok";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else if draining { "draining" } else { "not_ready" },
+        "checks": {
+            "listeners": if draining { "closing" } else { "up" },
+            "database": database,
+            "draining": draining,
+        },
+    });
+    (status, Json(body)).into_response()
 }
 
 /// Who the token belongs to, and the server's clock (a client may use it to show times relative

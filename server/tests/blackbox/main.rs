@@ -20,6 +20,7 @@ mod devices;
 mod events;
 mod export;
 mod fleet;
+mod health;
 mod idempotency;
 mod isolation;
 mod licenses;
