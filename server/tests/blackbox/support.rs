@@ -705,7 +705,7 @@ async fn sqlite_pool(path: &Path) -> sqlx::SqlitePool {
         .expect("database opens")
 }
 
-async fn postgres_pool(url: &str) -> sqlx::PgPool {
+pub async fn postgres_pool(url: &str) -> sqlx::PgPool {
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(url)
