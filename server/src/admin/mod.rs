@@ -133,6 +133,77 @@ fn request_error(status: StatusCode, code: &'static str, message: String) -> Res
         .into_response()
 }
 
+/// A request error about what a body or a query string held, in our words: the decoder's
+/// message without its prefix and without the server's own type names, and the field it
+/// concerns when it names one (`field`, as the engine's errors have).
+fn decoding_error(status: StatusCode, text: &str) -> Response {
+    let (message, field) = plain_decoding_message(text);
+    let mut error = json!({ "code": "invalid_request", "message": message });
+    if let Some(field) = field {
+        error["field"] = json!(field);
+    }
+    (status, axum::Json(json!({ "error": error }))).into_response()
+}
+
+/// What [`decoding_error`] says of a rejection's text: its message, and the field it concerns.
+fn plain_decoding_message(text: &str) -> (String, Option<String>) {
+    let mut rest = text;
+    for prefix in [
+        "Failed to deserialize the JSON body into the target type: ",
+        "Failed to deserialize query string: ",
+    ] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+    }
+    // `path: message`, when the error is below the top level (`items[0].name: …`).
+    let is_path = |path: &str| {
+        !path.is_empty()
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
+    };
+    let (path, message) = match rest.split_once(": ") {
+        Some((path, message)) if is_path(path) => (Some(path), message),
+        _ => (None, rest),
+    };
+    // A field the decoder names (unknown, missing or given twice), below the path.
+    let named = ["unknown field `", "missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|marker| message.split_once(marker)?.1.split_once('`'))
+        .map(|(name, _)| name);
+    let field = match (path, named) {
+        // The decoder's path may already end with the field it names.
+        (Some(path), Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
+            Some(path.to_string())
+        }
+        (Some(path), Some(name)) => Some(format!("{path}.{name}")),
+        (Some(path), None) => Some(path.to_string()),
+        (None, Some(name)) => Some(name.to_string()),
+        (None, None) => None,
+    };
+    // The decoder speaks of the server's types: say what the request should hold instead.
+    let mut plain: Vec<&str> = Vec::new();
+    let mut words = message.split(' ');
+    while let Some(word) = words.next() {
+        let after_expected = plain.last() == Some(&"expected");
+        let instead = match word {
+            "struct" if after_expected => {
+                words.next();
+                "a JSON object"
+            }
+            "enum" if after_expected => {
+                words.next();
+                "one of the documented values"
+            }
+            "map" if after_expected => "a JSON object",
+            "u8" | "u16" | "u32" | "u64" | "usize" if after_expected => "a non-negative integer",
+            "i8" | "i16" | "i32" | "i64" | "isize" if after_expected => "an integer",
+            _ => word,
+        };
+        plain.push(instead);
+    }
+    (plain.join(" "), field)
+}
+
 /// The authenticated caller.
 pub(crate) struct Auth(pub Principal);
 
@@ -169,11 +240,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                     "invalid_request",
                     "send JSON with Content-Type: application/json".into(),
                 ),
-                JsonRejection::JsonDataError(error) => request_error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_request",
-                    error.body_text(),
-                ),
+                JsonRejection::JsonDataError(error) => {
+                    decoding_error(StatusCode::UNPROCESSABLE_ENTITY, &error.body_text())
+                }
                 JsonRejection::JsonSyntaxError(error) => {
                     request_error(StatusCode::BAD_REQUEST, "invalid_json", error.body_text())
                 }
@@ -215,11 +284,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Params(value)),
-            Err(QueryRejection::FailedToDeserializeQueryString(error)) => Err(request_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                error.body_text(),
-            )),
+            Err(QueryRejection::FailedToDeserializeQueryString(error)) => {
+                Err(decoding_error(StatusCode::BAD_REQUEST, &error.body_text()))
+            }
             Err(other) => Err(request_error(
                 other.status(),
                 "invalid_request",

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use client::{PairResult, ResumeResult};
 use protocol::{CloseCode, DeviceMessage, Encoding, EndReason, RefusalReason};
+use reqwest::Method;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -556,6 +557,65 @@ async fn successful_pairings_never_count_as_failures() {
     for _ in 0..5 {
         let (_, _, result) = pair_new(&test.device_url(), &code).await;
         assert_eq!(refusal(&result), Some(RefusalReason::NoFreeLicense));
+    }
+    test.stop().await;
+}
+
+/// A body or a query string the admin API cannot read is answered with the documented error
+/// object: a stable code, the field when the decoder names one, and a message in the API's words,
+/// never the server's own type names or its decoder's prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_admin_requests_get_the_error_object_without_internals() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let org = admin.create_org("Acme").await;
+    let codes = format!("/v1/organizations/{org}/codes");
+    // (method, path, body, status, field)
+    let cases = [
+        (Method::POST, codes.clone(), Some(json!(null)), 422, None),
+        (Method::POST, codes.clone(), Some(json!([1, 2])), 422, None),
+        (
+            Method::POST,
+            codes.clone(),
+            Some(json!({"colour": "red"})),
+            422,
+            Some("colour"),
+        ),
+        (
+            Method::POST,
+            codes.clone(),
+            Some(json!({"max_uses": "many"})),
+            422,
+            Some("max_uses"),
+        ),
+        (
+            Method::GET,
+            format!("{codes}?colour=red"),
+            None,
+            400,
+            Some("colour"),
+        ),
+        (Method::GET, format!("{codes}?limit=-1"), None, 400, None),
+    ];
+    for (method, path, body, status, field) in cases {
+        let (answered, answer) = admin.call(method.clone(), &path, body.clone()).await;
+        assert_eq!(answered, status, "{method} {path} {body:?} → {answer}");
+        let error = &answer["error"];
+        assert_eq!(error["code"], json!("invalid_request"), "{answer}");
+        if let Some(field) = field {
+            assert_eq!(error["field"], json!(field), "{answer}");
+        }
+        let message = error["message"].as_str().expect("a message");
+        for internal in [
+            "Failed to deserialize",
+            "struct",
+            "CreateCode",
+            "Query",
+            "u32",
+            "i64",
+        ] {
+            assert!(!message.contains(internal), "{internal:?} in {message:?}");
+        }
     }
     test.stop().await;
 }
