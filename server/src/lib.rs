@@ -147,13 +147,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("cannot listen for devices on {}", config.device_listen))?;
     let admin_listener = listen(config.admin_listen, false)
         .with_context(|| format!("cannot listen for the admin API on {}", config.admin_listen))?;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            config.data_dir.display()
-        )
-    })?;
-    let key = load_or_create_server_key(&config)?;
+    create_private_dir(&config.data_dir)?;
+    if config.database_url.is_none() {
+        create_private_file(&config.data_dir.join("paird.db"))?;
+    }
+    let (key, new_key_file) = load_or_create_server_key(&config)?;
     let url = store::DatabaseUrl::parse(&config.database_url()).map_err(anyhow::Error::msg)?;
     let store = store::open(
         &url,
@@ -170,6 +168,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         None => Arc::new(SystemClock),
     };
     let engine = Engine::start(store, clock, &key, config.engine.clone()).await?;
+    // A new key is kept only once the database has recorded it (a database made with another
+    // key refuses to start above, and leaves no key file behind to be mistaken for its own).
+    if let Some(path) = new_key_file {
+        write_secret_file(&path, &key.to_hex())?;
+        tracing::info!(path = %path.display(), "created a new server key; back it up with the database");
+    }
     let new_operator_token = engine
         .ensure_operator_token(config.operator_token.as_deref())
         .await
@@ -321,28 +325,67 @@ fn public_address(
 
 /// The server key: from the configuration (environment), else the key file in the data
 /// directory, created on first start.
-fn load_or_create_server_key(config: &ServerConfig) -> anyhow::Result<ServerKey> {
+/// The server key: from `PAIRD_SERVER_KEY`, from `<data_dir>/server.key`, or a new one, with
+/// the file it is to be kept in once the database has recorded it.
+fn load_or_create_server_key(
+    config: &ServerConfig,
+) -> anyhow::Result<(ServerKey, Option<std::path::PathBuf>)> {
     if let Some(hex) = &config.server_key {
-        return ServerKey::from_hex(hex)
-            .map_err(|error| anyhow::anyhow!("PAIRD_SERVER_KEY: {error}"));
+        let key = ServerKey::from_hex(hex)
+            .map_err(|error| anyhow::anyhow!("PAIRD_SERVER_KEY: {error}"))?;
+        return Ok((key, None));
     }
     let path = config.data_dir.join("server.key");
     match std::fs::read_to_string(&path) {
-        Ok(text) => ServerKey::from_hex(&text)
-            .map_err(|error| anyhow::anyhow!("{}: {error}", path.display())),
+        Ok(text) => {
+            let key = ServerKey::from_hex(&text)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+            Ok((key, None))
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let key = ServerKey::generate();
-            write_secret_file(&path, &key.to_hex())?;
-            tracing::info!(path = %path.display(), "created a new server key; back it up with the database");
-            Ok(key)
+            Ok((ServerKey::generate(), Some(path)))
         }
         Err(error) => Err(anyhow::anyhow!("cannot read {}: {error}", path.display())),
     }
 }
 
-/// Writes a secret to a file readable by the owner only.
+/// The data directory, created readable by the owner only (0700) when it does not exist.
+fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(path)
+        .with_context(|| format!("cannot create the data directory {}", path.display()))
+}
+
+/// An empty file readable by the owner only (0600), unless it exists: the SQLite database, whose
+/// journal files SQLite then creates with the same mode.
+fn create_private_file(path: &Path) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(anyhow::anyhow!("cannot create {}: {error}", path.display())),
+    }
+}
+
+/// Writes a secret to a file readable by the owner only, atomically: a temporary file beside
+/// it, written and synced, renamed over it, and the directory synced, so that a crash leaves
+/// the old file or the new one, never a part.
 pub(crate) fn write_secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
     use std::io::Write;
+    let temporary = path.with_extension("partial");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -351,9 +394,17 @@ pub(crate) fn write_secret_file(path: &Path, secret: &str) -> anyhow::Result<()>
         options.mode(0o600);
     }
     let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .open(&temporary)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
     writeln!(file, "{secret}")?;
     file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some(directory) = path.parent()
+        && let Ok(directory) = std::fs::File::open(directory)
+    {
+        directory.sync_all()?;
+    }
     Ok(())
 }
