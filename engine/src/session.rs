@@ -234,8 +234,11 @@ pub(crate) fn checked_details(details: DeviceDetails) -> Option<DeviceDetails> {
         &details.os,
         &details.app_version,
     ];
-    let fits = fields
-        .iter()
-        .all(|field| field.len() <= MAX_DEVICE_FIELD_BYTES && !field.chars().any(char::is_control));
+    let fits = fields.iter().all(|field| {
+        field.len() <= MAX_DEVICE_FIELD_BYTES
+            && !field
+                .chars()
+                .any(crate::admin::validate::is_hidden_or_control)
+    });
     fits.then_some(details)
 }

@@ -21,7 +21,7 @@ mod idempotency;
 mod principal;
 mod selection;
 mod transaction;
-mod validate;
+pub(crate) mod validate;
 
 mod add_licenses;
 mod assign_configuration;

@@ -25,17 +25,42 @@ pub const MAX_LICENSES_PER_COMMAND: u32 = 100_000;
 /// Most devices assigned by one command.
 pub const MAX_DEVICES_PER_ASSIGNMENT: usize = 20_000;
 
-/// A name or label: trimmed, not empty, within `max_bytes`, without control characters.
+/// Whether a name may not hold `c`: a control character, or one that changes how the text
+/// around it shows without showing itself: the bidirectional controls (embeddings, overrides,
+/// isolates, marks), which can make a name read backwards in a list, and the zero-width space,
+/// word joiner, invisible operators and byte-order mark, which make two names that look alike
+/// differ. The zero-width joiner and non-joiner stay allowed: emoji sequences and several
+/// scripts (Persian, the Indic ones) need them.
+pub(crate) fn is_hidden_or_control(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
+/// A name or label: trimmed, not empty, within `max_bytes`, without control or hidden
+/// characters ([`is_hidden_or_control`]).
 pub(crate) fn name(
     field: &'static str,
     name: &str,
     max_bytes: usize,
 ) -> Result<String, EngineError> {
     let name = name.trim();
-    if name.is_empty() || name.len() > max_bytes || name.chars().any(char::is_control) {
+    if name.is_empty() || name.len() > max_bytes || name.chars().any(is_hidden_or_control) {
         return Err(EngineError::invalid(
             field,
-            format!("1 to {max_bytes} bytes of text without control characters"),
+            format!(
+                "1 to {max_bytes} bytes of text without control characters, bidirectional \
+                 controls or zero-width spaces"
+            ),
         ));
     }
     Ok(name.to_string())
@@ -110,5 +135,34 @@ pub(crate) mod millis {
 
     pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_refuses_what_hides_or_reorders_text_and_keeps_what_scripts_and_emoji_need() {
+        for refused in [
+            "Van\u{202E}21",
+            "Van\u{200B}21",
+            "\u{FEFF}Van",
+            "Van \u{2066}21\u{2069}",
+            "Van\u{200F}",
+            "Van\u{0007}",
+            "Van\n21",
+        ] {
+            assert!(name("name", refused, 100).is_err(), "{refused:?}");
+        }
+        for kept in [
+            "Van 21",
+            "Lieferwagen Müller",
+            "می\u{200C}خواهم",
+            "Family \u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}",
+            "שלום 21",
+        ] {
+            assert_eq!(name("name", kept, 100).as_deref(), Ok(kept), "{kept:?}");
+        }
     }
 }

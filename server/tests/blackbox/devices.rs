@@ -93,6 +93,9 @@ async fn an_admin_set_name_and_notes_survive_reconnections_and_can_be_cleared() 
         (json!({}), "invalid_request"),
         (json!({ "name": "" }), "invalid_request"),
         (json!({ "name": "x".repeat(129) }), "invalid_request"),
+        // A right-to-left override would show "Van 12" as "21 naV" in every list.
+        (json!({ "name": "Van \u{202E}12" }), "invalid_request"),
+        (json!({ "name": "Van\u{200B}12" }), "invalid_request"),
         (json!({ "notes": "x".repeat(4097) }), "invalid_request"),
         (json!({ "colour": "red" }), "invalid_request"),
     ] {

@@ -193,6 +193,15 @@ async fn requests_with_bad_fields_are_refused_as_malformed_and_keep_the_connecti
         .await
         .unwrap();
     assert!(matches!(result, PairResult::Paired(_)), "{result:?}");
+    // A name that would read backwards (a right-to-left override) or hide a zero-width space.
+    for name in ["Van \u{202E}12", "Van\u{200B}12"] {
+        let mut connection = test.connect().await;
+        let result = connection
+            .pair(&code, &identity(), &device_info(name))
+            .await
+            .unwrap();
+        assert_eq!(refusal(&result), Some(RefusalReason::Malformed), "{name:?}");
+    }
     assert_eq!(admin.devices(&org).await.len(), 1);
     test.stop().await;
 }
