@@ -101,6 +101,7 @@ impl IntoResponse for ApiError {
             EngineError::InvalidConfiguration { problems } => {
                 body["field"] = json!("body");
                 body["problems"] = problems_json(problems);
+                body["problems_truncated"] = json!(problems.len() > MAX_LISTED_PROBLEMS);
             }
             _ => {}
         }
@@ -322,11 +323,17 @@ pub(crate) async fn not_found() -> Response {
     )
 }
 
+/// How many problems of a configuration body an answer lists at most.
+pub(crate) const MAX_LISTED_PROBLEMS: usize = 200;
+
 /// A configuration body's problems as the admin API shows them: `[{"line", "severity",
 /// "message"}]`, by line. Line 0 is the whole body (no section at all).
+/// At most [`MAX_LISTED_PROBLEMS`] of them: a 256 KiB body of broken lines has tens of
+/// thousands, and an answer listing every one would be megabytes (the counts are whole).
 pub(crate) fn problems_json(problems: &[configformat::Problem]) -> serde_json::Value {
     problems
         .iter()
+        .take(MAX_LISTED_PROBLEMS)
         .map(|problem| {
             json!({
                 "line": problem.line,

@@ -553,6 +553,7 @@ async fn check_configuration(
         "errors": report.errors().count(),
         "warnings": report.warnings().count(),
         "problems": super::problems_json(&report.problems),
+        "problems_truncated": report.problems.len() > super::MAX_LISTED_PROBLEMS,
     }))
     .into_response())
 }

@@ -366,6 +366,22 @@ async fn unreadable_configuration_bodies_are_refused_by_line_and_nothing_is_save
             .contains("synctime_high_threshold"),
         "{checked}"
     );
+    // A body of thousands of broken lines: every one counted, the first 200 listed.
+    let many = format!("[GLOBAL]\n{}", "not a setting\n".repeat(5_000));
+    let checked = portal
+        .post("/v1/configuration-check", json!({ "body": many }))
+        .await;
+    assert_eq!(
+        (
+            checked["errors"].clone(),
+            checked["problems"].as_array().map(Vec::len),
+            checked["problems_truncated"].clone()
+        ),
+        (json!(5_000), Some(200), json!(true)),
+        "{}",
+        checked["errors"]
+    );
+    assert_eq!(checked["problems"][199]["line"], json!(201));
     let (status, _) = admin
         .with_token("not-a-token")
         .call(
