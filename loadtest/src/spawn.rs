@@ -132,6 +132,10 @@ async fn launch(
         .args(["serve", "--data-dir"])
         .arg(data)
         .args(["--device-listen", device, "--admin-listen", admin])
+        // The scenarios' devices connect first and pair later, as a staged wave's do: with
+        // 100,000 devices paired at a rate that is more than the 30 s paird allows by default
+        // (`--server-arg` can still set it).
+        .args(["--hello-timeout", "10m"])
         .args(extra_args)
         .env("PAIRD_OPERATOR_TOKEN", token)
         .envs(env.iter().map(|(key, value)| (key, value)))

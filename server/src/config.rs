@@ -40,7 +40,7 @@ impl Default for DeviceSettings {
         DeviceSettings {
             max_frame: protocol::limits::DEFAULT_MAX_DEVICE_FRAME_BYTES,
             handshake_timeout: Duration::from_secs(10),
-            hello_timeout: Duration::from_secs(600),
+            hello_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(30),
             silence_limit: Duration::from_secs(90),
             failures_per_connection: 3,

@@ -110,8 +110,10 @@ struct ServeArgs {
     /// Time allowed for the WebSocket handshake.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     handshake_timeout: Duration,
-    /// Time allowed between the handshake and the first pair or resume.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    /// Time allowed between the handshake and the first pair or resume: a connection that holds
+    /// no credential yet is closed after it (4004). Raise it for devices that connect and wait
+    /// for a staged roll-out's wave before they pair.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     hello_timeout: Duration,
     /// Largest device-to-server frame, in bytes.
     #[arg(long, default_value_t = protocol::limits::DEFAULT_MAX_DEVICE_FRAME_BYTES)]
