@@ -226,6 +226,27 @@ pub enum AckAnswer {
     Malformed,
 }
 
+/// Whether a name may not hold `c`: a control character, or one that changes how the text
+/// around it shows without showing itself: the bidirectional controls (embeddings, overrides,
+/// isolates, marks), which can make a name read backwards in a list, and the zero-width space,
+/// word joiner, invisible operators and byte-order mark, which make two names that look alike
+/// differ. The zero-width joiner and non-joiner stay allowed: emoji sequences and several
+/// scripts (Persian, the Indic ones) need them.
+pub fn is_hidden_or_control(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
 /// Device details within the caps the engine stores, or `None`.
 pub(crate) fn checked_details(details: DeviceDetails) -> Option<DeviceDetails> {
     let fields = [
@@ -235,10 +256,7 @@ pub(crate) fn checked_details(details: DeviceDetails) -> Option<DeviceDetails> {
         &details.app_version,
     ];
     let fits = fields.iter().all(|field| {
-        field.len() <= MAX_DEVICE_FIELD_BYTES
-            && !field
-                .chars()
-                .any(crate::admin::validate::is_hidden_or_control)
+        field.len() <= MAX_DEVICE_FIELD_BYTES && !field.chars().any(is_hidden_or_control)
     });
     fits.then_some(details)
 }

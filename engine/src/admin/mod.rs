@@ -21,7 +21,7 @@ mod idempotency;
 mod principal;
 mod selection;
 mod transaction;
-pub(crate) mod validate;
+mod validate;
 
 mod add_licenses;
 mod assign_configuration;

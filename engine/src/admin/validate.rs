@@ -25,36 +25,18 @@ pub const MAX_LICENSES_PER_COMMAND: u32 = 100_000;
 /// Most devices assigned by one command.
 pub const MAX_DEVICES_PER_ASSIGNMENT: usize = 20_000;
 
-/// Whether a name may not hold `c`: a control character, or one that changes how the text
-/// around it shows without showing itself: the bidirectional controls (embeddings, overrides,
-/// isolates, marks), which can make a name read backwards in a list, and the zero-width space,
-/// word joiner, invisible operators and byte-order mark, which make two names that look alike
-/// differ. The zero-width joiner and non-joiner stay allowed: emoji sequences and several
-/// scripts (Persian, the Indic ones) need them.
-pub(crate) fn is_hidden_or_control(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061C}'
-                | '\u{200B}'
-                | '\u{200E}'
-                | '\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{FEFF}'
-        )
-}
-
 /// A name or label: trimmed, not empty, within `max_bytes`, without control or hidden
-/// characters ([`is_hidden_or_control`]).
+/// characters ([`crate::session::is_hidden_or_control`]).
 pub(crate) fn name(
     field: &'static str,
     name: &str,
     max_bytes: usize,
 ) -> Result<String, EngineError> {
     let name = name.trim();
-    if name.is_empty() || name.len() > max_bytes || name.chars().any(is_hidden_or_control) {
+    if name.is_empty()
+        || name.len() > max_bytes
+        || name.chars().any(crate::session::is_hidden_or_control)
+    {
         return Err(EngineError::invalid(
             field,
             format!(
