@@ -252,7 +252,7 @@ enum Bound {
 }
 
 /// A statement being built: its text and its bound values, `$1`, `$2`… in order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Built {
     values: Vec<Bound>,
 }
@@ -518,9 +518,7 @@ fn filtered<B: Backend>(
 
 /// Counts the region's matching rows, up to `bound`.
 fn count_statement(filtered: &Filtered, bound: u64) -> (String, Built) {
-    let mut built = Built {
-        values: filtered.built.values.clone(),
-    };
+    let mut built = filtered.built.clone();
     let bound = built.bind(Bound::Int(i64::try_from(bound).unwrap_or(i64::MAX)));
     let sql = format!(
         "SELECT COUNT(*) FROM ({} LIMIT {bound}) AS matching",
@@ -556,9 +554,7 @@ fn first_ids_statement<B: Backend>(
     descending: bool,
     wanted: usize,
 ) -> (String, Built) {
-    let mut built = Built {
-        values: filtered.built.values.clone(),
-    };
+    let mut built = filtered.built.clone();
     let wanted = built.bind(Bound::Int(i64::try_from(wanted).unwrap_or(i64::MAX)));
     let sql = format!(
         "SELECT {}, COUNT(*) OVER () FROM {} WHERE {} ORDER BY {} LIMIT {wanted}",
@@ -578,9 +574,7 @@ fn page_statement(
     after: Option<&Cursor>,
     wanted: usize,
 ) -> StoreResult<(String, Built)> {
-    let mut built = Built {
-        values: filtered.built.values.clone(),
-    };
+    let mut built = filtered.built.clone();
     let mut sql = filtered.sql.clone();
     let beyond = if descending { "<" } else { ">" };
     let id = region.id();
@@ -675,8 +669,8 @@ fn lexeme_matches(words: &[&str], built: &mut Built) -> String {
 fn index_count_statement<B: Backend>(
     query: &FleetQuery,
     region: Region,
+    filtered: &Filtered,
     org_id: OrgId,
-    now: Timestamp,
     bound: u64,
 ) -> Option<(String, Built)> {
     let search = query.filter.search.as_deref()?;
@@ -695,14 +689,12 @@ fn index_count_statement<B: Backend>(
     if words.is_empty() {
         return None;
     }
-    // The unindexed devices that match by their text: the region's own count, among those.
-    // The backlog is read first, as an array, and its devices looked up by id: the planner's
-    // idea of its size is as old as the last VACUUM (which alone counts a partial index), and
-    // it would rather check every device of the organization against it.
-    let filtered = filtered::<B>(region, query, org_id, now, None);
-    let mut built = Built {
-        values: filtered.built.values.clone(),
-    };
+    // The unindexed devices that match by their text: the region's own count (`filtered`,
+    // without candidates), among those. The backlog is read first, as an array, and its devices
+    // looked up by id: the planner's idea of its size is as old as the last VACUUM (which alone
+    // counts a partial index), and it would rather check every device of the organization
+    // against it.
+    let mut built = filtered.built.clone();
     let org = built.bind(Bound::Uuid(org_id.0));
     let unindexed = B::UNINDEXED;
     let backlog = format!("SELECT id FROM devices WHERE org_id = {org} AND {unindexed}");
@@ -779,9 +771,10 @@ fn narrow_walk<B: Backend>(
     regions: &[Region],
     candidates: bool,
 ) -> Option<(&'static str, &'static str)> {
-    let hint = if candidates {
+    if candidates {
         return None;
-    } else if query.filter.search.is_some() {
+    }
+    let hint = if query.filter.search.is_some() {
         B::SEARCHED_DEVICES?
     } else if query.filter.online == Some(true) {
         B::ONLINE_DEVICES?
@@ -807,9 +800,7 @@ fn walk_statement(
     few: usize,
     bound: u64,
 ) -> (String, Built) {
-    let mut built = Built {
-        values: filtered.built.values.clone(),
-    };
+    let mut built = filtered.built.clone();
     let bound = built.bind(Bound::Int(i64::try_from(bound).unwrap_or(i64::MAX)));
     let few = built.bind(Bound::Int(i64::try_from(few).unwrap_or(i64::MAX)));
     let tables = filtered
@@ -931,8 +922,8 @@ async fn read_asking<B: Backend>(
                 index_count_statement::<B>(
                     query,
                     region,
+                    &filtered,
                     org_id,
-                    now,
                     FleetQuery::COUNT_BOUND + 1 - total,
                 )
             })
@@ -1116,11 +1107,12 @@ mod tests {
         let regions = regions(query);
         statements.extend(candidates_statement::<B>(org_id, query, FEW_CANDIDATES));
         if let [region] = regions.as_slice() {
+            let filtered = filtered::<B>(*region, query, org_id, NOW, None);
             statements.extend(index_count_statement::<B>(
                 query,
                 *region,
+                &filtered,
                 org_id,
-                NOW,
                 FleetQuery::COUNT_BOUND + 1,
             ));
         }

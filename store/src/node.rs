@@ -92,13 +92,15 @@ impl<B: Backend> NodeStore for SqlStore<B> {
                 get::<Uuid, _>(row, 0)
             })
             .await?;
-        if !ids.is_empty() {
+        let indexed = ids.len() as u64;
+        if indexed > 0 {
+            let list = [Arg::Ids(ids)];
             for sql in B::INDEX_WORDS {
-                (*tx).execute(sql, &[Arg::Ids(ids.clone())]).await?;
+                (*tx).execute(sql, &list).await?;
             }
         }
         tx.commit().await.map_err(B::map_error)?;
-        Ok(ids.len() as u64)
+        Ok(indexed)
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -484,7 +484,8 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Whether new connections should come here: the listeners are up, the database answers
 /// (within a second), and the server is not draining. 200 or 503, each check named. No token.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let draining = state.draining.load(Ordering::Relaxed) || *state.stopped.borrow();
+    // Set before the stop itself (`RunningServer::shutdown` drains first).
+    let draining = state.draining.load(Ordering::Relaxed);
     let database =
         match tokio::time::timeout(Duration::from_secs(1), state.engine.store().ping()).await {
             Ok(Ok(())) => "ok",
