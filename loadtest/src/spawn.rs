@@ -136,6 +136,8 @@ async fn launch(
         // 100,000 devices paired at a rate that is more than the 30 s paird allows by default
         // (`--server-arg` can still set it).
         .args(["--hello-timeout", "10m"])
+        // ... and they all come from 127.0.0.1: no cap on one address's unpaired connections.
+        .args(["--max-unproven-per-address", "0"])
         .args(extra_args)
         .env("PAIRD_OPERATOR_TOKEN", token)
         .envs(env.iter().map(|(key, value)| (key, value)))

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use engine::EngineSettings;
+
+pub use crate::admin::listener::AdminLimits;
 use store::Durability;
 
 /// The device endpoint's limits and timers.
@@ -33,6 +35,12 @@ pub struct DeviceSettings {
     /// minus what the database pool, the admin API and the process's own files need, so that
     /// devices can never take the descriptors the database connections need.
     pub max_connections: Option<usize>,
+    /// Most connections one address (an IPv6 client's /64) holds before they pair or resume; a
+    /// newer one takes the oldest one's place (closed, 4004). 0: no cap.
+    pub max_unproven_per_address: usize,
+    /// Most control frames (ping, pong) a connection may send in a minute; past it the
+    /// connection is closed (1008). Keepalive needs two a minute.
+    pub max_control_frames_per_minute: u32,
 }
 
 impl Default for DeviceSettings {
@@ -47,6 +55,8 @@ impl Default for DeviceSettings {
             read_buffer: 4 * 1024,
             max_write_backlog: protocol::limits::MAX_SERVER_FRAME_BYTES + 64 * 1024,
             max_connections: None,
+            max_unproven_per_address: 256,
+            max_control_frames_per_minute: 120,
         }
     }
 }
@@ -76,6 +86,8 @@ pub struct ServerConfig {
     /// The server key in hex (from `PAIRD_SERVER_KEY`); otherwise `<data_dir>/server.key`.
     pub server_key: Option<String>,
     pub device: DeviceSettings,
+    /// The admin listener's timeouts and connection caps.
+    pub admin: AdminLimits,
     pub engine: EngineSettings,
     /// Test hooks: a manual clock driven through `/v1/test/clock` and fault injection. Never in
     /// production.
@@ -103,6 +115,7 @@ impl ServerConfig {
             operator_token: None,
             server_key: None,
             device: DeviceSettings::default(),
+            admin: AdminLimits::default(),
             engine: EngineSettings::default(),
             test_hooks: false,
             drain_grace: std::time::Duration::ZERO,

@@ -9,6 +9,7 @@
 //!
 //! No pairing rule lives here: every decision is the engine's.
 
+mod address_slots;
 mod admin;
 pub mod config;
 mod demo;
@@ -30,7 +31,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
-pub use config::{DeviceSettings, ServerConfig};
+pub use admin::listener::AdminListenerStats;
+pub use config::{AdminLimits, DeviceSettings, ServerConfig};
 pub use demo::{DEMO_KEY_FILE, DemoKey, DemoSeed, seed_demo};
 pub use device::EndpointStats;
 
@@ -52,6 +54,7 @@ pub struct RunningServer {
     manual_clock: Option<Arc<ManualClock>>,
     public: admin::PublicAddress,
     endpoint: Arc<device::DeviceEndpoint>,
+    admin_stats: Arc<admin::listener::AdminListenerStats>,
     stop: watch::Sender<bool>,
     /// True from the start of a graceful shutdown (`/readyz` answers 503).
     draining: Arc<AtomicBool>,
@@ -96,6 +99,11 @@ impl RunningServer {
         &self.endpoint.stats
     }
 
+    /// The admin listener's counters.
+    pub fn admin_listener_stats(&self) -> &AdminListenerStats {
+        &self.admin_stats
+    }
+
     /// Says "draining" from now on: `/readyz` answers 503, while everything else is served as
     /// before, so that a load balancer sends new connections elsewhere.
     pub fn drain(&self) {
@@ -136,11 +144,12 @@ impl RunningServer {
 /// Opens the database, starts the engine and both listeners.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let open_files = raise_open_file_limit();
-    let ceiling = device_connection_ceiling(&config, open_files);
+    let (ceiling, admin_connections) = open_file_budget(&config, open_files);
     tracing::info!(
         open_file_limit = open_files,
         device_connection_ceiling = ceiling,
-        "each device connection takes one open file"
+        admin_connection_ceiling = admin_connections,
+        "each connection takes one open file"
     );
     // Listen first: an address in use fails the start before the database is opened.
     let device_listener = listen(config.device_listen, config.reuse_port)
@@ -189,6 +198,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         engine: engine.clone(),
         settings: config.device.clone(),
         stats: EndpointStats::default(),
+        unproven: address_slots::AddressSlots::new(config.device.max_unproven_per_address),
     });
     let (stop, stopped) = watch::channel(false);
     let draining = Arc::new(AtomicBool::new(false));
@@ -212,23 +222,23 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         draining: Arc::clone(&draining),
     };
     let router = admin::router(state, config.test_hooks).merge(portal::router());
-    let mut admin_stop = stopped;
     let admin_thread = engine::RuntimeThread::start("paird-admin")?;
     // Moved to the admin runtime: a listener is driven by the runtime it is registered with.
     let admin_listener = {
         let _admin_runtime = admin_thread.handle().enter();
         TcpListener::from_std(admin_listener.into_std()?)?
     };
-    let admin_task = admin_thread.handle().spawn(async move {
-        let served = axum::serve(admin_listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = admin_stop.changed().await;
-            })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "admin API stopped");
-        }
-    });
+    let admin_stats = Arc::new(admin::listener::AdminListenerStats::default());
+    let admin_task = admin_thread.handle().spawn(admin::listener::serve(
+        admin_listener,
+        router,
+        AdminLimits {
+            max_connections: admin_connections,
+            ..config.admin.clone()
+        },
+        Arc::clone(&admin_stats),
+        stopped,
+    ));
     tracing::info!(%device_addr, %admin_addr, database = %config.database_url(), "paird started");
     Ok(RunningServer {
         device_addr,
@@ -238,6 +248,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         manual_clock,
         public,
         endpoint,
+        admin_stats,
         stop,
         draining,
         drain_grace: config.drain_grace,
@@ -273,21 +284,28 @@ fn raise_open_file_limit() -> u64 {
     }
 }
 
-/// Open files kept for everything but device connections: the database connections (the pool,
-/// the change listener, SQLite's files), admin API connections, log and data files.
-const RESERVED_OPEN_FILES: u64 = 200;
+/// Open files kept for the database connections (the pool, the change listener, SQLite's
+/// files), log and data files, besides the pool itself and the admin listener's budget.
+const RESERVED_OPEN_FILES: u64 = 100;
 
-/// How many device connections this node accepts at once: the configured ceiling, or what the
-/// open-file limit leaves after the reserve. Without a ceiling, devices arriving faster than
+/// How the open files are shared: (device connections, admin connections) this node accepts at
+/// once. The admin side's budget comes out of the reserve, so that admin connections can never
+/// take the descriptors devices or the database need (20,200 idle admin connections once left
+/// the device endpoint unable to accept). Without a device ceiling, devices arriving faster than
 /// they leave took every descriptor, and the node could no longer open a database connection
-/// (its pairings were refused `unavailable` while its devices stayed connected).
-fn device_connection_ceiling(config: &ServerConfig, open_files: u64) -> usize {
-    config.device.max_connections.unwrap_or_else(|| {
-        // A small limit (a test's `ulimit -n 128`) keeps at least three quarters for devices.
-        let reserve =
-            (RESERVED_OPEN_FILES + u64::from(config.database_pool_size)).min(open_files / 4);
+/// (its pairings were refused `unavailable` while its devices stayed connected). A small limit
+/// (a test's `ulimit -n 128`) keeps at least three quarters for devices.
+fn open_file_budget(config: &ServerConfig, open_files: u64) -> (usize, usize) {
+    let admin = (config.admin.max_connections as u64)
+        .min(open_files / 8)
+        .max(1);
+    let devices = config.device.max_connections.unwrap_or_else(|| {
+        let reserve = (RESERVED_OPEN_FILES + u64::from(config.database_pool_size))
+            .min(open_files / 8)
+            + admin;
         usize::try_from(open_files.saturating_sub(reserve).max(1)).unwrap_or(usize::MAX)
-    })
+    });
+    (devices, usize::try_from(admin).unwrap_or(usize::MAX))
 }
 
 fn public_address(
@@ -407,4 +425,25 @@ pub(crate) fn write_secret_file(path: &Path, secret: &str) -> anyhow::Result<()>
         directory.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_budget_comes_out_of_the_reserve_not_the_devices_share() {
+        let config = ServerConfig::new("unused");
+        // This machine's limit: the reserve (100 + a pool of 16) and the admin budget (256).
+        assert_eq!(open_file_budget(&config, 20_000), (20_000 - 116 - 256, 256));
+        // A small limit keeps three quarters for devices; the admin side gets an eighth.
+        let (devices, admin) = open_file_budget(&config, 128);
+        assert_eq!(admin, 16);
+        assert_eq!(devices, 128 - 16 - 16);
+        // A configured device ceiling is taken as it is.
+        let mut capped = ServerConfig::new("unused");
+        capped.device.max_connections = Some(500);
+        capped.admin.max_connections = 10;
+        assert_eq!(open_file_budget(&capped, 20_000), (500, 10));
+    }
 }

@@ -12,7 +12,7 @@ use client::ready_line::{ReadyLine, ReadyMarker};
 use engine::EngineSettings;
 use engine::limiter::FailureLimit;
 use protocol::{DeviceInfo, Encoding};
-use server::{DeviceSettings, ServerConfig};
+use server::{AdminLimits, DeviceSettings, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -115,6 +115,29 @@ struct ServeArgs {
     /// for a staged roll-out's wave before they pair.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     hello_timeout: Duration,
+    /// Most device connections one address (an IPv6 client's /64) holds before they pair or
+    /// resume: a newer one takes the oldest one's place, which is closed (4004). Devices behind
+    /// one NAT that resume or pair as soon as they connect are not affected. 0: no cap.
+    #[arg(long, env = "PAIRD_MAX_UNPROVEN_PER_ADDRESS", default_value_t = 256)]
+    max_unproven_per_address: usize,
+    /// Most control frames (ping, pong) one device connection may send in a minute; past it
+    /// the connection is closed (1008).
+    #[arg(long, default_value_t = 120)]
+    max_control_frames_per_minute: u32,
+    /// Time allowed for an admin request's headers to arrive.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    admin_header_timeout: Duration,
+    /// An admin connection with no traffic for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    admin_idle_timeout: Duration,
+    /// Most admin connections open at once; they are counted in the open files kept from
+    /// devices (the limit is also at most an eighth of the open-file limit).
+    #[arg(long, default_value_t = 256)]
+    admin_max_connections: usize,
+    /// Most admin connections from one address (an IPv6 client's /64); past it a new one is
+    /// answered 429 (0: no cap).
+    #[arg(long, default_value_t = 64)]
+    admin_max_connections_per_address: usize,
     /// Largest device-to-server frame, in bytes.
     #[arg(long, default_value_t = protocol::limits::DEFAULT_MAX_DEVICE_FRAME_BYTES)]
     max_frame: usize,
@@ -238,7 +261,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         silence_limit: args.silence_limit,
         failures_per_connection: args.failures_per_connection,
         max_connections: args.max_device_connections,
+        max_unproven_per_address: args.max_unproven_per_address,
+        max_control_frames_per_minute: args.max_control_frames_per_minute,
         ..DeviceSettings::default()
+    };
+    config.admin = AdminLimits {
+        header_timeout: args.admin_header_timeout,
+        idle_timeout: args.admin_idle_timeout,
+        max_connections: args.admin_max_connections,
+        max_per_address: args.admin_max_connections_per_address,
     };
     config.engine = EngineSettings {
         group_commit: !args.no_group_commit,

@@ -7,6 +7,7 @@
 
 mod events;
 mod export;
+pub(crate) mod listener;
 mod routes;
 
 use std::sync::Arc;

@@ -37,6 +37,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::task::TaskTracker;
 
+use crate::address_slots::{AddressSlots, Slot};
 use crate::config::DeviceSettings;
 
 /// Shared by every connection.
@@ -45,6 +46,8 @@ pub(crate) struct DeviceEndpoint {
     pub engine: Engine,
     pub settings: DeviceSettings,
     pub stats: EndpointStats,
+    /// Slots for connections that have not proven themselves yet, per address.
+    pub unproven: Arc<AddressSlots>,
 }
 
 /// Connection counters for the status page.
@@ -54,7 +57,12 @@ pub struct EndpointStats {
     pub accepted: AtomicU64,
     pub refused_handshakes: AtomicU64,
     pub accept_errors: AtomicU64,
+    /// Unproven connections closed because newer ones from the same address needed the slot.
+    pub evicted_unproven: AtomicU64,
 }
+
+/// The window of the control-frame limit.
+const CONTROL_FRAME_WINDOW: Duration = Duration::from_secs(60);
 
 /// Accepts device connections until `shutdown` turns true.
 ///
@@ -95,6 +103,7 @@ pub(crate) async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 endpoint.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                let slot = endpoint.unproven.take_evicting_oldest(peer.ip());
                 let endpoint = Arc::clone(&endpoint);
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
@@ -103,7 +112,7 @@ pub(crate) async fn serve(
                         .stats
                         .open_connections
                         .fetch_add(1, Ordering::Relaxed);
-                    connection(stream, peer, &endpoint, shutdown).await;
+                    connection(stream, peer, slot, &endpoint, shutdown).await;
                     endpoint
                         .stats
                         .open_connections
@@ -141,6 +150,7 @@ pub(crate) async fn serve(
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
+    slot: Slot,
     endpoint: &DeviceEndpoint,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -185,7 +195,16 @@ async fn connection(
         .max_message_size(Some(settings.max_frame))
         .max_frame_size(Some(settings.max_frame));
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
-    let ws = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
+    let handshake = tokio::time::timeout(settings.handshake_timeout, handshake);
+    let handshake = tokio::select! {
+        handshake = handshake => handshake,
+        () = slot.evicted() => {
+            endpoint.stats.evicted_unproven.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "evicted during the handshake by a newer connection");
+            return;
+        }
+    };
+    let ws = match handshake {
         Ok(Ok(ws)) => ws,
         Ok(Err(error)) => {
             endpoint
@@ -211,8 +230,11 @@ async fn connection(
         encoding,
         link: Arc::clone(&link),
         endpoint,
+        slot,
         failures: 0,
         paired: false,
+        control_frames: 0,
+        control_window: Instant::now(),
     };
     session.run(shutdown).await;
     endpoint.engine.disconnected(&link).await;
@@ -229,14 +251,22 @@ struct Session<'a> {
     encoding: Encoding,
     link: Arc<DeviceLink>,
     endpoint: &'a DeviceEndpoint,
+    /// Held until the connection pairs or resumes; a newer unproven connection from the same
+    /// address may take it before (the connection is then closed, 4004).
+    slot: Slot,
     failures: u32,
     paired: bool,
+    /// Control frames (ping, pong) heard in the current minute, and when that minute began.
+    control_frames: u32,
+    control_window: Instant,
 }
 
 /// What the session loop does next.
 enum Next {
     Continue,
     Close(CloseCode),
+    /// Close with a reason of our own rather than the code's usual one.
+    CloseBecause(CloseCode, &'static str),
     /// The peer is gone (or closed); nothing more to send.
     Stop,
 }
@@ -268,6 +298,10 @@ impl Session<'_> {
                     }
                 }
                 () = sleep_until(hello_deadline), if !self.paired => Next::Close(CloseCode::HelloTimeout),
+                () = self.slot.evicted(), if !self.slot.is_released() => {
+                    self.endpoint.stats.evicted_unproven.fetch_add(1, Ordering::Relaxed);
+                    Next::Close(CloseCode::HelloTimeout)
+                }
             };
             match next {
                 Next::Continue => continue,
@@ -276,6 +310,7 @@ impl Session<'_> {
         };
         match next {
             Next::Close(code) => self.close(code, code.reason().to_string()).await,
+            Next::CloseBecause(code, reason) => self.close(code, reason.to_string()).await,
             Next::Continue | Next::Stop => {}
         }
     }
@@ -357,7 +392,7 @@ impl Session<'_> {
         let (bytes, is_text) = match frame {
             None | Some(Ok(Message::Close(_))) => return Next::Stop,
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
-                return Next::Continue;
+                return self.count_control_frame();
             }
             Some(Ok(Message::Binary(bytes))) => (bytes, false),
             Some(Ok(Message::Text(text))) => (text.into(), true),
@@ -399,6 +434,7 @@ impl Session<'_> {
                 match self.endpoint.engine.pair(request, &self.link).await {
                     PairAnswer::Paired(device) => {
                         self.paired = true;
+                        self.slot.release();
                         self.send_with_link_update(&wire::paired(&device)).await
                     }
                     PairAnswer::Refused {
@@ -431,6 +467,7 @@ impl Session<'_> {
                 match self.endpoint.engine.resume(request, &self.link).await {
                     ResumeAnswer::Resumed(device) => {
                         self.paired = true;
+                        self.slot.release();
                         self.send_with_link_update(&wire::resumed(&device)).await
                     }
                     ResumeAnswer::Ended(end) => self.end(wire::end_reason(end)).await,
@@ -455,6 +492,22 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// Counts a control frame against the per-minute limit: one connection that sent 353,000
+    /// pings a second (each answered with a pong) slowed every pairing of the node 3-5x.
+    fn count_control_frame(&mut self) -> Next {
+        let now = Instant::now();
+        if now.duration_since(self.control_window) >= CONTROL_FRAME_WINDOW {
+            self.control_window = now;
+            self.control_frames = 0;
+        }
+        self.control_frames += 1;
+        if self.control_frames > self.endpoint.settings.max_control_frames_per_minute {
+            tracing::debug!(peer = %self.link.peer, "too many control frames");
+            return Next::CloseBecause(CloseCode::PolicyViolation, "too many control frames");
+        }
+        Next::Continue
     }
 
     /// Tells the device its session ended, and why; the connection then closes with the

@@ -24,6 +24,7 @@ mod health;
 mod idempotency;
 mod isolation;
 mod licenses;
+mod limits;
 mod pairing;
 mod processes;
 mod reuse_port;
