@@ -46,6 +46,22 @@ impl AdminClient {
         }
     }
 
+    /// A client of an admin API served over TLS (`https://host:port`), trusting what `tls`
+    /// trusts (see [`crate::stream::client_config`]).
+    pub fn with_tls(
+        base: &str,
+        token: &str,
+        tls: &rustls::ClientConfig,
+    ) -> Result<AdminClient, reqwest::Error> {
+        Ok(AdminClient {
+            http: reqwest::Client::builder()
+                .use_preconfigured_tls(tls.clone())
+                .build()?,
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        })
+    }
+
     /// The same server with another token (sharing the HTTP connections).
     pub fn with_token(&self, token: &str) -> AdminClient {
         AdminClient {

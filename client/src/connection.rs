@@ -11,7 +11,7 @@ use protocol::{
     Ack, AckOutcome, Acknowledged, CloseCode, ConfigRef, DeviceInfo, DeviceMessage, Encoding,
     EndReason, Pair, Paired, Refused, Resume, Resumed, ServerMessage,
 };
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::identity::DeviceIdentity;
+use crate::stream::MaybeTls;
 
 /// Why a session failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,8 @@ pub enum ClientError {
     Url(String),
     #[error("cannot connect: {0}")]
     Connect(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("WebSocket handshake failed: {0}")]
     Handshake(String),
     #[error("the server chose no subprotocol we offered")]
@@ -71,6 +74,9 @@ pub struct ConnectOptions {
     pub local_ports: Option<Arc<AtomicU32>>,
     /// Largest frame accepted from the server.
     pub max_frame: usize,
+    /// For `wss://`: whom to trust. `None`: the system's roots (see
+    /// [`crate::stream::client_config`] to add a CA file).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ConnectOptions {
@@ -81,6 +87,7 @@ impl Default for ConnectOptions {
             local_address: None,
             local_ports: None,
             max_frame: protocol::limits::MAX_SERVER_FRAME_BYTES,
+            tls: None,
         }
     }
 }
@@ -112,7 +119,7 @@ pub enum ResumeResult {
 /// A connected session.
 #[derive(Debug)]
 pub struct Connection {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<MaybeTls>,
     encoding: Encoding,
     max_frame: usize,
     /// Messages read while waiting for a specific answer.
@@ -143,7 +150,15 @@ impl Connection {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let port = request.uri().port_u16().unwrap_or(80);
+        let tls = match request.uri().scheme_str() {
+            Some("wss") => true,
+            Some("ws") => false,
+            _ => return Err(ClientError::Url(url.to_string())),
+        };
+        let port = request
+            .uri()
+            .port_u16()
+            .unwrap_or(if tls { 443 } else { 80 });
         let address: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
             .await
             .map_err(ClientError::Connect)?
@@ -164,6 +179,22 @@ impl Connection {
             .await
             .map_err(ClientError::Connect)?;
         stream.set_nodelay(true).map_err(ClientError::Connect)?;
+        let stream = if tls {
+            let config = match &options.tls {
+                Some(config) => Arc::clone(config),
+                None => crate::stream::client_config(None)
+                    .map_err(|error| ClientError::Tls(error.to_string()))?,
+            };
+            let name = rustls_pki_types::ServerName::try_from(host.clone())
+                .map_err(|_| ClientError::Url(url.to_string()))?;
+            let connected = tokio_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await
+                .map_err(|error| ClientError::Tls(error.to_string()))?;
+            MaybeTls::Tls(Box::new(connected.into()))
+        } else {
+            MaybeTls::Plain(stream)
+        };
         let config = WebSocketConfig::default()
             .read_buffer_size(4 * 1024)
             .write_buffer_size(0)

@@ -11,7 +11,8 @@
 //! reconnects with back-off and acknowledges every configuration it receives; [`admin`] — an
 //! authenticated admin API client; [`live_feed`] — an organization's live feed, read as
 //! server-sent events; [`ready_line`] — the line `paird serve` prints once it serves, written
-//! by the server and read by the programs that start it.
+//! by the server and read by the programs that start it; [`stream`] — a connection with or
+//! without TLS, and the TLS set-up both ends share.
 
 pub mod admin;
 pub mod connection;
@@ -19,6 +20,7 @@ pub mod device;
 pub mod identity;
 pub mod live_feed;
 pub mod ready_line;
+pub mod stream;
 
 pub use connection::{ClientError, ConnectOptions, Connection, PairResult, ResumeResult};
 pub use identity::{DeviceIdentity, DeviceState};

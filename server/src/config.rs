@@ -7,6 +7,7 @@ use std::time::Duration;
 use engine::EngineSettings;
 
 pub use crate::admin::listener::AdminLimits;
+pub use crate::tls::TlsFiles;
 use store::Durability;
 
 /// The device endpoint's limits and timers.
@@ -79,8 +80,11 @@ pub struct ServerConfig {
     /// `host[:port]` that devices reach the device endpoint at, written into QR payloads.
     /// Defaults to the device listen address.
     pub public_address: Option<String>,
-    /// Devices connect with TLS (`wss://`, terminated by a proxy in front of paird).
+    /// Devices connect with TLS (`wss://`, terminated by a proxy in front of paird). Implied by
+    /// `tls`.
     pub public_tls: bool,
+    /// TLS on both listeners, terminated by paird itself.
+    pub tls: Option<TlsFiles>,
     /// An operator token to accept (from `PAIRD_OPERATOR_TOKEN`).
     pub operator_token: Option<String>,
     /// The server key in hex (from `PAIRD_SERVER_KEY`); otherwise `<data_dir>/server.key`.
@@ -112,6 +116,7 @@ impl ServerConfig {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 7879)),
             public_address: None,
             public_tls: false,
+            tls: None,
             operator_token: None,
             server_key: None,
             device: DeviceSettings::default(),

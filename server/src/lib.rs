@@ -16,6 +16,7 @@ mod demo;
 mod device;
 mod portal;
 pub mod qr;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -32,7 +33,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 pub use admin::listener::AdminListenerStats;
-pub use config::{AdminLimits, DeviceSettings, ServerConfig};
+pub use config::{AdminLimits, DeviceSettings, ServerConfig, TlsFiles};
 pub use demo::{DEMO_KEY_FILE, DemoKey, DemoSeed, seed_demo};
 pub use device::EndpointStats;
 
@@ -51,6 +52,8 @@ pub struct RunningServer {
     pub engine: Engine,
     /// A newly created operator token, when this start created one (show it once).
     pub new_operator_token: Option<String>,
+    /// Both listeners speak TLS.
+    tls: bool,
     manual_clock: Option<Arc<ManualClock>>,
     public: admin::PublicAddress,
     endpoint: Arc<device::DeviceEndpoint>,
@@ -76,11 +79,13 @@ impl RunningServer {
     }
 
     pub fn device_url(&self) -> String {
-        format!("ws://{}{}", self.device_addr, protocol::DEVICE_PATH)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.device_addr, protocol::DEVICE_PATH)
     }
 
     pub fn admin_url(&self) -> String {
-        format!("http://{}", self.admin_addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.admin_addr)
     }
 
     /// The Customer Portal, served by the admin listener.
@@ -156,6 +161,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("cannot listen for devices on {}", config.device_listen))?;
     let admin_listener = listen(config.admin_listen, false)
         .with_context(|| format!("cannot listen for the admin API on {}", config.admin_listen))?;
+    let tls = config.tls.as_ref().map(tls::ServerTls::load).transpose()?;
     create_private_dir(&config.data_dir)?;
     if config.database_url.is_none() {
         create_private_file(&config.data_dir.join("paird.db"))?;
@@ -199,6 +205,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         settings: config.device.clone(),
         stats: EndpointStats::default(),
         unproven: address_slots::AddressSlots::new(config.device.max_unproven_per_address),
+        tls: tls.clone(),
     });
     let (stop, stopped) = watch::channel(false);
     let draining = Arc::new(AtomicBool::new(false));
@@ -212,6 +219,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     ));
 
     let public = public_address(&config, device_addr)?;
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().watch(stopped.clone()));
+    }
     let state = admin::AppState {
         engine: engine.clone(),
         public: public.clone(),
@@ -237,6 +247,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             ..config.admin.clone()
         },
         Arc::clone(&admin_stats),
+        tls,
         stopped,
     ));
     tracing::info!(%device_addr, %admin_addr, database = %config.database_url(), "paird started");
@@ -245,6 +256,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         admin_addr,
         engine,
         new_operator_token,
+        tls: config.tls.is_some(),
         manual_clock,
         public,
         endpoint,
@@ -335,7 +347,7 @@ fn public_address(
         }
     };
     Ok(admin::PublicAddress {
-        tls: config.public_tls,
+        tls: config.public_tls || config.tls.is_some(),
         host,
         port,
     })

@@ -89,8 +89,16 @@ struct ServeArgs {
     #[arg(long, env = "PAIRD_PUBLIC_ADDRESS")]
     public_address: Option<String>,
     /// Devices reach the server over TLS (wss://, terminated by a proxy in front of paird).
+    /// Implied by --tls-cert.
     #[arg(long, env = "PAIRD_PUBLIC_TLS")]
     public_tls: bool,
+    /// Serve both listeners over TLS with this certificate chain (PEM, leaf first). Read again
+    /// on SIGHUP and when the file changes.
+    #[arg(long, env = "PAIRD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "PAIRD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Seed a demo organization with licenses, a configuration, a reusable code and a key, and
     /// print the code's QR, the portal's address and the key to sign in with (kept in
     /// <data-dir>/demo-key, owner-only, so that it is the same at every start).
@@ -211,6 +219,9 @@ struct DeviceArgs {
     /// Exit after the first configuration is received and acknowledged.
     #[arg(long)]
     once: bool,
+    /// Trust this CA's certificates (PEM) for wss://, besides the system's roots.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -245,6 +256,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.admin_listen = args.admin_listen;
     config.public_address = args.public_address;
     config.public_tls = args.public_tls;
+    if let (Some(certificate), Some(key)) = (args.tls_cert.clone(), args.tls_key.clone()) {
+        config.tls = Some(server::TlsFiles { certificate, key });
+    }
     config.operator_token = std::env::var("PAIRD_OPERATOR_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
@@ -393,10 +407,11 @@ async fn device(command: DeviceCommand) -> anyhow::Result<()> {
         os: args.os.clone(),
         app_version: args.app_version.clone(),
     };
-    let options = ConnectOptions::with_encoding(match args.encoding {
+    let mut options = ConnectOptions::with_encoding(match args.encoding {
         EncodingArg::Postcard => Encoding::Postcard,
         EncodingArg::Json => Encoding::Json,
     });
+    options.tls = Some(client::stream::client_config(args.ca_file.as_deref())?);
     let config_out = args.config_out.clone();
     let mut apply = move |configuration: &protocol::Configuration| -> Result<(), String> {
         if let Some(path) = &config_out {

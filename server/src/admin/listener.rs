@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use client::stream::MaybeTls;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -36,6 +37,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::address_slots::AddressSlots;
+use crate::tls::ServerTls;
 
 /// The admin listener's limits.
 #[derive(Debug, Clone)]
@@ -90,6 +92,7 @@ pub(crate) async fn serve(
     router: Router,
     limits: AdminLimits,
     stats: Arc<AdminListenerStats>,
+    tls: Option<ServerTls>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let ceiling = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -125,10 +128,23 @@ pub(crate) async fn serve(
         let stats = Arc::clone(&stats);
         let limits = limits.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tracker.spawn(async move {
             let _held = (permit, slot);
             stats.open_connections.fetch_add(1, Ordering::Relaxed);
-            connection(stream, peer, router, &limits, &stats, shutdown).await;
+            let stream = match tls {
+                // The TLS handshake has the time the headers have.
+                Some(tls) => {
+                    match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => Some(stream),
+                        _ => None,
+                    }
+                }
+                None => Some(MaybeTls::Plain(stream)),
+            };
+            if let Some(stream) = stream {
+                connection(stream, peer, router, &limits, &stats, shutdown).await;
+            }
             stats.open_connections.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -145,14 +161,14 @@ async fn refuse(mut stream: TcpStream, _permit: tokio::sync::OwnedSemaphorePermi
 }
 
 async fn connection(
-    stream: TcpStream,
+    stream: MaybeTls,
     peer: SocketAddr,
     router: Router,
     limits: &AdminLimits,
     stats: &AdminListenerStats,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
     let started = Instant::now();
     let activity = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(Watched {
@@ -198,7 +214,7 @@ async fn connection(
 
 /// A stream that notes when bytes last moved, in milliseconds since `started`.
 struct Watched {
-    inner: TcpStream,
+    inner: MaybeTls,
     started: Instant,
     activity: Arc<AtomicU64>,
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use client::stream::MaybeTls;
 use engine::link::DeviceLink;
 use engine::{AckAnswer, Engine, PairAnswer, ResumeAnswer};
 use futures_util::{SinkExt, StreamExt};
@@ -39,6 +40,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::address_slots::{AddressSlots, Slot};
 use crate::config::DeviceSettings;
+use crate::tls::ServerTls;
 
 /// Shared by every connection.
 #[derive(Debug)]
@@ -48,6 +50,8 @@ pub(crate) struct DeviceEndpoint {
     pub stats: EndpointStats,
     /// Slots for connections that have not proven themselves yet, per address.
     pub unproven: Arc<AddressSlots>,
+    /// TLS, when paird terminates it itself.
+    pub tls: Option<ServerTls>,
 }
 
 /// Connection counters for the status page.
@@ -194,7 +198,14 @@ async fn connection(
         .max_write_buffer_size(settings.max_write_backlog)
         .max_message_size(Some(settings.max_frame))
         .max_frame_size(Some(settings.max_frame));
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
+    // The TLS handshake, when there is one, and the WebSocket handshake share the time allowed.
+    let handshake = async {
+        let stream = match &endpoint.tls {
+            Some(tls) => tls.accept(stream).await.map_err(tungstenite::Error::Io)?,
+            None => MaybeTls::Plain(stream),
+        };
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await
+    };
     let handshake = tokio::time::timeout(settings.handshake_timeout, handshake);
     let handshake = tokio::select! {
         handshake = handshake => handshake,
@@ -247,7 +258,7 @@ fn refusal(status: StatusCode, message: &str) -> ErrorResponse {
 }
 
 struct Session<'a> {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<MaybeTls>,
     encoding: Encoding,
     link: Arc<DeviceLink>,
     endpoint: &'a DeviceEndpoint,

@@ -31,4 +31,5 @@ mod reuse_port;
 mod robustness;
 mod secrets_at_rest;
 mod supervision;
+mod tls;
 mod unpair;

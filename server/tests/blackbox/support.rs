@@ -273,6 +273,13 @@ impl Admin {
         }
     }
 
+    /// An admin API served over TLS, trusting what `tls` trusts.
+    pub fn with_tls(base: &str, token: &str, tls: &rustls::ClientConfig) -> Admin {
+        Admin {
+            api: AdminClient::with_tls(base, token, tls).expect("an HTTPS client"),
+        }
+    }
+
     pub fn with_token(&self, token: &str) -> Admin {
         Admin {
             api: self.api.with_token(token),
