@@ -130,6 +130,7 @@ async fn commit_batch(fixture: &Fixture, requests: &[Request]) {
             details: request.details.clone(),
             paired_by_code: code_id,
             connection: request.connection,
+            peer: std::net::IpAddr::from([127, 0, 0, 1]),
         });
     }
     let assigned = tx

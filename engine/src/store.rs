@@ -189,6 +189,8 @@ pub struct NewDevice {
     pub paired_by_code: CodeId,
     /// The connection that paired it (presence): the device is online on it.
     pub connection: i64,
+    /// The client address it paired from (the audit log's entry says it).
+    pub peer: std::net::IpAddr,
 }
 
 /// A free license claimed for a grant.

@@ -176,6 +176,7 @@ async fn entries_keep_names_as_they_were(backend: Backend) {
             "code_label": "vans",
             "license_id": paired.details["license_id"],
             "installation_id": device.installation_id,
+            "address": paired.details["address"],
             "name": "Van 7",
             "model": "TC52",
             "os": "Android 13",

@@ -7,6 +7,7 @@ use std::time::Duration;
 use engine::EngineSettings;
 
 pub use crate::admin::listener::AdminLimits;
+pub use crate::proxy::{IpRange, TrustedProxies};
 pub use crate::tls::TlsFiles;
 use store::Durability;
 
@@ -85,6 +86,9 @@ pub struct ServerConfig {
     pub public_tls: bool,
     /// TLS on both listeners, terminated by paird itself.
     pub tls: Option<TlsFiles>,
+    /// Peers whose word on the client's address is taken (PROXY protocol on the device
+    /// listener, `Forwarded`/`X-Forwarded-For` on both).
+    pub trusted_proxies: TrustedProxies,
     /// An operator token to accept (from `PAIRD_OPERATOR_TOKEN`).
     pub operator_token: Option<String>,
     /// The server key in hex (from `PAIRD_SERVER_KEY`); otherwise `<data_dir>/server.key`.
@@ -117,6 +121,7 @@ impl ServerConfig {
             public_address: None,
             public_tls: false,
             tls: None,
+            trusted_proxies: TrustedProxies::default(),
             operator_token: None,
             server_key: None,
             device: DeviceSettings::default(),

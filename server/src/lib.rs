@@ -15,6 +15,7 @@ pub mod config;
 mod demo;
 mod device;
 mod portal;
+mod proxy;
 pub mod qr;
 mod tls;
 
@@ -33,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 pub use admin::listener::AdminListenerStats;
-pub use config::{AdminLimits, DeviceSettings, ServerConfig, TlsFiles};
+pub use config::{AdminLimits, DeviceSettings, IpRange, ServerConfig, TlsFiles, TrustedProxies};
 pub use demo::{DEMO_KEY_FILE, DemoKey, DemoSeed, seed_demo};
 pub use device::EndpointStats;
 
@@ -206,6 +207,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         stats: EndpointStats::default(),
         unproven: address_slots::AddressSlots::new(config.device.max_unproven_per_address),
         tls: tls.clone(),
+        trusted: config.trusted_proxies.clone(),
     });
     let (stop, stopped) = watch::channel(false);
     let draining = Arc::new(AtomicBool::new(false));
@@ -248,6 +250,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         },
         Arc::clone(&admin_stats),
         tls,
+        config.trusted_proxies.clone(),
         stopped,
     ));
     tracing::info!(%device_addr, %admin_addr, database = %config.database_url(), "paird started");

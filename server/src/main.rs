@@ -12,7 +12,7 @@ use client::ready_line::{ReadyLine, ReadyMarker};
 use engine::EngineSettings;
 use engine::limiter::FailureLimit;
 use protocol::{DeviceInfo, Encoding};
-use server::{AdminLimits, DeviceSettings, ServerConfig};
+use server::{AdminLimits, DeviceSettings, IpRange, ServerConfig, TrustedProxies};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -99,6 +99,11 @@ struct ServeArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "PAIRD_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// A proxy in front of paird (an address or CIDR range; repeat, or separate with commas):
+    /// from it only, the client's address is taken from a PROXY protocol header (device
+    /// listener) or from Forwarded / X-Forwarded-For (both listeners).
+    #[arg(long = "trusted-proxy", env = "PAIRD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_ip_range)]
+    trusted_proxies: Vec<IpRange>,
     /// Seed a demo organization with licenses, a configuration, a reusable code and a key, and
     /// print the code's QR, the portal's address and the key to sign in with (kept in
     /// <data-dir>/demo-key, owner-only, so that it is the same at every start).
@@ -230,6 +235,10 @@ enum EncodingArg {
     Json,
 }
 
+fn parse_ip_range(text: &str) -> Result<IpRange, String> {
+    text.parse()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -256,6 +265,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.admin_listen = args.admin_listen;
     config.public_address = args.public_address;
     config.public_tls = args.public_tls;
+    config.trusted_proxies = TrustedProxies::new(args.trusted_proxies.clone());
     if let (Some(certificate), Some(key)) = (args.tls_cert.clone(), args.tls_key.clone()) {
         config.tls = Some(server::TlsFiles { certificate, key });
     }

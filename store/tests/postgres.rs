@@ -80,6 +80,7 @@ fn new_device(
         details: details("phone"),
         paired_by_code: code,
         connection: 1,
+        peer: std::net::IpAddr::from([192, 0, 2, 1]),
     }
 }
 

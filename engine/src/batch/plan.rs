@@ -472,6 +472,7 @@ impl Planner<'_> {
                 details: pairing.details.clone(),
                 paired_by_code: code,
                 connection: pairing.connection,
+                peer: pairing.peer,
             });
             granted += 1;
             self.plan.pairs.push(PairOutcome::Paired {
@@ -504,6 +505,7 @@ impl Planner<'_> {
                     "code_label": self.code_label(device.paired_by_code),
                     "license_id": device.license_id,
                     "installation_id": device.installation_id,
+                    "address": device.peer.to_string(),
                 });
                 (device.id, audit::with_device(decided, &device.details))
             })
@@ -1247,6 +1249,7 @@ mod tests {
         );
         assert_eq!(paired.subject, Some(device.device_id.to_string()));
         let installation = pairing_plan.writes.new_devices[0].installation_id;
+        let address = pairing_plan.writes.new_devices[0].peer.to_string();
         assert_eq!(
             paired.details,
             json!({
@@ -1254,6 +1257,7 @@ mod tests {
                 "code_label": "vans",
                 "license_id": device.license_id,
                 "installation_id": installation,
+                "address": address,
                 "name": "van",
                 "model": "TC52",
                 "os": "Android",

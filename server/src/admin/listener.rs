@@ -37,7 +37,13 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::address_slots::AddressSlots;
+use crate::proxy::TrustedProxies;
 use crate::tls::ServerTls;
+
+/// The address of the client a request came from: the peer's, or from a trusted proxy the one
+/// its forwarding headers name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::IpAddr);
 
 /// The admin listener's limits.
 #[derive(Debug, Clone)]
@@ -93,8 +99,10 @@ pub(crate) async fn serve(
     limits: AdminLimits,
     stats: Arc<AdminListenerStats>,
     tls: Option<ServerTls>,
+    trusted: TrustedProxies,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let trusted = Arc::new(trusted);
     let ceiling = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_address = AddressSlots::new(limits.max_per_address);
     let tracker = TaskTracker::new();
@@ -119,11 +127,20 @@ pub(crate) async fn serve(
             _ = shutdown.changed() => break,
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let Some(slot) = per_address.try_take(peer.ip()) else {
-            stats.refused_per_address.fetch_add(1, Ordering::Relaxed);
-            tracker.spawn(refuse(stream, permit));
-            continue;
+        // A trusted proxy carries many clients' requests: its connections are not capped.
+        let slot = if trusted.trusts(peer.ip()) {
+            None
+        } else {
+            match per_address.try_take(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    stats.refused_per_address.fetch_add(1, Ordering::Relaxed);
+                    tracker.spawn(refuse(stream, permit));
+                    continue;
+                }
+            }
         };
+        let trusted = Arc::clone(&trusted);
         let router = router.clone();
         let stats = Arc::clone(&stats);
         let limits = limits.clone();
@@ -143,7 +160,7 @@ pub(crate) async fn serve(
                 None => Some(MaybeTls::Plain(stream)),
             };
             if let Some(stream) = stream {
-                connection(stream, peer, router, &limits, &stats, shutdown).await;
+                connection(stream, peer, &trusted, router, &limits, &stats, shutdown).await;
             }
             stats.open_connections.fetch_sub(1, Ordering::Relaxed);
         });
@@ -163,6 +180,7 @@ async fn refuse(mut stream: TcpStream, _permit: tokio::sync::OwnedSemaphorePermi
 async fn connection(
     stream: MaybeTls,
     peer: SocketAddr,
+    trusted: &Arc<TrustedProxies>,
     router: Router,
     limits: &AdminLimits,
     stats: &AdminListenerStats,
@@ -176,8 +194,11 @@ async fn connection(
         started,
         activity: Arc::clone(&activity),
     });
+    let trusted = Arc::clone(trusted);
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        let client = trusted.client_address(peer.ip(), request.headers());
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(ClientAddress(client));
         router.clone().oneshot(request)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

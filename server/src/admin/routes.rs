@@ -515,16 +515,24 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Who the token belongs to, and the server's clock (a client may use it to show times relative
 /// to the server's, such as a code's remaining validity).
-async fn whoami(State(state): State<AppState>, Auth(principal): Auth) -> Json<serde_json::Value> {
+async fn whoami(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    client: Option<axum::Extension<super::listener::ClientAddress>>,
+) -> Json<serde_json::Value> {
     let now = state.engine.clock().now();
+    let client_address = client.map(|axum::Extension(address)| address.0.to_string());
     Json(match principal {
         Principal::OrgKey { org_id, key_id } => json!({
             "role": "organization_key",
             "organization_id": org_id,
             "key_id": key_id,
             "now": now,
+            "client_address": client_address,
         }),
-        Principal::Operator | Principal::System => json!({ "role": "operator", "now": now }),
+        Principal::Operator | Principal::System => {
+            json!({ "role": "operator", "now": now, "client_address": client_address })
+        }
     })
 }
 

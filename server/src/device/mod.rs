@@ -40,6 +40,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::address_slots::{AddressSlots, Slot};
 use crate::config::DeviceSettings;
+use crate::proxy::{TrustedProxies, read_proxy_header};
 use crate::tls::ServerTls;
 
 /// Shared by every connection.
@@ -52,6 +53,8 @@ pub(crate) struct DeviceEndpoint {
     pub unproven: Arc<AddressSlots>,
     /// TLS, when paird terminates it itself.
     pub tls: Option<ServerTls>,
+    /// Peers whose PROXY header or forwarding headers name the client.
+    pub trusted: TrustedProxies,
 }
 
 /// Connection counters for the status page.
@@ -107,7 +110,6 @@ pub(crate) async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 endpoint.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                let slot = endpoint.unproven.take_evicting_oldest(peer.ip());
                 let endpoint = Arc::clone(&endpoint);
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
@@ -116,7 +118,7 @@ pub(crate) async fn serve(
                         .stats
                         .open_connections
                         .fetch_add(1, Ordering::Relaxed);
-                    connection(stream, peer, slot, &endpoint, shutdown).await;
+                    connection(stream, peer, &endpoint, shutdown).await;
                     endpoint
                         .stats
                         .open_connections
@@ -152,15 +154,36 @@ pub(crate) async fn serve(
 }
 
 async fn connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
-    slot: Slot,
     endpoint: &DeviceEndpoint,
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let settings = &endpoint.settings;
+    let trusted = endpoint.trusted.trusts(peer.ip());
+    // From a trusted proxy, a PROXY header may name the client before anything else is sent.
+    let mut client = peer.ip();
+    let mut proxied = false;
+    if trusted {
+        match read_proxy_header(&mut stream, settings.handshake_timeout).await {
+            Ok(Some(address)) => {
+                client = address;
+                proxied = true;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                endpoint
+                    .stats
+                    .refused_handshakes
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, %error, "PROXY header refused");
+                return;
+            }
+        }
+    }
     let mut chosen = None;
+    let mut forwarded_for = None;
     // The error type is tungstenite's handshake callback signature, not ours to shrink.
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
@@ -187,6 +210,13 @@ async fn connection(
             HeaderValue::from_static(encoding.subprotocol()),
         );
         chosen = Some(encoding);
+        if trusted && !proxied {
+            forwarded_for = Some(
+                endpoint
+                    .trusted
+                    .client_address(peer.ip(), request.headers()),
+            );
+        }
         Ok(response)
     };
     let config = WebSocketConfig::default()
@@ -206,16 +236,7 @@ async fn connection(
         };
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await
     };
-    let handshake = tokio::time::timeout(settings.handshake_timeout, handshake);
-    let handshake = tokio::select! {
-        handshake = handshake => handshake,
-        () = slot.evicted() => {
-            endpoint.stats.evicted_unproven.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, "evicted during the handshake by a newer connection");
-            return;
-        }
-    };
-    let ws = match handshake {
+    let ws = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(error)) => {
             endpoint
@@ -235,7 +256,11 @@ async fn connection(
         }
     };
     let Some(encoding) = chosen else { return };
-    let link = endpoint.engine.new_link(peer.ip());
+    let client = forwarded_for.unwrap_or(client);
+    // Held from the handshake until the connection pairs or resumes (the handshake itself is
+    // bounded by its timeout): counted against the client's address, not the proxy's.
+    let slot = endpoint.unproven.take_evicting_oldest(client);
+    let link = endpoint.engine.new_link(client);
     let mut session = Session {
         ws,
         encoding,

@@ -27,6 +27,7 @@ mod licenses;
 mod limits;
 mod pairing;
 mod processes;
+mod proxy;
 mod reuse_port;
 mod robustness;
 mod secrets_at_rest;
