@@ -11,6 +11,7 @@
 mod support;
 
 mod audit;
+mod audit_flood;
 mod backpressure;
 mod bulk;
 mod codes;
