@@ -144,6 +144,10 @@ struct ServeArgs {
     /// by the others, which mark its devices offline. Several sweep intervals.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     node_timeout: Duration,
+    /// Delete audit entries older than this, e.g. `400d` (at least 1h). Default: keep the audit
+    /// log forever.
+    #[arg(long, env = "PAIRD_AUDIT_RETENTION", value_parser = parse_audit_retention)]
+    audit_retention: Option<Duration>,
     /// Test hooks: a manual clock (POST /v1/test/clock/advance) and fault injection.
     /// Never use in production.
     #[arg(long, hide = true)]
@@ -253,6 +257,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         sweep_interval: args.sweep_interval,
         node_timeout: args.node_timeout,
+        audit_retention: args.audit_retention,
         ..EngineSettings::default()
     };
     let database = config.database_url();
@@ -326,6 +331,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     server.run_until(shutdown_signal()).await;
     Ok(())
+}
+
+/// An audit retention: a duration of at least an hour (a typo such as `40s` for `40d` would
+/// otherwise delete the whole log).
+fn parse_audit_retention(text: &str) -> Result<Duration, String> {
+    let retention = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    if retention < Duration::from_secs(3600) {
+        return Err(format!(
+            "{text:?} is less than an hour; say how long to keep the audit log, e.g. 400d"
+        ));
+    }
+    Ok(retention)
 }
 
 async fn shutdown_signal() {

@@ -12,6 +12,7 @@ mod support;
 
 mod audit;
 mod audit_flood;
+mod audit_retention;
 mod backpressure;
 mod bulk;
 mod codes;
