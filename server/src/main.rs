@@ -49,6 +49,18 @@ enum Command {
         #[arg(long, env = "PAIRD_DATABASE_URL")]
         database: Option<String>,
     },
+    /// Copy the SQLite database to a new file while the server runs (a consistent snapshot;
+    /// never overwrites a file). Keep the server key with the copy. For PostgreSQL use pg_dump.
+    Backup {
+        /// The new file to write (0600); it must not exist.
+        path: PathBuf,
+        /// Data directory of the server.
+        #[arg(long, env = "PAIRD_DATA_DIR", default_value = "paird-data")]
+        data_dir: PathBuf,
+        /// Database URL (default: sqlite://<data-dir>/paird.db).
+        #[arg(long, env = "PAIRD_DATABASE_URL")]
+        database: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +225,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args).await,
         Command::Device { command } => device(command).await,
         Command::OperatorToken { data_dir, database } => operator_token(data_dir, database).await,
+        Command::Backup {
+            path,
+            data_dir,
+            database,
+        } => {
+            let mut config = ServerConfig::new(&data_dir);
+            config.database_url = database;
+            let report = server::backup::backup(&config.database_url(), &path).await?;
+            println!("{report}");
+            Ok(())
+        }
     }
 }
 

@@ -26,10 +26,12 @@
 //! - `audit`: the audit log's filtered reads, one statement per shape of filter;
 //! - `rows`: column lists and the functions that read them, for both backends' rows;
 //! - `paging`: page cursors and limits;
-//! - `retention`: the audit retention duty's deletes, a bounded batch at a time.
+//! - `retention`: the audit retention duty's deletes, a bounded batch at a time;
+//! - [`backup`]: an online copy of a SQLite database (`paird backup`).
 
 mod audit;
 mod backend;
+pub mod backup;
 mod fleet;
 mod node;
 mod notify;

@@ -14,6 +14,7 @@ mod audit;
 mod audit_flood;
 mod audit_retention;
 mod backpressure;
+mod backup;
 mod bulk;
 mod codes;
 mod concurrency;
