@@ -26,7 +26,7 @@
 //! - [`store`]: the storage traits and their row types. [`model`]: what admins read.
 //!   `audit`: what audit entries say of the things they concern, and the log's filter rules.
 //! - [`clock`], [`secrets`], [`limiter`], [`settings`], [`ids`], [`error`], [`metrics`]: the
-//!   small parts. [`runtime_thread`]: a single-threaded runtime on a thread of its own (the
+//!   small parts; `ack_failures`: the audit log's throttle on failed acknowledgements. [`runtime_thread`]: a single-threaded runtime on a thread of its own (the
 //!   actors run on one; the server runs its admin API on another).
 
 pub mod admin;
@@ -45,6 +45,7 @@ pub mod session;
 pub mod settings;
 pub mod store;
 
+mod ack_failures;
 mod audit;
 mod batch;
 mod device;

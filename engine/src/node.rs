@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use dashmap::DashMap;
 
+use crate::ack_failures::AckFailureLog;
 use crate::clock::Clock;
 use crate::events::{OrgEvent, Watchers};
 use crate::ids::{CodeId, ConfigId, OrgId, Timestamp};
@@ -32,6 +33,8 @@ pub(crate) struct Node {
     pub code_routes: DashMap<SecretHash, CodeRoute>,
     pub address_failures: FailureLimiter<IpAddr>,
     pub code_failures: FailureLimiter<CodeId>,
+    /// The audit windows of devices' failed acknowledgements (`ack_failures`).
+    pub ack_failures: AckFailureLog,
     pub counters: Counters,
     /// Live-feed watchers here, and organizations watched on other nodes.
     pub watchers: Watchers,
@@ -52,6 +55,7 @@ impl Node {
         Node {
             address_failures: FailureLimiter::new(settings.failures_per_address),
             code_failures: FailureLimiter::new(settings.failures_per_code),
+            ack_failures: AckFailureLog::default(),
             store,
             clock,
             cipher,

@@ -37,6 +37,10 @@ pub struct EngineSettings {
     /// devices are marked offline. Each node beats at every expiry sweep, so this must be
     /// several sweep intervals. Measured on the engine's clock.
     pub node_timeout: Duration,
+    /// Audit entries older than this (on the engine's clock) are deleted by the retention duty,
+    /// a bounded batch at a time. `None` (the default): the log is kept forever; an operator
+    /// who must not keep it forever (or keep it too long) says how long.
+    pub audit_retention: Option<Duration>,
 }
 
 impl Default for EngineSettings {
@@ -61,6 +65,7 @@ impl Default for EngineSettings {
             sweep_interval: Duration::from_secs(5),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             node_timeout: Duration::from_secs(30),
+            audit_retention: None,
         }
     }
 }

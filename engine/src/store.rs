@@ -498,6 +498,11 @@ pub trait NodeStore: Send + Sync {
     /// Deletes idempotency records created before `before`.
     async fn prune_idempotency(&self, before: Timestamp) -> StoreResult<u64>;
 
+    /// Deletes up to `limit` of the oldest audit entries written before `before` (and their
+    /// links to devices), in one transaction; returns how many. Fewer than `limit`: nothing
+    /// older is left (the audit retention duty stops there).
+    async fn delete_audit_before(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
+
     /// The value stored under a server-wide setting.
     async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
     async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()>;

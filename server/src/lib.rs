@@ -6,11 +6,13 @@
 //! - `admin`: the admin API (axum).
 //! - `portal`: the Customer Portal's pages, served with the admin API under `/portal/`.
 //! - [`qr`]: QR rendering. [`config`]: what the server can be told. `demo`: demo data.
+//!   [`backup`]: `paird backup`, an online copy of the SQLite database.
 //!
 //! No pairing rule lives here: every decision is the engine's.
 
 mod address_slots;
 mod admin;
+pub mod backup;
 pub mod config;
 mod demo;
 mod device;

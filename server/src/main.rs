@@ -49,6 +49,18 @@ enum Command {
         #[arg(long, env = "PAIRD_DATABASE_URL")]
         database: Option<String>,
     },
+    /// Copy the SQLite database to a new file while the server runs (a consistent snapshot;
+    /// never overwrites a file). Keep the server key with the copy. For PostgreSQL use pg_dump.
+    Backup {
+        /// The new file to write (0600); it must not exist.
+        path: PathBuf,
+        /// Data directory of the server.
+        #[arg(long, env = "PAIRD_DATA_DIR", default_value = "paird-data")]
+        data_dir: PathBuf,
+        /// Database URL (default: sqlite://<data-dir>/paird.db).
+        #[arg(long, env = "PAIRD_DATABASE_URL")]
+        database: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +192,10 @@ struct ServeArgs {
     /// by the others, which mark its devices offline. Several sweep intervals.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     node_timeout: Duration,
+    /// Delete audit entries older than this, e.g. `400d` (at least 1h). Default: keep the audit
+    /// log forever.
+    #[arg(long, env = "PAIRD_AUDIT_RETENTION", value_parser = parse_audit_retention)]
+    audit_retention: Option<Duration>,
     /// Test hooks: a manual clock (POST /v1/test/clock/advance) and fault injection.
     /// Never use in production.
     #[arg(long, hide = true)]
@@ -252,6 +268,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args).await,
         Command::Device { command } => device(command).await,
         Command::OperatorToken { data_dir, database } => operator_token(data_dir, database).await,
+        Command::Backup {
+            path,
+            data_dir,
+            database,
+        } => {
+            let mut config = ServerConfig::new(&data_dir);
+            config.database_url = database;
+            let report = server::backup::backup(&config.database_url(), &path).await?;
+            println!("{report}");
+            Ok(())
+        }
     }
 }
 
@@ -308,6 +335,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         sweep_interval: args.sweep_interval,
         node_timeout: args.node_timeout,
+        audit_retention: args.audit_retention,
         ..EngineSettings::default()
     };
     let database = config.database_url();
@@ -381,6 +409,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     server.run_until(shutdown_signal()).await;
     Ok(())
+}
+
+/// An audit retention: a duration of at least an hour (a typo such as `40s` for `40d` would
+/// otherwise delete the whole log).
+fn parse_audit_retention(text: &str) -> Result<Duration, String> {
+    let retention = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    if retention < Duration::from_secs(3600) {
+        return Err(format!(
+            "{text:?} is less than an hour; say how long to keep the audit log, e.g. 400d"
+        ));
+    }
+    Ok(retention)
 }
 
 async fn shutdown_signal() {

@@ -25,16 +25,20 @@
 //! - `notify`: the notification payload and the change feed between PostgreSQL nodes;
 //! - `audit`: the audit log's filtered reads, one statement per shape of filter;
 //! - `rows`: column lists and the functions that read them, for both backends' rows;
-//! - `paging`: page cursors and limits.
+//! - `paging`: page cursors and limits;
+//! - `retention`: the audit retention duty's deletes, a bounded batch at a time;
+//! - [`backup`]: an online copy of a SQLite database (`paird backup`).
 
 mod audit;
 mod backend;
+pub mod backup;
 mod fleet;
 mod node;
 mod notify;
 mod paging;
 pub mod postgres;
 mod reads;
+mod retention;
 mod rows;
 pub mod sqlite;
 mod writes;

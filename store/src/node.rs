@@ -118,6 +118,10 @@ impl<B: Backend> NodeStore for SqlStore<B> {
             .await
     }
 
+    async fn delete_audit_before(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        crate::retention::delete_audit_before(self, before, limit).await
+    }
+
     async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         self.writer()
             .await?

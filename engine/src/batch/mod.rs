@@ -24,10 +24,12 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use crate::ack_failures::FailureWindow;
 use crate::events::{DeviceChange, OrgEvent};
 use crate::ids::{ConfigId, DeviceId, OrgId, Timestamp};
 use crate::link::{ConfigRevision, DeviceLink, LinkSession};
 use crate::metrics::Counters;
+use crate::model::AckStatus;
 use crate::node::Node;
 use crate::session::{AckAnswer, PairAnswer, ResumeAnswer, SessionEnd};
 use crate::store::{
@@ -202,7 +204,13 @@ struct Committed {
 async fn decide_and_write(node: &Node, org_id: OrgId, batch: &Batch) -> StoreResult<Committed> {
     let now = node.clock.now();
     let mut tx: Box<dyn Transaction> = node.store.begin().await?;
-    let decided = decide_and_write_in(tx.as_mut(), org_id, now, batch).await;
+    let failing = batch
+        .acks
+        .iter()
+        .filter(|job| job.acknowledgement.status == AckStatus::Failed)
+        .map(|job| job.acknowledgement.device_id);
+    let ack_failures = node.ack_failures.windows(failing);
+    let decided = decide_and_write_in(tx.as_mut(), org_id, now, batch, ack_failures).await;
     let (plan, configs) = match decided {
         Ok(decided) => decided,
         Err(error) => {
@@ -230,6 +238,7 @@ async fn decide_and_write_in(
     org_id: OrgId,
     now: Timestamp,
     batch: &Batch,
+    ack_failures: HashMap<DeviceId, FailureWindow>,
 ) -> StoreResult<(Plan, Vec<ConfigRow>)> {
     let pairings: Vec<Pairing> = batch.pairs.iter().map(|job| job.pairing.clone()).collect();
     let reconnections: Vec<Reconnection> = batch
@@ -254,7 +263,8 @@ async fn decide_and_write_in(
         offline: &offline,
     };
 
-    let facts = read_facts(tx, org_id, now, requests).await?;
+    let mut facts = read_facts(tx, org_id, now, requests).await?;
+    facts.ack_failures = ack_failures;
     let decisions = plan::decide_pairings(&pairings, &facts);
     let wanted = decisions.free_licenses_wanted();
     let free_licenses = if wanted == 0 {
@@ -405,6 +415,7 @@ async fn write(
 /// After the commit: binds the connections, pushes, answers. Returns the deferred requests.
 fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> Batch {
     let Committed { plan, revisions } = committed;
+    node.ack_failures.record(&plan.ack_failures);
     node.publish_events(org_id, || feed_events(&batch, &plan));
     let mut deferred = Batch::default();
     let revision = |config: Option<ConfigId>| config.and_then(|id| revisions.get(&id).cloned());

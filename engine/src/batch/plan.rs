@@ -12,6 +12,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
+use crate::ack_failures::FailureWindow;
 use crate::audit;
 use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, LicenseId, OrgId, Timestamp};
 use crate::model::{AckStatus, CodeKind};
@@ -67,6 +68,9 @@ pub(crate) struct Facts {
     pub reserved_licenses: HashMap<LicenseId, LicenseState>,
     /// The devices that acknowledge.
     pub ack_targets: HashMap<DeviceId, AckTarget>,
+    /// The audit windows of the acknowledging devices' failures (`ack_failures`): kept in
+    /// memory by the node, not read from the transaction.
+    pub ack_failures: HashMap<DeviceId, FailureWindow>,
 }
 
 /// A pairing's decision before free licenses are handed out.
@@ -107,6 +111,7 @@ impl Facts {
             pairings: HashMap::new(),
             reserved_licenses: HashMap::new(),
             ack_targets: HashMap::new(),
+            ack_failures: HashMap::new(),
         }
     }
 }
@@ -281,6 +286,8 @@ pub(crate) struct Plan {
     /// Configurations the answered connections are sent.
     pub configs: HashSet<ConfigId>,
     pub writes: Writes,
+    /// The audit windows of failed acknowledgements, to record once the batch committed.
+    pub ack_failures: Vec<(DeviceId, FailureWindow)>,
 }
 
 /// The requests of a batch, as the rules see them.
@@ -601,6 +608,7 @@ impl Planner<'_> {
     fn acknowledge(&mut self, acknowledgements: &[Acknowledgement]) {
         // Later acknowledgements in the batch see the earlier ones.
         let mut targets = self.facts.ack_targets.clone();
+        let mut windows = self.facts.ack_failures.clone();
         let ended: HashSet<DeviceId> = self.plan.writes.expired.iter().copied().collect();
         for ack in acknowledgements {
             let target = targets
@@ -643,21 +651,43 @@ impl Planner<'_> {
                 status: ack.status,
                 reason: ack.reason.clone(),
             });
-            if ack.status == AckStatus::Failed {
-                let details = json!({
-                    "revision": ack.revision,
-                    "reason": ack.reason,
-                    "name": target.config_name,
-                    "device_name": target.device_name,
-                });
-                self.audit(
-                    format!("device:{}", ack.device_id),
-                    "configuration.apply_failed",
-                    ack.config_id.to_string(),
-                    details,
-                    Some(ack.device_id),
-                );
+            if ack.status != AckStatus::Failed {
+                continue;
             }
+            // At most one entry per device per interval; the failures in between are counted
+            // and the next entry says how many (`ack_failures`). The device's row keeps the
+            // latest failure either way.
+            let now = self.facts.now;
+            let window = match windows.get(&ack.device_id) {
+                Some(window) if !window.is_over(now) => FailureWindow {
+                    repeats: window.repeats.saturating_add(1),
+                    ..*window
+                },
+                previous => {
+                    let details = json!({
+                        "revision": ack.revision,
+                        "reason": ack.reason,
+                        "name": target.config_name,
+                        "device_name": target.device_name,
+                        "repeats": previous.map_or(0, |window| window.repeats),
+                    });
+                    self.audit(
+                        format!("device:{}", ack.device_id),
+                        "configuration.apply_failed",
+                        ack.config_id.to_string(),
+                        details,
+                        Some(ack.device_id),
+                    );
+                    FailureWindow {
+                        logged_at: now,
+                        repeats: 0,
+                    }
+                }
+            };
+            windows.insert(ack.device_id, window);
+            let updates = &mut self.plan.ack_failures;
+            updates.retain(|(device, _)| *device != ack.device_id);
+            updates.push((ack.device_id, window));
         }
     }
 }
@@ -1226,8 +1256,115 @@ mod tests {
         assert_eq!(failed.devices, vec![device], "the entry names its device");
         assert_eq!(
             failed.details,
-            json!({ "revision": 3, "reason": "bad key", "name": "Meters", "device_name": "Van 1" })
+            json!({
+                "revision": 3,
+                "reason": "bad key",
+                "name": "Meters",
+                "device_name": "Van 1",
+                "repeats": 0
+            })
         );
+    }
+
+    /// A flood of failed acknowledgements writes one audit entry per device per interval of
+    /// the engine's clock; the failures in between are counted and the next entry says how
+    /// many. The device's row keeps the latest failure all along.
+    #[test]
+    fn failed_acknowledgements_are_logged_once_per_interval_and_counted() {
+        let org = OrgId::generate();
+        let device = DeviceId::generate();
+        let config = ConfigId::generate();
+        let target = AckTarget {
+            device_id: device,
+            config_id: Some(config),
+            config_revision: Some(3),
+            applied_config_id: None,
+            applied_revision: None,
+            ack_status: None,
+            ack_reason: None,
+            device_name: "Van 1".into(),
+            config_name: Some("Meters".into()),
+        };
+        let failures: Vec<Acknowledgement> = (0..5)
+            .map(|n| Acknowledgement {
+                device_id: device,
+                config_id: config,
+                revision: 3,
+                status: AckStatus::Failed,
+                reason: Some(format!("reason {n}")),
+            })
+            .collect();
+        let run = |now: Timestamp, window: Option<FailureWindow>| {
+            let mut facts = Facts::new(org, now);
+            facts.ack_targets.insert(device, target.clone());
+            facts
+                .ack_failures
+                .extend(window.map(|window| (device, window)));
+            plan(
+                &facts,
+                Requests {
+                    acknowledgements: &failures,
+                    ..Requests::default()
+                },
+                decide_pairings(&[], &facts),
+                Grantable::default(),
+            )
+        };
+        let interval =
+            i64::try_from(crate::ack_failures::ACK_FAILURE_LOG_INTERVAL.as_millis()).unwrap();
+        let cases = [
+            // (the window before, when, entries written, repeats in the entry, window after)
+            (None, NOW, 1, Some(0), (NOW, 4)),
+            (
+                Some(FailureWindow {
+                    logged_at: NOW,
+                    repeats: 4,
+                }),
+                NOW.plus_millis(interval - 1),
+                0,
+                None,
+                (NOW, 9),
+            ),
+            (
+                Some(FailureWindow {
+                    logged_at: NOW,
+                    repeats: 9,
+                }),
+                NOW.plus_millis(interval),
+                1,
+                Some(9),
+                (NOW.plus_millis(interval), 4),
+            ),
+        ];
+        for (before, now, entries, repeats, (logged_at, counted)) in cases {
+            let plan = run(now, before);
+            assert!(
+                plan.acks
+                    .iter()
+                    .all(|answer| *answer == AckAnswer::Recorded(true))
+            );
+            assert_eq!(plan.writes.audit.len(), entries, "{before:?} at {now:?}");
+            if let Some(repeats) = repeats {
+                assert_eq!(plan.writes.audit[0].details["repeats"], json!(repeats));
+                assert_eq!(plan.writes.audit[0].details["reason"], json!("reason 0"));
+            }
+            assert_eq!(
+                plan.ack_failures,
+                vec![(
+                    device,
+                    FailureWindow {
+                        logged_at,
+                        repeats: counted
+                    }
+                )]
+            );
+            assert_eq!(
+                plan.writes.acks.len(),
+                1,
+                "the row keeps the latest failure"
+            );
+            assert_eq!(plan.writes.acks[0].reason.as_deref(), Some("reason 4"));
+        }
     }
 
     /// Each entry a batch writes carries the names of what it concerns as they are at the

@@ -5,7 +5,8 @@
 //! - [`housekeeping`]: forgets old failure windows and idempotency records;
 //! - [`announce`]: tells other nodes which live feeds are watched here;
 //! - [`listen`]: hands other nodes' changes to the organizations they concern here;
-//! - [`words`]: keeps the search's word index up to date, while the writer is quiet.
+//! - [`words`]: keeps the search's word index up to date, while the writer is quiet;
+//! - [`retention`]: deletes audit entries older than the audit retention, if one is set.
 //!
 //! [`Duties::start`] starts them all; [`Duties::stop`] stops them and waits.
 
@@ -14,6 +15,7 @@ pub(crate) mod expiry;
 pub(crate) mod heartbeat;
 pub(crate) mod housekeeping;
 pub(crate) mod listen;
+pub(crate) mod retention;
 pub(crate) mod words;
 
 use std::sync::{Arc, Mutex};
@@ -91,6 +93,15 @@ impl Duties {
                 let mut indexer = words::Indexer::new();
                 while turns.next().await {
                     indexer.turn(&node).await;
+                }
+            }));
+        }
+        if node.settings.audit_retention.is_some() {
+            let node = Arc::clone(node);
+            let mut turns = Turns::new(HOUSEKEEPING_INTERVAL, Some(&node.clock), &stopped);
+            tasks.push(tokio::spawn(async move {
+                while turns.next().await {
+                    retention::prune_audit(&node).await;
                 }
             }));
         }

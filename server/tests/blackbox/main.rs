@@ -11,7 +11,10 @@
 mod support;
 
 mod audit;
+mod audit_flood;
+mod audit_retention;
 mod backpressure;
+mod backup;
 mod bulk;
 mod codes;
 mod concurrency;

@@ -16,15 +16,19 @@ use tokio::process::{Child, Command};
 
 use crate::support::*;
 
-struct Paird {
-    child: Child,
-    device_url: String,
-    admin: Admin,
+pub(crate) struct Paird {
+    pub(crate) child: Child,
+    pub(crate) device_url: String,
+    pub(crate) admin: Admin,
     /// What the process printed on start-up: the banner, then the ready line.
-    started: Startup,
+    pub(crate) started: Startup,
 }
 
-async fn spawn_paird(data_dir: &Path, database: &TestDatabase, token: Option<&str>) -> Paird {
+pub(crate) async fn spawn_paird(
+    data_dir: &Path,
+    database: &TestDatabase,
+    token: Option<&str>,
+) -> Paird {
     spawn_paird_with(data_dir, database, token, &[]).await
 }
 
@@ -62,7 +66,7 @@ async fn spawn_paird_with(
     }
 }
 
-async fn sigterm(child: &mut Child) {
+pub(crate) async fn sigterm(child: &mut Child) {
     let pid = child.id().expect("running").to_string();
     let status = Command::new("kill")
         .args(["-TERM", &pid])
