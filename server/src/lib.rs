@@ -6,6 +6,7 @@
 //! - `admin`: the admin API (axum).
 //! - `portal`: the Customer Portal's pages, served with the admin API under `/portal/`.
 //! - [`qr`]: QR rendering. [`config`]: what the server can be told. `demo`: demo data.
+//! - [`metrics`]: who may read the Prometheus metrics, and their exposition.
 //!
 //! No pairing rule lives here: every decision is the engine's.
 
@@ -14,6 +15,7 @@ mod admin;
 pub mod config;
 mod demo;
 mod device;
+pub mod metrics;
 mod portal;
 pub mod qr;
 mod tls;
@@ -148,6 +150,10 @@ impl RunningServer {
 
 /// Opens the database, starts the engine and both listeners.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    config
+        .metrics
+        .validate()
+        .map_err(|error| anyhow::anyhow!("--metrics-token: {error}"))?;
     let open_files = raise_open_file_limit();
     let (ceiling, admin_connections) = open_file_budget(&config, open_files);
     tracing::info!(
@@ -230,6 +236,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         started: Instant::now(),
         stopped: stopped.clone(),
         draining: Arc::clone(&draining),
+        metrics: Arc::new(config.metrics.clone()),
     };
     let router = admin::router(state, config.test_hooks).merge(portal::router());
     let admin_thread = engine::RuntimeThread::start("paird-admin")?;

@@ -25,6 +25,7 @@ mod idempotency;
 mod isolation;
 mod licenses;
 mod limits;
+mod metrics;
 mod pairing;
 mod processes;
 mod reuse_port;
