@@ -359,3 +359,91 @@ async fn a_short_metrics_token_stops_the_start_with_a_clear_error() {
         "{error:#}"
     );
 }
+
+/// A write lock taken on the server's database from outside it: the organization's next batch
+/// waits for it, and its requests wait in the organization's queue meanwhile.
+enum HeldLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl HeldLock {
+    async fn take(database: &TestDatabase) -> HeldLock {
+        use sqlx::Connection as _;
+        match database {
+            TestDatabase::Sqlite { path } => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+                let mut connection = sqlx::SqliteConnection::connect_with(&options)
+                    .await
+                    .unwrap();
+                // The write lock: the server's writer waits at its own BEGIN IMMEDIATE.
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+                HeldLock::Sqlite(connection)
+            }
+            TestDatabase::Postgres { url, .. } => {
+                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query("BEGIN").execute(&mut connection).await.unwrap();
+                sqlx::query("LOCK TABLE licenses IN ACCESS EXCLUSIVE MODE")
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+                HeldLock::Postgres(connection)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            HeldLock::Sqlite(mut connection) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+            }
+            HeldLock::Postgres(mut connection) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_for_its_organization_is_in_the_queue_gauges_until_answered() {
+    let test = TestServer::start().await;
+    let (org, code) = test.admin.org_with_code("Acme", 1).await;
+    let (_, idle_code) = test.admin.org_with_code("Idle", 1).await;
+    // The idle organization's actor runs too (a pairing started it), with nothing waiting.
+    pair_ok(&test.device_url(), &idle_code).await;
+
+    let lock = HeldLock::take(&test.database).await;
+    let url = test.device_url();
+    let pairing = tokio::spawn(async move { pair_new(&url, &code).await });
+    let busy = format!("paird_organization_queued_requests{{organization=\"{org}\"}}");
+    let held = eventually("the pairing waits in its organization's queue", || async {
+        let now = scrape(&test).await;
+        now.samples.contains_key(&busy).then_some(now)
+    })
+    .await;
+    assert_eq!(held.get(&busy), 1.0);
+    assert_eq!(held.get("paird_queued_requests"), 1.0);
+    let named = held
+        .samples
+        .keys()
+        .filter(|series| series.starts_with("paird_organization_queued_requests{"))
+        .count();
+    assert_eq!(named, 1, "only a queue holding a request is named");
+
+    lock.release().await;
+    let (_, _connection, result) = pairing.await.unwrap();
+    assert_eq!(refusal(&result), None, "paired once the lock went");
+    let after = scrape(&test).await;
+    assert_eq!(after.get("paird_queued_requests"), 0.0);
+    assert!(!after.samples.contains_key(&busy));
+    test.stop().await;
+}
