@@ -116,8 +116,8 @@ struct ServeArgs {
     /// Addresses or CIDR ranges that read `/metrics` without a token, separated by commas
     /// (e.g. `127.0.0.1,10.0.0.0/8`); the TCP peer's address counts, never a forwarded one.
     /// With neither this nor a metrics token, only the operator token reads the metrics.
-    #[arg(long, env = "PAIRD_METRICS_ALLOW", value_parser = server::metrics::parse_allow_list)]
-    metrics_allow: Option<Vec<ipnet::IpNet>>,
+    #[arg(long, env = "PAIRD_METRICS_ALLOW")]
+    metrics_allow: Option<server::metrics::AllowList>,
     /// Ping interval on device connections.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     ping_interval: Duration,
@@ -278,7 +278,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.drain_grace = args.drain_grace;
     config.metrics = server::metrics::MetricsSettings {
         token: args.metrics_token.filter(|token| !token.is_empty()),
-        allow: args.metrics_allow.unwrap_or_default(),
+        allow: args.metrics_allow.unwrap_or_default().0,
     };
     config.device = DeviceSettings {
         max_frame: args.max_frame,

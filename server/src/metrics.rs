@@ -89,6 +89,18 @@ pub fn parse_allow_list(text: &str) -> Result<Vec<IpNet>, String> {
         .collect()
 }
 
+/// `--metrics-allow` as the command line reads it (one value, a list separated by commas).
+#[derive(Debug, Clone, Default)]
+pub struct AllowList(pub Vec<IpNet>);
+
+impl std::str::FromStr for AllowList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_allow_list(text).map(AllowList)
+    }
+}
+
 /// How many organizations the queue-depth gauge names at most: the deepest queues, so that the
 /// number of series stays bounded whatever the number of organizations.
 pub const TOP_ORGANIZATIONS: usize = 10;

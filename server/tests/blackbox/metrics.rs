@@ -447,3 +447,53 @@ async fn a_request_waiting_for_its_organization_is_in_the_queue_gauges_until_ans
     assert!(!after.samples.contains_key(&busy));
     test.stop().await;
 }
+
+/// The command line's flags and environment: `paird serve` with `--metrics-allow` and
+/// `PAIRD_METRICS_TOKEN` serves the allowed address and the token; a bad range stops the start
+/// with the flag's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paird_serve_takes_the_allow_list_and_the_token_from_its_flags_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(dir.path()).await;
+    let mut command = serve_command(dir.path());
+    command
+        .args(database.serve_args())
+        .args(["--metrics-allow", "127.0.0.2, 10.0.0.0/8"])
+        .env("PAIRD_METRICS_TOKEN", METRICS_TOKEN)
+        .env("PAIRD_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .env("RUST_LOG", "warn");
+    let mut child = command.spawn().expect("paird starts");
+    let started = wait_until_ready(&mut child).await.expect("paird is ready");
+    let metrics = format!("{}/metrics", started.ready.admin_url);
+    let get = |source: [u8; 4], token: Option<&'static str>| {
+        let metrics = metrics.clone();
+        async move {
+            let client = reqwest::Client::builder()
+                .local_address(IpAddr::from(source))
+                .build()
+                .unwrap();
+            let mut request = client.get(metrics);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(get([127, 0, 0, 2], None).await, 200);
+    assert_eq!(get([127, 0, 0, 1], None).await, 401);
+    assert_eq!(get([127, 0, 0, 1], Some(METRICS_TOKEN)).await, 200);
+    child.kill().await.unwrap();
+
+    let mut command = serve_command(dir.path());
+    command
+        .args(database.serve_args())
+        .args(["--metrics-allow", "10.0.0.0/33"])
+        .stderr(std::process::Stdio::piped());
+    let output = command.output().await.unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("--metrics-allow") && said.contains("not an address or a CIDR range"),
+        "{said}"
+    );
+}
