@@ -228,6 +228,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     if let Some(tls) = &tls {
         tokio::spawn(tls.clone().watch(stopped.clone()));
     }
+    let admin_stats = Arc::new(admin::listener::AdminListenerStats::default());
     let state = admin::AppState {
         engine: engine.clone(),
         public: public.clone(),
@@ -237,6 +238,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         stopped: stopped.clone(),
         draining: Arc::clone(&draining),
         metrics: Arc::new(config.metrics.clone()),
+        admin_listener: Arc::clone(&admin_stats),
     };
     let router = admin::router(state, config.test_hooks).merge(portal::router());
     let admin_thread = engine::RuntimeThread::start("paird-admin")?;
@@ -245,7 +247,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         let _admin_runtime = admin_thread.handle().enter();
         TcpListener::from_std(admin_listener.into_std()?)?
     };
-    let admin_stats = Arc::new(admin::listener::AdminListenerStats::default());
     let admin_task = admin_thread.handle().spawn(admin::listener::serve(
         admin_listener,
         router,

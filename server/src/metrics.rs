@@ -16,6 +16,7 @@ use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 
+use crate::admin::listener::AdminListenerStats;
 use crate::device::EndpointStats;
 
 /// Who may read `/metrics`, besides the operator token (always accepted).
@@ -178,6 +179,7 @@ impl ProcessUsage {
 pub fn render(
     engine: &DetailedMetrics,
     endpoint: &EndpointStats,
+    admin: &AdminListenerStats,
     process: &ProcessUsage,
     uptime_seconds: f64,
 ) -> Result<String, prometheus::Error> {
@@ -216,9 +218,37 @@ pub fn render(
         &refusals,
     );
     families.counter(
+        "paird_device_unproven_evicted_total",
+        "Connections that had not paired or resumed, closed (4004) because a newer one from the \
+         same address needed the address's slot.",
+        &[(&[], load(&endpoint.evicted_unproven))],
+    );
+    families.counter(
         "paird_device_accept_errors_total",
         "Failed accepts on the device listener (out of descriptors or memory: accepting pauses).",
         &[(&[], load(&endpoint.accept_errors))],
+    );
+
+    // Admin connections.
+    families.gauge(
+        "paird_admin_connections_open",
+        "Connections open on the admin listener.",
+        &[(&[], load(&admin.open_connections))],
+    );
+    families.counter(
+        "paird_admin_connections_accepted_total",
+        "Connections accepted on the admin listener.",
+        &[(&[], load(&admin.accepted))],
+    );
+    families.counter(
+        "paird_admin_connections_refused_total",
+        "Admin connections answered 429 because their address held its cap.",
+        &[(&[], load(&admin.refused_per_address))],
+    );
+    families.counter(
+        "paird_admin_connections_idle_closed_total",
+        "Admin connections closed for idleness.",
+        &[(&[], load(&admin.idle_closed))],
     );
 
     // Pairings, resumes, acknowledgements, pushes.

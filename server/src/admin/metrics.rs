@@ -34,6 +34,7 @@ pub(super) async fn metrics(
     let body = render(
         &state.engine.detailed_metrics(TOP_ORGANIZATIONS),
         &state.endpoint.stats,
+        &state.admin_listener,
         &ProcessUsage::read(),
         state.started.elapsed().as_secs_f64(),
     )

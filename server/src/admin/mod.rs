@@ -43,6 +43,8 @@ pub(crate) struct AppState {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// Who may read `/metrics` besides the operator.
     pub metrics: Arc<crate::metrics::MetricsSettings>,
+    /// The admin listener's connection counters, for `/metrics`.
+    pub admin_listener: Arc<listener::AdminListenerStats>,
 }
 
 /// Where devices reach the device endpoint, for QR payloads.

@@ -227,6 +227,11 @@ async fn a_scrape_passes_promtool_and_its_counters_follow_a_scenario() {
     // 3 pairings + 3 unknown codes + 2 rate limited + 2 handshakes refused, at least (the
     // feed's and the scrapes' connections are the admin listener's, not counted here).
     assert_eq!(moved("paird_device_connections_accepted_total"), 10.0);
+    assert_eq!(moved("paird_device_unproven_evicted_total"), 0.0);
+    // The admin listener counts its own connections (the scrapes' and the admin calls').
+    assert!(moved("paird_admin_connections_accepted_total") >= 1.0);
+    assert!(after.get("paird_admin_connections_open") >= 1.0);
+    assert_eq!(moved("paird_admin_connections_refused_total"), 0.0);
     // Batches: the histograms count each committed batch once, and its requests.
     let batches = moved("paird_batches_total");
     assert!(batches >= 1.0);
