@@ -30,6 +30,14 @@ const RETRY_AFTER_MS: u64 = 1000;
 impl Engine {
     /// Pairs an installation. The answer comes after the commit.
     pub async fn pair(&self, request: PairRequest, link: &Arc<DeviceLink>) -> PairAnswer {
+        let answer = self.decide_pairing(request, link).await;
+        if let PairAnswer::Refused { reason, .. } = &answer {
+            self.node.counters.refused(*reason);
+        }
+        answer
+    }
+
+    async fn decide_pairing(&self, request: PairRequest, link: &Arc<DeviceLink>) -> PairAnswer {
         let node = &self.node;
         let now = node.clock.now();
         // A failing address is limited, never a device that proves itself: a re-pair with the

@@ -16,7 +16,7 @@ use crate::error::EngineError;
 use crate::events::OrgEvent;
 use crate::ids::OrgId;
 use crate::link::DeviceLink;
-use crate::metrics::Metrics;
+use crate::metrics::{DetailedMetrics, Metrics};
 use crate::model::{AuditEntry, AuditFilter, Organization, Page, PageRequest};
 use crate::node::Node;
 use crate::org::{OrgActorStatus, OrgMsg};
@@ -140,6 +140,24 @@ impl Engine {
                 .node
                 .counters
                 .read(self.node.registry.len(), self.actors.running())
+        }
+    }
+
+    /// [`Engine::metrics`] with the distributions, breakdowns and database pools behind it, and
+    /// the `top` organizations with the deepest queues. Reads atomics and walks the directory
+    /// of running actors; nothing on the pairing path waits for it.
+    pub fn detailed_metrics(&self, top: usize) -> DetailedMetrics {
+        let counters = &self.node.counters;
+        let (deepest_queues, queued_requests) = self.actors.deepest_queues(top);
+        DetailedMetrics {
+            counters: self.metrics(),
+            refusals: counters.refusals(),
+            batch_size: counters.batch_size.read(),
+            batch_seconds: counters.batch_seconds.read(),
+            queued_requests,
+            deepest_queues,
+            live_feed_watchers: self.node.watchers.streams_here() as u64,
+            pools: self.node.store.pools(),
         }
     }
 

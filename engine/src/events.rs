@@ -156,6 +156,14 @@ impl Watchers {
         (here, elsewhere)
     }
 
+    /// Live-feed streams open on this node, over every organization.
+    pub fn streams_here(&self) -> usize {
+        self.local
+            .iter()
+            .map(|entry| entry.value().receiver_count())
+            .sum()
+    }
+
     /// The organizations watched here, to announce; forgets the ones nobody watches any more
     /// and the other nodes' announcements that ran out.
     pub fn watched_here(&self) -> Vec<OrgId> {

@@ -25,7 +25,8 @@
 //! - [`link`]: the engine's handle on a device connection, and the registry of connected devices.
 //! - [`store`]: the storage traits and their row types. [`model`]: what admins read.
 //!   `audit`: what audit entries say of the things they concern, and the log's filter rules.
-//! - [`clock`], [`secrets`], [`limiter`], [`settings`], [`ids`], [`error`], [`metrics`]: the
+//! - [`clock`], [`secrets`], [`limiter`], [`settings`], [`ids`], [`error`], [`metrics`] (with
+//!   [`histogram`]): the
 //!   small parts; `ack_failures`: the audit log's throttle on failed acknowledgements. [`runtime_thread`]: a single-threaded runtime on a thread of its own (the
 //!   actors run on one; the server runs its admin API on another).
 
@@ -33,6 +34,7 @@ pub mod admin;
 pub mod clock;
 pub mod error;
 pub mod events;
+pub mod histogram;
 pub mod ids;
 pub mod limiter;
 pub mod link;
@@ -60,7 +62,7 @@ pub use admin::{IdempotencyKey, Principal, check_configuration_body, new_operato
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Engine, StartError};
 pub use error::EngineError;
-pub use metrics::Metrics;
+pub use metrics::{DetailedMetrics, Metrics};
 pub use model::code_status;
 pub use org::OrgActorStatus;
 pub use runtime_thread::RuntimeThread;

@@ -4,8 +4,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::histogram::{AtomicHistogram, HistogramSnapshot};
+use crate::ids::OrgId;
+use crate::session::Refusal;
+use crate::store::PoolUsage;
+
+/// Upper bounds of the batch-size histogram (requests per committed batch).
+static BATCH_SIZE_BOUNDS: [f64; 12] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0,
+];
+
+/// Upper bounds of the batch-transaction histogram, in seconds: an fsync here takes 0.25 ms
+/// to 2 ms, a large batch tens of milliseconds.
+static BATCH_SECONDS_BOUNDS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048,
+    4.096,
+];
+
 /// The counters, updated as things happen.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub pairings: AtomicU64,
     pub repeated_pairings: AtomicU64,
@@ -20,9 +37,62 @@ pub(crate) struct Counters {
     pub largest_batch: AtomicU64,
     pub actor_restarts: AtomicU64,
     pub expired_by_sweep: AtomicU64,
+    /// Pairing answers `refused`, by reason (in the order of [`Refusal::ALL`]), however they
+    /// were refused: before the actor (unknown code, rate limit, malformed) or by its batch.
+    pub refusals: [AtomicU64; Refusal::ALL.len()],
+    /// Requests per committed batch, and the time from the batch's `BEGIN` to its `COMMIT`:
+    /// recorded once per batch, never per request.
+    pub batch_size: AtomicHistogram,
+    pub batch_seconds: AtomicHistogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        let zero = || AtomicU64::new(0);
+        Counters {
+            pairings: zero(),
+            repeated_pairings: zero(),
+            refused_pairings: zero(),
+            unknown_code_attempts: zero(),
+            rate_limited: zero(),
+            resumes: zero(),
+            failed_resumes: zero(),
+            acknowledgements: zero(),
+            batches: zero(),
+            batched_requests: zero(),
+            largest_batch: zero(),
+            actor_restarts: zero(),
+            expired_by_sweep: zero(),
+            refusals: [const { AtomicU64::new(0) }; Refusal::ALL.len()],
+            batch_size: AtomicHistogram::new(&BATCH_SIZE_BOUNDS),
+            batch_seconds: AtomicHistogram::new(&BATCH_SECONDS_BOUNDS),
+        }
+    }
 }
 
 impl Counters {
+    /// Counts one pairing refused for `reason`.
+    pub fn refused(&self, reason: Refusal) {
+        if let Some(slot) = Refusal::ALL.iter().position(|known| *known == reason) {
+            self.refusals[slot].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a committed batch of `size` requests whose transaction took `elapsed`.
+    pub fn batch_committed(&self, size: u64, elapsed: std::time::Duration) {
+        self.batch_size.record(size as f64);
+        self.batch_seconds.record(elapsed.as_secs_f64());
+    }
+
+    /// Refused pairings by reason, every reason listed.
+    pub fn refusals(&self) -> Vec<(Refusal, u64)> {
+        Refusal::ALL
+            .iter()
+            .zip(&self.refusals)
+            .map(|(reason, count)| (*reason, count.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     /// The counters' values now, with the gauges the caller knows.
     pub fn read(&self, connected_devices: usize, running_orgs: usize) -> Metrics {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -76,4 +146,28 @@ pub struct Metrics {
     /// announced watchers of (events of those are sent to the other nodes).
     pub live_feed_watched_here: u64,
     pub live_feed_watched_elsewhere: u64,
+}
+
+/// What the operator's metrics show beyond [`Metrics`]: distributions, breakdowns and the
+/// database pools. Read on demand (a scrape), never kept.
+#[derive(Debug, Clone)]
+pub struct DetailedMetrics {
+    pub counters: Metrics,
+    /// Pairing refusals by reason, every reason listed (zero included).
+    pub refusals: Vec<(Refusal, u64)>,
+    /// Requests per committed batch.
+    pub batch_size: HistogramSnapshot,
+    /// Seconds from a batch's `BEGIN` to its `COMMIT`.
+    pub batch_seconds: HistogramSnapshot,
+    /// Requests (device requests and admin commands) sent to an organization actor of this
+    /// node and not answered yet, all organizations together.
+    pub queued_requests: u64,
+    /// The organizations with the most such requests, deepest first, at most the number asked
+    /// for and only those with at least one: a bounded number of series whatever the number
+    /// of organizations.
+    pub deepest_queues: Vec<(OrgId, u64)>,
+    /// Live-feed streams open on this node (watchers, not organizations).
+    pub live_feed_watchers: u64,
+    /// The database connection pools.
+    pub pools: Vec<PoolUsage>,
 }

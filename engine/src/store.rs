@@ -438,6 +438,23 @@ pub trait Store:
 
     /// Closes the connections (waiting for those in use). Called once, at shutdown.
     async fn close(&self);
+
+    /// The connection pools now, for the operator's metrics. Reads counters only.
+    fn pools(&self) -> Vec<PoolUsage> {
+        Vec::new()
+    }
+}
+
+/// One database connection pool at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// What the pool is for: `main` (PostgreSQL: every statement), or on SQLite `writer` (the
+    /// one write connection), `readers`, `exports`.
+    pub name: &'static str,
+    /// Connections open, idle among them, and the most the pool opens.
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 /// What a node's start-up and background duties need: presence, heartbeats, the change feed

@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -33,7 +34,31 @@ use crate::runtime_thread::RuntimeThread;
 /// message (a lookup here costs no round trip to the supervisor).
 #[derive(Debug, Default)]
 pub(crate) struct Directory {
-    running: DashMap<OrgId, ActorRef<OrgMsg>>,
+    running: DashMap<OrgId, RunningOrg>,
+}
+
+/// A running organization actor, and how many requests its callers wait on (its queue depth,
+/// for the operator's metrics: a relaxed atomic beside the reference, no lock of its own).
+#[derive(Debug, Clone)]
+pub(crate) struct RunningOrg {
+    actor: ActorRef<OrgMsg>,
+    waiting: Arc<AtomicU64>,
+}
+
+/// One request waited on: counted while it lives.
+struct Waiting(Arc<AtomicU64>);
+
+impl Waiting {
+    fn start(counter: &Arc<AtomicU64>) -> Waiting {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Waiting(Arc::clone(counter))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// How the engine reaches organization actors: through the directory, or the supervisor when an
@@ -89,11 +114,23 @@ impl Actors {
     /// An actor found stopped (idle, or failed) is left for the supervisor to forget: only the
     /// supervisor decides whether a failed actor restarts or backs off, so this waits for it
     /// instead of asking for a new actor behind its back.
-    pub async fn send(&self, org_id: OrgId, mut message: OrgMsg) -> Result<(), EngineError> {
+    pub async fn send(&self, org_id: OrgId, message: OrgMsg) -> Result<(), EngineError> {
+        self.send_counted(org_id, message).await.map(drop)
+    }
+
+    /// [`Actors::send`], counting the request as waited on by the caller until the returned
+    /// guard is dropped.
+    async fn send_counted(
+        &self,
+        org_id: OrgId,
+        mut message: OrgMsg,
+    ) -> Result<Waiting, EngineError> {
         for attempt in 0..50u64 {
-            let actor = self.actor(org_id).await?;
-            match actor.send_message(message) {
-                Ok(()) => return Ok(()),
+            let running = self.actor(org_id).await?;
+            // Counted before the send, so that the actor's answer never comes before it.
+            let waiting = Waiting::start(&running.waiting);
+            match running.actor.send_message(message) {
+                Ok(()) => return Ok(waiting),
                 Err(MessagingErr::SendErr(returned)) => {
                     message = returned;
                     tokio::time::sleep(Duration::from_millis(1 + attempt)).await;
@@ -112,7 +149,7 @@ impl Actors {
         request: impl FnOnce(oneshot::Sender<T>) -> OrgMsg,
     ) -> Result<T, EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.send(org_id, request(reply)).await?;
+        let _waiting = self.send_counted(org_id, request(reply)).await?;
         self.answer(answer)
             .await
             .ok_or_else(EngineError::unavailable)
@@ -159,7 +196,19 @@ impl Actors {
         }
     }
 
-    async fn actor(&self, org_id: OrgId) -> Result<ActorRef<OrgMsg>, EngineError> {
+    /// The organizations whose actors have the most requests waited on, deepest first (at most
+    /// `top`, none with zero), and the requests waited on over all of them.
+    pub fn deepest_queues(&self, top: usize) -> (Vec<(OrgId, u64)>, u64) {
+        deepest(
+            self.directory
+                .running
+                .iter()
+                .map(|entry| (*entry.key(), entry.value().waiting.load(Ordering::Relaxed))),
+            top,
+        )
+    }
+
+    async fn actor(&self, org_id: OrgId) -> Result<RunningOrg, EngineError> {
         if let Some(actor) = self.directory.running.get(&org_id) {
             return Ok(actor.clone());
         }
@@ -182,7 +231,7 @@ impl Actors {
 
 pub(crate) enum SupervisorMsg {
     /// The running actor of an organization, started if needed.
-    Get(OrgId, oneshot::Sender<Result<ActorRef<OrgMsg>, GetError>>),
+    Get(OrgId, oneshot::Sender<Result<RunningOrg, GetError>>),
 }
 
 impl std::fmt::Debug for SupervisorMsg {
@@ -292,7 +341,7 @@ impl SupervisorState {
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
         org_id: OrgId,
-    ) -> Result<ActorRef<OrgMsg>, GetError> {
+    ) -> Result<RunningOrg, GetError> {
         if let Some(actor) = self.directory.running.get(&org_id) {
             return Ok(actor.clone());
         }
@@ -311,7 +360,7 @@ impl SupervisorState {
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
         org_id: OrgId,
-    ) -> Result<ActorRef<OrgMsg>, GetError> {
+    ) -> Result<RunningOrg, GetError> {
         let incarnation = {
             let count = self.incarnations.entry(org_id).or_default();
             *count += 1;
@@ -325,8 +374,12 @@ impl SupervisorState {
         match Actor::spawn_linked(None, OrgActor, args, myself.get_cell()).await {
             Ok((actor, _handle)) => {
                 self.children.insert(actor.get_id(), org_id);
-                self.directory.running.insert(org_id, actor.clone());
-                Ok(actor)
+                let running = RunningOrg {
+                    actor,
+                    waiting: Arc::default(),
+                };
+                self.directory.running.insert(org_id, running.clone());
+                Ok(running)
             }
             Err(SpawnErr::StartupFailed(error))
                 if error.downcast_ref::<OrgNotFound>().is_some() =>
@@ -344,7 +397,7 @@ impl SupervisorState {
         let org_id = self.children.remove(&actor)?;
         self.directory
             .running
-            .remove_if(&org_id, |_, current| current.get_id() == actor);
+            .remove_if(&org_id, |_, current| current.actor.get_id() == actor);
         Some(org_id)
     }
 
@@ -373,5 +426,40 @@ impl SupervisorState {
         restarts.recent.clear();
         tracing::error!(%org_id, ?backoff, "organization actor keeps failing; backing off");
         false
+    }
+}
+
+/// The `top` deepest of `depths` (deepest first, ties by id, none with zero), and their total.
+fn deepest(depths: impl Iterator<Item = (OrgId, u64)>, top: usize) -> (Vec<(OrgId, u64)>, u64) {
+    let mut total = 0;
+    let mut deepest: Vec<(OrgId, u64)> = Vec::new();
+    for (org_id, depth) in depths {
+        total += depth;
+        if depth > 0 {
+            deepest.push((org_id, depth));
+        }
+    }
+    deepest.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    deepest.truncate(top);
+    (deepest, total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deepest_queues_are_named_at_most_top_and_every_queue_counts_in_the_total() {
+        let orgs: Vec<OrgId> = (0..15).map(|_| OrgId::generate()).collect();
+        // Depths 0, 1, …, 14: fourteen queues hold something, the total is 105.
+        let depths = orgs.iter().enumerate().map(|(i, org)| (*org, i as u64));
+        let (named, total) = deepest(depths, 10);
+        assert_eq!(total, 105);
+        assert_eq!(named.len(), 10);
+        assert_eq!(named[0], (orgs[14], 14));
+        assert_eq!(named[9], (orgs[5], 5));
+        let (named, total) = deepest(orgs.iter().map(|org| (*org, 0)), 10);
+        assert!(named.is_empty(), "an empty queue is not named");
+        assert_eq!(total, 0);
     }
 }

@@ -104,6 +104,8 @@ pub struct ServerConfig {
     /// before it stops accepting: the time a load balancer needs to see it and send new
     /// connections elsewhere.
     pub drain_grace: std::time::Duration,
+    /// Who may read `/metrics` besides the operator token: a metrics token, an allow-list.
+    pub metrics: crate::metrics::MetricsSettings,
 }
 
 impl ServerConfig {
@@ -129,6 +131,7 @@ impl ServerConfig {
             engine: EngineSettings::default(),
             test_hooks: false,
             drain_grace: std::time::Duration::ZERO,
+            metrics: crate::metrics::MetricsSettings::default(),
         }
     }
 

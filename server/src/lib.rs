@@ -7,6 +7,7 @@
 //! - `portal`: the Customer Portal's pages, served with the admin API under `/portal/`.
 //! - [`qr`]: QR rendering. [`config`]: what the server can be told. `demo`: demo data.
 //!   [`backup`]: `paird backup`, an online copy of the SQLite database.
+//! - [`metrics`]: who may read the Prometheus metrics, and their exposition.
 //!
 //! No pairing rule lives here: every decision is the engine's.
 
@@ -16,6 +17,7 @@ pub mod backup;
 pub mod config;
 mod demo;
 mod device;
+pub mod metrics;
 mod portal;
 mod proxy;
 pub mod qr;
@@ -151,6 +153,10 @@ impl RunningServer {
 
 /// Opens the database, starts the engine and both listeners.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    config
+        .metrics
+        .validate()
+        .map_err(|error| anyhow::anyhow!("--metrics-token: {error}"))?;
     let open_files = raise_open_file_limit();
     let (ceiling, admin_connections) = open_file_budget(&config, open_files);
     tracing::info!(
@@ -226,6 +232,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     if let Some(tls) = &tls {
         tokio::spawn(tls.clone().watch(stopped.clone()));
     }
+    let admin_stats = Arc::new(admin::listener::AdminListenerStats::default());
     let state = admin::AppState {
         engine: engine.clone(),
         public: public.clone(),
@@ -234,6 +241,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         started: Instant::now(),
         stopped: stopped.clone(),
         draining: Arc::clone(&draining),
+        metrics: Arc::new(config.metrics.clone()),
+        admin_listener: Arc::clone(&admin_stats),
     };
     let router = admin::router(state, config.test_hooks).merge(portal::router());
     let admin_thread = engine::RuntimeThread::start("paird-admin")?;
@@ -242,7 +251,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         let _admin_runtime = admin_thread.handle().enter();
         TcpListener::from_std(admin_listener.into_std()?)?
     };
-    let admin_stats = Arc::new(admin::listener::AdminListenerStats::default());
     let admin_task = admin_thread.handle().spawn(admin::listener::serve(
         admin_listener,
         router,

@@ -126,6 +126,15 @@ struct ServeArgs {
     /// balancer's health check time to see it, e.g. `10s`.
     #[arg(long, env = "PAIRD_DRAIN_GRACE", default_value = "0s", value_parser = humantime::parse_duration)]
     drain_grace: Duration,
+    /// A bearer token that reads `/metrics` and nothing else (at least 24 characters). Prefer
+    /// the environment variable: a flag is visible to every user of the machine.
+    #[arg(long, env = "PAIRD_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Addresses or CIDR ranges that read `/metrics` without a token, separated by commas
+    /// (e.g. `127.0.0.1,10.0.0.0/8`); the TCP peer's address counts, never a forwarded one.
+    /// With neither this nor a metrics token, only the operator token reads the metrics.
+    #[arg(long, env = "PAIRD_METRICS_ALLOW")]
+    metrics_allow: Option<server::metrics::AllowList>,
     /// Ping interval on device connections.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     ping_interval: Duration,
@@ -304,6 +313,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .filter(|k| !k.is_empty());
     config.test_hooks = args.test_hooks;
     config.drain_grace = args.drain_grace;
+    config.metrics = server::metrics::MetricsSettings {
+        token: args.metrics_token.filter(|token| !token.is_empty()),
+        allow: args.metrics_allow.unwrap_or_default().0,
+    };
     config.device = DeviceSettings {
         max_frame: args.max_frame,
         handshake_timeout: args.handshake_timeout,

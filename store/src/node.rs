@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use engine::events::OrgEvent;
 use engine::ids::{DeviceId, OrgId, Timestamp};
-use engine::store::{ChangeFeed, NodeStore, Store, StoreResult, Transaction};
+use engine::store::{ChangeFeed, NodeStore, PoolUsage, Store, StoreResult, Transaction};
 use uuid::Uuid;
 
 use crate::backend::{Arg, Backend, SqlStore, SqlTx, Statements as _};
@@ -28,6 +28,25 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn close(&self) {
         B::close(self).await;
+    }
+
+    fn pools(&self) -> Vec<PoolUsage> {
+        let usage = |name, pool: &sqlx::Pool<B>| PoolUsage {
+            name,
+            open: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        };
+        // PostgreSQL's store has one pool in all three roles; SQLite's are three.
+        if <B as sqlx::Database>::NAME == <sqlx::Postgres as sqlx::Database>::NAME {
+            vec![usage("main", &self.writer)]
+        } else {
+            vec![
+                usage("writer", &self.writer),
+                usage("readers", &self.readers),
+                usage("exports", &self.exports),
+            ]
+        }
     }
 }
 

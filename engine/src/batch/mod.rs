@@ -169,8 +169,10 @@ pub(crate) async fn commit(node: &Node, org_id: OrgId, mut batch: Batch) -> Batc
         return Batch::default();
     }
     let size = batch.len() as u64;
+    let started = std::time::Instant::now();
     match decide_and_write(node, org_id, &batch).await {
         Ok(committed) => {
+            node.counters.batch_committed(size, started.elapsed());
             Counters::add(&node.counters.batches, 1);
             Counters::add(&node.counters.batched_requests, size);
             node.counters

@@ -8,6 +8,7 @@
 mod events;
 mod export;
 pub(crate) mod listener;
+mod metrics;
 mod routes;
 
 use std::sync::Arc;
@@ -40,6 +41,10 @@ pub(crate) struct AppState {
     pub stopped: tokio::sync::watch::Receiver<bool>,
     /// True from the start of a graceful shutdown: `/readyz` answers 503 then.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Who may read `/metrics` besides the operator.
+    pub metrics: Arc<crate::metrics::MetricsSettings>,
+    /// The admin listener's connection counters, for `/metrics`.
+    pub admin_listener: Arc<listener::AdminListenerStats>,
 }
 
 /// Where devices reach the device endpoint, for QR payloads.
@@ -213,18 +218,21 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                let (scheme, token) = value.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|token| !token.is_empty())
-            .ok_or(ApiError(EngineError::Unauthorized))?;
+        let token = bearer_token(&parts.headers).ok_or(ApiError(EngineError::Unauthorized))?;
         Ok(Auth(state.engine.authenticate(token).await?))
     }
+}
+
+/// The token of an `Authorization: Bearer …` header, when there is one.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|token| !token.is_empty())
 }
 
 /// A JSON body, with JSON errors in our shape.

@@ -44,6 +44,7 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(super::metrics::metrics))
         .route("/v1/status", get(status))
         .route("/v1/whoami", get(whoami))
         .route("/v1/configuration-template", get(template))

@@ -41,6 +41,7 @@ use tokio_util::task::TaskTracker;
 use crate::address_slots::{AddressSlots, Slot};
 use crate::config::DeviceSettings;
 use crate::proxy::{TrustedProxies, read_proxy_header};
+use crate::metrics::ConnectionRefusal;
 use crate::tls::ServerTls;
 
 /// Shared by every connection.
@@ -66,6 +67,17 @@ pub struct EndpointStats {
     pub accept_errors: AtomicU64,
     /// Unproven connections closed because newer ones from the same address needed the slot.
     pub evicted_unproven: AtomicU64,
+    /// The refused handshakes by reason, in the order of [`ConnectionRefusal::ALL`].
+    pub connection_refusals: [AtomicU64; ConnectionRefusal::ALL.len()],
+    /// Configurations sent to devices (on pairing, resume, or a change).
+    pub configurations_sent: AtomicU64,
+}
+
+impl EndpointStats {
+    fn refused(&self, reason: ConnectionRefusal) {
+        self.refused_handshakes.fetch_add(1, Ordering::Relaxed);
+        self.connection_refusals[reason.slot()].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The window of the control-frame limit.
@@ -173,10 +185,7 @@ async fn connection(
             }
             Ok(None) => {}
             Err(error) => {
-                endpoint
-                    .stats
-                    .refused_handshakes
-                    .fetch_add(1, Ordering::Relaxed);
+                endpoint.stats.refused(ConnectionRefusal::ProxyHeader);
                 tracing::debug!(%peer, %error, "PROXY header refused");
                 return;
             }
@@ -184,10 +193,12 @@ async fn connection(
     }
     let mut chosen = None;
     let mut forwarded_for = None;
+    let mut refused_for = ConnectionRefusal::Handshake;
     // The error type is tungstenite's handshake callback signature, not ours to shrink.
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
         if request.uri().path() != protocol::DEVICE_PATH {
+            refused_for = ConnectionRefusal::Path;
             return Err(refusal(
                 StatusCode::NOT_FOUND,
                 "the device endpoint is /device",
@@ -200,6 +211,7 @@ async fn connection(
             .filter_map(|value| value.to_str().ok())
             .collect();
         let Some(encoding) = Encoding::negotiate(&offered.join(",")) else {
+            refused_for = ConnectionRefusal::Subprotocol;
             return Err(refusal(
                 StatusCode::BAD_REQUEST,
                 "unsupported subprotocol: offer paird.v1.postcard or paird.v1.json",
@@ -239,18 +251,12 @@ async fn connection(
     let ws = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(error)) => {
-            endpoint
-                .stats
-                .refused_handshakes
-                .fetch_add(1, Ordering::Relaxed);
+            endpoint.stats.refused(refused_for);
             tracing::debug!(%peer, %error, "handshake refused");
             return;
         }
         Err(_) => {
-            endpoint
-                .stats
-                .refused_handshakes
-                .fetch_add(1, Ordering::Relaxed);
+            endpoint.stats.refused(ConnectionRefusal::HandshakeTimeout);
             tracing::debug!(%peer, "handshake timed out");
             return;
         }
@@ -366,6 +372,10 @@ impl Session<'_> {
             return self.end(wire::end_reason(end)).await;
         }
         if let Some(revision) = update.configuration {
+            self.endpoint
+                .stats
+                .configurations_sent
+                .fetch_add(1, Ordering::Relaxed);
             let encoded = wire::configuration_frame(&revision, self.encoding);
             return self.feed_fragmented(&encoded).await;
         }

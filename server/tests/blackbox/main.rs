@@ -28,6 +28,7 @@ mod idempotency;
 mod isolation;
 mod licenses;
 mod limits;
+mod metrics;
 mod pairing;
 mod processes;
 mod proxy;
