@@ -8,6 +8,8 @@
 mod events;
 mod export;
 pub(crate) mod listener;
+mod openapi;
+mod route_table;
 mod routes;
 
 use std::sync::Arc;

@@ -25,6 +25,7 @@ mod idempotency;
 mod isolation;
 mod licenses;
 mod limits;
+mod openapi;
 mod pairing;
 mod processes;
 mod reuse_port;
