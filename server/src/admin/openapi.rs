@@ -9,8 +9,6 @@
 //! is missing here; `server/tests/blackbox/openapi.rs` checks the methods of every path against
 //! the live server.
 
-use std::collections::BTreeSet;
-
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use engine::admin::{AddedLicenses, CreatedKey, RenewedLicenses, UnpairedDevice, UnpairedDevices};
@@ -26,8 +24,8 @@ use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    Components, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr,
-    Required, ResponseBuilder, Schema,
+    Components, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Required,
+    ResponseBuilder, Schema,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -58,125 +56,386 @@ fn operations() -> Vec<Op> {
     vec![
         // Server.
         Op::new(Get, "/healthz", "healthz", Public, "The process is alive").json::<Health>(200),
-        Op::new(Get, "/readyz", "readyz", Public, "Whether new connections should come here")
-            .json::<Readiness>(200)
-            .json::<Readiness>(503),
+        Op::new(
+            Get,
+            "/readyz",
+            "readyz",
+            Public,
+            "Whether new connections should come here",
+        )
+        .json::<Readiness>(200)
+        .json::<Readiness>(503),
         Op::new(Get, "/v1/openapi.json", "openapi", Public, "This document").any_json(200),
         Op::new(Get, "/v1/status", "status", Operator, "The server's status").any_json(200),
-        Op::new(Get, "/v1/whoami", "whoami", Either, "Who the token belongs to").json::<WhoAmI>(200),
-        Op::new(Get, "/v1/configuration-template", "configuration_template", Either, "A sample configuration body")
-            .text(200, "text/plain"),
-        Op::new(Post, "/v1/configuration-check", "check_configuration", Either, "Check a configuration body")
-            .body::<CheckConfigurationBody>()
-            .json::<ConfigurationCheck>(200),
-        Op::new(Get, "/v1/audit", "server_audit", Operator, "The server-wide audit log")
-            .query::<AuditQuery>()
-            .json::<Page<AuditEntry>>(200),
+        Op::new(
+            Get,
+            "/v1/whoami",
+            "whoami",
+            Either,
+            "Who the token belongs to",
+        )
+        .json::<WhoAmI>(200),
+        Op::new(
+            Get,
+            "/v1/configuration-template",
+            "configuration_template",
+            Either,
+            "A sample configuration body",
+        )
+        .text(200, "text/plain"),
+        Op::new(
+            Post,
+            "/v1/configuration-check",
+            "check_configuration",
+            Either,
+            "Check a configuration body",
+        )
+        .body::<CheckConfigurationBody>()
+        .json::<ConfigurationCheck>(200),
+        Op::new(
+            Get,
+            "/v1/audit",
+            "server_audit",
+            Operator,
+            "The server-wide audit log",
+        )
+        .query::<AuditQuery>()
+        .json::<Page<AuditEntry>>(200),
         // Organizations and keys.
-        Op::new(Post, "/v1/organizations", "create_organization", Operator, "Create an organization")
-            .idempotent()
-            .body::<NameBody>()
-            .json::<Organization>(201),
-        Op::new(Get, "/v1/organizations", "list_organizations", Operator, "List organizations")
-            .query::<ListQuery>()
-            .json::<Page<Organization>>(200),
+        Op::new(
+            Post,
+            "/v1/organizations",
+            "create_organization",
+            Operator,
+            "Create an organization",
+        )
+        .idempotent()
+        .body::<NameBody>()
+        .json::<Organization>(201),
+        Op::new(
+            Get,
+            "/v1/organizations",
+            "list_organizations",
+            Operator,
+            "List organizations",
+        )
+        .query::<ListQuery>()
+        .json::<Page<Organization>>(200),
         Op::new(Get, org, "get_organization", Either, "An organization").json::<Organization>(200),
-        Op::new(Post, at("/keys"), "create_key", Either, "Create an organization key")
-            .idempotent()
-            .body::<NameBody>()
-            .json::<CreatedKey>(201),
-        Op::new(Get, at("/keys"), "list_keys", Either, "The organization's keys").json::<Page<OrgKeyInfo>>(200),
-        Op::new(Delete, at("/keys/{key}"), "revoke_key", Either, "Revoke a key").nothing(204),
+        Op::new(
+            Post,
+            at("/keys"),
+            "create_key",
+            Either,
+            "Create an organization key",
+        )
+        .idempotent()
+        .body::<NameBody>()
+        .json::<CreatedKey>(201),
+        Op::new(
+            Get,
+            at("/keys"),
+            "list_keys",
+            Either,
+            "The organization's keys",
+        )
+        .json::<Page<OrgKeyInfo>>(200),
+        Op::new(
+            Delete,
+            at("/keys/{key}"),
+            "revoke_key",
+            Either,
+            "Revoke a key",
+        )
+        .nothing(204),
         // Licenses.
-        Op::new(Post, at("/licenses"), "add_licenses", Operator, "Add licenses")
-            .idempotent()
-            .body::<AddLicensesBody>()
-            .json::<AddedLicenses>(201),
-        Op::new(Get, at("/licenses"), "list_licenses", Either, "The fleet list of licenses")
-            .query::<FleetParams>()
-            .json::<CountedPage<LicenseWithDevice>>(200),
-        Op::new(Get, at("/licenses/summary"), "license_summary", Either, "License counts by status")
-            .json::<LicenseSummary>(200),
-        Op::new(Post, at("/licenses/renew"), "renew_licenses", Operator, "Renew licenses in bulk")
-            .idempotent()
-            .body::<RenewLicensesBody>()
-            .json::<RenewedLicenses>(200),
-        Op::new(Get, at("/licenses.csv"), "licenses_csv", Either, "Export the licenses as CSV")
-            .query::<FleetParams>()
-            .text(200, "text/csv"),
-        Op::new(Get, at("/licenses/{license}"), "get_license", Either, "A license").json::<License>(200),
-        Op::new(Patch, at("/licenses/{license}"), "renew_license", Operator, "Renew one license")
-            .body::<RenewBody>()
-            .json::<License>(200),
-        Op::new(Post, at("/licenses/{license}/single-use-code"), "create_single_use_code", Either, "Create a single-use code")
-            .idempotent()
-            .query::<QrQuery>()
-            .body::<SingleUseBody>()
-            .json::<CodeResponse>(201),
-        Op::new(Delete, at("/licenses/{license}/single-use-code"), "revoke_single_use_code", Either, "Revoke a license's single-use codes")
-            .json::<Revoked>(200),
+        Op::new(
+            Post,
+            at("/licenses"),
+            "add_licenses",
+            Operator,
+            "Add licenses",
+        )
+        .idempotent()
+        .body::<AddLicensesBody>()
+        .json::<AddedLicenses>(201),
+        Op::new(
+            Get,
+            at("/licenses"),
+            "list_licenses",
+            Either,
+            "The fleet list of licenses",
+        )
+        .query::<FleetParams>()
+        .json::<CountedPage<LicenseWithDevice>>(200),
+        Op::new(
+            Get,
+            at("/licenses/summary"),
+            "license_summary",
+            Either,
+            "License counts by status",
+        )
+        .json::<LicenseSummary>(200),
+        Op::new(
+            Post,
+            at("/licenses/renew"),
+            "renew_licenses",
+            Operator,
+            "Renew licenses in bulk",
+        )
+        .idempotent()
+        .body::<RenewLicensesBody>()
+        .json::<RenewedLicenses>(200),
+        Op::new(
+            Get,
+            at("/licenses.csv"),
+            "licenses_csv",
+            Either,
+            "Export the licenses as CSV",
+        )
+        .query::<FleetParams>()
+        .text(200, "text/csv"),
+        Op::new(
+            Get,
+            at("/licenses/{license}"),
+            "get_license",
+            Either,
+            "A license",
+        )
+        .json::<License>(200),
+        Op::new(
+            Patch,
+            at("/licenses/{license}"),
+            "renew_license",
+            Operator,
+            "Renew one license",
+        )
+        .body::<RenewBody>()
+        .json::<License>(200),
+        Op::new(
+            Post,
+            at("/licenses/{license}/single-use-code"),
+            "create_single_use_code",
+            Either,
+            "Create a single-use code",
+        )
+        .idempotent()
+        .query::<QrQuery>()
+        .body::<SingleUseBody>()
+        .json::<CodeResponse>(201),
+        Op::new(
+            Delete,
+            at("/licenses/{license}/single-use-code"),
+            "revoke_single_use_code",
+            Either,
+            "Revoke a license's single-use codes",
+        )
+        .json::<Revoked>(200),
         // Codes.
-        Op::new(Post, at("/codes"), "create_code", Either, "Create a reusable code")
-            .idempotent()
-            .query::<QrQuery>()
-            .body::<CreateCodeBody>()
-            .json::<CodeResponse>(201),
-        Op::new(Get, at("/codes"), "list_codes", Either, "The organization's codes")
-            .query::<CodeQuery>()
-            .json::<Page<CodeInfo>>(200),
-        Op::new(Get, at("/codes/{code}"), "get_code", Either, "A code, without its secret").json::<CodeInfo>(200),
-        Op::new(Get, at("/codes/{code}/reveal"), "reveal_code", Either, "A reusable code with its secret and QR")
-            .query::<QrQuery>()
-            .json::<CodeResponse>(200),
-        Op::new(Get, at("/codes/{code}/qr.svg"), "code_svg", Either, "A code's QR as SVG").text(200, "image/svg+xml"),
-        Op::new(Get, at("/codes/{code}/qr.png"), "code_png", Either, "A code's QR as PNG").binary(200, "image/png"),
-        Op::new(Post, at("/codes/{code}/revoke"), "revoke_code", Either, "Revoke a code").json::<CodeInfo>(200),
+        Op::new(
+            Post,
+            at("/codes"),
+            "create_code",
+            Either,
+            "Create a reusable code",
+        )
+        .idempotent()
+        .query::<QrQuery>()
+        .body::<CreateCodeBody>()
+        .json::<CodeResponse>(201),
+        Op::new(
+            Get,
+            at("/codes"),
+            "list_codes",
+            Either,
+            "The organization's codes",
+        )
+        .query::<CodeQuery>()
+        .json::<Page<CodeInfo>>(200),
+        Op::new(
+            Get,
+            at("/codes/{code}"),
+            "get_code",
+            Either,
+            "A code, without its secret",
+        )
+        .json::<CodeInfo>(200),
+        Op::new(
+            Get,
+            at("/codes/{code}/reveal"),
+            "reveal_code",
+            Either,
+            "A reusable code with its secret and QR",
+        )
+        .query::<QrQuery>()
+        .json::<CodeResponse>(200),
+        Op::new(
+            Get,
+            at("/codes/{code}/qr.svg"),
+            "code_svg",
+            Either,
+            "A code's QR as SVG",
+        )
+        .text(200, "image/svg+xml"),
+        Op::new(
+            Get,
+            at("/codes/{code}/qr.png"),
+            "code_png",
+            Either,
+            "A code's QR as PNG",
+        )
+        .binary(200, "image/png"),
+        Op::new(
+            Post,
+            at("/codes/{code}/revoke"),
+            "revoke_code",
+            Either,
+            "Revoke a code",
+        )
+        .json::<CodeInfo>(200),
         // Configurations.
-        Op::new(Post, at("/configurations"), "create_configuration", Either, "Create a configuration")
-            .idempotent()
-            .body::<CreateConfigurationBody>()
-            .json::<Configuration>(201),
-        Op::new(Get, at("/configurations"), "list_configurations", Either, "The organization's configurations")
-            .query::<ListQuery>()
-            .json::<Page<Configuration>>(200),
-        Op::new(Get, at("/configurations/{config}"), "get_configuration", Either, "A configuration with its body")
-            .json::<Configuration>(200),
-        Op::new(Put, at("/configurations/{config}"), "update_configuration", Either, "Edit a configuration")
-            .body::<UpdateConfigurationBody>()
-            .json::<Configuration>(200),
-        Op::new(Delete, at("/configurations/{config}"), "delete_configuration", Either, "Delete an unused configuration")
-            .nothing(204),
-        Op::new(Get, at("/configurations/{config}/rollout"), "configuration_rollout", Either, "How its revisions reached the devices")
-            .json::<ConfigurationRollout>(200),
-        Op::new(Post, at("/configurations/{config}/assign"), "assign_configuration", Either, "Assign it to devices")
-            .idempotent()
-            .body::<DevicesBody>()
-            .json::<Assigned>(200),
+        Op::new(
+            Post,
+            at("/configurations"),
+            "create_configuration",
+            Either,
+            "Create a configuration",
+        )
+        .idempotent()
+        .body::<CreateConfigurationBody>()
+        .json::<Configuration>(201),
+        Op::new(
+            Get,
+            at("/configurations"),
+            "list_configurations",
+            Either,
+            "The organization's configurations",
+        )
+        .query::<ListQuery>()
+        .json::<Page<Configuration>>(200),
+        Op::new(
+            Get,
+            at("/configurations/{config}"),
+            "get_configuration",
+            Either,
+            "A configuration with its body",
+        )
+        .json::<Configuration>(200),
+        Op::new(
+            Put,
+            at("/configurations/{config}"),
+            "update_configuration",
+            Either,
+            "Edit a configuration",
+        )
+        .body::<UpdateConfigurationBody>()
+        .json::<Configuration>(200),
+        Op::new(
+            Delete,
+            at("/configurations/{config}"),
+            "delete_configuration",
+            Either,
+            "Delete an unused configuration",
+        )
+        .nothing(204),
+        Op::new(
+            Get,
+            at("/configurations/{config}/rollout"),
+            "configuration_rollout",
+            Either,
+            "How its revisions reached the devices",
+        )
+        .json::<ConfigurationRollout>(200),
+        Op::new(
+            Post,
+            at("/configurations/{config}/assign"),
+            "assign_configuration",
+            Either,
+            "Assign it to devices",
+        )
+        .idempotent()
+        .body::<DevicesBody>()
+        .json::<Assigned>(200),
         // Devices and audit.
-        Op::new(Get, at("/devices"), "list_devices", Either, "The fleet list of devices")
-            .query::<FleetParams>()
-            .json::<CountedPage<Device>>(200),
-        Op::new(Post, at("/devices/unpair"), "unpair_devices", Either, "Unpair devices in bulk")
-            .idempotent()
-            .body::<DevicesBody>()
-            .json::<UnpairedDevices>(200),
-        Op::new(Get, at("/devices.csv"), "devices_csv", Either, "Export the devices as CSV")
-            .query::<FleetParams>()
-            .text(200, "text/csv"),
-        Op::new(Get, at("/devices/{device}"), "get_device", Either, "A device").json::<Device>(200),
-        Op::new(Patch, at("/devices/{device}"), "edit_device", Either, "Name a device, write notes")
-            .body::<EditDeviceBody>()
-            .json::<Device>(200),
-        Op::new(Put, at("/devices/{device}/configuration"), "configure_device", Either, "Assign one device a configuration")
-            .body::<AssignOneBody>()
-            .json::<Device>(200),
-        Op::new(Post, at("/devices/{device}/unpair"), "unpair_device", Either, "Unpair a device")
-            .json::<UnpairedDevice>(200),
-        Op::new(Get, at("/audit"), "org_audit", Either, "The organization's audit log")
-            .query::<AuditQuery>()
-            .json::<Page<AuditEntry>>(200),
-        Op::new(Get, at("/events"), "org_events", Either, "The live feed (server-sent events)")
-            .text(200, "text/event-stream"),
+        Op::new(
+            Get,
+            at("/devices"),
+            "list_devices",
+            Either,
+            "The fleet list of devices",
+        )
+        .query::<FleetParams>()
+        .json::<CountedPage<Device>>(200),
+        Op::new(
+            Post,
+            at("/devices/unpair"),
+            "unpair_devices",
+            Either,
+            "Unpair devices in bulk",
+        )
+        .idempotent()
+        .body::<DevicesBody>()
+        .json::<UnpairedDevices>(200),
+        Op::new(
+            Get,
+            at("/devices.csv"),
+            "devices_csv",
+            Either,
+            "Export the devices as CSV",
+        )
+        .query::<FleetParams>()
+        .text(200, "text/csv"),
+        Op::new(
+            Get,
+            at("/devices/{device}"),
+            "get_device",
+            Either,
+            "A device",
+        )
+        .json::<Device>(200),
+        Op::new(
+            Patch,
+            at("/devices/{device}"),
+            "edit_device",
+            Either,
+            "Name a device, write notes",
+        )
+        .body::<EditDeviceBody>()
+        .json::<Device>(200),
+        Op::new(
+            Put,
+            at("/devices/{device}/configuration"),
+            "configure_device",
+            Either,
+            "Assign one device a configuration",
+        )
+        .body::<AssignOneBody>()
+        .json::<Device>(200),
+        Op::new(
+            Post,
+            at("/devices/{device}/unpair"),
+            "unpair_device",
+            Either,
+            "Unpair a device",
+        )
+        .json::<UnpairedDevice>(200),
+        Op::new(
+            Get,
+            at("/audit"),
+            "org_audit",
+            Either,
+            "The organization's audit log",
+        )
+        .query::<AuditQuery>()
+        .json::<Page<AuditEntry>>(200),
+        Op::new(
+            Get,
+            at("/events"),
+            "org_events",
+            Either,
+            "The live feed (server-sent events)",
+        )
+        .text(200, "text/event-stream"),
     ]
 }
 
@@ -300,11 +559,19 @@ impl Op {
         }
         operation = match access {
             Access::Public => operation.securities(Some(Vec::<SecurityRequirement>::new())),
-            Access::Operator => operation
-                .security(SecurityRequirement::new("operator_token", Vec::<String>::new())),
+            Access::Operator => operation.security(SecurityRequirement::new(
+                "operator_token",
+                Vec::<String>::new(),
+            )),
             Access::Either => operation
-                .security(SecurityRequirement::new("operator_token", Vec::<String>::new()))
-                .security(SecurityRequirement::new("organization_key", Vec::<String>::new())),
+                .security(SecurityRequirement::new(
+                    "operator_token",
+                    Vec::<String>::new(),
+                ))
+                .security(SecurityRequirement::new(
+                    "organization_key",
+                    Vec::<String>::new(),
+                )),
         };
         Op {
             method,
@@ -569,6 +836,8 @@ struct Assigned {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     /// The document as `docs/openapi.json` holds it.
@@ -599,8 +868,7 @@ mod tests {
             .iter()
             .cloned()
             .collect();
-        let documented: BTreeSet<String> =
-            operations().into_iter().map(|op| op.path).collect();
+        let documented: BTreeSet<String> = operations().into_iter().map(|op| op.path).collect();
         let undocumented: Vec<_> = routed.difference(&documented).collect();
         assert!(
             undocumented.is_empty(),

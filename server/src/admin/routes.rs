@@ -167,13 +167,18 @@ fn page(limit: Option<u32>, cursor: &Option<String>) -> PageRequest {
 #[into_params(parameter_in = Query)]
 pub(super) struct FleetParams {
     q: Option<String>,
+    #[param(pattern = "^(free|reserved|assigned|expired)$")]
     status: Option<String>,
+    #[param(pattern = "^(true|false)$")]
     online: Option<String>,
+    #[param(format = DateTime)]
     not_seen_since: Option<String>,
     configuration: Option<String>,
+    #[param(pattern = "^(up_to_date|pending|failed)$")]
     revision: Option<String>,
     app_version: Option<String>,
     code: Option<String>,
+    #[param(pattern = "^-?(id|name|last_seen|paired_at|status)$")]
     sort: Option<String>,
     pub(super) limit: Option<u32>,
     pub(super) cursor: Option<String>,
@@ -186,11 +191,14 @@ pub(super) struct FleetParams {
 #[serde(deny_unknown_fields)]
 pub(super) struct FleetCriteria {
     q: Option<String>,
+    #[schema(pattern = "^(free|reserved|assigned|expired)$")]
     status: Option<String>,
     #[serde(default, deserialize_with = "text_or_bool")]
     online: Option<String>,
+    #[schema(format = DateTime)]
     not_seen_since: Option<String>,
     configuration: Option<String>,
+    #[schema(pattern = "^(up_to_date|pending|failed)$")]
     revision: Option<String>,
     app_version: Option<String>,
     code: Option<String>,
@@ -352,6 +360,7 @@ fn selection<Id>(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct CodeQuery {
+    #[param(pattern = "^(reusable|single_use)$")]
     kind: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
@@ -365,7 +374,9 @@ pub(super) struct AuditQuery {
     /// One action or several, separated by commas.
     action: Option<String>,
     device: Option<String>,
+    #[param(format = DateTime)]
     from: Option<String>,
+    #[param(format = DateTime)]
     until: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
@@ -418,6 +429,7 @@ impl AuditQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct QrQuery {
+    #[param(pattern = "^(svg|png)$")]
     qr: Option<String>,
 }
 
@@ -771,6 +783,7 @@ async fn renew_license(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RenewLicensesBody {
+    #[schema(format = DateTime)]
     valid_until: String,
     license_ids: Option<Vec<LicenseId>>,
     filter: Option<FleetCriteria>,

@@ -47,10 +47,16 @@ async fn the_served_document_is_the_committed_one_and_every_path_has_exactly_its
     let test = TestServer::start().await;
     let base = test.server.admin_url();
     // No token needed.
-    let answer = reqwest::get(format!("{base}/v1/openapi.json")).await.unwrap();
+    let answer = reqwest::get(format!("{base}/v1/openapi.json"))
+        .await
+        .unwrap();
     assert_eq!(answer.status(), 200);
     let served: Value = answer.json().await.unwrap();
-    assert_eq!(served, committed(), "the server serves the committed document");
+    assert_eq!(
+        served,
+        committed(),
+        "the server serves the committed document"
+    );
     assert_eq!(served["openapi"], "3.1.0");
 
     // For every documented path, the router's `Allow` (a method the path does not take
@@ -80,7 +86,10 @@ async fn the_served_document_is_the_committed_one_and_every_path_has_exactly_its
             .map(|method| method.trim().to_string())
             .filter(|method| !method.is_empty() && method != "HEAD")
             .collect();
-        assert_eq!(allowed, documented, "{path}: the router's methods, the document's");
+        assert_eq!(
+            allowed, documented,
+            "{path}: the router's methods, the document's"
+        );
     }
     // And the fallback is not mistaken for a route.
     let answer = client
@@ -151,9 +160,7 @@ async fn the_document_passes_openapi_spec_validator_and_schemathesis_finds_nothi
     let admin = Admin::new(&base, OPERATOR_TOKEN);
     let (org, code) = admin.org_with_code("Contract", 3).await;
     let key = admin.create_key(&org, "contract").await;
-    let config = admin
-        .create_config(&org, "Contract", "[general]\nname = contract\n")
-        .await;
+    let config = admin.create_config(&org, "Contract", "[GLOBAL]\n").await;
     let (_, _connection, paired) = pair_ok(&started.ready.device_url, &code).await;
     let device = paired.device_id.to_string();
     let license = admin.licenses(&org).await[0]["id"]
@@ -212,6 +219,7 @@ async fn the_document_passes_openapi_spec_validator_and_schemathesis_finds_nothi
         "schemathesis",
     )
     .await;
+    println!("{printed}");
     assert!(printed.contains("passed"), "{printed}");
     drop(child);
 }
