@@ -101,10 +101,11 @@ async fn the_served_document_is_the_committed_one_and_every_path_has_exactly_its
     test.stop().await;
 }
 
-/// Runs `program` with `args`, and fails with what it printed unless it succeeds.
-async fn run(program: &Path, args: &[&str], what: &str) -> String {
+/// Runs `program` with `args` in `folder`, and fails with what it printed unless it succeeds.
+async fn run(program: &Path, args: &[&str], folder: &Path, what: &str) -> String {
     let output = tokio::process::Command::new(program)
         .args(args)
+        .current_dir(folder)
         .stdin(Stdio::null())
         .output()
         .await
@@ -124,6 +125,7 @@ async fn python_tools() -> PathBuf {
     run(
         &workspace().join("scripts/python-deps"),
         &[],
+        &workspace(),
         "scripts/python-deps",
     )
     .await;
@@ -137,6 +139,7 @@ async fn the_document_passes_openapi_spec_validator_and_schemathesis_finds_nothi
     run(
         &bin.join("openapi-spec-validator"),
         &[document.to_str().unwrap()],
+        &workspace(),
         "openapi-spec-validator",
     )
     .await;
@@ -216,6 +219,8 @@ async fn the_document_passes_openapi_spec_validator_and_schemathesis_finds_nothi
             report.to_str().unwrap(),
             "--no-color",
         ],
+        // Its cache (`.schemathesis/`) goes there too: every run starts afresh.
+        dir.path(),
         "schemathesis",
     )
     .await;
