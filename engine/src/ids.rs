@@ -35,6 +35,15 @@ macro_rules! id_type {
             }
         }
 
+        // A UUID string in the admin API's OpenAPI document.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                text_schema("uuid")
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl std::str::FromStr for $name {
             type Err = uuid::Error;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -106,6 +115,25 @@ impl Timestamp {
         i64::try_from(since.as_millis()).ok().map(Timestamp)
     }
 }
+
+/// A string schema of the given format, for the OpenAPI document: ids are `uuid` text and
+/// times `date-time` text (RFC 3339).
+fn text_schema(format: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::Custom(format.to_string())))
+        .into()
+}
+
+// RFC 3339 text in the admin API's OpenAPI document.
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        text_schema("date-time")
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

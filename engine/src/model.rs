@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Organization {
     pub id: OrgId,
     pub name: String,
@@ -15,7 +15,7 @@ pub struct Organization {
 }
 
 /// An organization key, without its secret (shown only once, when created).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrgKeyInfo {
     pub id: KeyId,
     pub organization_id: OrgId,
@@ -24,7 +24,7 @@ pub struct OrgKeyInfo {
     pub revoked_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LicenseStatus {
     /// Can be taken by the next pairing.
@@ -58,7 +58,7 @@ impl LicenseStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct License {
     pub id: LicenseId,
     pub organization_id: OrgId,
@@ -70,7 +70,7 @@ pub struct License {
     pub reserved_until: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LicenseSummary {
     pub total: u64,
     pub free: u64,
@@ -79,7 +79,7 @@ pub struct LicenseSummary {
     pub expired: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CodeKind {
     Reusable,
@@ -103,7 +103,7 @@ impl CodeKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CodeStatus {
     Active,
@@ -139,7 +139,7 @@ pub fn code_status(
 }
 
 /// A code as listed (never with its secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CodeInfo {
     pub id: CodeId,
     pub organization_id: OrgId,
@@ -157,7 +157,7 @@ pub struct CodeInfo {
 }
 
 /// A freshly created (or re-shown) code with its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CodeWithSecret {
     #[serde(flatten)]
     pub info: CodeInfo,
@@ -165,7 +165,7 @@ pub struct CodeWithSecret {
     pub code: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Configuration {
     pub id: ConfigId,
     pub organization_id: OrgId,
@@ -181,7 +181,7 @@ pub struct Configuration {
 
 /// How a configuration's revisions have reached the devices: what the admin sees beside the
 /// editor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConfigurationRollout {
     pub configuration_id: ConfigId,
     /// The current revision.
@@ -196,7 +196,7 @@ pub struct ConfigurationRollout {
     pub revisions: Vec<RevisionRollout>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RevisionRollout {
     pub revision: u64,
     pub applied: u64,
@@ -248,7 +248,7 @@ impl ConfigurationRollout {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AckStatus {
     Applied,
@@ -273,7 +273,7 @@ impl AckStatus {
 }
 
 /// The configuration a device should run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssignedConfiguration {
     pub id: ConfigId,
     pub name: String,
@@ -282,7 +282,7 @@ pub struct AssignedConfiguration {
 }
 
 /// What the device last reported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AppliedConfiguration {
     pub configuration_id: ConfigId,
     pub revision: u64,
@@ -291,7 +291,7 @@ pub struct AppliedConfiguration {
     pub at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Device {
     pub id: DeviceId,
     pub organization_id: OrgId,
@@ -338,7 +338,7 @@ impl Device {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub organization_id: Option<OrgId>,
@@ -351,14 +351,14 @@ pub struct AuditEntry {
 }
 
 /// A page of a list, with the cursor for the next page (absent on the last page).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
 /// A page of a list that says how many rows match in all.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CountedPage<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -369,7 +369,7 @@ pub struct CountedPage<T> {
 }
 
 /// A license of the organization's fleet, with the device that holds it, if any.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LicenseWithDevice {
     #[serde(flatten)]
     pub license: License,
@@ -377,7 +377,7 @@ pub struct LicenseWithDevice {
 }
 
 /// Where a device stands with its configuration's current revision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RevisionState {
     /// It reported the current revision of its configuration applied.

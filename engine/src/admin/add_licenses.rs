@@ -16,7 +16,7 @@ pub struct AddLicenses {
 }
 
 /// Licenses just added.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AddedLicenses {
     pub organization_id: OrgId,
     pub license_ids: Vec<LicenseId>,

@@ -16,7 +16,7 @@ pub struct AssignConfiguration {
 }
 
 /// The devices now assigned the configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssignedDevices {
     pub configuration_id: ConfigId,
     pub device_ids: Vec<DeviceId>,

@@ -19,13 +19,14 @@ pub struct AssignConfigurationToFleet {
 }
 
 /// How many devices matched, and how many were given the configuration (the others had it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssignedToFleet {
     pub configuration_id: ConfigId,
     pub matched: u64,
     pub assigned: u64,
     /// The devices newly assigned (for the live feed; not answered).
     #[serde(skip_serializing, default)]
+    #[schema(ignore)]
     pub device_ids: Vec<DeviceId>,
 }
 

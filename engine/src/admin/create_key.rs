@@ -16,7 +16,7 @@ pub struct CreateKey {
 }
 
 /// A new organization key, with its secret (shown this once).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedKey {
     #[serde(flatten)]
     pub info: OrgKeyInfo,

@@ -19,7 +19,7 @@ pub struct RenewLicenses {
 }
 
 /// How many of the organization's licenses matched, how many were renewed, and their end.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RenewedLicenses {
     pub matched: u64,
     pub renewed: u64,

@@ -16,7 +16,7 @@ pub struct UnpairDevice {
 }
 
 /// The device unpaired, and the license it freed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UnpairedDevice {
     pub device_id: DeviceId,
     pub license_id: LicenseId,

@@ -19,12 +19,13 @@ pub struct UnpairDevices {
 
 /// How many active devices of the organization the selection matched, and how many it
 /// unpaired.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UnpairedDevices {
     pub matched: u64,
     pub unpaired: u64,
     /// The devices unpaired (for the live feed; not answered).
     #[serde(skip_serializing, default)]
+    #[schema(ignore)]
     pub device_ids: Vec<DeviceId>,
 }
 

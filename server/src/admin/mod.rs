@@ -9,6 +9,8 @@ mod events;
 mod export;
 pub(crate) mod listener;
 mod metrics;
+mod openapi;
+mod route_table;
 mod routes;
 
 use std::sync::Arc;

@@ -31,6 +31,7 @@ use engine::{EngineError, Principal};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::route_table::RouteTable;
 use super::{ApiError, AppState, Auth, Body, Ids, Params, created, idempotency_key, not_found};
 use crate::qr;
 
@@ -40,11 +41,22 @@ type Result<T> = std::result::Result<T, ApiError>;
 const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
 pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
+    route_table(test_hooks)
+        .into_router()
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(state)
+}
+
+/// Every route of the admin API. Each one is documented in `openapi.rs` (one line each; its
+/// test fails on a route left out).
+pub(crate) fn route_table(test_hooks: bool) -> RouteTable {
     let org = "/v1/organizations/{org}";
-    let mut router = Router::new()
+    let mut router = RouteTable::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(super::metrics::metrics))
+        .route("/v1/openapi.json", get(super::openapi::serve))
         .route("/v1/status", get(status))
         .route("/v1/whoami", get(whoami))
         .route("/v1/configuration-template", get(template))
@@ -123,17 +135,15 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
             .route("/v1/test/sweep", post(sweep));
     }
     router
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .with_state(state)
 }
 
 // --- common -------------------------------------------------------------------------------
 
 /// `?limit=&cursor=` of a list.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct ListQuery {
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -153,17 +163,23 @@ fn page(limit: Option<u32>, cursor: &Option<String>) -> PageRequest {
 
 /// The search, filters, sort and page of the license and device lists (docs/admin-api.md,
 /// "Fleet lists").
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct FleetParams {
     q: Option<String>,
+    #[param(pattern = "^(free|reserved|assigned|expired)$")]
     status: Option<String>,
+    #[param(pattern = "^(true|false)$")]
     online: Option<String>,
+    #[param(format = DateTime)]
     not_seen_since: Option<String>,
     configuration: Option<String>,
+    #[param(pattern = "^(up_to_date|pending|failed)$")]
     revision: Option<String>,
     app_version: Option<String>,
     code: Option<String>,
+    #[param(pattern = "^-?(id|name|last_seen|paired_at|status)$")]
     sort: Option<String>,
     pub(super) limit: Option<u32>,
     pub(super) cursor: Option<String>,
@@ -172,15 +188,18 @@ pub(super) struct FleetParams {
 /// The search and filters of a fleet list, or the `filter` of a bulk command's body: one type,
 /// so that both are read and refused alike (a `422` naming the field). In a body, `online` may
 /// also be a JSON boolean.
-#[derive(Debug, Deserialize, Default, Clone)]
+#[derive(Debug, Deserialize, Default, Clone, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FleetCriteria {
+pub(super) struct FleetCriteria {
     q: Option<String>,
+    #[schema(pattern = "^(free|reserved|assigned|expired)$")]
     status: Option<String>,
     #[serde(default, deserialize_with = "text_or_bool")]
     online: Option<String>,
+    #[schema(format = DateTime)]
     not_seen_since: Option<String>,
     configuration: Option<String>,
+    #[schema(pattern = "^(up_to_date|pending|failed)$")]
     revision: Option<String>,
     app_version: Option<String>,
     code: Option<String>,
@@ -338,22 +357,27 @@ fn selection<Id>(
 }
 
 /// `?kind=&limit=&cursor=` of the code list.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct CodeQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct CodeQuery {
+    #[param(pattern = "^(reusable|single_use)$")]
     kind: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
 /// `?action=&device=&from=&until=&limit=&cursor=` of the audit logs.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct AuditQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct AuditQuery {
     /// One action or several, separated by commas.
     action: Option<String>,
     device: Option<String>,
+    #[param(format = DateTime)]
     from: Option<String>,
+    #[param(format = DateTime)]
     until: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
@@ -402,9 +426,11 @@ impl AuditQuery {
 }
 
 /// `?qr=png` adds the PNG (base64) to a code response.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct QrQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct QrQuery {
+    #[param(pattern = "^(svg|png)$")]
     qr: Option<String>,
 }
 
@@ -419,8 +445,8 @@ impl QrQuery {
 }
 
 /// A code with everything needed to show it: the code, the payload URI and the QR.
-#[derive(Debug, Serialize)]
-struct CodeResponse {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct CodeResponse {
     #[serde(flatten)]
     code: CodeWithSecret,
     payload_uri: String,
@@ -545,9 +571,9 @@ async fn template(Auth(_): Auth) -> Response {
         .into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CheckConfigurationBody {
+pub(super) struct CheckConfigurationBody {
     body: String,
 }
 
@@ -582,9 +608,9 @@ async fn server_audit(
 
 // --- organizations and keys ---------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NameBody {
+pub(super) struct NameBody {
     name: String,
 }
 
@@ -663,9 +689,9 @@ async fn revoke_key(
 
 // --- licenses -------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddLicensesBody {
+pub(super) struct AddLicensesBody {
     count: u32,
     #[serde(default)]
     valid_until: Option<Timestamp>,
@@ -734,9 +760,10 @@ async fn license(
 
 /// `valid_until` must be given: an RFC 3339 time, or `null` for no end (so that a forgotten
 /// field never removes an end date by accident).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RenewBody {
+pub(super) struct RenewBody {
+    #[schema(value_type = Option<String>, format = DateTime)]
     valid_until: serde_json::Value,
 }
 
@@ -762,9 +789,10 @@ async fn renew_license(
 }
 
 /// The end to renew to, and which licenses: `license_ids`, `filter` or `all`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RenewLicensesBody {
+pub(super) struct RenewLicensesBody {
+    #[schema(format = DateTime)]
     valid_until: String,
     license_ids: Option<Vec<LicenseId>>,
     filter: Option<FleetCriteria>,
@@ -802,9 +830,9 @@ async fn renew_licenses(
 
 // --- codes ----------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateCodeBody {
+pub(super) struct CreateCodeBody {
     validity_seconds: Option<f64>,
     max_uses: Option<u32>,
     label: Option<String>,
@@ -831,9 +859,9 @@ async fn create_code(
     Ok(created(code_response(&state, code, qr_query.with_png()?)?))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SingleUseBody {
+pub(super) struct SingleUseBody {
     validity_seconds: Option<f64>,
 }
 
@@ -942,9 +970,9 @@ async fn revoke_code(
 
 // --- configurations -------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateConfigurationBody {
+pub(super) struct CreateConfigurationBody {
     name: String,
     body: String,
 }
@@ -997,9 +1025,9 @@ async fn configuration_rollout(
     Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateConfigurationBody {
+pub(super) struct UpdateConfigurationBody {
     name: Option<String>,
     body: Option<String>,
     if_revision: Option<u64>,
@@ -1031,9 +1059,9 @@ async fn delete_configuration(
 }
 
 /// A bulk command's selection of devices: `device_ids`, `filter` or `all`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DevicesBody {
+pub(super) struct DevicesBody {
     device_ids: Option<Vec<DeviceId>>,
     filter: Option<FleetCriteria>,
     #[serde(default)]
@@ -1086,9 +1114,9 @@ async fn assign_configuration(
     .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AssignOneBody {
+pub(super) struct AssignOneBody {
     configuration_id: ConfigId,
 }
 
@@ -1133,12 +1161,14 @@ async fn device(
 }
 
 /// `name` and `notes` each: absent leaves it, `null` empties it, a string sets it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EditDeviceBody {
+pub(super) struct EditDeviceBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     notes: Option<Option<String>>,
 }
 

@@ -29,6 +29,7 @@ mod isolation;
 mod licenses;
 mod limits;
 mod metrics;
+mod openapi;
 mod pairing;
 mod processes;
 mod proxy;
