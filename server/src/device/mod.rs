@@ -40,8 +40,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::address_slots::{AddressSlots, Slot};
 use crate::config::DeviceSettings;
-use crate::proxy::{TrustedProxies, read_proxy_header};
 use crate::metrics::ConnectionRefusal;
+use crate::proxy::{TrustedProxies, read_proxy_header};
 use crate::tls::ServerTls;
 
 /// Shared by every connection.
