@@ -244,7 +244,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         metrics: Arc::new(config.metrics.clone()),
         admin_listener: Arc::clone(&admin_stats),
     };
-    let router = admin::router(state, config.test_hooks).merge(portal::router());
+    let router = admin::router(state, config.test_hooks)
+        .merge(portal::router())
+        .layer(axum::middleware::from_fn(admin::request_id::layer));
     let admin_thread = engine::RuntimeThread::start("paird-admin")?;
     // Moved to the admin runtime: a listener is driven by the runtime it is registered with.
     let admin_listener = {

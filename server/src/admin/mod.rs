@@ -10,6 +10,7 @@ mod export;
 pub(crate) mod listener;
 mod metrics;
 mod openapi;
+pub(crate) mod request_id;
 mod route_table;
 mod routes;
 

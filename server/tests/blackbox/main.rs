@@ -28,6 +28,7 @@ mod idempotency;
 mod isolation;
 mod licenses;
 mod limits;
+mod logs;
 mod metrics;
 mod openapi;
 mod pairing;
