@@ -12,8 +12,8 @@ use serde_json::Value;
 use crate::live_feed::{LiveFeed, LiveFeedError};
 
 /// A client of one server's admin API, authenticated with one token (the operator token or an
-/// organization key). Cloning it shares the HTTP connections.
-#[derive(Debug, Clone)]
+/// organization key). Cloning it shares the HTTP connections. Its `Debug` leaves the token out.
+#[derive(Clone)]
 pub struct AdminClient {
     http: reqwest::Client,
     /// `http://host:port`, without a trailing slash.
@@ -33,6 +33,14 @@ impl AdminAnswer {
     /// The body as JSON; `null` when it is empty or not JSON.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+}
+
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
     }
 }
 

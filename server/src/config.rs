@@ -63,8 +63,10 @@ impl Default for DeviceSettings {
     }
 }
 
-/// Everything a server needs to start.
-#[derive(Debug, Clone)]
+/// Everything a server needs to start. Its `Debug` leaves the secrets out (the operator token,
+/// the server key, a database URL's password, the metrics token), so that it can never put one
+/// in a log line.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Holds the SQLite database (by default), the server key and the first operator token.
     pub data_dir: PathBuf,
@@ -108,7 +110,56 @@ pub struct ServerConfig {
     pub metrics: crate::metrics::MetricsSettings,
 }
 
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |secret: &Option<String>| secret.as_ref().map(|_| "<set>");
+        f.debug_struct("ServerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url_shown())
+            .field("durability", &self.durability)
+            .field("database_pool_size", &self.database_pool_size)
+            .field("device_listen", &self.device_listen)
+            .field("reuse_port", &self.reuse_port)
+            .field("admin_listen", &self.admin_listen)
+            .field("public_address", &self.public_address)
+            .field("public_tls", &self.public_tls)
+            .field("tls", &self.tls)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("operator_token", &set(&self.operator_token))
+            .field("server_key", &set(&self.server_key))
+            .field("device", &self.device)
+            .field("admin", &self.admin)
+            .field("engine", &self.engine)
+            .field("test_hooks", &self.test_hooks)
+            .field("drain_grace", &self.drain_grace)
+            .field("metrics", &self.metrics)
+            .finish()
+    }
+}
+
+/// A database URL with its password, if any, replaced by `***`: what is shown and logged.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    // The authority ends at the first '/', '?' or '#'; its user information at the last '@'.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 impl ServerConfig {
+    /// The database URL as shown and logged: without its password.
+    pub fn database_url_shown(&self) -> String {
+        without_password(&self.database_url())
+    }
+
     /// Defaults: data in `data_dir`, device endpoint on 127.0.0.1:7878, admin API on
     /// 127.0.0.1:7879.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -147,5 +198,45 @@ impl ServerConfig {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("paird.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_password_is_never_shown() {
+        assert_eq!(
+            without_password("postgres://paird:s3cret@db.internal:5432/paird?sslmode=require"),
+            "postgres://paird:***@db.internal:5432/paird?sslmode=require"
+        );
+        assert_eq!(
+            without_password("postgres://paird@db.internal/paird"),
+            "postgres://paird@db.internal/paird"
+        );
+        assert_eq!(
+            without_password("sqlite://x/paird.db"),
+            "sqlite://x/paird.db"
+        );
+    }
+
+    #[test]
+    fn the_debug_output_holds_no_secret() {
+        let mut config = ServerConfig::new("data");
+        config.operator_token = Some("operator-token-secret-0123456789".into());
+        config.server_key = Some("ab".repeat(32));
+        config.database_url = Some("postgres://paird:db-password-secret@db/paird".into());
+        config.metrics.token = Some("metrics-token-secret-0123456789".into());
+        let shown = format!("{config:?}");
+        for secret in [
+            "operator-token-secret",
+            &"ab".repeat(32),
+            "db-password-secret",
+            "metrics-token-secret",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("postgres://paird:***@db/paird"), "{shown}");
     }
 }

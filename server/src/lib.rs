@@ -49,8 +49,7 @@ pub const SAMPLE_CONFIGURATION: &str = include_str!("sample_configuration.ini");
 /// this machine is 4096).
 const LISTEN_BACKLOG: u32 = 4096;
 
-/// A started server.
-#[derive(Debug)]
+/// A started server. Its `Debug` leaves out the new operator token.
 pub struct RunningServer {
     pub device_addr: SocketAddr,
     pub admin_addr: SocketAddr,
@@ -75,6 +74,20 @@ pub struct RunningServer {
     admin_thread: engine::RuntimeThread,
     admin_task: JoinHandle<()>,
     device_task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("device_addr", &self.device_addr)
+            .field("admin_addr", &self.admin_addr)
+            .field(
+                "new_operator_token",
+                &self.new_operator_token.as_ref().map(|_| "<set>"),
+            )
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunningServer {
@@ -265,7 +278,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         config.trusted_proxies.clone(),
         stopped,
     ));
-    tracing::info!(%device_addr, %admin_addr, database = %config.database_url(), "paird started");
+    tracing::info!(%device_addr, %admin_addr, database = %config.database_url_shown(), "paird started");
     Ok(RunningServer {
         device_addr,
         admin_addr,

@@ -79,7 +79,7 @@ enum Command {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 struct ServeArgs {
     /// Where the SQLite database, the server key and the first operator token live.
     #[arg(long, env = "PAIRD_DATA_DIR", default_value = "paird-data")]
@@ -276,6 +276,13 @@ enum EncodingArg {
     Json,
 }
 
+/// Holds secrets (a database URL's password, the metrics token): never printed whole.
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs").finish_non_exhaustive()
+    }
+}
+
 fn parse_ip_range(text: &str) -> Result<IpRange, String> {
     text.parse()
 }
@@ -373,7 +380,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         audit_retention: args.audit_retention,
         ..EngineSettings::default()
     };
-    let database = config.database_url();
+    let database = config.database_url_shown();
     let server = server::start(config).await?;
     println!("paird is running");
     println!("  device endpoint  {}", server.device_url());
