@@ -50,7 +50,8 @@ enum Phase {
 }
 
 /// The stream of one watcher. It ends when the server stops, or when `own_key` (the key the
-/// feed was opened with) is revoked: a revoked key learns nothing more.
+/// feed was opened with) is revoked: a revoked key learns nothing more. When it falls behind,
+/// a key's feed ends too (it may have missed its key's revocation); the operator's gets `resync`.
 fn feed(
     receiver: broadcast::Receiver<std::sync::Arc<OrgEvent>>,
     stopped: watch::Receiver<bool>,
@@ -76,8 +77,15 @@ fn feed(
                         }
                         sse_event(&event)
                     }
-                    // Fell behind: the watcher re-reads everything.
-                    Err(broadcast::error::RecvError::Lagged(_)) => sse_event(&OrgEvent::Resync),
+                    // Fell behind. A feed opened with a key may have missed that key's
+                    // revocation: it ends, and the watcher's reconnection is authenticated
+                    // again. The operator's feed re-reads everything.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if own_key.is_some() {
+                            return None;
+                        }
+                        sse_event(&OrgEvent::Resync)
+                    }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = stopped.changed() => return None,
@@ -98,4 +106,36 @@ fn sse_event(event: &OrgEvent) -> Event {
     };
     let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
     Event::default().event(name).data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    /// A feed whose watcher fell behind `capacity` events; what it yields after `ready`.
+    async fn after_lagging(own_key: Option<KeyId>) -> Option<String> {
+        let (sender, receiver) = broadcast::channel(2);
+        let (_stop, stopped) = watch::channel(false);
+        let stream = feed(receiver, stopped, own_key);
+        futures_util::pin_mut!(stream);
+        assert!(stream.next().await.is_some(), "ready");
+        for _ in 0..5 {
+            sender.send(Arc::new(OrgEvent::Codes)).unwrap();
+        }
+        stream
+            .next()
+            .await
+            .map(|event| format!("{:?}", event.unwrap()))
+    }
+
+    #[tokio::test]
+    async fn a_key_feed_that_fell_behind_ends_and_the_operator_feed_resyncs() {
+        assert_eq!(after_lagging(Some(KeyId::generate())).await, None);
+        let operator = after_lagging(None).await.expect("an event");
+        assert!(operator.contains("resync"), "{operator}");
+    }
 }
