@@ -55,6 +55,26 @@ async fn admin_status_from(address: SocketAddr, from: [u8; 4], path: &str) -> u1
         .unwrap_or_else(|| panic!("no status line in {answer:?}"))
 }
 
+/// The organization's one device, connected on `connection`, still gets what an admin pushes.
+async fn still_served(test: &TestServer, org: &str, connection: &mut Connection) {
+    let config = test
+        .admin
+        .create_config(org, "Meters", "[GLOBAL]\nsynctime = 1\n")
+        .await;
+    let device = test.admin.devices(org).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    test.admin
+        .put(
+            &format!("/v1/organizations/{org}/devices/{device}/configuration"),
+            serde_json::json!({ "configuration_id": config }),
+        )
+        .await;
+    let pushed = next_configuration(connection).await;
+    assert_eq!(pushed.configuration_id.to_string(), config);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_from_one_address_cannot_keep_out_devices_that_pair() {
     let test = TestServer::start_with(|config| config.device.max_unproven_per_address = 3).await;
@@ -76,22 +96,7 @@ async fn idle_connections_from_one_address_cannot_keep_out_devices_that_pair() {
     for _ in 0..6 {
         idle.push(test.connect().await);
     }
-    let config = test
-        .admin
-        .create_config(&org, "Meters", "[GLOBAL]\nsynctime = 1\n")
-        .await;
-    let device = test.admin.devices(&org).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    test.admin
-        .put(
-            &format!("/v1/organizations/{org}/devices/{device}/configuration"),
-            serde_json::json!({ "configuration_id": config }),
-        )
-        .await;
-    let pushed = next_configuration(&mut paired).await;
-    assert_eq!(pushed.configuration_id.to_string(), config);
+    still_served(&test, &org, &mut paired).await;
     // The other address's idle connection was never touched: it can still pair.
     let mut elsewhere = elsewhere;
     let result = elsewhere
@@ -145,27 +150,7 @@ async fn a_control_frame_flood_closes_only_its_connection() {
             .await
             .unwrap();
     }
-    let config = test
-        .admin
-        .create_config(&org, "Meters", "[GLOBAL]\nsynctime = 1\n")
-        .await;
-    let device = test.admin.devices(&org).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    test.admin
-        .put(
-            &format!("/v1/organizations/{org}/devices/{device}/configuration"),
-            serde_json::json!({ "configuration_id": config }),
-        )
-        .await;
-    assert_eq!(
-        next_configuration(&mut neighbour)
-            .await
-            .configuration_id
-            .to_string(),
-        config
-    );
+    still_served(&test, &org, &mut neighbour).await;
     test.stop().await;
 }
 
