@@ -37,6 +37,30 @@ pub struct EngineSettings {
     /// devices are marked offline. Each node beats at every expiry sweep, so this must be
     /// several sweep intervals. Measured on the engine's clock.
     pub node_timeout: Duration,
+    /// What one organization may hold.
+    pub quotas: Quotas,
+}
+
+/// What one organization may hold, counted inside the transaction of each insert so that
+/// concurrent creations cannot overshoot. Generous by default: they bound what one customer
+/// (or one leaked key) can make the server store, not what a real fleet needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    pub configurations: u64,
+    /// Keys neither revoked nor expired.
+    pub keys: u64,
+    /// Codes that can still pair: neither revoked, used, used up nor expired.
+    pub active_codes: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            configurations: 10_000,
+            keys: 1_000,
+            active_codes: 100_000,
+        }
+    }
 }
 
 impl Default for EngineSettings {
@@ -61,6 +85,7 @@ impl Default for EngineSettings {
             sweep_interval: Duration::from_secs(5),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             node_timeout: Duration::from_secs(30),
+            quotas: Quotas::default(),
         }
     }
 }

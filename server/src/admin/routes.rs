@@ -122,6 +122,7 @@ pub(crate) fn router(state: AppState, test_hooks: bool) -> Router {
             .route("/v1/test/sweep", post(sweep));
     }
     router
+        .merge(super::tokens::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
@@ -616,15 +617,26 @@ async fn organization(
     Ok(Json(state.engine.query(&principal, org, GetOrganization).await?).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKeyBody {
+    name: String,
+    #[serde(default)]
+    expires_at: Option<Timestamp>,
+}
+
 async fn create_key(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Ids(org): Ids<OrgId>,
     headers: HeaderMap,
-    Body(body): Body<NameBody>,
+    Body(body): Body<CreateKeyBody>,
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
-    let command = CreateKey { name: body.name };
+    let command = CreateKey {
+        name: body.name,
+        expires_at: body.expires_at,
+    };
     Ok(created(
         state
             .engine
