@@ -45,9 +45,9 @@ pub fn check_environment_token(token: &str) -> Result<(), EngineError> {
             counts.len()
         ));
     }
-    if let Some(period) = (1..=chars.len() / 2)
-        .find(|&p| chars.len() % p == 0 && chars.chunks(p).all(|chunk| chunk == &chars[..p]))
-    {
+    if let Some(period) = (1..=chars.len() / 2).find(|&p| {
+        chars.len().is_multiple_of(p) && chars.chunks(p).all(|chunk| chunk == &chars[..p])
+    }) {
         return refuse(format!(
             "too predictable: a sequence of {period} characters repeated"
         ));
