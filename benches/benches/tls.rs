@@ -90,7 +90,7 @@ fn tls(c: &mut Criterion) {
     for (name, files) in variants {
         let data = tempfile::tempdir().expect("temporary directory");
         let mut config = ServerConfig::ephemeral(data.path());
-        config.operator_token = Some("bench-operator-token-0123456789abcdef".into());
+        config.operator_token = Some(format!("bench-{}", uuid::Uuid::new_v4().simple()));
         config.device.max_unproven_per_address = 0;
         let mut options = ConnectOptions::default();
         if let Some(files) = &files {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use crate::admin::{
-    self, AdminCommand, CreateOrganization, IdempotencyKey, Principal, TokenSource,
+    self, AdminCommand, CreateOperatorToken, CreateOrganization, CreatedOperatorToken,
+    EnvironmentToken, IdempotencyKey, ListOperatorTokens, Principal, RevokeOperatorToken,
 };
 use crate::audit;
 use crate::clock::Clock;
@@ -17,7 +18,7 @@ use crate::events::OrgEvent;
 use crate::ids::OrgId;
 use crate::link::DeviceLink;
 use crate::metrics::{DetailedMetrics, Metrics};
-use crate::model::{AuditEntry, AuditFilter, Organization, Page, PageRequest};
+use crate::model::{AuditEntry, AuditFilter, OperatorTokenInfo, Organization, Page, PageRequest};
 use crate::node::Node;
 use crate::org::{OrgActorStatus, OrgMsg};
 use crate::query::{self, Query};
@@ -26,6 +27,7 @@ use crate::secrets::{self, SecretCipher, ServerKey};
 use crate::settings::EngineSettings;
 use crate::store::{Store, StoreError, TokenOwner};
 use crate::supervisor::Actors;
+use crate::usage;
 
 /// Why the engine did not start.
 #[derive(Debug, thiserror::Error)]
@@ -293,23 +295,66 @@ impl Engine {
 
     // --- access -----------------------------------------------------------------------------
 
-    /// Who holds this bearer token.
+    /// Who holds this bearer token. An expired token is refused like an unknown one. The use
+    /// is noted in memory and written later (`usage.rs`): no request writes for itself.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, EngineError> {
         let owner = self
             .node
             .store
             .token_owner(&secrets::token_hash(bearer))
             .await?;
+        let now = self.node.clock.now();
+        let live = |expires_at: Option<crate::ids::Timestamp>| expires_at.is_none_or(|at| at > now);
         match owner {
-            Some(TokenOwner::Operator) => Ok(Principal::Operator),
-            Some(TokenOwner::OrgKey { org_id, key_id }) => Ok(Principal::OrgKey { org_id, key_id }),
-            None => Err(EngineError::Unauthorized),
+            Some(TokenOwner::Operator {
+                token_id,
+                expires_at,
+            }) if live(expires_at) => {
+                self.node.usage.note(usage::operator_token(token_id), now);
+                Ok(Principal::Operator)
+            }
+            Some(TokenOwner::OrgKey {
+                org_id,
+                key_id,
+                expires_at,
+            }) if live(expires_at) => {
+                self.node.usage.note(usage::org_key(key_id), now);
+                Ok(Principal::OrgKey { org_id, key_id })
+            }
+            _ => Err(EngineError::Unauthorized),
         }
     }
 
+    /// The operator tokens (operator only), never their secrets.
+    pub async fn operator_tokens(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<OperatorTokenInfo>, EngineError> {
+        ListOperatorTokens.run(&self.node, principal).await
+    }
+
+    /// Creates an operator token (operator only); the reply holds the token, shown this once.
+    pub async fn create_operator_token(
+        &self,
+        principal: &Principal,
+        command: CreateOperatorToken,
+    ) -> Result<CreatedOperatorToken, EngineError> {
+        command.run(&self.node, principal).await
+    }
+
+    /// Revokes an operator token (operator only), unless it is the last usable one.
+    pub async fn revoke_operator_token(
+        &self,
+        principal: &Principal,
+        command: RevokeOperatorToken,
+    ) -> Result<(), EngineError> {
+        command.run(&self.node, principal).await
+    }
+
     /// Makes sure an operator token exists. With `token` (from the environment) that token is
-    /// registered; without, a new one is created if the database has none, and returned so that
-    /// it can be shown once.
+    /// checked for strength and registered, replacing the previous environment token; without,
+    /// a new one is created if the database has none usable, and returned so that it can be
+    /// shown once.
     pub async fn ensure_operator_token(
         &self,
         token: Option<&str>,
@@ -319,17 +364,20 @@ impl Engine {
         match token {
             Some(token) => {
                 let token = token.trim();
-                if token.len() < 16 {
-                    return Err(EngineError::invalid(
-                        "PAIRD_OPERATOR_TOKEN",
-                        "an operator token needs at least 16 characters",
-                    ));
-                }
+                admin::check_environment_token(token)?;
                 let hash = secrets::token_hash(token);
-                admin::register_operator_token(store, &hash, now, TokenSource::Environment).await?;
-                Ok(None)
+                match admin::register_environment_token(store, &hash, now).await? {
+                    EnvironmentToken::Accepted => Ok(None),
+                    EnvironmentToken::Revoked => {
+                        tracing::warn!(
+                            "PAIRD_OPERATOR_TOKEN was revoked through the admin API and is not \
+                             accepted; set a new one (openssl rand -hex 32) or unset it"
+                        );
+                        Box::pin(self.ensure_operator_token(None)).await
+                    }
+                }
             }
-            None if store.has_operator_token().await? => Ok(None),
+            None if store.has_operator_token(now).await? => Ok(None),
             None => admin::new_operator_token(store, now).await.map(Some),
         }
     }

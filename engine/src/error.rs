@@ -26,6 +26,9 @@ pub enum EngineError {
     /// The request is valid but the current state refuses it.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// The organization holds as many of something as its quota allows; nothing changed.
+    #[error("the organization has reached its quota of {limit} {quota}")]
+    QuotaExceeded { quota: &'static str, limit: u64 },
     /// The database or the organization's actor cannot answer now; nothing changed.
     #[error("temporarily unavailable, retry later")]
     Unavailable { retry_after_ms: u64 },
@@ -44,6 +47,7 @@ impl EngineError {
             EngineError::Invalid { .. } => "invalid_request",
             EngineError::InvalidConfiguration { .. } => "invalid_configuration",
             EngineError::Conflict { code, .. } => code,
+            EngineError::QuotaExceeded { .. } => "quota_exceeded",
             EngineError::Unavailable { .. } => "unavailable",
             EngineError::Internal => "internal",
         }

@@ -62,6 +62,10 @@ id_type!(
     KeyId
 );
 id_type!(
+    /// An operator token (what the admin API lists and revokes it by; never the token).
+    OperatorTokenId
+);
+id_type!(
     /// A license.
     LicenseId
 );

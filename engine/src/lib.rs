@@ -57,6 +57,7 @@ mod node;
 mod org;
 mod remote;
 mod supervisor;
+mod usage;
 
 pub use admin::{IdempotencyKey, Principal, check_configuration_body, new_operator_token};
 pub use clock::{Clock, ManualClock, SystemClock};

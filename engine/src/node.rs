@@ -38,6 +38,8 @@ pub(crate) struct Node {
     pub counters: Counters,
     /// Live-feed watchers here, and organizations watched on other nodes.
     pub watchers: Watchers,
+    /// When tokens and keys were last used, noted here and written by the `usage` duty.
+    pub usage: crate::usage::Usage,
     next_connection: AtomicI64,
     node_id: i64,
 }
@@ -65,6 +67,7 @@ impl Node {
             code_routes: DashMap::new(),
             counters: Counters::default(),
             watchers: Watchers::default(),
+            usage: crate::usage::Usage::default(),
             next_connection: AtomicI64::new(prefix),
             node_id: prefix >> 32,
         }

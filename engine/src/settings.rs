@@ -41,6 +41,30 @@ pub struct EngineSettings {
     /// a bounded batch at a time. `None` (the default): the log is kept forever; an operator
     /// who must not keep it forever (or keep it too long) says how long.
     pub audit_retention: Option<Duration>,
+    /// What one organization may hold.
+    pub quotas: Quotas,
+}
+
+/// What one organization may hold, counted inside the transaction of each insert so that
+/// concurrent creations cannot overshoot. Generous by default: they bound what one customer
+/// (or one leaked key) can make the server store, not what a real fleet needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    pub configurations: u64,
+    /// Keys neither revoked nor expired.
+    pub keys: u64,
+    /// Codes that can still pair: neither revoked, used, used up nor expired.
+    pub active_codes: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            configurations: 10_000,
+            keys: 1_000,
+            active_codes: 100_000,
+        }
+    }
 }
 
 impl Default for EngineSettings {
@@ -66,6 +90,7 @@ impl Default for EngineSettings {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             node_timeout: Duration::from_secs(30),
             audit_retention: None,
+            quotas: Quotas::default(),
         }
     }
 }

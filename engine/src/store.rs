@@ -16,11 +16,13 @@
 use async_trait::async_trait;
 
 use crate::events::OrgEvent;
-use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
+use crate::ids::{
+    CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId, Timestamp,
+};
 use crate::model::{
     AckStatus, AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, CountedPage, Device,
-    FleetFilter, FleetQuery, License, LicenseSummary, LicenseWithDevice, OrgKeyInfo, Organization,
-    Page, PageRequest,
+    FleetFilter, FleetQuery, License, LicenseSummary, LicenseWithDevice, OperatorTokenInfo,
+    OrgKeyInfo, Organization, Page, PageRequest,
 };
 use crate::secrets::SecretHash;
 
@@ -97,11 +99,55 @@ impl PairingEnd {
     }
 }
 
-/// Who a bearer token belongs to.
+/// Who a bearer token belongs to (an unrevoked one), and when it expires; the engine refuses
+/// an expired one by its own clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenOwner {
-    Operator,
-    OrgKey { org_id: OrgId, key_id: KeyId },
+    Operator {
+        token_id: OperatorTokenId,
+        expires_at: Option<Timestamp>,
+    },
+    OrgKey {
+        org_id: OrgId,
+        key_id: KeyId,
+        expires_at: Option<Timestamp>,
+    },
+}
+
+/// A credential whose last use is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Credential {
+    OperatorToken(OperatorTokenId),
+    OrgKey(KeyId),
+}
+
+/// A per-organization quota, counted inside the transaction of the insert it guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// Configurations of the organization.
+    Configurations,
+    /// Organization keys neither revoked nor expired.
+    Keys,
+    /// Codes that can still pair: neither revoked, used, used up nor expired.
+    ActiveCodes,
+}
+
+impl Quota {
+    /// The quota's name in errors and settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quota::Configurations => "configurations",
+            Quota::Keys => "keys",
+            Quota::ActiveCodes => "active_codes",
+        }
+    }
+}
+
+/// An operator token as a write transaction reads it (locked where the backend locks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorTokenRow {
+    pub info: OperatorTokenInfo,
+    pub hash: SecretHash,
 }
 
 /// A code's state, read (and locked, where the backend locks) inside a write transaction.
@@ -520,6 +566,9 @@ pub trait NodeStore: Send + Sync {
     /// older is left (the audit retention duty stops there).
     async fn delete_audit_before(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
 
+    /// Records when credentials were last used, in one transaction; a time never moves back.
+    async fn record_uses(&self, uses: &[(Credential, Timestamp)]) -> StoreResult<()>;
+
     /// The value stored under a server-wide setting.
     async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
     async fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()>;
@@ -549,7 +598,10 @@ pub trait DeviceReads: Send + Sync {
 #[async_trait]
 pub trait AdminReads: Send + Sync {
     async fn token_owner(&self, hash: &SecretHash) -> StoreResult<Option<TokenOwner>>;
-    async fn has_operator_token(&self) -> StoreResult<bool>;
+    /// Whether an operator token that is neither revoked nor expired at `now` exists.
+    async fn has_operator_token(&self, now: Timestamp) -> StoreResult<bool>;
+    /// The operator tokens not revoked (expired ones included), oldest first.
+    async fn list_operator_tokens(&self) -> StoreResult<Vec<OperatorTokenInfo>>;
 
     async fn organization(&self, org_id: OrgId) -> StoreResult<Option<Organization>>;
     async fn list_organizations(&self, page: &PageRequest) -> StoreResult<Page<Organization>>;
@@ -714,8 +766,32 @@ pub trait PairingTx: StoreTx {
 #[async_trait]
 pub trait AdminTx: StoreTx {
     async fn insert_organization(&mut self, org: &Organization) -> StoreResult<()>;
-    async fn insert_operator_token(&mut self, hash: &SecretHash, now: Timestamp)
-    -> StoreResult<()>;
+    /// Inserts an operator token, unless one with its hash exists (revoked or not).
+    async fn insert_operator_token(
+        &mut self,
+        token: &OperatorTokenInfo,
+        hash: &SecretHash,
+    ) -> StoreResult<()>;
+    /// Every operator token not revoked, locked (on PostgreSQL) until the transaction ends, so
+    /// that two revocations cannot both leave the other as the last one and then revoke it.
+    async fn lock_operator_tokens(&mut self) -> StoreResult<Vec<OperatorTokenRow>>;
+    /// Whether an operator token with this hash was revoked.
+    async fn operator_token_revoked(&mut self, hash: &SecretHash) -> StoreResult<bool>;
+    /// Revokes operator tokens (a revoked one stays revoked at its first revocation time).
+    async fn revoke_operator_tokens(
+        &mut self,
+        ids: &[OperatorTokenId],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Locks the organization's row against other quota checks (PostgreSQL; SQLite's single
+    /// writer already serializes them) and counts what `quota` counts, up to `limit`.
+    async fn count_toward_quota(
+        &mut self,
+        org_id: OrgId,
+        quota: Quota,
+        now: Timestamp,
+        limit: u64,
+    ) -> StoreResult<u64>;
     async fn insert_org_key(&mut self, key: &OrgKeyInfo, hash: &SecretHash) -> StoreResult<()>;
     /// Revokes a key of `org_id` (a revoked key stays revoked at its first revocation time).
     /// Returns the key's name, or `None` when the organization has no such key.

@@ -108,6 +108,7 @@ async fn what_a_principal_may_not_do_is_refused_before_anything_changes() {
             org.id,
             CreateKey {
                 name: "portal".into(),
+                expires_at: None,
             },
         )
         .await

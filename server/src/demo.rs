@@ -143,6 +143,7 @@ async fn demo_key(engine: &Engine, org: OrgId, path: &Path) -> anyhow::Result<De
     }
     let command = CreateKey {
         name: DEMO_KEY_NAME.into(),
+        expires_at: None,
     };
     let created = engine
         .run(&Principal::Operator, org, command)

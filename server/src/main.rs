@@ -170,6 +170,24 @@ struct ServeArgs {
     /// one NAT that resume or pair as soon as they connect are not affected. 0: no cap.
     #[arg(long, env = "PAIRD_MAX_UNPROVEN_PER_ADDRESS", default_value_t = 256)]
     max_unproven_per_address: usize,
+    /// Most configurations one organization may hold (`quota_exceeded` past it).
+    #[arg(
+        long,
+        env = "PAIRD_MAX_CONFIGURATIONS_PER_ORG",
+        default_value_t = 10_000
+    )]
+    max_configurations_per_org: u64,
+    /// Most keys one organization may hold, neither revoked nor expired.
+    #[arg(long, env = "PAIRD_MAX_KEYS_PER_ORG", default_value_t = 1_000)]
+    max_keys_per_org: u64,
+    /// Most codes one organization may hold that can still pair (neither revoked, used, used
+    /// up nor expired).
+    #[arg(
+        long,
+        env = "PAIRD_MAX_ACTIVE_CODES_PER_ORG",
+        default_value_t = 100_000
+    )]
+    max_active_codes_per_org: u64,
     /// Most control frames (ping, pong) one device connection may send in a minute; past it
     /// the connection is closed (1008).
     #[arg(long, default_value_t = 120)]
@@ -378,6 +396,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sweep_interval: args.sweep_interval,
         node_timeout: args.node_timeout,
         audit_retention: args.audit_retention,
+        quotas: engine::settings::Quotas {
+            configurations: args.max_configurations_per_org,
+            keys: args.max_keys_per_org,
+            active_codes: args.max_active_codes_per_org,
+        },
         ..EngineSettings::default()
     };
     let database = config.database_url_shown();

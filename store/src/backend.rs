@@ -453,6 +453,12 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     /// name, with the configuration locked against concurrent assignment where the backend
     /// locks rows.
     const CONFIG_DEVICES_FOR_DELETE: &'static str;
+    /// `()` → the operator tokens not revoked, locked against a concurrent revocation where
+    /// the backend locks rows.
+    const OPERATOR_TOKENS_FOR_REVOCATION: &'static str;
+    /// `(org id)` → the organization, locked against a concurrent quota check where the
+    /// backend locks rows.
+    const ORGANIZATION_FOR_QUOTA: &'static str;
 
     // --- the store: closing, presence, heartbeats, notifications -------------------------------
 

@@ -6,7 +6,9 @@
 use async_trait::async_trait;
 use engine::events::OrgEvent;
 use engine::ids::{DeviceId, OrgId, Timestamp};
-use engine::store::{ChangeFeed, NodeStore, PoolUsage, Store, StoreResult, Transaction};
+use engine::store::{
+    ChangeFeed, Credential, NodeStore, PoolUsage, Store, StoreResult, Transaction,
+};
 use uuid::Uuid;
 
 use crate::backend::{Arg, Backend, SqlStore, SqlTx, Statements as _};
@@ -139,6 +141,33 @@ impl<B: Backend> NodeStore for SqlStore<B> {
 
     async fn delete_audit_before(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
         crate::retention::delete_audit_before(self, before, limit).await
+    }
+
+    async fn record_uses(&self, uses: &[(Credential, Timestamp)]) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .writer
+            .begin_with(B::BEGIN)
+            .await
+            .map_err(B::map_error)?;
+        for (credential, at) in uses {
+            let (statement, id) = match credential {
+                Credential::OperatorToken(id) => (
+                    "UPDATE operator_tokens SET last_used_at = $1 \
+                     WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+                    id.0,
+                ),
+                Credential::OrgKey(id) => (
+                    "UPDATE org_keys SET last_used_at = $1 \
+                     WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+                    id.0,
+                ),
+            };
+            tx.execute(statement, &[at.0.into(), id.into()]).await?;
+        }
+        tx.commit().await.map_err(B::map_error)
     }
 
     async fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {

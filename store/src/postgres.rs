@@ -62,6 +62,7 @@ use crate::paging::to_i64;
 use crate::rows::{get, get_opt_ts, indexed_text, searched_text};
 use crate::writes::{
     code_state_for_revocation, config_devices_for_delete, config_revision_for_edit,
+    operator_tokens_for_revocation, organization_for_quota,
 };
 use node::PgNode;
 
@@ -360,6 +361,12 @@ impl Backend for Postgres {
     /// by another node meanwhile waits (its foreign-key check takes a share lock on this row),
     /// and if one got in first the delete fails on the foreign key as a conflict.
     const CONFIG_DEVICES_FOR_DELETE: &'static str = config_devices_for_delete!(" FOR UPDATE OF c");
+    const OPERATOR_TOKENS_FOR_REVOCATION: &'static str =
+        operator_tokens_for_revocation!(" FOR UPDATE");
+    /// `FOR NO KEY UPDATE`: quota checks of one organization wait for each other (so two nodes
+    /// cannot both count one below the limit and both insert), while pairings, whose inserts
+    /// take a key-share lock on the organization for their foreign keys, do not wait.
+    const ORGANIZATION_FOR_QUOTA: &'static str = organization_for_quota!(" FOR NO KEY UPDATE");
 
     async fn close(store: &PgStore) {
         store.writer.close().await;

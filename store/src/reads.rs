@@ -3,11 +3,13 @@
 //! API shows). They run on the store's readers.
 
 use async_trait::async_trait;
-use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
+use engine::ids::{
+    CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId, Timestamp,
+};
 use engine::model::{
     AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, CountedPage, Device, FleetQuery,
-    License, LicenseStatus, LicenseSummary, LicenseWithDevice, OrgKeyInfo, Organization, Page,
-    PageRequest,
+    License, LicenseStatus, LicenseSummary, LicenseWithDevice, OperatorTokenInfo, OrgKeyInfo,
+    Organization, Page, PageRequest,
 };
 use engine::secrets::SecretHash;
 use engine::store::{
@@ -123,36 +125,66 @@ impl<B: Backend> AdminReads for SqlStore<B> {
         let mut reader = self.reader().await?;
         let hash: Arg = hash.0.as_slice().into();
         let operator = reader
-            .fetch_optional(
-                "SELECT 1 FROM operator_tokens WHERE token_hash = $1",
+            .read_optional(
+                "SELECT id, expires_at FROM operator_tokens \
+                 WHERE token_hash = $1 AND revoked_at IS NULL",
                 std::slice::from_ref(&hash),
+                |row| {
+                    Ok(TokenOwner::Operator {
+                        token_id: OperatorTokenId(get(row, 0)?),
+                        expires_at: get_opt_ts(row, 1)?,
+                    })
+                },
             )
             .await?;
         if operator.is_some() {
-            return Ok(Some(TokenOwner::Operator));
+            return Ok(operator);
         }
         let read = |row: &_| {
             Ok(TokenOwner::OrgKey {
                 org_id: OrgId(get(row, 0)?),
                 key_id: KeyId(get(row, 1)?),
+                expires_at: get_opt_ts(row, 2)?,
             })
         };
         reader
             .read_optional(
-                "SELECT org_id, id FROM org_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                "SELECT org_id, id, expires_at FROM org_keys \
+                 WHERE key_hash = $1 AND revoked_at IS NULL",
                 &[hash],
                 read,
             )
             .await
     }
 
-    async fn has_operator_token(&self) -> StoreResult<bool> {
+    async fn has_operator_token(&self, now: Timestamp) -> StoreResult<bool> {
         let row = self
             .reader()
             .await?
-            .fetch_optional("SELECT 1 FROM operator_tokens LIMIT 1", &[])
+            .fetch_optional(
+                "SELECT 1 FROM operator_tokens WHERE revoked_at IS NULL \
+                 AND (expires_at IS NULL OR expires_at > $1) LIMIT 1",
+                &[now.0.into()],
+            )
             .await?;
         Ok(row.is_some())
+    }
+
+    async fn list_operator_tokens(&self) -> StoreResult<Vec<OperatorTokenInfo>> {
+        let rows = self
+            .reader()
+            .await?
+            .read_all(
+                concat!(
+                    "SELECT ",
+                    crate::writes::operator_token_columns!(),
+                    " FROM operator_tokens WHERE revoked_at IS NULL ORDER BY created_at, id"
+                ),
+                &[],
+                crate::writes::operator_token_from_row,
+            )
+            .await?;
+        Ok(rows.into_iter().map(|row| row.info).collect())
     }
 
     async fn organization(&self, org_id: OrgId) -> StoreResult<Option<Organization>> {
@@ -188,12 +220,15 @@ impl<B: Backend> AdminReads for SqlStore<B> {
                 name: get(row, 2)?,
                 created_at: get_ts(row, 3)?,
                 revoked_at: get_opt_ts(row, 4)?,
+                last_used_at: get_opt_ts(row, 5)?,
+                expires_at: get_opt_ts(row, 6)?,
             })
         };
         self.reader()
             .await?
             .read_all(
-                "SELECT id, org_id, name, created_at, revoked_at FROM org_keys \
+                "SELECT id, org_id, name, created_at, revoked_at, last_used_at, expires_at \
+                 FROM org_keys \
                  WHERE org_id = $1 ORDER BY id",
                 &[org_id.0.into()],
                 read,

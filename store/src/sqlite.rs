@@ -45,6 +45,7 @@ use crate::paging::to_i64;
 use crate::rows::{get, indexed_text, searched_text};
 use crate::writes::{
     code_state_for_revocation, config_devices_for_delete, config_revision_for_edit,
+    operator_tokens_for_revocation, organization_for_quota,
 };
 use file::SqliteFile;
 
@@ -470,6 +471,8 @@ impl Backend for Sqlite {
     const CODE_STATE_FOR_REVOCATION: &'static str = code_state_for_revocation!("");
     const CONFIG_REVISION_FOR_EDIT: &'static str = config_revision_for_edit!("");
     const CONFIG_DEVICES_FOR_DELETE: &'static str = config_devices_for_delete!("");
+    const OPERATOR_TOKENS_FOR_REVOCATION: &'static str = operator_tokens_for_revocation!("");
+    const ORGANIZATION_FOR_QUOTA: &'static str = organization_for_quota!("");
 
     async fn close(store: &SqliteStore) {
         store.readers.close().await;

@@ -6,14 +6,19 @@
 //! PostgreSQL locks, are its statements, bound and read here.
 
 use async_trait::async_trait;
-use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OrgId, Timestamp};
-use engine::model::{AckStatus, Device, FleetFilter, FleetRows, License, OrgKeyInfo, Organization};
+use engine::ids::{
+    CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId, Timestamp,
+};
+use engine::model::{
+    AckStatus, Device, FleetFilter, FleetRows, License, OperatorTokenInfo, OrgKeyInfo,
+    Organization, TokenSource,
+};
 use engine::secrets::SecretHash;
 use engine::store::{
     AckTarget, AckWrite, ActiveDevice, AdminTx, Change, CodeState, ConfigDelete, ConfigEdit,
     ConfigRow, ConfigUpdate, DeviceEdit, DeviceTouch, EndedDevice, FreeLicense, LicenseGrant,
-    LicenseState, NewAudit, NewCode, NewDevice, PairingEnd, PairingTx, RevokedCode, StoreError,
-    StoreResult, StoreTx, StoredReply,
+    LicenseState, NewAudit, NewCode, NewDevice, OperatorTokenRow, PairingEnd, PairingTx, Quota,
+    RevokedCode, StoreError, StoreResult, StoreTx, StoredReply,
 };
 use uuid::Uuid;
 
@@ -21,9 +26,9 @@ use crate::backend::{Arg, Backend, SqlTx, Statements as _};
 use crate::paging::to_i64;
 use crate::reads::{DEVICE, configuration_with_body};
 use crate::rows::{
-    active_device_from_row, code_columns, code_from_row, code_state_from_row, config_columns,
-    config_row_from_row, device_from_row, get, get_opt_u64, get_u64, license_columns,
-    license_from_row, license_state_from_row,
+    Columns, active_device_from_row, code_columns, code_from_row, code_state_from_row,
+    config_columns, config_row_from_row, device_from_row, get, get_hash, get_opt_ts, get_opt_u64,
+    get_ts, get_u64, license_columns, license_from_row, license_state_from_row,
 };
 
 // The reads of admin commands that decide on a row PostgreSQL must lock and SQLite need not
@@ -65,7 +70,73 @@ macro_rules! config_devices_for_delete {
     };
 }
 
-pub(crate) use {code_state_for_revocation, config_devices_for_delete, config_revision_for_edit};
+/// `()` → every operator token not revoked (`operator_token_from_row`), oldest first.
+macro_rules! operator_tokens_for_revocation {
+    ($lock:literal) => {
+        concat!(
+            "SELECT ",
+            $crate::writes::operator_token_columns!(),
+            " FROM operator_tokens WHERE revoked_at IS NULL ORDER BY created_at, id",
+            $lock
+        )
+    };
+}
+
+/// `(org id)` → the organization's row, locked against other quota checks of the organization
+/// (`FOR NO KEY UPDATE`: it does not wait for, nor block, the foreign-key checks of inserts
+/// that refer to the organization, such as a pairing's).
+macro_rules! organization_for_quota {
+    ($lock:literal) => {
+        concat!("SELECT 1 FROM organizations WHERE id = $1", $lock)
+    };
+}
+
+/// The columns `operator_token_from_row` reads.
+macro_rules! operator_token_columns {
+    () => {
+        "id, label, source, created_at, last_used_at, expires_at, token_hash"
+    };
+}
+
+pub(crate) use {
+    code_state_for_revocation, config_devices_for_delete, config_revision_for_edit,
+    operator_token_columns, operator_tokens_for_revocation, organization_for_quota,
+};
+
+/// An operator token's row (`operator_token_columns`), its hash included.
+pub(crate) fn operator_token_from_row(row: &impl Columns) -> StoreResult<OperatorTokenRow> {
+    let source: String = get(row, 2)?;
+    Ok(OperatorTokenRow {
+        info: OperatorTokenInfo {
+            id: OperatorTokenId(get(row, 0)?),
+            label: get(row, 1)?,
+            source: TokenSource::parse(&source)
+                .ok_or_else(|| StoreError::Other(format!("unknown token source {source:?}")))?,
+            created_at: get_ts(row, 3)?,
+            last_used_at: get_opt_ts(row, 4)?,
+            expires_at: get_opt_ts(row, 5)?,
+        },
+        hash: get_hash(row, 6)?,
+    })
+}
+
+/// `(org id, limit[, now])` → how many of what the quota counts, up to the limit.
+fn quota_count_statement(quota: Quota) -> &'static str {
+    match quota {
+        Quota::Configurations => {
+            "SELECT count(*) FROM (SELECT 1 FROM configurations WHERE org_id = $1 LIMIT $2) AS q"
+        }
+        Quota::Keys => {
+            "SELECT count(*) FROM (SELECT 1 FROM org_keys WHERE org_id = $1 \
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3) LIMIT $2) AS q"
+        }
+        Quota::ActiveCodes => {
+            "SELECT count(*) FROM (SELECT 1 FROM codes WHERE org_id = $1 \
+             AND revoked_at IS NULL AND used_at IS NULL AND expires_at > $3 \
+             AND (max_uses IS NULL OR uses < max_uses) LIMIT $2) AS q"
+        }
+    }
+}
 
 #[async_trait]
 impl<B: Backend> StoreTx for SqlTx<B> {
@@ -271,30 +342,99 @@ impl<B: Backend> AdminTx for SqlTx<B> {
 
     async fn insert_operator_token(
         &mut self,
+        token: &OperatorTokenInfo,
         hash: &SecretHash,
-        now: Timestamp,
     ) -> StoreResult<()> {
         self.tx
             .execute(
-                "INSERT INTO operator_tokens (token_hash, created_at) VALUES ($1, $2) \
-                 ON CONFLICT DO NOTHING",
-                &[hash.0.as_slice().into(), now.0.into()],
+                "INSERT INTO operator_tokens \
+                 (token_hash, id, label, source, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                &[
+                    hash.0.as_slice().into(),
+                    token.id.0.into(),
+                    token.label.as_str().into(),
+                    token.source.as_str().into(),
+                    token.created_at.0.into(),
+                    token.expires_at.map(|at| at.0).into(),
+                ],
             )
             .await?;
         Ok(())
     }
 
+    async fn lock_operator_tokens(&mut self) -> StoreResult<Vec<OperatorTokenRow>> {
+        self.tx
+            .read_all(
+                B::OPERATOR_TOKENS_FOR_REVOCATION,
+                &[],
+                operator_token_from_row,
+            )
+            .await
+    }
+
+    async fn operator_token_revoked(&mut self, hash: &SecretHash) -> StoreResult<bool> {
+        let row = self
+            .tx
+            .fetch_optional(
+                "SELECT 1 FROM operator_tokens WHERE token_hash = $1 AND revoked_at IS NOT NULL",
+                &[hash.0.as_slice().into()],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn revoke_operator_tokens(
+        &mut self,
+        ids: &[OperatorTokenId],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        for id in ids {
+            self.tx
+                .execute(
+                    "UPDATE operator_tokens SET revoked_at = COALESCE(revoked_at, $1) \
+                     WHERE id = $2",
+                    &[now.0.into(), id.0.into()],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn count_toward_quota(
+        &mut self,
+        org_id: OrgId,
+        quota: Quota,
+        now: Timestamp,
+        limit: u64,
+    ) -> StoreResult<u64> {
+        self.tx
+            .fetch_optional(B::ORGANIZATION_FOR_QUOTA, &[org_id.0.into()])
+            .await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut args = vec![org_id.0.into(), limit.into()];
+        if quota != Quota::Configurations {
+            args.push(now.0.into());
+        }
+        let row = self
+            .tx
+            .fetch_one(quota_count_statement(quota), &args)
+            .await?;
+        get_u64(&row, 0)
+    }
+
     async fn insert_org_key(&mut self, key: &OrgKeyInfo, hash: &SecretHash) -> StoreResult<()> {
         self.tx
             .execute(
-                "INSERT INTO org_keys (id, org_id, name, key_hash, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO org_keys (id, org_id, name, key_hash, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     key.id.0.into(),
                     key.organization_id.0.into(),
                     key.name.as_str().into(),
                     hash.0.as_slice().into(),
                     key.created_at.0.into(),
+                    key.expires_at.map(|at| at.0).into(),
                 ],
             )
             .await?;

@@ -191,7 +191,12 @@ async fn open_through_the_url() {
     let store = store::open(&parsed, store::OpenOptions::default())
         .await
         .expect("open");
-    assert!(!store.has_operator_token().await.expect("read"));
+    assert!(
+        !store
+            .has_operator_token(engine::ids::Timestamp(0))
+            .await
+            .expect("read")
+    );
     store.close().await;
 }
 
@@ -924,7 +929,7 @@ async fn reads(store: &dyn Store, ids: &Ids, now: Timestamp, log: &mut Vec<Strin
     }
     record(
         "has_operator_token",
-        outcome(store.has_operator_token().await),
+        outcome(store.has_operator_token(T0).await),
     );
     record("organization", outcome(store.organization(ids.org).await));
     record(
@@ -1150,11 +1155,19 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
     tx.insert_organization(&org(ids.other_org, "Other"))
         .await
         .expect("org");
-    tx.insert_operator_token(&hash(1), now)
+    let operator_token = engine::model::OperatorTokenInfo {
+        id: engine::ids::OperatorTokenId(uuid::Uuid::from_u128(1)),
+        label: "first".into(),
+        source: engine::model::TokenSource::Generated,
+        created_at: now,
+        last_used_at: None,
+        expires_at: None,
+    };
+    tx.insert_operator_token(&operator_token, &hash(1))
         .await
         .expect("token");
     // Idempotent: a second insert of the same token changes nothing.
-    tx.insert_operator_token(&hash(1), now)
+    tx.insert_operator_token(&operator_token, &hash(1))
         .await
         .expect("token");
     for (key, token) in [(ids.key, 2), (ids.revoked_key, 3)] {
@@ -1165,6 +1178,8 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
                 name: format!("key {token}"),
                 created_at: now,
                 revoked_at: None,
+                last_used_at: None,
+                expires_at: None,
             },
             &hash(token),
         )

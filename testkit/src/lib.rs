@@ -186,7 +186,10 @@ pub async fn org_with_code(
 /// A new key of `org_id` (made by the operator, as a portal backend's would be), and the
 /// principal its token authenticates as.
 pub async fn org_key(engine: &Engine, org_id: OrgId, name: &str) -> Principal {
-    let command = CreateKey { name: name.into() };
+    let command = CreateKey {
+        name: name.into(),
+        expires_at: None,
+    };
     let key = engine
         .run(&Principal::Operator, org_id, command)
         .await

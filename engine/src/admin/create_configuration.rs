@@ -5,12 +5,12 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::assign_configuration::listed;
-use super::{AdminCommand, CommandTx, validate};
+use super::{AdminCommand, CommandTx, quota, validate};
 use crate::error::EngineError;
 use crate::events::OrgEvent;
 use crate::ids::ConfigId;
 use crate::model::Configuration;
-use crate::store::ConfigRow;
+use crate::store::{ConfigRow, Quota};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CreateConfiguration {
@@ -26,6 +26,7 @@ impl AdminCommand for CreateConfiguration {
     async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<Configuration, EngineError> {
         let name = validate::name("name", &self.name, validate::MAX_CONFIGURATION_NAME_BYTES)?;
         validate::body(&self.body)?;
+        quota::ensure_room(tx, Quota::Configurations).await?;
         let row = ConfigRow {
             id: ConfigId::generate(),
             org_id: tx.org_id,

@@ -6,13 +6,13 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{AdminCommand, CommandTx, validate};
+use super::{AdminCommand, CommandTx, quota, validate};
 use crate::error::EngineError;
 use crate::events::OrgEvent;
 use crate::ids::CodeId;
 use crate::model::{CodeInfo, CodeKind, CodeStatus, CodeWithSecret};
 use crate::secrets::{self, PairingCode};
-use crate::store::NewCode;
+use crate::store::{NewCode, Quota};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CreateReusableCode {
@@ -77,6 +77,7 @@ impl AdminCommand for CreateReusableCode {
             expires_at: tx.now.plus(self.validity),
             max_uses: self.max_uses,
         };
+        quota::ensure_room(tx, Quota::ActiveCodes).await?;
         tx.store.insert_code(&new).await?;
         tx.audit(
             "code.created",

@@ -6,13 +6,13 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::create_reusable_code::{issued, whole_millis};
-use super::{AdminCommand, CommandTx, validate};
+use super::{AdminCommand, CommandTx, quota, validate};
 use crate::error::EngineError;
 use crate::events::OrgEvent;
 use crate::ids::{CodeId, LicenseId};
 use crate::model::{CodeKind, CodeWithSecret};
 use crate::secrets;
-use crate::store::NewCode;
+use crate::store::{NewCode, Quota};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CreateSingleUseCode {
@@ -78,6 +78,7 @@ impl AdminCommand for CreateSingleUseCode {
             max_uses: Some(1),
         };
         // Inserting a code bound to a license reserves the license until the code expires.
+        quota::ensure_room(tx, Quota::ActiveCodes).await?;
         tx.store.insert_code(&new).await?;
         tx.audit(
             "code.created",

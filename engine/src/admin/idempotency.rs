@@ -182,6 +182,8 @@ mod tests {
                 name: "portal".into(),
                 created_at: Timestamp(5),
                 revoked_at: None,
+                last_used_at: None,
+                expires_at: None,
             }
         );
 

@@ -128,6 +128,11 @@ impl CommandTx<'_> {
             .ok_or(EngineError::NotFound("license"))
     }
 
+    /// What one organization may hold (`super::quota`).
+    pub(crate) fn quotas(&self) -> crate::settings::Quotas {
+        self.node.settings.quotas
+    }
+
     /// The server key's cipher, for secrets that must be shown again.
     pub fn cipher(&self) -> &SecretCipher {
         &self.node.cipher

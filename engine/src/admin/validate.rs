@@ -108,6 +108,18 @@ pub(crate) fn future_end(
     Ok(())
 }
 
+/// A future time: `field` must be after `now` when given.
+pub(crate) fn future_time(
+    field: &'static str,
+    at: Option<crate::ids::Timestamp>,
+    now: crate::ids::Timestamp,
+) -> Result<(), EngineError> {
+    if at.is_some_and(|at| at <= now) {
+        return Err(EngineError::invalid(field, "must be in the future"));
+    }
+    Ok(())
+}
+
 /// Durations in commands are kept as whole milliseconds, named `..._ms`: the form their
 /// fingerprints have always hashed.
 pub(crate) mod millis {

@@ -7,6 +7,7 @@
 //! - [`listen`]: hands other nodes' changes to the organizations they concern here;
 //! - [`words`]: keeps the search's word index up to date, while the writer is quiet;
 //! - [`retention`]: deletes audit entries older than the audit retention, if one is set.
+//! - `usage`: writes when tokens and keys were last used (`crate::usage`), once a minute.
 //!
 //! [`Duties::start`] starts them all; [`Duties::stop`] stops them and waits.
 
@@ -103,6 +104,22 @@ impl Duties {
                 while turns.next().await {
                     retention::prune_audit(&node).await;
                 }
+            }));
+        }
+        {
+            // Last uses of tokens and keys: written once a minute (and at a manual clock's
+            // jumps), and a last time when the node stops, so that none noted is lost.
+            let node = Arc::clone(node);
+            let mut turns = Turns::new(
+                crate::usage::USAGE_FLUSH_INTERVAL,
+                Some(&node.clock),
+                &stopped,
+            );
+            tasks.push(tokio::spawn(async move {
+                while turns.next().await {
+                    node.usage.write(node.store.as_ref()).await;
+                }
+                node.usage.write(node.store.as_ref()).await;
             }));
         }
         if let Some(feed) = feed {

@@ -72,6 +72,8 @@ pub struct Reader<'a> {
     pub organization: &'a Organization,
     pub now: Timestamp,
     cipher: &'a SecretCipher,
+    /// Uses of tokens and keys noted on this node and not yet written.
+    pub(crate) usage: &'a crate::usage::Usage,
 }
 
 impl std::fmt::Debug for Reader<'_> {
@@ -113,6 +115,7 @@ pub(crate) async fn read<Q: Query>(
         organization: &organization,
         now: node.clock.now(),
         cipher: &node.cipher,
+        usage: &node.usage,
     };
     query.read(&reader).await
 }

@@ -13,6 +13,7 @@ mod openapi;
 pub(crate) mod request_id;
 mod route_table;
 mod routes;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -100,13 +101,19 @@ impl IntoResponse for ApiError {
             EngineError::Invalid { .. } | EngineError::InvalidConfiguration { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            EngineError::Conflict { .. } => StatusCode::CONFLICT,
+            EngineError::Conflict { .. } | EngineError::QuotaExceeded { .. } => {
+                StatusCode::CONFLICT
+            }
             EngineError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut body = json!({ "code": self.0.code(), "message": self.0.to_string() });
         match &self.0 {
             EngineError::Invalid { field, .. } => body["field"] = json!(field),
+            EngineError::QuotaExceeded { quota, limit } => {
+                body["quota"] = json!(quota);
+                body["limit"] = json!(limit);
+            }
             EngineError::InvalidConfiguration { problems } => {
                 body["field"] = json!("body");
                 body["problems"] = problems_json(problems);

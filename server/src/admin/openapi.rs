@@ -79,6 +79,31 @@ fn operations() -> Vec<Op> {
         Op::new(Get, "/v1/status", "status", Operator, "The server's status").any_json(200),
         Op::new(
             Get,
+            "/v1/operator-tokens",
+            "list_operator_tokens",
+            Operator,
+            "The operator tokens (never the tokens themselves)",
+        )
+        .json::<Page<engine::model::OperatorTokenInfo>>(200),
+        Op::new(
+            Post,
+            "/v1/operator-tokens",
+            "create_operator_token",
+            Operator,
+            "Create an operator token (shown this once)",
+        )
+        .body::<super::tokens::CreateOperatorTokenBody>()
+        .json::<engine::admin::CreatedOperatorToken>(201),
+        Op::new(
+            Delete,
+            "/v1/operator-tokens/{token}",
+            "revoke_operator_token",
+            Operator,
+            "Revoke an operator token (not the last one)",
+        )
+        .nothing(204),
+        Op::new(
+            Get,
             "/v1/whoami",
             "whoami",
             Either,
@@ -140,7 +165,7 @@ fn operations() -> Vec<Op> {
             "Create an organization key",
         )
         .idempotent()
-        .body::<NameBody>()
+        .body::<super::routes::CreateKeyBody>()
         .json::<CreatedKey>(201),
         Op::new(
             Get,
@@ -462,6 +487,8 @@ pub(crate) fn document() -> OpenApi {
     named::<LicenseWithDevice>(&mut schemas);
     named::<OrgKeyInfo>(&mut schemas);
     named::<Organization>(&mut schemas);
+    named::<engine::model::OperatorTokenInfo>(&mut schemas);
+    named::<engine::model::TokenSource>(&mut schemas);
     for op in operations() {
         schemas.extend(op.schemas);
         paths.add_path_operation(op.path, vec![op.method], op.operation);

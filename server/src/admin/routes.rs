@@ -63,6 +63,14 @@ pub(crate) fn route_table(test_hooks: bool) -> RouteTable {
         .route("/v1/configuration-check", post(check_configuration))
         .route("/v1/audit", get(server_audit))
         .route(
+            "/v1/operator-tokens",
+            get(super::tokens::list_operator_tokens).post(super::tokens::create_operator_token),
+        )
+        .route(
+            "/v1/operator-tokens/{token}",
+            delete(super::tokens::revoke_operator_token),
+        )
+        .route(
             "/v1/organizations",
             post(create_organization).get(list_organizations),
         )
@@ -651,15 +659,28 @@ async fn organization(
     Ok(Json(state.engine.query(&principal, org, GetOrganization).await?).into_response())
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateKeyBody {
+    name: String,
+    /// When it stops working (UTC); none: never.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    expires_at: Option<Timestamp>,
+}
+
 async fn create_key(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Ids(org): Ids<OrgId>,
     headers: HeaderMap,
-    Body(body): Body<NameBody>,
+    Body(body): Body<CreateKeyBody>,
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
-    let command = CreateKey { name: body.name };
+    let command = CreateKey {
+        name: body.name,
+        expires_at: body.expires_at,
+    };
     Ok(created(
         state
             .engine

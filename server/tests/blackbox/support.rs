@@ -22,7 +22,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use server::{RunningServer, ServerConfig};
 
-pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789abcdef";
 
 /// Bound on every wait in the tests: long enough for a loaded CI machine, short enough that a
 /// hang fails instead of blocking the suite.
