@@ -20,17 +20,19 @@ fn certificate(dir: &Path, name: &str, key: &[&str]) -> TlsFiles {
         certificate: dir.join(format!("{name}.crt")),
         key: dir.join(format!("{name}.key")),
     };
+    // A leaf, not a CA (openssl's default for -x509): the client trusts it directly.
+    let config = dir.join("leaf.cnf");
+    std::fs::write(
+        &config,
+        "[req]\ndistinguished_name = dn\nx509_extensions = leaf\nprompt = no\n\
+         [dn]\nCN = 127.0.0.1\n\
+         [leaf]\nbasicConstraints = critical,CA:FALSE\nextendedKeyUsage = serverAuth\n\
+         subjectAltName = IP:127.0.0.1\n",
+    )
+    .expect("openssl configuration");
     let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["req", "-x509", "-nodes", "-days", "1", "-config"])
+        .arg(&config)
         .args(key)
         .arg("-keyout")
         .arg(&files.key)
