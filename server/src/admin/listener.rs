@@ -29,7 +29,7 @@ use axum::extract::ConnectInfo;
 use client::stream::MaybeTls;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
@@ -169,10 +169,18 @@ pub(crate) async fn serve(
     tracker.wait().await;
 }
 
+/// Answers 429 and closes. What the client sent meanwhile is read and dropped for a moment
+/// first: closing a socket with unread bytes resets the connection, and a reset can reach the
+/// client before it has read the answer, which a client that honours `Retry-After` needs.
 async fn refuse(mut stream: TcpStream, _permit: tokio::sync::OwnedSemaphorePermit) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = stream.write_all(too_many().as_bytes()).await;
         let _ = stream.shutdown().await;
+    })
+    .await;
+    let _ = tokio::time::timeout(Duration::from_millis(250), async {
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink).await, Ok(read) if read > 0) {}
     })
     .await;
 }

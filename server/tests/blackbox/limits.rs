@@ -6,8 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use client::admin::AdminClient;
 use client::{ConnectOptions, Connection};
 use protocol::{CloseCode, Encoding};
+use reqwest::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -225,13 +227,27 @@ async fn one_address_cannot_take_the_admin_connection_budget() {
         admin_status_from(address, SECOND_ADDRESS, "/healthz").await,
         200
     );
-    // A connection given back makes room again.
-    drop(held.pop());
-    eventually("a slot to come back", || async {
-        (admin_status_from(address, [127, 0, 0, 1], "/healthz").await == 200).then_some(())
+    // A client that honours Retry-After waits for a slot: refused first, it is served once a
+    // connection is given back.
+    let refused_before = refused_per_address(&test);
+    let patient = AdminClient::new(test.admin.base(), OPERATOR_TOKEN);
+    let waiting =
+        tokio::spawn(async move { patient.call(Method::GET, "/healthz", None, &[]).await });
+    eventually("the patient client to be refused once", || async {
+        (refused_per_address(&test) > refused_before).then_some(())
     })
     .await;
+    drop(held.pop());
+    let answer = waiting.await.unwrap().expect("an answer");
+    assert_eq!(answer.status, 200, "{}", answer.text);
     test.stop().await;
+}
+
+fn refused_per_address(test: &TestServer) -> u64 {
+    test.server
+        .admin_listener_stats()
+        .refused_per_address
+        .load(Ordering::Relaxed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use client::admin::AdminClient;
+use client::admin::{AdminClient, Retries};
 pub use client::live_feed::FeedEvent;
 use client::live_feed::LiveFeed;
 pub use client::ready_line::Startup;
@@ -259,8 +259,8 @@ impl EventFeed {
     }
 }
 
-/// An HTTP client for the admin API, for tests: every status is answered, a failed exchange
-/// fails the test.
+/// An HTTP client for the admin API, for tests: every status is answered as the server gave it
+/// (never retried, even with `Retry-After`), a failed exchange fails the test.
 #[derive(Clone)]
 pub struct Admin {
     api: AdminClient,
@@ -269,14 +269,16 @@ pub struct Admin {
 impl Admin {
     pub fn new(base: &str, token: &str) -> Admin {
         Admin {
-            api: AdminClient::new(base, token),
+            api: AdminClient::new(base, token).with_retries(Retries::NEVER),
         }
     }
 
     /// An admin API served over TLS, trusting what `tls` trusts.
     pub fn with_tls(base: &str, token: &str, tls: &rustls::ClientConfig) -> Admin {
         Admin {
-            api: AdminClient::with_tls(base, token, tls).expect("an HTTPS client"),
+            api: AdminClient::with_tls(base, token, tls)
+                .expect("an HTTPS client")
+                .with_retries(Retries::NEVER),
         }
     }
 
