@@ -28,6 +28,7 @@ pub(crate) struct Counters {
     pub repeated_pairings: AtomicU64,
     pub refused_pairings: AtomicU64,
     pub unknown_code_attempts: AtomicU64,
+    pub code_lookups: AtomicU64,
     pub rate_limited: AtomicU64,
     pub resumes: AtomicU64,
     pub failed_resumes: AtomicU64,
@@ -54,6 +55,7 @@ impl Default for Counters {
             repeated_pairings: zero(),
             refused_pairings: zero(),
             unknown_code_attempts: zero(),
+            code_lookups: zero(),
             rate_limited: zero(),
             resumes: zero(),
             failed_resumes: zero(),
@@ -101,6 +103,7 @@ impl Counters {
             repeated_pairings: get(&self.repeated_pairings),
             refused_pairings: get(&self.refused_pairings),
             unknown_code_attempts: get(&self.unknown_code_attempts),
+            code_lookups: get(&self.code_lookups),
             rate_limited: get(&self.rate_limited),
             resumes: get(&self.resumes),
             failed_resumes: get(&self.failed_resumes),
@@ -130,6 +133,9 @@ pub struct Metrics {
     pub refused_pairings: u64,
     /// Pairing attempts with a code that does not exist (counted, not written to the audit log).
     pub unknown_code_attempts: u64,
+    /// Codes looked up in the database because this node had not seen them yet (one lookup
+    /// of a code at a time, however many devices present it at once).
+    pub code_lookups: u64,
     pub rate_limited: u64,
     pub resumes: u64,
     pub failed_resumes: u64,

@@ -31,6 +31,10 @@ pub(crate) struct Node {
     /// Codes seen on this node: hash → organization. A code's organization never changes, so
     /// this cache can never be wrong, only absent.
     pub code_routes: DashMap<SecretHash, CodeRoute>,
+    /// The database lookups of codes not cached yet, one per code at a time: the devices of a
+    /// burst on a new code wait for the first one's answer instead of each asking the database
+    /// (`code_route`). An entry lives while its lookup is asked for.
+    code_lookups: DashMap<SecretHash, Arc<tokio::sync::Mutex<()>>>,
     pub address_failures: FailureLimiter<IpAddr>,
     pub code_failures: FailureLimiter<CodeId>,
     /// The audit windows of devices' failed acknowledgements (`ack_failures`).
@@ -65,6 +69,7 @@ impl Node {
             registry: Registry::default(),
             configs: DashMap::new(),
             code_routes: DashMap::new(),
+            code_lookups: DashMap::new(),
             counters: Counters::default(),
             watchers: Watchers::default(),
             usage: crate::usage::Usage::default(),
@@ -138,11 +143,28 @@ impl Node {
         revision
     }
 
-    /// Where a code leads: from this node's cache of codes seen, else from the database.
+    /// Where a code leads: from this node's cache of codes seen, else from the database (one
+    /// lookup of a code at a time; the others asking for it meanwhile wait for its answer).
     pub async fn code_route(&self, hash: &SecretHash) -> Result<Option<CodeRoute>, StoreError> {
         if let Some(route) = self.code_routes.get(hash) {
             return Ok(Some(*route));
         }
+        let turn = LookupTurn {
+            lookups: &self.code_lookups,
+            hash: *hash,
+            turn: Arc::clone(self.code_lookups.entry(*hash).or_default().value()),
+        };
+        let _turn = turn.turn.lock().await;
+        // Found by the lookup this one waited for.
+        if let Some(route) = self.code_routes.get(hash) {
+            return Ok(Some(*route));
+        }
+        self.find_code(hash).await
+    }
+
+    /// A code's route from the database, cached when the code exists.
+    async fn find_code(&self, hash: &SecretHash) -> Result<Option<CodeRoute>, StoreError> {
+        crate::metrics::Counters::add(&self.counters.code_lookups, 1);
         let route = self.store.find_code(hash).await?;
         if let Some(route) = route {
             // Bounded: single-use codes are seen once each, so the cache is cleared rather than
@@ -172,5 +194,22 @@ impl Node {
     pub fn record_failure_with_code(&self, peer: IpAddr, code: CodeId, now: Timestamp) {
         self.record_failure(peer, now);
         self.code_failures.record(code, now);
+    }
+}
+
+/// A place in the line of one code's lookups; the last one to leave removes the line, also
+/// when its device went away while it waited.
+struct LookupTurn<'a> {
+    lookups: &'a DashMap<SecretHash, Arc<tokio::sync::Mutex<()>>>,
+    hash: SecretHash,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for LookupTurn<'_> {
+    fn drop(&mut self) {
+        // The map's reference and this one are all that is left when no one else waits (a new
+        // asker clones it under the same shard lock, so none is missed).
+        self.lookups
+            .remove_if(&self.hash, |_, turn| Arc::strong_count(turn) == 2);
     }
 }

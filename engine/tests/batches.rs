@@ -92,6 +92,35 @@ async fn more_devices_than_licenses_get_each_license_once() {
     engine.shutdown().await;
 }
 
+/// A burst of devices on a code this node has not seen asks the database for it once: the
+/// others wait for that answer rather than each looking it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_a_new_code_looks_the_code_up_once() {
+    let fixture = Fixture::new(Backend::Sqlite).await;
+    let engine = fixture.start().await;
+    let (_, code) = org_with_code(&engine, 300, None).await;
+    let devices: Vec<TestDevice> = (0..300).map(|_| TestDevice::new()).collect();
+    let answers = pair_all(&engine, &devices, &code.code).await;
+    assert!(
+        answers
+            .iter()
+            .all(|answer| matches!(answer, PairAnswer::Paired(_)))
+    );
+    assert_eq!(engine.metrics().code_lookups, 1);
+    // An unknown code is not remembered: each attempt asks again, and is refused.
+    let strangers: Vec<TestDevice> = (0..3).map(|_| TestDevice::new()).collect();
+    let answers = pair_all(&engine, &strangers, "ZZZZ-ZZZZ-ZZZZ").await;
+    assert!(answers.iter().all(|answer| matches!(
+        answer,
+        PairAnswer::Refused {
+            reason: Refusal::UnknownCode,
+            ..
+        }
+    )));
+    assert_eq!(engine.metrics().code_lookups, 4);
+    engine.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_use_code_scanned_by_many_at_once_has_one_winner() {
     let fixture = Fixture::new(Backend::Sqlite).await;

@@ -58,9 +58,13 @@ impl AddressSlots {
     }
 
     /// Takes a slot for `address`; at the cap, evicts the address's oldest holder to make room.
+    /// Without a cap nothing is kept: the slot is given back from the start.
     pub fn take_evicting_oldest(self: &Arc<Self>, address: IpAddr) -> Slot {
         let key = engine::limiter::address_key(address);
         let evicted = CancellationToken::new();
+        if self.cap == 0 {
+            return self.uncounted(key, evicted);
+        }
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
@@ -85,6 +89,9 @@ impl AddressSlots {
     /// Takes a slot for `address` unless it holds the cap already.
     pub fn try_take(self: &Arc<Self>, address: IpAddr) -> Option<Slot> {
         let key = engine::limiter::address_key(address);
+        if self.cap == 0 {
+            return Some(self.uncounted(key, CancellationToken::new()));
+        }
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
@@ -102,6 +109,17 @@ impl AddressSlots {
             evicted,
             released: false,
         })
+    }
+
+    /// A slot of a listener without a cap: held by no one, never evicted.
+    fn uncounted(self: &Arc<Self>, key: IpAddr, evicted: CancellationToken) -> Slot {
+        Slot {
+            slots: Arc::clone(self),
+            key,
+            id: 0,
+            evicted,
+            released: true,
+        }
     }
 
     /// Addresses holding slots now.
@@ -170,6 +188,21 @@ mod tests {
             !other.evicted.is_cancelled(),
             "another address is untouched"
         );
+    }
+
+    #[test]
+    fn without_a_cap_nothing_is_kept() {
+        let slots = AddressSlots::new(0);
+        let held: Vec<Slot> = (0..1000)
+            .map(|_| slots.take_evicting_oldest(v4(1)))
+            .chain((0..1000).filter_map(|_| slots.try_take(v4(1))))
+            .collect();
+        assert_eq!(held.len(), 2000, "none refused");
+        assert!(
+            held.iter()
+                .all(|slot| slot.is_released() && !slot.evicted.is_cancelled())
+        );
+        assert_eq!(slots.addresses(), 0, "no entry was made");
     }
 
     #[test]
