@@ -76,58 +76,55 @@ async fn serve(
     (AdminClient::new(&base, "paird_key_test"), received)
 }
 
-fn lines(received: &Mutex<Vec<Received>>) -> Vec<String> {
-    received
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| r.line.clone())
-        .collect()
+/// One call, by a client retrying as `retries` says, to a server giving `answers`: the status
+/// it ended with and the requests the server received.
+async fn call(
+    answers: Vec<(u16, Option<&'static str>)>,
+    retries: Retries,
+    method: Method,
+    body: Option<&serde_json::Value>,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<Received>) {
+    let (client, received) = serve(answers).await;
+    let answer = client
+        .with_retries(retries)
+        .call(method, "/v1/things", body, headers)
+        .await
+        .unwrap();
+    let received = received.lock().unwrap().clone();
+    (answer.status.as_u16(), received)
+}
+
+async fn get(answers: Vec<(u16, Option<&'static str>)>) -> (u16, usize) {
+    let (status, received) = call(answers, Retries::DEFAULT, Method::GET, None, &[]).await;
+    assert!(received.iter().all(|r| r.line == "GET /v1/things HTTP/1.1"));
+    (status, received.len())
 }
 
 #[tokio::test]
 async fn a_read_is_retried_through_503_and_429_until_it_is_served() {
-    let (client, received) = serve(vec![(503, Some("0")), (429, Some("0")), (200, None)]).await;
-    let answer = client
-        .call(Method::GET, "/v1/things", None, &[])
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 200);
-    assert_eq!(answer.json(), json!({"status": 200}));
-    assert_eq!(lines(&received), vec!["GET /v1/things HTTP/1.1"; 3]);
+    assert_eq!(
+        get(vec![(503, Some("0")), (429, Some("0")), (200, None)]).await,
+        (200, 3)
+    );
 }
 
 #[tokio::test]
 async fn a_create_without_an_idempotency_key_is_not_repeated_on_503() {
-    let (client, received) = serve(vec![(503, Some("0")), (201, None)]).await;
     let body = json!({"name": "Acme"});
-    let answer = client
-        .call(Method::POST, "/v1/things", Some(&body), &[])
-        .await
-        .unwrap();
-    assert_eq!(
-        answer.status, 503,
-        "the server may have done it: not repeated"
-    );
-    assert_eq!(received.lock().unwrap().len(), 1);
+    let answers = vec![(503, Some("0")), (201, None)];
+    let (status, received) = call(answers, Retries::DEFAULT, Method::POST, Some(&body), &[]).await;
+    // The server may have done it: not repeated.
+    assert_eq!((status, received.len()), (503, 1));
 }
 
 #[tokio::test]
 async fn a_create_with_an_idempotency_key_is_repeated_as_it_was() {
-    let (client, received) = serve(vec![(503, Some("0")), (201, None)]).await;
     let body = json!({"name": "Acme"});
-    let answer = client
-        .call(
-            Method::POST,
-            "/v1/things",
-            Some(&body),
-            &[("Idempotency-Key", "create-acme")],
-        )
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 201);
-    let received = received.lock().unwrap().clone();
-    assert_eq!(received.len(), 2);
+    let key = [("Idempotency-Key", "create-acme")];
+    let answers = vec![(503, Some("0")), (201, None)];
+    let (status, received) = call(answers, Retries::DEFAULT, Method::POST, Some(&body), &key).await;
+    assert_eq!((status, received.len()), (201, 2));
     assert_eq!(received[0], received[1], "the same request, key and body");
     assert_eq!(received[1].idempotency_key.as_deref(), Some("create-acme"));
     assert_eq!(received[1].body, body.to_string());
@@ -135,58 +132,32 @@ async fn a_create_with_an_idempotency_key_is_repeated_as_it_was() {
 
 #[tokio::test]
 async fn a_create_refused_with_429_is_repeated() {
-    let (client, received) = serve(vec![(429, Some("0")), (201, None)]).await;
-    let answer = client
-        .call(Method::POST, "/v1/things", Some(&json!({})), &[])
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 201);
-    assert_eq!(received.lock().unwrap().len(), 2);
+    let answers = vec![(429, Some("0")), (201, None)];
+    let (status, received) = call(
+        answers,
+        Retries::DEFAULT,
+        Method::POST,
+        Some(&json!({})),
+        &[],
+    )
+    .await;
+    assert_eq!((status, received.len()), (201, 2));
 }
 
 #[tokio::test]
 async fn without_retry_after_or_past_the_longest_wait_the_answer_is_returned() {
-    let (client, received) = serve(vec![(503, None), (200, None)]).await;
-    let answer = client
-        .call(Method::GET, "/v1/things", None, &[])
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 503);
-    assert_eq!(received.lock().unwrap().len(), 1);
-
-    let (client, received) = serve(vec![(429, Some("3600")), (200, None)]).await;
-    let answer = client
-        .call(Method::GET, "/v1/things", None, &[])
-        .await
-        .unwrap();
-    assert_eq!(
-        answer.status, 429,
-        "an hour is longer than the client waits"
-    );
-    assert_eq!(received.lock().unwrap().len(), 1);
+    assert_eq!(get(vec![(503, None), (200, None)]).await, (503, 1));
+    // An hour is longer than the client waits.
+    assert_eq!(get(vec![(429, Some("3600")), (200, None)]).await, (429, 1));
 }
 
 #[tokio::test]
 async fn attempts_are_bounded_and_never_can_be_asked_for() {
-    let (client, received) = serve(vec![(503, Some("0")); 5]).await;
-    let answer = client
-        .call(Method::GET, "/v1/things", None, &[])
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 503);
-    assert_eq!(
-        received.lock().unwrap().len() as u32,
-        Retries::DEFAULT.attempts
-    );
-
-    let (client, received) = serve(vec![(503, Some("0")), (200, None)]).await;
-    let client = client.with_retries(Retries::NEVER);
-    let answer = client
-        .call(Method::GET, "/v1/things", None, &[])
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 503);
-    assert_eq!(received.lock().unwrap().len(), 1);
+    let attempts = usize::try_from(Retries::DEFAULT.attempts).unwrap();
+    assert_eq!(get(vec![(503, Some("0")); 5]).await, (503, attempts));
+    let answers = vec![(503, Some("0")), (200, None)];
+    let (status, received) = call(answers, Retries::NEVER, Method::GET, None, &[]).await;
+    assert_eq!((status, received.len()), (503, 1));
 }
 
 #[test]

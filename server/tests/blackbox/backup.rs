@@ -4,7 +4,6 @@
 //! says: the command copies a SQLite database (PostgreSQL is backed up with pg_dump, and the
 //! command says so).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -135,18 +134,7 @@ async fn a_backup_taken_during_a_burst_restores_every_pairing_acknowledged_befor
     std::fs::copy(data.join("server.key"), restored.join("server.key")).unwrap();
     let restored_database = TestDatabase::sqlite(&restored);
     let again = spawn_paird(&restored, &restored_database, Some(OPERATOR_TOKEN)).await;
-    let listed: HashMap<String, String> = again
-        .admin
-        .devices(&org)
-        .await
-        .into_iter()
-        .map(|device| {
-            (
-                device["id"].as_str().unwrap().to_string(),
-                device["license_id"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let listed = again.admin.license_of_each_device(&org).await;
     for (_, paired, _) in &before {
         assert_eq!(
             listed.get(&paired.device_id.to_string()),

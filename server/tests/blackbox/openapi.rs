@@ -149,18 +149,10 @@ async fn the_document_passes_openapi_spec_validator_and_schemathesis_finds_nothi
     // path parameters (random ids only reach the 404s).
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::create(dir.path()).await;
-    let mut command = serve_command(dir.path());
-    command
-        .args(database.serve_args())
-        .env("PAIRD_OPERATOR_TOKEN", OPERATOR_TOKEN)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit());
-    let mut child = command.spawn().expect("paird starts");
-    let started = wait_until_ready(&mut child)
-        .await
-        .unwrap_or_else(|error| panic!("paird did not start: {error}"));
+    let paird = crate::processes::spawn_paird(dir.path(), &database, Some(OPERATOR_TOKEN)).await;
+    let started = &paird.started;
     let base = started.ready.admin_url.clone();
-    let admin = Admin::new(&base, OPERATOR_TOKEN);
+    let admin = paird.admin.clone();
     let (org, code) = admin.org_with_code("Contract", 3).await;
     let key = admin.create_key(&org, "contract").await;
     let config = admin.create_config(&org, "Contract", "[GLOBAL]\n").await;
@@ -226,5 +218,5 @@ async fn the_document_passes_openapi_spec_validator_and_schemathesis_finds_nothi
     .await;
     println!("{printed}");
     assert!(printed.contains("passed"), "{printed}");
-    drop(child);
+    drop(paird);
 }

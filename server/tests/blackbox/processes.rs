@@ -2,7 +2,6 @@
 //! command-line device. Each runs on the backend the suite runs on (`--database` for
 //! PostgreSQL), except the test about SQLite itself.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -169,18 +168,7 @@ async fn a_server_killed_during_pairings_keeps_every_acknowledged_pairing() {
     assert!(acknowledged.len() >= 30);
 
     let restarted = spawn_paird(dir.path(), &database, Some(OPERATOR_TOKEN)).await;
-    let listed: HashMap<String, String> = restarted
-        .admin
-        .devices(&org)
-        .await
-        .into_iter()
-        .map(|device| {
-            (
-                device["id"].as_str().unwrap().to_string(),
-                device["license_id"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let listed = restarted.admin.license_of_each_device(&org).await;
     for (_, paired) in &acknowledged {
         assert_eq!(
             listed.get(&paired.device_id.to_string()),

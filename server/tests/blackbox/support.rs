@@ -408,6 +408,23 @@ impl Admin {
         page["items"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Each device of `org` (up to 1,000) with the license it holds: device id → license id.
+    pub async fn license_of_each_device(
+        &self,
+        org: &str,
+    ) -> std::collections::HashMap<String, String> {
+        self.devices(org)
+            .await
+            .into_iter()
+            .map(|device| {
+                (
+                    device["id"].as_str().unwrap().to_string(),
+                    device["license_id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
     pub async fn device(&self, org: &str, device: &str) -> Value {
         self.get(&format!("/v1/organizations/{org}/devices/{device}"))
             .await

@@ -8,6 +8,7 @@ use engine::ids::Timestamp;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::processes::{Paird, sigterm, spawn_paird};
 use crate::support::*;
 
 /// An RFC 3339 time `seconds` after the RFC 3339 time `from`.
@@ -227,20 +228,7 @@ async fn expired_tokens_and_keys_are_refused_like_unknown_ones() {
     assert_eq!(keys["items"][0]["expires_at"], json!(later(&now, 3600)));
     // An expired token does not count as a usable one: the last usable cannot be revoked.
     let listed = operator_tokens(admin).await;
-    let environment = listed
-        .iter()
-        .find(|token| token["source"] == json!("environment"))
-        .unwrap();
-    let (status, body) = admin
-        .call(
-            Method::DELETE,
-            &format!(
-                "/v1/operator-tokens/{}",
-                environment["id"].as_str().unwrap()
-            ),
-            None,
-        )
-        .await;
+    let (status, body) = revoke_environment_token(admin, &listed).await;
     assert_eq!((status, error_code(&body)), (409, "last_operator_token"));
 }
 
@@ -282,34 +270,26 @@ async fn serve_with_token(
     dir: &std::path::Path,
     database: &TestDatabase,
     token: &str,
-) -> (tokio::process::Child, Admin) {
-    let mut command = serve_command(dir);
-    command
-        .args(database.serve_args())
-        .env("PAIRD_OPERATOR_TOKEN", token)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit());
-    let mut child = command.spawn().expect("paird starts");
-    let started = wait_until_ready(&mut child)
-        .await
-        .unwrap_or_else(|error| panic!("paird did not start: {error}"));
-    let admin = Admin::new(&started.ready.admin_url, token);
-    (child, admin)
+) -> (Paird, Admin) {
+    let paird = spawn_paird(dir, database, Some(token)).await;
+    let admin = paird.admin.clone();
+    (paird, admin)
 }
 
-async fn stop(mut child: tokio::process::Child) {
-    let pid = child.id().expect("running").to_string();
-    let status = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
+async fn stop(mut paird: Paird) {
+    sigterm(&mut paird.child).await;
+}
+
+/// Revokes the environment's operator token among `listed`, as `admin`.
+async fn revoke_environment_token(admin: &Admin, listed: &[Value]) -> (u16, Value) {
+    let environment = listed
+        .iter()
+        .find(|token| token["source"] == json!("environment"))
         .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(WAIT, child.wait())
+    let id = environment["id"].as_str().unwrap();
+    admin
+        .call(Method::DELETE, &format!("/v1/operator-tokens/{id}"), None)
         .await
-        .expect("exits")
-        .unwrap();
-    assert!(exit.success(), "clean shutdown: {exit}");
 }
 
 #[tokio::test]
@@ -344,20 +324,7 @@ async fn a_new_environment_token_replaces_the_old_one_and_leaves_the_others() {
     assert_eq!(sources, ["api", "environment"], "{listed:?}");
 
     // Revoked like any other; restarting with it does not bring it back.
-    let environment = listed
-        .iter()
-        .find(|token| token["source"] == json!("environment"))
-        .unwrap();
-    let (status, _) = as_api
-        .call(
-            Method::DELETE,
-            &format!(
-                "/v1/operator-tokens/{}",
-                environment["id"].as_str().unwrap()
-            ),
-            None,
-        )
-        .await;
+    let (status, _) = revoke_environment_token(&as_api, &listed).await;
     assert_eq!(status, 204);
     stop(second).await;
     let (third, admin) = serve_with_token(dir.path(), &database, SECOND_ENV_TOKEN).await;
