@@ -81,7 +81,7 @@ pub struct AdminListenerStats {
     pub idle_closed: AtomicU64,
 }
 
-/// The answer to a connection past its address's cap, written without reading the request.
+/// The answer to a connection past its address's cap.
 fn too_many() -> String {
     let body = r#"{"error":{"code":"too_many_connections","message":"too many admin connections from this address; retry after a second"}}"#;
     format!(
@@ -169,10 +169,30 @@ pub(crate) async fn serve(
     tracker.wait().await;
 }
 
-/// Answers 429 and closes. What the client sent meanwhile is read and dropped for a moment
-/// first: closing a socket with unread bytes resets the connection, and a reset can reach the
-/// client before it has read the answer, which a client that honours `Retry-After` needs.
+/// Answers 429 and closes: after the request's head has arrived (an HTTP client that is sent
+/// an answer before it has written its request may take it for a broken connection), and then
+/// reading and dropping what else it sends for a moment, because closing a socket with unread
+/// bytes resets the connection and the reset can overtake the answer. All of it is bounded in
+/// time and size; a client that does not send its head within the second gets no answer.
 async fn refuse(mut stream: TcpStream, _permit: tokio::sync::OwnedSemaphorePermit) {
+    let head = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut head = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while head.len() < REFUSED_HEAD_BYTES {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return false,
+                Ok(read) => head.extend_from_slice(&buffer[..read]),
+            }
+            if head.windows(4).any(|window| window == b"\r\n\r\n") {
+                return true;
+            }
+        }
+        true
+    })
+    .await;
+    if head != Ok(true) {
+        return;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = stream.write_all(too_many().as_bytes()).await;
         let _ = stream.shutdown().await;
@@ -184,6 +204,9 @@ async fn refuse(mut stream: TcpStream, _permit: tokio::sync::OwnedSemaphorePermi
     })
     .await;
 }
+
+/// The most of a refused request's head read before answering it.
+const REFUSED_HEAD_BYTES: usize = 16 * 1024;
 
 async fn connection(
     stream: MaybeTls,

@@ -218,10 +218,18 @@ async fn one_address_cannot_take_the_admin_connection_budget() {
     for _ in 0..3 {
         held.push(TcpStream::connect(address).await.unwrap());
     }
+    // Past the cap, a request is answered 429 and its connection closed.
     let mut refused = TcpStream::connect(address).await.unwrap();
+    refused
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: paird\r\n\r\n")
+        .await
+        .unwrap();
     let answer = until_closed(&mut refused).await;
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
     assert!(answer.contains("too_many_connections"), "{answer}");
+    // One that sends no request is closed without an answer (after a second).
+    let mut silent = TcpStream::connect(address).await.unwrap();
+    assert_eq!(until_closed(&mut silent).await, "");
     // Another address is served.
     assert_eq!(
         admin_status_from(address, SECOND_ADDRESS, "/healthz").await,
