@@ -233,6 +233,39 @@ pub struct Configuration {
     pub body: Option<String>,
 }
 
+/// One saved revision of a configuration: its history is every revision, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConfigurationRevision {
+    pub configuration_id: ConfigId,
+    pub revision: u64,
+    /// The configuration's name at this revision.
+    pub name: String,
+    pub saved_at: Timestamp,
+    /// Who saved it, as the audit log names them (`operator`, `key:<id>`, `system`); `None` for
+    /// the revision that was current when paird started keeping history.
+    pub saved_by: Option<String>,
+    /// The body's size in bytes.
+    pub bytes: u64,
+    /// The body; lists leave it out.
+    pub body: Option<String>,
+}
+
+/// What changed between two revisions of a configuration, line by line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConfigurationDiff {
+    pub configuration_id: ConfigId,
+    pub from_revision: u64,
+    pub to_revision: u64,
+    /// Lines of `to_revision` that `from_revision` does not have, and the reverse.
+    pub lines_added: u64,
+    pub lines_removed: u64,
+    /// Whether the name differs too.
+    pub name_changed: bool,
+    /// A unified diff (`diff -u`) of the bodies, with three lines of context; empty when they
+    /// are the same.
+    pub unified: String,
+}
+
 /// How a configuration's revisions have reached the devices: what the admin sees beside the
 /// editor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

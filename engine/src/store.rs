@@ -20,9 +20,9 @@ use crate::ids::{
     CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId, Timestamp,
 };
 use crate::model::{
-    AckStatus, AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, CountedPage, Device,
-    FleetFilter, FleetQuery, License, LicenseSummary, LicenseWithDevice, OperatorTokenInfo,
-    OrgKeyInfo, Organization, Page, PageRequest,
+    AckStatus, AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, ConfigurationRevision,
+    CountedPage, Device, FleetFilter, FleetQuery, License, LicenseSummary, LicenseWithDevice,
+    OperatorTokenInfo, OrgKeyInfo, Organization, Page, PageRequest,
 };
 use crate::secrets::SecretHash;
 
@@ -323,6 +323,18 @@ pub struct NewCode {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub max_uses: Option<u32>,
+}
+
+/// A revision to keep in a configuration's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRevision {
+    pub config_id: ConfigId,
+    pub revision: u64,
+    pub name: String,
+    pub body: String,
+    pub saved_at: Timestamp,
+    /// As the audit log names the principal.
+    pub saved_by: String,
 }
 
 /// Result of a conditional configuration update.
@@ -652,6 +664,21 @@ pub trait AdminReads: Send + Sync {
         org_id: OrgId,
         config_id: ConfigId,
     ) -> StoreResult<Vec<RevisionReports>>;
+    /// A configuration's revisions, newest first, without their bodies (`None` when the
+    /// organization has no such configuration).
+    async fn list_revisions(
+        &self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        page: &PageRequest,
+    ) -> StoreResult<Option<Page<ConfigurationRevision>>>;
+    /// One revision of the organization's configuration, with its body.
+    async fn revision(
+        &self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        revision: u64,
+    ) -> StoreResult<Option<ConfigurationRevision>>;
     /// The organization's configurations, without their bodies.
     async fn list_configurations(
         &self,
@@ -845,11 +872,21 @@ pub trait AdminTx: StoreTx {
         edit: &ConfigEdit,
         now: Timestamp,
     ) -> StoreResult<ConfigUpdate>;
+    /// Deletes a configuration that no active device is assigned, with its revisions.
     async fn delete_configuration(
         &mut self,
         org_id: OrgId,
         id: ConfigId,
     ) -> StoreResult<ConfigDelete>;
+    /// Keeps a revision in the configuration's history.
+    async fn insert_revision(&mut self, revision: &NewRevision) -> StoreResult<()>;
+    /// One revision of the organization's configuration, with its body.
+    async fn saved_revision(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        revision: u64,
+    ) -> StoreResult<Option<ConfigurationRevision>>;
     /// Assigns a configuration to active devices of the organization. Returns the devices found
     /// (whether or not their assignment changed).
     async fn assign_configuration(

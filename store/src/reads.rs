@@ -7,9 +7,9 @@ use engine::ids::{
     CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId, Timestamp,
 };
 use engine::model::{
-    AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, CountedPage, Device, FleetQuery,
-    License, LicenseStatus, LicenseSummary, LicenseWithDevice, OperatorTokenInfo, OrgKeyInfo,
-    Organization, Page, PageRequest,
+    AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, ConfigurationRevision, CountedPage,
+    Device, FleetQuery, License, LicenseStatus, LicenseSummary, LicenseWithDevice,
+    OperatorTokenInfo, OrgKeyInfo, Organization, Page, PageRequest,
 };
 use engine::secrets::SecretHash;
 use engine::store::{
@@ -22,8 +22,8 @@ use crate::paging::{page_of, page_rows, uuid_cursor};
 use crate::rows::{
     Columns, code_columns, code_from_row, config_columns, config_row_from_row,
     configuration_from_row, device_from_row, device_state_from_row, get, get_hash, get_opt_ts,
-    get_ts, get_u64, license_columns, license_from_row, license_status, revision_reports_from_row,
-    select_devices,
+    get_ts, get_u64, license_columns, license_from_row, license_status, revision_columns,
+    revision_from_row, revision_reports_from_row, select_devices,
 };
 
 /// One active device of an organization, as the admin API shows it (`$1` organization, `$2`
@@ -424,6 +424,57 @@ impl<B: Backend> AdminReads for SqlStore<B> {
             )
             .await?;
         Ok(page_of(items, limit, |config| config.id.to_string()))
+    }
+
+    async fn list_revisions(
+        &self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        page: &PageRequest,
+    ) -> StoreResult<Option<Page<ConfigurationRevision>>> {
+        let limit = page.effective_limit();
+        // Newest first: the cursor is the last revision seen.
+        let before = match &page.after {
+            None => i64::MAX,
+            Some(text) => text
+                .parse::<i64>()
+                .map_err(|_| StoreError::InvalidInput("cursor"))?,
+        };
+        let mut reader = self.reader().await?;
+        let exists = reader
+            .fetch_optional(
+                "SELECT 1 FROM configurations WHERE org_id = $1 AND id = $2",
+                &[org_id.0.into(), config_id.0.into()],
+            )
+            .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let items = reader
+            .read_all(
+                concat!(
+                    "SELECT ",
+                    revision_columns!(),
+                    " FROM configuration_revisions r WHERE r.config_id = $1 AND r.revision < $2 \
+                     ORDER BY r.revision DESC LIMIT $3"
+                ),
+                &[config_id.0.into(), before.into(), page_rows(limit).into()],
+                |row| revision_from_row(row, false),
+            )
+            .await?;
+        Ok(Some(page_of(items, limit, |revision| {
+            revision.revision.to_string()
+        })))
+    }
+
+    async fn revision(
+        &self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        revision: u64,
+    ) -> StoreResult<Option<ConfigurationRevision>> {
+        let mut reader = self.reader().await?;
+        crate::writes::read_revision(&mut *reader, org_id, config_id, revision).await
     }
 
     async fn device(&self, org_id: OrgId, id: DeviceId) -> StoreResult<Option<Device>> {

@@ -13,7 +13,7 @@
 use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, LicenseId, OrgId, Timestamp};
 use engine::model::{
     AckStatus, AppliedConfiguration, AssignedConfiguration, CodeInfo, CodeKind, Configuration,
-    Device, License, LicenseStatus,
+    ConfigurationRevision, Device, License, LicenseStatus,
 };
 use engine::secrets::SecretHash;
 use engine::store::{
@@ -255,6 +255,29 @@ pub(crate) fn configuration_from_row(
     })
 }
 
+/// The columns of a configuration revision (`r`), without its body: a query that wants the
+/// body adds `r.body` after them.
+macro_rules! revision_columns {
+    () => {
+        "r.config_id, r.revision, r.name, r.saved_at, r.saved_by, r.bytes"
+    };
+}
+/// A revision read with [`revision_columns`], and its body when the query added it.
+pub(crate) fn revision_from_row(
+    row: &impl Columns,
+    with_body: bool,
+) -> StoreResult<ConfigurationRevision> {
+    Ok(ConfigurationRevision {
+        configuration_id: ConfigId(get(row, 0)?),
+        revision: get_u64(row, 1)?,
+        name: get(row, 2)?,
+        saved_at: get_ts(row, 3)?,
+        saved_by: get(row, 4)?,
+        bytes: get_u64(row, 5)?,
+        body: if with_body { Some(get(row, 6)?) } else { None },
+    })
+}
+
 pub(crate) fn config_row_from_row(row: &impl Columns) -> StoreResult<ConfigRow> {
     Ok(ConfigRow {
         id: ConfigId(get(row, 0)?),
@@ -422,7 +445,7 @@ macro_rules! indexed_text {
 
 pub(crate) use {
     active_device_columns, code_columns, code_state_columns, config_columns, device_columns,
-    indexed_text, license_columns, license_status, searched_text, select_devices,
+    indexed_text, license_columns, license_status, revision_columns, searched_text, select_devices,
 };
 
 /// A row of `configuration_reports`: (revision, status, still assigned, devices).

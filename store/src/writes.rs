@@ -10,25 +10,26 @@ use engine::ids::{
     CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId, Timestamp,
 };
 use engine::model::{
-    AckStatus, Device, FleetFilter, FleetRows, License, OperatorTokenInfo, OrgKeyInfo,
-    Organization, TokenSource,
+    AckStatus, ConfigurationRevision, Device, FleetFilter, FleetRows, License, OperatorTokenInfo,
+    OrgKeyInfo, Organization, TokenSource,
 };
 use engine::secrets::SecretHash;
 use engine::store::{
     AckTarget, AckWrite, ActiveDevice, AdminTx, Change, CodeState, ConfigDelete, ConfigEdit,
     ConfigRow, ConfigUpdate, DeviceEdit, DeviceTouch, EndedDevice, FreeLicense, LicenseGrant,
-    LicenseState, NewAudit, NewCode, NewDevice, OperatorTokenRow, PairingEnd, PairingTx, Quota,
-    RevokedCode, StoreError, StoreResult, StoreTx, StoredReply,
+    LicenseState, NewAudit, NewCode, NewDevice, NewRevision, OperatorTokenRow, PairingEnd,
+    PairingTx, Quota, RevokedCode, StoreError, StoreResult, StoreTx, StoredReply,
 };
 use uuid::Uuid;
 
-use crate::backend::{Arg, Backend, SqlTx, Statements as _};
+use crate::backend::{Arg, Backend, SqlTx, Statements};
 use crate::paging::to_i64;
 use crate::reads::{DEVICE, configuration_with_body};
 use crate::rows::{
     Columns, active_device_from_row, code_columns, code_from_row, code_state_from_row,
     config_columns, config_row_from_row, device_from_row, get, get_hash, get_opt_ts, get_opt_u64,
-    get_ts, get_u64, license_columns, license_from_row, license_state_from_row,
+    get_ts, get_u64, license_columns, license_from_row, license_state_from_row, revision_columns,
+    revision_from_row,
 };
 
 // The reads of admin commands that decide on a row PostgreSQL must lock and SQLite need not
@@ -694,9 +695,43 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         }
         let name = get(&row, 1)?;
         self.tx
+            .execute(
+                "DELETE FROM configuration_revisions WHERE config_id = $1",
+                &[id.0.into()],
+            )
+            .await?;
+        self.tx
             .execute("DELETE FROM configurations WHERE id = $1", &[id.0.into()])
             .await?;
         Ok(ConfigDelete::Deleted { name })
+    }
+
+    async fn insert_revision(&mut self, revision: &NewRevision) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "INSERT INTO configuration_revisions (config_id, revision, name, body, bytes, \
+                 saved_at, saved_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    revision.config_id.0.into(),
+                    to_i64(revision.revision).into(),
+                    revision.name.as_str().into(),
+                    revision.body.as_str().into(),
+                    to_i64(revision.body.len() as u64).into(),
+                    revision.saved_at.0.into(),
+                    revision.saved_by.as_str().into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn saved_revision(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        revision: u64,
+    ) -> StoreResult<Option<ConfigurationRevision>> {
+        read_revision(&mut *self.tx, org_id, config_id, revision).await
     }
 
     async fn assign_configuration(
@@ -873,4 +908,27 @@ impl<B: Backend> AdminTx for SqlTx<B> {
             .await?;
         Ok(())
     }
+}
+
+/// One revision of the organization's configuration, with its body, on `statements` (a reader
+/// or a transaction).
+pub(crate) async fn read_revision(
+    statements: &mut impl Statements,
+    org_id: OrgId,
+    config_id: ConfigId,
+    revision: u64,
+) -> StoreResult<Option<ConfigurationRevision>> {
+    statements
+        .read_optional(
+            concat!(
+                "SELECT ",
+                revision_columns!(),
+                ", r.body FROM configuration_revisions r JOIN configurations c \
+                 ON c.id = r.config_id WHERE c.org_id = $1 AND r.config_id = $2 \
+                 AND r.revision = $3"
+            ),
+            &[org_id.0.into(), config_id.0.into(), to_i64(revision).into()],
+            |row| revision_from_row(row, true),
+        )
+        .await
 }

@@ -1691,6 +1691,11 @@ async fn same_answers_as_sqlite() {
 
 /// A directory with the backend's migrations older than `0004_audit`.
 fn migrations_before_audit(backend: &str) -> tempfile::TempDir {
+    migrations_before(backend, "0004")
+}
+
+/// A directory with the backend's migrations whose names sort before `first_left_out`.
+fn migrations_before(backend: &str, first_left_out: &str) -> tempfile::TempDir {
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("migrations")
         .join(backend);
@@ -1701,7 +1706,7 @@ fn migrations_before_audit(backend: &str) -> tempfile::TempDir {
             .file_name()
             .and_then(|name| name.to_str())
             .unwrap_or("");
-        if name < "0004" {
+        if name < first_left_out {
             std::fs::copy(&path, dir.path().join(name)).expect("copy");
         }
     }
@@ -1817,5 +1822,97 @@ async fn the_audit_migration_names_the_devices_of_older_entries() {
         .await
         .expect("migrate to the audit schema");
     assert_eq!(device_entries(&postgres, org, &devices).await, expected);
+    postgres.close().await;
+}
+
+// --- the revisions migration on configurations saved before it -------------------------------
+
+/// Brings `$pool`'s database to the schema before the revisions migration (`$before`) and
+/// saves a configuration at revision 5 there, as paird did then.
+macro_rules! write_old_configuration {
+    ($pool:expr, $backend:literal, $before:literal, $org:expr, $config:expr) => {{
+        let old = migrations_before($backend, $before);
+        sqlx::migrate::Migrator::new(old.path())
+            .await
+            .expect("migrations")
+            .run(&$pool)
+            .await
+            .expect("migrate");
+        sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, 'Old', $2)")
+            .bind($org.0)
+            .bind(T0.0)
+            .execute(&$pool)
+            .await
+            .expect("organization");
+        sqlx::query(
+            "INSERT INTO configurations (id, org_id, name, body, revision, created_at, \
+             updated_at) VALUES ($1, $2, 'Meters', $3, 5, $4, $5)",
+        )
+        .bind($config.0)
+        .bind($org.0)
+        .bind(OLD_BODY)
+        .bind(T0.0)
+        .bind(T0.0 + 1000)
+        .execute(&$pool)
+        .await
+        .expect("configuration");
+        $pool.close().await;
+    }};
+}
+
+/// Not ASCII, so that its size in bytes is not its length in characters.
+const OLD_BODY: &str = "[GLOBAL]\nname = Zürich\n";
+
+/// The history a configuration saved before the migration has after it: its current revision,
+/// saved when it was last edited, by no one known.
+async fn old_history(store: &dyn Store, org: OrgId, config: ConfigId) {
+    let page = store
+        .list_revisions(org, config, &PageRequest::default())
+        .await
+        .expect("revisions")
+        .expect("the configuration");
+    assert_eq!(page.items.len(), 1);
+    let kept = store
+        .revision(org, config, 5)
+        .await
+        .expect("revision")
+        .expect("revision 5");
+    assert_eq!(
+        (kept.name.as_str(), kept.saved_at, kept.saved_by, kept.bytes),
+        (
+            "Meters",
+            Timestamp(T0.0 + 1000),
+            None,
+            OLD_BODY.len() as u64
+        )
+    );
+    assert_eq!(kept.body.as_deref(), Some(OLD_BODY));
+    assert_eq!(page.items[0].body, None);
+    assert_eq!(store.revision(org, config, 4).await.expect("read"), None);
+}
+
+#[tokio::test]
+async fn the_revisions_migration_keeps_the_current_revision_of_older_configurations() {
+    let (org, config) = (OrgId(id()), ConfigId(id()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("sqlite");
+    write_old_configuration!(pool, "sqlite", "0012", org, config);
+    let sqlite = SqliteStore::open(&SqliteSettings::new(path))
+        .await
+        .expect("migrate");
+    old_history(&sqlite, org, config).await;
+    sqlite.close().await;
+
+    let url = fresh_url().await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("postgres");
+    write_old_configuration!(pool, "postgres", "0008", org, config);
+    let postgres = PgStore::open(&PgSettings::new(url)).await.expect("migrate");
+    old_history(&postgres, org, config).await;
     postgres.close().await;
 }

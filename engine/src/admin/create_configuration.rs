@@ -35,6 +35,7 @@ impl AdminCommand for CreateConfiguration {
             body: self.body.clone(),
         };
         tx.store.insert_configuration(&row, tx.now).await?;
+        tx.keep_revision(&row).await?;
         // Devices that paired before any configuration existed have been waiting for this one.
         let waiting = tx
             .store

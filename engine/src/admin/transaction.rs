@@ -13,7 +13,8 @@ use crate::node::Node;
 use crate::secrets::SecretCipher;
 use crate::session::SessionEnd;
 use crate::store::{
-    AdminTx, Change, ConfigRow, EndedDevice, LicenseState, NewAudit, PairingEnd, Transaction,
+    AdminTx, Change, ConfigRow, EndedDevice, LicenseState, NewAudit, NewRevision, PairingEnd,
+    Transaction,
 };
 
 /// What a command does its work through: its transaction, who asked, the time it runs at, and
@@ -136,6 +137,22 @@ impl CommandTx<'_> {
     /// The server key's cipher, for secrets that must be shown again.
     pub fn cipher(&self) -> &SecretCipher {
         &self.node.cipher
+    }
+
+    /// Keeps `row` (a configuration at a new revision) in its history, saved now by this
+    /// command's principal.
+    pub async fn keep_revision(&mut self, row: &ConfigRow) -> Result<(), EngineError> {
+        self.store
+            .insert_revision(&NewRevision {
+                config_id: row.id,
+                revision: row.revision,
+                name: row.name.clone(),
+                body: row.body.clone(),
+                saved_at: self.now,
+                saved_by: self.principal.audit_name(),
+            })
+            .await?;
+        Ok(())
     }
 
     /// A new revision of `row`'s configuration: after the commit it reaches every device

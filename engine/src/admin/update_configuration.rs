@@ -45,46 +45,64 @@ impl AdminCommand for UpdateConfiguration {
             body: self.body.clone(),
             if_revision: self.if_revision,
         };
-        let (configuration, previous_name) = match tx
-            .store
-            .update_configuration(tx.org_id, self.config_id, &edit, tx.now)
-            .await?
-        {
-            ConfigUpdate::Updated {
-                configuration,
-                previous_name,
-            } => (configuration, previous_name),
-            ConfigUpdate::NotFound => return Err(EngineError::NotFound("configuration")),
-            ConfigUpdate::RevisionMismatch(current) => {
-                return Err(EngineError::conflict(
-                    "revision_mismatch",
-                    format!("the configuration is at revision {current}, not the expected one"),
-                ));
-            }
-        };
-        let body = configuration.body.clone().unwrap_or_default();
-        let mut details = json!({
-            "revision": configuration.revision,
-            "name": configuration.name,
-            "bytes": body.len(),
-        });
-        if previous_name != configuration.name {
-            details["previous_name"] = previous_name.into();
-        }
-        tx.audit("configuration.updated", self.config_id.to_string(), details)
-            .await?;
-        tx.push_revision(ConfigRow {
-            id: configuration.id,
-            org_id: configuration.organization_id,
-            name: configuration.name.clone(),
-            revision: configuration.revision,
-            body,
-        })
-        .await?;
-        Ok(configuration)
+        save_revision(
+            tx,
+            self.config_id,
+            &edit,
+            "configuration.updated",
+            json!({}),
+        )
+        .await
     }
 
     fn events(&self, _: &Configuration) -> Vec<OrgEvent> {
         vec![OrgEvent::Configurations]
     }
+}
+
+/// Saves `edit` as the configuration's next revision: kept in its history, written to the audit
+/// log as `action` (with `details` and the revision's own), and pushed to every device running
+/// the configuration after the commit.
+pub(super) async fn save_revision(
+    tx: &mut CommandTx<'_>,
+    config_id: ConfigId,
+    edit: &ConfigEdit,
+    action: &str,
+    mut details: serde_json::Value,
+) -> Result<Configuration, EngineError> {
+    let (configuration, previous_name) = match tx
+        .store
+        .update_configuration(tx.org_id, config_id, edit, tx.now)
+        .await?
+    {
+        ConfigUpdate::Updated {
+            configuration,
+            previous_name,
+        } => (configuration, previous_name),
+        ConfigUpdate::NotFound => return Err(EngineError::NotFound("configuration")),
+        ConfigUpdate::RevisionMismatch(current) => {
+            return Err(EngineError::conflict(
+                "revision_mismatch",
+                format!("the configuration is at revision {current}, not the expected one"),
+            ));
+        }
+    };
+    let body = configuration.body.clone().unwrap_or_default();
+    details["revision"] = configuration.revision.into();
+    details["name"] = configuration.name.clone().into();
+    details["bytes"] = body.len().into();
+    if previous_name != configuration.name {
+        details["previous_name"] = previous_name.into();
+    }
+    tx.audit(action, config_id.to_string(), details).await?;
+    let row = ConfigRow {
+        id: configuration.id,
+        org_id: configuration.organization_id,
+        name: configuration.name.clone(),
+        revision: configuration.revision,
+        body,
+    };
+    tx.keep_revision(&row).await?;
+    tx.push_revision(row).await?;
+    Ok(configuration)
 }

@@ -7,15 +7,18 @@
 //! its SQL in the store, its route and its tests).
 
 mod configuration_rollout;
+mod diff_configuration_revisions;
 mod export_fleet;
 mod get_code;
 mod get_configuration;
+mod get_configuration_revision;
 mod get_device;
 mod get_license;
 mod get_organization;
 mod license_summary;
 mod list_audit;
 mod list_codes;
+mod list_configuration_revisions;
 mod list_configurations;
 mod list_devices;
 mod list_keys;
@@ -33,15 +36,18 @@ use crate::secrets::SecretCipher;
 use crate::store::AdminReads;
 
 pub use configuration_rollout::GetConfigurationRollout;
+pub use diff_configuration_revisions::DiffConfigurationRevisions;
 pub use export_fleet::{ExportChunk, ExportFleet, ExportRow};
 pub use get_code::GetCode;
 pub use get_configuration::GetConfiguration;
+pub use get_configuration_revision::GetConfigurationRevision;
 pub use get_device::GetDevice;
 pub use get_license::GetLicense;
 pub use get_organization::GetOrganization;
 pub use license_summary::GetLicenseSummary;
 pub use list_audit::ListAudit;
 pub use list_codes::ListCodes;
+pub use list_configuration_revisions::ListConfigurationRevisions;
 pub use list_configurations::ListConfigurations;
 pub use list_devices::ListDevices;
 pub use list_keys::ListKeys;

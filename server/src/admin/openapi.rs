@@ -13,8 +13,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use engine::admin::{AddedLicenses, CreatedKey, RenewedLicenses, UnpairedDevice, UnpairedDevices};
 use engine::model::{
-    AuditEntry, CodeInfo, Configuration, ConfigurationRollout, CountedPage, Device, License,
-    LicenseSummary, LicenseWithDevice, OrgKeyInfo, Organization, Page,
+    AuditEntry, CodeInfo, Configuration, ConfigurationDiff, ConfigurationRevision,
+    ConfigurationRollout, CountedPage, Device, License, LicenseSummary, LicenseWithDevice,
+    OrgKeyInfo, Organization, Page,
 };
 use serde::Serialize;
 use utoipa::openapi::path::{
@@ -31,8 +32,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::routes::{
     AddLicensesBody, AssignOneBody, AuditQuery, CheckConfigurationBody, CodeQuery, CodeResponse,
-    CreateCodeBody, CreateConfigurationBody, DevicesBody, EditDeviceBody, FleetParams, ListQuery,
-    NameBody, QrQuery, RenewBody, RenewLicensesBody, SingleUseBody, UpdateConfigurationBody,
+    CreateCodeBody, CreateConfigurationBody, DevicesBody, DiffQuery, EditDeviceBody, FleetParams,
+    ListQuery, NameBody, QrQuery, RenewBody, RenewLicensesBody, RevertBody, SingleUseBody,
+    UpdateConfigurationBody,
 };
 
 /// Who may call an operation.
@@ -391,6 +393,41 @@ fn operations() -> Vec<Op> {
         .idempotent()
         .body::<DevicesBody>()
         .json::<Assigned>(200),
+        Op::new(
+            Get,
+            at("/configurations/{config}/revisions"),
+            "list_configuration_revisions",
+            Either,
+            "Its history: every revision, newest first",
+        )
+        .query::<ListQuery>()
+        .json::<Page<ConfigurationRevision>>(200),
+        Op::new(
+            Get,
+            at("/configurations/{config}/revisions/{revision}"),
+            "get_configuration_revision",
+            Either,
+            "One revision with its body",
+        )
+        .json::<ConfigurationRevision>(200),
+        Op::new(
+            Post,
+            at("/configurations/{config}/revisions/{revision}/revert"),
+            "revert_configuration",
+            Either,
+            "Save that revision's body as a new revision",
+        )
+        .body::<RevertBody>()
+        .json::<Configuration>(200),
+        Op::new(
+            Get,
+            at("/configurations/{config}/diff"),
+            "diff_configuration_revisions",
+            Either,
+            "What changed between two revisions",
+        )
+        .query::<DiffQuery>()
+        .json::<ConfigurationDiff>(200),
         // Devices and audit.
         Op::new(
             Get,
@@ -589,13 +626,24 @@ impl Op {
                     .build(),
             );
         for name in path_parameters(&path) {
+            // Every path parameter is an id, except a configuration's revision number.
+            let (description, schema) = match name.as_str() {
+                "revision" => (
+                    "The revision's number".to_string(),
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1))
+                        .into(),
+                ),
+                _ => (format!("The {name}'s id"), text("uuid")),
+            };
             operation = operation.parameter(
                 ParameterBuilder::new()
                     .name(name.clone())
                     .parameter_in(ParameterIn::Path)
                     .required(Required::True)
-                    .description(Some(format!("The {name}'s id")))
-                    .schema(Some(text("uuid"))),
+                    .description(Some(description))
+                    .schema(Some(schema)),
             );
         }
         operation = match access {

@@ -13,8 +13,8 @@ use engine::admin::{
     AddLicenses, AssignConfiguration, AssignConfigurationToFleet, ConfigureDevice,
     CreateConfiguration, CreateKey, CreateOrganization, CreateReusableCode, CreateSingleUseCode,
     DeleteConfiguration, EditDevice, MAX_IDS_PER_BULK_COMMAND, RenewLicense, RenewLicenses,
-    RevokeCode, RevokeKey, RevokeSingleUseCode, Selection, UnpairDevice, UnpairDevices,
-    UpdateConfiguration,
+    RevertConfiguration, RevokeCode, RevokeKey, RevokeSingleUseCode, Selection, UnpairDevice,
+    UnpairDevices, UpdateConfiguration,
 };
 use engine::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{
@@ -22,8 +22,9 @@ use engine::model::{
     RevisionState,
 };
 use engine::query::{
-    GetCode, GetConfiguration, GetConfigurationRollout, GetDevice, GetLicense, GetLicenseSummary,
-    GetOrganization, ListAudit, ListCodes, ListConfigurations, ListDevices, ListKeys, ListLicenses,
+    DiffConfigurationRevisions, GetCode, GetConfiguration, GetConfigurationRevision,
+    GetConfigurationRollout, GetDevice, GetLicense, GetLicenseSummary, GetOrganization, ListAudit,
+    ListCodes, ListConfigurationRevisions, ListConfigurations, ListDevices, ListKeys, ListLicenses,
     RevealCode,
 };
 use engine::store::FieldEdit;
@@ -118,6 +119,22 @@ pub(crate) fn route_table(test_hooks: bool) -> RouteTable {
         .route(
             &format!("{org}/configurations/{{config}}/assign"),
             post(assign_configuration),
+        )
+        .route(
+            &format!("{org}/configurations/{{config}}/revisions"),
+            get(configuration_revisions),
+        )
+        .route(
+            &format!("{org}/configurations/{{config}}/revisions/{{revision}}"),
+            get(configuration_revision),
+        )
+        .route(
+            &format!("{org}/configurations/{{config}}/revisions/{{revision}}/revert"),
+            post(revert_configuration),
+        )
+        .route(
+            &format!("{org}/configurations/{{config}}/diff"),
+            get(configuration_diff),
         )
         .route(&format!("{org}/devices"), get(list_devices))
         .route(&format!("{org}/devices/unpair"), post(unpair_devices))
@@ -1077,6 +1094,77 @@ async fn delete_configuration(
     let command = DeleteConfiguration { config_id: config };
     state.engine.run(&principal, org, command).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn configuration_revisions(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, config)): Ids<(OrgId, ConfigId)>,
+    Params(query): Params<ListQuery>,
+) -> Result<Response> {
+    let query = ListConfigurationRevisions {
+        config_id: config,
+        page: query.page(),
+    };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
+}
+
+async fn configuration_revision(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, config, revision)): Ids<(OrgId, ConfigId, u64)>,
+) -> Result<Response> {
+    let query = GetConfigurationRevision {
+        config_id: config,
+        revision,
+    };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
+}
+
+/// The body of a revert: optionally, the revision the configuration must be at.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RevertBody {
+    if_revision: Option<u64>,
+}
+
+async fn revert_configuration(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, config, revision)): Ids<(OrgId, ConfigId, u64)>,
+    Body(body): Body<RevertBody>,
+) -> Result<Response> {
+    let command = RevertConfiguration {
+        config_id: config,
+        revision,
+        if_revision: body.if_revision,
+    };
+    Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
+}
+
+/// `?from=&to=` of a diff: two revision numbers.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct DiffQuery {
+    /// The older side (any revision of the configuration).
+    from: u64,
+    /// The newer side.
+    to: u64,
+}
+
+async fn configuration_diff(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, config)): Ids<(OrgId, ConfigId)>,
+    Params(query): Params<DiffQuery>,
+) -> Result<Response> {
+    let query = DiffConfigurationRevisions {
+        config_id: config,
+        from: query.from,
+        to: query.to,
+    };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
 /// A bulk command's selection of devices: `device_ids`, `filter` or `all`.

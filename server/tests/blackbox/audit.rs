@@ -94,21 +94,6 @@ async fn the_audit_log_records_admin_changes_and_pairing_outcomes() {
     test.stop().await;
 }
 
-/// docs/admin-api.md's text.
-fn admin_doc() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/admin-api.md");
-    std::fs::read_to_string(path).expect("docs/admin-api.md exists")
-}
-
-/// The first JSON example after `heading` in the admin API document.
-fn documented_example(heading: &str) -> Value {
-    let doc = admin_doc();
-    let section = &doc[doc.find(heading).unwrap_or_else(|| panic!("no {heading}"))..];
-    let start = section.find("```json\n").expect("a JSON example") + "```json\n".len();
-    let end = start + section[start..].find("\n```").expect("its end");
-    serde_json::from_str(&section[start..end]).expect("the example is JSON")
-}
-
 /// The `details` fields section 8 of the admin API document gives an action: every
 /// `backticked` word of its row's last column.
 fn documented_details(action: &str) -> HashSet<String> {

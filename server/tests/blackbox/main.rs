@@ -18,6 +18,7 @@ mod backup;
 mod bulk;
 mod codes;
 mod concurrency;
+mod configuration_history;
 mod configurations;
 mod devices;
 mod events;

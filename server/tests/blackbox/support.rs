@@ -738,3 +738,38 @@ pub async fn postgres_pool(url: &str) -> sqlx::PgPool {
         .await
         .expect("database opens")
 }
+
+/// docs/admin-api.md's text.
+pub fn admin_doc() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/admin-api.md");
+    std::fs::read_to_string(path).expect("docs/admin-api.md exists")
+}
+
+/// The first JSON example after `heading` in the admin API document.
+pub fn documented_example(heading: &str) -> Value {
+    let doc = admin_doc();
+    let section = &doc[doc.find(heading).unwrap_or_else(|| panic!("no {heading}"))..];
+    let start = section.find("```json\n").expect("a JSON example") + "```json\n".len();
+    let end = start + section[start..].find("\n```").expect("its end");
+    serde_json::from_str(&section[start..end]).expect("the example is JSON")
+}
+
+/// The documented example of `heading`'s object has exactly the fields of `live`, an answer of
+/// the running server: the document shows every field there is and none that is not.
+pub fn assert_shaped_as_documented(heading: &str, live: &Value) {
+    let fields = |value: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = value
+            .as_object()
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        fields(&documented_example(heading)),
+        fields(live),
+        "docs/admin-api.md, {heading}"
+    );
+}
