@@ -1,5 +1,6 @@
 // The Configurations section: create from the sample template, edit with the errors shown by
-// line before saving, the rollout of each revision, assign to several devices, delete.
+// line before saving, the rollout of each revision, the history of revisions (compare any with
+// the current one, revert to one), assign to several devices, delete.
 //
 // One route (#/organizations/{org}/configurations) with two views: the list, and the editor of
 // one configuration (or of a new one). The editor checks the body with the API as the admin types
@@ -12,6 +13,9 @@ import { errorMessage, formatTime, h, renderChrome, show, showError, table } fro
 
 /** How long the editor waits after the last keystroke before checking the body. */
 const CHECK_DELAY_MS = 400;
+
+/** Revisions shown at first in the editor's history, and added by "Show older revisions". */
+const HISTORY_PAGE = 20;
 
 const TITLE = "Configurations";
 
@@ -461,7 +465,7 @@ async function renderEditor(org, configId) {
         saveStatus.textContent =
           `Saved as revision ${configuration.revision}. ` +
           "Connected devices that have it assigned receive it now.";
-        await refreshRollout();
+        await Promise.all([refreshRollout(), refreshHistory()]);
       } else {
         const created = await post(`${base}/configurations`, { name, body: textarea.value });
         await renderList(org, {
@@ -557,6 +561,191 @@ async function renderEditor(org, configId) {
     }
   };
 
+  // The history: every revision, newest first; compare one with the current text, or revert to
+  // it (its text saved as a new revision, which devices receive like any edit).
+  const historySection = h("section", { id: "history", "aria-labelledby": "history-title" });
+  const historyStatus = h("p", { id: "history-status", role: "status", tabindex: -1 });
+  const diffView = h("div", { id: "history-diff-view" });
+  let revisions = [];
+  let olderCursor = null;
+
+  const savedBy = (who) => {
+    if (!who) return "before history was kept";
+    if (who.startsWith("key:")) return "an organization key";
+    return who;
+  };
+
+  const showDiff = (diff) => {
+    const lines = diff.unified
+      ? diff.unified.replace(/\n$/, "").split("\n").map((line) => {
+          const kind = line.startsWith("+++") || line.startsWith("---")
+            ? "file"
+            : line.startsWith("@@")
+              ? "hunk"
+              : line.startsWith("+")
+                ? "add"
+                : line.startsWith("-")
+                  ? "del"
+                  : "same";
+          return h("span", { class: `diff-line ${kind}` }, `${line}\n`);
+        })
+      : [];
+    diffView.replaceChildren(
+      h(
+        "h3",
+        { id: "history-diff-title", tabindex: -1 },
+        `Revision ${diff.from_revision} → revision ${diff.to_revision}`,
+      ),
+      h(
+        "p",
+        { id: "history-diff-summary" },
+        diff.unified
+          ? `${plural(diff.lines_added, "line")} added, ${plural(diff.lines_removed, "line")} removed` +
+              (diff.name_changed ? "; the name differs too." : ".")
+          : diff.name_changed
+            ? "The same text; only the name differs."
+            : "The same text.",
+      ),
+      lines.length ? h("pre", { id: "history-diff", class: "diff" }, lines) : null,
+    );
+    diffView.querySelector("#history-diff-title").focus();
+  };
+
+  const compare = async (revision) => {
+    historyStatus.className = "";
+    historyStatus.textContent = "Comparing…";
+    try {
+      const diff = await get(`${configPath}/diff?from=${revision}&to=${configuration.revision}`);
+      historyStatus.textContent = "";
+      showDiff(diff);
+    } catch (error) {
+      historyStatus.className = "alert error";
+      historyStatus.textContent = `The revisions could not be compared: ${errorMessage(error)}`;
+    }
+  };
+
+  const revert = async (revision) => {
+    if (
+      !window.confirm(
+        `Save the text of revision ${revision} as a new revision of “${configuration.name}”? ` +
+          "Connected devices that have it assigned receive it at once.",
+      )
+    ) {
+      return;
+    }
+    historyStatus.className = "";
+    historyStatus.textContent = "Reverting…";
+    try {
+      configuration = await post(`${configPath}/revisions/${revision}/revert`, {
+        if_revision: configuration.revision,
+      });
+      textarea.value = configuration.body ?? "";
+      describe();
+      await Promise.all([refreshRollout(), refreshHistory(), check()]);
+      diffView.replaceChildren();
+      historyStatus.className = "alert ok";
+      historyStatus.textContent =
+        `Reverted: the text of revision ${revision} is saved as revision ${configuration.revision}. ` +
+        "Connected devices that have it assigned receive it now.";
+      historyStatus.focus();
+    } catch (error) {
+      historyStatus.className = "alert error";
+      historyStatus.textContent =
+        error instanceof ApiError && error.code === "revision_mismatch"
+          ? `Not reverted: someone else changed this configuration meanwhile (${error.message}).`
+          : `Not reverted: ${errorMessage(error)}`;
+      await refreshHistory();
+    }
+  };
+
+  const renderHistory = () => {
+    const rows = revisions.map((entry) => {
+      const current = entry.revision === configuration.revision;
+      const actions = [];
+      if (!current) {
+        const compareButton = h(
+          "button",
+          { type: "button", class: "button secondary small", "data-action": "compare" },
+          "Compare with current",
+        );
+        compareButton.addEventListener("click", () => compare(entry.revision));
+        const revertButton = h(
+          "button",
+          { type: "button", class: "button secondary small", "data-action": "revert" },
+          "Revert to this",
+        );
+        revertButton.addEventListener("click", () => revert(entry.revision));
+        actions.push(compareButton, " ", revertButton);
+      }
+      return h(
+        "tr",
+        { "data-revision": entry.revision },
+        h(
+          "td",
+          { "data-label": "Revision" },
+          String(entry.revision),
+          current ? h("span", { class: "muted" }, " (current)") : null,
+        ),
+        h("td", { "data-label": "Saved" }, formatTime(entry.saved_at)),
+        h("td", { "data-label": "By", "data-field": "saved-by" }, savedBy(entry.saved_by)),
+        h("td", { "data-label": "Name" }, entry.name),
+        h("td", { "data-label": "Size" }, plural(entry.bytes, "byte")),
+        h("td", { "data-label": "Actions", class: "history-actions" }, actions),
+      );
+    });
+    const older = h(
+      "button",
+      { type: "button", class: "button secondary", id: "history-older", hidden: !olderCursor },
+      "Show older revisions",
+    );
+    older.addEventListener("click", async () => {
+      try {
+        const page = await get(`${configPath}/revisions?limit=${HISTORY_PAGE}&cursor=${encodeURIComponent(olderCursor)}`);
+        revisions = revisions.concat(page.items);
+        olderCursor = page.next_cursor;
+        renderHistory();
+      } catch (error) {
+        historyStatus.className = "alert error";
+        historyStatus.textContent = `Older revisions could not be read: ${errorMessage(error)}`;
+      }
+    });
+    historySection.replaceChildren(
+      h("h2", { id: "history-title" }, "History"),
+      h(
+        "p",
+        { class: "muted" },
+        "Every saved revision, newest first. Reverting saves an old text as a new revision: revision numbers only grow.",
+      ),
+      h(
+        "div",
+        { class: "table-wrap" },
+        table(
+          { id: "history-revisions", class: "history" },
+          "Revisions of this configuration",
+          ["Revision", "Saved", "By", "Name", "Size", "Actions"],
+          h("tbody", {}, rows),
+        ),
+      ),
+      older,
+      historyStatus,
+      diffView,
+    );
+  };
+
+  const refreshHistory = async () => {
+    try {
+      const page = await get(`${configPath}/revisions?limit=${HISTORY_PAGE}`);
+      revisions = page.items;
+      olderCursor = page.next_cursor;
+      renderHistory();
+    } catch (error) {
+      historySection.replaceChildren(
+        h("h2", { id: "history-title" }, "History"),
+        h("p", { class: "alert error", role: "alert" }, `The history could not be read: ${errorMessage(error)}`),
+      );
+    }
+  };
+
   const renderAssign = () => {
     const heading = h("h2", { id: "assign-title" }, "Assign to devices");
     if (devices.length === 0) {
@@ -644,6 +833,7 @@ async function renderEditor(org, configId) {
   if (configuration) {
     renderRollout();
     renderAssign();
+    await refreshHistory();
     // The rollout follows the live feed: devices applying, failing, pairing or being assigned
     // change its counts. The editor's text is never touched.
     let pending = null;
@@ -656,11 +846,13 @@ async function renderEditor(org, configId) {
       pending = setTimeout(() => {
         pending = null;
         refreshRollout();
+        // An edit elsewhere (another admin, the API) adds a revision.
+        if (name !== "devices") refreshHistory();
       }, 300);
     });
   }
   // show() takes nodes only (replaceChildren would print a null as "null").
-  const sections = configuration ? [rolloutSection, assignSection] : [];
+  const sections = configuration ? [rolloutSection, historySection, assignSection] : [];
   show(TITLE, h("p", { class: "config-back" }, back), title, meta, form, ...sections);
   title.focus();
   if (!configuration) nameInput.focus();

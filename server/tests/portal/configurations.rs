@@ -1,7 +1,8 @@
 //! The Configurations page: create from the template with the problems shown by line before
 //! saving, edit (a new revision that reaches the connected device, whose acknowledgement the
-//! rollout then counts), assign to several devices with checkboxes, delete (refused while
-//! assigned), and isolation between organizations.
+//! rollout then counts), the history (compare a revision with the current one, revert to it),
+//! assign to several devices with checkboxes, delete (refused while assigned), and isolation
+//! between organizations.
 
 use protocol::AckOutcome;
 use reqwest::Method;
@@ -268,6 +269,89 @@ async fn saving_an_edit_makes_a_revision_that_reaches_the_device_and_its_rollout
         browser
             .wait_text("#rollout-summary", "1 up to date with revision 2")
             .await;
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_compares_a_revision_with_the_current_one_and_reverts_to_it() {
+    bounded(async {
+        let mut fixture = Fixture::start().await;
+        let meters = configuration_id(&fixture, "Meters").await;
+        // Revision 2, saved through the API by the operator, reaches Van 7.
+        fixture
+            .test
+            .admin
+            .edit_config(&fixture.a.id, &meters, "[GLOBAL]\ninterval = 30\n")
+            .await;
+        assert_eq!(
+            next_configuration(&mut fixture.a.connection).await.revision,
+            2
+        );
+        let browser = Browser::start().await;
+        open_configurations(&fixture, &browser, &fixture.a.key).await;
+        edit(&browser, &meters).await;
+        let row = |revision: u64| format!("#history-revisions tr[data-revision=\"{revision}\"]");
+        let by = browser
+            .wait_visible(&format!("{} [data-field=\"saved-by\"]", row(2)))
+            .await;
+        assert_eq!(browser.text(&by).await, "operator");
+        let current = browser.text(&browser.wait_visible(&row(2)).await).await;
+        assert!(current.contains("(current)"), "{current:?}");
+        assert!(
+            browser.find(&format!("{} button", row(2))).await.is_none(),
+            "the current revision has nothing to compare or revert to"
+        );
+
+        // Compare revision 1 with the current text: one line added, shown as such.
+        let compare = browser
+            .wait_visible(&format!("{} button[data-action=\"compare\"]", row(1)))
+            .await;
+        browser.click(&compare).await;
+        browser
+            .wait_text("#history-diff-summary", "1 line added, 0 lines removed")
+            .await;
+        let added = browser.wait_visible("#history-diff .diff-line.add").await;
+        assert_eq!(browser.text(&added).await, "+interval = 30");
+        assert!(browser.find("#history-diff .diff-line.del").await.is_none());
+
+        // Revert to revision 1: its text becomes revision 3, in the editor and on the device.
+        browser
+            .execute("window.confirm = () => true;", vec![])
+            .await;
+        let revert = browser
+            .wait_visible(&format!("{} button[data-action=\"revert\"]", row(1)))
+            .await;
+        browser.click(&revert).await;
+        browser
+            .wait_text(
+                "#history-status",
+                "Reverted: the text of revision 1 is saved as revision 3",
+            )
+            .await;
+        browser.wait_text("#config-meta", "Revision 3").await;
+        assert_eq!(editor_text(&browser).await, "[GLOBAL]\n");
+        browser.wait_visible(&row(3)).await;
+        let received = next_configuration(&mut fixture.a.connection).await;
+        assert_eq!(
+            (received.revision, received.body.as_str()),
+            (3, "[GLOBAL]\n")
+        );
+        let history = fixture
+            .test
+            .admin
+            .get(&format!(
+                "/v1/organizations/{}/configurations/{meters}/revisions",
+                fixture.a.id
+            ))
+            .await;
+        let saved_by = history["items"][0]["saved_by"].as_str().unwrap();
+        assert!(
+            saved_by.starts_with("key:"),
+            "reverted with the portal's key: {saved_by}"
+        );
         browser.quit().await;
         fixture.test.stop().await;
     })
