@@ -233,6 +233,48 @@ pub struct Configuration {
     pub body: Option<String>,
 }
 
+/// Which configuration new devices of an organization get, and by which rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewDeviceConfiguration {
+    pub rule: NewDeviceRule,
+    /// The configuration new devices get now; `None` when the organization has none yet (new
+    /// devices then wait for the first one created).
+    pub configuration_id: Option<ConfigId>,
+    pub name: Option<String>,
+    pub revision: Option<u64>,
+}
+
+/// How the configuration of new devices is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NewDeviceRule {
+    /// The most recently created configuration (the default, as the source product does).
+    Newest,
+    /// The configuration an admin pinned.
+    Pinned,
+}
+
+impl NewDeviceConfiguration {
+    /// The answer for a pinned configuration id (`None`: not pinned) and the configuration new
+    /// devices get (`id`, `name`, `revision`).
+    pub fn new(pinned: Option<ConfigId>, current: Option<(ConfigId, String, u64)>) -> Self {
+        let (configuration_id, name, revision) = match current {
+            Some((id, name, revision)) => (Some(id), Some(name), Some(revision)),
+            None => (None, None, None),
+        };
+        NewDeviceConfiguration {
+            rule: if pinned.is_some() {
+                NewDeviceRule::Pinned
+            } else {
+                NewDeviceRule::Newest
+            },
+            configuration_id,
+            name,
+            revision,
+        }
+    }
+}
+
 /// One saved revision of a configuration: its history is every revision, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConfigurationRevision {

@@ -664,6 +664,12 @@ pub trait AdminReads: Send + Sync {
         org_id: OrgId,
         config_id: ConfigId,
     ) -> StoreResult<Vec<RevisionReports>>;
+    /// The organization's pinned configuration (`None`: not pinned), and the configuration its
+    /// new devices get now (the pinned one, else the newest; `None` without configurations).
+    async fn new_device_configuration(
+        &self,
+        org_id: OrgId,
+    ) -> StoreResult<(Option<ConfigId>, Option<ConfigRow>)>;
     /// A configuration's revisions, newest first, without their bodies (`None` when the
     /// organization has no such configuration).
     async fn list_revisions(
@@ -725,6 +731,12 @@ pub trait StoreTx: Send {
         now: Timestamp,
     ) -> StoreResult<Vec<EndedDevice>>;
     async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>>;
+    /// The configuration new devices of the organization get: the pinned one if an admin pinned
+    /// one, else the most recently created. `None` when it has no configuration.
+    async fn configuration_for_new_devices(
+        &mut self,
+        org_id: OrgId,
+    ) -> StoreResult<Option<ConfigRow>>;
 }
 
 /// The set-based statements of a batch of device requests: pairing, reconnection,
@@ -785,8 +797,6 @@ pub trait PairingTx: StoreTx {
     -> StoreResult<()>;
     async fn ack_targets(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<AckTarget>>;
     async fn write_acks(&mut self, acks: &[AckWrite], now: Timestamp) -> StoreResult<()>;
-    /// The organization's most recently created configuration.
-    async fn newest_configuration(&mut self, org_id: OrgId) -> StoreResult<Option<ConfigRow>>;
 }
 
 /// The writes of admin commands, each inside the command's transaction.
@@ -878,6 +888,16 @@ pub trait AdminTx: StoreTx {
         org_id: OrgId,
         id: ConfigId,
     ) -> StoreResult<ConfigDelete>;
+    /// The organization's pinned configuration (`None`: new devices get the newest), read with
+    /// the organization's row locked against a concurrent pin where the backend locks rows.
+    async fn pinned_configuration(&mut self, org_id: OrgId) -> StoreResult<Option<ConfigId>>;
+    /// Pins `config_id` (or unpins with `None`) for the organization's new devices. False, and
+    /// nothing changed, when the organization has no such configuration.
+    async fn set_pinned_configuration(
+        &mut self,
+        org_id: OrgId,
+        config_id: Option<ConfigId>,
+    ) -> StoreResult<bool>;
     /// Keeps a revision in the configuration's history.
     async fn insert_revision(&mut self, revision: &NewRevision) -> StoreResult<()>;
     /// One revision of the organization's configuration, with its body.

@@ -459,6 +459,9 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     /// `(org id)` → the organization, locked against a concurrent quota check where the
     /// backend locks rows.
     const ORGANIZATION_FOR_QUOTA: &'static str;
+    /// `(org id)` → the organization's pinned configuration, its row locked against a
+    /// concurrent pin where the backend locks rows.
+    const PINNED_CONFIGURATION_FOR_DELETE: &'static str;
 
     // --- the store: closing, presence, heartbeats, notifications -------------------------------
 

@@ -62,7 +62,7 @@ use crate::paging::to_i64;
 use crate::rows::{get, get_opt_ts, indexed_text, searched_text};
 use crate::writes::{
     code_state_for_revocation, config_devices_for_delete, config_revision_for_edit,
-    operator_tokens_for_revocation, organization_for_quota,
+    operator_tokens_for_revocation, organization_for_quota, pinned_configuration_for_delete,
 };
 use node::PgNode;
 
@@ -367,6 +367,8 @@ impl Backend for Postgres {
     /// cannot both count one below the limit and both insert), while pairings, whose inserts
     /// take a key-share lock on the organization for their foreign keys, do not wait.
     const ORGANIZATION_FOR_QUOTA: &'static str = organization_for_quota!(" FOR NO KEY UPDATE");
+    const PINNED_CONFIGURATION_FOR_DELETE: &'static str =
+        pinned_configuration_for_delete!(" FOR NO KEY UPDATE");
 
     async fn close(store: &PgStore) {
         store.writer.close().await;

@@ -426,6 +426,31 @@ impl<B: Backend> AdminReads for SqlStore<B> {
         Ok(page_of(items, limit, |config| config.id.to_string()))
     }
 
+    async fn new_device_configuration(
+        &self,
+        org_id: OrgId,
+    ) -> StoreResult<(Option<ConfigId>, Option<ConfigRow>)> {
+        let mut reader = self.reader().await?;
+        let pinned = reader
+            .fetch_optional(
+                "SELECT pinned_configuration_id FROM organizations WHERE id = $1",
+                &[org_id.0.into()],
+            )
+            .await?;
+        let pinned = match pinned {
+            Some(row) => get::<Option<uuid::Uuid>, _>(&row, 0)?.map(ConfigId),
+            None => None,
+        };
+        let current = reader
+            .read_optional(
+                crate::writes::CONFIGURATION_FOR_NEW_DEVICES,
+                &[org_id.0.into()],
+                config_row_from_row,
+            )
+            .await?;
+        Ok((pinned, current))
+    }
+
     async fn list_revisions(
         &self,
         org_id: OrgId,

@@ -45,7 +45,7 @@ use crate::paging::to_i64;
 use crate::rows::{get, indexed_text, searched_text};
 use crate::writes::{
     code_state_for_revocation, config_devices_for_delete, config_revision_for_edit,
-    operator_tokens_for_revocation, organization_for_quota,
+    operator_tokens_for_revocation, organization_for_quota, pinned_configuration_for_delete,
 };
 use file::SqliteFile;
 
@@ -473,6 +473,7 @@ impl Backend for Sqlite {
     const CONFIG_DEVICES_FOR_DELETE: &'static str = config_devices_for_delete!("");
     const OPERATOR_TOKENS_FOR_REVOCATION: &'static str = operator_tokens_for_revocation!("");
     const ORGANIZATION_FOR_QUOTA: &'static str = organization_for_quota!("");
+    const PINNED_CONFIGURATION_FOR_DELETE: &'static str = pinned_configuration_for_delete!("");
 
     async fn close(store: &SqliteStore) {
         store.readers.close().await;

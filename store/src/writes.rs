@@ -86,6 +86,24 @@ macro_rules! operator_tokens_for_revocation {
 /// `(org id)` → the organization's row, locked against other quota checks of the organization
 /// (`FOR NO KEY UPDATE`: it does not wait for, nor block, the foreign-key checks of inserts
 /// that refer to the organization, such as a pairing's).
+/// `(org id)` → the organization's pinned configuration, its row locked (the lock clause) so
+/// that a configuration being deleted cannot be pinned meanwhile.
+macro_rules! pinned_configuration_for_delete {
+    ($lock:literal) => {
+        concat!(
+            "SELECT pinned_configuration_id FROM organizations WHERE id = $1",
+            $lock
+        )
+    };
+}
+
+/// `(org id)` → the configuration new devices get: the pinned one, else the most recently
+/// created (one sort over the organization's configurations, which its quota bounds).
+pub(crate) const CONFIGURATION_FOR_NEW_DEVICES: &str = "SELECT c.id, c.org_id, c.name, \
+     c.revision, c.body FROM configurations c JOIN organizations o ON o.id = c.org_id \
+     WHERE c.org_id = $1 ORDER BY CASE WHEN c.id = o.pinned_configuration_id THEN 0 ELSE 1 END, \
+     c.created_at DESC, c.id DESC LIMIT 1";
+
 macro_rules! organization_for_quota {
     ($lock:literal) => {
         concat!("SELECT 1 FROM organizations WHERE id = $1", $lock)
@@ -102,6 +120,7 @@ macro_rules! operator_token_columns {
 pub(crate) use {
     code_state_for_revocation, config_devices_for_delete, config_revision_for_edit,
     operator_token_columns, operator_tokens_for_revocation, organization_for_quota,
+    pinned_configuration_for_delete,
 };
 
 /// An operator token's row (`operator_token_columns`), its hash included.
@@ -211,6 +230,19 @@ impl<B: Backend> StoreTx for SqlTx<B> {
             )
             .await
     }
+
+    async fn configuration_for_new_devices(
+        &mut self,
+        org_id: OrgId,
+    ) -> StoreResult<Option<ConfigRow>> {
+        self.tx
+            .read_optional(
+                CONFIGURATION_FOR_NEW_DEVICES,
+                &[org_id.0.into()],
+                config_row_from_row,
+            )
+            .await
+    }
 }
 
 #[async_trait]
@@ -311,17 +343,6 @@ impl<B: Backend> PairingTx for SqlTx<B> {
 
     async fn write_acks(&mut self, acks: &[AckWrite], now: Timestamp) -> StoreResult<()> {
         B::write_acks(self, acks, now).await
-    }
-
-    async fn newest_configuration(&mut self, org_id: OrgId) -> StoreResult<Option<ConfigRow>> {
-        self.tx
-            .read_optional(
-                "SELECT id, org_id, name, revision, body FROM configurations WHERE org_id = $1 \
-                 ORDER BY created_at DESC, id DESC LIMIT 1",
-                &[org_id.0.into()],
-                config_row_from_row,
-            )
-            .await
     }
 }
 
@@ -704,6 +725,44 @@ impl<B: Backend> AdminTx for SqlTx<B> {
             .execute("DELETE FROM configurations WHERE id = $1", &[id.0.into()])
             .await?;
         Ok(ConfigDelete::Deleted { name })
+    }
+
+    async fn pinned_configuration(&mut self, org_id: OrgId) -> StoreResult<Option<ConfigId>> {
+        let row = self
+            .tx
+            .fetch_optional(B::PINNED_CONFIGURATION_FOR_DELETE, &[org_id.0.into()])
+            .await?;
+        Ok(match row {
+            Some(row) => get::<Option<Uuid>, _>(&row, 0)?.map(ConfigId),
+            None => None,
+        })
+    }
+
+    async fn set_pinned_configuration(
+        &mut self,
+        org_id: OrgId,
+        config_id: Option<ConfigId>,
+    ) -> StoreResult<bool> {
+        let changed = match config_id {
+            Some(config_id) => {
+                self.tx
+                    .execute(
+                        "UPDATE organizations SET pinned_configuration_id = $2 WHERE id = $1 \
+                         AND EXISTS (SELECT 1 FROM configurations WHERE id = $2 AND org_id = $1)",
+                        &[org_id.0.into(), config_id.0.into()],
+                    )
+                    .await?
+            }
+            None => {
+                self.tx
+                    .execute(
+                        "UPDATE organizations SET pinned_configuration_id = NULL WHERE id = $1",
+                        &[org_id.0.into()],
+                    )
+                    .await?
+            }
+        };
+        Ok(changed == 1)
     }
 
     async fn insert_revision(&mut self, revision: &NewRevision) -> StoreResult<()> {

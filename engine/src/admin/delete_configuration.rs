@@ -1,4 +1,4 @@
-//! Deletes a configuration that no device is assigned.
+//! Deletes a configuration that no device is assigned and that is not pinned for new devices.
 
 use serde::Serialize;
 use serde_json::json;
@@ -19,6 +19,13 @@ impl AdminCommand for DeleteConfiguration {
     const NAME: &'static str = "delete_configuration";
 
     async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<(), EngineError> {
+        // Read with the organization locked, so that it cannot be pinned while it goes.
+        if tx.store.pinned_configuration(tx.org_id).await? == Some(self.config_id) {
+            return Err(EngineError::conflict(
+                "configuration_in_use",
+                "the configuration is pinned for new devices; unpin it or pin another first",
+            ));
+        }
         let name = match tx
             .store
             .delete_configuration(tx.org_id, self.config_id)

@@ -276,7 +276,7 @@ async fn decide_and_write_in(
         tx.claim_free_licenses(org_id, count, now).await?
     };
     let newest = if decisions.grants_any() {
-        tx.newest_configuration(org_id).await?
+        tx.configuration_for_new_devices(org_id).await?
     } else {
         None
     };

@@ -15,7 +15,7 @@ use engine::admin::{AddedLicenses, CreatedKey, RenewedLicenses, UnpairedDevice, 
 use engine::model::{
     AuditEntry, CodeInfo, Configuration, ConfigurationDiff, ConfigurationRevision,
     ConfigurationRollout, CountedPage, Device, License, LicenseSummary, LicenseWithDevice,
-    OrgKeyInfo, Organization, Page,
+    NewDeviceConfiguration, OrgKeyInfo, Organization, Page,
 };
 use serde::Serialize;
 use utoipa::openapi::path::{
@@ -33,7 +33,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::routes::{
     AddLicensesBody, AssignOneBody, AuditQuery, CheckConfigurationBody, CodeQuery, CodeResponse,
     CreateCodeBody, CreateConfigurationBody, DevicesBody, DiffQuery, EditDeviceBody, FleetParams,
-    ListQuery, NameBody, QrQuery, RenewBody, RenewLicensesBody, RevertBody, SingleUseBody,
+    ListQuery, NameBody, PinBody, QrQuery, RenewBody, RenewLicensesBody, RevertBody, SingleUseBody,
     UpdateConfigurationBody,
 };
 
@@ -393,6 +393,23 @@ fn operations() -> Vec<Op> {
         .idempotent()
         .body::<DevicesBody>()
         .json::<Assigned>(200),
+        Op::new(
+            Get,
+            at("/new-device-configuration"),
+            "get_new_device_configuration",
+            Either,
+            "Which configuration new devices get, and why",
+        )
+        .json::<NewDeviceConfiguration>(200),
+        Op::new(
+            Put,
+            at("/new-device-configuration"),
+            "pin_configuration",
+            Either,
+            "Pin the configuration new devices get, or unpin",
+        )
+        .body::<PinBody>()
+        .json::<NewDeviceConfiguration>(200),
         Op::new(
             Get,
             at("/configurations/{config}/revisions"),
@@ -830,7 +847,7 @@ fn tag_of(path: &str) -> &'static str {
         Some("keys") => "keys",
         Some("licenses") => "licenses",
         Some("codes") => "codes",
-        Some("configurations") => "configurations",
+        Some("configurations" | "new-device-configuration") => "configurations",
         Some("devices") => "devices",
         Some("audit") => "audit",
         Some("events") => "live feed",

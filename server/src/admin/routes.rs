@@ -12,9 +12,9 @@ use base64::Engine as _;
 use engine::admin::{
     AddLicenses, AssignConfiguration, AssignConfigurationToFleet, ConfigureDevice,
     CreateConfiguration, CreateKey, CreateOrganization, CreateReusableCode, CreateSingleUseCode,
-    DeleteConfiguration, EditDevice, MAX_IDS_PER_BULK_COMMAND, RenewLicense, RenewLicenses,
-    RevertConfiguration, RevokeCode, RevokeKey, RevokeSingleUseCode, Selection, UnpairDevice,
-    UnpairDevices, UpdateConfiguration,
+    DeleteConfiguration, EditDevice, MAX_IDS_PER_BULK_COMMAND, PinConfiguration, RenewLicense,
+    RenewLicenses, RevertConfiguration, RevokeCode, RevokeKey, RevokeSingleUseCode, Selection,
+    UnpairDevice, UnpairDevices, UpdateConfiguration,
 };
 use engine::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{
@@ -23,9 +23,9 @@ use engine::model::{
 };
 use engine::query::{
     DiffConfigurationRevisions, GetCode, GetConfiguration, GetConfigurationRevision,
-    GetConfigurationRollout, GetDevice, GetLicense, GetLicenseSummary, GetOrganization, ListAudit,
-    ListCodes, ListConfigurationRevisions, ListConfigurations, ListDevices, ListKeys, ListLicenses,
-    RevealCode,
+    GetConfigurationRollout, GetDevice, GetLicense, GetLicenseSummary, GetNewDeviceConfiguration,
+    GetOrganization, ListAudit, ListCodes, ListConfigurationRevisions, ListConfigurations,
+    ListDevices, ListKeys, ListLicenses, RevealCode,
 };
 use engine::store::FieldEdit;
 use engine::{EngineError, Principal};
@@ -119,6 +119,10 @@ pub(crate) fn route_table(test_hooks: bool) -> RouteTable {
         .route(
             &format!("{org}/configurations/{{config}}/assign"),
             post(assign_configuration),
+        )
+        .route(
+            &format!("{org}/new-device-configuration"),
+            get(new_device_configuration).put(pin_configuration),
         )
         .route(
             &format!("{org}/configurations/{{config}}/revisions"),
@@ -1094,6 +1098,37 @@ async fn delete_configuration(
     let command = DeleteConfiguration { config_id: config };
     state.engine.run(&principal, org, command).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn new_device_configuration(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+) -> Result<Response> {
+    let answer = state
+        .engine
+        .query(&principal, org, GetNewDeviceConfiguration)
+        .await?;
+    Ok(Json(answer).into_response())
+}
+
+/// The body of a pin: the configuration new devices get from now on; `null` unpins.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PinBody {
+    configuration_id: Option<ConfigId>,
+}
+
+async fn pin_configuration(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    Body(body): Body<PinBody>,
+) -> Result<Response> {
+    let command = PinConfiguration {
+        config_id: body.configuration_id,
+    };
+    Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
 }
 
 async fn configuration_revisions(
