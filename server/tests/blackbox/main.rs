@@ -31,6 +31,7 @@ mod licenses;
 mod limits;
 mod logs;
 mod metrics;
+mod new_device_configuration;
 mod openapi;
 mod pairing;
 mod processes;
