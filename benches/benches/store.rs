@@ -108,7 +108,7 @@ async fn commit_batch(fixture: &Fixture, requests: &[Request]) {
         "out of free licenses: the top-up before the run is too small"
     );
     let newest = tx
-        .newest_configuration(org_id)
+        .configuration_for_new_devices(org_id)
         .await
         .expect("newest configuration");
     let config_id = newest.as_ref().map(|row| row.id);
