@@ -167,6 +167,7 @@ async fn opens_and_migrates_twice() {
             "audit_devices",
             "audit_log",
             "codes",
+            "configuration_revisions",
             "configurations",
             "device_words",
             "devices",
@@ -1445,8 +1446,8 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
     )
     .await
     .expect("configuration");
-    log.push(outcome(tx.newest_configuration(ids.org).await));
-    log.push(outcome(tx.newest_configuration(ids.other_org).await));
+    log.push(outcome(tx.configuration_for_new_devices(ids.org).await));
+    log.push(outcome(tx.configuration_for_new_devices(ids.other_org).await));
     log.push(outcome(
         tx.config_rows(&[ids.config, ids.second_config])
             .await
