@@ -537,6 +537,7 @@ pub(crate) fn document() -> OpenApi {
     named::<AuditEntry>(&mut schemas);
     named::<CodeInfo>(&mut schemas);
     named::<Configuration>(&mut schemas);
+    named::<ConfigurationRevision>(&mut schemas);
     named::<Device>(&mut schemas);
     named::<LicenseWithDevice>(&mut schemas);
     named::<OrgKeyInfo>(&mut schemas);
