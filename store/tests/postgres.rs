@@ -1447,7 +1447,9 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
     .await
     .expect("configuration");
     log.push(outcome(tx.configuration_for_new_devices(ids.org).await));
-    log.push(outcome(tx.configuration_for_new_devices(ids.other_org).await));
+    log.push(outcome(
+        tx.configuration_for_new_devices(ids.other_org).await,
+    ));
     log.push(outcome(
         tx.config_rows(&[ids.config, ids.second_config])
             .await

@@ -28,21 +28,6 @@ function plural(count, one, many = `${one}s`) {
   return `${count} ${count === 1 ? one : many}`;
 }
 
-/** The configuration new devices get: the most recently created one (ids sort by creation). */
-function newestConfiguration(configurations) {
-  let newest = null;
-  for (const configuration of configurations) {
-    if (
-      !newest ||
-      configuration.created_at > newest.created_at ||
-      (configuration.created_at === newest.created_at && configuration.id > newest.id)
-    ) {
-      newest = configuration;
-    }
-  }
-  return newest;
-}
-
 /** A message line under the heading; `kind` is "ok" or "error" (errors are announced at once). */
 function notice(kind, text) {
   return h(
@@ -60,33 +45,70 @@ async function renderList(org, message = null) {
   renderChrome(org, "configurations");
   show(TITLE, h("h1", {}, TITLE), h("p", { class: "muted" }, "Loading…"));
   const base = `/v1/organizations/${segment(org)}`;
-  let organization, configurations, rollouts;
+  let organization, configurations, rollouts, rule;
   try {
-    [organization, [configurations, rollouts]] = await Promise.all([get(base), readConfigurations(base)]);
+    [organization, [configurations, rollouts], rule] = await Promise.all([
+      get(base),
+      readConfigurations(base),
+      get(`${base}/new-device-configuration`),
+    ]);
   } catch (error) {
     showError(TITLE, error);
     return;
   }
-  const newest = newestConfiguration(configurations);
-  const newDevices = newest
-    ? h(
-        "p",
-        { id: "new-devices-get", class: "new-devices" },
-        "New devices get ",
-        h("strong", { "data-config-id": newest.id }, `“${newest.name}”`),
-        `, the most recently created configuration (created ${formatTime(newest.created_at)}).`,
-      )
-    : h(
-        "p",
-        { id: "new-devices-get", class: "new-devices" },
-        "This organization has no configuration yet. New devices pair and wait without one until ",
-        "the first configuration is created; they receive it as soon as it is.",
-      );
-
   const status = h("div", { id: "config-status", "aria-live": "polite" }, message && notice(message.kind, message.text));
   const say = (kind, text) => {
     status.replaceChildren(notice(kind, text));
   };
+  /** Pins `configuration` for new devices (or unpins, with null), then shows the list again. */
+  const pin = async (configuration) => {
+    try {
+      const answer = await put(`${base}/new-device-configuration`, {
+        configuration_id: configuration ? configuration.id : null,
+      });
+      await renderList(org, {
+        kind: "ok",
+        text: configuration
+          ? `New devices now get “${answer.name}”, whatever is created later.`
+          : answer.name
+            ? `Unpinned: new devices get the most recently created configuration again, “${answer.name}”.`
+            : "Unpinned.",
+      });
+    } catch (error) {
+      say("error", `Nothing changed: ${errorMessage(error)}`);
+    }
+  };
+
+  const current = configurations.find((configuration) => configuration.id === rule.configuration_id);
+  let newDevices;
+  if (!current) {
+    newDevices = h(
+      "p",
+      { id: "new-devices-get", class: "new-devices", "data-rule": rule.rule },
+      "This organization has no configuration yet. New devices pair and wait without one until ",
+      "the first configuration is created; they receive it as soon as it is.",
+    );
+  } else if (rule.rule === "pinned") {
+    const unpin = h("button", { type: "button", class: "button secondary small", id: "unpin" }, "Unpin");
+    unpin.addEventListener("click", () => pin(null));
+    newDevices = h(
+      "p",
+      { id: "new-devices-get", class: "new-devices", "data-rule": "pinned" },
+      "New devices get ",
+      h("strong", { "data-config-id": current.id }, `“${current.name}”`),
+      ", pinned: configurations created later do not change that. ",
+      unpin,
+    );
+  } else {
+    newDevices = h(
+      "p",
+      { id: "new-devices-get", class: "new-devices", "data-rule": "newest" },
+      "New devices get ",
+      h("strong", { "data-config-id": current.id }, `“${current.name}”`),
+      `, the most recently created configuration (created ${formatTime(current.created_at)}). `,
+      "Pin one to keep new devices on it whatever is created later.",
+    );
+  }
 
   const row = (configuration, rollout) => {
     const edit = h(
@@ -101,6 +123,21 @@ async function renderList(org, message = null) {
       "Delete",
     );
     remove.addEventListener("click", () => deleteConfiguration(org, configuration, say));
+    const isCurrent = configuration === current;
+    const pinButton =
+      isCurrent && rule.rule === "pinned"
+        ? null
+        : h(
+            "button",
+            {
+              type: "button",
+              class: "button secondary",
+              "data-action": "pin",
+              "aria-label": `Pin ${configuration.name} for new devices`,
+            },
+            "Pin for new devices",
+          );
+    pinButton?.addEventListener("click", () => pin(configuration));
     return h(
       "tr",
       { "data-config-id": configuration.id },
@@ -111,7 +148,9 @@ async function renderList(org, message = null) {
           "span",
           { class: "config-name" },
           configuration.name,
-          configuration === newest ? h("span", { class: "badge ok new-badge" }, "new devices") : null,
+          isCurrent
+            ? h("span", { class: "badge ok new-badge" }, rule.rule === "pinned" ? "new devices · pinned" : "new devices")
+            : null,
         ),
       ),
       h("td", { "data-label": "Revision", "data-field": "revision" }, String(configuration.revision)),
@@ -121,7 +160,7 @@ async function renderList(org, message = null) {
         { "data-label": "Devices", "data-field": "devices" },
         devicesText(configuration, rollout),
       ),
-      h("td", { "data-label": "Actions", class: "actions" }, edit, " ", remove),
+      h("td", { "data-label": "Actions", class: "actions" }, edit, " ", pinButton, pinButton ? " " : null, remove),
     );
   };
 
@@ -157,7 +196,7 @@ async function renderList(org, message = null) {
   );
   // Focus goes to the news (created, deleted) or to the heading, never lost on a removed button.
   (status.querySelector("#config-notice") ?? heading).focus();
-  followList(org, configurations);
+  followList(org, configurations, rule);
 }
 
 /**
@@ -185,21 +224,29 @@ function devicesText(configuration, rollout) {
  * updated in place (the focus stays where it is); a configuration created or deleted elsewhere
  * re-renders the list.
  */
-function followList(org, shown) {
+function followList(org, shown, shownRule) {
   const base = `/v1/organizations/${segment(org)}`;
   const shownIds = shown.map((configuration) => configuration.id).join();
   let pending = null;
   const reread = async () => {
     pending = null;
-    let configurations, rollouts;
+    let configurations, rollouts, rule;
     try {
-      [configurations, rollouts] = await readConfigurations(base);
+      [[configurations, rollouts], rule] = await Promise.all([
+        readConfigurations(base),
+        get(`${base}/new-device-configuration`),
+      ]);
     } catch {
       return; // The next event, or a reload, tries again.
     }
     // Still on this list (not in an editor, not elsewhere)?
     if (!document.getElementById("configurations-title")) return;
-    if (configurations.map((configuration) => configuration.id).join() !== shownIds) {
+    // Created, deleted, pinned or unpinned elsewhere: the whole list again.
+    if (
+      configurations.map((configuration) => configuration.id).join() !== shownIds ||
+      rule.rule !== shownRule.rule ||
+      rule.configuration_id !== shownRule.configuration_id
+    ) {
       renderList(org);
       return;
     }
@@ -229,7 +276,13 @@ async function deleteConfiguration(org, configuration, say) {
   try {
     await del(path);
   } catch (error) {
-    if (error instanceof ApiError && error.code === "configuration_in_use") {
+    if (error instanceof ApiError && error.code === "configuration_in_use" && /pinned/.test(error.message)) {
+      say(
+        "error",
+        `“${configuration.name}” was not deleted: it is pinned for new devices. ` +
+          "Pin another configuration or unpin it first, then delete it.",
+      );
+    } else if (error instanceof ApiError && error.code === "configuration_in_use") {
       // The refusal's count is in its English message only; the configuration itself has it.
       let count = null;
       try {
@@ -264,16 +317,21 @@ async function renderEditor(org, configId) {
   let rollout = null;
   let devices = [];
   let body;
+  let rule;
   try {
     if (configId) {
-      [configuration, rollout, devices] = await Promise.all([
+      [configuration, rollout, devices, rule] = await Promise.all([
         get(configPath),
         get(`${configPath}/rollout`),
         getAll(`${base}/devices`),
+        get(`${base}/new-device-configuration`),
       ]);
       body = configuration.body ?? "";
     } else {
-      body = await getText("/v1/configuration-template");
+      [body, rule] = await Promise.all([
+        getText("/v1/configuration-template"),
+        get(`${base}/new-device-configuration`),
+      ]);
     }
   } catch (error) {
     showError(TITLE, error);
@@ -292,11 +350,39 @@ async function renderEditor(org, configId) {
         `created ${formatTime(configuration.created_at)}`;
     } else {
       title.textContent = "New configuration";
-      meta.textContent =
-        "Starts from the sample template. Once created, it is the configuration new devices get.";
+      meta.textContent = "Starts from the sample template.";
     }
   };
   describe();
+  // What a save does to new devices, said before it is made.
+  let newDevicesNote = null;
+  if (!configuration && rule.rule === "newest" && rule.configuration_id) {
+    newDevicesNote = h(
+      "p",
+      { id: "new-devices-note", class: "alert warning" },
+      `Creating it changes what new devices get: this configuration instead of “${rule.name}”, ` +
+        "the most recently created one now. Devices already paired keep theirs.",
+    );
+  } else if (!configuration && rule.rule === "newest") {
+    newDevicesNote = h(
+      "p",
+      { id: "new-devices-note", class: "muted" },
+      "Once created, it is the configuration new devices get, and the devices paired while there was none receive it.",
+    );
+  } else if (!configuration) {
+    newDevicesNote = h(
+      "p",
+      { id: "new-devices-note", class: "muted" },
+      `New devices keep getting the pinned “${rule.name}”; creating this one does not change that.`,
+    );
+  } else if (rule.configuration_id === configuration.id) {
+    newDevicesNote = h(
+      "p",
+      { id: "new-devices-note", class: "alert warning" },
+      `New devices get this configuration (${rule.rule === "pinned" ? "pinned" : "the most recently created"}): ` +
+        "a save changes what they receive, as well as what the devices that have it run.",
+    );
+  }
 
   // The form: name, body, the problems found, Save.
   const nameInput = h("input", {
@@ -470,7 +556,10 @@ async function renderEditor(org, configId) {
         const created = await post(`${base}/configurations`, { name, body: textarea.value });
         await renderList(org, {
           kind: "ok",
-          text: `Created “${created.name}”. New devices get it from now on.`,
+          text:
+            rule.rule === "pinned"
+              ? `Created “${created.name}”. New devices still get the pinned “${rule.name}”.`
+              : `Created “${created.name}”. New devices get it from now on.`,
         });
       }
     } catch (error) {
@@ -853,7 +942,7 @@ async function renderEditor(org, configId) {
   }
   // show() takes nodes only (replaceChildren would print a null as "null").
   const sections = configuration ? [rolloutSection, historySection, assignSection] : [];
-  show(TITLE, h("p", { class: "config-back" }, back), title, meta, form, ...sections);
+  show(TITLE, h("p", { class: "config-back" }, back), title, meta, ...(newDevicesNote ? [newDevicesNote] : []), form, ...sections);
   title.focus();
   if (!configuration) nameInput.focus();
   updateSave();

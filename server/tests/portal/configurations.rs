@@ -90,6 +90,13 @@ async fn a_configuration_created_from_the_template_shows_errors_by_line_before_i
         browser
             .wait_text("#editor-title", "New configuration")
             .await;
+        // Before anything is saved, the editor says that this changes what new devices get.
+        browser
+            .wait_text(
+                "#new-devices-note",
+                "Creating it changes what new devices get: this configuration instead of “Meters”",
+            )
+            .await;
         // The editor starts with the sample template, which is valid.
         browser
             .wait_text("#check-summary", "No problems found.")
@@ -269,6 +276,75 @@ async fn saving_an_edit_makes_a_revision_that_reaches_the_device_and_its_rollout
         browser
             .wait_text("#rollout-summary", "1 up to date with revision 2")
             .await;
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinning_a_configuration_keeps_new_devices_on_it_and_the_page_says_so() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let org = fixture.a.id.clone();
+        let admin = &fixture.test.admin;
+        admin.create_config(&org, "Routes", "[GLOBAL]\n").await;
+        let meters = configuration_id(&fixture, "Meters").await;
+        let browser = Browser::start().await;
+        open_configurations(&fixture, &browser, &fixture.a.key).await;
+        let sentence = browser.wait_text("#new-devices-get", "“Routes”").await;
+        assert!(sentence.contains("most recently created"), "{sentence}");
+
+        // Pin Meters from its row.
+        let pin = browser
+            .wait_visible(&format!(
+                "#configurations tr[data-config-id=\"{meters}\"] button[data-action=\"pin\"]"
+            ))
+            .await;
+        browser.click(&pin).await;
+        browser
+            .wait_text("#config-notice", "New devices now get “Meters”")
+            .await;
+        let sentence = browser.wait_text("#new-devices-get", "“Meters”").await;
+        assert!(sentence.contains("pinned"), "{sentence}");
+        let row = browser
+            .wait_visible(&format!("#configurations tr[data-config-id=\"{meters}\"]"))
+            .await;
+        assert!(browser.text(&row).await.contains("new devices · pinned"));
+        let rule = admin
+            .get(&format!("/v1/organizations/{org}/new-device-configuration"))
+            .await;
+        assert_eq!(
+            (rule["rule"].clone(), rule["configuration_id"].clone()),
+            (json!("pinned"), json!(meters))
+        );
+
+        // A new configuration would not change that, and the editor says so before saving.
+        let create = browser.wait_visible("#new-configuration").await;
+        browser.click(&create).await;
+        browser
+            .wait_text(
+                "#new-devices-note",
+                "New devices keep getting the pinned “Meters”",
+            )
+            .await;
+        let back = browser.wait_visible("#back-to-list").await;
+        browser.click(&back).await;
+
+        // Unpinned: back to the newest.
+        let unpin = browser.wait_visible("#unpin").await;
+        browser.click(&unpin).await;
+        browser
+            .wait_text(
+                "#config-notice",
+                "Unpinned: new devices get the most recently created configuration again, “Routes”",
+            )
+            .await;
+        browser.wait_text("#new-devices-get", "“Routes”").await;
+        let rule = admin
+            .get(&format!("/v1/organizations/{org}/new-device-configuration"))
+            .await;
+        assert_eq!(rule["rule"], json!("newest"));
         browser.quit().await;
         fixture.test.stop().await;
     })
