@@ -129,6 +129,7 @@ async fn commit_batch(fixture: &Fixture, requests: &[Request]) {
             license_id: license.id,
             details: request.details.clone(),
             paired_by_code: code_id,
+            config_id,
             connection: request.connection,
             peer: std::net::IpAddr::from([127, 0, 0, 1]),
         });
@@ -139,7 +140,7 @@ async fn commit_batch(fixture: &Fixture, requests: &[Request]) {
         .expect("assign licenses");
     assert_eq!(assigned, grants.len() as u64, "a license was not assigned");
     let inserted = tx
-        .insert_devices(org_id, config_id, now, &devices)
+        .insert_devices(org_id, now, &devices)
         .await
         .expect("insert devices");
     assert_eq!(inserted, devices.len() as u64, "a device was not inserted");

@@ -208,6 +208,9 @@ pub struct CodeInfo {
     pub revoked_at: Option<Timestamp>,
     /// The license a single-use code is bound to.
     pub license_id: Option<LicenseId>,
+    /// The configuration devices paired with this code get, instead of the organization's for
+    /// new devices (a reusable code may carry one).
+    pub configuration_id: Option<ConfigId>,
 }
 
 /// A freshly created (or re-shown) code with its secret.

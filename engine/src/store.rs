@@ -164,6 +164,9 @@ pub struct CodeState {
     pub license_id: Option<LicenseId>,
     /// The label an admin gave the code, for the audit log.
     pub label: Option<String>,
+    /// The configuration devices paired with it get (a reusable code's own), instead of the
+    /// organization's for new devices.
+    pub configuration_id: Option<ConfigId>,
 }
 
 /// A license's state inside a write transaction.
@@ -224,7 +227,7 @@ pub struct DeviceDetails {
 }
 
 /// A device to insert; [`StoreTx::insert_devices`] takes what all of a batch's devices share
-/// (organization, configuration, time) once.
+/// (organization, time) once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDevice {
     pub id: DeviceId,
@@ -233,6 +236,9 @@ pub struct NewDevice {
     pub license_id: LicenseId,
     pub details: DeviceDetails,
     pub paired_by_code: CodeId,
+    /// The configuration it is assigned: its code's own, else the organization's for new
+    /// devices; `None` while the organization has none.
+    pub config_id: Option<ConfigId>,
     /// The connection that paired it (presence): the device is online on it.
     pub connection: i64,
     /// The client address it paired from (the audit log's entry says it).
@@ -323,6 +329,9 @@ pub struct NewCode {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub max_uses: Option<u32>,
+    /// The configuration devices paired with it get, instead of the organization's for new
+    /// devices (reusable codes only).
+    pub configuration_id: Option<ConfigId>,
 }
 
 /// A revision to keep in a configuration's history.
@@ -778,13 +787,12 @@ pub trait PairingTx: StoreTx {
         grants: &[LicenseGrant],
         now: Timestamp,
     ) -> StoreResult<u64>;
-    /// Inserts devices of one organization, paired at `now` and assigned `config_id`; a row
-    /// that would break a uniqueness constraint (one active pairing per installation, one device
-    /// per license) is skipped. Returns how many it inserted.
+    /// Inserts devices of one organization, paired at `now`, each assigned its `config_id`; a
+    /// row that would break a uniqueness constraint (one active pairing per installation, one
+    /// device per license) is skipped. Returns how many it inserted.
     async fn insert_devices(
         &mut self,
         org_id: OrgId,
-        config_id: Option<ConfigId>,
         now: Timestamp,
         devices: &[NewDevice],
     ) -> StoreResult<u64>;
@@ -898,6 +906,9 @@ pub trait AdminTx: StoreTx {
         org_id: OrgId,
         config_id: Option<ConfigId>,
     ) -> StoreResult<bool>;
+    /// How many usable codes (neither revoked, expired nor used up) carry `config_id` for the
+    /// devices they pair.
+    async fn codes_carrying(&mut self, config_id: ConfigId, now: Timestamp) -> StoreResult<u64>;
     /// Keeps a revision in the configuration's history.
     async fn insert_revision(&mut self, revision: &NewRevision) -> StoreResult<()>;
     /// One revision of the organization's configuration, with its body.

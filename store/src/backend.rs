@@ -29,7 +29,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use engine::events::OrgEvent;
-use engine::ids::{CodeId, ConfigId, DeviceId, OrgId, Timestamp};
+use engine::ids::{CodeId, DeviceId, OrgId, Timestamp};
 use engine::store::{
     AckWrite, Change, ChangeFeed, DeviceTouch, FreeLicense, LicenseGrant, NewAudit, NewDevice,
     StoreError, StoreResult,
@@ -525,7 +525,6 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     fn insert_devices(
         tx: &mut SqlTx<Self>,
         org_id: OrgId,
-        config_id: Option<ConfigId>,
         now: Timestamp,
         devices: &[NewDevice],
     ) -> impl Future<Output = StoreResult<u64>> + Send;

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::events::OrgEvent;
-use engine::ids::{CodeId, ConfigId, DeviceId, LicenseId, OrgId, Timestamp};
+use engine::ids::{CodeId, DeviceId, LicenseId, OrgId, Timestamp};
 use engine::store::{
     AckWrite, Change, ChangeFeed, DeviceTouch, FreeLicense, LicenseGrant, NewAudit, NewDevice,
     StoreError, StoreResult,
@@ -641,7 +641,6 @@ impl Backend for Postgres {
     async fn insert_devices(
         tx: &mut SqlTx<Postgres>,
         org_id: OrgId,
-        config_id: Option<ConfigId>,
         now: Timestamp,
         devices: &[NewDevice],
     ) -> StoreResult<u64> {
@@ -652,9 +651,13 @@ impl Backend for Postgres {
             .map(|device| device.credential_hash.0.as_slice())
             .collect();
         let connections: Vec<i64> = devices.iter().map(|device| device.connection).collect();
+        let configs: Vec<Option<uuid::Uuid>> = devices
+            .iter()
+            .map(|device| device.config_id.map(|config| config.0))
+            .collect();
         let inserted = sqlx::query(batch_sql::INSERT_DEVICES)
             .bind(org_id.0)
-            .bind(config_id.map(|config| config.0))
+            .bind(configs)
             .bind(now.0)
             .bind(uuids(devices, |device| device.id.0))
             .bind(uuids(devices, |device| device.installation_id.0))
@@ -858,12 +861,12 @@ pub(crate) mod batch_sql {
          credential_hash, license_id, name, model, os, app_version, paired_at, paired_by_code, \
          config_id, assigned_at, online_conn, last_seen) \
          SELECT n.id, $1, n.installation_id, n.credential_hash, n.license_id, n.name, n.model, \
-         n.os, n.app_version, $3, n.code_id, $2::uuid, \
-         CASE WHEN $2::uuid IS NULL THEN NULL ELSE $3::bigint END, n.conn, $3 \
+         n.os, n.app_version, $3, n.code_id, n.config_id, \
+         CASE WHEN n.config_id IS NULL THEN NULL ELSE $3::bigint END, n.conn, $3 \
          FROM UNNEST($4::uuid[], $5::uuid[], $6::bytea[], $7::uuid[], $8::text[], $9::text[], \
-         $10::text[], $11::text[], $12::uuid[], $13::bigint[]) \
+         $10::text[], $11::text[], $12::uuid[], $13::bigint[], $2::uuid[]) \
          WITH ORDINALITY AS n(id, installation_id, credential_hash, license_id, name, model, os, \
-         app_version, code_id, conn, i) \
+         app_version, code_id, conn, config_id, i) \
          ORDER BY n.i \
          ON CONFLICT DO NOTHING";
     /// The rows are locked in id order first: two batches counting uses of the same codes

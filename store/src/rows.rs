@@ -174,7 +174,7 @@ pub(crate) fn license_from_row_at(row: &impl Columns, base: usize) -> StoreResul
 macro_rules! code_columns {
     () => {
         "id, org_id, kind, label, created_at, expires_at, max_uses, uses, last_used_at, \
-         revoked_at, license_id, used_at"
+         revoked_at, license_id, used_at, configuration_id"
     };
 }
 
@@ -204,12 +204,14 @@ pub(crate) fn code_from_row(row: &impl Columns, now: Timestamp) -> StoreResult<C
         last_used_at: get_opt_ts(row, 8)?,
         revoked_at,
         license_id: get::<Option<Uuid>, _>(row, 10)?.map(LicenseId),
+        configuration_id: get::<Option<Uuid>, _>(row, 12)?.map(ConfigId),
     })
 }
 
 macro_rules! code_state_columns {
     () => {
-        "id, org_id, kind, expires_at, revoked_at, max_uses, uses, used_at, license_id, label"
+        "id, org_id, kind, expires_at, revoked_at, max_uses, uses, used_at, license_id, label, \
+         configuration_id"
     };
 }
 
@@ -227,6 +229,7 @@ pub(crate) fn code_state_from_row(row: &impl Columns) -> StoreResult<CodeState> 
         used_at: get_opt_ts(row, 7)?,
         license_id: get::<Option<Uuid>, _>(row, 8)?.map(LicenseId),
         label: get(row, 9)?,
+        configuration_id: get::<Option<Uuid>, _>(row, 10)?.map(ConfigId),
     })
 }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use data_encoding::HEXLOWER;
 use engine::events::OrgEvent;
-use engine::ids::{CodeId, ConfigId, DeviceId, LicenseId, OrgId, Timestamp};
+use engine::ids::{CodeId, DeviceId, LicenseId, OrgId, Timestamp};
 use engine::store::{
     AckWrite, Change, ChangeFeed, DeviceTouch, FreeLicense, LicenseGrant, NewAudit, NewDevice,
     StoreError, StoreResult,
@@ -688,7 +688,6 @@ impl Backend for Sqlite {
     async fn insert_devices(
         tx: &mut SqlTx<Sqlite>,
         org_id: OrgId,
-        config_id: Option<ConfigId>,
         now: Timestamp,
         devices: &[NewDevice],
     ) -> StoreResult<u64> {
@@ -697,6 +696,14 @@ impl Backend for Sqlite {
         let mut records = Vec::with_capacity(devices.len() * 96);
         let mut rows = Rows::with_capacity(devices.len(), 80);
         for device in devices {
+            let bytes;
+            let config: &[&[u8]] = match &device.config_id {
+                Some(config) => {
+                    bytes = [config.0.as_bytes().as_slice()];
+                    &bytes
+                }
+                None => &[],
+            };
             records.extend_from_slice(device.id.0.as_bytes());
             records.extend_from_slice(device.installation_id.0.as_bytes());
             records.extend_from_slice(&device.credential_hash.0);
@@ -708,11 +715,12 @@ impl Backend for Sqlite {
                 .text(&device.details.model)
                 .text(&device.details.os)
                 .text(&device.details.app_version)
+                // The configuration's id in hex, or "" for none.
+                .key(config)
                 .end();
         }
         let inserted = sqlx::query(batch_sql::INSERT_DEVICES)
             .bind(org_id.0)
-            .bind(config_id.map(|config| config.0))
             .bind(now.0)
             .bind(rows.finish())
             .bind(records)
@@ -881,12 +889,13 @@ pub(crate) mod batch_sql {
     pub const INSERT_DEVICES: &str = "INSERT INTO devices (id, org_id, installation_id, credential_hash, license_id, name, \
              model, os, app_version, paired_at, paired_by_code, config_id, assigned_at, \
              online_conn, last_seen) \
-             SELECT substr(?5, j.key * 96 + 1, 16), ?1, substr(?5, j.key * 96 + 17, 16), \
-             substr(?5, j.key * 96 + 33, 32), substr(?5, j.key * 96 + 65, 16), \
-             j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, ?3, \
-             substr(?5, j.key * 96 + 81, 16), ?2, CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END, \
-             j.value ->> 0, ?3 \
-             FROM jsonb_each(?4) AS j WHERE true \
+             SELECT substr(?4, j.key * 96 + 1, 16), ?1, substr(?4, j.key * 96 + 17, 16), \
+             substr(?4, j.key * 96 + 33, 32), substr(?4, j.key * 96 + 65, 16), \
+             j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, ?2, \
+             substr(?4, j.key * 96 + 81, 16), unhex(nullif(j.value ->> 5, '')), \
+             CASE WHEN j.value ->> 5 = '' THEN NULL ELSE ?2 END, \
+             j.value ->> 0, ?2 \
+             FROM jsonb_each(?3) AS j WHERE true \
              ON CONFLICT DO NOTHING";
     pub const COUNT_CODE_USES: &str = "UPDATE codes SET uses = uses + (j.value ->> 1), last_used_at = ?1 \
              FROM jsonb_each(?2) AS j WHERE codes.id = unhex(j.value ->> 0)";

@@ -298,11 +298,10 @@ impl<B: Backend> PairingTx for SqlTx<B> {
     async fn insert_devices(
         &mut self,
         org_id: OrgId,
-        config_id: Option<ConfigId>,
         now: Timestamp,
         devices: &[NewDevice],
     ) -> StoreResult<u64> {
-        B::insert_devices(self, org_id, config_id, now, devices).await
+        B::insert_devices(self, org_id, now, devices).await
     }
 
     async fn count_code_uses(&mut self, uses: &[(CodeId, u32)], now: Timestamp) -> StoreResult<()> {
@@ -529,8 +528,8 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         self.tx
             .execute(
                 "INSERT INTO codes (id, org_id, kind, code_hash, sealed_secret, label, \
-                 license_id, created_at, expires_at, max_uses) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 license_id, created_at, expires_at, max_uses, configuration_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 &[
                     code.id.0.into(),
                     code.org_id.0.into(),
@@ -542,6 +541,7 @@ impl<B: Backend> AdminTx for SqlTx<B> {
                     code.created_at.0.into(),
                     code.expires_at.0.into(),
                     code.max_uses.map(i64::from).into(),
+                    code.configuration_id.map(|config| config.0).into(),
                 ],
             )
             .await?;
@@ -721,6 +721,14 @@ impl<B: Backend> AdminTx for SqlTx<B> {
                 &[id.0.into()],
             )
             .await?;
+        // Codes that can no longer pair anyone may still name it (the command refuses while a
+        // usable one does).
+        self.tx
+            .execute(
+                "UPDATE codes SET configuration_id = NULL WHERE configuration_id = $1",
+                &[id.0.into()],
+            )
+            .await?;
         self.tx
             .execute("DELETE FROM configurations WHERE id = $1", &[id.0.into()])
             .await?;
@@ -763,6 +771,18 @@ impl<B: Backend> AdminTx for SqlTx<B> {
             }
         };
         Ok(changed == 1)
+    }
+
+    async fn codes_carrying(&mut self, config_id: ConfigId, now: Timestamp) -> StoreResult<u64> {
+        let row = self
+            .tx
+            .fetch_one(
+                "SELECT COUNT(*) FROM codes WHERE configuration_id = $1 AND revoked_at IS NULL \
+                 AND expires_at > $2 AND (max_uses IS NULL OR uses < max_uses)",
+                &[config_id.0.into(), now.0.into()],
+            )
+            .await?;
+        get_u64(&row, 0)
     }
 
     async fn insert_revision(&mut self, revision: &NewRevision) -> StoreResult<()> {

@@ -79,9 +79,21 @@ fn new_device(
         license_id: license,
         details: details("phone"),
         paired_by_code: code,
+        config_id: None,
         connection: 1,
         peer: std::net::IpAddr::from([192, 0, 2, 1]),
     }
+}
+
+/// `devices`, each assigned `config`.
+fn with_config(devices: &[NewDevice], config: Option<ConfigId>) -> Vec<NewDevice> {
+    devices
+        .iter()
+        .map(|device| NewDevice {
+            config_id: config,
+            ..device.clone()
+        })
+        .collect()
 }
 
 fn reusable_code(id: CodeId, org_id: OrgId, hash_byte: u8) -> NewCode {
@@ -96,6 +108,7 @@ fn reusable_code(id: CodeId, org_id: OrgId, hash_byte: u8) -> NewCode {
         created_at: T0,
         expires_at: T0.plus_millis(86_400_000),
         max_uses: Some(5),
+        configuration_id: None,
     }
 }
 
@@ -248,7 +261,7 @@ async fn first_pairing_batch() {
         fx.code_id,
     )];
     assert_eq!(
-        tx.insert_devices(fx.org_id, Some(fx.config_id), T0, &devices)
+        tx.insert_devices(fx.org_id, T0, &with_config(&devices, Some(fx.config_id)))
             .await
             .expect("insert"),
         1
@@ -326,7 +339,7 @@ async fn first_pairing_batch() {
         fx.code_id,
     )];
     assert_eq!(
-        tx.insert_devices(fx.org_id, None, T0, &again)
+        tx.insert_devices(fx.org_id, T0, &again)
             .await
             .expect("insert"),
         0
@@ -338,7 +351,7 @@ async fn first_pairing_batch() {
         fx.code_id,
     )];
     assert_eq!(
-        tx.insert_devices(fx.org_id, None, T0, &same_license)
+        tx.insert_devices(fx.org_id, T0, &same_license)
             .await
             .expect("insert"),
         0
@@ -544,6 +557,7 @@ async fn an_unlimited_code_is_shared_by_batches_and_a_revocation_waits_for_them(
     let mut tx = store.begin().await.expect("begin");
     tx.insert_code(&NewCode {
         max_uses: None,
+        configuration_id: None,
         ..reusable_code(open_code, fx.org_id, 43)
     })
     .await
@@ -753,7 +767,7 @@ async fn a_node_with_a_stale_heartbeat_loses_its_presence() {
         devices.push(new);
     }
     assert_eq!(
-        tx.insert_devices(fx.org_id, Some(fx.config_id), T0, &devices)
+        tx.insert_devices(fx.org_id, T0, &with_config(&devices, Some(fx.config_id)))
             .await
             .expect("insert"),
         2
@@ -1230,6 +1244,7 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
         created_at: now,
         expires_at: now.plus_millis(3_600_000),
         max_uses: None,
+        configuration_id: None,
     })
     .await
     .expect("single-use code");
@@ -1363,7 +1378,7 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
         ),
     ];
     log.push(outcome(
-        tx.insert_devices(ids.org, Some(ids.config), now, &new_devices)
+        tx.insert_devices(ids.org, now, &with_config(&new_devices, Some(ids.config)))
             .await,
     ));
     log.push(outcome(tx.count_code_uses(&[(ids.reusable, 1)], now).await));
@@ -1559,6 +1574,7 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
         created_at: now,
         expires_at: now.plus_millis(10_000),
         max_uses: None,
+        configuration_id: None,
     })
     .await
     .expect("code");
@@ -1617,6 +1633,7 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
                 created_at: now,
                 expires_at: now.plus_millis(10_000),
                 max_uses: None,
+                configuration_id: None,
             })
             .await;
         log.push(outcome(result));

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{AdminCommand, CommandTx, quota, validate};
 use crate::error::EngineError;
 use crate::events::OrgEvent;
-use crate::ids::CodeId;
+use crate::ids::{CodeId, ConfigId};
 use crate::model::{CodeInfo, CodeKind, CodeStatus, CodeWithSecret};
 use crate::secrets::{self, PairingCode};
 use crate::store::{NewCode, Quota};
@@ -21,6 +21,10 @@ pub struct CreateReusableCode {
     validity: Duration,
     max_uses: Option<u32>,
     label: Option<String>,
+    /// Left out of the fingerprint when absent, so that a retry that spans the upgrade which
+    /// added it is still recognised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    configuration_id: Option<ConfigId>,
 }
 
 impl CreateReusableCode {
@@ -31,7 +35,15 @@ impl CreateReusableCode {
             validity: whole_millis(validity.unwrap_or(validate::REUSABLE_VALIDITY_DEFAULT)),
             max_uses,
             label,
+            configuration_id: None,
         }
+    }
+
+    /// Devices paired with the code get `configuration_id` (one of the organization's
+    /// configurations) instead of the organization's configuration for new devices.
+    pub fn with_configuration(mut self, configuration_id: Option<ConfigId>) -> Self {
+        self.configuration_id = configuration_id;
+        self
     }
 }
 
@@ -61,6 +73,12 @@ impl AdminCommand for CreateReusableCode {
             .as_deref()
             .map(|label| validate::name("label", label, validate::MAX_LABEL_BYTES))
             .transpose()?;
+        if let Some(config_id) = self.configuration_id {
+            let rows = tx.store.config_rows(&[config_id]).await?;
+            if !rows.iter().any(|row| row.org_id == tx.org_id) {
+                return Err(EngineError::NotFound("configuration"));
+            }
+        }
         let code = secrets::new_pairing_code();
         let id = CodeId::generate();
         // Kept encrypted too, so that its organization's admins can display it again.
@@ -76,13 +94,20 @@ impl AdminCommand for CreateReusableCode {
             created_at: tx.now,
             expires_at: tx.now.plus(self.validity),
             max_uses: self.max_uses,
+            configuration_id: self.configuration_id,
         };
         quota::ensure_room(tx, Quota::ActiveCodes).await?;
         tx.store.insert_code(&new).await?;
         tx.audit(
             "code.created",
             id.to_string(),
-            json!({ "kind": "reusable", "expires_at": new.expires_at, "max_uses": self.max_uses, "label": label }),
+            json!({
+                "kind": "reusable",
+                "expires_at": new.expires_at,
+                "max_uses": self.max_uses,
+                "label": label,
+                "configuration_id": self.configuration_id,
+            }),
         )
         .await?;
         Ok(issued(&new, &code))
@@ -112,6 +137,7 @@ pub(super) fn issued(code: &NewCode, secret: &PairingCode) -> CodeWithSecret {
             last_used_at: None,
             revoked_at: None,
             license_id: code.license_id,
+            configuration_id: code.configuration_id,
         },
         code: secret.as_str().to_string(),
     }

@@ -76,6 +76,7 @@ impl AdminCommand for CreateSingleUseCode {
             created_at: tx.now,
             expires_at: tx.now.plus(self.validity),
             max_uses: Some(1),
+            configuration_id: None,
         };
         // Inserting a code bound to a license reserves the license until the code expires.
         quota::ensure_room(tx, Quota::ActiveCodes).await?;

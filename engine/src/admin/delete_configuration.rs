@@ -26,6 +26,15 @@ impl AdminCommand for DeleteConfiguration {
                 "the configuration is pinned for new devices; unpin it or pin another first",
             ));
         }
+        let carrying = tx.store.codes_carrying(self.config_id, tx.now).await?;
+        if carrying > 0 {
+            return Err(EngineError::conflict(
+                "configuration_in_use",
+                format!(
+                    "{carrying} usable code(s) give the configuration to the devices they pair; revoke them first"
+                ),
+            ));
+        }
         let name = match tx
             .store
             .delete_configuration(tx.org_id, self.config_id)

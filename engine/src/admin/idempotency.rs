@@ -208,6 +208,7 @@ mod tests {
                 last_used_at: None,
                 revoked_at: None,
                 license_id: None,
+                configuration_id: None,
             },
             code: "ABC".into(),
         };

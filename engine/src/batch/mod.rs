@@ -376,9 +376,7 @@ async fn write(
         if assigned != writes.grants.len() as u64 {
             return Err(StoreError::Conflict("license taken concurrently".into()));
         }
-        let inserted = tx
-            .insert_devices(org_id, writes.new_devices_config, now, &writes.new_devices)
-            .await?;
+        let inserted = tx.insert_devices(org_id, now, &writes.new_devices).await?;
         if inserted != writes.new_devices.len() as u64 {
             return Err(StoreError::Conflict(
                 "installation paired concurrently".into(),

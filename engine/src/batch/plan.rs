@@ -264,9 +264,8 @@ pub(crate) struct Writes {
     pub expired: Vec<DeviceId>,
     pub single_uses: Vec<(CodeId, DeviceId)>,
     pub grants: Vec<LicenseGrant>,
+    /// Each with its configuration: its code's own, else the organization's for new devices.
     pub new_devices: Vec<NewDevice>,
-    /// The configuration new devices are assigned: the organization's newest.
-    pub new_devices_config: Option<ConfigId>,
     pub touches: Vec<DeviceTouch>,
     pub acks: Vec<AckWrite>,
     pub offline: Vec<(DeviceId, i64)>,
@@ -460,6 +459,12 @@ impl Planner<'_> {
                 },
             };
             let device_id = DeviceId::generate();
+            // A reusable code may carry a configuration of its own.
+            let config = facts
+                .codes
+                .get(&code)
+                .and_then(|state| state.configuration_id)
+                .or(newest_config);
             let writes = &mut self.plan.writes;
             writes.grants.push(LicenseGrant {
                 license_id: license,
@@ -478,6 +483,7 @@ impl Planner<'_> {
                 license_id: license,
                 details: pairing.details.clone(),
                 paired_by_code: code,
+                config_id: config,
                 connection: pairing.connection,
                 peer: pairing.peer,
             });
@@ -489,16 +495,15 @@ impl Planner<'_> {
                     license_id: license,
                     license_valid_until: valid_until.get(&license).copied().flatten(),
                     already_paired: false,
-                    configuration_pending: newest_config.is_none(),
+                    configuration_pending: config.is_none(),
                 },
-                config: newest_config,
+                config,
             });
+            self.plan.configs.extend(config);
         }
         if granted == 0 {
             return;
         }
-        self.plan.writes.new_devices_config = newest_config;
-        self.plan.configs.extend(newest_config);
         // What decided each pairing (code, license, installation) and what the device said of
         // itself, as it was: its row changes with every reconnection, the entry does not.
         let entries: Vec<(DeviceId, serde_json::Value)> = self
@@ -734,6 +739,7 @@ mod tests {
             used_at: None,
             license_id: None,
             label: Some("vans".into()),
+            configuration_id: None,
         }
     }
 
@@ -1016,7 +1022,12 @@ mod tests {
         assert_eq!(refusal(&plan.pairs[3]), Some(Refusal::NoFreeLicense));
         assert_eq!(refusal(&plan.pairs[4]), Some(Refusal::CodeUseLimit));
         assert_eq!(plan.writes.code_uses, vec![(code.id, 3)]);
-        assert_eq!(plan.writes.new_devices_config, Some(config));
+        assert!(
+            plan.writes
+                .new_devices
+                .iter()
+                .all(|device| device.config_id == Some(config))
+        );
         assert!(plan.configs.contains(&config));
         let actions: Vec<&str> = plan
             .writes

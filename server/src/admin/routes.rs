@@ -878,6 +878,9 @@ pub(super) struct CreateCodeBody {
     validity_seconds: Option<f64>,
     max_uses: Option<u32>,
     label: Option<String>,
+    /// Devices paired with the code get this configuration instead of the organization's for
+    /// new devices.
+    configuration_id: Option<ConfigId>,
 }
 
 async fn create_code(
@@ -893,7 +896,8 @@ async fn create_code(
         seconds("validity_seconds", body.validity_seconds)?,
         body.max_uses,
         body.label,
-    );
+    )
+    .with_configuration(body.configuration_id);
     let code = state
         .engine
         .run_with_key(&principal, org, command, key)

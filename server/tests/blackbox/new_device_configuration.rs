@@ -113,3 +113,122 @@ async fn new_devices_get_the_newest_configuration_unless_one_is_pinned() {
     );
     test.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_that_carries_a_configuration_gives_it_to_the_devices_it_pairs() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let (org, plain) = admin.org_with_code("Acme", 10).await;
+    let carried = admin.create_config(&org, "Carried", "[GLOBAL]\n").await;
+    let newest = admin.create_config(&org, "Newest", "[GLOBAL]\n").await;
+    let code = admin
+        .reusable_code(
+            &org,
+            json!({ "configuration_id": carried, "label": "vans" }),
+        )
+        .await;
+    assert_eq!(code["configuration_id"], json!(carried));
+    let code_id = code["id"].as_str().unwrap();
+    let shown = admin
+        .get(&format!("/v1/organizations/{org}/codes/{code_id}"))
+        .await;
+    assert_eq!(shown["configuration_id"], json!(carried));
+    let carrying = code["code"].as_str().unwrap().to_string();
+
+    // Devices of one burst on both codes: each gets its code's configuration, or the
+    // organization's for new devices.
+    let url = test.device_url();
+    let pairings = (0..6).map(|i| {
+        let (url, code) = (
+            url.clone(),
+            if i % 2 == 0 {
+                carrying.clone()
+            } else {
+                plain.clone()
+            },
+        );
+        async move {
+            let (_, mut device, _) = pair_ok(&url, &code).await;
+            (
+                i,
+                next_configuration(&mut device)
+                    .await
+                    .configuration_id
+                    .to_string(),
+            )
+        }
+    });
+    for (i, configuration) in futures_util::future::join_all(pairings).await {
+        let expected = if i % 2 == 0 { &carried } else { &newest };
+        assert_eq!(&configuration, expected, "device {i}");
+    }
+    // The code's own configuration wins over a pinned one.
+    let pin = format!("/v1/organizations/{org}/new-device-configuration");
+    admin.put(&pin, json!({ "configuration_id": newest })).await;
+    assert_eq!(
+        paired_configuration(&test, &carrying).await.to_string(),
+        carried
+    );
+    assert_eq!(
+        paired_configuration(&test, &plain).await.to_string(),
+        newest
+    );
+    admin.put(&pin, json!({ "configuration_id": null })).await;
+
+    // A configuration a usable code carries cannot be deleted; once the code is revoked it can,
+    // and the code lets go of it.
+    let spare = admin.create_config(&org, "Spare", "[GLOBAL]\n").await;
+    let holder = admin
+        .reusable_code(&org, json!({ "configuration_id": spare }))
+        .await;
+    let holder_id = holder["id"].as_str().unwrap();
+    let spare_path = format!("/v1/organizations/{org}/configurations/{spare}");
+    let (status, body) = admin.call(Method::DELETE, &spare_path, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (409, json!("configuration_in_use"))
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("code"),
+        "{body}"
+    );
+    admin
+        .post(
+            &format!("/v1/organizations/{org}/codes/{holder_id}/revoke"),
+            json!({}),
+        )
+        .await;
+    let (status, _) = admin.call(Method::DELETE, &spare_path, None).await;
+    assert_eq!(status, 204);
+    let released = admin
+        .get(&format!("/v1/organizations/{org}/codes/{holder_id}"))
+        .await;
+    assert_eq!(released["configuration_id"], Value::Null);
+
+    // Another organization's configuration, or none at all, is not found; nothing is created.
+    let (other, _) = admin.org_with_code("Other", 0).await;
+    let foreign = admin.create_config(&other, "Foreign", "[GLOBAL]\n").await;
+    let codes_before = admin.get(&format!("/v1/organizations/{org}/codes")).await["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    for configuration in [json!(foreign), json!(uuid::Uuid::now_v7())] {
+        let (status, body) = admin
+            .call(
+                Method::POST,
+                &format!("/v1/organizations/{org}/codes"),
+                Some(json!({ "configuration_id": configuration })),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (404, json!("not_found"))
+        );
+    }
+    let codes_after = admin.get(&format!("/v1/organizations/{org}/codes")).await["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(codes_after, codes_before);
+    test.stop().await;
+}
