@@ -18,13 +18,22 @@ export async function renderCodes(org) {
   renderChrome(org, "codes");
   show("Codes", h("h1", {}, "Codes"), h("p", { class: "muted" }, "Loading…"));
   const base = `/v1/organizations/${segment(org)}/codes`;
-  let codes;
+  let codes, configurations;
   try {
-    codes = await getAll(base);
+    [codes, configurations] = await Promise.all([
+      getAll(base),
+      getAll(`/v1/organizations/${segment(org)}/configurations`),
+    ]);
   } catch (error) {
     showError("Codes", error);
     return;
   }
+  const configurationNames = new Map(configurations.map((entry) => [entry.id, entry.name]));
+  /** What the devices a code pairs get. */
+  const givesText = (code) =>
+    code.configuration_id
+      ? `“${configurationNames.get(code.configuration_id) ?? "a configuration"}”`
+      : "the one for new devices";
   const shown = h("section", { id: "shown-code", "aria-live": "polite" });
   const status = h("p", { class: "muted", role: "status" });
 
@@ -71,6 +80,7 @@ export async function renderCodes(org) {
       h("td", { "data-label": "Valid until" }, formatTime(code.expires_at)),
       h("td", { "data-label": "Uses" }, code.max_uses ? `${code.uses} of ${code.max_uses}` : String(code.uses)),
       h("td", { "data-label": "Last used" }, formatTime(code.last_used_at)),
+      h("td", { "data-label": "Devices get", "data-field": "configuration" }, givesText(code)),
       actions,
     );
     return row;
@@ -80,7 +90,7 @@ export async function renderCodes(org) {
   const codesTable = table(
     { id: "codes" },
     null,
-    ["Label", "Status", "Valid until", "Uses", "Last used", "Actions"],
+    ["Label", "Status", "Valid until", "Uses", "Last used", "Devices get", "Actions"],
     list,
   );
   show(
@@ -159,6 +169,22 @@ function codeDetails(code) {
  */
 function codeForm(base, status, onCreated) {
   const validity = h("input", { id: "code-validity", type: "number", min: 1, max: 365, value: 30, required: true });
+  // Which configuration the devices it pairs get: the organization's for new devices, or one of
+  // its configurations (read as the form opens).
+  const configuration = h(
+    "select",
+    { id: "code-configuration" },
+    h("option", { value: "" }, "The one for new devices"),
+  );
+  getAll(base.replace(/\/codes$/, "/configurations"))
+    .then((configurations) => {
+      configuration.append(
+        ...configurations.map((entry) => h("option", { value: entry.id }, entry.name)),
+      );
+    })
+    .catch(() => {
+      // Without the list the code simply carries none; the default option stays.
+    });
   const maxUses = h("input", { id: "code-max-uses", type: "number", min: 1, placeholder: "no limit" });
   const label = h("input", { id: "code-label", type: "text", maxlength: 100, placeholder: "e.g. spring rollout" });
   const create = h("button", { type: "submit", class: "button", id: "create-code" }, "Create Code");
@@ -168,6 +194,7 @@ function codeForm(base, status, onCreated) {
     h("label", { for: "code-label" }, "Label", label),
     h("label", { for: "code-validity" }, "Valid for (days)", validity),
     h("label", { for: "code-max-uses" }, "Use limit", maxUses),
+    h("label", { for: "code-configuration" }, "Devices get", configuration),
     create,
   );
   form.addEventListener("submit", async (event) => {
@@ -177,6 +204,7 @@ function codeForm(base, status, onCreated) {
     const body = { validity_seconds: Number(validity.value) * DAY_SECONDS };
     if (maxUses.value) body.max_uses = Number(maxUses.value);
     if (label.value.trim()) body.label = label.value.trim();
+    if (configuration.value) body.configuration_id = configuration.value;
     try {
       onCreated(await post(`${base}?qr=png`, body));
     } catch (error) {

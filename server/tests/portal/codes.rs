@@ -130,3 +130,60 @@ async fn a_created_code_shows_a_qr_that_pairs_a_device_and_can_be_revoked() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_created_with_a_configuration_gives_it_to_the_devices_it_pairs() {
+    bounded(async {
+        let fixture = Fixture::start().await;
+        let org = fixture.a.id.clone();
+        let routes = fixture
+            .test
+            .admin
+            .create_config(&org, "Routes", "[GLOBAL]\n")
+            .await;
+        // Meters is older, so it is not the one for new devices; the code will carry it.
+        let meters = fixture
+            .test
+            .admin
+            .get(&format!("/v1/organizations/{org}/configurations"))
+            .await["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["name"] == "Meters")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let browser = Browser::start().await;
+        fixture.sign_in(&browser, &fixture.a.key).await;
+        browser.wait_text("#org-name", &fixture.a.name).await;
+        let link = browser.wait_visible("#nav a[href$=\"/codes\"]").await;
+        browser.click(&link).await;
+        let label = browser.wait_visible("#code-label").await;
+        browser.send_keys(&label, "meter readers").await;
+        let option = browser
+            .wait_visible(&format!("#code-configuration option[value=\"{meters}\"]"))
+            .await;
+        browser.click(&option).await;
+        let create = browser.wait_visible("#create-code").await;
+        browser.click(&create).await;
+        let shown = browser.wait_visible("#payload").await;
+        let payload = browser.text(&shown).await;
+        let code = payload.rsplit('/').next().expect("the code").to_string();
+
+        // The code's row says what its devices get; a device paired with it gets Meters, not
+        // the newest configuration (Routes).
+        let cell = browser
+            .wait_text("#codes tr [data-field=\"configuration\"]", "“Meters”")
+            .await;
+        assert_eq!(cell, "“Meters”");
+        let (_, mut connection, _) = pair_ok(&fixture.test.device_url(), &code).await;
+        let received = crate::support::next_configuration(&mut connection).await;
+        assert_eq!(received.configuration_id.to_string(), meters);
+        assert_ne!(received.configuration_id.to_string(), routes);
+        browser.quit().await;
+        fixture.test.stop().await;
+    })
+    .await;
+}
