@@ -98,11 +98,11 @@ macro_rules! pinned_configuration_for_delete {
 }
 
 /// `(org id)` → the configuration new devices get: the pinned one, else the most recently
-/// created (one sort over the organization's configurations, which its quota bounds).
-pub(crate) const CONFIGURATION_FOR_NEW_DEVICES: &str = "SELECT c.id, c.org_id, c.name, \
-     c.revision, c.body FROM configurations c JOIN organizations o ON o.id = c.org_id \
-     WHERE c.org_id = $1 ORDER BY CASE WHEN c.id = o.pinned_configuration_id THEN 0 ELSE 1 END, \
-     c.created_at DESC, c.id DESC LIMIT 1";
+/// created (a primary-key lookup, or the newest by `configurations_by_org`: no sort).
+pub(crate) const CONFIGURATION_FOR_NEW_DEVICES: &str = "SELECT id, org_id, name, revision, body \
+     FROM configurations WHERE org_id = $1 AND id = COALESCE(\
+     (SELECT pinned_configuration_id FROM organizations WHERE id = $1), \
+     (SELECT id FROM configurations WHERE org_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1))";
 
 macro_rules! organization_for_quota {
     ($lock:literal) => {

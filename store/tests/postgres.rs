@@ -1709,6 +1709,19 @@ async fn same_answers_as_sqlite() {
 
 // --- the audit migration on a log written before it ------------------------------------------
 
+/// A new SQLite file `old.db` in `dir`, and a pool on it without paird's migrations (a test
+/// brings it to an older schema itself).
+async fn old_sqlite(dir: &std::path::Path) -> (std::path::PathBuf, sqlx::SqlitePool) {
+    let path = dir.join("old.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("sqlite");
+    (path, pool)
+}
+
 /// A directory with the backend's migrations older than `0004_audit`.
 fn migrations_before_audit(backend: &str) -> tempfile::TempDir {
     migrations_before(backend, "0004")
@@ -1821,13 +1834,7 @@ async fn the_audit_migration_names_the_devices_of_older_entries() {
     let expected = vec![vec![2, 0], vec![1], vec![2]];
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("old.db");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(options)
-        .await
-        .expect("sqlite");
+    let (path, pool) = old_sqlite(dir.path()).await;
     write_old_log!(pool, "sqlite", org, &devices);
     let sqlite = SqliteStore::open(&SqliteSettings::new(path))
         .await
@@ -1915,13 +1922,7 @@ async fn old_history(store: &dyn Store, org: OrgId, config: ConfigId) {
 async fn the_revisions_migration_keeps_the_current_revision_of_older_configurations() {
     let (org, config) = (OrgId(id()), ConfigId(id()));
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("old.db");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(options)
-        .await
-        .expect("sqlite");
+    let (path, pool) = old_sqlite(dir.path()).await;
     write_old_configuration!(pool, "sqlite", "0012", org, config);
     let sqlite = SqliteStore::open(&SqliteSettings::new(path))
         .await
