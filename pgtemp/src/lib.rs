@@ -186,10 +186,14 @@ impl Cluster {
 
     fn write_settings(&self) -> Result<(), ClusterError> {
         use std::io::Write as _;
+        // A small WAL: every test database is made by copying the template through the WAL
+        // (PostgreSQL 15's default), and with the default max_wal_size of 1 GB a suite's run
+        // keeps a gigabyte of segments on disk.
         let mut settings = format!(
             "\n# paird throwaway cluster\nlisten_addresses = '127.0.0.1'\n\
              unix_socket_directories = '{socket}'\nfsync = {fsync}\n\
-             max_connections = {max}\nlog_min_messages = warning\n",
+             max_connections = {max}\nlog_min_messages = warning\n\
+             max_wal_size = 64MB\nmin_wal_size = 32MB\n",
             socket = self.dir.path().display(),
             fsync = if self.options.fsync { "on" } else { "off" },
             max = self.options.max_connections,
