@@ -286,6 +286,8 @@ fn end_reason(code: u16) -> Option<EndReason> {
         CloseCode::LicenseExpired => Some(EndReason::LicenseExpired),
         CloseCode::AuthenticationFailed => Some(EndReason::AuthenticationFailed),
         CloseCode::Superseded => Some(EndReason::Superseded),
+        CloseCode::Replaced => Some(EndReason::Replaced),
+        CloseCode::ReleasedInactive => Some(EndReason::ReleasedInactive),
         _ => None,
     }
 }

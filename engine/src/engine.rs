@@ -12,6 +12,7 @@ use crate::admin::{
 };
 use crate::audit;
 use crate::clock::Clock;
+use crate::duties::expiry::Swept;
 use crate::duties::{self, Duties};
 use crate::error::EngineError;
 use crate::events::OrgEvent;
@@ -394,9 +395,10 @@ impl Engine {
         self.actors.send(org_id, OrgMsg::Crash).await
     }
 
-    /// Ends every pairing whose license has expired now; returns how many. The expiry duty
-    /// does this periodically.
-    pub async fn sweep_expired(&self) -> u64 {
+    /// Ends every pairing whose license has expired now, and releases the licenses of devices
+    /// inactive for longer than their organization allows; says how many of each. The expiry
+    /// duty does this periodically.
+    pub async fn sweep_expired(&self) -> Swept {
         duties::expiry::sweep(&self.node, &self.actors).await
     }
 }

@@ -61,6 +61,7 @@ mod usage;
 
 pub use admin::{IdempotencyKey, Principal, check_configuration_body, new_operator_token};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use duties::expiry::Swept;
 pub use engine::{Engine, StartError};
 pub use error::EngineError;
 pub use metrics::{DetailedMetrics, Metrics};

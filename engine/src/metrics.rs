@@ -38,6 +38,8 @@ pub(crate) struct Counters {
     pub largest_batch: AtomicU64,
     pub actor_restarts: AtomicU64,
     pub expired_by_sweep: AtomicU64,
+    /// Pairings ended by the inactive release.
+    pub released_inactive: AtomicU64,
     /// Pairing answers `refused`, by reason (in the order of [`Refusal::ALL`]), however they
     /// were refused: before the actor (unknown code, rate limit, malformed) or by its batch.
     pub refusals: [AtomicU64; Refusal::ALL.len()],
@@ -65,6 +67,7 @@ impl Default for Counters {
             largest_batch: zero(),
             actor_restarts: zero(),
             expired_by_sweep: zero(),
+            released_inactive: zero(),
             refusals: [const { AtomicU64::new(0) }; Refusal::ALL.len()],
             batch_size: AtomicHistogram::new(&BATCH_SIZE_BOUNDS),
             batch_seconds: AtomicHistogram::new(&BATCH_SECONDS_BOUNDS),
@@ -113,6 +116,7 @@ impl Counters {
             largest_batch: get(&self.largest_batch),
             actor_restarts: get(&self.actor_restarts),
             expired_by_sweep: get(&self.expired_by_sweep),
+            released_inactive: get(&self.released_inactive),
             connected_devices: connected_devices as u64,
             running_organization_actors: running_orgs as u64,
             live_feed_watched_here: 0,
@@ -146,6 +150,8 @@ pub struct Metrics {
     pub largest_batch: u64,
     pub actor_restarts: u64,
     pub expired_by_sweep: u64,
+    /// Pairings of inactive devices ended, their licenses released.
+    pub released_inactive: u64,
     pub connected_devices: u64,
     pub running_organization_actors: u64,
     /// Organizations with live-feed watchers on this node, and organizations other nodes

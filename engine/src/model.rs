@@ -14,6 +14,17 @@ pub struct Organization {
     pub id: OrgId,
     pub name: String,
     pub created_at: Timestamp,
+    /// The license of an offline device not seen for this many days is released (its pairing
+    /// ends, its license is free for another device). `None`: never (the default).
+    pub release_inactive_after_days: Option<u32>,
+}
+
+/// An organization's inactive-device release setting, as `GET`/`PUT
+/// …/inactive-release` read and write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InactiveRelease {
+    /// Days an offline device may go unseen before its license is released; `null`: off.
+    pub after_days: Option<u32>,
 }
 
 /// An organization key, without its secret (shown only once, when created).

@@ -141,6 +141,10 @@ pub enum SessionEnd {
     AuthenticationFailed,
     /// A newer connection of the same device replaced this one.
     Superseded,
+    /// An admin replaced the device with a new installation.
+    Replaced,
+    /// Not seen for longer than the organization allows: its license was released.
+    ReleasedInactive,
 }
 
 impl From<PairingEnd> for SessionEnd {
@@ -148,6 +152,8 @@ impl From<PairingEnd> for SessionEnd {
         match end {
             PairingEnd::Unpaired => SessionEnd::Unpaired,
             PairingEnd::LicenseExpired => SessionEnd::LicenseExpired,
+            PairingEnd::Replaced => SessionEnd::Replaced,
+            PairingEnd::ReleasedInactive => SessionEnd::ReleasedInactive,
         }
     }
 }

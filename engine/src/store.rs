@@ -76,10 +76,18 @@ pub struct EndedPairing {
 }
 
 /// Why a pairing ended; stored with it, so that a returning device can be told.
+///
+/// Stored as two columns: `end_reason` (`unpaired` or `license_expired`: the credential is
+/// dead for good, or until a license is valid) and `end_cause`, which says which kind of
+/// unpairing it was when it was not an admin's (`replaced`, `released_inactive`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PairingEnd {
     Unpaired,
     LicenseExpired,
+    /// An admin replaced the device; its license moved to the new installation.
+    Replaced,
+    /// Not seen for longer than the organization's setting: its license was released.
+    ReleasedInactive,
 }
 
 impl PairingEnd {
@@ -87,13 +95,49 @@ impl PairingEnd {
         match self {
             PairingEnd::Unpaired => "unpaired",
             PairingEnd::LicenseExpired => "license_expired",
+            PairingEnd::Replaced => "replaced",
+            PairingEnd::ReleasedInactive => "released_inactive",
         }
     }
 
+    /// From [`PairingEnd::as_str`]'s names.
     pub fn parse(text: &str) -> Option<PairingEnd> {
-        match text {
-            "unpaired" => Some(PairingEnd::Unpaired),
-            "license_expired" => Some(PairingEnd::LicenseExpired),
+        [
+            PairingEnd::Unpaired,
+            PairingEnd::LicenseExpired,
+            PairingEnd::Replaced,
+            PairingEnd::ReleasedInactive,
+        ]
+        .into_iter()
+        .find(|end| end.as_str() == text)
+    }
+
+    /// The `end_reason` column's value.
+    pub fn reason_column(self) -> &'static str {
+        match self {
+            PairingEnd::LicenseExpired => "license_expired",
+            PairingEnd::Unpaired | PairingEnd::Replaced | PairingEnd::ReleasedInactive => {
+                "unpaired"
+            }
+        }
+    }
+
+    /// The `end_cause` column's value.
+    pub fn cause_column(self) -> Option<&'static str> {
+        match self {
+            PairingEnd::Replaced => Some("replaced"),
+            PairingEnd::ReleasedInactive => Some("released_inactive"),
+            PairingEnd::Unpaired | PairingEnd::LicenseExpired => None,
+        }
+    }
+
+    /// From the `end_reason` and `end_cause` columns.
+    pub fn from_columns(reason: &str, cause: Option<&str>) -> Option<PairingEnd> {
+        match (reason, cause) {
+            ("unpaired", None) => Some(PairingEnd::Unpaired),
+            ("license_expired", None) => Some(PairingEnd::LicenseExpired),
+            ("unpaired", Some("replaced")) => Some(PairingEnd::Replaced),
+            ("unpaired", Some("released_inactive")) => Some(PairingEnd::ReleasedInactive),
             _ => None,
         }
     }
@@ -167,6 +211,8 @@ pub struct CodeState {
     /// The configuration devices paired with it get (a reusable code's own), instead of the
     /// organization's for new devices.
     pub configuration_id: Option<ConfigId>,
+    /// The device a replacement code replaces.
+    pub replaces_device: Option<DeviceId>,
 }
 
 /// A license's state inside a write transaction.
@@ -294,6 +340,14 @@ pub struct AckWrite {
     pub reason: Option<String>,
 }
 
+/// An active device's presence, read inside a write transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevicePresence {
+    pub device_id: DeviceId,
+    pub online: bool,
+    pub last_seen: Timestamp,
+}
+
 /// A device whose pairing was ended by [`StoreTx::end_devices`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndedDevice {
@@ -332,6 +386,9 @@ pub struct NewCode {
     /// The configuration devices paired with it get, instead of the organization's for new
     /// devices (reusable codes only).
     pub configuration_id: Option<ConfigId>,
+    /// The device a replacement code replaces (single-use codes only): the code reserves its
+    /// license, and the installation that pairs with it takes the device's place.
+    pub replaces_device: Option<DeviceId>,
 }
 
 /// A revision to keep in a configuration's history.
@@ -570,6 +627,15 @@ pub trait NodeStore: Send + Sync {
         limit: u32,
     ) -> StoreResult<Vec<(OrgId, DeviceId)>>;
 
+    /// Active, offline devices of organizations that release inactive devices, not seen for
+    /// longer than their organization's `release_inactive_after_days` before `now`; at most
+    /// `limit`.
+    async fn inactive_pairings(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(OrgId, DeviceId)>>;
+
     /// Brings up to `limit` devices whose entry in the search's word index is not up to date
     /// (new, renamed, re-noted or ended since it was made) up to date, in one transaction;
     /// returns how many. The fleet lists are right whether it has run or not: they read the
@@ -731,6 +797,8 @@ pub trait StoreTx: Send {
     async fn publish(&mut self, change: &Change) -> StoreResult<()>;
     /// Licenses by id, locked.
     async fn lock_licenses(&mut self, ids: &[LicenseId]) -> StoreResult<Vec<LicenseState>>;
+    /// Active devices by id (any organization), locked.
+    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>>;
     /// Ends active pairings: the device's credential stops working, its license is freed, its
     /// configuration assignment is dropped. Returns the devices it ended.
     async fn end_devices(
@@ -754,6 +822,9 @@ pub trait StoreTx: Send {
 pub trait PairingTx: StoreTx {
     /// Codes by id, locked against concurrent use where the backend locks rows.
     async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>>;
+    /// Gives each new device (first) what an admin said of the device it replaces (second):
+    /// its name and notes.
+    async fn carry_over(&mut self, replacements: &[(DeviceId, DeviceId)]) -> StoreResult<()>;
     /// Active devices of these installations, in any organization.
     async fn active_devices_by_installation(
         &mut self,
@@ -896,6 +967,12 @@ pub trait AdminTx: StoreTx {
         org_id: OrgId,
         id: ConfigId,
     ) -> StoreResult<ConfigDelete>;
+    /// The organization's inactive-device release, in days (`None`: off).
+    async fn inactive_release(&mut self, org_id: OrgId) -> StoreResult<Option<u32>>;
+    /// Sets the organization's inactive-device release (`None`: off).
+    async fn set_inactive_release(&mut self, org_id: OrgId, days: Option<u32>) -> StoreResult<()>;
+    /// Whether each of the active devices among `ids` is online, and when it was last seen.
+    async fn device_presence(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<DevicePresence>>;
     /// The organization's pinned configuration (`None`: new devices get the newest), read with
     /// the organization's row locked against a concurrent pin where the backend locks rows.
     async fn pinned_configuration(&mut self, org_id: OrgId) -> StoreResult<Option<ConfigId>>;
@@ -934,8 +1011,6 @@ pub trait AdminTx: StoreTx {
         config_id: ConfigId,
         now: Timestamp,
     ) -> StoreResult<Vec<DeviceId>>;
-    /// Active devices by id (any organization), locked.
-    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>>;
     /// The organization's active devices that match a fleet filter at `now` (the device
     /// list's conditions), in id order: what a bulk command by filter changes.
     async fn matching_devices(

@@ -218,7 +218,7 @@ async fn both_nodes_sweep_expired_licenses_and_each_pairing_ends_once() {
     }
     // Once more, side by side: nothing is left to end.
     let (first, second) = tokio::join!(nodes[0].sweep_expired(), nodes[1].sweep_expired());
-    assert_eq!((first, second), (0, 0));
+    assert_eq!((first.expired, second.expired), (0, 0));
     let audit = nodes[1]
         .query(
             &Principal::Operator,

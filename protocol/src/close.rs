@@ -40,13 +40,18 @@ pub enum CloseCode {
     HelloTimeout,
     /// 4005: nothing was heard from the device (not even a pong) within the silence limit.
     KeepaliveTimeout,
+    /// 4006: an admin replaced the device with a new installation. Do not reconnect.
+    Replaced,
+    /// 4007: the device was not seen for too long and its license was released. Do not
+    /// reconnect with this credential; pair again.
+    ReleasedInactive,
     /// 4008: too many failed attempts, on this connection or from this address. Reconnect after
     /// a pause (the close reason says how long when the address is blocked).
     TooManyFailures,
 }
 
 impl CloseCode {
-    pub const ALL: [CloseCode; 16] = [
+    pub const ALL: [CloseCode; 18] = [
         CloseCode::Normal,
         CloseCode::GoingAway,
         CloseCode::ProtocolError,
@@ -62,6 +67,8 @@ impl CloseCode {
         CloseCode::Superseded,
         CloseCode::HelloTimeout,
         CloseCode::KeepaliveTimeout,
+        CloseCode::Replaced,
+        CloseCode::ReleasedInactive,
         CloseCode::TooManyFailures,
     ];
 
@@ -82,6 +89,8 @@ impl CloseCode {
             CloseCode::Superseded => 4003,
             CloseCode::HelloTimeout => 4004,
             CloseCode::KeepaliveTimeout => 4005,
+            CloseCode::Replaced => 4006,
+            CloseCode::ReleasedInactive => 4007,
             CloseCode::TooManyFailures => 4008,
         }
     }
@@ -110,6 +119,8 @@ impl CloseCode {
             CloseCode::Superseded => "superseded by a newer connection",
             CloseCode::HelloTimeout => "no pair or resume in time",
             CloseCode::KeepaliveTimeout => "keepalive timeout",
+            CloseCode::Replaced => "replaced by a new installation",
+            CloseCode::ReleasedInactive => "released after inactivity",
             CloseCode::TooManyFailures => "too many failed attempts",
         }
     }
@@ -122,6 +133,8 @@ impl CloseCode {
                 | CloseCode::LicenseExpired
                 | CloseCode::AuthenticationFailed
                 | CloseCode::Superseded
+                | CloseCode::Replaced
+                | CloseCode::ReleasedInactive
         )
     }
 }

@@ -246,6 +246,12 @@ pub enum EndReason {
     AuthenticationFailed,
     /// A newer connection of the same installation replaced this one.
     Superseded,
+    /// An admin replaced the device with a new installation, which took its license,
+    /// configuration, name and notes; this installation's pairing is over.
+    Replaced,
+    /// The device was not seen for longer than its organization allows, and its license was
+    /// released for another device; pair again with a new code.
+    ReleasedInactive,
 }
 
 impl EndReason {
@@ -255,6 +261,8 @@ impl EndReason {
             EndReason::LicenseExpired => "license_expired",
             EndReason::AuthenticationFailed => "authentication_failed",
             EndReason::Superseded => "superseded",
+            EndReason::Replaced => "replaced",
+            EndReason::ReleasedInactive => "released_inactive",
         }
     }
 
@@ -265,6 +273,8 @@ impl EndReason {
             EndReason::LicenseExpired => crate::CloseCode::LicenseExpired,
             EndReason::AuthenticationFailed => crate::CloseCode::AuthenticationFailed,
             EndReason::Superseded => crate::CloseCode::Superseded,
+            EndReason::Replaced => crate::CloseCode::Replaced,
+            EndReason::ReleasedInactive => crate::CloseCode::ReleasedInactive,
         }
     }
 }

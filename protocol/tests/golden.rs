@@ -135,6 +135,20 @@ fn server_cases() -> Vec<(ServerMessage, &'static str, &'static str)> {
             "0500",
             r#"{"ended":{"reason":"unpaired"}}"#,
         ),
+        (
+            ServerMessage::Ended(Ended {
+                reason: EndReason::Replaced,
+            }),
+            "0504",
+            r#"{"ended":{"reason":"replaced"}}"#,
+        ),
+        (
+            ServerMessage::Ended(Ended {
+                reason: EndReason::ReleasedInactive,
+            }),
+            "0505",
+            r#"{"ended":{"reason":"released_inactive"}}"#,
+        ),
     ]
 }
 

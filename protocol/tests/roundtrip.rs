@@ -87,6 +87,8 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         EndReason::LicenseExpired,
         EndReason::AuthenticationFailed,
         EndReason::Superseded,
+        EndReason::Replaced,
+        EndReason::ReleasedInactive,
     ]);
     prop_oneof![
         (

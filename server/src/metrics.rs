@@ -310,6 +310,12 @@ pub fn render(
         "Pairings ended by the expiry sweep.",
         &[(&[], counters.expired_by_sweep as f64)],
     );
+    families.counter(
+        "paird_released_inactive_pairings_total",
+        "Pairings of devices unseen for longer than their organization allows, ended to release \
+         their licenses.",
+        &[(&[], counters.released_inactive as f64)],
+    );
 
     // Batches.
     families.counter(

@@ -397,6 +397,11 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     const DEVICE_STATES: &'static str;
     /// `(now, limit)` → `org_id, id` of active devices whose license has expired.
     const EXPIRED_PAIRINGS: &'static str;
+    /// `(ids)` → `id, online_conn, last_seen` of the active ones.
+    const DEVICE_PRESENCE: &'static str;
+    /// `(now, device ids)` revokes the unused replacement codes of those devices → the
+    /// licenses they reserved.
+    const REVOKE_REPLACEMENT_CODES: &'static str;
 
     // The batch statements, from the backend's `batch_sql` module (`batch_statements!`).
 

@@ -87,6 +87,21 @@ impl<B: Backend> NodeStore for SqlStore<B> {
         B::mark_online(self, online, now).await
     }
 
+    async fn inactive_pairings(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
+        self.reader()
+            .await?
+            .read_all(
+                INACTIVE_PAIRINGS,
+                &[now.0.into(), i64::from(limit).into(), DAY_MS.into()],
+                |row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))),
+            )
+            .await
+    }
+
     async fn expired_pairings(
         &self,
         now: Timestamp,
@@ -193,3 +208,16 @@ impl<B: Backend> NodeStore for SqlStore<B> {
         Ok(())
     }
 }
+
+/// A day in the unit of timestamps.
+const DAY_MS: i64 = 86_400_000;
+
+/// The inactive release's read: for each organization that releases inactive devices (few),
+/// its active offline devices last seen before its cut-off, by `devices_by_last_seen`
+/// (`org_id, last_seen, id` of active devices) from its oldest end. The day length is bound as
+/// a 64-bit parameter: `days * 86400000` overflows PostgreSQL's `integer` past 24 days.
+const INACTIVE_PAIRINGS: &str = "SELECT d.org_id, d.id FROM organizations o \
+     JOIN devices d ON d.org_id = o.id AND d.ended_at IS NULL \
+     AND d.last_seen < $1 - o.release_inactive_after_days * $3 AND d.online_conn IS NULL \
+     WHERE o.release_inactive_after_days IS NOT NULL \
+     LIMIT $2";

@@ -330,7 +330,12 @@ impl Backend for Postgres {
     ];
 
     const DEVICE_STATES: &'static str =
-        "SELECT id, config_id, end_reason FROM devices WHERE id = ANY($1)";
+        "SELECT id, config_id, end_reason, end_cause FROM devices WHERE id = ANY($1)";
+    const DEVICE_PRESENCE: &'static str = "SELECT id, online_conn, last_seen FROM devices \
+         WHERE id = ANY($1) AND ended_at IS NULL";
+    const REVOKE_REPLACEMENT_CODES: &'static str = "UPDATE codes SET revoked_at = $1 \
+         WHERE replaces_device = ANY($2) AND replaces_device IS NOT NULL \
+         AND used_at IS NULL AND revoked_at IS NULL RETURNING license_id";
     /// Driven by `licenses_expiring` (its predicate, in its order), so that the sweep reads
     /// only expired assigned licenses whatever the planner believes of the tables' sizes: a
     /// join planned from stale statistics during an enrollment burst walked every active
@@ -886,7 +891,7 @@ pub(crate) mod batch_sql {
          FROM UNNEST($2::uuid[], $3::bigint[]) AS o(id, conn) \
          WHERE devices.id = ANY($2::uuid[]) AND devices.id = o.id \
          AND devices.online_conn = o.conn";
-    pub const END_DEVICES: &str = "UPDATE devices SET ended_at = $1, end_reason = $2, \
+    pub const END_DEVICES: &str = "UPDATE devices SET ended_at = $1, end_reason = $2, end_cause = $4, \
          config_id = NULL, online_conn = NULL, last_seen = $1 \
          WHERE id = ANY($3::uuid[]) AND num_nulls(ended_at) = 1 \
          RETURNING id, org_id, license_id";
@@ -895,12 +900,13 @@ pub(crate) mod batch_sql {
     /// One row per installation: PostgreSQL refuses an upsert that would change the same row
     /// twice (only one pairing per installation is active, so this never drops one).
     pub const RECORD_ENDED_PAIRINGS: &str = "INSERT INTO ended_pairings \
-         (installation_id, credential_hash, end_reason, ended_at) \
+         (installation_id, credential_hash, end_reason, end_cause, ended_at) \
          SELECT DISTINCT ON (installation_id) installation_id, credential_hash, end_reason, \
-         ended_at FROM devices WHERE id = ANY($1::uuid[]) AND ended_at IS NOT NULL \
+         end_cause, ended_at FROM devices WHERE id = ANY($1::uuid[]) AND ended_at IS NOT NULL \
          ORDER BY installation_id, ended_at DESC \
          ON CONFLICT (installation_id) DO UPDATE SET credential_hash = excluded.credential_hash, \
-         end_reason = excluded.end_reason, ended_at = excluded.ended_at";
+         end_reason = excluded.end_reason, end_cause = excluded.end_cause, \
+         ended_at = excluded.ended_at";
     pub const ACK_TARGETS: &str = "SELECT d.id, d.config_id, c.revision, d.applied_config_id, \
          d.applied_revision, d.ack_status, d.ack_reason, d.name, c.name \
          FROM devices d LEFT JOIN configurations c ON c.id = d.config_id \

@@ -14,7 +14,7 @@ use engine::model::{
 use engine::secrets::SecretHash;
 use engine::store::{
     AdminReads, CodeRoute, ConfigRow, DeviceReads, DeviceState, EndedPairing, InstallationRoute,
-    PairingEnd, RevisionReports, StoreError, StoreResult, TokenOwner,
+    RevisionReports, StoreError, StoreResult, TokenOwner,
 };
 
 use crate::backend::{Arg, Backend, SqlStore, Statements as _};
@@ -22,8 +22,8 @@ use crate::paging::{page_of, page_rows, uuid_cursor};
 use crate::rows::{
     Columns, code_columns, code_from_row, config_columns, config_row_from_row,
     configuration_from_row, device_from_row, device_state_from_row, get, get_hash, get_opt_ts,
-    get_ts, get_u64, license_columns, license_from_row, license_status, revision_columns,
-    revision_from_row, revision_reports_from_row, select_devices,
+    get_opt_u32, get_ts, get_u64, license_columns, license_from_row, license_status, pairing_end,
+    revision_columns, revision_from_row, revision_reports_from_row, select_devices,
 };
 
 /// One active device of an organization, as the admin API shows it (`$1` organization, `$2`
@@ -79,17 +79,16 @@ impl<B: Backend> DeviceReads for SqlStore<B> {
         installation_id: InstallationId,
     ) -> StoreResult<Option<EndedPairing>> {
         let read = |row: &_| {
-            let reason: String = get(row, 1)?;
             Ok(EndedPairing {
                 credential_hash: get_hash(row, 0)?,
-                end_reason: PairingEnd::parse(&reason)
-                    .ok_or_else(|| StoreError::Other(format!("unknown end reason {reason}")))?,
+                end_reason: pairing_end(get(row, 1)?, get(row, 2)?)?,
             })
         };
         self.reader()
             .await?
             .read_optional(
-                "SELECT credential_hash, end_reason FROM ended_pairings WHERE installation_id = $1",
+                "SELECT credential_hash, end_reason, end_cause FROM ended_pairings \
+                 WHERE installation_id = $1",
                 &[installation_id.0.into()],
                 read,
             )
@@ -191,7 +190,8 @@ impl<B: Backend> AdminReads for SqlStore<B> {
         self.reader()
             .await?
             .read_optional(
-                "SELECT id, name, created_at FROM organizations WHERE id = $1",
+                "SELECT id, name, created_at, release_inactive_after_days FROM organizations \
+                 WHERE id = $1",
                 &[org_id.0.into()],
                 organization_from_row,
             )
@@ -204,7 +204,8 @@ impl<B: Backend> AdminReads for SqlStore<B> {
             .reader()
             .await?
             .read_all(
-                "SELECT id, name, created_at FROM organizations WHERE id > $1 ORDER BY id LIMIT $2",
+                "SELECT id, name, created_at, release_inactive_after_days FROM organizations \
+                 WHERE id > $1 ORDER BY id LIMIT $2",
                 &[uuid_cursor(page)?.into(), page_rows(limit).into()],
                 organization_from_row,
             )
@@ -524,6 +525,7 @@ fn organization_from_row(row: &impl Columns) -> StoreResult<Organization> {
         id: OrgId(get(row, 0)?),
         name: get(row, 1)?,
         created_at: get_ts(row, 2)?,
+        release_inactive_after_days: get_opt_u32(row, 3)?,
     })
 }
 

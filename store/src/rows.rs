@@ -211,7 +211,7 @@ pub(crate) fn code_from_row(row: &impl Columns, now: Timestamp) -> StoreResult<C
 macro_rules! code_state_columns {
     () => {
         "id, org_id, kind, expires_at, revoked_at, max_uses, uses, used_at, license_id, label, \
-         configuration_id"
+         configuration_id, replaces_device"
     };
 }
 
@@ -230,6 +230,7 @@ pub(crate) fn code_state_from_row(row: &impl Columns) -> StoreResult<CodeState> 
         license_id: get::<Option<Uuid>, _>(row, 8)?.map(LicenseId),
         label: get(row, 9)?,
         configuration_id: get::<Option<Uuid>, _>(row, 10)?.map(ConfigId),
+        replaces_device: get::<Option<Uuid>, _>(row, 11)?.map(DeviceId),
     })
 }
 
@@ -407,20 +408,22 @@ pub(crate) fn license_state_from_row(row: &impl Columns) -> StoreResult<LicenseS
     })
 }
 
-/// A device's pairing state from its `id, config_id, end_reason` columns.
+/// A device's pairing state from its `id, config_id, end_reason, end_cause` columns.
 pub(crate) fn device_state_from_row(row: &impl Columns) -> StoreResult<DeviceState> {
     let reason: Option<String> = get(row, 2)?;
     Ok(DeviceState {
         device_id: DeviceId(get(row, 0)?),
         config_id: get::<Option<Uuid>, _>(row, 1)?.map(ConfigId),
         ended: reason
-            .as_deref()
-            .map(|reason| {
-                PairingEnd::parse(reason)
-                    .ok_or_else(|| StoreError::Other(format!("unknown end reason {reason}")))
-            })
+            .map(|reason| pairing_end(reason, get(row, 3)?))
             .transpose()?,
     })
+}
+
+/// Why a pairing ended, from its `end_reason` and `end_cause` columns.
+pub(crate) fn pairing_end(reason: String, cause: Option<String>) -> StoreResult<PairingEnd> {
+    PairingEnd::from_columns(&reason, cause.as_deref())
+        .ok_or_else(|| StoreError::Other(format!("unknown end reason {reason} ({cause:?})")))
 }
 
 /// What a search reads of a device (`fleet::SEARCHED_TEXT`, there over `devices d`), over the

@@ -442,8 +442,14 @@ impl Backend for Sqlite {
         ),
     ];
 
-    const DEVICE_STATES: &'static str = "SELECT id, config_id, end_reason FROM devices \
+    const DEVICE_STATES: &'static str = "SELECT id, config_id, end_reason, end_cause FROM devices \
          WHERE id IN (SELECT unhex(value) FROM json_each(?))";
+    const DEVICE_PRESENCE: &'static str = "SELECT id, online_conn, last_seen FROM devices \
+         WHERE id IN (SELECT unhex(value) FROM json_each(?)) AND ended_at IS NULL";
+    const REVOKE_REPLACEMENT_CODES: &'static str = "UPDATE codes SET revoked_at = ?1 \
+         WHERE replaces_device IN (SELECT unhex(value) FROM json_each(?2)) \
+         AND replaces_device IS NOT NULL AND used_at IS NULL AND revoked_at IS NULL \
+         RETURNING license_id";
     const EXPIRED_PAIRINGS: &'static str = "SELECT d.org_id, d.id FROM licenses l \
          JOIN devices d ON d.license_id = l.id AND d.ended_at IS NULL \
          WHERE l.device_id IS NOT NULL AND l.valid_until IS NOT NULL AND l.valid_until <= ? \
@@ -836,11 +842,12 @@ pub(crate) mod batch_sql {
     use crate::rows::{active_device_columns, code_state_columns};
 
     pub const RECORD_ENDED_PAIRINGS: &str = "INSERT INTO ended_pairings \
-             (installation_id, credential_hash, end_reason, ended_at) \
-             SELECT installation_id, credential_hash, end_reason, ended_at FROM devices \
+             (installation_id, credential_hash, end_reason, end_cause, ended_at) \
+             SELECT installation_id, credential_hash, end_reason, end_cause, ended_at FROM devices \
              WHERE id IN (SELECT unhex(value) FROM json_each(?)) AND ended_at IS NOT NULL \
              ON CONFLICT (installation_id) DO UPDATE SET credential_hash = excluded.credential_hash, \
-             end_reason = excluded.end_reason, ended_at = excluded.ended_at";
+             end_reason = excluded.end_reason, end_cause = excluded.end_cause, \
+             ended_at = excluded.ended_at";
     pub const LOCK_CODES: &str = concat!(
         "SELECT ",
         code_state_columns!(),
@@ -908,7 +915,7 @@ pub(crate) mod batch_sql {
              FROM jsonb_each(?2) AS j \
              WHERE devices.id = unhex(j.value ->> 0) \
              AND devices.online_conn = (j.value ->> 1)";
-    pub const END_DEVICES: &str = "UPDATE devices SET ended_at = ?1, end_reason = ?2, config_id = NULL, \
+    pub const END_DEVICES: &str = "UPDATE devices SET ended_at = ?1, end_reason = ?2, end_cause = ?4, config_id = NULL, \
              online_conn = NULL, last_seen = ?1 \
              WHERE id IN (SELECT unhex(value) FROM json_each(?3)) AND ended_at IS NULL \
              RETURNING id, org_id, license_id";

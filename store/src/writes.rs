@@ -16,9 +16,9 @@ use engine::model::{
 use engine::secrets::SecretHash;
 use engine::store::{
     AckTarget, AckWrite, ActiveDevice, AdminTx, Change, CodeState, ConfigDelete, ConfigEdit,
-    ConfigRow, ConfigUpdate, DeviceEdit, DeviceTouch, EndedDevice, FreeLicense, LicenseGrant,
-    LicenseState, NewAudit, NewCode, NewDevice, NewRevision, OperatorTokenRow, PairingEnd,
-    PairingTx, Quota, RevokedCode, StoreError, StoreResult, StoreTx, StoredReply,
+    ConfigRow, ConfigUpdate, DeviceEdit, DevicePresence, DeviceTouch, EndedDevice, FreeLicense,
+    LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice, NewRevision, OperatorTokenRow,
+    PairingEnd, PairingTx, Quota, RevokedCode, StoreError, StoreResult, StoreTx, StoredReply,
 };
 use uuid::Uuid;
 
@@ -27,9 +27,9 @@ use crate::paging::to_i64;
 use crate::reads::{DEVICE, configuration_with_body};
 use crate::rows::{
     Columns, active_device_from_row, code_columns, code_from_row, code_state_from_row,
-    config_columns, config_row_from_row, device_from_row, get, get_hash, get_opt_ts, get_opt_u64,
-    get_ts, get_u64, license_columns, license_from_row, license_state_from_row, revision_columns,
-    revision_from_row,
+    config_columns, config_row_from_row, device_from_row, get, get_hash, get_opt_ts, get_opt_u32,
+    get_opt_u64, get_ts, get_u64, license_columns, license_from_row, license_state_from_row,
+    revision_columns, revision_from_row,
 };
 
 // The reads of admin commands that decide on a row PostgreSQL must lock and SQLite need not
@@ -186,6 +186,16 @@ impl<B: Backend> StoreTx for SqlTx<B> {
             .await
     }
 
+    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>> {
+        self.tx
+            .read_all(
+                B::ACTIVE_DEVICES,
+                &[Arg::ids(ids, |id| id.0)],
+                active_device_from_row,
+            )
+            .await
+    }
+
     async fn end_devices(
         &mut self,
         ids: &[DeviceId],
@@ -198,8 +208,9 @@ impl<B: Backend> StoreTx for SqlTx<B> {
                 B::END_DEVICES,
                 &[
                     now.0.into(),
-                    reason.as_str().into(),
+                    reason.reason_column().into(),
                     Arg::ids(ids, |id| id.0),
+                    reason.cause_column().into(),
                 ],
             )
             .await?;
@@ -217,6 +228,27 @@ impl<B: Backend> StoreTx for SqlTx<B> {
             let ids = [Arg::ids(&ended, |device| device.device_id.0)];
             self.tx.execute(B::RELEASE_LICENSES, &ids).await?;
             self.tx.execute(B::RECORD_ENDED_PAIRINGS, &ids).await?;
+            if reason != PairingEnd::Replaced {
+                // A device that ends otherwise than by its replacement has nothing left for a
+                // replacement code to move: such a code is revoked, its reservation released.
+                let reserved = self
+                    .tx
+                    .read_all(
+                        B::REVOKE_REPLACEMENT_CODES,
+                        &[now.0.into(), Arg::ids(&ended, |device| device.device_id.0)],
+                        |row| Ok(LicenseId(get(row, 0)?)),
+                    )
+                    .await?;
+                for license in reserved {
+                    self.tx
+                        .execute(
+                            "UPDATE licenses SET reserved_by = NULL, reserved_until = NULL \
+                             WHERE id = $1",
+                            &[license.0.into()],
+                        )
+                        .await?;
+                }
+            }
         }
         Ok(ended)
     }
@@ -247,6 +279,20 @@ impl<B: Backend> StoreTx for SqlTx<B> {
 
 #[async_trait]
 impl<B: Backend> PairingTx for SqlTx<B> {
+    async fn carry_over(&mut self, replacements: &[(DeviceId, DeviceId)]) -> StoreResult<()> {
+        // One statement per replacement: replacements are rare, one admin action each.
+        for (new, old) in replacements {
+            self.tx
+                .execute(
+                    "UPDATE devices SET admin_name = (SELECT admin_name FROM devices WHERE id = $2), \
+                     notes = (SELECT notes FROM devices WHERE id = $2) WHERE id = $1",
+                    &[new.0.into(), old.0.into()],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn lock_codes(&mut self, ids: &[CodeId]) -> StoreResult<Vec<CodeState>> {
         self.tx
             .read_all(
@@ -528,8 +574,8 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         self.tx
             .execute(
                 "INSERT INTO codes (id, org_id, kind, code_hash, sealed_secret, label, \
-                 license_id, created_at, expires_at, max_uses, configuration_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 license_id, created_at, expires_at, max_uses, configuration_id, replaces_device) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 &[
                     code.id.0.into(),
                     code.org_id.0.into(),
@@ -542,6 +588,7 @@ impl<B: Backend> AdminTx for SqlTx<B> {
                     code.expires_at.0.into(),
                     code.max_uses.map(i64::from).into(),
                     code.configuration_id.map(|config| config.0).into(),
+                    code.replaces_device.map(|device| device.0).into(),
                 ],
             )
             .await?;
@@ -735,6 +782,42 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         Ok(ConfigDelete::Deleted { name })
     }
 
+    async fn inactive_release(&mut self, org_id: OrgId) -> StoreResult<Option<u32>> {
+        let row = self
+            .tx
+            .fetch_optional(
+                "SELECT release_inactive_after_days FROM organizations WHERE id = $1",
+                &[org_id.0.into()],
+            )
+            .await?;
+        match row {
+            Some(row) => get_opt_u32(&row, 0),
+            None => Ok(None),
+        }
+    }
+
+    async fn set_inactive_release(&mut self, org_id: OrgId, days: Option<u32>) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "UPDATE organizations SET release_inactive_after_days = $2 WHERE id = $1",
+                &[org_id.0.into(), days.map(i64::from).into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn device_presence(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<DevicePresence>> {
+        self.tx
+            .read_all(B::DEVICE_PRESENCE, &[Arg::ids(ids, |id| id.0)], |row| {
+                Ok(DevicePresence {
+                    device_id: DeviceId(get(row, 0)?),
+                    online: get::<Option<i64>, _>(row, 1)?.is_some(),
+                    last_seen: get_ts(row, 2)?,
+                })
+            })
+            .await
+    }
+
     async fn pinned_configuration(&mut self, org_id: OrgId) -> StoreResult<Option<ConfigId>> {
         let row = self
             .tx
@@ -846,16 +929,6 @@ impl<B: Backend> AdminTx for SqlTx<B> {
                  WHERE org_id = $3 AND ended_at IS NULL AND config_id IS NULL RETURNING id",
                 &[config_id.0.into(), now.0.into(), org_id.0.into()],
                 |row| Ok(DeviceId(get(row, 0)?)),
-            )
-            .await
-    }
-
-    async fn active_devices(&mut self, ids: &[DeviceId]) -> StoreResult<Vec<ActiveDevice>> {
-        self.tx
-            .read_all(
-                B::ACTIVE_DEVICES,
-                &[Arg::ids(ids, |id| id.0)],
-                active_device_from_row,
             )
             .await
     }

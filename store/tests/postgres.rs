@@ -63,6 +63,7 @@ fn org(id: OrgId, name: &str) -> Organization {
         id,
         name: name.into(),
         created_at: T0,
+        release_inactive_after_days: None,
     }
 }
 
@@ -109,6 +110,7 @@ fn reusable_code(id: CodeId, org_id: OrgId, hash_byte: u8) -> NewCode {
         expires_at: T0.plus_millis(86_400_000),
         max_uses: Some(5),
         configuration_id: None,
+        replaces_device: None,
     }
 }
 
@@ -1245,6 +1247,7 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
         expires_at: now.plus_millis(3_600_000),
         max_uses: None,
         configuration_id: None,
+        replaces_device: None,
     })
     .await
     .expect("single-use code");
@@ -1575,6 +1578,7 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
         expires_at: now.plus_millis(10_000),
         max_uses: None,
         configuration_id: None,
+        replaces_device: None,
     })
     .await
     .expect("code");
@@ -1634,6 +1638,7 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
                 expires_at: now.plus_millis(10_000),
                 max_uses: None,
                 configuration_id: None,
+                replaces_device: None,
             })
             .await;
         log.push(outcome(result));

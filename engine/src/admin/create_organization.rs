@@ -31,6 +31,7 @@ impl AdminCommand for CreateOrganization {
             id: tx.org_id,
             name,
             created_at: tx.now,
+            release_inactive_after_days: None,
         };
         tx.store.insert_organization(&organization).await?;
         tx.audit(

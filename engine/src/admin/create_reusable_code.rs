@@ -95,6 +95,7 @@ impl AdminCommand for CreateReusableCode {
             expires_at: tx.now.plus(self.validity),
             max_uses: self.max_uses,
             configuration_id: self.configuration_id,
+            replaces_device: None,
         };
         quota::ensure_room(tx, Quota::ActiveCodes).await?;
         tx.store.insert_code(&new).await?;

@@ -77,6 +77,7 @@ impl AdminCommand for CreateSingleUseCode {
             expires_at: tx.now.plus(self.validity),
             max_uses: Some(1),
             configuration_id: None,
+            replaces_device: None,
         };
         // Inserting a code bound to a license reserves the license until the code expires.
         quota::ensure_room(tx, Quota::ActiveCodes).await?;

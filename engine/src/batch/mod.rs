@@ -330,6 +330,17 @@ async fn read_facts(
     if !reserved.is_empty() {
         facts.reserved_licenses = by_key(tx.lock_licenses(&reserved).await?, |license| license.id);
     }
+    let replaced = unique(facts.codes.values().filter_map(|code| code.replaces_device));
+    if !replaced.is_empty() {
+        let devices = tx.active_devices(&replaced).await?;
+        facts.replaced = by_key(
+            devices
+                .into_iter()
+                .filter(|device| device.org_id == org_id)
+                .collect(),
+            |device| device.id,
+        );
+    }
     let devices = unique(requests.acknowledgements.iter().map(|ack| ack.device_id));
     if !devices.is_empty() {
         facts.ack_targets = by_key(tx.ack_targets(&devices).await?, |target| target.device_id);
@@ -361,6 +372,17 @@ async fn write(
             ));
         }
     }
+    if !writes.replaced.is_empty() {
+        // Before the grants: a replaced device's license is granted to its replacement.
+        let ended = tx
+            .end_devices(&writes.replaced, PairingEnd::Replaced, now)
+            .await?;
+        if ended.len() != writes.replaced.len() {
+            return Err(StoreError::Conflict(
+                "replaced device changed concurrently".into(),
+            ));
+        }
+    }
     if !writes.single_uses.is_empty() {
         let consumed = tx
             .consume_single_use_codes(&writes.single_uses, now)
@@ -382,6 +404,9 @@ async fn write(
                 "installation paired concurrently".into(),
             ));
         }
+        if !writes.carried_over.is_empty() {
+            tx.carry_over(&writes.carried_over).await?;
+        }
     }
     if !writes.touches.is_empty() {
         tx.touch_devices(&writes.touches, now).await?;
@@ -400,14 +425,18 @@ async fn write(
         // of several nodes using one reusable code queue on, so they queue only for a commit.
         tx.count_code_uses(&writes.code_uses, now).await?;
     }
-    if !writes.expired.is_empty() {
-        // Every pairing a batch ends is one whose license expired.
-        tx.publish(&Change::DevicesEnded {
-            org_id,
-            device_ids: writes.expired.clone(),
-            reason: PairingEnd::LicenseExpired,
-        })
-        .await?;
+    for (ended, reason) in [
+        (&writes.expired, PairingEnd::LicenseExpired),
+        (&writes.replaced, PairingEnd::Replaced),
+    ] {
+        if !ended.is_empty() {
+            tx.publish(&Change::DevicesEnded {
+                org_id,
+                device_ids: ended.clone(),
+                reason,
+            })
+            .await?;
+        }
     }
     Ok(())
 }

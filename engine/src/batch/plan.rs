@@ -66,6 +66,8 @@ pub(crate) struct Facts {
     pub pairings: HashMap<InstallationId, ActiveDevice>,
     /// The licenses of the single-use codes among `codes`.
     pub reserved_licenses: HashMap<LicenseId, LicenseState>,
+    /// The active devices that replacement codes among `codes` replace.
+    pub replaced: HashMap<DeviceId, ActiveDevice>,
     /// The devices that acknowledge.
     pub ack_targets: HashMap<DeviceId, AckTarget>,
     /// The audit windows of the acknowledging devices' failures (`ack_failures`): kept in
@@ -87,6 +89,13 @@ pub(crate) enum Step {
     /// Grant any free license.
     Reusable {
         code: CodeId,
+    },
+    /// A replacement code: end the device it replaces and grant its license, configuration,
+    /// name and notes to the installation that pairs.
+    Replace {
+        code: CodeId,
+        license: LicenseId,
+        replaced: DeviceId,
     },
     /// Another request of the same installation is in this batch: wait for its commit.
     Deferred,
@@ -110,6 +119,7 @@ impl Facts {
             codes: HashMap::new(),
             pairings: HashMap::new(),
             reserved_licenses: HashMap::new(),
+            replaced: HashMap::new(),
             ack_targets: HashMap::new(),
             ack_failures: HashMap::new(),
         }
@@ -169,15 +179,27 @@ pub(crate) fn decide_pairings(pairings: &[Pairing], facts: &Facts) -> PairDecisi
         };
         let step = match step {
             Step::SingleUse { code, license } => {
+                // A replacement code's license is held by the device it replaces (still
+                // active: ending it any other way revokes the code); any other single-use
+                // code's license is held by nobody.
+                let replaces = facts
+                    .codes
+                    .get(&code)
+                    .and_then(|state| state.replaces_device);
                 let grantable = facts.reserved_licenses.get(&license).is_some_and(|state| {
-                    state.device_id.is_none()
+                    state.device_id == replaces
                         && !state.expired_at(now)
                         && state.reserved_by == Some(code)
-                });
-                if grantable {
-                    step
-                } else {
-                    Step::Refuse(Refusal::LicenseUnavailable)
+                }) && replaces
+                    .is_none_or(|device| facts.replaced.contains_key(&device));
+                match replaces {
+                    _ if !grantable => Step::Refuse(Refusal::LicenseUnavailable),
+                    Some(replaced) => Step::Replace {
+                        code,
+                        license,
+                        replaced,
+                    },
+                    None => step,
                 }
             }
             other => other,
@@ -262,6 +284,10 @@ pub(crate) enum ResumeOutcome {
 pub(crate) struct Writes {
     /// Pairings whose license expired, to end (each once).
     pub expired: Vec<DeviceId>,
+    /// Devices replaced by a new installation, to end before their licenses are granted.
+    pub replaced: Vec<DeviceId>,
+    /// (new device, the device it replaces): the name and notes it takes over.
+    pub carried_over: Vec<(DeviceId, DeviceId)>,
     pub single_uses: Vec<(CodeId, DeviceId)>,
     pub grants: Vec<LicenseGrant>,
     /// Each with its configuration: its code's own, else the organization's for new devices.
@@ -436,6 +462,7 @@ impl Planner<'_> {
             .map(|license| license.id);
         let mut granted = 0;
         for (pairing, step) in pairings.iter().zip(steps) {
+            let mut replaced = None;
             let (code, license, single_use) = match step {
                 Step::Deferred => {
                     self.plan.pairs.push(PairOutcome::Deferred);
@@ -450,6 +477,14 @@ impl Planner<'_> {
                     continue;
                 }
                 Step::SingleUse { code, license } => (code, license, true),
+                Step::Replace {
+                    code,
+                    license,
+                    replaced: device,
+                } => {
+                    replaced = facts.replaced.get(&device);
+                    (code, license, true)
+                }
                 Step::Reusable { code } => match free_licenses.next() {
                     Some(license) => (code, license, false),
                     None => {
@@ -459,12 +494,19 @@ impl Planner<'_> {
                 },
             };
             let device_id = DeviceId::generate();
-            // A reusable code may carry a configuration of its own.
-            let config = facts
-                .codes
-                .get(&code)
-                .and_then(|state| state.configuration_id)
-                .or(newest_config);
+            // A replacement takes the replaced device's configuration; a reusable code may
+            // carry a configuration of its own.
+            let config = match replaced {
+                Some(old) => old.config_id,
+                None => facts
+                    .codes
+                    .get(&code)
+                    .and_then(|state| state.configuration_id)
+                    .or(newest_config),
+            };
+            if let Some(old) = replaced {
+                self.replace(old, device_id, code);
+            }
             let writes = &mut self.plan.writes;
             writes.grants.push(LicenseGrant {
                 license_id: license,
@@ -535,6 +577,24 @@ impl Planner<'_> {
         }
     }
 
+    /// Ends `old`, replaced by the new device `by` (paired with the replacement code `code`):
+    /// `by` takes its name and notes, and its session is told.
+    fn replace(&mut self, old: &ActiveDevice, by: DeviceId, code: CodeId) {
+        self.plan.writes.replaced.push(old.id);
+        self.plan.writes.carried_over.push((by, old.id));
+        self.plan.ended.push((old.id, SessionEnd::Replaced));
+        let mut details = audit::ended_device(old);
+        details["replaced_by"] = json!(by);
+        details["code_id"] = json!(code);
+        self.audit(
+            format!("device:{by}"),
+            "device.replaced",
+            old.id.to_string(),
+            details,
+            Some(old.id),
+        );
+    }
+
     /// An installation already paired here with this credential gets its pairing back.
     fn repeat(&mut self, pairing: &Pairing, device: &ActiveDevice) {
         self.plan.writes.touches.push(DeviceTouch {
@@ -580,6 +640,8 @@ impl Planner<'_> {
                         .matches(&reconnection.credential_hash)
                     {
                         ResumeOutcome::Ended(SessionEnd::AuthenticationFailed)
+                    } else if self.plan.writes.replaced.contains(&device.id) {
+                        ResumeOutcome::Ended(SessionEnd::Replaced)
                     } else if device.license_expired_at(facts.now) {
                         expired.push(device);
                         ResumeOutcome::Ended(SessionEnd::LicenseExpired)
@@ -614,7 +676,13 @@ impl Planner<'_> {
         // Later acknowledgements in the batch see the earlier ones.
         let mut targets = self.facts.ack_targets.clone();
         let mut windows = self.facts.ack_failures.clone();
-        let ended: HashSet<DeviceId> = self.plan.writes.expired.iter().copied().collect();
+        let writes = &self.plan.writes;
+        let ended: HashSet<DeviceId> = writes
+            .expired
+            .iter()
+            .chain(&writes.replaced)
+            .copied()
+            .collect();
         for ack in acknowledgements {
             let target = targets
                 .get_mut(&ack.device_id)
@@ -740,6 +808,7 @@ mod tests {
             license_id: None,
             label: Some("vans".into()),
             configuration_id: None,
+            replaces_device: None,
         }
     }
 
@@ -898,6 +967,81 @@ mod tests {
         assert!(
             plan.writes.audit.is_empty(),
             "unknown codes are not audited"
+        );
+    }
+
+    #[test]
+    fn a_replacement_code_moves_the_license_and_configuration_and_ends_the_old_device() {
+        let org = OrgId::generate();
+        let old_installation = InstallationId::generate();
+        let old = ActiveDevice {
+            config_id: Some(ConfigId::generate()),
+            ..active(org, old_installation, 1)
+        };
+        let code = CodeState {
+            replaces_device: Some(old.id),
+            ..single_use(org, old.license_id)
+        };
+        let mut facts = facts(std::slice::from_ref(&code));
+        facts.reserved_licenses.insert(
+            old.license_id,
+            LicenseState {
+                device_id: Some(old.id),
+                ..reserved(org, old.license_id, code.id)
+            },
+        );
+        facts.replaced.insert(old.id, old.clone());
+        facts.pairings.insert(old_installation, old.clone());
+
+        // The new installation pairs while the old one reconnects, in one batch.
+        let pairings = [pairing(code.id, InstallationId::generate())];
+        let reconnections = [Reconnection {
+            installation_id: old_installation,
+            credential_hash: hash(1),
+            details: details(),
+            connection: 9,
+        }];
+        let decisions = decide_pairings(&pairings, &facts);
+        assert_eq!(decisions.free_licenses_wanted(), 0, "no second license");
+        let plan = plan(
+            &facts,
+            Requests {
+                pairings: &pairings,
+                reconnections: &reconnections,
+                ..Requests::default()
+            },
+            decisions,
+            Grantable::default(),
+        );
+        let PairOutcome::Paired { device, config } = &plan.pairs[0] else {
+            panic!("not paired: {:?}", plan.pairs[0])
+        };
+        assert_eq!(device.license_id, old.license_id);
+        assert_eq!(*config, old.config_id);
+        assert_eq!(plan.writes.replaced, vec![old.id]);
+        assert_eq!(plan.writes.carried_over, vec![(device.device_id, old.id)]);
+        assert_eq!(plan.writes.single_uses, vec![(code.id, device.device_id)]);
+        assert_eq!(plan.ended, vec![(old.id, SessionEnd::Replaced)]);
+        assert_eq!(
+            plan.resumes[0],
+            ResumeOutcome::Ended(SessionEnd::Replaced),
+            "the old installation is not resumed by the batch that replaces it"
+        );
+        assert!(plan.writes.touches.is_empty());
+        let replaced_entry = plan
+            .writes
+            .audit
+            .iter()
+            .find(|entry| entry.action == "device.replaced")
+            .expect("a device.replaced entry");
+        assert_eq!(replaced_entry.subject, Some(old.id.to_string()));
+
+        // The device it replaces is no longer active (ended meanwhile): nothing to move.
+        let mut gone = facts.clone();
+        gone.replaced.clear();
+        assert_eq!(
+            refusal(&pair_once(&gone, code.id, 5).0),
+            Some(Refusal::LicenseUnavailable)
         );
     }
 

@@ -1,13 +1,19 @@
-//! The expiry sweep: ends every pairing whose license passed its `valid_until`, through the
-//! organization's actor (the `ExpireDevices` command), so that the device is told "license
-//! expired" even if nobody is looking.
+//! The expiry duty, two passes through the organizations' actors, so that each device is told
+//! even if nobody is looking:
+//!
+//! - the expiry sweep ends every pairing whose license passed its `valid_until`
+//!   (`ExpireDevices`);
+//! - the inactive release ends the pairings of offline devices unseen for longer than their
+//!   organization's `release_inactive_after_days` (`ReleaseInactiveDevices`), freeing their
+//!   licenses. Organizations without the setting (the default) are never read.
 
 use std::collections::HashMap;
 
-use crate::admin::{ExpireDevices, Principal};
-use crate::ids::{DeviceId, OrgId};
+use crate::admin::{AdminCommand, ExpireDevices, Principal, ReleaseInactiveDevices};
+use crate::ids::{DeviceId, OrgId, Timestamp};
 use crate::metrics::Counters;
 use crate::node::Node;
+use crate::store::StoreResult;
 use crate::supervisor::Actors;
 
 /// Pairings read per round.
@@ -15,30 +21,79 @@ const ROUND: u32 = 500;
 /// Rounds per sweep at most; the next sweep goes on.
 const MAX_ROUNDS: usize = 20;
 
-/// Ends the pairings whose license has expired; returns how many.
-pub(crate) async fn sweep(node: &Node, actors: &Actors) -> u64 {
+/// What one run of the duty ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Pairings whose license had expired.
+    pub expired: u64,
+    /// Pairings of inactive devices, whose licenses were released.
+    pub released_inactive: u64,
+}
+
+/// Runs both passes once.
+pub(crate) async fn sweep(node: &Node, actors: &Actors) -> Swept {
+    let expired = rounds(
+        node,
+        actors,
+        "expiry sweep",
+        |now| node.store.expired_pairings(now, ROUND),
+        |device_ids| ExpireDevices { device_ids },
+    )
+    .await;
+    Counters::add(&node.counters.expired_by_sweep, expired);
+    let released_inactive = rounds(
+        node,
+        actors,
+        "inactive release",
+        |now| node.store.inactive_pairings(now, ROUND),
+        |device_ids| ReleaseInactiveDevices { device_ids },
+    )
+    .await;
+    Counters::add(&node.counters.released_inactive, released_inactive);
+    Swept {
+        expired,
+        released_inactive,
+    }
+}
+
+/// Reads due pairings a round at a time and has each organization's actor end them; returns
+/// how many ended.
+async fn rounds<Read, Fut, Command, C>(
+    node: &Node,
+    actors: &Actors,
+    what: &str,
+    read: Read,
+    command: Command,
+) -> u64
+where
+    Read: Fn(Timestamp) -> Fut,
+    Fut: Future<Output = StoreResult<Vec<(OrgId, DeviceId)>>>,
+    Command: Fn(Vec<DeviceId>) -> C,
+    C: AdminCommand<Reply = Vec<DeviceId>>,
+{
     let mut ended = 0;
     for _ in 0..MAX_ROUNDS {
-        let now = node.clock.now();
-        let expired = match node.store.expired_pairings(now, ROUND).await {
-            Ok(expired) => expired,
+        let due = match read(node.clock.now()).await {
+            Ok(due) => due,
             Err(error) => {
-                tracing::warn!(%error, "expiry sweep could not read");
+                tracing::warn!(%error, "{what} could not read");
                 break;
             }
         };
-        let found = expired.len();
+        let found = due.len();
         let mut by_org: HashMap<OrgId, Vec<DeviceId>> = HashMap::new();
-        for (org_id, device_id) in expired {
+        for (org_id, device_id) in due {
             by_org.entry(org_id).or_default().push(device_id);
         }
         let mut progress = 0;
         for (org_id, device_ids) in by_org {
-            let command = ExpireDevices { device_ids };
-            match actors.run(Principal::System, org_id, command).await {
+            match actors
+                .run(Principal::System, org_id, command(device_ids))
+                .await
+            {
                 Ok(devices) => progress += devices.len() as u64,
                 Err(error) => {
-                    tracing::warn!(%org_id, %error, "expiry sweep failed for an organization");
+                    tracing::warn!(%org_id, %error, "{what} failed for an organization");
                 }
             }
         }
@@ -47,6 +102,5 @@ pub(crate) async fn sweep(node: &Node, actors: &Actors) -> u64 {
             break;
         }
     }
-    Counters::add(&node.counters.expired_by_sweep, ended);
     ended
 }

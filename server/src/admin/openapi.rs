@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use engine::admin::{AddedLicenses, CreatedKey, RenewedLicenses, UnpairedDevice, UnpairedDevices};
 use engine::model::{
     AuditEntry, CodeInfo, Configuration, ConfigurationDiff, ConfigurationRevision,
-    ConfigurationRollout, CountedPage, Device, License, LicenseSummary, LicenseWithDevice,
-    NewDeviceConfiguration, OrgKeyInfo, Organization, Page,
+    ConfigurationRollout, CountedPage, Device, InactiveRelease, License, LicenseSummary,
+    LicenseWithDevice, NewDeviceConfiguration, OrgKeyInfo, Organization, Page,
 };
 use serde::Serialize;
 use utoipa::openapi::path::{
@@ -33,8 +33,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::routes::{
     AddLicensesBody, AssignOneBody, AuditQuery, CheckConfigurationBody, CodeQuery, CodeResponse,
     CreateCodeBody, CreateConfigurationBody, DevicesBody, DiffQuery, EditDeviceBody, FleetParams,
-    ListQuery, NameBody, PinBody, QrQuery, RenewBody, RenewLicensesBody, RevertBody, SingleUseBody,
-    UpdateConfigurationBody,
+    InactiveReleaseBody, ListQuery, NameBody, PinBody, QrQuery, RenewBody, RenewLicensesBody,
+    RevertBody, SingleUseBody, UpdateConfigurationBody,
 };
 
 /// Who may call an operation.
@@ -412,6 +412,23 @@ fn operations() -> Vec<Op> {
         .json::<NewDeviceConfiguration>(200),
         Op::new(
             Get,
+            at("/inactive-release"),
+            "get_inactive_release",
+            Either,
+            "After how many days unseen a device's license is released",
+        )
+        .json::<InactiveRelease>(200),
+        Op::new(
+            Put,
+            at("/inactive-release"),
+            "set_inactive_release",
+            Either,
+            "Release the licenses of devices unseen for N days, or stop",
+        )
+        .body::<InactiveReleaseBody>()
+        .json::<InactiveRelease>(200),
+        Op::new(
+            Get,
             at("/configurations/{config}/revisions"),
             "list_configuration_revisions",
             Either,
@@ -508,6 +525,17 @@ fn operations() -> Vec<Op> {
             "Unpair a device",
         )
         .json::<UnpairedDevice>(200),
+        Op::new(
+            Post,
+            at("/devices/{device}/replace"),
+            "replace_device",
+            Either,
+            "Replace a device with a new installation: a code that moves its license",
+        )
+        .idempotent()
+        .query::<QrQuery>()
+        .body::<SingleUseBody>()
+        .json::<CodeResponse>(201),
         Op::new(
             Get,
             at("/audit"),
@@ -998,6 +1026,48 @@ mod tests {
         assert!(
             unrouted.is_empty(),
             "documented paths the router does not serve: {unrouted:?}"
+        );
+    }
+
+    /// The endpoint table at the top of docs/admin-api.md section 7 lists every operation of
+    /// the document, and nothing else.
+    #[test]
+    fn the_admin_api_endpoint_table_lists_every_operation() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/admin-api.md");
+        let doc = std::fs::read_to_string(path).expect("docs/admin-api.md");
+        let table = doc
+            .split("| Method | Path | Who | Section |")
+            .nth(1)
+            .expect("the endpoint table")
+            .split("\n\n")
+            .next()
+            .unwrap_or_default();
+        let listed: BTreeSet<String> = table
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.split('|').map(str::trim).skip(1);
+                let method = cells.next()?;
+                let path = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                Some(format!("{method} {path}"))
+            })
+            .collect();
+        let documented: BTreeSet<String> = operations()
+            .into_iter()
+            .map(|op| {
+                let method = serde_json::to_value(&op.method).expect("a method");
+                let method = method.as_str().unwrap_or_default().to_uppercase();
+                format!("{method} {}", op.path)
+            })
+            .collect();
+        let missing: Vec<_> = documented.difference(&listed).collect();
+        assert!(
+            missing.is_empty(),
+            "operations missing from the table: {missing:?}"
+        );
+        let extra: Vec<_> = listed.difference(&documented).collect();
+        assert!(
+            extra.is_empty(),
+            "table rows that are no operation: {extra:?}"
         );
     }
 

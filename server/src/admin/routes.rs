@@ -13,8 +13,8 @@ use engine::admin::{
     AddLicenses, AssignConfiguration, AssignConfigurationToFleet, ConfigureDevice,
     CreateConfiguration, CreateKey, CreateOrganization, CreateReusableCode, CreateSingleUseCode,
     DeleteConfiguration, EditDevice, MAX_IDS_PER_BULK_COMMAND, PinConfiguration, RenewLicense,
-    RenewLicenses, RevertConfiguration, RevokeCode, RevokeKey, RevokeSingleUseCode, Selection,
-    UnpairDevice, UnpairDevices, UpdateConfiguration,
+    RenewLicenses, ReplaceDevice, RevertConfiguration, RevokeCode, RevokeKey, RevokeSingleUseCode,
+    Selection, SetInactiveRelease, UnpairDevice, UnpairDevices, UpdateConfiguration,
 };
 use engine::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{
@@ -23,9 +23,9 @@ use engine::model::{
 };
 use engine::query::{
     DiffConfigurationRevisions, GetCode, GetConfiguration, GetConfigurationRevision,
-    GetConfigurationRollout, GetDevice, GetLicense, GetLicenseSummary, GetNewDeviceConfiguration,
-    GetOrganization, ListAudit, ListCodes, ListConfigurationRevisions, ListConfigurations,
-    ListDevices, ListKeys, ListLicenses, RevealCode,
+    GetConfigurationRollout, GetDevice, GetInactiveRelease, GetLicense, GetLicenseSummary,
+    GetNewDeviceConfiguration, GetOrganization, ListAudit, ListCodes, ListConfigurationRevisions,
+    ListConfigurations, ListDevices, ListKeys, ListLicenses, RevealCode,
 };
 use engine::store::FieldEdit;
 use engine::{EngineError, Principal};
@@ -125,6 +125,10 @@ pub(crate) fn route_table(test_hooks: bool) -> RouteTable {
             get(new_device_configuration).put(pin_configuration),
         )
         .route(
+            &format!("{org}/inactive-release"),
+            get(inactive_release).put(set_inactive_release),
+        )
+        .route(
             &format!("{org}/configurations/{{config}}/revisions"),
             get(configuration_revisions),
         )
@@ -155,6 +159,10 @@ pub(crate) fn route_table(test_hooks: bool) -> RouteTable {
             put(assign_one),
         )
         .route(&format!("{org}/devices/{{device}}/unpair"), post(unpair))
+        .route(
+            &format!("{org}/devices/{{device}}/replace"),
+            post(replace_device),
+        )
         .route(&format!("{org}/audit"), get(org_audit))
         .route(&format!("{org}/events"), get(super::events::org_events));
     if test_hooks {
@@ -929,6 +937,24 @@ async fn create_single_use_code(
     Ok(created(code_response(&state, code, qr_query.with_png()?)?))
 }
 
+async fn replace_device(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, device)): Ids<(OrgId, DeviceId)>,
+    Params(qr_query): Params<QrQuery>,
+    headers: HeaderMap,
+    Body(body): Body<SingleUseBody>,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    let validity = seconds("validity_seconds", body.validity_seconds)?;
+    let command = ReplaceDevice::new(device, validity);
+    let code = state
+        .engine
+        .run_with_key(&principal, org, command, key)
+        .await?;
+    Ok(created(code_response(&state, code, qr_query.with_png()?)?))
+}
+
 async fn revoke_single_use_code(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -1131,6 +1157,38 @@ async fn pin_configuration(
 ) -> Result<Response> {
     let command = PinConfiguration {
         config_id: body.configuration_id,
+    };
+    Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
+}
+
+async fn inactive_release(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+) -> Result<Response> {
+    let answer = state
+        .engine
+        .query(&principal, org, GetInactiveRelease)
+        .await?;
+    Ok(Json(answer).into_response())
+}
+
+/// The body of the inactive-release setting: days an offline device may go unseen before its
+/// license is released; `null` turns the release off.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InactiveReleaseBody {
+    after_days: Option<u32>,
+}
+
+async fn set_inactive_release(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    Body(body): Body<InactiveReleaseBody>,
+) -> Result<Response> {
+    let command = SetInactiveRelease {
+        after_days: body.after_days,
     };
     Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
 }
@@ -1431,8 +1489,9 @@ async fn crash_org(
 
 async fn sweep(State(state): State<AppState>, Auth(principal): Auth) -> Result<Response> {
     require_test_operator(&principal)?;
-    let ended = state.engine.sweep_expired().await;
-    Ok(Json(json!({ "ended": ended })).into_response())
+    let swept = state.engine.sweep_expired().await;
+    let answer = json!({ "ended": swept.expired, "released_inactive": swept.released_inactive });
+    Ok(Json(answer).into_response())
 }
 
 fn require_test_operator(principal: &Principal) -> Result<()> {

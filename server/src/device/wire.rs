@@ -107,6 +107,8 @@ pub(crate) fn end_reason(end: SessionEnd) -> EndReason {
         SessionEnd::LicenseExpired => EndReason::LicenseExpired,
         SessionEnd::AuthenticationFailed => EndReason::AuthenticationFailed,
         SessionEnd::Superseded => EndReason::Superseded,
+        SessionEnd::Replaced => EndReason::Replaced,
+        SessionEnd::ReleasedInactive => EndReason::ReleasedInactive,
     }
 }
 
@@ -169,6 +171,8 @@ mod tests {
             (SessionEnd::LicenseExpired, "license_expired"),
             (SessionEnd::AuthenticationFailed, "authentication_failed"),
             (SessionEnd::Superseded, "superseded"),
+            (SessionEnd::Replaced, "replaced"),
+            (SessionEnd::ReleasedInactive, "released_inactive"),
         ];
         for (end, name) in names {
             assert_eq!(end_reason(end).as_str(), name);

@@ -194,6 +194,121 @@ async fn a_server_killed_during_pairings_keeps_every_acknowledged_pairing() {
     assert!(matches!(resumed, ResumeResult::Resumed(ref r) if r.device_id == paired.device_id));
 }
 
+/// A replacement ends the old pairing and grants its license to the new installation in one
+/// transaction: killed in the middle of a burst of replacements, the server comes back with each
+/// license held by exactly one of the two devices, never both, never neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_during_replacements_leaves_each_license_with_exactly_one_of_the_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(dir.path()).await;
+    let mut paird = spawn_paird(dir.path(), &database, Some(OPERATOR_TOKEN)).await;
+    let devices = 300;
+    let (org, code) = paird.admin.org_with_code("Acme", devices).await;
+    // The devices to replace, connected (each is told when its replacement pairs).
+    let mut old = Vec::new();
+    for _ in 0..devices {
+        let (_, connection, paired) = pair_ok(&paird.device_url, &code).await;
+        old.push((connection, paired));
+    }
+    let mut replacements = Vec::new();
+    for (_, paired) in &old {
+        let answer = paird
+            .admin
+            .post(
+                &format!(
+                    "/v1/organizations/{org}/devices/{}/replace",
+                    paired.device_id
+                ),
+                json!({ "validity_seconds": 3600 }),
+            )
+            .await;
+        replacements.push(answer["code"].as_str().unwrap().to_string());
+    }
+    let mut connections = Vec::new();
+    for _ in 0..devices {
+        connections.push(connect(&paird.device_url, Encoding::Postcard).await);
+    }
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let burst = join_all(connections.into_iter().zip(&replacements).map(
+        |(mut connection, replacement)| {
+            let acknowledged = Arc::clone(&acknowledged);
+            async move {
+                match connection
+                    .pair(replacement, &identity(), &device_info("replacement"))
+                    .await
+                {
+                    Ok(PairResult::Paired(paired)) => {
+                        acknowledged.fetch_add(1, Ordering::SeqCst);
+                        Some(paired)
+                    }
+                    _ => None,
+                }
+            }
+        },
+    ));
+    let killer = async {
+        eventually("some replacements to be acknowledged", || async {
+            (acknowledged.load(Ordering::SeqCst) >= 30).then_some(())
+        })
+        .await;
+        paird.child.start_kill().expect("SIGKILL");
+    };
+    let (results, ()) = tokio::join!(burst, killer);
+    let _ = paird.child.wait().await;
+
+    let restarted = spawn_paird(dir.path(), &database, Some(OPERATOR_TOKEN)).await;
+    let listed = restarted.admin.devices(&org).await;
+    let holder: std::collections::HashMap<String, &serde_json::Value> = listed
+        .iter()
+        .map(|device| (device["license_id"].as_str().unwrap().to_string(), device))
+        .collect();
+    assert_eq!(
+        listed.len(),
+        devices as usize,
+        "a license lost its device, or gained two"
+    );
+    assert_eq!(holder.len(), devices as usize, "a license is held twice");
+    let mut moved: i64 = 0;
+    for ((_, paired), result) in old.iter().zip(&results) {
+        let device = holder
+            .get(&paired.license_id.to_string())
+            .expect("every license is held by the old device or its replacement");
+        let id = device["id"].as_str().unwrap();
+        if id != paired.device_id.to_string() {
+            moved += 1;
+            assert_eq!(device["reported_name"], json!("replacement"), "{device}");
+        }
+        if let Some(new) = result {
+            assert_eq!(
+                id,
+                new.device_id.to_string(),
+                "an acknowledged replacement was lost"
+            );
+        }
+    }
+    let acknowledged = results.iter().flatten().count() as i64;
+    eprintln!("replacements: {moved} moved, {acknowledged} acknowledged of {devices}");
+    assert!(
+        moved >= acknowledged && acknowledged >= 30,
+        "{moved} {acknowledged}"
+    );
+    // The database agrees with itself: each replacement that happened ended its old device as
+    // replaced and spent its code, and nothing else did.
+    let counts = database
+        .integers(
+            "SELECT (SELECT COUNT(*) FROM devices WHERE end_cause = 'replaced'), \
+             (SELECT COUNT(*) FROM codes WHERE replaces_device IS NOT NULL \
+              AND used_at IS NOT NULL)",
+        )
+        .await;
+    assert_eq!(counts, vec![moved, moved]);
+    let (assigned, distinct, active) = database.assignment_counts().await;
+    assert_eq!(
+        (assigned, distinct, active),
+        (active, active, i64::from(devices))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_restart_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
