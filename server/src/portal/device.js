@@ -6,13 +6,21 @@
 
 import { ApiError, get, patch, segment } from "./api.js";
 import { auditRow, AUDIT_COLUMNS } from "./audit.js";
+import { replaceSection } from "./replace.js";
 import { errorMessage, formatTime, h, renderChrome, show, showError, table } from "./ui.js";
 
 const HISTORY_PAGE = 100;
 
 /** Actions that make up a device's configuration history, and its pairing history. */
 const CONFIGURATION_ACTIONS = new Set(["configuration.assigned", "configuration.created", "configuration.apply_failed"]);
-const PAIRING_ACTIONS = new Set(["device.paired", "device.pairing_repeated", "device.unpaired", "device.license_expired"]);
+const PAIRING_ACTIONS = new Set([
+  "device.paired",
+  "device.pairing_repeated",
+  "device.unpaired",
+  "device.license_expired",
+  "device.replaced",
+  "device.released_inactive",
+]);
 
 export async function renderDevice(org, deviceId) {
   renderChrome(org, "devices");
@@ -36,7 +44,12 @@ export async function renderDevice(org, deviceId) {
   const back = h("p", {}, h("a", { href: `#/organizations/${encodeURIComponent(org)}/devices` }, "← Devices"));
   const parts = [back, h("h1", { id: "device-title" }, title)];
   if (device) {
-    parts.push(nameAndNotes(base, device), facts(org, device), configurationState(org, device));
+    parts.push(
+      nameAndNotes(base, device),
+      facts(org, device),
+      configurationState(org, device),
+      replaceSection(base, device),
+    );
   } else {
     parts.push(
       h(

@@ -27,6 +27,7 @@
 
 import { ApiError, del, get, getAll, newIdempotencyKey, post, put, segment, session } from "./api.js";
 import { pairingSection } from "./codes.js";
+import { inactiveReleaseSection } from "./inactive.js";
 import { watch } from "./live.js";
 import { errorMessage, formatTime, h, openDialog, renderChrome, show, showError } from "./ui.js";
 
@@ -280,6 +281,7 @@ export async function renderDevices(org, query = "") {
       h("div", { class: "table-wrap" }, state.licensesTable),
       state.pager.element,
     ),
+    inactiveReleaseSection(base, state.organization),
   );
   showControls(state);
   await loadPage(state, { fresh: true });

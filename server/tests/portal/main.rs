@@ -10,6 +10,7 @@
 //! - `pages`: what a user sees and does in the browser.
 //! - `codes`, `configurations`, `devices`: one section of the portal each, with real devices.
 //! - `detail`: a device's own page and the audit log's filters and links.
+//! - `lifecycle`: replacing a device from its page; the inactive-device release.
 //! - `fleet`: the Devices list at fleet scale: paging, search, filters, sort, the address, live
 //!   pairings, selection and actions on many devices, CSV export.
 //! - `layout`: the Devices page at desktop and phone widths, the single-use QR read from a
@@ -34,6 +35,7 @@ mod fixture;
 mod fleet;
 mod keyboard;
 mod layout;
+mod lifecycle;
 mod live;
 mod operator;
 mod pages;
