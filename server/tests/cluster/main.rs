@@ -17,7 +17,8 @@
 //! Layout: `harness` (nodes, the shared cluster, SQL checks, a connection gate); `pairing`
 //! (races and retries across nodes); `notifications` (admin commands reaching devices on other
 //! nodes, a lost LISTEN connection); `failures` (a node killed mid-burst, a device moving to
-//! another node, PostgreSQL stopped and started); `presence` (a killed node's devices).
+//! another node, PostgreSQL stopped and started); `presence` (a killed node's devices);
+//! `lifecycle` (a replacement and the inactive release across nodes).
 
 // Tests fail loudly by design: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
@@ -30,6 +31,7 @@ mod support;
 mod harness;
 
 mod failures;
+mod lifecycle;
 mod notifications;
 mod pairing;
 mod presence;

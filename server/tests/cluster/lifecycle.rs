@@ -1,0 +1,87 @@
+//! The device lifecycle across nodes: a replacement made through one node and used on another
+//! ends the old device connected to a third; the inactive release run by one node's duty spares
+//! a device connected to another node and releases an offline one.
+
+use client::ResumeResult;
+use protocol::{CloseCode, EndReason, ServerMessage};
+use serde_json::json;
+
+use crate::harness::*;
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_used_on_one_node_ends_the_old_device_on_another() {
+    let cluster = ThreeNodes::start().await;
+    let admin = &cluster.a.admin;
+    let (org, code) = admin.org_with_code("Replacements", 1).await;
+    let (old_identity, mut old, paired) = pair_ok(&cluster.b.device_url, &code).await;
+    let replacement = admin
+        .post(
+            &format!(
+                "/v1/organizations/{org}/devices/{}/replace",
+                paired.device_id
+            ),
+            json!({}),
+        )
+        .await;
+    let replacement = replacement["code"].as_str().unwrap().to_string();
+
+    let (_, _new, new_paired) = pair_ok(&cluster.c.device_url, &replacement).await;
+    assert_eq!(new_paired.license_id, paired.license_id);
+    match old.recv_timeout(WAIT).await {
+        Ok(ServerMessage::Ended(ended)) => assert_eq!(ended.reason, EndReason::Replaced),
+        other => panic!("the old device on node b was not told: {other:?}"),
+    }
+    let closed = old.recv_timeout(WAIT).await.unwrap_err();
+    assert_eq!(closed.close_code(), Some(CloseCode::Replaced));
+    let mut again = connect(&cluster.a.device_url, protocol::Encoding::Json).await;
+    let resumed = again
+        .resume(&old_identity, &device_info("device"), None)
+        .await
+        .unwrap();
+    assert_eq!(resumed, ResumeResult::Ended(EndReason::Replaced));
+    let pool = sql(&cluster.database).await;
+    assert_eq!(
+        active_devices(&pool, &org).await.len(),
+        1,
+        "one device on the license"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inactive_release_on_one_node_spares_a_device_connected_to_another() {
+    // Each node runs on its own test clock, moved one at a time: with the default node timeout a
+    // node whose clock ran ahead would take the others' heartbeats for stale and mark their
+    // devices offline, seen last at their node's last heartbeat (before the jump). On real
+    // clocks that heartbeat is seconds old; here it would be a month old. A timeout longer than
+    // the jump keeps every node alive to the others.
+    let cluster = ThreeNodes::start_with(&["--node-timeout", "90days"]).await;
+    let admin = &cluster.a.admin;
+    let (org, code) = admin.org_with_code("Inactive", 2).await;
+    let (_, _connected, kept) = pair_ok(&cluster.b.device_url, &code).await;
+    let (_, leaving, released) = pair_ok(&cluster.c.device_url, &code).await;
+    leaving.close().await;
+    let released_id = released.device_id.to_string();
+    eventually("the device on node c is offline", || async {
+        (admin.device(&org, &released_id).await["online"] == json!(false)).then_some(())
+    })
+    .await;
+    admin
+        .put(
+            &format!("/v1/organizations/{org}/inactive-release"),
+            json!({ "after_days": 30 }),
+        )
+        .await;
+    // Every node's clock moves, then node a's duty finds them due.
+    for node in [&cluster.a, &cluster.b, &cluster.c] {
+        node.admin.advance(31.0 * 86_400.0).await;
+    }
+    admin.post("/v1/test/sweep", json!({})).await;
+    let pool = sql(&cluster.database).await;
+    let active = active_devices(&pool, &org).await;
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert!(
+        active.contains_key(&kept.device_id.to_string().parse().unwrap()),
+        "the device connected to node b keeps its license"
+    );
+}
