@@ -81,6 +81,19 @@ pub enum OrgEvent {
     Resync,
 }
 
+impl OrgEvent {
+    /// The pairings of these devices ended; nothing to say when there are none.
+    pub fn ended(device_ids: &[DeviceId]) -> Vec<OrgEvent> {
+        if device_ids.is_empty() {
+            return Vec::new();
+        }
+        vec![OrgEvent::Devices {
+            change: DeviceChange::Ended,
+            device_ids: device_ids.to_vec(),
+        }]
+    }
+}
+
 /// The watchers on this node and the organizations watched on other nodes.
 #[derive(Debug, Default)]
 pub(crate) struct Watchers {

@@ -9,9 +9,10 @@ use super::create_reusable_code::{issued, whole_millis};
 use super::{AdminCommand, CommandTx, quota, validate};
 use crate::error::EngineError;
 use crate::events::OrgEvent;
-use crate::ids::{CodeId, LicenseId};
+use crate::ids::{CodeId, DeviceId, LicenseId};
 use crate::model::{CodeKind, CodeWithSecret};
 use crate::secrets;
+use crate::secrets::PairingCode;
 use crate::store::{NewCode, Quota};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,33 +59,10 @@ impl AdminCommand for CreateSingleUseCode {
                 "the license has expired",
             ));
         }
-        // A new code replaces the license's previous one.
-        let replaced = tx
-            .store
-            .revoke_single_use_codes_of(self.license_id, tx.now)
-            .await?;
-        let code = secrets::new_pairing_code();
-        let id = CodeId::generate();
-        let new = NewCode {
-            id,
-            org_id: tx.org_id,
-            kind: CodeKind::SingleUse,
-            code_hash: secrets::code_hash(code.as_str()),
-            sealed_secret: None,
-            label: None,
-            license_id: Some(self.license_id),
-            created_at: tx.now,
-            expires_at: tx.now.plus(self.validity),
-            max_uses: Some(1),
-            configuration_id: None,
-            replaces_device: None,
-        };
-        // Inserting a code bound to a license reserves the license until the code expires.
-        quota::ensure_room(tx, Quota::ActiveCodes).await?;
-        tx.store.insert_code(&new).await?;
+        let (new, code, replaced) = issue(tx, self.license_id, self.validity, None).await?;
         tx.audit(
             "code.created",
-            id.to_string(),
+            new.id.to_string(),
             json!({ "kind": "single_use", "license_id": self.license_id, "expires_at": new.expires_at, "replaced": replaced }),
         )
         .await?;
@@ -94,4 +72,39 @@ impl AdminCommand for CreateSingleUseCode {
     fn events(&self, _: &CodeWithSecret) -> Vec<OrgEvent> {
         vec![OrgEvent::Licenses]
     }
+}
+
+/// Issues a single-use code for `license_id`, valid for `validity` (a replacement code when
+/// `replaces_device` is given): revokes the license's previous single-use code, checks the
+/// quota and inserts the code, which reserves the license until it expires. Returns the code's
+/// row, its secret, and the codes it revoked.
+pub(super) async fn issue(
+    tx: &mut CommandTx<'_>,
+    license_id: LicenseId,
+    validity: Duration,
+    replaces_device: Option<DeviceId>,
+) -> Result<(NewCode, PairingCode, Vec<CodeId>), EngineError> {
+    // A new code replaces the license's previous one.
+    let replaced = tx
+        .store
+        .revoke_single_use_codes_of(license_id, tx.now)
+        .await?;
+    let code = secrets::new_pairing_code();
+    let new = NewCode {
+        id: CodeId::generate(),
+        org_id: tx.org_id,
+        kind: CodeKind::SingleUse,
+        code_hash: secrets::code_hash(code.as_str()),
+        sealed_secret: None,
+        label: None,
+        license_id: Some(license_id),
+        created_at: tx.now,
+        expires_at: tx.now.plus(validity),
+        max_uses: Some(1),
+        configuration_id: None,
+        replaces_device,
+    };
+    quota::ensure_room(tx, Quota::ActiveCodes).await?;
+    tx.store.insert_code(&new).await?;
+    Ok((new, code, replaced))
 }

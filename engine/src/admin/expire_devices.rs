@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::{AdminCommand, CommandTx, Principal};
 use crate::audit;
 use crate::error::EngineError;
-use crate::events::{DeviceChange, OrgEvent};
+use crate::events::OrgEvent;
 use crate::ids::DeviceId;
 use crate::store::{ActiveDevice, PairingEnd};
 
@@ -60,12 +60,6 @@ impl AdminCommand for ExpireDevices {
     }
 
     fn events(&self, ended: &Vec<DeviceId>) -> Vec<OrgEvent> {
-        if ended.is_empty() {
-            return Vec::new();
-        }
-        vec![OrgEvent::Devices {
-            change: DeviceChange::Ended,
-            device_ids: ended.clone(),
-        }]
+        OrgEvent::ended(ended)
     }
 }

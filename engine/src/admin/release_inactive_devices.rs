@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{AdminCommand, CommandTx, Principal};
 use crate::audit;
 use crate::error::EngineError;
-use crate::events::{DeviceChange, OrgEvent};
+use crate::events::OrgEvent;
 use crate::ids::{DeviceId, Timestamp};
 use crate::store::PairingEnd;
 
@@ -83,12 +83,6 @@ impl AdminCommand for ReleaseInactiveDevices {
     }
 
     fn events(&self, ended: &Vec<DeviceId>) -> Vec<OrgEvent> {
-        if ended.is_empty() {
-            return Vec::new();
-        }
-        vec![OrgEvent::Devices {
-            change: DeviceChange::Ended,
-            device_ids: ended.clone(),
-        }]
+        OrgEvent::ended(ended)
     }
 }

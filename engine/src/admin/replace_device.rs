@@ -14,13 +14,12 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::create_reusable_code::{issued, whole_millis};
-use super::{AdminCommand, CommandTx, quota, validate};
+use super::create_single_use_code::issue;
+use super::{AdminCommand, CommandTx, validate};
 use crate::error::EngineError;
 use crate::events::OrgEvent;
-use crate::ids::{CodeId, DeviceId};
-use crate::model::{CodeKind, CodeWithSecret};
-use crate::secrets;
-use crate::store::{NewCode, Quota};
+use crate::ids::DeviceId;
+use crate::model::CodeWithSecret;
 
 /// How long a replacement code is valid by default: an hour to set up the new handset.
 pub const REPLACEMENT_VALIDITY_DEFAULT: Duration = Duration::from_secs(3600);
@@ -56,13 +55,7 @@ impl AdminCommand for ReplaceDevice {
                 "from 10 seconds to 7 days",
             ));
         }
-        let device = tx
-            .store
-            .active_devices(&[self.device_id])
-            .await?
-            .into_iter()
-            .find(|device| device.org_id == tx.org_id)
-            .ok_or(EngineError::NotFound("device"))?;
+        let device = tx.own_device(self.device_id).await?;
         if device.license_expired_at(tx.now) {
             return Err(EngineError::conflict(
                 "license_expired",
@@ -71,31 +64,11 @@ impl AdminCommand for ReplaceDevice {
         }
         // A new code replaces the device's previous replacement code (the only single-use code
         // its license can have while the device holds it).
-        let replaced = tx
-            .store
-            .revoke_single_use_codes_of(device.license_id, tx.now)
-            .await?;
-        let code = secrets::new_pairing_code();
-        let id = CodeId::generate();
-        let new = NewCode {
-            id,
-            org_id: tx.org_id,
-            kind: CodeKind::SingleUse,
-            code_hash: secrets::code_hash(code.as_str()),
-            sealed_secret: None,
-            label: None,
-            license_id: Some(device.license_id),
-            created_at: tx.now,
-            expires_at: tx.now.plus(self.validity),
-            max_uses: Some(1),
-            configuration_id: None,
-            replaces_device: Some(device.id),
-        };
-        quota::ensure_room(tx, Quota::ActiveCodes).await?;
-        tx.store.insert_code(&new).await?;
+        let (new, code, replaced) =
+            issue(tx, device.license_id, self.validity, Some(device.id)).await?;
         tx.audit_naming(
             "code.created",
-            id.to_string(),
+            new.id.to_string(),
             json!({
                 "kind": "single_use",
                 "license_id": device.license_id,

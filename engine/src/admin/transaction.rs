@@ -13,8 +13,8 @@ use crate::node::Node;
 use crate::secrets::SecretCipher;
 use crate::session::SessionEnd;
 use crate::store::{
-    AdminTx, Change, ConfigRow, EndedDevice, LicenseState, NewAudit, NewRevision, PairingEnd,
-    Transaction,
+    ActiveDevice, AdminTx, Change, ConfigRow, EndedDevice, LicenseState, NewAudit, NewRevision,
+    PairingEnd, Transaction,
 };
 
 /// What a command does its work through: its transaction, who asked, the time it runs at, and
@@ -127,6 +127,17 @@ impl CommandTx<'_> {
             .into_iter()
             .find(|license| license.org_id == self.org_id)
             .ok_or(EngineError::NotFound("license"))
+    }
+
+    /// An active device of this organization, locked where the backend locks rows; another
+    /// organization's device (or none) is not found.
+    pub async fn own_device(&mut self, device_id: DeviceId) -> Result<ActiveDevice, EngineError> {
+        self.store
+            .active_devices(&[device_id])
+            .await?
+            .into_iter()
+            .find(|device| device.org_id == self.org_id)
+            .ok_or(EngineError::NotFound("device"))
     }
 
     /// What one organization may hold (`super::quota`).

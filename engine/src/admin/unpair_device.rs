@@ -29,14 +29,7 @@ impl AdminCommand for UnpairDevice {
 
     async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<UnpairedDevice, EngineError> {
         // Read first, so that the entry keeps what the device last said of itself.
-        let active = tx
-            .store
-            .active_devices(&[self.device_id])
-            .await?
-            .into_iter()
-            .find(|device| device.org_id == tx.org_id)
-            // Another organization's device (or none).
-            .ok_or(EngineError::NotFound("device"))?;
+        let active = tx.own_device(self.device_id).await?;
         let ended = tx
             .store
             .end_devices(&[active.id], PairingEnd::Unpaired, tx.now)

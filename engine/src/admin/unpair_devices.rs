@@ -8,7 +8,7 @@ use serde_json::json;
 use super::selection::Selection;
 use super::{AdminCommand, CommandTx};
 use crate::error::EngineError;
-use crate::events::{DeviceChange, OrgEvent};
+use crate::events::OrgEvent;
 use crate::ids::DeviceId;
 use crate::store::PairingEnd;
 
@@ -59,12 +59,6 @@ impl AdminCommand for UnpairDevices {
     }
 
     fn events(&self, reply: &UnpairedDevices) -> Vec<OrgEvent> {
-        if reply.device_ids.is_empty() {
-            return Vec::new();
-        }
-        vec![OrgEvent::Devices {
-            change: DeviceChange::Ended,
-            device_ids: reply.device_ids.clone(),
-        }]
+        OrgEvent::ended(&reply.device_ids)
     }
 }
