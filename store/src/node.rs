@@ -92,14 +92,8 @@ impl<B: Backend> NodeStore for SqlStore<B> {
         now: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
-        self.reader()
-            .await?
-            .read_all(
-                INACTIVE_PAIRINGS,
-                &[now.0.into(), i64::from(limit).into(), DAY_MS.into()],
-                |row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))),
-            )
-            .await
+        let args = [now.0.into(), i64::from(limit).into(), DAY_MS.into()];
+        due_pairings(self, INACTIVE_PAIRINGS, &args).await
     }
 
     async fn expired_pairings(
@@ -107,14 +101,8 @@ impl<B: Backend> NodeStore for SqlStore<B> {
         now: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
-        self.reader()
-            .await?
-            .read_all(
-                B::EXPIRED_PAIRINGS,
-                &[now.0.into(), i64::from(limit).into()],
-                |row| Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?))),
-            )
-            .await
+        let args = [now.0.into(), i64::from(limit).into()];
+        due_pairings(self, B::EXPIRED_PAIRINGS, &args).await
     }
 
     async fn index_words(&self, limit: u32) -> StoreResult<u64> {
@@ -207,6 +195,21 @@ impl<B: Backend> NodeStore for SqlStore<B> {
             .await?;
         Ok(())
     }
+}
+
+/// The `org_id, id` rows of a duty's read of pairings due to end.
+async fn due_pairings<B: Backend>(
+    store: &SqlStore<B>,
+    sql: &'static str,
+    args: &[Arg<'_>],
+) -> StoreResult<Vec<(OrgId, DeviceId)>> {
+    store
+        .reader()
+        .await?
+        .read_all(sql, args, |row| {
+            Ok((OrgId(get(row, 0)?), DeviceId(get(row, 1)?)))
+        })
+        .await
 }
 
 /// A day in the unit of timestamps.
