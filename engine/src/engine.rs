@@ -299,6 +299,15 @@ impl Engine {
     /// Who holds this bearer token. An expired token is refused like an unknown one. The use
     /// is noted in memory and written later (`usage.rs`): no request writes for itself.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, EngineError> {
+        Ok(self.authenticate_until(bearer).await?.0)
+    }
+
+    /// [`Engine::authenticate`], with when the token expires (`None`: never), for what a token
+    /// keeps open after its request was authenticated (the live feed).
+    pub async fn authenticate_until(
+        &self,
+        bearer: &str,
+    ) -> Result<(Principal, Option<crate::ids::Timestamp>), EngineError> {
         let owner = self
             .node
             .store
@@ -312,7 +321,7 @@ impl Engine {
                 expires_at,
             }) if live(expires_at) => {
                 self.node.usage.note(usage::operator_token(token_id), now);
-                Ok(Principal::Operator)
+                Ok((Principal::Operator, expires_at))
             }
             Some(TokenOwner::OrgKey {
                 org_id,
@@ -320,7 +329,7 @@ impl Engine {
                 expires_at,
             }) if live(expires_at) => {
                 self.node.usage.note(usage::org_key(key_id), now);
-                Ok(Principal::OrgKey { org_id, key_id })
+                Ok((Principal::OrgKey { org_id, key_id }, expires_at))
             }
             _ => Err(EngineError::Unauthorized),
         }

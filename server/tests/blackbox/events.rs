@@ -157,3 +157,32 @@ async fn revoking_a_key_ends_the_feeds_opened_with_it() {
     assert_eq!(status, 401);
     test.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_ends_when_the_key_it_was_opened_with_expires() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let org = admin.create_org("Acme").await;
+    let status = admin.get("/v1/status").await;
+    let now = engine::ids::Timestamp::parse_rfc3339(status["now"].as_str().unwrap()).unwrap();
+    let expiring = admin
+        .post(
+            &format!("/v1/organizations/{org}/keys"),
+            json!({ "name": "temporary", "expires_at": now.plus_millis(3_600_000) }),
+        )
+        .await;
+    let as_key = admin.with_token(expiring["key"].as_str().unwrap());
+    let mut feed = EventFeed::open(&as_key, &org).await;
+    let mut operator_feed = EventFeed::open(admin, &org).await;
+    admin.add_licenses(&org, 1).await;
+    feed.next_named("licenses", None).await;
+
+    // Past its expiry (by the engine's clock) the key's feed ends; the operator's goes on.
+    admin.advance(3601.0).await;
+    assert_eq!(feed.next().await, None);
+    admin.add_licenses(&org, 1).await;
+    operator_feed.next_named("licenses", None).await;
+    operator_feed.next_named("licenses", None).await;
+    test.stop().await;
+}
+
