@@ -90,7 +90,7 @@ impl Engine {
                 store.set_meta(KEY_CHECK, &sealed).await?;
             }
         }
-        store.reset_presence().await?;
+        store.reset_presence(clock.now()).await?;
         let feed = store.subscribe().await?;
         let node = Arc::new(Node::new(store, clock, cipher, settings));
         // Alive before the first device connects, so that no other node takes this node's

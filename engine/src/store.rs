@@ -586,8 +586,10 @@ pub struct PoolUsage {
 #[async_trait]
 pub trait NodeStore: Send + Sync {
     /// Called once at start-up on a single-node backend: no device can be online on a process
-    /// that just started.
-    async fn reset_presence(&self) -> StoreResult<()>;
+    /// that just started. The devices that were online are marked offline as last seen `now`:
+    /// they were connected until the previous process stopped, whenever that was, and a device
+    /// connected for months must not count as unseen for months (the inactive release).
+    async fn reset_presence(&self, now: Timestamp) -> StoreResult<()>;
 
     /// The changes other nodes commit, or `None` on a backend that serves one node.
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>>;

@@ -231,3 +231,48 @@ async fn an_expired_pairing_ends_and_its_device_is_told_why() {
     );
     engine.shutdown().await;
 }
+
+/// A device connected until the server stopped was seen then: after a crash and a restart it
+/// does not count as unseen since it last connected (the inactive release would take its
+/// license before it could reconnect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_online_until_a_crash_counts_as_seen_at_the_restart() {
+    let fixture = Fixture::new(Backend::Sqlite).await;
+    let engine = fixture.start().await;
+    let (org, code) = org_with_code(&engine, 1, None).await;
+    let setting = engine::admin::SetInactiveRelease {
+        after_days: Some(30),
+    };
+    engine.run(&OPERATOR, org.id, setting).await.unwrap();
+    let device = TestDevice::new();
+    let link = device.connect(&engine);
+    assert!(matches!(
+        engine.pair(device.pair_request(&code.code), &link).await,
+        PairAnswer::Paired(_)
+    ));
+    let day = Duration::from_secs(86_400);
+    // Connected for forty days: never released.
+    fixture.clock.advance(40 * day);
+    assert_eq!(engine.sweep_expired().await.released_inactive, 0);
+
+    // The process dies with the device connected; a new one starts on the same database.
+    drop(link);
+    drop(engine);
+    let restarted = fixture.start().await;
+    assert_eq!(restarted.sweep_expired().await.released_inactive, 0);
+    let summary = restarted
+        .query(&OPERATOR, org.id, GetLicenseSummary)
+        .await
+        .unwrap();
+    assert_eq!(summary.assigned, 1);
+    // It does not come back: thirty days after the restart its license is released (by this
+    // sweep or by the duty, which the clock's jump also wakes).
+    fixture.clock.advance(31 * day);
+    restarted.sweep_expired().await;
+    let summary = restarted
+        .query(&OPERATOR, org.id, GetLicenseSummary)
+        .await
+        .unwrap();
+    assert_eq!((summary.assigned, summary.free), (0, 1));
+    restarted.shutdown().await;
+}

@@ -472,7 +472,10 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
 
     /// Closes the connections (and stops what runs beside them).
     fn close(store: &SqlStore<Self>) -> impl Future<Output = ()> + Send;
-    fn reset_presence(store: &SqlStore<Self>) -> impl Future<Output = StoreResult<()>> + Send;
+    fn reset_presence(
+        store: &SqlStore<Self>,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
     fn subscribe(
         store: &SqlStore<Self>,
     ) -> impl Future<Output = StoreResult<Option<Box<dyn ChangeFeed>>>> + Send;

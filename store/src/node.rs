@@ -54,8 +54,8 @@ impl<B: Backend> Store for SqlStore<B> {
 
 #[async_trait]
 impl<B: Backend> NodeStore for SqlStore<B> {
-    async fn reset_presence(&self) -> StoreResult<()> {
-        B::reset_presence(self).await
+    async fn reset_presence(&self, now: Timestamp) -> StoreResult<()> {
+        B::reset_presence(self, now).await
     }
 
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>> {

@@ -379,7 +379,7 @@ impl Backend for Postgres {
         store.writer.close().await;
     }
 
-    async fn reset_presence(_store: &PgStore) -> StoreResult<()> {
+    async fn reset_presence(_store: &PgStore, _now: Timestamp) -> StoreResult<()> {
         // Several nodes share this database, and the devices online on the other nodes are
         // still online: clearing every row's presence, as a lone SQLite node does at start-up,
         // would show them offline. A node that crashed is found by its stale heartbeat instead

@@ -487,13 +487,14 @@ impl Backend for Sqlite {
         store.extra.checkpointer.stop().await;
     }
 
-    async fn reset_presence(store: &SqliteStore) -> StoreResult<()> {
+    async fn reset_presence(store: &SqliteStore, now: Timestamp) -> StoreResult<()> {
         store
             .writer()
             .await?
             .execute(
-                "UPDATE devices SET online_conn = NULL WHERE online_conn IS NOT NULL",
-                &[],
+                "UPDATE devices SET online_conn = NULL, last_seen = max(last_seen, $1) \
+                 WHERE online_conn IS NOT NULL",
+                &[now.0.into()],
             )
             .await?;
         Ok(())

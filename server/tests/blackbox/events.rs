@@ -185,4 +185,3 @@ async fn a_feed_ends_when_the_key_it_was_opened_with_expires() {
     operator_feed.next_named("licenses", None).await;
     test.stop().await;
 }
-
