@@ -40,8 +40,7 @@ pub fn assign_dialog_css(license: &str) -> String {
 
 /// Clicks one of a row's (or a panel's) buttons once it is displayed.
 async fn click(browser: &Browser, css: &str) {
-    let button = browser.wait_visible(css).await;
-    browser.click(&button).await;
+    browser.click_css(css).await;
 }
 
 /// The id of one free license of `org`, from the admin API.

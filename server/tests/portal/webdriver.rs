@@ -428,6 +428,27 @@ impl Browser {
         .await;
     }
 
+    /// Clicks the element `css` finds, finding it again when the page replaced it between the
+    /// finding and the click (a live update re-renders rows): a few times, then it fails.
+    pub async fn click_css(&self, css: &str) {
+        for _ in 0..5 {
+            let element = self.wait_visible(css).await;
+            let clicked = self
+                .command(
+                    reqwest::Method::POST,
+                    &format!("/element/{}/click", element.0),
+                    Some(json!({})),
+                )
+                .await;
+            match clicked {
+                Ok(_) => return,
+                Err(error) if error.error == "stale element reference" => continue,
+                Err(error) => panic!("WebDriver click on {css}: {error}"),
+            }
+        }
+        panic!("{css} was replaced before every click");
+    }
+
     pub async fn click(&self, element: &Element) {
         self.expect(
             reqwest::Method::POST,
