@@ -222,6 +222,10 @@ pub struct CodeInfo {
     /// The configuration devices paired with this code get, instead of the organization's for
     /// new devices (a reusable code may carry one).
     pub configuration_id: Option<ConfigId>,
+    /// The device a replacement code replaces (`POST …/devices/{device}/replace`). Absent from
+    /// replies stored by idempotency records before it existed: read as `None`.
+    #[serde(default)]
+    pub replaces_device_id: Option<DeviceId>,
 }
 
 /// A freshly created (or re-shown) code with its secret.

@@ -174,7 +174,7 @@ pub(crate) fn license_from_row_at(row: &impl Columns, base: usize) -> StoreResul
 macro_rules! code_columns {
     () => {
         "id, org_id, kind, label, created_at, expires_at, max_uses, uses, last_used_at, \
-         revoked_at, license_id, used_at, configuration_id"
+         revoked_at, license_id, used_at, configuration_id, replaces_device"
     };
 }
 
@@ -205,6 +205,7 @@ pub(crate) fn code_from_row(row: &impl Columns, now: Timestamp) -> StoreResult<C
         revoked_at,
         license_id: get::<Option<Uuid>, _>(row, 10)?.map(LicenseId),
         configuration_id: get::<Option<Uuid>, _>(row, 12)?.map(ConfigId),
+        replaces_device_id: get::<Option<Uuid>, _>(row, 13)?.map(DeviceId),
     })
 }
 

@@ -139,6 +139,7 @@ pub(super) fn issued(code: &NewCode, secret: &PairingCode) -> CodeWithSecret {
             revoked_at: None,
             license_id: code.license_id,
             configuration_id: code.configuration_id,
+            replaces_device_id: code.replaces_device,
         },
         code: secret.as_str().to_string(),
     }

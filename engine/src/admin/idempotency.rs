@@ -209,12 +209,23 @@ mod tests {
                 revoked_at: None,
                 license_id: None,
                 configuration_id: None,
+                replaces_device_id: None,
             },
             code: "ABC".into(),
         };
         let stored = serde_json::json!({ "code": code });
         let reply: CodeWithSecret =
             serde_json::from_value(from_enum_form(stored, org_id)).expect("a code reply");
+        assert_eq!(reply, code);
+        // A code reply stored before codes could replace a device lacks that field.
+        let mut older = serde_json::to_value(&code).expect("json");
+        older
+            .as_object_mut()
+            .expect("an object")
+            .remove("replaces_device_id");
+        let stored = serde_json::json!({ "code": older });
+        let reply: CodeWithSecret =
+            serde_json::from_value(from_enum_form(stored, org_id)).expect("an older code reply");
         assert_eq!(reply, code);
     }
 }

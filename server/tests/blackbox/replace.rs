@@ -37,6 +37,11 @@ async fn a_replacement_takes_the_license_configuration_name_and_notes_and_the_ol
         replacement["payload_uri"].as_str().is_some(),
         "{replacement}"
     );
+    assert_eq!(replacement["replaces_device_id"], json!(old_id));
+    assert_eq!(
+        replacement["license_id"],
+        json!(paired.license_id.to_string())
+    );
 
     // The old device keeps working until the code is used.
     let (status, _) = admin
