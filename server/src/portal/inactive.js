@@ -1,11 +1,17 @@
 // "Inactive devices", on the Devices page: the organization's inactive-device release. When on,
 // the server releases the license of a device that is offline and was last seen more than N days
 // ago (the device is told if it comes back, and pairs again with a new code). Off by default.
+// Before a save, the section says how many devices the number of days entered would release now:
+// the fleet list's own count of devices offline and unseen since then (`not_seen_since`, by the
+// server's clock), so the admin sees what a setting does before it does it.
 
-import { put } from "./api.js";
+import { get, put } from "./api.js";
 import { errorMessage, h } from "./ui.js";
 
 const DEFAULT_DAYS = 90;
+const DAY_MS = 86_400_000;
+/** How long typing pauses before the count is asked for. */
+const PREVIEW_DEBOUNCE_MS = 300;
 
 export function inactiveReleaseSection(base, organization) {
   const current = organization.release_inactive_after_days;
@@ -19,6 +25,39 @@ export function inactiveReleaseSection(base, organization) {
   });
   const save = h("button", { type: "submit", class: "button secondary", id: "inactive-save" }, "Save");
   const status = h("p", { id: "inactive-status", class: "muted", role: "status" }, describe(current));
+  const preview = h("p", { id: "inactive-preview", class: "muted", "aria-live": "polite" });
+  let saved = current ?? null;
+  let ticket = 0;
+  let timer = null;
+  const showPreview = async () => {
+    const wanted = Number(days.value);
+    const mine = ++ticket;
+    if (!Number.isInteger(wanted) || wanted < 1 || wanted > 3650) {
+      preview.textContent = "";
+      return;
+    }
+    try {
+      const { now } = await get("/v1/whoami");
+      const since = new Date(Date.parse(now) - wanted * DAY_MS).toISOString();
+      const page = await get(`${base}/devices?not_seen_since=${encodeURIComponent(since)}&limit=1`);
+      if (mine !== ticket) return;
+      const count = `${page.total}${page.total_exact ? "" : "+"}`;
+      preview.textContent =
+        page.total === 0
+          ? `No device is offline and unseen for more than ${wanted} days now.`
+          : `${count} ${page.total === 1 ? "device is" : "devices are"} offline and unseen for more than ${wanted} days now: ${
+              saved === wanted ? "the server is releasing their licenses" : "saving the release with this number would release their licenses"
+            }.`;
+    } catch (error) {
+      if (mine === ticket) preview.textContent = errorMessage(error);
+    }
+  };
+  days.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(showPreview, PREVIEW_DEBOUNCE_MS);
+  });
+  enabled.addEventListener("change", showPreview);
+  showPreview();
   const form = h(
     "form",
     { class: "inactive-form", id: "inactive-release" },
@@ -37,6 +76,8 @@ export function inactiveReleaseSection(base, organization) {
         after_days: enabled.checked ? Number(days.value) : null,
       });
       status.textContent = `Saved. ${describe(answer.after_days)}`;
+      saved = answer.after_days;
+      showPreview();
     } catch (error) {
       status.textContent = errorMessage(error);
     } finally {
@@ -48,6 +89,7 @@ export function inactiveReleaseSection(base, organization) {
     { class: "card", "aria-labelledby": "inactive-title" },
     h("h2", { id: "inactive-title" }, "Inactive devices"),
     form,
+    preview,
     status,
   );
 }

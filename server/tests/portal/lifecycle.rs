@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::codes::decode_qr;
 use crate::fixture::{Fixture, bounded, license_row};
-use crate::support::{WAIT, pair_ok};
+use crate::support::{WAIT, eventually, pair_ok};
 use crate::webdriver::Browser;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,20 +99,47 @@ async fn the_devices_page_turns_the_inactive_release_on_and_off() {
     bounded(async {
         let fixture = Fixture::start().await;
         let org = fixture.a.id.clone();
+        let admin = &fixture.test.admin;
+        // A second device of the organization leaves and stays away for fifty days (by the
+        // server's clock); "Van 7" stays connected.
+        let code = admin.reusable_code(&org, json!({})).await;
+        let (_, away, _) =
+            pair_ok(&fixture.test.device_url(), code["code"].as_str().unwrap()).await;
+        away.close().await;
+        admin.advance(50.0 * 86_400.0).await;
+
         let browser = Browser::start().await;
         fixture.sign_in(&browser, &fixture.a.key).await;
         browser.wait_visible("#licenses").await;
         browser.wait_text("#inactive-status", "Off").await;
+        // Before anything is saved the page says what a number of days would release.
+        browser
+            .wait_text(
+                "#inactive-preview",
+                "No device is offline and unseen for more than 90 days",
+            )
+            .await;
         let enabled = browser.wait_visible("#inactive-enabled").await;
         browser.click(&enabled).await;
         let days = browser.wait_visible("#inactive-days").await;
         browser.clear(&days).await;
         browser.send_keys(&days, "45").await;
+        browser
+            .wait_text(
+                "#inactive-preview",
+                "1 device is offline and unseen for more than 45 days now: saving",
+            )
+            .await;
         let save = browser.wait_visible("#inactive-save").await;
         browser.click(&save).await;
         browser
             .wait_text("#inactive-status", "unseen for more than 45 days")
             .await;
+        // Saved: the server releases it (the duty, on the next sweep), and only it.
+        eventually("the away device's license is released", || async {
+            (admin.summary(&org).await["assigned"] == json!(1)).then_some(())
+        })
+        .await;
         let setting = format!("/v1/organizations/{org}/inactive-release");
         assert_eq!(
             fixture.test.admin.get(&setting).await,
