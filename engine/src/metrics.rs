@@ -40,6 +40,8 @@ pub(crate) struct Counters {
     pub expired_by_sweep: AtomicU64,
     /// Pairings ended by the inactive release.
     pub released_inactive: AtomicU64,
+    /// Devices replaced by a new installation (a replacement code used).
+    pub replaced: AtomicU64,
     /// Pairing answers `refused`, by reason (in the order of [`Refusal::ALL`]), however they
     /// were refused: before the actor (unknown code, rate limit, malformed) or by its batch.
     pub refusals: [AtomicU64; Refusal::ALL.len()],
@@ -68,6 +70,7 @@ impl Default for Counters {
             actor_restarts: zero(),
             expired_by_sweep: zero(),
             released_inactive: zero(),
+            replaced: zero(),
             refusals: [const { AtomicU64::new(0) }; Refusal::ALL.len()],
             batch_size: AtomicHistogram::new(&BATCH_SIZE_BOUNDS),
             batch_seconds: AtomicHistogram::new(&BATCH_SECONDS_BOUNDS),
@@ -117,6 +120,7 @@ impl Counters {
             actor_restarts: get(&self.actor_restarts),
             expired_by_sweep: get(&self.expired_by_sweep),
             released_inactive: get(&self.released_inactive),
+            replaced: get(&self.replaced),
             connected_devices: connected_devices as u64,
             running_organization_actors: running_orgs as u64,
             live_feed_watched_here: 0,
@@ -152,6 +156,8 @@ pub struct Metrics {
     pub expired_by_sweep: u64,
     /// Pairings of inactive devices ended, their licenses released.
     pub released_inactive: u64,
+    /// Devices replaced by a new installation.
+    pub replaced: u64,
     pub connected_devices: u64,
     pub running_organization_actors: u64,
     /// Organizations with live-feed watchers on this node, and organizations other nodes

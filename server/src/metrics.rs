@@ -316,6 +316,11 @@ pub fn render(
          their licenses.",
         &[(&[], counters.released_inactive as f64)],
     );
+    families.counter(
+        "paird_replaced_devices_total",
+        "Devices replaced by a new installation that paired with their replacement code.",
+        &[(&[], counters.replaced as f64)],
+    );
 
     // Batches.
     families.counter(

@@ -490,6 +490,7 @@ fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> B
         }
     }
     Counters::add(&node.counters.pairings, paired);
+    Counters::add(&node.counters.replaced, plan.writes.replaced.len() as u64);
     Counters::add(&node.counters.repeated_pairings, repeated);
     Counters::add(&node.counters.refused_pairings, refused);
 

@@ -44,6 +44,8 @@ async fn an_unseen_device_loses_its_license_and_hears_why_while_a_connected_one_
     assert_eq!(devices.len(), 1, "{devices:?}");
     assert_ne!(devices[0]["id"], json!(gone_id));
     assert_eq!(admin.summary(&org).await["free"], json!(1));
+    let status = admin.get("/v1/status").await;
+    assert_eq!(status["engine"]["released_inactive"], json!(1));
 
     // Its own audit entry, with when it was last seen and the setting that released it.
     let audit = admin.audit(&org).await;

@@ -107,6 +107,21 @@ fn promtool() -> PathBuf {
         .clone()
 }
 
+/// Every metric family of a scrape has its row in docs/admin-api.md's table of metrics.
+fn every_metric_is_documented(text: &str) {
+    let doc = admin_doc();
+    let missing: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| !doc.contains(&format!("| `{name}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "metrics without a row in docs/admin-api.md: {missing:?}"
+    );
+}
+
 /// Runs `promtool check metrics` on an exposition; fails the test with what it said.
 fn promtool_check(text: &str) {
     use std::io::Write as _;
@@ -208,6 +223,7 @@ async fn a_scrape_passes_promtool_and_its_counters_follow_a_scenario() {
     })
     .await;
     promtool_check(&after.text);
+    every_metric_is_documented(&after.text);
     let moved = |series: &str| after.since(&before, series);
     assert_eq!(moved("paird_pairings_total{outcome=\"paired\"}"), 2.0);
     assert_eq!(moved("paird_pairings_total{outcome=\"repaired\"}"), 0.0);

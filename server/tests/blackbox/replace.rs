@@ -69,6 +69,8 @@ async fn a_replacement_takes_the_license_configuration_name_and_notes_and_the_ol
     let closed = old.recv_timeout(WAIT).await.unwrap_err();
     assert_eq!(closed.close_code(), Some(CloseCode::Replaced));
 
+    let status = admin.get("/v1/status").await;
+    assert_eq!(status["engine"]["replaced"], json!(1));
     let devices = admin.devices(&org).await;
     assert_eq!(devices.len(), 1, "{devices:?}");
     let device = &devices[0];
