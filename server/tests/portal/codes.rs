@@ -47,16 +47,14 @@ async fn a_created_code_shows_a_qr_that_pairs_a_device_and_can_be_revoked() {
         let browser = Browser::start().await;
         fixture.sign_in(&browser, &fixture.a.key).await;
         browser.wait_text("#org-name", &fixture.a.name).await;
-        let link = browser.wait_visible("#nav a[href$=\"/codes\"]").await;
-        browser.click(&link).await;
+        browser.click_css("#nav a[href$=\"/codes\"]").await;
         browser
             .wait_text("#code-warning", "Anyone who has a reusable code")
             .await;
 
         let label = browser.wait_visible("#code-label").await;
         browser.send_keys(&label, "browser rollout").await;
-        let create = browser.wait_visible("#create-code").await;
-        browser.click(&create).await;
+        browser.click_css("#create-code").await;
 
         // The QR on the page, read by a real decoder, is the payload the page prints.
         let qr = browser.wait_visible("#qr").await;
@@ -106,20 +104,18 @@ async fn a_created_code_shows_a_qr_that_pairs_a_device_and_can_be_revoked() {
         assert_eq!(browser.text(&uses).await, "1");
 
         // Show it again: the same QR payload.
-        let show = browser
-            .wait_visible("#codes tbody tr:first-child button[data-action=\"show\"]")
+        browser
+            .click_css("#codes tbody tr:first-child button[data-action=\"show\"]")
             .await;
-        browser.click(&show).await;
         browser.wait_text("#payload", &payload).await;
 
         // Revoke it: the row says so, and the code no longer pairs anyone.
         browser
             .execute("window.confirm = () => true;", vec![])
             .await;
-        let revoke = browser
-            .wait_visible("#codes tbody tr:first-child button[data-action=\"revoke\"]")
+        browser
+            .click_css("#codes tbody tr:first-child button[data-action=\"revoke\"]")
             .await;
-        browser.click(&revoke).await;
         browser
             .wait_visible("#codes tbody tr:first-child[data-status=\"revoked\"]")
             .await;
@@ -158,16 +154,13 @@ async fn a_code_created_with_a_configuration_gives_it_to_the_devices_it_pairs() 
         let browser = Browser::start().await;
         fixture.sign_in(&browser, &fixture.a.key).await;
         browser.wait_text("#org-name", &fixture.a.name).await;
-        let link = browser.wait_visible("#nav a[href$=\"/codes\"]").await;
-        browser.click(&link).await;
+        browser.click_css("#nav a[href$=\"/codes\"]").await;
         let label = browser.wait_visible("#code-label").await;
         browser.send_keys(&label, "meter readers").await;
-        let option = browser
-            .wait_visible(&format!("#code-configuration option[value=\"{meters}\"]"))
+        browser
+            .click_css(&format!("#code-configuration option[value=\"{meters}\"]"))
             .await;
-        browser.click(&option).await;
-        let create = browser.wait_visible("#create-code").await;
-        browser.click(&create).await;
+        browser.click_css("#create-code").await;
         let shown = browser.wait_visible("#payload").await;
         let payload = browser.text(&shown).await;
         let code = payload.rsplit('/').next().expect("the code").to_string();

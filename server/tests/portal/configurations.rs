@@ -20,10 +20,7 @@ async fn open_configurations(fixture: &Fixture, browser: &Browser, key: &str) {
     fixture.sign_in(browser, key).await;
     // The devices page first: signing in lands there.
     browser.wait_visible("#org-name").await;
-    let link = browser
-        .wait_visible("#nav a[href$=\"/configurations\"]")
-        .await;
-    browser.click(&link).await;
+    browser.click_css("#nav a[href$=\"/configurations\"]").await;
     browser.wait_visible("#new-devices-get").await;
 }
 
@@ -85,8 +82,7 @@ async fn a_configuration_created_from_the_template_shows_errors_by_line_before_i
         open_configurations(&fixture, &browser, &fixture.a.key).await;
         browser.wait_text("#new-devices-get", "“Meters”").await;
 
-        let create = browser.wait_visible("#new-configuration").await;
-        browser.click(&create).await;
+        browser.click_css("#new-configuration").await;
         browser
             .wait_text("#editor-title", "New configuration")
             .await;
@@ -131,10 +127,9 @@ async fn a_configuration_created_from_the_template_shows_errors_by_line_before_i
         assert!(save_disabled(&browser).await);
 
         // Activating the problem puts the caret on its line.
-        let go_to = browser
-            .wait_visible(&format!("#config-problems li[data-line=\"{line}\"] button"))
+        browser
+            .click_css(&format!("#config-problems li[data-line=\"{line}\"] button"))
             .await;
-        browser.click(&go_to).await;
         let caret = browser
             .execute(
                 "const t = document.getElementById('config-body'); \
@@ -296,12 +291,11 @@ async fn pinning_a_configuration_keeps_new_devices_on_it_and_the_page_says_so() 
         assert!(sentence.contains("most recently created"), "{sentence}");
 
         // Pin Meters from its row.
-        let pin = browser
-            .wait_visible(&format!(
+        browser
+            .click_css(&format!(
                 "#configurations tr[data-config-id=\"{meters}\"] button[data-action=\"pin\"]"
             ))
             .await;
-        browser.click(&pin).await;
         browser
             .wait_text("#config-notice", "New devices now get “Meters”")
             .await;
@@ -320,8 +314,7 @@ async fn pinning_a_configuration_keeps_new_devices_on_it_and_the_page_says_so() 
         );
 
         // A new configuration would not change that, and the editor says so before saving.
-        let create = browser.wait_visible("#new-configuration").await;
-        browser.click(&create).await;
+        browser.click_css("#new-configuration").await;
         browser
             .wait_text(
                 "#new-devices-note",
@@ -332,8 +325,7 @@ async fn pinning_a_configuration_keeps_new_devices_on_it_and_the_page_says_so() 
         browser.click(&back).await;
 
         // Unpinned: back to the newest.
-        let unpin = browser.wait_visible("#unpin").await;
-        browser.click(&unpin).await;
+        browser.click_css("#unpin").await;
         browser
             .wait_text(
                 "#config-notice",
@@ -382,10 +374,9 @@ async fn the_history_compares_a_revision_with_the_current_one_and_reverts_to_it(
         );
 
         // Compare revision 1 with the current text: one line added, shown as such.
-        let compare = browser
-            .wait_visible(&format!("{} button[data-action=\"compare\"]", row(1)))
+        browser
+            .click_css(&format!("{} button[data-action=\"compare\"]", row(1)))
             .await;
-        browser.click(&compare).await;
         browser
             .wait_text("#history-diff-summary", "1 line added, 0 lines removed")
             .await;
@@ -397,10 +388,9 @@ async fn the_history_compares_a_revision_with_the_current_one_and_reverts_to_it(
         browser
             .execute("window.confirm = () => true;", vec![])
             .await;
-        let revert = browser
-            .wait_visible(&format!("{} button[data-action=\"revert\"]", row(1)))
+        browser
+            .click_css(&format!("{} button[data-action=\"revert\"]", row(1)))
             .await;
-        browser.click(&revert).await;
         browser
             .wait_text(
                 "#history-status",
@@ -465,8 +455,7 @@ async fn a_configuration_is_assigned_to_several_devices_picked_with_checkboxes()
         let assign = browser.wait_visible("#assign-button").await;
         assert!(browser.attribute(&assign, "disabled").await.is_some());
 
-        let select_all = browser.wait_visible("#assign-all").await;
-        browser.click(&select_all).await;
+        browser.click_css("#assign-all").await;
         let checked = browser
             .execute(
                 "return [...document.querySelectorAll('.device-pick')] \
@@ -518,12 +507,11 @@ async fn deleting_an_assigned_configuration_is_refused_with_a_message_and_an_una
             .await;
 
         // Meters is assigned to Van 7: refused, said so, and still listed.
-        let delete = browser
-            .wait_visible(&format!(
+        browser
+            .click_css(&format!(
                 "#configurations tr[data-config-id=\"{meters}\"] button[data-action=\"delete\"]"
             ))
             .await;
-        browser.click(&delete).await;
         let message = browser
             .wait_text("#config-notice", "assigned to 1 device")
             .await;
@@ -543,12 +531,11 @@ async fn deleting_an_assigned_configuration_is_refused_with_a_message_and_an_una
         assert_eq!(status, 200);
 
         // Spare has no device: it goes, and new devices get Meters again.
-        let delete = browser
-            .wait_visible(&format!(
+        browser
+            .click_css(&format!(
                 "#configurations tr[data-config-id=\"{spare}\"] button[data-action=\"delete\"]"
             ))
             .await;
-        browser.click(&delete).await;
         browser.wait_text("#config-notice", "Deleted “Spare”").await;
         browser.wait_text("#new-devices-get", "“Meters”").await;
         assert!(

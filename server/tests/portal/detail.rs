@@ -19,13 +19,12 @@ async fn open_device_from_list(fixture: &Fixture, browser: &Browser) {
         browser.attribute(&row, "data-device-id").await.as_deref(),
         Some(fixture.a.device_id.as_str())
     );
-    let link = browser
-        .wait_visible(&format!(
+    browser
+        .click_css(&format!(
             "#licenses tr[data-license-id=\"{}\"] a.device-name",
             fixture.a.license_id
         ))
         .await;
-    browser.click(&link).await;
     browser
         .wait_text("#device-title", &fixture.a.device_name)
         .await;
@@ -224,8 +223,7 @@ async fn the_audit_log_filters_by_action_and_device_and_links_to_the_device() {
                 vec![],
             )
             .await;
-        let apply = browser.wait_visible("#audit-apply").await;
-        browser.click(&apply).await;
+        browser.click_css("#audit-apply").await;
         browser
             .wait_visible(".audit tbody tr[data-action=\"device.edited\"]")
             .await;

@@ -415,8 +415,7 @@ async fn the_operator_adds_licenses_and_an_organization_key_is_told_where_to_buy
         let buy = browser.wait_visible("#buy-licenses").await;
         assert!(browser.text(&buy).await.contains("buy them from"));
         assert!(browser.find("#add-licenses").await.is_none());
-        let sign_out = browser.wait_visible("#sign-out").await;
-        browser.click(&sign_out).await;
+        browser.click_css("#sign-out").await;
 
         // The operator is pointed at the form, and adds three licenses with an end date.
         fixture.sign_in(&browser, OPERATOR_TOKEN).await;

@@ -68,8 +68,7 @@ impl Fixture {
         browser.navigate(&self.portal_url()).await;
         let field = browser.wait_visible("#token").await;
         browser.send_keys(&field, token).await;
-        let button = browser.wait_visible("#sign-in").await;
-        browser.click(&button).await;
+        browser.click_css("#sign-in").await;
     }
 }
 

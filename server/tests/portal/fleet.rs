@@ -157,8 +157,7 @@ async fn pages_forward_and_back_with_the_total_and_the_address_survives_a_reload
             20
         );
         assert!(browser.find("#page-next:disabled").await.is_some());
-        let previous = browser.wait_visible("#page-previous").await;
-        browser.click(&previous).await;
+        browser.click_css("#page-previous").await;
         wait_range(&browser, "51–100 of 120").await;
 
         // The page's cursor is in the address: a reload shows the same page, Previous still works.
@@ -170,8 +169,7 @@ async fn pages_forward_and_back_with_the_total_and_the_address_survives_a_reload
         wait_range(&browser, "101–120 of 120").await;
         browser.execute("history.forward();", vec![]).await;
         wait_range(&browser, "51–100 of 120").await;
-        let previous = browser.wait_visible("#page-previous").await;
-        browser.click(&previous).await;
+        browser.click_css("#page-previous").await;
         wait_range(&browser, "1–50 of 120").await;
         browser.quit().await;
         fixture.test.stop().await;
@@ -203,8 +201,7 @@ async fn search_every_filter_and_sort_ask_the_server_and_stay_in_the_address() {
             browser.execute("return document.querySelector('#device-search').value;", vec![]).await,
             json!("fork")
         );
-        let clear = browser.wait_visible("#clear-filters").await;
-        browser.click(&clear).await;
+        browser.click_css("#clear-filters").await;
         wait_range(&browser, "1–50 of 120").await;
 
         // Each kind of filter, against the API's count for the same filter.
@@ -248,8 +245,7 @@ async fn search_every_filter_and_sort_ask_the_server_and_stay_in_the_address() {
         // Sorting by a column's header, and reversing it; the header says how it is sorted.
         choose(&browser, "#filter-status", "assigned").await;
         wait_range(&browser, &one_page(4)).await;
-        let by_name = browser.wait_visible("th[data-sort=\"name\"] .sort-button").await;
-        browser.click(&by_name).await;
+        browser.click_css("th[data-sort=\"name\"] .sort-button").await;
         wait_script(&browser, "return document.querySelector('th[data-sort=\"name\"]').getAttribute('aria-sort') === 'ascending';", "ascending").await;
         wait_range(&browser, &one_page(4)).await;
         assert_eq!(shown_names(&browser).await, json!(["Forklift 1", "Forklift 2", "Scanner X", "Van 7"]));
@@ -387,8 +383,7 @@ async fn select_all_matching_then_unpair_unpairs_every_matching_device() {
                     .await
                     == json!(true)
         );
-        let unpair = browser.wait_visible("#bulk-unpair").await;
-        browser.click(&unpair).await;
+        browser.click_css("#bulk-unpair").await;
         let question = browser.accept_alert().await;
         assert!(question.contains("2 devices"), "{question}");
         browser
@@ -398,8 +393,7 @@ async fn select_all_matching_then_unpair_unpairs_every_matching_device() {
         assert_eq!(api_total(&fixture, &org, "q=fork").await, 0);
 
         // Every assigned license, by "Select all matching" past the page's rows.
-        let clear = browser.wait_visible("#clear-filters").await;
-        browser.click(&clear).await;
+        browser.click_css("#clear-filters").await;
         choose(&browser, "#filter-status", "assigned").await;
         wait_range(&browser, &one_page(2)).await;
         let page = browser.wait_visible("#select-page").await;
@@ -417,8 +411,7 @@ async fn select_all_matching_then_unpair_unpairs_every_matching_device() {
                 .await,
             json!("none")
         );
-        let unpair = browser.wait_visible("#bulk-unpair").await;
-        browser.click(&unpair).await;
+        browser.click_css("#bulk-unpair").await;
         let question = browser.accept_alert().await;
         assert!(question.contains("2 devices"), "{question}");
         wait_range(&browser, "No license matches.").await;
@@ -502,8 +495,7 @@ async fn export_csv_downloads_the_filtered_devices_with_the_organizations_name()
                 vec![],
             )
             .await;
-        let export = browser.wait_visible("#export-csv").await;
-        browser.click(&export).await;
+        browser.click_css("#export-csv").await;
         browser.wait_text("#devices-status", "Exported Acme-Logistics-devices.csv").await;
         let text = browser.execute("return window.exported[0].text();", vec![]).await;
         let text = text.as_str().expect("the file's text");
@@ -533,16 +525,14 @@ async fn the_search_filters_selection_bar_and_pager_fit_at_1280_px_and_at_phone_
             )
             .await;
         wait_range(&browser, "No license matches.").await;
-        let clear = browser.wait_visible("#clear-filters").await;
-        browser.click(&clear).await;
+        browser.click_css("#clear-filters").await;
         wait_range(&browser, "1–50 of 120").await;
-        let tick = browser
-            .wait_visible(&format!(
+        browser
+            .click_css(&format!(
                 "#licenses tr[data-license-id=\"{}\"] input[data-select]",
                 fixture.a.license_id
             ))
             .await;
-        browser.click(&tick).await;
         browser.wait_visible("#bulk-bar").await;
         for (width, height) in [(1280, 900), (390, 844)] {
             browser.set_window_size(width, height).await;
@@ -621,8 +611,7 @@ async fn assign_configuration_to_the_ticked_devices_after_a_confirmation() {
             json!("none")
         );
         choose(&browser, "#bulk-configuration", &water).await;
-        let assign = browser.wait_visible("#bulk-assign").await;
-        browser.click(&assign).await;
+        browser.click_css("#bulk-assign").await;
         let question = browser.accept_alert().await;
         assert!(
             question.contains("“Water”") && question.contains("2 devices"),

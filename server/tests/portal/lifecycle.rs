@@ -38,8 +38,7 @@ async fn a_device_replaced_from_its_page_hands_everything_to_the_installation_th
         browser
             .wait_text("#device-replace", "No second license is used")
             .await;
-        let create = browser.wait_visible("#replace-device").await;
-        browser.click(&create).await;
+        browser.click_css("#replace-device").await;
         let code = browser.wait_visible("#replace-code-text").await;
         let code = browser.text(&code).await;
         browser.wait_text("#replace-status", "Scan it").await;
@@ -119,8 +118,7 @@ async fn the_devices_page_turns_the_inactive_release_on_and_off() {
                 "No device is offline and unseen for more than 90 days",
             )
             .await;
-        let enabled = browser.wait_visible("#inactive-enabled").await;
-        browser.click(&enabled).await;
+        browser.click_css("#inactive-enabled").await;
         let days = browser.wait_visible("#inactive-days").await;
         browser.clear(&days).await;
         browser.send_keys(&days, "45").await;
@@ -130,8 +128,7 @@ async fn the_devices_page_turns_the_inactive_release_on_and_off() {
                 "1 device is offline and unseen for more than 45 days now: saving",
             )
             .await;
-        let save = browser.wait_visible("#inactive-save").await;
-        browser.click(&save).await;
+        browser.click_css("#inactive-save").await;
         browser
             .wait_text("#inactive-status", "unseen for more than 45 days")
             .await;
@@ -152,10 +149,8 @@ async fn the_devices_page_turns_the_inactive_release_on_and_off() {
         browser
             .wait_text("#inactive-status", "more than 45 days")
             .await;
-        let enabled = browser.wait_visible("#inactive-enabled").await;
-        browser.click(&enabled).await;
-        let save = browser.wait_visible("#inactive-save").await;
-        browser.click(&save).await;
+        browser.click_css("#inactive-enabled").await;
+        browser.click_css("#inactive-save").await;
         browser.wait_text("#inactive-status", "Saved. Off").await;
         assert_eq!(
             fixture.test.admin.get(&setting).await,

@@ -24,8 +24,7 @@ async fn field_value(browser: &Browser, css: &str) -> String {
 async fn create_key(browser: &Browser, name: &str) -> String {
     let field = browser.wait_visible("#key-name").await;
     browser.send_keys(&field, name).await;
-    let create = browser.wait_visible("#create-key").await;
-    browser.click(&create).await;
+    browser.click_css("#create-key").await;
     browser.wait_text("#new-key", name).await;
     let secret = field_value(browser, "#new-key-secret").await;
     assert!(secret.starts_with("paird_key_"), "{secret}");
@@ -42,8 +41,7 @@ async fn the_operator_creates_an_organization_and_a_key_and_its_admin_signs_in_w
         // A new organization, from the list page; the portal goes on to its keys.
         let name = browser.wait_visible("#new-organization-name").await;
         browser.send_keys(&name, "Initech Field Services").await;
-        let create = browser.wait_visible("#create-organization").await;
-        browser.click(&create).await;
+        browser.click_css("#create-organization").await;
         browser
             .wait_text("#org-name", "Initech Field Services")
             .await;
@@ -87,10 +85,9 @@ async fn the_operator_creates_an_organization_and_a_key_and_its_admin_signs_in_w
         browser
             .execute("window.confirm = () => true;", vec![])
             .await;
-        let revoke = browser
-            .wait_visible("#keys tbody tr:first-child button[data-action=\"revoke-key\"]")
+        browser
+            .click_css("#keys tbody tr:first-child button[data-action=\"revoke-key\"]")
             .await;
-        browser.click(&revoke).await;
         browser
             .wait_visible("#keys tbody tr:first-child[data-status=\"revoked\"]")
             .await;
@@ -110,8 +107,7 @@ async fn the_operator_creates_an_organization_and_a_key_and_its_admin_signs_in_w
 
         // The new organization's admin: the revoked key is refused, the first one opens the
         // new organization's Devices page, with no operator pages.
-        let sign_out = browser.wait_visible("#sign-out").await;
-        browser.click(&sign_out).await;
+        browser.click_css("#sign-out").await;
         fixture.sign_in(&browser, &revoked).await;
         browser.wait_text("#sign-in-error", "not accepted").await;
         fixture.sign_in(&browser, &key).await;

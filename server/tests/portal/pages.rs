@@ -84,8 +84,7 @@ async fn an_organization_key_opens_its_devices_page_with_summary_and_device_row(
         }
 
         // Signing out forgets the token and goes back to the sign-in form.
-        let sign_out = browser.wait_visible("#sign-out").await;
-        browser.click(&sign_out).await;
+        browser.click_css("#sign-out").await;
         browser.wait_visible("#token").await;
         assert_eq!(stored_token(&browser).await, Value::Null);
         assert!(!browser.page_text().await.contains(&fixture.a.device_name));
@@ -264,8 +263,7 @@ async fn the_audit_log_lists_the_newest_entries_first_and_pages_back() {
         let browser = Browser::start().await;
         fixture.sign_in(&browser, &fixture.a.key).await;
         browser.wait_text("#org-name", &fixture.a.name).await;
-        let audit_link = browser.wait_visible("#nav a[href$=\"/audit\"]").await;
-        browser.click(&audit_link).await;
+        browser.click_css("#nav a[href$=\"/audit\"]").await;
 
         let newest = browser.wait_visible(".audit tbody tr").await;
         let text = browser.text(&newest).await;
