@@ -114,8 +114,7 @@ function apiFilter(state, view = state.view) {
     if (name === "not_seen_for") {
       const days = Number(view[name]);
       if (!Number.isFinite(days) || days <= 0) continue;
-      const serverNow = Date.now() + (Number.isFinite(state.clockOffset) ? state.clockOffset : 0);
-      filter.not_seen_since = new Date(serverNow - days * 86_400_000).toISOString();
+      filter.not_seen_since = new Date(serverNow(state) - days * 86_400_000).toISOString();
     } else {
       filter[name] = view[name];
     }
@@ -171,6 +170,11 @@ function navigate(state, view, { push }) {
 /** A view with some filters or the sort changed: back to the first page. */
 function withChanges(state, changes) {
   return { ...state.view, ...changes, cursor: null, back: [] };
+}
+
+/** The server's time now, in milliseconds, by the offset of its clock read when the page opened. */
+function serverNow(state) {
+  return Date.now() + (Number.isFinite(state.clockOffset) ? state.clockOffset : 0);
 }
 
 export async function renderDevices(org, query = "") {
@@ -281,7 +285,7 @@ export async function renderDevices(org, query = "") {
       h("div", { class: "table-wrap" }, state.licensesTable),
       state.pager.element,
     ),
-    inactiveReleaseSection(base, state.organization),
+    inactiveReleaseSection(base, state.organization, () => serverNow(state)),
   );
   showControls(state);
   await loadPage(state, { fresh: true });
@@ -1004,8 +1008,7 @@ function watchReservation(state, entry) {
   clearTimeout(entry.reservationTimer);
   entry.reservationTimer = null;
   if (entry.license.status !== "reserved" || !entry.license.reserved_until) return;
-  const serverNow = Date.now() + (Number.isFinite(state.clockOffset) ? state.clockOffset : 0);
-  const left = Date.parse(entry.license.reserved_until) - serverNow;
+  const left = Date.parse(entry.license.reserved_until) - serverNow(state);
   if (!Number.isFinite(left)) return;
   entry.reservationTimer = setTimeout(() => {
     if (!state.tbody.isConnected) return;

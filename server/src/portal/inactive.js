@@ -13,7 +13,8 @@ const DAY_MS = 86_400_000;
 /** How long typing pauses before the count is asked for. */
 const PREVIEW_DEBOUNCE_MS = 300;
 
-export function inactiveReleaseSection(base, organization) {
+/** `serverNow()`: the server's time in milliseconds (the Devices page knows its clock's offset). */
+export function inactiveReleaseSection(base, organization, serverNow) {
   const current = organization.release_inactive_after_days;
   const enabled = h("input", { id: "inactive-enabled", type: "checkbox" });
   enabled.checked = current !== null && current !== undefined;
@@ -37,8 +38,7 @@ export function inactiveReleaseSection(base, organization) {
       return;
     }
     try {
-      const { now } = await get("/v1/whoami");
-      const since = new Date(Date.parse(now) - wanted * DAY_MS).toISOString();
+      const since = new Date(serverNow() - wanted * DAY_MS).toISOString();
       const page = await get(`${base}/devices?not_seen_since=${encodeURIComponent(since)}&limit=1`);
       if (mine !== ticket) return;
       const count = `${page.total}${page.total_exact ? "" : "+"}`;
