@@ -121,8 +121,10 @@ async fn expiry(until: Option<(Arc<dyn Clock>, Timestamp)>) {
         let left = Duration::from_millis(u64::try_from(at.0 - now.0).unwrap_or(u64::MAX));
         match jumps.as_mut() {
             Some(jumps) => {
-                // A manual clock moves only when told to.
-                let _ = jumps.changed().await;
+                // A manual clock moves only when told to (and, gone, never again).
+                if jumps.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
             }
             None => tokio::time::sleep(left).await,
         }
