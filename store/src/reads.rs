@@ -25,6 +25,7 @@ use crate::rows::{
     get_opt_u32, get_ts, get_u64, license_columns, license_from_row, license_status, pairing_end,
     revision_columns, revision_from_row, revision_reports_from_row, select_devices,
 };
+use crate::writes::pinned_configuration_for_delete;
 
 /// One active device of an organization, as the admin API shows it (`$1` organization, `$2`
 /// device). Also read inside a transaction (`AdminTx::device`).
@@ -432,11 +433,9 @@ impl<B: Backend> AdminReads for SqlStore<B> {
         org_id: OrgId,
     ) -> StoreResult<(Option<ConfigId>, Option<ConfigRow>)> {
         let mut reader = self.reader().await?;
+        // The delete command's read of the pinned configuration, without its lock.
         let pinned = reader
-            .fetch_optional(
-                "SELECT pinned_configuration_id FROM organizations WHERE id = $1",
-                &[org_id.0.into()],
-            )
+            .fetch_optional(pinned_configuration_for_delete!(""), &[org_id.0.into()])
             .await?;
         let pinned = match pinned {
             Some(row) => get::<Option<uuid::Uuid>, _>(&row, 0)?.map(ConfigId),

@@ -83,9 +83,6 @@ macro_rules! operator_tokens_for_revocation {
     };
 }
 
-/// `(org id)` → the organization's row, locked against other quota checks of the organization
-/// (`FOR NO KEY UPDATE`: it does not wait for, nor block, the foreign-key checks of inserts
-/// that refer to the organization, such as a pairing's).
 /// `(org id)` → the organization's pinned configuration, its row locked (the lock clause) so
 /// that a configuration being deleted cannot be pinned meanwhile.
 macro_rules! pinned_configuration_for_delete {
@@ -104,6 +101,9 @@ pub(crate) const CONFIGURATION_FOR_NEW_DEVICES: &str = "SELECT id, org_id, name,
      (SELECT pinned_configuration_id FROM organizations WHERE id = $1), \
      (SELECT id FROM configurations WHERE org_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1))";
 
+/// `(org id)` → the organization's row, locked against other quota checks of the organization
+/// (`FOR NO KEY UPDATE`: it does not wait for, nor block, the foreign-key checks of inserts
+/// that refer to the organization, such as a pairing's).
 macro_rules! organization_for_quota {
     ($lock:literal) => {
         concat!("SELECT 1 FROM organizations WHERE id = $1", $lock)
