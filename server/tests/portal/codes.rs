@@ -47,7 +47,9 @@ async fn a_created_code_shows_a_qr_that_pairs_a_device_and_can_be_revoked() {
         let browser = Browser::start().await;
         fixture.sign_in(&browser, &fixture.a.key).await;
         browser.wait_text("#org-name", &fixture.a.name).await;
-        browser.click_css("#nav a[href$=\"/codes\"]").await;
+        browser
+            .follow_link("#nav a[href$=\"/codes\"]", "/codes")
+            .await;
         browser
             .wait_text("#code-warning", "Anyone who has a reusable code")
             .await;
@@ -66,8 +68,9 @@ async fn a_created_code_shows_a_qr_that_pairs_a_device_and_can_be_revoked() {
 
         // With the Devices page open, a device pairs with it and takes organization A's free
         // license: its row changes without a reload.
-        let devices = browser.wait_visible("#nav a[href$=\"/devices\"]").await;
-        browser.click(&devices).await;
+        browser
+            .follow_link("#nav a[href$=\"/devices\"]", "/devices")
+            .await;
         browser
             .wait_visible("#live-state[data-state=\"live\"]")
             .await;
@@ -87,8 +90,9 @@ async fn a_created_code_shows_a_qr_that_pairs_a_device_and_can_be_revoked() {
         );
 
         // After a reload of the Codes page the newest code is listed first, with its use.
-        let codes = browser.wait_visible("#nav a[href$=\"/codes\"]").await;
-        browser.click(&codes).await;
+        browser
+            .follow_link("#nav a[href$=\"/codes\"]", "/codes")
+            .await;
         browser.execute("location.reload();", vec![]).await;
         let row = browser.wait_visible("#codes tbody tr:first-child").await;
         browser
@@ -154,7 +158,9 @@ async fn a_code_created_with_a_configuration_gives_it_to_the_devices_it_pairs() 
         let browser = Browser::start().await;
         fixture.sign_in(&browser, &fixture.a.key).await;
         browser.wait_text("#org-name", &fixture.a.name).await;
-        browser.click_css("#nav a[href$=\"/codes\"]").await;
+        browser
+            .follow_link("#nav a[href$=\"/codes\"]", "/codes")
+            .await;
         let label = browser.wait_visible("#code-label").await;
         browser.send_keys(&label, "meter readers").await;
         browser

@@ -20,7 +20,9 @@ async fn open_configurations(fixture: &Fixture, browser: &Browser, key: &str) {
     fixture.sign_in(browser, key).await;
     // The devices page first: signing in lands there.
     browser.wait_visible("#org-name").await;
-    browser.click_css("#nav a[href$=\"/configurations\"]").await;
+    browser
+        .follow_link("#nav a[href$=\"/configurations\"]", "/configurations")
+        .await;
     browser.wait_visible("#new-devices-get").await;
 }
 

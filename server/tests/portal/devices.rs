@@ -379,8 +379,9 @@ async fn unpair_after_confirming_ends_the_devices_connection_and_frees_its_licen
         assert!(fixture.test.admin.devices(&fixture.a.id).await.is_empty());
 
         // The audit log lists the unpairing first, by this organization's key, on the device.
-        let audit = browser.wait_visible("#nav a[href$=\"/audit\"]").await;
-        browser.click(&audit).await;
+        browser
+            .follow_link("#nav a[href$=\"/audit\"]", "/audit")
+            .await;
         let newest = browser
             .wait_visible("table.audit tbody tr:first-child[data-action=\"device.unpaired\"]")
             .await;

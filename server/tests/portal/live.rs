@@ -201,7 +201,9 @@ async fn the_codes_page_shows_new_codes_and_their_uses_without_a_reload() {
         let browser = Browser::start().await;
         fixture.sign_in(&browser, &fixture.a.key).await;
         browser.wait_text("#org-name", &fixture.a.name).await;
-        browser.click_css("#nav a[href$=\"/codes\"]").await;
+        browser
+            .follow_link("#nav a[href$=\"/codes\"]", "/codes")
+            .await;
         browser.wait_visible("#codes").await;
         mark_page(&browser).await;
 

@@ -449,6 +449,21 @@ impl Browser {
         panic!("{css} was replaced before every click");
     }
 
+    /// Clicks the link `css` finds until the address's hash ends with `hash_suffix`: a click
+    /// that reaches a link the page replaced meanwhile (a live update re-renders) goes nowhere.
+    pub async fn follow_link(&self, css: &str, hash_suffix: &str) {
+        for _ in 0..5 {
+            self.click_css(css).await;
+            for _ in 0..20 {
+                if self.current_url().await.ends_with(hash_suffix) {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+        panic!("following {css} never reached …{hash_suffix}");
+    }
+
     pub async fn click(&self, element: &Element) {
         self.expect(
             reqwest::Method::POST,
