@@ -28,7 +28,8 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::ids::{DeviceId, KeyId, OrgId};
+use crate::ids::{ConfigId, DeviceId, KeyId, OrgId};
+use crate::model::RolloutState;
 
 /// How often a node with watchers repeats its announcement to the other nodes.
 pub const WATCH_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(10);
@@ -73,8 +74,14 @@ pub enum OrgEvent {
     Licenses,
     /// Reusable or single-use codes were created or revoked.
     Codes,
-    /// Configurations were created, edited or deleted.
+    /// Configurations were created, edited or deleted (an edit of a configuration whose
+    /// staged rollout was in progress supersedes that rollout).
     Configurations,
+    /// A configuration's staged rollout started, was halted or was promoted.
+    Rollout {
+        configuration_id: ConfigId,
+        state: RolloutState,
+    },
     /// An organization key was revoked: a feed opened with it ends here.
     KeyRevoked { key_id: KeyId },
     /// Events may have been missed: re-read everything.

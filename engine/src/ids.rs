@@ -78,6 +78,10 @@ id_type!(
     ConfigId
 );
 id_type!(
+    /// A staged rollout of a configuration's revision.
+    RolloutId
+);
+id_type!(
     /// A device: one pairing of one installation. Unpairing ends it; pairing again makes a new one.
     DeviceId
 );

@@ -42,6 +42,9 @@ pub(crate) struct Counters {
     pub released_inactive: AtomicU64,
     /// Devices replaced by a new installation (a replacement code used).
     pub replaced: AtomicU64,
+    /// Staged rollouts the duty promoted (their time came) or halted (too many failures).
+    pub rollouts_promoted: AtomicU64,
+    pub rollouts_halted: AtomicU64,
     /// Pairing answers `refused`, by reason (in the order of [`Refusal::ALL`]), however they
     /// were refused: before the actor (unknown code, rate limit, malformed) or by its batch.
     pub refusals: [AtomicU64; Refusal::ALL.len()],
@@ -71,6 +74,8 @@ impl Default for Counters {
             expired_by_sweep: zero(),
             released_inactive: zero(),
             replaced: zero(),
+            rollouts_promoted: zero(),
+            rollouts_halted: zero(),
             refusals: [const { AtomicU64::new(0) }; Refusal::ALL.len()],
             batch_size: AtomicHistogram::new(&BATCH_SIZE_BOUNDS),
             batch_seconds: AtomicHistogram::new(&BATCH_SECONDS_BOUNDS),
@@ -121,6 +126,8 @@ impl Counters {
             expired_by_sweep: get(&self.expired_by_sweep),
             released_inactive: get(&self.released_inactive),
             replaced: get(&self.replaced),
+            rollouts_promoted: get(&self.rollouts_promoted),
+            rollouts_halted: get(&self.rollouts_halted),
             connected_devices: connected_devices as u64,
             running_organization_actors: running_orgs as u64,
             live_feed_watched_here: 0,
@@ -158,6 +165,9 @@ pub struct Metrics {
     pub released_inactive: u64,
     /// Devices replaced by a new installation.
     pub replaced: u64,
+    /// Staged rollouts promoted by themselves (their time came) and halted for failures.
+    pub rollouts_promoted: u64,
+    pub rollouts_halted: u64,
     pub connected_devices: u64,
     pub running_organization_actors: u64,
     /// Organizations with live-feed watchers on this node, and organizations other nodes

@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
-    CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId, Timestamp,
+    CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId,
+    RolloutId, Timestamp,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -247,6 +248,10 @@ pub struct Configuration {
     pub updated_at: Timestamp,
     /// Active devices assigned this configuration.
     pub assigned_devices: u64,
+    /// The revision of a staged rollout in progress: the devices it chose run it, the others
+    /// run `revision`. `None`: every device runs `revision`.
+    #[serde(default)]
+    pub staged_revision: Option<u64>,
     /// The body; lists leave it out.
     pub body: Option<String>,
 }
@@ -341,6 +346,84 @@ pub struct ConfigurationRollout {
     /// run it (applied) and how many failed to apply it. A device moved to another
     /// configuration still counts here until it reports the new one.
     pub revisions: Vec<RevisionRollout>,
+    /// The configuration's latest staged rollout, in progress or ended; `None` if it never had
+    /// one.
+    pub staged: Option<StagedRollout>,
+}
+
+/// A staged rollout: a revision of a configuration that a chosen part of its devices run
+/// first, while the others keep the configuration's stable revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StagedRollout {
+    pub id: RolloutId,
+    pub configuration_id: ConfigId,
+    /// The staged revision.
+    pub revision: u64,
+    /// The revision the other devices kept (the configuration's revision when it started).
+    pub stable_revision: u64,
+    pub state: RolloutState,
+    /// The share of the configuration's devices chosen, in percent; `None` when an admin chose
+    /// the devices.
+    pub share_percent: Option<u8>,
+    /// How many devices were chosen when it started.
+    pub chosen_devices: u64,
+    /// Active devices assigned the configuration that run the staged revision now (those
+    /// chosen and still on the configuration); 0 once it is promoted or superseded.
+    pub staged_devices: u64,
+    /// More failed acknowledgements of the staged revision than this halts the rollout.
+    pub max_failures: u64,
+    /// When it promotes itself if it is still running then; `None`: only an admin promotes it.
+    pub promote_at: Option<Timestamp>,
+    pub started_at: Timestamp,
+    /// Who started it, as the audit log names them.
+    pub started_by: String,
+    /// When it was halted, promoted or superseded, and by whom (`system`: by itself).
+    pub ended_at: Option<Timestamp>,
+    pub ended_by: Option<String>,
+    /// When halted for failures: how many devices had failed to apply the staged revision.
+    pub failed_devices: Option<u64>,
+}
+
+/// Where a staged rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    /// The chosen devices run the staged revision; it promotes itself at `promote_at` unless
+    /// more than `max_failures` of them failed to apply it.
+    Running,
+    /// Stopped (by an admin, or by more failures than allowed): the chosen devices keep the
+    /// staged revision, the others the stable one, until an admin promotes it or saves again.
+    Halted,
+    /// Every device of the configuration runs the staged revision: it is the configuration's.
+    Promoted,
+    /// Another edit of the configuration replaced it.
+    Superseded,
+}
+
+impl RolloutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutState::Running => "running",
+            RolloutState::Halted => "halted",
+            RolloutState::Promoted => "promoted",
+            RolloutState::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RolloutState> {
+        Some(match text {
+            "running" => RolloutState::Running,
+            "halted" => RolloutState::Halted,
+            "promoted" => RolloutState::Promoted,
+            "superseded" => RolloutState::Superseded,
+            _ => return None,
+        })
+    }
+
+    /// Running or halted: the configuration's devices do not all run one revision.
+    pub fn in_progress(self) -> bool {
+        matches!(self, RolloutState::Running | RolloutState::Halted)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -351,18 +434,25 @@ pub struct RevisionRollout {
 }
 
 impl ConfigurationRollout {
-    /// Folds the store's report rows into the rollout of `configuration`.
+    /// Folds the store's report rows into the rollout of `configuration`, whose latest staged
+    /// rollout is `staged`.
     pub fn from_reports(
         configuration: &Configuration,
         reports: &[RevisionReports],
+        staged: Option<StagedRollout>,
     ) -> ConfigurationRollout {
+        // Only the devices a rollout in progress chose are sent its revision, so a device that
+        // applied it is on the revision it should run, as one that applied the stable one.
+        let staged_revision = staged
+            .as_ref()
+            .filter(|rollout| rollout.state.in_progress())
+            .map(|rollout| rollout.revision);
         let mut revisions: Vec<RevisionRollout> = Vec::new();
         let mut up_to_date = 0;
         for report in reports {
-            if report.still_assigned
-                && report.revision == configuration.revision
-                && report.status == AckStatus::Applied
-            {
+            let current = report.revision == configuration.revision
+                || Some(report.revision) == staged_revision;
+            if report.still_assigned && current && report.status == AckStatus::Applied {
                 up_to_date += report.devices;
             }
             let index = match revisions
@@ -391,6 +481,7 @@ impl ConfigurationRollout {
             assigned_devices: configuration.assigned_devices,
             up_to_date,
             revisions,
+            staged,
         }
     }
 }

@@ -19,6 +19,10 @@ use crate::secrets::{SecretCipher, SecretHash};
 use crate::settings::EngineSettings;
 use crate::store::{CodeRoute, ConfigRow, Store, StoreError};
 
+/// Revisions kept per configuration in [`Node::configs`]: the two that its devices run during
+/// a staged rollout, and one more, so that a new revision does not evict one still in use.
+pub(crate) const CACHED_REVISIONS: usize = 3;
+
 #[derive(Debug)]
 pub(crate) struct Node {
     pub store: Arc<dyn Store>,
@@ -26,8 +30,10 @@ pub(crate) struct Node {
     pub cipher: SecretCipher,
     pub settings: EngineSettings,
     pub registry: Registry,
-    /// Latest known revision of each configuration, shared by every link it is pushed to.
-    pub configs: DashMap<ConfigId, Arc<ConfigRevision>>,
+    /// The revisions of each configuration that devices were last sent, most recently used
+    /// first, shared by every link they are pushed to: its own revision and, while a staged
+    /// rollout is in progress, the rollout's ([`CACHED_REVISIONS`] at most).
+    pub configs: DashMap<ConfigId, Vec<Arc<ConfigRevision>>>,
     /// Codes seen on this node: hash → organization. A code's organization never changes, so
     /// this cache can never be wrong, only absent.
     pub code_routes: DashMap<SecretHash, CodeRoute>,
@@ -119,12 +125,16 @@ impl Node {
 
     /// The shared form of a configuration revision: the cached one when it is the same
     /// revision (so that what the edge derives from it, such as encoded frames, is shared),
-    /// otherwise a new one that replaces an older cached one.
+    /// otherwise a new one, cached in place of the least recently used.
     pub fn revision(&self, row: ConfigRow) -> Arc<ConfigRevision> {
-        if let Some(cached) = self.configs.get(&row.id)
-            && cached.revision == row.revision
+        let mut cached = self.configs.entry(row.id).or_default();
+        if let Some(place) = cached
+            .iter()
+            .position(|known| known.revision == row.revision)
         {
-            return Arc::clone(cached.value());
+            let found = cached.remove(place);
+            cached.insert(0, Arc::clone(&found));
+            return found;
         }
         let revision = Arc::new(ConfigRevision::new(
             row.id,
@@ -133,13 +143,8 @@ impl Node {
             row.revision,
             row.body,
         ));
-        let mut entry = self
-            .configs
-            .entry(revision.id)
-            .or_insert_with(|| Arc::clone(&revision));
-        if entry.revision < revision.revision {
-            *entry = Arc::clone(&revision);
-        }
+        cached.insert(0, Arc::clone(&revision));
+        cached.truncate(CACHED_REVISIONS);
         revision
     }
 

@@ -101,6 +101,7 @@ pub(crate) async fn apply(node: &Node, org_id: OrgId, notice: &Notice) -> StoreR
 /// Reads the devices' current state and moves each link to it.
 async fn refresh(node: &Node, links: Vec<(DeviceId, Arc<DeviceLink>)>) -> StoreResult<()> {
     let mut revisions: HashMap<ConfigId, Option<Arc<ConfigRevision>>> = HashMap::new();
+    let mut staged: HashMap<(ConfigId, u64), Option<Arc<ConfigRevision>>> = HashMap::new();
     for chunk in links.chunks(REFRESH_CHUNK) {
         let ids: Vec<DeviceId> = chunk.iter().map(|(device, _)| *device).collect();
         let states = node.store.device_states(&ids).await?;
@@ -123,9 +124,21 @@ async fn refresh(node: &Node, links: Vec<(DeviceId, Arc<DeviceLink>)>) -> StoreR
             }
             match state.config_id {
                 Some(config_id) => {
-                    let Some(Some(revision)) = revisions.get(&config_id) else {
+                    let Some(Some(own)) = revisions.get(&config_id) else {
                         continue;
                     };
+                    // A staged rollout's revision, when it is newer than the configuration's.
+                    let mut revision = own;
+                    if let Some(number) = state.staged_revision.filter(|n| *n > own.revision) {
+                        let key = (config_id, number);
+                        if let std::collections::hash_map::Entry::Vacant(slot) = staged.entry(key) {
+                            let row = node.store.revision_row(config_id, number).await?;
+                            slot.insert(row.map(|row| node.revision(row)));
+                        }
+                        if let Some(Some(found)) = staged.get(&key) {
+                            revision = found;
+                        }
+                    }
                     if link.assigned() == Some(config_id) {
                         link.offer(revision);
                     } else {

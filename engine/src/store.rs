@@ -17,12 +17,13 @@ use async_trait::async_trait;
 
 use crate::events::OrgEvent;
 use crate::ids::{
-    CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId, Timestamp,
+    CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId,
+    RolloutId, Timestamp,
 };
 use crate::model::{
     AckStatus, AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, ConfigurationRevision,
     CountedPage, Device, FleetFilter, FleetQuery, License, LicenseSummary, LicenseWithDevice,
-    OperatorTokenInfo, OrgKeyInfo, Organization, Page, PageRequest,
+    OperatorTokenInfo, OrgKeyInfo, Organization, Page, PageRequest, RolloutState, StagedRollout,
 };
 use crate::secrets::SecretHash;
 
@@ -242,6 +243,9 @@ pub struct ActiveDevice {
     pub license_id: LicenseId,
     pub license_valid_until: Option<Timestamp>,
     pub config_id: Option<ConfigId>,
+    /// The revision of a staged rollout the device was chosen for: it runs this one when it is
+    /// newer than its configuration's own revision.
+    pub staged_revision: Option<u64>,
     /// What the device last reported of itself, for the audit log: an entry about the device
     /// keeps its name as it was.
     pub details: DeviceDetails,
@@ -412,7 +416,8 @@ pub enum ConfigUpdate {
         previous_name: String,
     },
     NotFound,
-    /// `if_revision` did not match; carries the current revision.
+    /// `if_revision` did not match; carries the latest revision (a staged rollout's, while one
+    /// is in progress).
     RevisionMismatch(u64),
 }
 
@@ -434,6 +439,25 @@ pub struct RevokedCode {
     pub already_revoked: bool,
     /// The code as it now is.
     pub code: CodeInfo,
+}
+
+/// A configuration as a rollout decision needs it ([`AdminTx::lock_rollout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutHead {
+    /// The configuration's own revision: what the devices not chosen run.
+    pub revision: u64,
+    pub name: String,
+    /// Its rollout in progress, if one is.
+    pub rollout: Option<StagedRollout>,
+}
+
+/// Which devices a staged rollout chooses, beyond those an earlier rollout staged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageChoice<'a> {
+    /// At random, up to this many in all (those an earlier rollout staged included).
+    Random(u64),
+    /// These (those not active on the configuration are left out).
+    Devices(&'a [DeviceId]),
 }
 
 /// An edit of a configuration: a new name, a new body, or both.
@@ -544,6 +568,9 @@ pub trait ChangeFeed: Send {
 pub struct DeviceState {
     pub device_id: DeviceId,
     pub config_id: Option<ConfigId>,
+    /// The revision of a staged rollout the device was chosen for (see
+    /// [`ActiveDevice::staged_revision`]).
+    pub staged_revision: Option<u64>,
     pub ended: Option<PairingEnd>,
 }
 
@@ -629,6 +656,10 @@ pub trait NodeStore: Send + Sync {
         limit: u32,
     ) -> StoreResult<Vec<(OrgId, DeviceId)>>;
 
+    /// The running staged rollouts due for a decision at `now`: those whose `promote_at` has
+    /// come, and those with more failed acknowledgements of their revision than they allow.
+    async fn rollouts_due(&self, now: Timestamp) -> StoreResult<Vec<(OrgId, ConfigId)>>;
+
     /// Active, offline devices of organizations that release inactive devices, not seen for
     /// longer than their organization's `release_inactive_after_days` before `now`; at most
     /// `limit`.
@@ -681,6 +712,8 @@ pub trait DeviceReads: Send + Sync {
     async fn device_states(&self, ids: &[DeviceId]) -> StoreResult<Vec<DeviceState>>;
     /// A configuration with its body, for pushing.
     async fn config_row(&self, id: ConfigId) -> StoreResult<Option<ConfigRow>>;
+    /// A configuration at one revision of its history (a staged rollout's), for pushing.
+    async fn revision_row(&self, id: ConfigId, revision: u64) -> StoreResult<Option<ConfigRow>>;
 }
 
 /// What admins read: bearer tokens, and each organization's data as the admin API shows it.
@@ -779,6 +812,12 @@ pub trait AdminReads: Send + Sync {
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<AuditEntry>>;
+    /// The configuration's latest staged rollout, in progress or ended.
+    async fn latest_rollout(
+        &self,
+        org_id: OrgId,
+        config_id: ConfigId,
+    ) -> StoreResult<Option<StagedRollout>>;
 }
 
 /// One write transaction, in every role: what [`Store::begin`] hands out.
@@ -810,6 +849,9 @@ pub trait StoreTx: Send {
         now: Timestamp,
     ) -> StoreResult<Vec<EndedDevice>>;
     async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>>;
+    /// Configurations at revisions of their history (staged rollouts'), with their bodies;
+    /// those not found are left out.
+    async fn revision_rows(&mut self, wanted: &[(ConfigId, u64)]) -> StoreResult<Vec<ConfigRow>>;
     /// The configuration new devices of the organization get: the pinned one if an admin pinned
     /// one, else the most recently created. `None` when it has no configuration.
     async fn configuration_for_new_devices(
@@ -990,6 +1032,52 @@ pub trait AdminTx: StoreTx {
     async fn codes_carrying(&mut self, config_id: ConfigId, now: Timestamp) -> StoreResult<u64>;
     /// Keeps a revision in the configuration's history.
     async fn insert_revision(&mut self, revision: &NewRevision) -> StoreResult<()>;
+    /// The organization's configuration, locked against concurrent edits and rollout decisions
+    /// where the backend locks rows, with its staged rollout in progress (running or halted).
+    /// `None` when the organization has no such configuration.
+    async fn lock_rollout(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+    ) -> StoreResult<Option<RolloutHead>>;
+    async fn insert_rollout(&mut self, org_id: OrgId, rollout: &StagedRollout) -> StoreResult<()>;
+    /// Moves a rollout to `state`, at `at`, by `by`; `failed_devices` says how many failures
+    /// halted it.
+    async fn set_rollout_state(
+        &mut self,
+        id: RolloutId,
+        state: RolloutState,
+        at: Timestamp,
+        by: &str,
+        failed_devices: Option<u64>,
+    ) -> StoreResult<()>;
+    /// How many active devices are assigned the configuration.
+    async fn assigned_devices(&mut self, config_id: ConfigId) -> StoreResult<u64>;
+    /// Stages active devices of the organization's configuration at `revision`: first those
+    /// staged above `stable` already (an earlier rollout's, so that none goes back), then the
+    /// ones `choice` names. Returns every device it staged.
+    async fn stage_devices(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        stable: u64,
+        revision: u64,
+        choice: StageChoice<'_>,
+    ) -> StoreResult<Vec<DeviceId>>;
+    /// How many active devices staged at the configuration's `revision` report it failed.
+    async fn failed_staged_devices(
+        &mut self,
+        config_id: ConfigId,
+        revision: u64,
+    ) -> StoreResult<u64>;
+    /// Makes `revision` (from the history) the configuration's own, for every device, and
+    /// clears its devices' staging. Returns the configuration as it now is.
+    async fn promote_revision(
+        &mut self,
+        config_id: ConfigId,
+        revision: u64,
+        now: Timestamp,
+    ) -> StoreResult<Option<ConfigRow>>;
     /// One revision of the organization's configuration, with its body.
     async fn saved_revision(
         &mut self,

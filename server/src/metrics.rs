@@ -321,6 +321,18 @@ pub fn render(
         "Devices replaced by a new installation that paired with their replacement code.",
         &[(&[], counters.replaced as f64)],
     );
+    families.counter(
+        "paird_rollouts_decided_total",
+        "Staged rollouts the duty promoted (their time came) or halted (more failed \
+         acknowledgements than allowed), by outcome.",
+        &[
+            (
+                &[("outcome", "promoted")],
+                counters.rollouts_promoted as f64,
+            ),
+            (&[("outcome", "halted")], counters.rollouts_halted as f64),
+        ],
+    );
 
     // Batches.
     families.counter(

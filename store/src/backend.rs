@@ -393,12 +393,15 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     // Each takes the same values, in the same order, on both backends (a list of ids is one
     // `Arg::Ids`); the shared code binds them and reads the rows.
 
-    /// `(ids)` → `id, config_id, end_reason` of those devices.
+    /// `(ids)` → `id, config_id, end_reason, end_cause, staged_revision` of those devices.
     const DEVICE_STATES: &'static str;
     /// `(now, limit)` → `org_id, id` of active devices whose license has expired.
     const EXPIRED_PAIRINGS: &'static str;
     /// `(ids)` → `id, online_conn, last_seen` of the active ones.
     const DEVICE_PRESENCE: &'static str;
+    /// `(revision, org id, config id, device ids)` stages the active devices among them that
+    /// are assigned the configuration → the ids it staged.
+    const STAGE_DEVICES: &'static str;
     /// `(now, device ids)` revokes the unused replacement codes of those devices → the
     /// licenses they reserved.
     const REVOKE_REPLACEMENT_CODES: &'static str;

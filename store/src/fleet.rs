@@ -31,7 +31,8 @@ use uuid::Uuid;
 
 use crate::backend::{Arg, Backend, SqlStore, SqlTx, Statements as _, WordIndex};
 use crate::rows::{
-    Columns, DEVICE_COLUMN_COUNT, device_columns, device_from_row_at, get, license_from_row_at,
+    Columns, DEVICE_COLUMN_COUNT, device_columns, device_from_row_at, device_revision, get,
+    license_from_row_at,
 };
 
 /// The license columns of a fleet row, over `licenses l`, with its status at the time bound to
@@ -332,7 +333,10 @@ fn conditions(
         let config = built.bind(Bound::Uuid(config.0));
         conditions.push(format!("d.config_id = {config}"));
     }
-    let reported_current = "d.applied_config_id = d.config_id AND d.applied_revision = c.revision";
+    let reported_current = concat!(
+        "d.applied_config_id = d.config_id AND d.applied_revision = ",
+        device_revision!()
+    );
     match filter.revision {
         Some(RevisionState::UpToDate) => {
             conditions.push(format!("{reported_current} AND d.ack_status = 'applied'"));
@@ -341,10 +345,14 @@ fn conditions(
             conditions.push(format!("{reported_current} AND d.ack_status = 'failed'"));
         }
         Some(RevisionState::Pending) => conditions.push(
-            "d.config_id IS NOT NULL AND (d.applied_config_id IS NULL \
-             OR d.applied_config_id <> d.config_id OR d.applied_revision IS NULL \
-             OR d.applied_revision <> c.revision OR d.ack_status IS NULL)"
-                .into(),
+            concat!(
+                "d.config_id IS NOT NULL AND (d.applied_config_id IS NULL \
+                 OR d.applied_config_id <> d.config_id OR d.applied_revision IS NULL \
+                 OR d.applied_revision <> ",
+                device_revision!(),
+                " OR d.ack_status IS NULL)"
+            )
+            .into(),
         ),
         None => {}
     }

@@ -39,6 +39,7 @@ mod paging;
 pub mod postgres;
 mod reads;
 mod retention;
+mod rollouts;
 mod rows;
 pub mod sqlite;
 mod writes;

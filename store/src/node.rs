@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use engine::events::OrgEvent;
-use engine::ids::{DeviceId, OrgId, Timestamp};
+use engine::ids::{ConfigId, DeviceId, OrgId, Timestamp};
 use engine::store::{
     ChangeFeed, Credential, NodeStore, PoolUsage, Store, StoreResult, Transaction,
 };
@@ -94,6 +94,17 @@ impl<B: Backend> NodeStore for SqlStore<B> {
     ) -> StoreResult<Vec<(OrgId, DeviceId)>> {
         let args = [now.0.into(), i64::from(limit).into(), DAY_MS.into()];
         due_pairings(self, INACTIVE_PAIRINGS, &args).await
+    }
+
+    async fn rollouts_due(&self, now: Timestamp) -> StoreResult<Vec<(OrgId, ConfigId)>> {
+        self.reader()
+            .await?
+            .read_all(
+                crate::rollouts::DUE,
+                &[now.0.into()],
+                crate::rollouts::due_from_row,
+            )
+            .await
     }
 
     async fn expired_pairings(

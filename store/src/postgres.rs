@@ -329,10 +329,11 @@ impl Backend for Postgres {
         ),
     ];
 
-    const DEVICE_STATES: &'static str =
-        "SELECT id, config_id, end_reason, end_cause FROM devices WHERE id = ANY($1)";
+    const DEVICE_STATES: &'static str = "SELECT id, config_id, end_reason, end_cause, staged_revision FROM devices WHERE id = ANY($1)";
     const DEVICE_PRESENCE: &'static str = "SELECT id, online_conn, last_seen FROM devices \
          WHERE id = ANY($1) AND ended_at IS NULL";
+    const STAGE_DEVICES: &'static str = "UPDATE devices SET staged_revision = $1 \
+         WHERE org_id = $2 AND config_id = $3 AND ended_at IS NULL AND id = ANY($4) RETURNING id";
     const REVOKE_REPLACEMENT_CODES: &'static str = "UPDATE codes SET revoked_at = $1 \
          WHERE replaces_device = ANY($2) AND replaces_device IS NOT NULL \
          AND used_at IS NULL AND revoked_at IS NULL RETURNING license_id";
@@ -907,7 +908,9 @@ pub(crate) mod batch_sql {
          ON CONFLICT (installation_id) DO UPDATE SET credential_hash = excluded.credential_hash, \
          end_reason = excluded.end_reason, end_cause = excluded.end_cause, \
          ended_at = excluded.ended_at";
-    pub const ACK_TARGETS: &str = "SELECT d.id, d.config_id, c.revision, d.applied_config_id, \
+    pub const ACK_TARGETS: &str = "SELECT d.id, d.config_id, \
+         (CASE WHEN d.staged_revision > c.revision THEN d.staged_revision ELSE c.revision END), \
+         d.applied_config_id, \
          d.applied_revision, d.ack_status, d.ack_reason, d.name, c.name \
          FROM devices d LEFT JOIN configurations c ON c.id = d.config_id \
          WHERE d.id = ANY($1::uuid[]) AND num_nulls(d.ended_at) = 1";
@@ -935,7 +938,8 @@ pub(crate) mod batch_sql {
          FROM UNNEST($7::bigint[], $8::uuid[]) AS l(i, device_id)";
     pub const INSERT_LICENSES: &str = "INSERT INTO licenses (id, org_id, purchased_at, \
          valid_until) SELECT t.id, $1, $2, $3 FROM UNNEST($4::uuid[]) AS t(id)";
-    pub const ASSIGN_CONFIGURATION: &str = "UPDATE devices SET config_id = $1, assigned_at = $2 \
+    pub const ASSIGN_CONFIGURATION: &str = "UPDATE devices SET config_id = $1, assigned_at = $2, \
+         staged_revision = CASE WHEN config_id = $1 THEN staged_revision END \
          WHERE org_id = $3 AND num_nulls(ended_at) = 1 AND id = ANY($4::uuid[]) RETURNING id";
     pub const EXTEND_LICENSES: &str = "UPDATE licenses SET valid_until = $1 \
          WHERE org_id = $2 AND id = ANY($3::uuid[]) AND valid_until < $1 \

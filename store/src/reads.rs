@@ -9,7 +9,7 @@ use engine::ids::{
 use engine::model::{
     AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, ConfigurationRevision, CountedPage,
     Device, FleetQuery, License, LicenseStatus, LicenseSummary, LicenseWithDevice,
-    OperatorTokenInfo, OrgKeyInfo, Organization, Page, PageRequest,
+    OperatorTokenInfo, OrgKeyInfo, Organization, Page, PageRequest, StagedRollout,
 };
 use engine::secrets::SecretHash;
 use engine::store::{
@@ -116,6 +116,12 @@ impl<B: Backend> DeviceReads for SqlStore<B> {
                 config_row_from_row,
             )
             .await
+    }
+
+    async fn revision_row(&self, id: ConfigId, revision: u64) -> StoreResult<Option<ConfigRow>> {
+        let mut reader = self.reader().await?;
+        let rows = crate::rollouts::revision_rows(&mut *reader, &[(id, revision)]).await?;
+        Ok(rows.into_iter().next())
     }
 }
 
@@ -401,6 +407,15 @@ impl<B: Backend> AdminReads for SqlStore<B> {
             .await
     }
 
+    async fn latest_rollout(
+        &self,
+        org_id: OrgId,
+        config_id: ConfigId,
+    ) -> StoreResult<Option<StagedRollout>> {
+        let mut reader = self.reader().await?;
+        crate::rollouts::latest(&mut *reader, org_id, config_id).await
+    }
+
     async fn list_configurations(
         &self,
         org_id: OrgId,
@@ -530,6 +545,6 @@ fn organization_from_row(row: &impl Columns) -> StoreResult<Organization> {
 
 /// A configuration from [`config_columns`] followed by its body.
 pub(crate) fn configuration_with_body(row: &impl Columns) -> StoreResult<Configuration> {
-    let body = get::<Option<String>, _>(row, 7)?;
+    let body = get::<Option<String>, _>(row, 8)?;
     configuration_from_row(row, body)
 }

@@ -10,10 +10,12 @@
 //! Column lists are macros, not constants, so that statements built from them are
 //! `&'static str` (`concat!`), as the statements the backends run must be.
 
-use engine::ids::{CodeId, ConfigId, DeviceId, InstallationId, LicenseId, OrgId, Timestamp};
+use engine::ids::{
+    CodeId, ConfigId, DeviceId, InstallationId, LicenseId, OrgId, RolloutId, Timestamp,
+};
 use engine::model::{
     AckStatus, AppliedConfiguration, AssignedConfiguration, CodeInfo, CodeKind, Configuration,
-    ConfigurationRevision, Device, License, LicenseStatus,
+    ConfigurationRevision, Device, License, LicenseStatus, RolloutState, StagedRollout,
 };
 use engine::secrets::SecretHash;
 use engine::store::{
@@ -240,7 +242,18 @@ pub(crate) fn code_state_from_row(row: &impl Columns) -> StoreResult<CodeState> 
 macro_rules! config_columns {
     () => {
         "c.id, c.org_id, c.name, c.revision, c.created_at, c.updated_at, \
-         (SELECT COUNT(*) FROM devices d WHERE d.config_id = c.id AND d.ended_at IS NULL)"
+         (SELECT COUNT(*) FROM devices d WHERE d.config_id = c.id AND d.ended_at IS NULL), \
+         (SELECT r.revision FROM configuration_rollouts r WHERE r.config_id = c.id \
+         AND r.state IN ('running', 'halted'))"
+    };
+}
+
+/// The revision a device (`d`) of a configuration (`c`) should run: its configuration's, or a
+/// staged rollout's that chose it, whichever is newer (see the migration that added
+/// `staged_revision`).
+macro_rules! device_revision {
+    () => {
+        "(CASE WHEN d.staged_revision > c.revision THEN d.staged_revision ELSE c.revision END)"
     };
 }
 
@@ -256,6 +269,7 @@ pub(crate) fn configuration_from_row(
         created_at: get_ts(row, 4)?,
         updated_at: get_ts(row, 5)?,
         assigned_devices: get_u64(row, 6)?,
+        staged_revision: get_opt_u64(row, 7)?,
         body,
     })
 }
@@ -299,7 +313,8 @@ macro_rules! device_columns {
     () => {
         "d.id, d.org_id, d.installation_id, d.name, d.model, d.os, d.app_version, \
          d.license_id, l.valid_until, d.paired_at, d.paired_by_code, d.config_id, c.name, \
-         c.revision, d.applied_config_id, d.applied_revision, d.ack_status, d.ack_reason, \
+         (CASE WHEN d.staged_revision > c.revision THEN d.staged_revision ELSE c.revision END), \
+         d.applied_config_id, d.applied_revision, d.ack_status, d.ack_reason, \
          d.ack_at, d.online_conn IS NOT NULL, d.last_seen, d.admin_name, d.notes"
     };
 }
@@ -376,7 +391,7 @@ pub(crate) fn device_from_row_at(row: &impl Columns, base: usize) -> StoreResult
 macro_rules! active_device_columns {
     () => {
         "d.id, d.org_id, d.installation_id, d.credential_hash, d.license_id, l.valid_until, \
-         d.config_id, d.name, d.model, d.os, d.app_version"
+         d.config_id, d.name, d.model, d.os, d.app_version, d.staged_revision"
     };
 }
 
@@ -389,6 +404,7 @@ pub(crate) fn active_device_from_row(row: &impl Columns) -> StoreResult<ActiveDe
         license_id: LicenseId(get(row, 4)?),
         license_valid_until: get_opt_ts(row, 5)?,
         config_id: get::<Option<Uuid>, _>(row, 6)?.map(ConfigId),
+        staged_revision: get_opt_u64(row, 11)?,
         details: DeviceDetails {
             name: get(row, 7)?,
             model: get(row, 8)?,
@@ -409,12 +425,14 @@ pub(crate) fn license_state_from_row(row: &impl Columns) -> StoreResult<LicenseS
     })
 }
 
-/// A device's pairing state from its `id, config_id, end_reason, end_cause` columns.
+/// A device's pairing state from its `id, config_id, end_reason, end_cause, staged_revision`
+/// columns.
 pub(crate) fn device_state_from_row(row: &impl Columns) -> StoreResult<DeviceState> {
     let reason: Option<String> = get(row, 2)?;
     Ok(DeviceState {
         device_id: DeviceId(get(row, 0)?),
         config_id: get::<Option<Uuid>, _>(row, 1)?.map(ConfigId),
+        staged_revision: get_opt_u64(row, 4)?,
         ended: reason
             .map(|reason| pairing_end(reason, get(row, 3)?))
             .transpose()?,
@@ -450,10 +468,45 @@ macro_rules! indexed_text {
     };
 }
 
+/// The columns [`rollout_from_row`] reads, of `configuration_rollouts r`.
+macro_rules! rollout_columns {
+    () => {
+        "r.id, r.config_id, r.revision, r.stable_revision, r.state, r.share_percent, \
+         r.chosen_devices, r.max_failures, r.promote_at, r.started_at, r.started_by, \
+         r.ended_at, r.ended_by, r.failed_devices, \
+         (SELECT COUNT(*) FROM devices d WHERE d.config_id = r.config_id \
+         AND d.staged_revision = r.revision AND d.ended_at IS NULL)"
+    };
+}
+
 pub(crate) use {
     active_device_columns, code_columns, code_state_columns, config_columns, device_columns,
-    indexed_text, license_columns, license_status, revision_columns, searched_text, select_devices,
+    device_revision, indexed_text, license_columns, license_status, revision_columns,
+    rollout_columns, searched_text, select_devices,
 };
+
+pub(crate) fn rollout_from_row(row: &impl Columns) -> StoreResult<StagedRollout> {
+    let state: String = get(row, 4)?;
+    Ok(StagedRollout {
+        id: RolloutId(get(row, 0)?),
+        configuration_id: ConfigId(get(row, 1)?),
+        revision: get_u64(row, 2)?,
+        stable_revision: get_u64(row, 3)?,
+        state: RolloutState::parse(&state)
+            .ok_or_else(|| StoreError::Other(format!("unknown rollout state {state}")))?,
+        share_percent: get::<Option<i64>, _>(row, 5)?
+            .map(|share| u8::try_from(share).unwrap_or(100)),
+        chosen_devices: get_u64(row, 6)?,
+        max_failures: get_u64(row, 7)?,
+        promote_at: get_opt_ts(row, 8)?,
+        started_at: get_ts(row, 9)?,
+        started_by: get(row, 10)?,
+        ended_at: get_opt_ts(row, 11)?,
+        ended_by: get(row, 12)?,
+        failed_devices: get_opt_u64(row, 13)?,
+        staged_devices: get_u64(row, 14)?,
+    })
+}
 
 /// A row of `configuration_reports`: (revision, status, still assigned, devices).
 pub(crate) fn revision_reports_from_row(row: &impl Columns) -> StoreResult<RevisionReports> {

@@ -442,10 +442,13 @@ impl Backend for Sqlite {
         ),
     ];
 
-    const DEVICE_STATES: &'static str = "SELECT id, config_id, end_reason, end_cause FROM devices \
+    const DEVICE_STATES: &'static str = "SELECT id, config_id, end_reason, end_cause, staged_revision FROM devices \
          WHERE id IN (SELECT unhex(value) FROM json_each(?))";
     const DEVICE_PRESENCE: &'static str = "SELECT id, online_conn, last_seen FROM devices \
          WHERE id IN (SELECT unhex(value) FROM json_each(?)) AND ended_at IS NULL";
+    const STAGE_DEVICES: &'static str = "UPDATE devices SET staged_revision = ?1 \
+         WHERE org_id = ?2 AND config_id = ?3 AND ended_at IS NULL \
+         AND id IN (SELECT unhex(value) FROM json_each(?4)) RETURNING id";
     const REVOKE_REPLACEMENT_CODES: &'static str = "UPDATE codes SET revoked_at = ?1 \
          WHERE replaces_device IN (SELECT unhex(value) FROM json_each(?2)) \
          AND replaces_device IS NOT NULL AND used_at IS NULL AND revoked_at IS NULL \
@@ -922,7 +925,9 @@ pub(crate) mod batch_sql {
              RETURNING id, org_id, license_id";
     pub const RELEASE_LICENSES: &str = "UPDATE licenses SET device_id = NULL \
                  WHERE device_id IN (SELECT unhex(value) FROM json_each(?))";
-    pub const ACK_TARGETS: &str = "SELECT d.id, d.config_id, c.revision, d.applied_config_id, d.applied_revision, \
+    pub const ACK_TARGETS: &str = "SELECT d.id, d.config_id, \
+         (CASE WHEN d.staged_revision > c.revision THEN d.staged_revision ELSE c.revision END), \
+         d.applied_config_id, d.applied_revision, \
              d.ack_status, d.ack_reason, d.name, c.name \
              FROM devices d LEFT JOIN configurations c ON c.id = d.config_id \
              WHERE d.id IN (SELECT unhex(value) FROM json_each(?)) AND d.ended_at IS NULL";
@@ -943,7 +948,8 @@ pub(crate) mod batch_sql {
              SELECT unhex(value ->> 1), ?1 + (value ->> 0) + 1 FROM jsonb_each(?2)";
     pub const INSERT_LICENSES: &str = "INSERT INTO licenses (id, org_id, purchased_at, valid_until) \
              SELECT unhex(value), ?1, ?2, ?3 FROM json_each(?4)";
-    pub const ASSIGN_CONFIGURATION: &str = "UPDATE devices SET config_id = ?1, assigned_at = ?2 \
+    pub const ASSIGN_CONFIGURATION: &str = "UPDATE devices SET config_id = ?1, assigned_at = ?2, \
+             staged_revision = CASE WHEN config_id = ?1 THEN staged_revision END \
              WHERE org_id = ?3 AND ended_at IS NULL \
              AND id IN (SELECT unhex(value) FROM json_each(?4)) RETURNING id";
     pub const EXTEND_LICENSES: &str = "UPDATE licenses SET valid_until = ?1 \

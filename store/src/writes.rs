@@ -7,24 +7,27 @@
 
 use async_trait::async_trait;
 use engine::ids::{
-    CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId, Timestamp,
+    CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId,
+    RolloutId, Timestamp,
 };
 use engine::model::{
     AckStatus, ConfigurationRevision, Device, FleetFilter, FleetRows, License, OperatorTokenInfo,
-    OrgKeyInfo, Organization, TokenSource,
+    OrgKeyInfo, Organization, RolloutState, StagedRollout, TokenSource,
 };
 use engine::secrets::SecretHash;
 use engine::store::{
     AckTarget, AckWrite, ActiveDevice, AdminTx, Change, CodeState, ConfigDelete, ConfigEdit,
     ConfigRow, ConfigUpdate, DeviceEdit, DevicePresence, DeviceTouch, EndedDevice, FreeLicense,
     LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice, NewRevision, OperatorTokenRow,
-    PairingEnd, PairingTx, Quota, RevokedCode, StoreError, StoreResult, StoreTx, StoredReply,
+    PairingEnd, PairingTx, Quota, RevokedCode, RolloutHead, StageChoice, StoreError, StoreResult,
+    StoreTx, StoredReply,
 };
 use uuid::Uuid;
 
 use crate::backend::{Arg, Backend, SqlTx, Statements};
 use crate::paging::to_i64;
 use crate::reads::{DEVICE, configuration_with_body};
+use crate::rollouts;
 use crate::rows::{
     Columns, active_device_from_row, code_columns, code_from_row, code_state_from_row,
     config_columns, config_row_from_row, device_from_row, get, get_hash, get_opt_ts, get_opt_u32,
@@ -263,6 +266,10 @@ impl<B: Backend> StoreTx for SqlTx<B> {
             .await
     }
 
+    async fn revision_rows(&mut self, wanted: &[(ConfigId, u64)]) -> StoreResult<Vec<ConfigRow>> {
+        rollouts::revision_rows(&mut *self.tx, wanted).await
+    }
+
     async fn configuration_for_new_devices(
         &mut self,
         org_id: OrgId,
@@ -285,7 +292,9 @@ impl<B: Backend> PairingTx for SqlTx<B> {
             self.tx
                 .execute(
                     "UPDATE devices SET admin_name = (SELECT admin_name FROM devices WHERE id = $2), \
-                     notes = (SELECT notes FROM devices WHERE id = $2) WHERE id = $1",
+                     notes = (SELECT notes FROM devices WHERE id = $2), \
+                     staged_revision = (SELECT staged_revision FROM devices WHERE id = $2) \
+                     WHERE id = $1",
                     &[new.0.into(), old.0.into()],
                 )
                 .await?;
@@ -705,8 +714,19 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         let Some(current) = current else {
             return Ok(ConfigUpdate::NotFound);
         };
-        let revision = get_u64(&current, 0)?;
         let previous_name: String = get(&current, 1)?;
+        // The latest revision: a staged rollout's in progress is newer than the configuration's.
+        let staged = self
+            .tx
+            .fetch_optional(
+                "SELECT revision FROM configuration_rollouts WHERE config_id = $1 \
+                 AND state IN ('running', 'halted')",
+                &[id.0.into()],
+            )
+            .await?
+            .map(|row| get_u64(&row, 0))
+            .transpose()?;
+        let revision = get_u64(&current, 0)?.max(staged.unwrap_or(0));
         if edit
             .if_revision
             .is_some_and(|expected| expected != revision)
@@ -716,10 +736,11 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         self.tx
             .execute(
                 "UPDATE configurations SET name = COALESCE($1, name), body = COALESCE($2, body), \
-                 revision = revision + 1, updated_at = $3 WHERE id = $4",
+                 revision = $3, updated_at = $4 WHERE id = $5",
                 &[
                     edit.name.as_deref().into(),
                     edit.body.as_deref().into(),
+                    to_i64(revision + 1).into(),
                     now.0.into(),
                     id.0.into(),
                 ],
@@ -762,12 +783,12 @@ impl<B: Backend> AdminTx for SqlTx<B> {
             return Ok(ConfigDelete::InUse(assigned));
         }
         let name = get(&row, 1)?;
-        self.tx
-            .execute(
-                "DELETE FROM configuration_revisions WHERE config_id = $1",
-                &[id.0.into()],
-            )
-            .await?;
+        for statement in [
+            "DELETE FROM configuration_rollouts WHERE config_id = $1",
+            "DELETE FROM configuration_revisions WHERE config_id = $1",
+        ] {
+            self.tx.execute(statement, &[id.0.into()]).await?;
+        }
         // Codes that can no longer pair anyone may still name it (the command refuses while a
         // usable one does).
         self.tx
@@ -866,6 +887,61 @@ impl<B: Backend> AdminTx for SqlTx<B> {
             )
             .await?;
         get_u64(&row, 0)
+    }
+
+    async fn lock_rollout(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+    ) -> StoreResult<Option<RolloutHead>> {
+        rollouts::lock::<B>(&mut *self.tx, org_id, config_id).await
+    }
+
+    async fn insert_rollout(&mut self, org_id: OrgId, rollout: &StagedRollout) -> StoreResult<()> {
+        rollouts::insert(&mut *self.tx, org_id, rollout).await
+    }
+
+    async fn set_rollout_state(
+        &mut self,
+        id: RolloutId,
+        state: RolloutState,
+        at: Timestamp,
+        by: &str,
+        failed_devices: Option<u64>,
+    ) -> StoreResult<()> {
+        rollouts::set_state(&mut *self.tx, id, state, at, by, failed_devices).await
+    }
+
+    async fn assigned_devices(&mut self, config_id: ConfigId) -> StoreResult<u64> {
+        rollouts::assigned_devices(&mut *self.tx, config_id).await
+    }
+
+    async fn stage_devices(
+        &mut self,
+        org_id: OrgId,
+        config_id: ConfigId,
+        stable: u64,
+        revision: u64,
+        choice: StageChoice<'_>,
+    ) -> StoreResult<Vec<DeviceId>> {
+        rollouts::stage::<B>(&mut *self.tx, org_id, config_id, stable, revision, choice).await
+    }
+
+    async fn failed_staged_devices(
+        &mut self,
+        config_id: ConfigId,
+        revision: u64,
+    ) -> StoreResult<u64> {
+        rollouts::failed_staged(&mut *self.tx, config_id, revision).await
+    }
+
+    async fn promote_revision(
+        &mut self,
+        config_id: ConfigId,
+        revision: u64,
+        now: Timestamp,
+    ) -> StoreResult<Option<ConfigRow>> {
+        rollouts::promote(&mut *self.tx, config_id, revision, now).await
     }
 
     async fn insert_revision(&mut self, revision: &NewRevision) -> StoreResult<()> {

@@ -183,6 +183,7 @@ async fn opens_and_migrates_twice() {
             "audit_log",
             "codes",
             "configuration_revisions",
+            "configuration_rollouts",
             "configurations",
             "device_words",
             "devices",
@@ -861,6 +862,7 @@ async fn a_node_with_a_stale_heartbeat_loses_its_presence() {
         vec![DeviceState {
             device_id: on_dead,
             config_id: Some(fx.config_id),
+            staged_revision: None,
             ended: None
         }]
     );

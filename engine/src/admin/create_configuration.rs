@@ -56,6 +56,7 @@ impl AdminCommand for CreateConfiguration {
         )
         .await?;
         let configuration = Configuration {
+            staged_revision: None,
             id: row.id,
             organization_id: tx.org_id,
             name: row.name.clone(),

@@ -47,6 +47,8 @@ struct Effects {
     revisions: Vec<ConfigRow>,
     /// Devices now assigned a configuration.
     assignments: Vec<(ConfigRow, Vec<DeviceId>)>,
+    /// Devices chosen for a staged rollout, and the revision they now run.
+    staged: Vec<(ConfigRow, Vec<DeviceId>)>,
     /// Sessions to end.
     ended: Vec<(DeviceId, SessionEnd)>,
     /// Deleted configurations, to forget.
@@ -66,6 +68,14 @@ impl Effects {
             for device in devices {
                 if let Some(link) = node.registry.get(device) {
                     link.reassign(&revision);
+                }
+            }
+        }
+        for (row, devices) in self.staged {
+            let revision = node.revision(row);
+            for device in devices {
+                if let Some(link) = node.registry.get(device) {
+                    link.offer(&revision);
                 }
             }
         }
@@ -195,6 +205,27 @@ impl CommandTx<'_> {
             })
             .await?;
         self.effects.assignments.push((row, devices));
+        Ok(())
+    }
+
+    /// `devices` (of `row`'s configuration) now run `row`'s staged revision: after the commit
+    /// they receive it.
+    pub async fn stage(
+        &mut self,
+        row: ConfigRow,
+        devices: Vec<DeviceId>,
+    ) -> Result<(), EngineError> {
+        if devices.is_empty() {
+            return Ok(());
+        }
+        // Other nodes re-read these devices, staged revision included.
+        self.store
+            .publish(&Change::DevicesAssigned {
+                org_id: self.org_id,
+                device_ids: devices.clone(),
+            })
+            .await?;
+        self.effects.staged.push((row, devices));
         Ok(())
     }
 

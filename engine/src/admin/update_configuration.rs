@@ -7,7 +7,7 @@ use super::{AdminCommand, CommandTx, validate};
 use crate::error::EngineError;
 use crate::events::OrgEvent;
 use crate::ids::ConfigId;
-use crate::model::Configuration;
+use crate::model::{Configuration, RolloutState};
 use crate::store::{ConfigEdit, ConfigRow, ConfigUpdate};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,7 +62,8 @@ impl AdminCommand for UpdateConfiguration {
 
 /// Saves `edit` as the configuration's next revision: kept in its history, written to the audit
 /// log as `action` (with `details` and the revision's own), and pushed to every device running
-/// the configuration after the commit.
+/// the configuration after the commit. A staged rollout in progress is superseded: the new
+/// revision is newer than its revision, and every device gets it.
 pub(super) async fn save_revision(
     tx: &mut CommandTx<'_>,
     config_id: ConfigId,
@@ -70,7 +71,12 @@ pub(super) async fn save_revision(
     action: &str,
     mut details: serde_json::Value,
 ) -> Result<Configuration, EngineError> {
-    let (configuration, previous_name) = match tx
+    let rollout = tx
+        .store
+        .lock_rollout(tx.org_id, config_id)
+        .await?
+        .and_then(|head| head.rollout);
+    let (mut configuration, previous_name) = match tx
         .store
         .update_configuration(tx.org_id, config_id, edit, tx.now)
         .await?
@@ -93,6 +99,15 @@ pub(super) async fn save_revision(
     details["bytes"] = body.len().into();
     if previous_name != configuration.name {
         details["previous_name"] = previous_name.into();
+    }
+    if let Some(rollout) = rollout {
+        let actor = tx.principal.audit_name();
+        tx.store
+            .set_rollout_state(rollout.id, RolloutState::Superseded, tx.now, &actor, None)
+            .await?;
+        details["superseded_rollout_revision"] = rollout.revision.into();
+        // Read before the rollout ended, in this transaction.
+        configuration.staged_revision = None;
     }
     tx.audit(action, config_id.to_string(), details).await?;
     let row = ConfigRow {

@@ -199,7 +199,30 @@ pub(crate) async fn commit(node: &Node, org_id: OrgId, mut batch: Batch) -> Batc
 /// A committed batch's plan, and the revisions its answered connections are sent.
 struct Committed {
     plan: Plan,
-    revisions: HashMap<ConfigId, Arc<ConfigRevision>>,
+    revisions: Revisions,
+}
+
+/// The revisions a batch's answered connections are sent: each configuration's own, and the
+/// staged revisions that some of its devices run instead.
+#[derive(Default)]
+struct Revisions {
+    own: HashMap<ConfigId, Arc<ConfigRevision>>,
+    staged: HashMap<(ConfigId, u64), Arc<ConfigRevision>>,
+}
+
+impl Revisions {
+    /// What a device of `config`, staged at `staged`, runs.
+    fn of(&self, config: Option<ConfigId>, staged: Option<u64>) -> Option<Arc<ConfigRevision>> {
+        let own = self.own.get(&config?)?;
+        match staged {
+            Some(staged) if staged > own.revision => self
+                .staged
+                .get(&(own.id, staged))
+                .cloned()
+                .or_else(|| Some(Arc::clone(own))),
+            _ => Some(Arc::clone(own)),
+        }
+    }
 }
 
 /// Reads, decides and writes the batch in one transaction, and commits it.
@@ -213,7 +236,7 @@ async fn decide_and_write(node: &Node, org_id: OrgId, batch: &Batch) -> StoreRes
         .map(|job| job.acknowledgement.device_id);
     let ack_failures = node.ack_failures.windows(failing);
     let decided = decide_and_write_in(tx.as_mut(), org_id, now, batch, ack_failures).await;
-    let (plan, configs) = match decided {
+    let (plan, configs, staged) = match decided {
         Ok(decided) => decided,
         Err(error) => {
             // Ended here rather than on drop: a dropped transaction rolls back in the background,
@@ -225,13 +248,17 @@ async fn decide_and_write(node: &Node, org_id: OrgId, batch: &Batch) -> StoreRes
         }
     };
     tx.commit().await?;
-    let revisions = configs
-        .into_iter()
-        .map(|row| {
-            let revision = node.revision(row);
-            (revision.id, revision)
-        })
-        .collect();
+    let mut revisions = Revisions::default();
+    for row in configs {
+        let revision = node.revision(row);
+        revisions.own.insert(revision.id, revision);
+    }
+    for row in staged {
+        let revision = node.revision(row);
+        revisions
+            .staged
+            .insert((revision.id, revision.revision), revision);
+    }
     Ok(Committed { plan, revisions })
 }
 
@@ -241,7 +268,7 @@ async fn decide_and_write_in(
     now: Timestamp,
     batch: &Batch,
     ack_failures: HashMap<DeviceId, FailureWindow>,
-) -> StoreResult<(Plan, Vec<ConfigRow>)> {
+) -> StoreResult<(Plan, Vec<ConfigRow>, Vec<ConfigRow>)> {
     let pairings: Vec<Pairing> = batch.pairs.iter().map(|job| job.pairing.clone()).collect();
     let reconnections: Vec<Reconnection> = batch
         .resumes
@@ -298,7 +325,24 @@ async fn decide_and_write_in(
     if !missing.is_empty() {
         configs.extend(tx.config_rows(&missing).await?);
     }
-    Ok((plan, configs))
+    // Staged revisions newer than their configuration's own (a promotion or a later edit makes
+    // the configuration's own the newer, and then that is what the device runs).
+    let wanted: Vec<(ConfigId, u64)> = plan
+        .staged
+        .iter()
+        .filter(|(config, revision)| {
+            configs
+                .iter()
+                .any(|row| row.id == *config && row.revision < *revision)
+        })
+        .copied()
+        .collect();
+    let staged = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        tx.revision_rows(&wanted).await?
+    };
+    Ok((plan, configs, staged))
 }
 
 /// Reads (and locks, where the backend locks rows) what the batch's decisions depend on.
@@ -447,7 +491,6 @@ fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> B
     node.ack_failures.record(&plan.ack_failures);
     node.publish_events(org_id, || feed_events(&batch, &plan));
     let mut deferred = Batch::default();
-    let revision = |config: Option<ConfigId>| config.and_then(|id| revisions.get(&id).cloned());
 
     for (device_id, reason) in &plan.ended {
         if let Some(link) = node.registry.get(*device_id) {
@@ -460,7 +503,11 @@ fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> B
     let mut refused = 0;
     for (job, outcome) in batch.pairs.into_iter().zip(plan.pairs) {
         match outcome {
-            PairOutcome::Paired { device, config } => {
+            PairOutcome::Paired {
+                device,
+                config,
+                staged,
+            } => {
                 if device.already_paired {
                     repeated += 1;
                 } else {
@@ -476,7 +523,7 @@ fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> B
                     node,
                     &job.link,
                     session,
-                    revision(config),
+                    revisions.of(config, staged),
                     running,
                     &mut deferred,
                 );
@@ -496,7 +543,11 @@ fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> B
 
     for (job, outcome) in batch.resumes.into_iter().zip(plan.resumes) {
         let answer = match outcome {
-            ResumeOutcome::Resumed { device, config } => {
+            ResumeOutcome::Resumed {
+                device,
+                config,
+                staged,
+            } => {
                 let session = LinkSession {
                     device_id: device.device_id,
                     org_id,
@@ -506,7 +557,7 @@ fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> B
                     node,
                     &job.link,
                     session,
-                    revision(config),
+                    revisions.of(config, staged),
                     running,
                     &mut deferred,
                 );

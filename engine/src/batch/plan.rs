@@ -259,6 +259,8 @@ pub(crate) enum PairOutcome {
         device: PairedDevice,
         /// The configuration its connection is sent.
         config: Option<ConfigId>,
+        /// The staged revision it runs instead of the configuration's own, if that is newer.
+        staged: Option<u64>,
     },
     Refused(Refusal),
     Deferred,
@@ -270,6 +272,8 @@ pub(crate) enum ResumeOutcome {
     Resumed {
         device: ResumedDevice,
         config: Option<ConfigId>,
+        /// As for a pairing.
+        staged: Option<u64>,
     },
     Ended(SessionEnd),
     /// The installation has no active pairing in this organization (any more): the caller
@@ -310,6 +314,8 @@ pub(crate) struct Plan {
     pub ended: Vec<(DeviceId, SessionEnd)>,
     /// Configurations the answered connections are sent.
     pub configs: HashSet<ConfigId>,
+    /// Staged revisions some of them run instead, if newer than their configuration's own.
+    pub staged: HashSet<(ConfigId, u64)>,
     pub writes: Writes,
     /// The audit windows of failed acknowledgements, to record once the batch committed.
     pub ack_failures: Vec<(DeviceId, FailureWindow)>,
@@ -496,13 +502,16 @@ impl Planner<'_> {
             let device_id = DeviceId::generate();
             // A replacement takes the replaced device's configuration; a reusable code may
             // carry a configuration of its own.
-            let config = match replaced {
-                Some(old) => old.config_id,
-                None => facts
-                    .codes
-                    .get(&code)
-                    .and_then(|state| state.configuration_id)
-                    .or(newest_config),
+            let (config, staged) = match replaced {
+                Some(old) => (old.config_id, old.staged_revision),
+                None => (
+                    facts
+                        .codes
+                        .get(&code)
+                        .and_then(|state| state.configuration_id)
+                        .or(newest_config),
+                    None,
+                ),
             };
             if let Some(old) = replaced {
                 self.replace(old, device_id, code);
@@ -540,8 +549,9 @@ impl Planner<'_> {
                     configuration_pending: config.is_none(),
                 },
                 config,
+                staged,
             });
-            self.plan.configs.extend(config);
+            self.send(config, staged);
         }
         if granted == 0 {
             return;
@@ -602,7 +612,7 @@ impl Planner<'_> {
             details: pairing.details.clone(),
             connection: pairing.connection,
         });
-        self.plan.configs.extend(device.config_id);
+        self.send(device.config_id, device.staged_revision);
         let details = json!({
             "code_id": pairing.code_id,
             "code_label": self.code_label(pairing.code_id),
@@ -625,7 +635,18 @@ impl Planner<'_> {
                 configuration_pending: device.config_id.is_none(),
             },
             config: device.config_id,
+            staged: device.staged_revision,
         });
+    }
+
+    /// A connection answered in this batch is sent `config` (at `staged`, if that is newer).
+    fn send(&mut self, config: Option<ConfigId>, staged: Option<u64>) {
+        if let Some(config) = config {
+            self.plan.configs.insert(config);
+            if let Some(revision) = staged {
+                self.plan.staged.insert((config, revision));
+            }
+        }
     }
 
     fn resume(&mut self, reconnections: &[Reconnection], pairing_now: &HashSet<InstallationId>) {
@@ -651,7 +672,7 @@ impl Planner<'_> {
                             details: reconnection.details.clone(),
                             connection: reconnection.connection,
                         });
-                        self.plan.configs.extend(device.config_id);
+                        self.send(device.config_id, device.staged_revision);
                         ResumeOutcome::Resumed {
                             device: ResumedDevice {
                                 device_id: device.id,
@@ -660,6 +681,7 @@ impl Planner<'_> {
                                 license_valid_until: device.license_valid_until,
                             },
                             config: device.config_id,
+                            staged: device.staged_revision,
                         }
                     }
                 }
@@ -841,6 +863,7 @@ mod tests {
             license_id: LicenseId::generate(),
             license_valid_until: None,
             config_id: None,
+            staged_revision: None,
             details: DeviceDetails {
                 name: "Van 1".into(),
                 ..details()
@@ -974,8 +997,10 @@ mod tests {
     fn a_replacement_code_moves_the_license_and_configuration_and_ends_the_old_device() {
         let org = OrgId::generate();
         let old_installation = InstallationId::generate();
+        // Chosen for a staged rollout: its replacement runs the staged revision too.
         let old = ActiveDevice {
             config_id: Some(ConfigId::generate()),
+            staged_revision: Some(7),
             ..active(org, old_installation, 1)
         };
         let code = CodeState {
@@ -1013,11 +1038,19 @@ mod tests {
             decisions,
             Grantable::default(),
         );
-        let PairOutcome::Paired { device, config } = &plan.pairs[0] else {
+        let PairOutcome::Paired {
+            device,
+            config,
+            staged,
+        } = &plan.pairs[0]
+        else {
             panic!("not paired: {:?}", plan.pairs[0])
         };
         assert_eq!(device.license_id, old.license_id);
         assert_eq!(*config, old.config_id);
+        assert_eq!(*staged, Some(7));
+        let sent = old.config_id.map(|config| (config, 7));
+        assert_eq!(plan.staged, sent.into_iter().collect());
         assert_eq!(plan.writes.replaced, vec![old.id]);
         assert_eq!(plan.writes.carried_over, vec![(device.device_id, old.id)]);
         assert_eq!(plan.writes.single_uses, vec![(code.id, device.device_id)]);
@@ -1305,12 +1338,19 @@ mod tests {
             )
         };
         let installation = InstallationId::generate();
-        let device = active(org, installation, 1);
+        let config = ConfigId::generate();
+        let device = ActiveDevice {
+            config_id: Some(config),
+            staged_revision: Some(4),
+            ..active(org, installation, 1)
+        };
         let plan = facts_with(Some(device.clone()), installation);
         assert!(matches!(
             &plan.resumes[0],
-            ResumeOutcome::Resumed { device: resumed, .. } if resumed.device_id == device.id
+            ResumeOutcome::Resumed { device: resumed, config: Some(sent), staged: Some(4) }
+                if resumed.device_id == device.id && *sent == config
         ));
+        assert_eq!(plan.staged, HashSet::from([(config, 4)]));
         assert_eq!(plan.writes.touches.len(), 1);
         assert_eq!(
             facts_with(Some(active(org, installation, 2)), installation).resumes[0],

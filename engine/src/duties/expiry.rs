@@ -5,7 +5,8 @@
 //!   (`ExpireDevices`);
 //! - the inactive release ends the pairings of offline devices unseen for longer than their
 //!   organization's `release_inactive_after_days` (`ReleaseInactiveDevices`), freeing their
-//!   licenses. Organizations without the setting (the default) are never read.
+//!   licenses. Organizations without the setting (the default) are never read;
+//! - the rollout pass halts or promotes the staged rollouts that are due ([`super::rollouts`]).
 
 use std::collections::HashMap;
 
@@ -28,9 +29,11 @@ pub struct Swept {
     pub expired: u64,
     /// Pairings of inactive devices, whose licenses were released.
     pub released_inactive: u64,
+    /// Staged rollouts promoted and halted.
+    pub rollouts: super::rollouts::Advanced,
 }
 
-/// Runs both passes once.
+/// Runs every pass once.
 pub(crate) async fn sweep(node: &Node, actors: &Actors) -> Swept {
     let expired = rounds(
         node,
@@ -50,9 +53,11 @@ pub(crate) async fn sweep(node: &Node, actors: &Actors) -> Swept {
     )
     .await;
     Counters::add(&node.counters.released_inactive, released_inactive);
+    let rollouts = super::rollouts::advance(node, actors).await;
     Swept {
         expired,
         released_inactive,
+        rollouts,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The background duties of a node, each in its own module and its own task:
 //!
-//! - [`expiry`]: ends pairings whose license expired, even if nobody looks;
+//! - [`expiry`]: ends pairings whose license expired, even if nobody looks, and (with
+//!   [`rollouts`]) halts or promotes the staged rollouts that are due;
 //! - [`heartbeat`]: records that this node is alive, and gives up on nodes that are not;
 //! - [`housekeeping`]: forgets old failure windows and idempotency records;
 //! - [`announce`]: tells other nodes which live feeds are watched here;
@@ -17,6 +18,7 @@ pub(crate) mod heartbeat;
 pub(crate) mod housekeeping;
 pub(crate) mod listen;
 pub(crate) mod retention;
+pub(crate) mod rollouts;
 pub(crate) mod words;
 
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,5 @@
 //! How a configuration's revisions have reached the devices: applied and failed per revision,
-//! and how many assigned devices run the current one.
+//! how many assigned devices run the revision they should, and the latest staged rollout.
 
 use super::{Query, Reader};
 use crate::error::EngineError;
@@ -24,6 +24,14 @@ impl Query for GetConfigurationRollout {
             .store
             .configuration_reports(reader.org_id(), self.config_id)
             .await?;
-        Ok(ConfigurationRollout::from_reports(&configuration, &reports))
+        let staged = reader
+            .store
+            .latest_rollout(reader.org_id(), self.config_id)
+            .await?;
+        Ok(ConfigurationRollout::from_reports(
+            &configuration,
+            &reports,
+            staged,
+        ))
     }
 }

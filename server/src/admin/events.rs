@@ -137,6 +137,7 @@ fn sse_event(event: &OrgEvent) -> Event {
         OrgEvent::Licenses => "licenses",
         OrgEvent::Codes => "codes",
         OrgEvent::Configurations => "configurations",
+        OrgEvent::Rollout { .. } => "rollout",
         OrgEvent::KeyRevoked { .. } => "key_revoked",
         OrgEvent::Resync => "resync",
     };

@@ -15,7 +15,7 @@ use engine::admin::{AddedLicenses, CreatedKey, RenewedLicenses, UnpairedDevice, 
 use engine::model::{
     AuditEntry, CodeInfo, Configuration, ConfigurationDiff, ConfigurationRevision,
     ConfigurationRollout, CountedPage, Device, InactiveRelease, License, LicenseSummary,
-    LicenseWithDevice, NewDeviceConfiguration, OrgKeyInfo, Organization, Page,
+    LicenseWithDevice, NewDeviceConfiguration, OrgKeyInfo, Organization, Page, StagedRollout,
 };
 use serde::Serialize;
 use utoipa::openapi::path::{
@@ -34,7 +34,7 @@ use super::routes::{
     AddLicensesBody, AssignOneBody, AuditQuery, CheckConfigurationBody, CodeQuery, CodeResponse,
     CreateCodeBody, CreateConfigurationBody, DevicesBody, DiffQuery, EditDeviceBody, FleetParams,
     InactiveReleaseBody, ListQuery, NameBody, PinBody, QrQuery, RenewBody, RenewLicensesBody,
-    RevertBody, SingleUseBody, UpdateConfigurationBody,
+    RevertBody, SingleUseBody, StageConfigurationBody, UpdateConfigurationBody,
 };
 
 /// Who may call an operation.
@@ -383,6 +383,32 @@ fn operations() -> Vec<Op> {
             "How its revisions reached the devices",
         )
         .json::<ConfigurationRollout>(200),
+        Op::new(
+            Post,
+            at("/configurations/{config}/rollout"),
+            "stage_configuration",
+            Either,
+            "Save an edit that a share or a set of its devices run first",
+        )
+        .idempotent()
+        .body::<StageConfigurationBody>()
+        .json::<StagedRollout>(201),
+        Op::new(
+            Post,
+            at("/configurations/{config}/rollout/promote"),
+            "promote_rollout",
+            Either,
+            "Give the staged revision to every device",
+        )
+        .json::<StagedRollout>(200),
+        Op::new(
+            Post,
+            at("/configurations/{config}/rollout/halt"),
+            "halt_rollout",
+            Either,
+            "Stop the staged rollout from promoting itself",
+        )
+        .json::<StagedRollout>(200),
         Op::new(
             Post,
             at("/configurations/{config}/assign"),

@@ -12,9 +12,10 @@ use base64::Engine as _;
 use engine::admin::{
     AddLicenses, AssignConfiguration, AssignConfigurationToFleet, ConfigureDevice,
     CreateConfiguration, CreateKey, CreateOrganization, CreateReusableCode, CreateSingleUseCode,
-    DeleteConfiguration, EditDevice, MAX_IDS_PER_BULK_COMMAND, PinConfiguration, RenewLicense,
-    RenewLicenses, ReplaceDevice, RevertConfiguration, RevokeCode, RevokeKey, RevokeSingleUseCode,
-    Selection, SetInactiveRelease, UnpairDevice, UnpairDevices, UpdateConfiguration,
+    DeleteConfiguration, EditDevice, HaltRollout, MAX_IDS_PER_BULK_COMMAND, PinConfiguration,
+    PromoteRollout, RenewLicense, RenewLicenses, ReplaceDevice, RevertConfiguration, RevokeCode,
+    RevokeKey, RevokeSingleUseCode, RolloutAudience, Selection, SetInactiveRelease,
+    StageConfiguration, UnpairDevice, UnpairDevices, UpdateConfiguration,
 };
 use engine::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{
@@ -114,7 +115,15 @@ pub(crate) fn route_table(test_hooks: bool) -> RouteTable {
         )
         .route(
             &format!("{org}/configurations/{{config}}/rollout"),
-            get(configuration_rollout),
+            get(configuration_rollout).post(stage_configuration),
+        )
+        .route(
+            &format!("{org}/configurations/{{config}}/rollout/promote"),
+            post(promote_rollout),
+        )
+        .route(
+            &format!("{org}/configurations/{{config}}/rollout/halt"),
+            post(halt_rollout),
         )
         .route(
             &format!("{org}/configurations/{{config}}/assign"),
@@ -1097,6 +1106,78 @@ async fn configuration_rollout(
     Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
 }
 
+/// The body of a staged rollout: the new revision's body, and which devices run it first
+/// (`share_percent` or `device_ids`, one of them).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StageConfigurationBody {
+    body: String,
+    /// Refuse unless the configuration's latest revision is this one.
+    if_revision: Option<u64>,
+    /// This share of the configuration's active devices, in percent (1 to 100), at random.
+    share_percent: Option<u8>,
+    /// Or these devices, each an active device assigned the configuration.
+    device_ids: Option<Vec<DeviceId>>,
+    /// Promote by itself this long after the start (60 s to 90 days) unless halted; absent or
+    /// null: only an admin promotes it.
+    promote_after_seconds: Option<u64>,
+    /// More devices failing to apply the revision than this halt the rollout (default 0: the
+    /// first failure halts it).
+    max_failures: Option<u64>,
+}
+
+async fn stage_configuration(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, config)): Ids<(OrgId, ConfigId)>,
+    headers: HeaderMap,
+    Body(body): Body<StageConfigurationBody>,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    let audience = match (body.share_percent, body.device_ids) {
+        (Some(share), None) => RolloutAudience::Share(share),
+        (None, Some(device_ids)) => RolloutAudience::Devices(device_ids),
+        _ => {
+            return Err(ApiError::invalid(
+                "share_percent",
+                "share_percent or device_ids, one of them",
+            ));
+        }
+    };
+    let command = StageConfiguration {
+        config_id: config,
+        body: body.body,
+        if_revision: body.if_revision,
+        audience,
+        promote_after_seconds: body.promote_after_seconds,
+        max_failures: body.max_failures.unwrap_or(0),
+    };
+    Ok(created(
+        state
+            .engine
+            .run_with_key(&principal, org, command, key)
+            .await?,
+    ))
+}
+
+async fn promote_rollout(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, config)): Ids<(OrgId, ConfigId)>,
+) -> Result<Response> {
+    let command = PromoteRollout { config_id: config };
+    Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
+}
+
+async fn halt_rollout(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, config)): Ids<(OrgId, ConfigId)>,
+) -> Result<Response> {
+    let command = HaltRollout { config_id: config };
+    Ok(Json(state.engine.run(&principal, org, command).await?).into_response())
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UpdateConfigurationBody {
@@ -1490,7 +1571,12 @@ async fn crash_org(
 async fn sweep(State(state): State<AppState>, Auth(principal): Auth) -> Result<Response> {
     require_test_operator(&principal)?;
     let swept = state.engine.sweep_expired().await;
-    let answer = json!({ "ended": swept.expired, "released_inactive": swept.released_inactive });
+    let answer = json!({
+        "ended": swept.expired,
+        "released_inactive": swept.released_inactive,
+        "rollouts_promoted": swept.rollouts.promoted,
+        "rollouts_halted": swept.rollouts.halted,
+    });
     Ok(Json(answer).into_response())
 }
 

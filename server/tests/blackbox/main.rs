@@ -41,6 +41,7 @@ mod quotas;
 mod replace;
 mod reuse_port;
 mod robustness;
+mod rollouts;
 mod secrets_at_rest;
 mod supervision;
 mod tls;

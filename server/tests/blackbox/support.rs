@@ -84,6 +84,27 @@ impl TestServer {
         connect(&self.device_url(), Encoding::Postcard).await
     }
 
+    /// Stops the server and starts another on the same data directory and database: what it
+    /// serves afterwards is what the database kept.
+    pub async fn restart(self) -> TestServer {
+        let config = self.node_config();
+        let TestServer {
+            server,
+            dir,
+            database,
+            ..
+        } = self;
+        server.shutdown().await;
+        let server = server::start(config).await.expect("server starts again");
+        let admin = Admin::new(&server.admin_url(), OPERATOR_TOKEN);
+        TestServer {
+            server,
+            admin,
+            dir,
+            database,
+        }
+    }
+
     pub async fn stop(self) -> tempfile::TempDir {
         self.server.shutdown().await;
         self.dir
