@@ -1,10 +1,11 @@
 //! The device lifecycle across nodes: a replacement made through one node and used on another
 //! ends the old device connected to a third; the inactive release run by one node's duty spares
-//! a device connected to another node and releases an offline one.
+//! a device connected to another node and releases an offline one; a staged rollout made on one
+//! node reaches the chosen devices on the others and is promoted once, by whichever duty is first.
 
 use client::ResumeResult;
 use protocol::{CloseCode, EndReason, ServerMessage};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::*;
 use crate::support::*;
@@ -84,4 +85,81 @@ async fn the_inactive_release_on_one_node_spares_a_device_connected_to_another()
         active.contains_key(&kept.device_id.to_string().parse().unwrap()),
         "the device connected to node b keeps its license"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_rollout_made_on_one_node_reaches_devices_on_others_and_is_promoted_once() {
+    const STABLE: &str = "[GLOBAL]\nserver = one\n";
+    const STAGED: &str = "[GLOBAL]\nserver = two\n";
+    // Every node's clock is moved below, one at a time (see the inactive release's test).
+    let cluster = ThreeNodes::start_with(&["--node-timeout", "90days"]).await;
+    let admin = &cluster.a.admin;
+    let (org, code) = admin.org_with_code("Rollouts", 6).await;
+    let config = admin.create_config(&org, "Meters", STABLE).await;
+    // Six devices, three on node b and three on node c, each on revision 1.
+    let mut devices = Vec::new();
+    for index in 0..6 {
+        let node = if index % 2 == 0 {
+            &cluster.b
+        } else {
+            &cluster.c
+        };
+        let (_, mut connection, paired) = pair_ok(&node.device_url, &code).await;
+        let first = next_configuration(&mut connection).await;
+        assert!(acknowledge(&mut connection, &first, protocol::AckOutcome::Applied).await);
+        devices.push((paired.device_id.to_string(), connection));
+    }
+
+    // Made on node a for one device on node b and one on node c: only those two are sent it.
+    let chosen = [devices[0].0.clone(), devices[1].0.clone()];
+    let path = format!("/v1/organizations/{org}/configurations/{config}");
+    let started = admin
+        .post(
+            &format!("{path}/rollout"),
+            json!({ "body": STAGED, "device_ids": chosen, "promote_after_seconds": 3600 }),
+        )
+        .await;
+    assert_eq!(started["revision"], json!(2));
+    for (_, connection) in &mut devices[..2] {
+        let pushed = next_configuration(connection).await;
+        assert_eq!((pushed.revision, pushed.body.as_str()), (2, STAGED));
+        assert!(acknowledge(connection, &pushed, protocol::AckOutcome::Applied).await);
+    }
+    let revisions: Vec<Value> = cluster
+        .c
+        .admin
+        .devices(&org)
+        .await
+        .iter()
+        .map(|device| device["configuration"]["revision"].clone())
+        .collect();
+    assert_eq!(
+        revisions
+            .iter()
+            .filter(|revision| **revision == json!(2))
+            .count(),
+        2,
+        "{revisions:?}"
+    );
+
+    // An hour later on every node: each node's duty finds it due; it is promoted once, and
+    // the devices that were not chosen, on both nodes, receive the revision.
+    for node in [&cluster.a, &cluster.b, &cluster.c] {
+        node.admin.advance(3601.0).await;
+    }
+    eventually("the rollout is promoted", || async {
+        let view = cluster.b.admin.get(&format!("{path}/rollout")).await;
+        (view["staged"]["state"] == json!("promoted")).then_some(())
+    })
+    .await;
+    for (_, connection) in &mut devices[2..] {
+        assert_eq!(next_configuration(connection).await.revision, 2);
+    }
+    let promotions = admin
+        .audit(&org)
+        .await
+        .into_iter()
+        .filter(|entry| entry["action"] == "configuration.rollout_promoted")
+        .count();
+    assert_eq!(promotions, 1);
 }
