@@ -427,6 +427,7 @@ async fn a_configuration_rollout_counts_devices_per_revision_and_outcome() {
             "assigned_devices": 3,
             "up_to_date": 3,
             "revisions": [{ "revision": 1, "applied": 3, "failed": 0 }],
+            "staged": null,
         })
     );
 
