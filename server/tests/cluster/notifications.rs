@@ -1,5 +1,6 @@
 //! An admin command sent to one node reaches devices connected to the others (PostgreSQL
-//! LISTEN/NOTIFY between the nodes), also across a lost listener connection.
+//! LISTEN/NOTIFY between the nodes), also across a lost listener connection; which configuration
+//! new devices get (a pin, a code's own) and a revert hold whichever node they were made on.
 
 use client::Connection;
 use protocol::{AckOutcome, CloseCode, ConfigRef, EndReason, Paired, ServerMessage};
@@ -259,4 +260,60 @@ async fn a_live_feed_on_one_node_tells_what_happens_on_the_others() {
     // An admin command on node c.
     cluster.c.admin.add_licenses(&org, 1).await;
     feed.next_named("licenses", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_a_code_of_its_own_and_a_revert_made_on_one_node_hold_on_the_others() {
+    let cluster = ThreeNodes::start().await;
+    let admin = &cluster.a.admin;
+    let (org, code) = admin.org_with_code("New devices", 4).await;
+    let pinned = admin
+        .create_config(&org, "Pinned", "[GLOBAL]\npinned = 1\n")
+        .await;
+    let carried = admin
+        .create_config(&org, "Carried", "[GLOBAL]\ncarried = 1\n")
+        .await;
+    // Newest is "Carried"; the pin, made through node b, wins for pairings on node c.
+    cluster
+        .b
+        .admin
+        .put(
+            &format!("/v1/organizations/{org}/new-device-configuration"),
+            json!({ "configuration_id": pinned }),
+        )
+        .await;
+    let (mut on_c, _, first) = paired_device(&cluster.c, &code).await;
+    assert_eq!(first.configuration_id.to_string(), pinned);
+    // A code made on node a that carries its own configuration gives it on node b.
+    let own = admin
+        .reusable_code(&org, json!({ "configuration_id": carried }))
+        .await;
+    let (_, _, first) = paired_device(&cluster.b, own["code"].as_str().unwrap()).await;
+    assert_eq!(first.configuration_id.to_string(), carried);
+
+    // An edit and a revert to revision 1 made on node b: the device on node c gets revision 2,
+    // then revision 3 with revision 1's body.
+    let path = format!("/v1/organizations/{org}/configurations/{pinned}");
+    cluster
+        .b
+        .admin
+        .put(&path, json!({ "body": "[GLOBAL]\npinned = 2\n" }))
+        .await;
+    assert_eq!(
+        receives(&mut on_c, &cluster.c, "the edit").await.revision,
+        2
+    );
+    let reverted = cluster
+        .b
+        .admin
+        .post(&format!("{path}/revisions/1/revert"), json!({}))
+        .await;
+    assert_eq!(reverted["revision"], json!(3));
+    let configuration = receives(&mut on_c, &cluster.c, "the revert").await;
+    assert_eq!(
+        (configuration.revision, configuration.body.as_str()),
+        (3, "[GLOBAL]\npinned = 1\n")
+    );
+    let history = cluster.c.admin.get(&format!("{path}/revisions")).await;
+    assert_eq!(history["items"].as_array().unwrap().len(), 3);
 }
