@@ -441,9 +441,9 @@ pub struct RevokedCode {
     pub code: CodeInfo,
 }
 
-/// A configuration as a rollout decision needs it ([`AdminTx::lock_rollout`]).
+/// A configuration locked for a decision on it ([`AdminTx::lock_configuration`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RolloutHead {
+pub struct LockedConfiguration {
     /// The configuration's own revision: what the devices not chosen run.
     pub revision: u64,
     pub name: String,
@@ -1032,14 +1032,15 @@ pub trait AdminTx: StoreTx {
     async fn codes_carrying(&mut self, config_id: ConfigId, now: Timestamp) -> StoreResult<u64>;
     /// Keeps a revision in the configuration's history.
     async fn insert_revision(&mut self, revision: &NewRevision) -> StoreResult<()>;
-    /// The organization's configuration, locked against concurrent edits and rollout decisions
-    /// where the backend locks rows, with its staged rollout in progress (running or halted).
-    /// `None` when the organization has no such configuration.
-    async fn lock_rollout(
+    /// The organization's configuration, locked against concurrent edits, deletion, rollout
+    /// decisions and codes made to carry it, where the backend locks rows; with its staged
+    /// rollout in progress (running or halted). `None` when the organization has no such
+    /// configuration.
+    async fn lock_configuration(
         &mut self,
         org_id: OrgId,
         config_id: ConfigId,
-    ) -> StoreResult<Option<RolloutHead>>;
+    ) -> StoreResult<Option<LockedConfiguration>>;
     async fn insert_rollout(&mut self, org_id: OrgId, rollout: &StagedRollout) -> StoreResult<()>;
     /// Moves a rollout to `state`, at `at`, by `by`; `failed_devices` says how many failures
     /// halted it.

@@ -361,8 +361,11 @@ impl Backend for Postgres {
     const AUDIT_OF_SERVER: &'static str = audit_of_server!("= ANY($4)");
     const CODE_STATE_FOR_REVOCATION: &'static str = code_state_for_revocation!(" FOR UPDATE");
     /// Locked: the revision compared with `if_revision` must still be the current one when the
-    /// update increments it, whatever another node does meanwhile.
-    const CONFIG_REVISION_FOR_EDIT: &'static str = config_revision_for_edit!(" FOR UPDATE");
+    /// update increments it, whatever another node does meanwhile; rollout decisions and codes
+    /// made to carry the configuration wait for each other the same way. `NO KEY`: pairings
+    /// that assign the configuration meanwhile (their foreign-key checks take a key-share lock)
+    /// do not wait for an edit.
+    const CONFIG_REVISION_FOR_EDIT: &'static str = config_revision_for_edit!(" FOR NO KEY UPDATE");
     /// The configuration row is locked before its devices are counted: a device assigned to it
     /// by another node meanwhile waits (its foreign-key check takes a share lock on this row),
     /// and if one got in first the delete fails on the foreign key as a conflict.

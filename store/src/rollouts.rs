@@ -8,7 +8,7 @@
 
 use engine::ids::{ConfigId, DeviceId, OrgId, RolloutId, Timestamp};
 use engine::model::{RolloutState, StagedRollout};
-use engine::store::{ConfigRow, RolloutHead, StageChoice, StoreResult};
+use engine::store::{ConfigRow, LockedConfiguration, StageChoice, StoreResult};
 
 use crate::backend::{Arg, Backend, Statements};
 use crate::paging::to_i64;
@@ -34,7 +34,7 @@ pub(crate) async fn lock<B: Backend>(
     tx: &mut impl Statements,
     org_id: OrgId,
     config_id: ConfigId,
-) -> StoreResult<Option<RolloutHead>> {
+) -> StoreResult<Option<LockedConfiguration>> {
     let Some(row) = tx
         .fetch_optional(
             B::CONFIG_REVISION_FOR_EDIT,
@@ -49,7 +49,7 @@ pub(crate) async fn lock<B: Backend>(
     let rollout = tx
         .read_optional(IN_PROGRESS, &[config_id.0.into()], rollout_from_row)
         .await?;
-    Ok(Some(RolloutHead {
+    Ok(Some(LockedConfiguration {
         revision,
         name,
         rollout,

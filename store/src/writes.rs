@@ -18,9 +18,9 @@ use engine::secrets::SecretHash;
 use engine::store::{
     AckTarget, AckWrite, ActiveDevice, AdminTx, Change, CodeState, ConfigDelete, ConfigEdit,
     ConfigRow, ConfigUpdate, DeviceEdit, DevicePresence, DeviceTouch, EndedDevice, FreeLicense,
-    LicenseGrant, LicenseState, NewAudit, NewCode, NewDevice, NewRevision, OperatorTokenRow,
-    PairingEnd, PairingTx, Quota, RevokedCode, RolloutHead, StageChoice, StoreError, StoreResult,
-    StoreTx, StoredReply,
+    LicenseGrant, LicenseState, LockedConfiguration, NewAudit, NewCode, NewDevice, NewRevision,
+    OperatorTokenRow, PairingEnd, PairingTx, Quota, RevokedCode, StageChoice, StoreError,
+    StoreResult, StoreTx, StoredReply,
 };
 use uuid::Uuid;
 
@@ -889,11 +889,11 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         get_u64(&row, 0)
     }
 
-    async fn lock_rollout(
+    async fn lock_configuration(
         &mut self,
         org_id: OrgId,
         config_id: ConfigId,
-    ) -> StoreResult<Option<RolloutHead>> {
+    ) -> StoreResult<Option<LockedConfiguration>> {
         rollouts::lock::<B>(&mut *self.tx, org_id, config_id).await
     }
 

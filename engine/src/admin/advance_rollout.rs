@@ -28,7 +28,11 @@ impl AdminCommand for AdvanceRollout {
     }
 
     async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<Option<StagedRollout>, EngineError> {
-        let Some(head) = tx.store.lock_rollout(tx.org_id, self.config_id).await? else {
+        let Some(head) = tx
+            .store
+            .lock_configuration(tx.org_id, self.config_id)
+            .await?
+        else {
             return Ok(None);
         };
         let Some(rollout) = head.rollout.filter(|r| r.state == RolloutState::Running) else {

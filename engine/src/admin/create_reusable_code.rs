@@ -73,12 +73,6 @@ impl AdminCommand for CreateReusableCode {
             .as_deref()
             .map(|label| validate::name("label", label, validate::MAX_LABEL_BYTES))
             .transpose()?;
-        if let Some(config_id) = self.configuration_id {
-            let rows = tx.store.config_rows(&[config_id]).await?;
-            if !rows.iter().any(|row| row.org_id == tx.org_id) {
-                return Err(EngineError::NotFound("configuration"));
-            }
-        }
         let code = secrets::new_pairing_code();
         let id = CodeId::generate();
         // Kept encrypted too, so that its organization's admins can display it again.
@@ -98,6 +92,14 @@ impl AdminCommand for CreateReusableCode {
             replaces_device: None,
         };
         quota::ensure_room(tx, Quota::ActiveCodes).await?;
+        if let Some(config_id) = self.configuration_id {
+            // Locked (after the organization, as a deletion locks them), so that a concurrent
+            // deletion either sees this code or has removed the configuration first.
+            tx.store
+                .lock_configuration(tx.org_id, config_id)
+                .await?
+                .ok_or(EngineError::NotFound("configuration"))?;
+        }
         tx.store.insert_code(&new).await?;
         tx.audit(
             "code.created",

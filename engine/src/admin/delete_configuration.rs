@@ -26,6 +26,12 @@ impl AdminCommand for DeleteConfiguration {
                 "the configuration is pinned for new devices; unpin it or pin another first",
             ));
         }
+        // The configuration locked before its codes are counted: a code being made to carry it
+        // meanwhile is then either counted or finds it gone (never a dangling reference).
+        tx.store
+            .lock_configuration(tx.org_id, self.config_id)
+            .await?
+            .ok_or(EngineError::NotFound("configuration"))?;
         let carrying = tx.store.codes_carrying(self.config_id, tx.now).await?;
         if carrying > 0 {
             return Err(EngineError::conflict(

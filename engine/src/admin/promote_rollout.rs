@@ -39,7 +39,7 @@ pub(super) async fn rollout_in_progress(
     config_id: ConfigId,
 ) -> Result<StagedRollout, EngineError> {
     tx.store
-        .lock_rollout(tx.org_id, config_id)
+        .lock_configuration(tx.org_id, config_id)
         .await?
         .ok_or(EngineError::NotFound("configuration"))?
         .rollout

@@ -99,7 +99,7 @@ impl AdminCommand for StageConfiguration {
 
         let head = tx
             .store
-            .lock_rollout(tx.org_id, self.config_id)
+            .lock_configuration(tx.org_id, self.config_id)
             .await?
             .ok_or(EngineError::NotFound("configuration"))?;
         let latest = head

@@ -73,7 +73,7 @@ pub(super) async fn save_revision(
 ) -> Result<Configuration, EngineError> {
     let rollout = tx
         .store
-        .lock_rollout(tx.org_id, config_id)
+        .lock_configuration(tx.org_id, config_id)
         .await?
         .and_then(|head| head.rollout);
     let (mut configuration, previous_name) = match tx

@@ -232,3 +232,44 @@ async fn a_code_that_carries_a_configuration_gives_it_to_the_devices_it_pairs() 
     assert_eq!(codes_after, codes_before);
     test.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_made_to_carry_a_configuration_while_it_is_deleted_gets_a_clear_answer() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let org = admin.create_org("Acme").await;
+    // Each round races a code carrying the configuration against its deletion: one of them
+    // wins, the other is told why (never a server error, never a code left carrying nothing).
+    for round in 0..20 {
+        let config = admin
+            .create_config(&org, &format!("Config {round}"), "[GLOBAL]\n")
+            .await;
+        let codes = format!("/v1/organizations/{org}/codes");
+        let configuration = format!("/v1/organizations/{org}/configurations/{config}");
+        let code = admin.call(
+            Method::POST,
+            &codes,
+            Some(json!({ "configuration_id": config })),
+        );
+        let delete = admin.call(Method::DELETE, &configuration, None);
+        let ((code_status, code_answer), (delete_status, delete_answer)) =
+            tokio::join!(code, delete);
+        match (code_status, delete_status) {
+            (201, 409) => assert_eq!(
+                delete_answer["error"]["code"],
+                json!("configuration_in_use"),
+                "{delete_answer}"
+            ),
+            (404, 204) => assert_eq!(code_answer["error"]["code"], json!("not_found")),
+            other => panic!("round {round}: {other:?}: {code_answer} / {delete_answer}"),
+        }
+        if code_status == 201 {
+            let revoke = format!(
+                "/v1/organizations/{org}/codes/{}/revoke",
+                code_answer["id"].as_str().unwrap()
+            );
+            admin.post(&revoke, json!({})).await;
+        }
+    }
+    test.stop().await;
+}
