@@ -24,7 +24,7 @@ use benches::Organization;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::ids::{CodeId, DeviceId, InstallationId, OrgId, Timestamp};
 use engine::secrets::{SecretHash, SecretKind, random_bytes};
-use engine::store::{DeviceDetails, LicenseGrant, NewAudit, NewDevice, Store, Transaction};
+use engine::store::{Claim, DeviceDetails, LicenseGrant, NewAudit, NewDevice, Store, Transaction};
 use engine::{Clock, SystemClock};
 use serde_json::json;
 
@@ -99,7 +99,7 @@ async fn commit_batch(fixture: &Fixture, requests: &[Request]) {
 
     let wanted = u32::try_from(requests.len()).expect("batch size fits u32");
     let claimed = tx
-        .claim_free_licenses(org_id, wanted, now)
+        .claim_free_licenses(org_id, wanted, now, Claim::BehindLine)
         .await
         .expect("claim licenses");
     assert_eq!(

@@ -108,6 +108,16 @@ pub enum PairResult {
     Refused(Refused),
 }
 
+/// The first answer to a pairing that may wait in line ([`Connection::pair_or_wait`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairOrWaitResult {
+    Paired(Paired),
+    Refused(Refused),
+    /// No license was free: the device waits in line at this place;
+    /// [`Connection::wait_for_turn`] reads what becomes of it.
+    Waiting(protocol::Waiting),
+}
+
 /// The answer to a reconnection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResumeResult {
@@ -319,6 +329,40 @@ impl Connection {
             device: device.clone(),
         }))
         .await?;
+        self.wait_for(|message| match message {
+            ServerMessage::Paired(paired) => Some(PairResult::Paired(paired.clone())),
+            ServerMessage::Refused(refused) => Some(PairResult::Refused(refused.clone())),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Pairs with a code, or waits in the organization's line when no license is free.
+    pub async fn pair_or_wait(
+        &mut self,
+        code: &str,
+        identity: &DeviceIdentity,
+        device: &DeviceInfo,
+    ) -> Result<PairOrWaitResult, ClientError> {
+        self.send(&DeviceMessage::PairOrWait(Pair {
+            code: code.to_string(),
+            installation_id: identity.installation_id,
+            credential: identity.credential.clone(),
+            device: device.clone(),
+        }))
+        .await?;
+        self.wait_for(|message| match message {
+            ServerMessage::Paired(paired) => Some(PairOrWaitResult::Paired(paired.clone())),
+            ServerMessage::Refused(refused) => Some(PairOrWaitResult::Refused(refused.clone())),
+            ServerMessage::Waiting(waiting) => Some(PairOrWaitResult::Waiting(waiting.clone())),
+            _ => None,
+        })
+        .await
+    }
+
+    /// After [`PairOrWaitResult::Waiting`]: reads until the device leaves the line, paired or
+    /// refused (an admin dismissed it, or its code expired meanwhile).
+    pub async fn wait_for_turn(&mut self) -> Result<PairResult, ClientError> {
         self.wait_for(|message| match message {
             ServerMessage::Paired(paired) => Some(PairResult::Paired(paired.clone())),
             ServerMessage::Refused(refused) => Some(PairResult::Refused(refused.clone())),

@@ -22,5 +22,7 @@ pub mod live_feed;
 pub mod ready_line;
 pub mod stream;
 
-pub use connection::{ClientError, ConnectOptions, Connection, PairResult, ResumeResult};
+pub use connection::{
+    ClientError, ConnectOptions, Connection, PairOrWaitResult, PairResult, ResumeResult,
+};
 pub use identity::{DeviceIdentity, DeviceState};

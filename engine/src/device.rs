@@ -81,6 +81,8 @@ impl Engine {
             details,
             connection: link.connection_id,
             peer: link.peer,
+            wait: request.wait,
+            ticket: None,
         };
         let job_link = Arc::clone(link);
         let answer = self
@@ -216,7 +218,17 @@ impl Engine {
 
     /// The connection behind `link` ended: unregister it and record the device offline.
     pub async fn disconnected(&self, link: &Arc<DeviceLink>) {
-        let Some(session) = link.close() else {
+        let waiting = link.waiting();
+        let session = link.close();
+        // A device that waited in line loses its place.
+        if let Some((org_id, ticket)) = waiting {
+            self.node.waiting.remove(&ticket);
+            let _ = self
+                .actors
+                .send(org_id, OrgMsg::LeaveLine(vec![ticket]))
+                .await;
+        }
+        let Some(session) = session else {
             return;
         };
         self.node.registry.remove(session.device_id, link);

@@ -82,6 +82,9 @@ pub enum OrgEvent {
         configuration_id: ConfigId,
         state: RolloutState,
     },
+    /// The organization's line of devices waiting for a license changed: a device joined or
+    /// left it (paired, refused, dismissed or gone).
+    Waiting,
     /// An organization key was revoked: a feed opened with it ends here.
     KeyRevoked { key_id: KeyId },
     /// Events may have been missed: re-read everything.

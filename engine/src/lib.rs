@@ -70,6 +70,6 @@ pub use org::OrgActorStatus;
 pub use runtime_thread::RuntimeThread;
 pub use session::{
     AckAnswer, AckOutcome, AckRequest, PairAnswer, PairRequest, PairedDevice, PresentedCode,
-    Refusal, ResumeAnswer, ResumeRequest, ResumedDevice, SessionEnd,
+    Refusal, ResumeAnswer, ResumeRequest, ResumedDevice, SessionEnd, WaitChoice,
 };
 pub use settings::EngineSettings;

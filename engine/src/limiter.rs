@@ -25,7 +25,7 @@ use crate::session::Refusal;
 pub fn counts_as_failure(refusal: Refusal) -> bool {
     !matches!(
         refusal,
-        Refusal::RateLimited | Refusal::Unavailable | Refusal::NoFreeLicense
+        Refusal::RateLimited | Refusal::Unavailable | Refusal::NoFreeLicense | Refusal::Dismissed
     )
 }
 
@@ -153,6 +153,8 @@ mod tests {
             Refusal::RateLimited,
             Refusal::Unavailable,
             Refusal::NoFreeLicense,
+            // An admin's decision, not the device's doing.
+            Refusal::Dismissed,
         ];
         for refusal in Refusal::ALL {
             assert_eq!(

@@ -76,6 +76,11 @@ struct LinkState {
     /// when it resumed).
     delivered: Option<(ConfigId, u64)>,
     end: Option<SessionEnd>,
+    /// The device waits in its organization's line with this ticket.
+    waiting: Option<(OrgId, i64)>,
+    /// It left the line (paired by it, refused, or dismissed): the connection pairs again
+    /// (`WaitChoice::AfterTurn`) to learn which and be answered.
+    turn: bool,
     /// The connection is gone; the link must not be registered again.
     closed: bool,
 }
@@ -84,6 +89,8 @@ struct LinkState {
 #[derive(Debug, Default)]
 pub struct LinkUpdate {
     pub configuration: Option<Arc<ConfigRevision>>,
+    /// The device left the line: pair again (`WaitChoice::AfterTurn`) to be answered.
+    pub turn: bool,
     /// When set, send `Ended` with this reason and close; nothing else follows.
     pub end: Option<SessionEnd>,
 }
@@ -136,6 +143,7 @@ impl DeviceLink {
         }
         LinkUpdate {
             configuration,
+            turn: std::mem::take(&mut state.turn),
             end: state.end,
         }
     }
@@ -161,6 +169,33 @@ impl DeviceLink {
         drop(state);
         self.wake.notify_one();
         true
+    }
+
+    /// The device now waits in `org_id`'s line with `ticket`. False if the connection closed
+    /// meanwhile (then it waits for nothing).
+    pub(crate) fn wait_in_line(&self, org_id: OrgId, ticket: i64) -> bool {
+        let mut state = self.state();
+        if state.closed {
+            return false;
+        }
+        state.waiting = Some((org_id, ticket));
+        true
+    }
+
+    /// The organization and ticket the device waits in line with, if it does.
+    pub fn waiting(&self) -> Option<(OrgId, i64)> {
+        self.state().waiting
+    }
+
+    /// The device is no longer in line: the connection is told.
+    pub(crate) fn line_turn(&self) {
+        let mut state = self.state();
+        if state.waiting.take().is_none() {
+            return;
+        }
+        state.turn = true;
+        drop(state);
+        self.wake.notify_one();
     }
 
     /// Called by the connection when it ends. Returns the session it carried, if any, so that

@@ -45,6 +45,8 @@ pub(crate) struct Counters {
     /// Staged rollouts the duty promoted (their time came) or halted (too many failures).
     pub rollouts_promoted: AtomicU64,
     pub rollouts_halted: AtomicU64,
+    /// Devices paired from their organization's waiting line.
+    pub served_from_line: AtomicU64,
     /// Pairing answers `refused`, by reason (in the order of [`Refusal::ALL`]), however they
     /// were refused: before the actor (unknown code, rate limit, malformed) or by its batch.
     pub refusals: [AtomicU64; Refusal::ALL.len()],
@@ -76,6 +78,7 @@ impl Default for Counters {
             replaced: zero(),
             rollouts_promoted: zero(),
             rollouts_halted: zero(),
+            served_from_line: zero(),
             refusals: [const { AtomicU64::new(0) }; Refusal::ALL.len()],
             batch_size: AtomicHistogram::new(&BATCH_SIZE_BOUNDS),
             batch_seconds: AtomicHistogram::new(&BATCH_SECONDS_BOUNDS),
@@ -128,6 +131,7 @@ impl Counters {
             replaced: get(&self.replaced),
             rollouts_promoted: get(&self.rollouts_promoted),
             rollouts_halted: get(&self.rollouts_halted),
+            served_from_line: get(&self.served_from_line),
             connected_devices: connected_devices as u64,
             running_organization_actors: running_orgs as u64,
             live_feed_watched_here: 0,
@@ -168,6 +172,8 @@ pub struct Metrics {
     /// Staged rollouts promoted by themselves (their time came) and halted for failures.
     pub rollouts_promoted: u64,
     pub rollouts_halted: u64,
+    /// Devices paired from their organization's waiting line (counted in `pairings` too).
+    pub served_from_line: u64,
     pub connected_devices: u64,
     pub running_organization_actors: u64,
     /// Organizations with live-feed watchers on this node, and organizations other nodes

@@ -351,6 +351,27 @@ pub struct ConfigurationRollout {
     pub staged: Option<StagedRollout>,
 }
 
+/// A device waiting in its organization's line for a license (it asked to wait when none was
+/// free); granted in the order of `ticket`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WaitingDevice {
+    /// Its place in the order of arrival (what dismissing it names).
+    pub ticket: u64,
+    /// 1: the next device to get a license.
+    pub position: u64,
+    pub installation_id: InstallationId,
+    /// What the device said of itself.
+    pub name: String,
+    pub model: String,
+    pub os: String,
+    pub app_version: String,
+    /// The code it paired with.
+    pub code_id: CodeId,
+    /// The client address it waits from.
+    pub address: String,
+    pub since: Timestamp,
+}
+
 /// A staged rollout: a revision of a configuration that a chosen part of its devices run
 /// first, while the others keep the configuration's stable revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

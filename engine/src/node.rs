@@ -34,6 +34,9 @@ pub(crate) struct Node {
     /// first, shared by every link they are pushed to: its own revision and, while a staged
     /// rollout is in progress, the rollout's ([`CACHED_REVISIONS`] at most).
     pub configs: DashMap<ConfigId, Vec<Arc<ConfigRevision>>>,
+    /// Connections on this node waiting in their organization's line, by ticket
+    /// (`batch::line`).
+    pub waiting: DashMap<i64, Arc<crate::link::DeviceLink>>,
     /// Codes seen on this node: hash → organization. A code's organization never changes, so
     /// this cache can never be wrong, only absent.
     pub code_routes: DashMap<SecretHash, CodeRoute>,
@@ -74,6 +77,7 @@ impl Node {
             settings,
             registry: Registry::default(),
             configs: DashMap::new(),
+            waiting: DashMap::new(),
             code_routes: DashMap::new(),
             code_lookups: DashMap::new(),
             counters: Counters::default(),

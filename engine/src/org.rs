@@ -43,6 +43,10 @@ pub(crate) enum OrgMsg {
     Status(oneshot::Sender<OrgActorStatus>),
     /// A change committed on another node (or a resync after missed ones).
     Remote(Notice),
+    /// Serve the organization's waiting line (the expiry duty's turn).
+    ServeLine,
+    /// These devices' connections closed while they waited in line.
+    LeaveLine(Vec<i64>),
     /// Fault injection for supervision tests: the handler panics.
     Crash,
     IdleCheck,
@@ -59,6 +63,8 @@ impl std::fmt::Debug for OrgMsg {
             OrgMsg::Admin(_) => "Admin",
             OrgMsg::Status(_) => "Status",
             OrgMsg::Remote(_) => "Remote",
+            OrgMsg::ServeLine => "ServeLine",
+            OrgMsg::LeaveLine(_) => "LeaveLine",
             OrgMsg::Crash => "Crash",
             OrgMsg::IdleCheck => "IdleCheck",
         };
@@ -172,7 +178,18 @@ impl Actor for OrgActor {
                 state.last_activity = Instant::now();
                 // Requests that arrived before the command are committed before it.
                 state.flush_all().await;
-                job.run(&state.node, state.org_id).await;
+                if job.run(&state.node, state.org_id).await {
+                    // The command may have freed or added licenses: the line is theirs first.
+                    batch::line::serve(&state.node, state.org_id).await;
+                }
+            }
+            OrgMsg::ServeLine => {
+                state.flush_all().await;
+                batch::line::serve(&state.node, state.org_id).await;
+            }
+            OrgMsg::LeaveLine(tickets) => {
+                state.flush_all().await;
+                batch::line::leave(&state.node, state.org_id, &tickets).await;
             }
             OrgMsg::Remote(notice) => {
                 // Behind what was buffered before it, like an admin command.
@@ -244,8 +261,8 @@ impl OrgState {
             1
         };
         let batch = self.buffer.take(limit);
-        let deferred = batch::commit(&self.node, self.org_id, batch).await;
-        self.buffer.append(deferred);
+        let after = batch::commit(&self.node, self.org_id, batch).await;
+        self.after_commit(after).await;
         if !self.buffer.is_empty() && !self.flush_queued {
             self.flush_queued = true;
             if myself.send_message(OrgMsg::Flush).is_err() {
@@ -263,8 +280,19 @@ impl OrgState {
         };
         while !self.buffer.is_empty() {
             let batch = self.buffer.take(limit);
-            let deferred = batch::commit(&self.node, self.org_id, batch).await;
-            self.buffer.append(deferred);
+            let after = batch::commit(&self.node, self.org_id, batch).await;
+            self.after_commit(after).await;
+        }
+    }
+
+    /// Keeps the deferred requests, and serves the line if the batch asked for it.
+    async fn after_commit(&mut self, after: batch::AfterCommit) {
+        self.buffer.append(after.deferred);
+        if !after.gone.is_empty() {
+            batch::line::leave(&self.node, self.org_id, &after.gone).await;
+        }
+        if after.serve_line {
+            batch::line::serve(&self.node, self.org_id).await;
         }
     }
 }

@@ -32,6 +32,7 @@ pub(crate) fn local_orgs(node: &Node, notice: &Notice) -> Vec<OrgId> {
             let org_id = change.org_id();
             let interested = match change {
                 Change::ConfigurationUpdated { .. } => node.registry.has_org(org_id),
+                Change::LineMoved { .. } => crate::batch::line::waits_here(node, org_id),
                 Change::DevicesAssigned { device_ids, .. }
                 | Change::DevicesEnded { device_ids, .. } => device_ids
                     .iter()
@@ -42,13 +43,23 @@ pub(crate) fn local_orgs(node: &Node, notice: &Notice) -> Vec<OrgId> {
         Notice::Resync {
             org_id: Some(org_id),
         } => {
-            if node.registry.has_org(*org_id) {
+            if node.registry.has_org(*org_id) || crate::batch::line::waits_here(node, *org_id) {
                 vec![*org_id]
             } else {
                 Vec::new()
             }
         }
-        Notice::Resync { org_id: None } => node.registry.orgs(),
+        Notice::Resync { org_id: None } => {
+            let mut orgs = node.registry.orgs();
+            for entry in &node.waiting {
+                if let Some((org_id, _)) = entry.value().waiting()
+                    && !orgs.contains(&org_id)
+                {
+                    orgs.push(org_id);
+                }
+            }
+            orgs
+        }
         // The live feed's notices are for its watchers, not for devices.
         Notice::Events { .. } | Notice::Watch { .. } => Vec::new(),
     }
@@ -85,7 +96,10 @@ pub(crate) async fn apply(node: &Node, org_id: OrgId, notice: &Notice) -> StoreR
                 .collect();
             refresh(node, links).await
         }
+        Notice::Change(Change::LineMoved { .. }) => crate::batch::line::settle(node, org_id).await,
         Notice::Resync { .. } => {
+            // Notices may have been missed: the line too is compared with the database.
+            crate::batch::line::settle(node, org_id).await?;
             let links = node
                 .registry
                 .of_org(org_id)

@@ -34,6 +34,22 @@ pub struct PairRequest {
     /// engine never sees the credential itself.
     pub credential_hash: SecretHash,
     pub details: DeviceDetails,
+    /// What the device does when no license is free.
+    pub wait: WaitChoice,
+}
+
+/// Whether a pairing waits in line when no license is free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitChoice {
+    /// Refused `no_free_license` (the default).
+    #[default]
+    No,
+    /// Waits in its organization's line: answered [`PairAnswer::Waiting`], then paired (or
+    /// refused) later, when its connection is told that it left the line.
+    InLine,
+    /// The same pairing again after its turn came in line (the line paired it): answered as
+    /// its first pairing.
+    AfterTurn,
 }
 
 /// A paired installation reconnects.
@@ -92,11 +108,13 @@ pub enum Refusal {
     CredentialMismatch,
     /// Nothing was decided (the database or the organization's actor cannot answer now).
     Unavailable,
+    /// The device waited in line for a license and an admin took it out of the line.
+    Dismissed,
 }
 
 impl Refusal {
     /// Every refusal.
-    pub const ALL: [Refusal; 12] = [
+    pub const ALL: [Refusal; 13] = [
         Refusal::UnknownCode,
         Refusal::CodeExpired,
         Refusal::CodeRevoked,
@@ -109,6 +127,7 @@ impl Refusal {
         Refusal::Malformed,
         Refusal::CredentialMismatch,
         Refusal::Unavailable,
+        Refusal::Dismissed,
     ];
 
     /// The stable snake_case name, as the audit log records it.
@@ -126,6 +145,7 @@ impl Refusal {
             Refusal::Malformed => "malformed",
             Refusal::CredentialMismatch => "credential_mismatch",
             Refusal::Unavailable => "unavailable",
+            Refusal::Dismissed => "dismissed",
         }
     }
 }
@@ -162,6 +182,11 @@ impl From<PairingEnd> for SessionEnd {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PairAnswer {
     Paired(PairedDevice),
+    /// No license is free: the device waits in its organization's line, at this place (1:
+    /// next). Its turn comes through its link.
+    Waiting {
+        position: u64,
+    },
     Refused {
         reason: Refusal,
         /// Set for `rate_limited` and `unavailable`: try again no sooner.

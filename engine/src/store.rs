@@ -24,6 +24,7 @@ use crate::model::{
     AckStatus, AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, ConfigurationRevision,
     CountedPage, Device, FleetFilter, FleetQuery, License, LicenseSummary, LicenseWithDevice,
     OperatorTokenInfo, OrgKeyInfo, Organization, Page, PageRequest, RolloutState, StagedRollout,
+    WaitingDevice,
 };
 use crate::secrets::SecretHash;
 
@@ -441,6 +442,35 @@ pub struct RevokedCode {
     pub code: CodeInfo,
 }
 
+/// Whether a claim of free licenses yields to devices waiting in line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// An ordinary pairing's: none while any device of the organization waits.
+    BehindLine,
+    /// The line's own, when it is served.
+    ForLine,
+}
+
+/// A device to put in line: what its grant will need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewWaiting {
+    pub installation_id: InstallationId,
+    pub credential_hash: SecretHash,
+    pub code_id: CodeId,
+    pub details: DeviceDetails,
+    pub peer: std::net::IpAddr,
+    pub connection: i64,
+}
+
+/// A device in line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub ticket: i64,
+    pub org_id: OrgId,
+    pub device: NewWaiting,
+    pub queued_at: Timestamp,
+}
+
 /// A configuration locked for a decision on it ([`AdminTx::lock_configuration`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockedConfiguration {
@@ -524,6 +554,11 @@ pub enum Change {
         device_ids: Vec<DeviceId>,
         reason: PairingEnd,
     },
+    /// Devices left the organization's line (paired by it, refused, dismissed): each node
+    /// reads the line again and tells its waiting connections that are no longer in it.
+    LineMoved {
+        org_id: OrgId,
+    },
 }
 
 impl Change {
@@ -531,7 +566,8 @@ impl Change {
         match self {
             Change::ConfigurationUpdated { org_id, .. }
             | Change::DevicesAssigned { org_id, .. }
-            | Change::DevicesEnded { org_id, .. } => *org_id,
+            | Change::DevicesEnded { org_id, .. }
+            | Change::LineMoved { org_id } => *org_id,
         }
     }
 }
@@ -617,6 +653,9 @@ pub trait NodeStore: Send + Sync {
     /// they were connected until the previous process stopped, whenever that was, and a device
     /// connected for months must not count as unseen for months (the inactive release).
     async fn reset_presence(&self, now: Timestamp) -> StoreResult<()>;
+
+    /// The organizations with devices waiting in line.
+    async fn waiting_orgs(&self) -> StoreResult<Vec<OrgId>>;
 
     /// The changes other nodes commit, or `None` on a backend that serves one node.
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>>;
@@ -712,6 +751,8 @@ pub trait DeviceReads: Send + Sync {
     async fn device_states(&self, ids: &[DeviceId]) -> StoreResult<Vec<DeviceState>>;
     /// A configuration with its body, for pushing.
     async fn config_row(&self, id: ConfigId) -> StoreResult<Option<ConfigRow>>;
+    /// The tickets of the organization's line, in order.
+    async fn line_tickets(&self, org_id: OrgId) -> StoreResult<Vec<i64>>;
     /// A configuration at one revision of its history (a staged rollout's), for pushing.
     async fn revision_row(&self, id: ConfigId, revision: u64) -> StoreResult<Option<ConfigRow>>;
 }
@@ -812,6 +853,12 @@ pub trait AdminReads: Send + Sync {
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<AuditEntry>>;
+    /// The organization's line of waiting devices, in order, a page at a time (by ticket).
+    async fn list_waiting(
+        &self,
+        org_id: OrgId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WaitingDevice>>;
     /// The configuration's latest staged rollout, in progress or ended.
     async fn latest_rollout(
         &self,
@@ -849,6 +896,8 @@ pub trait StoreTx: Send {
         now: Timestamp,
     ) -> StoreResult<Vec<EndedDevice>>;
     async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>>;
+    /// Takes these tickets out of their line (those still in it). Returns the ones it took.
+    async fn leave_line(&mut self, org_id: OrgId, tickets: &[i64]) -> StoreResult<Vec<Waiting>>;
     /// Configurations at revisions of their history (staged rollouts'), with their bodies;
     /// those not found are left out.
     async fn revision_rows(&mut self, wanted: &[(ConfigId, u64)]) -> StoreResult<Vec<ConfigRow>>;
@@ -876,13 +925,26 @@ pub trait PairingTx: StoreTx {
     ) -> StoreResult<Vec<ActiveDevice>>;
     /// Up to `count` licenses of the organization that are free at `now` (unassigned, not
     /// expired, not reserved), locked; oldest first. Concurrent transactions on other nodes
-    /// skip each other's locked rows instead of queueing on them.
+    /// skip each other's locked rows instead of queueing on them. [`Claim::BehindLine`] claims
+    /// none while devices of the organization wait in line: free licenses are theirs first.
     async fn claim_free_licenses(
         &mut self,
         org_id: OrgId,
         count: u32,
         now: Timestamp,
+        claim: Claim,
     ) -> StoreResult<Vec<FreeLicense>>;
+    /// Puts devices in their organization's line, in the order given. Returns each one's
+    /// ticket and its place in the line (1: next).
+    async fn join_line(
+        &mut self,
+        org_id: OrgId,
+        waiting: &[NewWaiting],
+        now: Timestamp,
+    ) -> StoreResult<Vec<(i64, u64)>>;
+    /// The first `limit` devices of the organization's line, in order, locked against another
+    /// node serving them at once.
+    async fn waiting_line(&mut self, org_id: OrgId, limit: u32) -> StoreResult<Vec<Waiting>>;
     /// Marks single-use codes used by the given devices, only where still unused, unrevoked
     /// and unexpired. Returns how many it changed.
     ///

@@ -63,6 +63,7 @@ async fn two_nodes_never_hand_out_a_license_twice() {
                 assert_eq!(reason, Refusal::NoFreeLicense);
                 refused += 1;
             }
+            PairAnswer::Waiting { .. } => panic!("none of these pairings asked to wait"),
         }
     }
     assert_eq!(licenses.len(), LICENSES as usize);

@@ -28,7 +28,7 @@ pub use close::CloseCode;
 pub use codec::{DecodeError, Encoding};
 pub use message::{
     Ack, AckOutcome, Acknowledged, ConfigRef, Configuration, DeviceInfo, DeviceMessage, EndReason,
-    Ended, Pair, Paired, RefusalReason, Refused, Resume, Resumed, ServerMessage,
+    Ended, Pair, Paired, RefusalReason, Refused, Resume, Resumed, ServerMessage, Waiting,
 };
 pub use payload::{PairingPayload, PayloadError};
 pub use secret::{Credential, PairingCode, SecretFormatError};

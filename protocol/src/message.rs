@@ -22,6 +22,10 @@ pub enum DeviceMessage {
     Resume(Resume),
     /// Report that a configuration revision was applied, or could not be.
     Ack(Ack),
+    /// Pair as `Pair` does, but when no license is free, wait in the organization's line
+    /// (answered `Waiting`) instead of being refused `no_free_license`: `Paired` (or
+    /// `Refused`) follows on the same connection when the device leaves the line.
+    PairOrWait(Pair),
 }
 
 /// Pairing request, sent after scanning a QR code.
@@ -103,6 +107,15 @@ pub enum ServerMessage {
     Acknowledged(Acknowledged),
     /// The session ends; the close frame that follows carries the matching [`crate::CloseCode`].
     Ended(Ended),
+    /// Answers `PairOrWait` when no license is free: the device waits in line, at `position`.
+    Waiting(Waiting),
+}
+
+/// A device waits in its organization's line for a license.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// Its place in line when it joined (1: the next device to get a license).
+    pub position: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,11 +179,13 @@ pub enum RefusalReason {
     /// The server cannot decide right now (database unreachable, overloaded); nothing changed.
     /// Retry after `retry_after_ms`.
     Unavailable,
+    /// The device waited in line for a license and an admin dismissed it; nothing changed.
+    Dismissed,
 }
 
 impl RefusalReason {
     /// Every reason, in wire order.
-    pub const ALL: [RefusalReason; 12] = [
+    pub const ALL: [RefusalReason; 13] = [
         RefusalReason::UnknownCode,
         RefusalReason::CodeExpired,
         RefusalReason::CodeRevoked,
@@ -183,6 +198,7 @@ impl RefusalReason {
         RefusalReason::Malformed,
         RefusalReason::CredentialMismatch,
         RefusalReason::Unavailable,
+        RefusalReason::Dismissed,
     ];
 
     /// The snake_case name used in JSON, logs and the audit log.
@@ -200,6 +216,7 @@ impl RefusalReason {
             RefusalReason::Malformed => "malformed",
             RefusalReason::CredentialMismatch => "credential_mismatch",
             RefusalReason::Unavailable => "unavailable",
+            RefusalReason::Dismissed => "dismissed",
         }
     }
 }

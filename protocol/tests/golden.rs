@@ -8,7 +8,7 @@
 use protocol::{
     Ack, AckOutcome, Acknowledged, ConfigRef, Configuration, Credential, DeviceInfo, DeviceMessage,
     Encoding, EndReason, Ended, Pair, Paired, RefusalReason, Refused, Resume, Resumed,
-    ServerMessage,
+    ServerMessage, Waiting,
 };
 use uuid::Uuid;
 
@@ -73,6 +73,16 @@ fn device_cases() -> Vec<(DeviceMessage, &'static str, &'static str)> {
             }),
             "0210030303030303030303030303030303030201086261642070617468",
             r#"{"ack":{"configuration_id":"03030303-0303-0303-0303-030303030303","revision":2,"outcome":{"failed":{"reason":"bad path"}}}}"#,
+        ),
+        (
+            DeviceMessage::PairOrWait(Pair {
+                code: "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U".into(),
+                installation_id: id(1),
+                credential: Credential([2; 32]),
+                device: device(),
+            }),
+            "03204d465247475a44464d5a545751324c4b4e4e5747323354504f4259584534335510010101010101010101010101010101012002020202020202020202020202020202020202020202020202020202020202020556616e203704544335320a416e64726f696420313305342e322e31",
+            r#"{"pair_or_wait":{"code":"MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U","installation_id":"01010101-0101-0101-0101-010101010101","credential":"AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI","device":{"name":"Van 7","model":"TC52","os":"Android 13","app_version":"4.2.1"}}}"#,
         ),
     ]
 }
@@ -148,6 +158,19 @@ fn server_cases() -> Vec<(ServerMessage, &'static str, &'static str)> {
             }),
             "0505",
             r#"{"ended":{"reason":"released_inactive"}}"#,
+        ),
+        (
+            ServerMessage::Waiting(Waiting { position: 300 }),
+            "06ac02",
+            r#"{"waiting":{"position":300}}"#,
+        ),
+        (
+            ServerMessage::Refused(Refused {
+                reason: RefusalReason::Dismissed,
+                retry_after_ms: None,
+            }),
+            "010c00",
+            r#"{"refused":{"reason":"dismissed","retry_after_ms":null}}"#,
         ),
     ]
 }

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use protocol::{
     Ack, AckOutcome, Acknowledged, ConfigRef, Configuration, Credential, DeviceInfo, DeviceMessage,
     Encoding, EndReason, Ended, Pair, Paired, RefusalReason, Refused, Resume, Resumed,
-    ServerMessage,
+    ServerMessage, Waiting,
 };
 use uuid::Uuid;
 
@@ -47,6 +47,14 @@ fn device_message() -> impl Strategy<Value = DeviceMessage> {
     prop_oneof![
         (text(), uuid(), credential(), device_info()).prop_map(
             |(code, installation_id, credential, device)| DeviceMessage::Pair(Pair {
+                code,
+                installation_id,
+                credential,
+                device
+            })
+        ),
+        (text(), uuid(), credential(), device_info()).prop_map(
+            |(code, installation_id, credential, device)| DeviceMessage::PairOrWait(Pair {
                 code,
                 installation_id,
                 credential,
@@ -143,6 +151,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             })
         }),
         end.prop_map(|reason| ServerMessage::Ended(Ended { reason })),
+        any::<u64>().prop_map(|position| ServerMessage::Waiting(Waiting { position })),
     ]
 }
 

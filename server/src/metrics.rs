@@ -322,6 +322,12 @@ pub fn render(
         &[(&[], counters.replaced as f64)],
     );
     families.counter(
+        "paird_line_pairings_total",
+        "Devices paired from their organization's waiting line (counted in \
+         paird_pairings_total too).",
+        &[(&[], counters.served_from_line as f64)],
+    );
+    families.counter(
         "paird_rollouts_decided_total",
         "Staged rollouts the duty promoted (their time came) or halted (more failed \
          acknowledgements than allowed), by outcome.",

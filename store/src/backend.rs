@@ -31,8 +31,8 @@ use std::sync::Arc;
 use engine::events::OrgEvent;
 use engine::ids::{CodeId, DeviceId, OrgId, Timestamp};
 use engine::store::{
-    AckWrite, Change, ChangeFeed, DeviceTouch, FreeLicense, LicenseGrant, NewAudit, NewDevice,
-    StoreError, StoreResult,
+    AckWrite, Change, ChangeFeed, Claim, DeviceTouch, FreeLicense, LicenseGrant, NewAudit,
+    NewDevice, StoreError, StoreResult,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
@@ -399,6 +399,9 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
     const EXPIRED_PAIRINGS: &'static str;
     /// `(ids)` → `id, online_conn, last_seen` of the active ones.
     const DEVICE_PRESENCE: &'static str;
+    /// `(org id, limit)` → the first devices of the organization's line (`line::waiting_columns`),
+    /// in order, locked where the backend locks rows.
+    const WAITING_LINE: &'static str;
     /// `(revision, org id, config id, device ids)` stages the active devices among them that
     /// are assigned the configuration → the ids it staged.
     const STAGE_DEVICES: &'static str;
@@ -518,6 +521,7 @@ pub trait Backend: Binding + sqlx::Database<Connection: Statements> {
         org_id: OrgId,
         count: u32,
         now: Timestamp,
+        claim: Claim,
     ) -> impl Future<Output = StoreResult<Vec<FreeLicense>>> + Send;
     fn insert_audit(
         tx: &mut SqlTx<Self>,

@@ -33,6 +33,7 @@ mod audit;
 mod backend;
 pub mod backup;
 mod fleet;
+mod line;
 mod node;
 mod notify;
 mod paging;

@@ -58,6 +58,11 @@ impl<B: Backend> NodeStore for SqlStore<B> {
         B::reset_presence(self, now).await
     }
 
+    async fn waiting_orgs(&self) -> StoreResult<Vec<OrgId>> {
+        let mut reader = self.reader().await?;
+        crate::line::orgs(&mut *reader).await
+    }
+
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>> {
         B::subscribe(self).await
     }

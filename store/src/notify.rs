@@ -64,6 +64,7 @@ enum Kind {
     ConfigurationUpdated,
     DevicesAssigned,
     DevicesEnded,
+    LineMoved,
     /// Live-feed events for the watchers of the organization.
     Events,
     /// The publishing node has live-feed watchers of the organization.
@@ -95,6 +96,7 @@ pub(crate) fn change_payload(change: &Change, origin: u64) -> String {
             payload.device_ids = device_ids.iter().map(|id| id.0).collect();
             payload.reason = Some(reason.as_str().to_string());
         }
+        Change::LineMoved { .. } => payload.change = Kind::LineMoved,
     }
     let text = serde_json::to_string(&payload).unwrap_or_default();
     if text.len() <= MAX_PAYLOAD_BYTES {
@@ -176,6 +178,7 @@ pub(crate) fn parse_payload(text: &str, own_origin: u64) -> Result<Option<Notice
             org_id,
             device_ids: device_ids(),
         },
+        Kind::LineMoved => Change::LineMoved { org_id },
         Kind::DevicesEnded => Change::DevicesEnded {
             org_id,
             device_ids: device_ids(),

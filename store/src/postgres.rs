@@ -48,8 +48,8 @@ use std::time::Duration;
 use engine::events::OrgEvent;
 use engine::ids::{CodeId, DeviceId, LicenseId, OrgId, Timestamp};
 use engine::store::{
-    AckWrite, Change, ChangeFeed, DeviceTouch, FreeLicense, LicenseGrant, NewAudit, NewDevice,
-    StoreError, StoreResult,
+    AckWrite, Change, ChangeFeed, Claim, DeviceTouch, FreeLicense, LicenseGrant, NewAudit,
+    NewDevice, StoreError, StoreResult,
 };
 use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
@@ -332,6 +332,11 @@ impl Backend for Postgres {
     const DEVICE_STATES: &'static str = "SELECT id, config_id, end_reason, end_cause, staged_revision FROM devices WHERE id = ANY($1)";
     const DEVICE_PRESENCE: &'static str = "SELECT id, online_conn, last_seen FROM devices \
          WHERE id = ANY($1) AND ended_at IS NULL";
+    const WAITING_LINE: &'static str = concat!(
+        "SELECT ",
+        crate::line::waiting_columns!(),
+        " FROM waiting_devices w WHERE w.org_id = $1 ORDER BY w.seq LIMIT $2 FOR UPDATE"
+    );
     const STAGE_DEVICES: &'static str = "UPDATE devices SET staged_revision = $1 \
          WHERE org_id = $2 AND config_id = $3 AND ended_at IS NULL AND id = ANY($4) RETURNING id";
     const REVOKE_REPLACEMENT_CODES: &'static str = "UPDATE codes SET revoked_at = $1 \
@@ -476,6 +481,15 @@ impl Backend for Postgres {
         .await
         .map_err(map_error)?
         .rows_affected();
+        // The devices that waited in line on their connections lose their places.
+        sqlx::query(
+            "DELETE FROM waiting_devices w USING nodes n \
+             WHERE n.heartbeat_at < $1 AND (w.connection >> 32) = n.id",
+        )
+        .bind(stale_before.0)
+        .execute(&store.writer)
+        .await
+        .map_err(map_error)?;
         sqlx::query("DELETE FROM nodes WHERE heartbeat_at < $1 - 604800000")
             .bind(stale_before.0)
             .execute(&store.writer)
@@ -523,6 +537,7 @@ impl Backend for Postgres {
         org_id: OrgId,
         count: u32,
         now: Timestamp,
+        claim: Claim,
     ) -> StoreResult<Vec<FreeLicense>> {
         // SKIP LOCKED: licenses another node's open transaction holds are passed over, so two
         // nodes granting at once get disjoint licenses without waiting for each other. The
@@ -553,6 +568,7 @@ impl Backend for Postgres {
                 .bind(wanted)
                 .bind(after)
                 .bind(before)
+                .bind(claim == Claim::ForLine)
                 .fetch_all(&mut *tx.tx)
                 .await
                 .map_err(map_error)?;
@@ -837,6 +853,7 @@ pub(crate) mod batch_sql {
          WHERE org_id = $1 AND device_id IS NULL AND id > $4 AND id <= $5 \
          AND (valid_until IS NULL OR valid_until > $2) \
          AND (reserved_until IS NULL OR reserved_until <= $2) \
+         AND ($6 OR NOT EXISTS (SELECT 1 FROM waiting_devices w WHERE w.org_id = $1)) \
          ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED";
     pub const CONSUME_SINGLE_USE_CODES: &str = "UPDATE codes SET used_at = $1, \
          used_by_device = u.device_id, uses = uses + 1, last_used_at = $1 \

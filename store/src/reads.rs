@@ -9,7 +9,7 @@ use engine::ids::{
 use engine::model::{
     AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, ConfigurationRevision, CountedPage,
     Device, FleetQuery, License, LicenseStatus, LicenseSummary, LicenseWithDevice,
-    OperatorTokenInfo, OrgKeyInfo, Organization, Page, PageRequest, StagedRollout,
+    OperatorTokenInfo, OrgKeyInfo, Organization, Page, PageRequest, StagedRollout, WaitingDevice,
 };
 use engine::secrets::SecretHash;
 use engine::store::{
@@ -114,6 +114,17 @@ impl<B: Backend> DeviceReads for SqlStore<B> {
                 "SELECT id, org_id, name, revision, body FROM configurations WHERE id = $1",
                 &[id.0.into()],
                 config_row_from_row,
+            )
+            .await
+    }
+
+    async fn line_tickets(&self, org_id: OrgId) -> StoreResult<Vec<i64>> {
+        self.reader()
+            .await?
+            .read_all(
+                "SELECT seq FROM waiting_devices WHERE org_id = $1 ORDER BY seq",
+                &[org_id.0.into()],
+                |row| get(row, 0),
             )
             .await
     }
@@ -405,6 +416,15 @@ impl<B: Backend> AdminReads for SqlStore<B> {
                 revision_reports_from_row,
             )
             .await
+    }
+
+    async fn list_waiting(
+        &self,
+        org_id: OrgId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WaitingDevice>> {
+        let mut reader = self.reader().await?;
+        crate::line::list(&mut *reader, org_id, page).await
     }
 
     async fn latest_rollout(

@@ -26,8 +26,8 @@ use data_encoding::HEXLOWER;
 use engine::events::OrgEvent;
 use engine::ids::{CodeId, DeviceId, LicenseId, OrgId, Timestamp};
 use engine::store::{
-    AckWrite, Change, ChangeFeed, DeviceTouch, FreeLicense, LicenseGrant, NewAudit, NewDevice,
-    StoreError, StoreResult,
+    AckWrite, Change, ChangeFeed, Claim, DeviceTouch, FreeLicense, LicenseGrant, NewAudit,
+    NewDevice, StoreError, StoreResult,
 };
 use sqlx::Sqlite;
 use sqlx::query::Query;
@@ -446,6 +446,11 @@ impl Backend for Sqlite {
          WHERE id IN (SELECT unhex(value) FROM json_each(?))";
     const DEVICE_PRESENCE: &'static str = "SELECT id, online_conn, last_seen FROM devices \
          WHERE id IN (SELECT unhex(value) FROM json_each(?)) AND ended_at IS NULL";
+    const WAITING_LINE: &'static str = concat!(
+        "SELECT ",
+        crate::line::waiting_columns!(),
+        " FROM waiting_devices w WHERE w.org_id = ?1 ORDER BY w.seq LIMIT ?2"
+    );
     const STAGE_DEVICES: &'static str = "UPDATE devices SET staged_revision = ?1 \
          WHERE org_id = ?2 AND config_id = ?3 AND ended_at IS NULL \
          AND id IN (SELECT unhex(value) FROM json_each(?4)) RETURNING id";
@@ -499,6 +504,13 @@ impl Backend for Sqlite {
                  WHERE online_conn IS NOT NULL",
                 &[now.0.into()],
             )
+            .await?;
+        // One node per database: the devices that waited in line waited on the previous
+        // process's connections, all gone.
+        store
+            .writer()
+            .await?
+            .execute("DELETE FROM waiting_devices", &[])
             .await?;
         Ok(())
     }
@@ -572,6 +584,7 @@ impl Backend for Sqlite {
         org_id: OrgId,
         count: u32,
         now: Timestamp,
+        claim: Claim,
     ) -> StoreResult<Vec<FreeLicense>> {
         // BEGIN IMMEDIATE holds the database's write lock: nobody else can take these licenses
         // before this transaction commits.
@@ -581,6 +594,7 @@ impl Backend for Sqlite {
             .bind(org_id.0)
             .bind(now.0)
             .bind(i64::from(count))
+            .bind(claim == Claim::ForLine)
             .fetch_one(&mut *tx.tx)
             .await
             .map_err(map_error)?;
@@ -881,6 +895,7 @@ pub(crate) mod batch_sql {
              WHERE org_id = ?1 AND device_id IS NULL \
              AND (valid_until IS NULL OR valid_until > ?2) \
              AND (reserved_until IS NULL OR reserved_until <= ?2) \
+             AND (?4 OR NOT EXISTS (SELECT 1 FROM waiting_devices WHERE org_id = ?1)) \
              ORDER BY id LIMIT ?3)";
     pub const CONSUME_SINGLE_USE_CODES: &str = "UPDATE codes SET used_at = ?1, used_by_device = substr(j.k, 17, 16), \
              uses = uses + 1, last_used_at = ?1 \
@@ -1091,8 +1106,11 @@ mod tests {
                 batch_sql::CLAIM_FREE_LICENSES,
                 &[
                     "USING INDEX licenses_unassigned (org_id=?)",
-                    "CO-ROUTINE (subquery-1)",
-                    "SCAN (subquery-1)",
+                    "CO-ROUTINE (subquery-2)",
+                    "SCAN (subquery-2)",
+                    // The line's condition: one probe of its index, evaluated once.
+                    "SCALAR SUBQUERY 1",
+                    "SEARCH waiting_devices USING COVERING INDEX waiting_by_org (org_id=?)",
                 ],
             ),
             (

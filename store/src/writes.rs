@@ -16,24 +16,24 @@ use engine::model::{
 };
 use engine::secrets::SecretHash;
 use engine::store::{
-    AckTarget, AckWrite, ActiveDevice, AdminTx, Change, CodeState, ConfigDelete, ConfigEdit,
+    AckTarget, AckWrite, ActiveDevice, AdminTx, Change, Claim, CodeState, ConfigDelete, ConfigEdit,
     ConfigRow, ConfigUpdate, DeviceEdit, DevicePresence, DeviceTouch, EndedDevice, FreeLicense,
     LicenseGrant, LicenseState, LockedConfiguration, NewAudit, NewCode, NewDevice, NewRevision,
-    OperatorTokenRow, PairingEnd, PairingTx, Quota, RevokedCode, StageChoice, StoreError,
-    StoreResult, StoreTx, StoredReply,
+    NewWaiting, OperatorTokenRow, PairingEnd, PairingTx, Quota, RevokedCode, StageChoice,
+    StoreError, StoreResult, StoreTx, StoredReply, Waiting,
 };
 use uuid::Uuid;
 
 use crate::backend::{Arg, Backend, SqlTx, Statements};
 use crate::paging::to_i64;
 use crate::reads::{DEVICE, configuration_with_body};
-use crate::rollouts;
 use crate::rows::{
     Columns, active_device_from_row, code_columns, code_from_row, code_state_from_row,
     config_columns, config_row_from_row, device_from_row, get, get_hash, get_opt_ts, get_opt_u32,
     get_opt_u64, get_ts, get_u64, license_columns, license_from_row, license_state_from_row,
     revision_columns, revision_from_row,
 };
+use crate::{line, rollouts};
 
 // The reads of admin commands that decide on a row PostgreSQL must lock and SQLite need not
 // (its write transaction holds the database's write lock). The statement is written once; each
@@ -266,6 +266,10 @@ impl<B: Backend> StoreTx for SqlTx<B> {
             .await
     }
 
+    async fn leave_line(&mut self, org_id: OrgId, tickets: &[i64]) -> StoreResult<Vec<Waiting>> {
+        line::leave(&mut *self.tx, org_id, tickets).await
+    }
+
     async fn revision_rows(&mut self, wanted: &[(ConfigId, u64)]) -> StoreResult<Vec<ConfigRow>> {
         rollouts::revision_rows(&mut *self.tx, wanted).await
     }
@@ -330,8 +334,28 @@ impl<B: Backend> PairingTx for SqlTx<B> {
         org_id: OrgId,
         count: u32,
         now: Timestamp,
+        claim: Claim,
     ) -> StoreResult<Vec<FreeLicense>> {
-        B::claim_free_licenses(self, org_id, count, now).await
+        B::claim_free_licenses(self, org_id, count, now, claim).await
+    }
+
+    async fn join_line(
+        &mut self,
+        org_id: OrgId,
+        waiting: &[NewWaiting],
+        now: Timestamp,
+    ) -> StoreResult<Vec<(i64, u64)>> {
+        line::join(&mut *self.tx, org_id, waiting, now).await
+    }
+
+    async fn waiting_line(&mut self, org_id: OrgId, limit: u32) -> StoreResult<Vec<Waiting>> {
+        self.tx
+            .read_all(
+                B::WAITING_LINE,
+                &[org_id.0.into(), i64::from(limit).into()],
+                line::waiting_from_row,
+            )
+            .await
     }
 
     async fn consume_single_use_codes(

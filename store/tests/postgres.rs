@@ -13,9 +13,9 @@ use engine::model::{
 };
 use engine::secrets::SecretHash;
 use engine::store::{
-    AckWrite, AdminReads, Change, ChangeFeed, ConfigEdit, ConfigRow, DeviceDetails, DeviceReads,
-    DeviceState, DeviceTouch, LicenseGrant, NewAudit, NewCode, NewDevice, NodeStore, Notice,
-    PairingEnd, Store, StoreError, StoredReply,
+    AckWrite, AdminReads, Change, ChangeFeed, Claim, ConfigEdit, ConfigRow, DeviceDetails,
+    DeviceReads, DeviceState, DeviceTouch, LicenseGrant, NewAudit, NewCode, NewDevice, NodeStore,
+    Notice, PairingEnd, Store, StoreError, StoredReply,
 };
 use store::{PgSettings, PgStore, SqliteSettings, SqliteStore};
 use uuid::Uuid;
@@ -195,6 +195,7 @@ async fn opens_and_migrates_twice() {
             "org_keys",
             "organizations",
             "server_meta",
+            "waiting_devices",
         ]
     );
     store.close().await;
@@ -245,7 +246,7 @@ async fn first_pairing_batch() {
             .is_empty()
     );
     let claimed = tx
-        .claim_free_licenses(fx.org_id, 1, T0)
+        .claim_free_licenses(fx.org_id, 1, T0, Claim::BehindLine)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
@@ -378,13 +379,13 @@ async fn concurrent_claims_skip_locked_licenses() {
     let mut first = store.begin().await.expect("begin");
     let mut second = store.begin().await.expect("begin");
     let a = first
-        .claim_free_licenses(fx.org_id, 2, T0)
+        .claim_free_licenses(fx.org_id, 2, T0, Claim::BehindLine)
         .await
         .expect("first claim");
     // The second claim must not queue behind the first transaction's locks.
     let b = tokio::time::timeout(
         Duration::from_secs(5),
-        second.claim_free_licenses(fx.org_id, 2, T0),
+        second.claim_free_licenses(fx.org_id, 2, T0, Claim::BehindLine),
     )
     .await
     .expect("the second claim did not wait")
@@ -396,7 +397,7 @@ async fn concurrent_claims_skip_locked_licenses() {
     // A third asks for more than is left unlocked and gets only the one that is.
     let mut third = store.begin().await.expect("begin");
     let c = third
-        .claim_free_licenses(fx.org_id, 10, T0)
+        .claim_free_licenses(fx.org_id, 10, T0, Claim::BehindLine)
         .await
         .expect("third claim");
     assert_eq!(c.len(), 1);
@@ -419,7 +420,7 @@ async fn concurrent_claims_skip_locked_licenses() {
     second.commit().await.expect("end the second");
     let mut fourth = store.begin().await.expect("begin");
     let d: Vec<LicenseId> = fourth
-        .claim_free_licenses(fx.org_id, 10, T0)
+        .claim_free_licenses(fx.org_id, 10, T0, Claim::BehindLine)
         .await
         .expect("fourth claim")
         .iter()
@@ -438,7 +439,7 @@ async fn a_claim_after_the_hint_still_finds_a_license_freed_before_it() {
     let fx = fixture(&store, 5).await;
     let mut tx = store.begin().await.expect("begin");
     let first: Vec<LicenseId> = tx
-        .claim_free_licenses(fx.org_id, 3, T0)
+        .claim_free_licenses(fx.org_id, 3, T0, Claim::BehindLine)
         .await
         .expect("claim")
         .iter()
@@ -464,7 +465,7 @@ async fn a_claim_after_the_hint_still_finds_a_license_freed_before_it() {
 
     let mut tx = store.begin().await.expect("begin");
     let mut second: Vec<LicenseId> = tx
-        .claim_free_licenses(fx.org_id, 10, T0)
+        .claim_free_licenses(fx.org_id, 10, T0, Claim::BehindLine)
         .await
         .expect("claim")
         .iter()
@@ -480,7 +481,7 @@ async fn a_claim_after_the_hint_still_finds_a_license_freed_before_it() {
     // Nothing is left after the hint now: the claim finds the freed one alone, too.
     let mut tx = store.begin().await.expect("begin");
     let third = tx
-        .claim_free_licenses(fx.org_id, 1, T0)
+        .claim_free_licenses(fx.org_id, 1, T0, Claim::BehindLine)
         .await
         .expect("claim");
     assert_eq!(third.len(), 1);
@@ -1323,7 +1324,7 @@ async fn script(store: &dyn Store, ids: &Ids) -> Vec<String> {
         tx.active_devices_by_installation(&ids.installations).await,
     ));
     let claimed = tx
-        .claim_free_licenses(ids.org, 2, now)
+        .claim_free_licenses(ids.org, 2, now, Claim::BehindLine)
         .await
         .expect("claim");
     log.push(format!("{claimed:?}"));

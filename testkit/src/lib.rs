@@ -225,6 +225,7 @@ impl TestDevice {
             installation_id: self.installation_id,
             credential_hash: secrets::credential_hash(&self.credential),
             details: details(),
+            wait: engine::WaitChoice::No,
         }
     }
 

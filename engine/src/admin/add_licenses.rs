@@ -26,6 +26,7 @@ pub struct AddedLicenses {
 impl AdminCommand for AddLicenses {
     type Reply = AddedLicenses;
     const NAME: &'static str = "add_licenses";
+    const FREES_LICENSES: bool = true;
 
     fn authorize(&self, principal: &Principal) -> Result<(), EngineError> {
         principal.require_operator("only the operator adds licenses")

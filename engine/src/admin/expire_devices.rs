@@ -18,6 +18,7 @@ impl AdminCommand for ExpireDevices {
     /// The devices whose pairing it ended.
     type Reply = Vec<DeviceId>;
     const NAME: &'static str = "expire_devices";
+    const FREES_LICENSES: bool = true;
 
     fn authorize(&self, principal: &Principal) -> Result<(), EngineError> {
         principal.require_system("only the expiry sweep ends expired pairings")

@@ -36,6 +36,7 @@ mod create_organization;
 mod create_reusable_code;
 mod create_single_use_code;
 mod delete_configuration;
+mod dismiss_waiting;
 mod edit_device;
 mod environment_token;
 mod expire_devices;
@@ -80,6 +81,7 @@ pub use create_organization::CreateOrganization;
 pub use create_reusable_code::CreateReusableCode;
 pub use create_single_use_code::CreateSingleUseCode;
 pub use delete_configuration::DeleteConfiguration;
+pub use dismiss_waiting::DismissWaiting;
 pub use edit_device::{EditDevice, MAX_DEVICE_NAME_BYTES, MAX_DEVICE_NOTES_BYTES};
 pub use environment_token::{MIN_ENVIRONMENT_TOKEN_CHARS, check_environment_token};
 pub use expire_devices::ExpireDevices;
@@ -143,6 +145,10 @@ pub trait AdminCommand: Serialize + Send + Sync + 'static {
 
     /// What its commit tells the organization's live feed.
     fn events(&self, reply: &Self::Reply) -> Vec<OrgEvent>;
+
+    /// Whether its commit may free or add licenses: the organization's waiting line is served
+    /// after it (`batch::line`).
+    const FREES_LICENSES: bool = false;
 
     /// What tells a retry of this command from another command under the same idempotency key.
     fn fingerprint(&self) -> [u8; 32] {

@@ -25,6 +25,7 @@ impl AdminCommand for ReleaseInactiveDevices {
     /// The devices whose license it released.
     type Reply = Vec<DeviceId>;
     const NAME: &'static str = "release_inactive_devices";
+    const FREES_LICENSES: bool = true;
 
     fn authorize(&self, principal: &Principal) -> Result<(), EngineError> {
         principal.require_system("only the expiry duty releases inactive devices")

@@ -20,6 +20,7 @@ impl AdminCommand for RenewLicense {
     type Reply = License;
     /// The name this command has always had in fingerprints.
     const NAME: &'static str = "set_license_valid_until";
+    const FREES_LICENSES: bool = true;
 
     fn authorize(&self, principal: &Principal) -> Result<(), EngineError> {
         principal.require_operator("only the operator renews licenses")

@@ -29,6 +29,7 @@ pub struct RenewedLicenses {
 impl AdminCommand for RenewLicenses {
     type Reply = RenewedLicenses;
     const NAME: &'static str = "renew_licenses";
+    const FREES_LICENSES: bool = true;
 
     fn authorize(&self, principal: &Principal) -> Result<(), EngineError> {
         principal.require_operator("only the operator renews licenses")

@@ -18,6 +18,7 @@ impl AdminCommand for RevokeCode {
     /// The code as revoked (revoking it again changes nothing and answers the same).
     type Reply = CodeInfo;
     const NAME: &'static str = "revoke_code";
+    const FREES_LICENSES: bool = true;
 
     async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<CodeInfo, EngineError> {
         let revoked = tx

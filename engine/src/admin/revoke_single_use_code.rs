@@ -18,6 +18,7 @@ impl AdminCommand for RevokeSingleUseCode {
     type Reply = u64;
     /// The name this command has always had in fingerprints.
     const NAME: &'static str = "revoke_single_use_code_of";
+    const FREES_LICENSES: bool = true;
 
     async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<u64, EngineError> {
         let license = tx.own_license(self.license_id).await?;

@@ -53,6 +53,8 @@ struct Effects {
     ended: Vec<(DeviceId, SessionEnd)>,
     /// Deleted configurations, to forget.
     deleted: Vec<ConfigId>,
+    /// Tickets taken out of the line: their connections here are told.
+    left_line: Vec<i64>,
 }
 
 impl Effects {
@@ -87,6 +89,7 @@ impl Effects {
         for config in self.deleted {
             node.configs.remove(&config);
         }
+        crate::batch::line::tell_local(node, &self.left_line);
     }
 }
 
@@ -253,6 +256,18 @@ impl CommandTx<'_> {
         Ok(())
     }
 
+    /// Devices with these tickets left the organization's line: after the commit their
+    /// connections are told, here and (through the store) on other nodes.
+    pub async fn line_moved(&mut self, tickets: Vec<i64>) -> Result<(), EngineError> {
+        self.store
+            .publish(&Change::LineMoved {
+                org_id: self.org_id,
+            })
+            .await?;
+        self.effects.left_line.extend(tickets);
+        Ok(())
+    }
+
     /// A deleted configuration: after the commit this node forgets its cached revision.
     pub fn forget_configuration(&mut self, config_id: ConfigId) {
         self.effects.deleted.push(config_id);
@@ -333,7 +348,9 @@ pub(crate) async fn execute<C: AdminCommand>(
 /// erased: the actor's mailbox takes any command.
 #[async_trait]
 pub(crate) trait Job: Send {
-    async fn run(self: Box<Self>, node: &Node, org_id: OrgId);
+    /// Runs the command; true when its commit may have freed or added licenses (the
+    /// organization's waiting line is then served).
+    async fn run(self: Box<Self>, node: &Node, org_id: OrgId) -> bool;
 }
 
 pub(crate) struct CommandJob<C: AdminCommand> {
@@ -345,7 +362,7 @@ pub(crate) struct CommandJob<C: AdminCommand> {
 
 #[async_trait]
 impl<C: AdminCommand> Job for CommandJob<C> {
-    async fn run(self: Box<Self>, node: &Node, org_id: OrgId) {
+    async fn run(self: Box<Self>, node: &Node, org_id: OrgId) -> bool {
         let result = execute(
             node,
             org_id,
@@ -354,6 +371,8 @@ impl<C: AdminCommand> Job for CommandJob<C> {
             self.idempotency.as_ref(),
         )
         .await;
+        let frees = C::FREES_LICENSES && result.is_ok();
         let _ = self.reply.send(result);
+        frees
     }
 }

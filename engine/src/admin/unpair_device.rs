@@ -26,6 +26,7 @@ impl AdminCommand for UnpairDevice {
     type Reply = UnpairedDevice;
     /// The name this command has always had in fingerprints.
     const NAME: &'static str = "unpair";
+    const FREES_LICENSES: bool = true;
 
     async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<UnpairedDevice, EngineError> {
         // Read first, so that the entry keeps what the device last said of itself.

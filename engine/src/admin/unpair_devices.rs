@@ -32,6 +32,7 @@ pub struct UnpairedDevices {
 impl AdminCommand for UnpairDevices {
     type Reply = UnpairedDevices;
     const NAME: &'static str = "unpair_devices";
+    const FREES_LICENSES: bool = true;
 
     async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<UnpairedDevices, EngineError> {
         let matched = self.selection.devices(tx).await?;

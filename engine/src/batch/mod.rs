@@ -17,6 +17,7 @@
 //! request is refused alone and the rest commit. A device is never told "paired" before the
 //! commit.
 
+pub(crate) mod line;
 mod plan;
 
 use std::collections::{HashMap, HashSet};
@@ -33,7 +34,7 @@ use crate::model::AckStatus;
 use crate::node::Node;
 use crate::session::{AckAnswer, PairAnswer, ResumeAnswer, SessionEnd};
 use crate::store::{
-    Change, ConfigRow, PairingEnd, PairingTx, StoreError, StoreResult, Transaction,
+    Change, Claim, ConfigRow, PairingEnd, PairingTx, StoreError, StoreResult, Transaction,
 };
 
 pub(crate) use plan::{Acknowledgement, Pairing, Reconnection};
@@ -159,18 +160,39 @@ impl Batch {
     }
 }
 
-/// Commits a batch and answers its requests. Returns the requests deferred to the next batch
-/// (a second request of the same installation in one batch waits for the first to commit).
-pub(crate) async fn commit(node: &Node, org_id: OrgId, mut batch: Batch) -> Batch {
+/// What committing a batch left to do.
+#[derive(Debug, Default)]
+pub(crate) struct AfterCommit {
+    /// The requests deferred to the next batch (a second request of the same installation in
+    /// one batch waits for the first to commit).
+    pub deferred: Batch,
+    /// Devices joined the line or licenses were freed: the organization's line is to be
+    /// served ([`line::serve`]).
+    pub serve_line: bool,
+    /// Tickets of devices that joined the line on connections that closed meanwhile: they
+    /// leave it ([`line::leave`]).
+    pub gone: Vec<i64>,
+}
+
+impl AfterCommit {
+    fn append(&mut self, other: AfterCommit) {
+        self.deferred.append(other.deferred);
+        self.serve_line |= other.serve_line;
+        self.gone.extend(other.gone);
+    }
+}
+
+/// Commits a batch and answers its requests.
+pub(crate) async fn commit(node: &Node, org_id: OrgId, mut batch: Batch) -> AfterCommit {
     // A caller that stopped waiting (it answered "unavailable" after its time-out) is not
     // decided for: committing it now would contradict the answer it gave.
     batch.drop_abandoned();
     if batch.is_empty() {
-        return Batch::default();
+        return AfterCommit::default();
     }
     let size = batch.len() as u64;
     let started = std::time::Instant::now();
-    match decide_and_write(node, org_id, &batch).await {
+    match decide_and_write(node, org_id, &batch, Claim::BehindLine).await {
         Ok(committed) => {
             node.counters.batch_committed(size, started.elapsed());
             Counters::add(&node.counters.batches, 1);
@@ -178,20 +200,27 @@ pub(crate) async fn commit(node: &Node, org_id: OrgId, mut batch: Batch) -> Batc
             node.counters
                 .largest_batch
                 .fetch_max(size, std::sync::atomic::Ordering::Relaxed);
-            complete(node, org_id, batch, committed)
+            let writes = &committed.plan.writes;
+            let serve_line = !writes.waiting.is_empty() || !writes.expired.is_empty();
+            let (deferred, gone) = complete(node, org_id, batch, committed);
+            AfterCommit {
+                deferred,
+                serve_line,
+                gone,
+            }
         }
         Err(error) if batch.len() > 1 => {
             tracing::info!(%org_id, %error, size, "batch rolled back; retrying its requests one by one");
-            let mut deferred = Batch::default();
+            let mut after = AfterCommit::default();
             for single in batch.singletons() {
-                deferred.append(Box::pin(commit(node, org_id, single)).await);
+                after.append(Box::pin(commit(node, org_id, single)).await);
             }
-            deferred
+            after
         }
         Err(error) => {
             tracing::warn!(%org_id, %error, "request not committed");
             batch.answer_unavailable();
-            Batch::default()
+            AfterCommit::default()
         }
     }
 }
@@ -200,6 +229,8 @@ pub(crate) async fn commit(node: &Node, org_id: OrgId, mut batch: Batch) -> Batc
 struct Committed {
     plan: Plan,
     revisions: Revisions,
+    /// The tickets and places in line of the devices that joined it, in order.
+    tickets: Vec<(i64, u64)>,
 }
 
 /// The revisions a batch's answered connections are sent: each configuration's own, and the
@@ -226,7 +257,12 @@ impl Revisions {
 }
 
 /// Reads, decides and writes the batch in one transaction, and commits it.
-async fn decide_and_write(node: &Node, org_id: OrgId, batch: &Batch) -> StoreResult<Committed> {
+async fn decide_and_write(
+    node: &Node,
+    org_id: OrgId,
+    batch: &Batch,
+    claim: Claim,
+) -> StoreResult<Committed> {
     let now = node.clock.now();
     let mut tx: Box<dyn Transaction> = node.store.begin().await?;
     let failing = batch
@@ -235,8 +271,13 @@ async fn decide_and_write(node: &Node, org_id: OrgId, batch: &Batch) -> StoreRes
         .filter(|job| job.acknowledgement.status == AckStatus::Failed)
         .map(|job| job.acknowledgement.device_id);
     let ack_failures = node.ack_failures.windows(failing);
-    let decided = decide_and_write_in(tx.as_mut(), org_id, now, batch, ack_failures).await;
-    let (plan, configs, staged) = match decided {
+    let decided = decide_and_write_in(tx.as_mut(), org_id, now, batch, ack_failures, claim).await;
+    let Decided {
+        plan,
+        configs,
+        staged,
+        tickets,
+    } = match decided {
         Ok(decided) => decided,
         Err(error) => {
             // Ended here rather than on drop: a dropped transaction rolls back in the background,
@@ -259,7 +300,11 @@ async fn decide_and_write(node: &Node, org_id: OrgId, batch: &Batch) -> StoreRes
             .staged
             .insert((revision.id, revision.revision), revision);
     }
-    Ok(Committed { plan, revisions })
+    Ok(Committed {
+        plan,
+        revisions,
+        tickets,
+    })
 }
 
 async fn decide_and_write_in(
@@ -268,7 +313,8 @@ async fn decide_and_write_in(
     now: Timestamp,
     batch: &Batch,
     ack_failures: HashMap<DeviceId, FailureWindow>,
-) -> StoreResult<(Plan, Vec<ConfigRow>, Vec<ConfigRow>)> {
+    claim: Claim,
+) -> StoreResult<Decided> {
     let pairings: Vec<Pairing> = batch.pairs.iter().map(|job| job.pairing.clone()).collect();
     let reconnections: Vec<Reconnection> = batch
         .resumes
@@ -300,7 +346,7 @@ async fn decide_and_write_in(
         Vec::new()
     } else {
         let count = u32::try_from(wanted).unwrap_or(u32::MAX);
-        tx.claim_free_licenses(org_id, count, now).await?
+        tx.claim_free_licenses(org_id, count, now, claim).await?
     };
     let newest = if decisions.grants_any() {
         tx.configuration_for_new_devices(org_id).await?
@@ -312,7 +358,7 @@ async fn decide_and_write_in(
         newest_config: newest.as_ref().map(|row| row.id),
     };
     let plan = plan::plan(&facts, requests, decisions, grantable);
-    write(tx, org_id, now, &plan.writes).await?;
+    let tickets = write(tx, org_id, now, &plan.writes).await?;
 
     // The revisions the answered connections are sent.
     let mut configs: Vec<ConfigRow> = newest.into_iter().collect();
@@ -342,7 +388,23 @@ async fn decide_and_write_in(
     } else {
         tx.revision_rows(&wanted).await?
     };
-    Ok((plan, configs, staged))
+    Ok(Decided {
+        plan,
+        configs,
+        staged,
+        tickets,
+    })
+}
+
+/// A batch decided and written, not committed yet.
+struct Decided {
+    plan: Plan,
+    /// The configurations its answered connections are sent, and the staged revisions some
+    /// of them run instead.
+    configs: Vec<ConfigRow>,
+    staged: Vec<ConfigRow>,
+    /// The tickets and places in line of the devices that joined it.
+    tickets: Vec<(i64, u64)>,
 }
 
 /// Reads (and locks, where the backend locks rows) what the batch's decisions depend on.
@@ -405,7 +467,7 @@ async fn write(
     org_id: OrgId,
     now: Timestamp,
     writes: &Writes,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<(i64, u64)>> {
     if !writes.expired.is_empty() {
         let ended = tx
             .end_devices(&writes.expired, PairingEnd::LicenseExpired, now)
@@ -464,6 +526,14 @@ async fn write(
     if !writes.audit.is_empty() {
         tx.insert_audit(&writes.audit).await?;
     }
+    if !writes.left_line.is_empty() {
+        tx.leave_line(org_id, &writes.left_line).await?;
+    }
+    let tickets = if writes.waiting.is_empty() {
+        Vec::new()
+    } else {
+        tx.join_line(org_id, &writes.waiting, now).await?
+    };
     if !writes.code_uses.is_empty() {
         // The last statement before the commit: on PostgreSQL this update is what the batches
         // of several nodes using one reusable code queue on, so they queue only for a commit.
@@ -482,12 +552,19 @@ async fn write(
             .await?;
         }
     }
-    Ok(())
+    Ok(tickets)
 }
 
-/// After the commit: binds the connections, pushes, answers. Returns the deferred requests.
-fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> Batch {
-    let Committed { plan, revisions } = committed;
+/// After the commit: binds the connections, pushes, answers. Returns the deferred requests, and
+/// the tickets of devices that joined the line on connections closed meanwhile.
+fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> (Batch, Vec<i64>) {
+    let Committed {
+        plan,
+        revisions,
+        tickets,
+    } = committed;
+    let mut tickets = tickets.into_iter();
+    let mut gone = Vec::new();
     node.ack_failures.record(&plan.ack_failures);
     node.publish_events(org_id, || feed_events(&batch, &plan));
     let mut deferred = Batch::default();
@@ -534,6 +611,20 @@ fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> B
                 let _ = job.reply.send(PairAnswer::refused(reason));
             }
             PairOutcome::Deferred => deferred.pairs.push(job),
+            PairOutcome::Waiting => {
+                let Some((ticket, position)) = tickets.next() else {
+                    let _ = job.reply.send(PairAnswer::unavailable());
+                    continue;
+                };
+                if job.link.wait_in_line(org_id, ticket) {
+                    node.waiting.insert(ticket, Arc::clone(&job.link));
+                    let _ = job.reply.send(PairAnswer::Waiting { position });
+                } else {
+                    gone.push(ticket);
+                }
+            }
+            // Only the line's own pairings stay in it (`line::serve`), which have no caller.
+            PairOutcome::StillWaiting => {}
         }
     }
     Counters::add(&node.counters.pairings, paired);
@@ -578,7 +669,7 @@ fn complete(node: &Node, org_id: OrgId, batch: Batch, committed: Committed) -> B
     for (job, answer) in batch.acks.into_iter().zip(plan.acks) {
         let _ = job.reply.send(answer);
     }
-    deferred
+    (deferred, gone)
 }
 
 /// What a committed batch tells the organization's live feed: one event per kind of change.
@@ -617,6 +708,10 @@ fn feed_events(batch: &Batch, plan: &Plan) -> Vec<OrgEvent> {
     .into_iter()
     .filter(|(_, device_ids)| !device_ids.is_empty())
     .map(|(change, device_ids)| OrgEvent::Devices { change, device_ids })
+    .chain(
+        (!plan.writes.waiting.is_empty() || !plan.writes.left_line.is_empty())
+            .then_some(OrgEvent::Waiting),
+    )
     .collect()
 }
 

@@ -17,10 +17,10 @@ use crate::audit;
 use crate::ids::{CodeId, ConfigId, DeviceId, InstallationId, LicenseId, OrgId, Timestamp};
 use crate::model::{AckStatus, CodeKind};
 use crate::secrets::SecretHash;
-use crate::session::{AckAnswer, PairedDevice, Refusal, ResumedDevice, SessionEnd};
+use crate::session::{AckAnswer, PairedDevice, Refusal, ResumedDevice, SessionEnd, WaitChoice};
 use crate::store::{
     AckTarget, AckWrite, ActiveDevice, CodeState, DeviceDetails, DeviceTouch, FreeLicense,
-    LicenseGrant, LicenseState, NewAudit, NewDevice,
+    LicenseGrant, LicenseState, NewAudit, NewDevice, NewWaiting,
 };
 
 /// A pairing request, as the rules see it.
@@ -33,6 +33,10 @@ pub(crate) struct Pairing {
     /// The connection that asks (the device is online on it once paired).
     pub connection: i64,
     pub peer: IpAddr,
+    /// What it does when no license is free.
+    pub wait: WaitChoice,
+    /// Its ticket, when it comes from its organization's line (the line is being served).
+    pub ticket: Option<i64>,
 }
 
 /// A reconnection, as the rules see it.
@@ -202,6 +206,14 @@ pub(crate) fn decide_pairings(pairings: &[Pairing], facts: &Facts) -> PairDecisi
                     None => step,
                 }
             }
+            // After its turn in line, a device not paired by the line was taken out of it
+            // (dismissed): its code may well be usable, but this is not a new pairing.
+            Step::Reusable { code } if pairing.wait == WaitChoice::AfterTurn => {
+                if let Some(taken) = reusable_taken.get_mut(&code) {
+                    *taken = taken.saturating_sub(1);
+                }
+                Step::Refuse(Refusal::Dismissed)
+            }
             other => other,
         };
         steps.push(step);
@@ -264,6 +276,10 @@ pub(crate) enum PairOutcome {
     },
     Refused(Refusal),
     Deferred,
+    /// No license is free: it joins its organization's line (`Writes::waiting`).
+    Waiting,
+    /// It came from the line and no license is free yet: it stays where it is.
+    StillWaiting,
 }
 
 /// A reconnection's outcome.
@@ -302,6 +318,10 @@ pub(crate) struct Writes {
     pub audit: Vec<NewAudit>,
     /// Uses of reusable codes, in code-id order (the batch's last statement, see `write`).
     pub code_uses: Vec<(CodeId, u32)>,
+    /// Devices that join their organization's line, in order.
+    pub waiting: Vec<NewWaiting>,
+    /// Tickets of devices that came from the line and were decided (paired or refused).
+    pub left_line: Vec<i64>,
 }
 
 /// What was decided for every request of a batch, aligned with it, and what to write.
@@ -408,10 +428,25 @@ impl Planner<'_> {
         self.facts.codes.get(&code)?.label.clone()
     }
 
+    /// A pairing that waits for a license: it joins its organization's line.
+    fn join_line(&mut self, pairing: &Pairing) {
+        self.plan.pairs.push(PairOutcome::Waiting);
+        self.plan.writes.waiting.push(NewWaiting {
+            installation_id: pairing.installation_id,
+            credential_hash: pairing.credential_hash,
+            code_id: pairing.code_id,
+            details: pairing.details.clone(),
+            peer: pairing.peer,
+            connection: pairing.connection,
+        });
+    }
+
     fn refused(&mut self, pairing: &Pairing, reason: Refusal) {
         self.plan.pairs.push(PairOutcome::Refused(reason));
-        // Unknown codes are counted, not written one by one.
-        if reason == Refusal::UnknownCode {
+        self.plan.writes.left_line.extend(pairing.ticket);
+        // Unknown codes are counted, not written one by one; a dismissal has its own entry
+        // (`waiting.dismissed`).
+        if matches!(reason, Refusal::UnknownCode | Refusal::Dismissed) {
             return;
         }
         let details = json!({
@@ -479,6 +514,7 @@ impl Planner<'_> {
                     continue;
                 }
                 Step::Existing(device) => {
+                    self.plan.writes.left_line.extend(pairing.ticket);
                     self.repeat(pairing, &device);
                     continue;
                 }
@@ -493,6 +529,14 @@ impl Planner<'_> {
                 }
                 Step::Reusable { code } => match free_licenses.next() {
                     Some(license) => (code, license, false),
+                    None if pairing.ticket.is_some() => {
+                        self.plan.pairs.push(PairOutcome::StillWaiting);
+                        continue;
+                    }
+                    None if pairing.wait == WaitChoice::InLine => {
+                        self.join_line(pairing);
+                        continue;
+                    }
                     None => {
                         self.refused(pairing, Refusal::NoFreeLicense);
                         continue;
@@ -539,6 +583,7 @@ impl Planner<'_> {
                 peer: pairing.peer,
             });
             granted += 1;
+            self.plan.writes.left_line.extend(pairing.ticket);
             self.plan.pairs.push(PairOutcome::Paired {
                 device: PairedDevice {
                     device_id,
@@ -613,25 +658,30 @@ impl Planner<'_> {
             connection: pairing.connection,
         });
         self.send(device.config_id, device.staged_revision);
-        let details = json!({
-            "code_id": pairing.code_id,
-            "code_label": self.code_label(pairing.code_id),
-            "address": pairing.peer.to_string(),
-        });
-        self.audit(
-            format!("device:{}", device.id),
-            "device.pairing_repeated",
-            device.id.to_string(),
-            audit::with_device(details, &pairing.details),
-            Some(device.id),
-        );
+        // After its turn in line, the device pairs again to be answered: the line's grant was
+        // its pairing (`device.paired` says so), and this is not a repeat to it.
+        let first = pairing.wait == WaitChoice::AfterTurn;
+        if !first {
+            let details = json!({
+                "code_id": pairing.code_id,
+                "code_label": self.code_label(pairing.code_id),
+                "address": pairing.peer.to_string(),
+            });
+            self.audit(
+                format!("device:{}", device.id),
+                "device.pairing_repeated",
+                device.id.to_string(),
+                audit::with_device(details, &pairing.details),
+                Some(device.id),
+            );
+        }
         self.plan.pairs.push(PairOutcome::Paired {
             device: PairedDevice {
                 device_id: device.id,
                 org_id: self.facts.org_id,
                 license_id: device.license_id,
                 license_valid_until: device.license_valid_until,
-                already_paired: true,
+                already_paired: !first,
                 configuration_pending: device.config_id.is_none(),
             },
             config: device.config_id,
@@ -814,6 +864,8 @@ mod tests {
             details: details(),
             connection: 7,
             peer: IpAddr::from([127, 0, 0, 1]),
+            wait: WaitChoice::No,
+            ticket: None,
         }
     }
 
@@ -1122,6 +1174,83 @@ mod tests {
             Some(Refusal::LicenseUnavailable),
             "reserved by a newer code"
         );
+    }
+
+    #[test]
+    fn without_a_free_license_a_pairing_that_waits_joins_the_line_and_the_line_keeps_its_place() {
+        let code = reusable(OrgId::generate());
+        let facts = facts(std::slice::from_ref(&code));
+        let waits = |wait, ticket| Pairing {
+            wait,
+            ticket,
+            ..pairing(code.id, InstallationId::generate())
+        };
+        // In order: one from the line (ticket 4) gets the one free license; the next one in
+        // line stays; a new pairing that waits joins the line; one that does not is refused.
+        let pairings = [
+            waits(WaitChoice::InLine, Some(4)),
+            waits(WaitChoice::InLine, Some(5)),
+            waits(WaitChoice::InLine, None),
+            waits(WaitChoice::No, None),
+        ];
+        let decisions = decide_pairings(&pairings, &facts);
+        assert_eq!(decisions.free_licenses_wanted(), 4);
+        let plan = plan(
+            &facts,
+            Requests {
+                pairings: &pairings,
+                ..Requests::default()
+            },
+            decisions,
+            Grantable {
+                free_licenses: free(1),
+                newest_config: None,
+            },
+        );
+        assert!(matches!(plan.pairs[0], PairOutcome::Paired { .. }));
+        assert_eq!(plan.pairs[1], PairOutcome::StillWaiting);
+        assert_eq!(plan.pairs[2], PairOutcome::Waiting);
+        assert_eq!(refusal(&plan.pairs[3]), Some(Refusal::NoFreeLicense));
+        assert_eq!(plan.writes.left_line, vec![4]);
+        assert_eq!(plan.writes.waiting.len(), 1);
+        assert_eq!(
+            plan.writes.waiting[0].installation_id,
+            pairings[2].installation_id
+        );
+    }
+
+    #[test]
+    fn the_pairing_after_a_turn_in_line_is_answered_as_the_first() {
+        let org = OrgId::generate();
+        let code = reusable(org);
+        let mut facts = facts(std::slice::from_ref(&code));
+        let installation = InstallationId::generate();
+        let device = active(org, installation, 1);
+        facts.pairings.insert(installation, device.clone());
+        for (wait, already, entries) in
+            [(WaitChoice::AfterTurn, false, 0), (WaitChoice::No, true, 1)]
+        {
+            let pairings = [Pairing {
+                wait,
+                ..pairing(code.id, installation)
+            }];
+            let decisions = decide_pairings(&pairings, &facts);
+            let plan = plan(
+                &facts,
+                Requests {
+                    pairings: &pairings,
+                    ..Requests::default()
+                },
+                decisions,
+                Grantable::default(),
+            );
+            let PairOutcome::Paired { device: paired, .. } = &plan.pairs[0] else {
+                panic!("not paired: {:?}", plan.pairs[0]);
+            };
+            assert_eq!(paired.device_id, device.id);
+            assert_eq!(paired.already_paired, already, "{wait:?}");
+            assert_eq!(plan.writes.audit.len(), entries, "{wait:?}");
+        }
     }
 
     #[test]

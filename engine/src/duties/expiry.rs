@@ -6,7 +6,10 @@
 //! - the inactive release ends the pairings of offline devices unseen for longer than their
 //!   organization's `release_inactive_after_days` (`ReleaseInactiveDevices`), freeing their
 //!   licenses. Organizations without the setting (the default) are never read;
-//! - the rollout pass halts or promotes the staged rollouts that are due ([`super::rollouts`]).
+//! - the rollout pass halts or promotes the staged rollouts that are due ([`super::rollouts`]);
+//! - the line pass has each organization with devices waiting for a license serve its line
+//!   (`batch::line`): licenses freed by time (a single-use code's reservation that ran out)
+//!   reach the line this way, and so does anything a lost notice left.
 
 use std::collections::HashMap;
 
@@ -14,6 +17,7 @@ use crate::admin::{AdminCommand, ExpireDevices, Principal, ReleaseInactiveDevice
 use crate::ids::{DeviceId, OrgId, Timestamp};
 use crate::metrics::Counters;
 use crate::node::Node;
+use crate::org::OrgMsg;
 use crate::store::StoreResult;
 use crate::supervisor::Actors;
 
@@ -54,6 +58,15 @@ pub(crate) async fn sweep(node: &Node, actors: &Actors) -> Swept {
     .await;
     Counters::add(&node.counters.released_inactive, released_inactive);
     let rollouts = super::rollouts::advance(node, actors).await;
+    match node.store.waiting_orgs().await {
+        Ok(orgs) => {
+            for org_id in orgs {
+                // Behind whatever the organization's actor is doing; not waited for.
+                let _ = actors.send(org_id, OrgMsg::ServeLine).await;
+            }
+        }
+        Err(error) => tracing::warn!(%error, "the waiting lines could not be read"),
+    }
     Swept {
         expired,
         released_inactive,

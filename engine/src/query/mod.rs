@@ -25,6 +25,7 @@ mod list_configurations;
 mod list_devices;
 mod list_keys;
 mod list_licenses;
+mod list_waiting;
 mod reveal_code;
 
 use std::future::Future;
@@ -56,6 +57,7 @@ pub use list_configurations::ListConfigurations;
 pub use list_devices::ListDevices;
 pub use list_keys::ListKeys;
 pub use list_licenses::ListLicenses;
+pub use list_waiting::ListWaiting;
 pub use reveal_code::RevealCode;
 
 /// A read of one organization's data by an admin.

@@ -138,6 +138,7 @@ fn sse_event(event: &OrgEvent) -> Event {
         OrgEvent::Codes => "codes",
         OrgEvent::Configurations => "configurations",
         OrgEvent::Rollout { .. } => "rollout",
+        OrgEvent::Waiting => "waiting",
         OrgEvent::KeyRevoked { .. } => "key_revoked",
         OrgEvent::Resync => "resync",
     };

@@ -16,6 +16,7 @@ use engine::model::{
     AuditEntry, CodeInfo, Configuration, ConfigurationDiff, ConfigurationRevision,
     ConfigurationRollout, CountedPage, Device, InactiveRelease, License, LicenseSummary,
     LicenseWithDevice, NewDeviceConfiguration, OrgKeyInfo, Organization, Page, StagedRollout,
+    WaitingDevice,
 };
 use serde::Serialize;
 use utoipa::openapi::path::{
@@ -169,6 +170,23 @@ fn operations() -> Vec<Op> {
         .idempotent()
         .body::<super::routes::CreateKeyBody>()
         .json::<CreatedKey>(201),
+        Op::new(
+            Get,
+            at("/waiting"),
+            "list_waiting",
+            Either,
+            "Devices waiting for a license, in the order they are served",
+        )
+        .query::<ListQuery>()
+        .json::<Page<WaitingDevice>>(200),
+        Op::new(
+            Delete,
+            at("/waiting/{ticket}"),
+            "dismiss_waiting",
+            Either,
+            "Take a device out of the line (it is refused dismissed)",
+        )
+        .nothing(204),
         Op::new(
             Get,
             at("/keys"),
@@ -698,8 +716,16 @@ impl Op {
                     .build(),
             );
         for name in path_parameters(&path) {
-            // Every path parameter is an id, except a configuration's revision number.
+            // Every path parameter is an id, except a configuration's revision number and a
+            // waiting device's ticket.
             let (description, schema) = match name.as_str() {
+                "ticket" => (
+                    "The waiting device's ticket".to_string(),
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1))
+                        .into(),
+                ),
                 "revision" => (
                     "The revision's number".to_string(),
                     ObjectBuilder::new()
@@ -906,6 +932,7 @@ fn tag_of(path: &str) -> &'static str {
         Some("devices") => "devices",
         Some("audit") => "audit",
         Some("events") => "live feed",
+        Some("waiting") => "devices",
         Some(_) => "organizations",
     }
 }

@@ -12,10 +12,10 @@ use base64::Engine as _;
 use engine::admin::{
     AddLicenses, AssignConfiguration, AssignConfigurationToFleet, ConfigureDevice,
     CreateConfiguration, CreateKey, CreateOrganization, CreateReusableCode, CreateSingleUseCode,
-    DeleteConfiguration, EditDevice, HaltRollout, MAX_IDS_PER_BULK_COMMAND, PinConfiguration,
-    PromoteRollout, RenewLicense, RenewLicenses, ReplaceDevice, RevertConfiguration, RevokeCode,
-    RevokeKey, RevokeSingleUseCode, RolloutAudience, Selection, SetInactiveRelease,
-    StageConfiguration, UnpairDevice, UnpairDevices, UpdateConfiguration,
+    DeleteConfiguration, DismissWaiting, EditDevice, HaltRollout, MAX_IDS_PER_BULK_COMMAND,
+    PinConfiguration, PromoteRollout, RenewLicense, RenewLicenses, ReplaceDevice,
+    RevertConfiguration, RevokeCode, RevokeKey, RevokeSingleUseCode, RolloutAudience, Selection,
+    SetInactiveRelease, StageConfiguration, UnpairDevice, UnpairDevices, UpdateConfiguration,
 };
 use engine::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp};
 use engine::model::{
@@ -26,7 +26,7 @@ use engine::query::{
     DiffConfigurationRevisions, GetCode, GetConfiguration, GetConfigurationRevision,
     GetConfigurationRollout, GetDevice, GetInactiveRelease, GetLicense, GetLicenseSummary,
     GetNewDeviceConfiguration, GetOrganization, ListAudit, ListCodes, ListConfigurationRevisions,
-    ListConfigurations, ListDevices, ListKeys, ListLicenses, RevealCode,
+    ListConfigurations, ListDevices, ListKeys, ListLicenses, ListWaiting, RevealCode,
 };
 use engine::store::FieldEdit;
 use engine::{EngineError, Principal};
@@ -136,6 +136,11 @@ pub(crate) fn route_table(test_hooks: bool) -> RouteTable {
         .route(
             &format!("{org}/inactive-release"),
             get(inactive_release).put(set_inactive_release),
+        )
+        .route(&format!("{org}/waiting"), get(list_waiting))
+        .route(
+            &format!("{org}/waiting/{{ticket}}"),
+            delete(dismiss_waiting),
         )
         .route(
             &format!("{org}/configurations/{{config}}/revisions"),
@@ -734,6 +739,26 @@ async fn list_keys(
 ) -> Result<Response> {
     let keys = state.engine.query(&principal, org, ListKeys).await?;
     Ok(Json(json!({ "items": keys, "next_cursor": null })).into_response())
+}
+
+async fn list_waiting(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    Params(query): Params<ListQuery>,
+) -> Result<Response> {
+    let query = ListWaiting { page: query.page() };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
+}
+
+async fn dismiss_waiting(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, ticket)): Ids<(OrgId, u64)>,
+) -> Result<Response> {
+    let command = DismissWaiting { ticket };
+    state.engine.run(&principal, org, command).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn revoke_key(

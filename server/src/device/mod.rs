@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use client::stream::MaybeTls;
 use engine::link::DeviceLink;
-use engine::{AckAnswer, Engine, PairAnswer, ResumeAnswer};
+use engine::{AckAnswer, Engine, PairAnswer, PairRequest, ResumeAnswer, WaitChoice};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{Acknowledged, CloseCode, DeviceMessage, Encoding, Ended, Refused, ServerMessage};
 use tokio::net::{TcpListener, TcpStream};
@@ -275,6 +275,8 @@ async fn connection(
         slot,
         failures: 0,
         paired: false,
+        waiting: None,
+        turn_came: false,
         control_frames: 0,
         control_window: Instant::now(),
     };
@@ -298,6 +300,11 @@ struct Session<'a> {
     slot: Slot,
     failures: u32,
     paired: bool,
+    /// The pairing of a device waiting in its organization's line: asked again when its
+    /// connection is told that it left the line.
+    waiting: Option<PairRequest>,
+    /// The engine told the waiting device that it left the line.
+    turn_came: bool,
     /// Control frames (ping, pong) heard in the current minute, and when that minute began.
     control_frames: u32,
     control_window: Instant,
@@ -339,7 +346,7 @@ impl Session<'_> {
                         self.send_bounded(Message::Ping(Default::default())).await
                     }
                 }
-                () = sleep_until(hello_deadline), if !self.paired => Next::Close(CloseCode::HelloTimeout),
+                () = sleep_until(hello_deadline), if !self.paired && self.waiting.is_none() => Next::Close(CloseCode::HelloTimeout),
                 () = self.slot.evicted(), if !self.slot.is_released() => {
                     self.endpoint.stats.evicted_unproven.fetch_add(1, Ordering::Relaxed);
                     Next::Close(CloseCode::HelloTimeout)
@@ -359,6 +366,22 @@ impl Session<'_> {
 
     /// Sends what the engine queued on the link: the newest configuration, or the end.
     async fn deliver(&mut self) -> Next {
+        let fed = self.flush_link_update().await;
+        if !matches!(fed, Next::Continue) || !std::mem::take(&mut self.turn_came) {
+            return fed;
+        }
+        match self.waiting.take() {
+            Some(mut request) => {
+                // Out of the line: the same pairing again says what became of it.
+                request.wait = WaitChoice::AfterTurn;
+                self.answer_pairing(request).await
+            }
+            None => Next::Continue,
+        }
+    }
+
+    /// Sends what the engine queued on the link, and flushes.
+    async fn flush_link_update(&mut self) -> Next {
         match self.feed_link_update().await {
             Next::Continue => self.flush_bounded().await,
             other => other,
@@ -370,6 +393,9 @@ impl Session<'_> {
         let update = self.link.take();
         if let Some(end) = update.end {
             return self.end(wire::end_reason(end)).await;
+        }
+        if update.turn {
+            self.turn_came = true;
         }
         if let Some(revision) = update.configuration {
             self.endpoint
@@ -472,41 +498,22 @@ impl Session<'_> {
                 }
             };
         match message {
+            DeviceMessage::Pair(pair) | DeviceMessage::PairOrWait(pair)
+                if self.paired || self.waiting.is_some() =>
+            {
+                let _ = pair;
+                Next::Close(CloseCode::PolicyViolation)
+            }
             DeviceMessage::Pair(pair) => {
-                if self.paired {
-                    return Next::Close(CloseCode::PolicyViolation);
-                }
-                let request = wire::pair_request(pair);
-                match self.endpoint.engine.pair(request, &self.link).await {
-                    PairAnswer::Paired(device) => {
-                        self.paired = true;
-                        self.slot.release();
-                        self.send_with_link_update(&wire::paired(&device)).await
-                    }
-                    PairAnswer::Refused {
-                        reason,
-                        retry_after_ms,
-                    } => {
-                        let answer = ServerMessage::Refused(Refused {
-                            reason: wire::refusal_reason(reason),
-                            retry_after_ms,
-                        });
-                        let sent = self.send(&answer).await;
-                        if !matches!(sent, Next::Continue) {
-                            return sent;
-                        }
-                        if engine::limiter::counts_against_connection(reason) {
-                            self.failures += 1;
-                            if self.failures >= self.endpoint.settings.failures_per_connection {
-                                return Next::Close(CloseCode::TooManyFailures);
-                            }
-                        }
-                        Next::Continue
-                    }
-                }
+                self.answer_pairing(wire::pair_request(pair, WaitChoice::No))
+                    .await
+            }
+            DeviceMessage::PairOrWait(pair) => {
+                self.answer_pairing(wire::pair_request(pair, WaitChoice::InLine))
+                    .await
             }
             DeviceMessage::Resume(resume) => {
-                if self.paired {
+                if self.paired || self.waiting.is_some() {
                     return Next::Close(CloseCode::PolicyViolation);
                 }
                 let request = wire::resume_request(resume);
@@ -540,6 +547,46 @@ impl Session<'_> {
         }
     }
 
+    /// Asks the engine to pair and answers the device: paired, refused, or waiting in line.
+    async fn answer_pairing(&mut self, request: PairRequest) -> Next {
+        let again = request.clone();
+        match self.endpoint.engine.pair(request, &self.link).await {
+            PairAnswer::Paired(device) => {
+                self.paired = true;
+                self.slot.release();
+                self.send_with_link_update(&wire::paired(&device)).await
+            }
+            PairAnswer::Waiting { position } => {
+                // A device in line presented a valid code: it is an app at work, not an
+                // unproven connection, and may wait as long as its line does.
+                self.slot.release();
+                self.waiting = Some(again);
+                let answer = ServerMessage::Waiting(protocol::Waiting { position });
+                self.send(&answer).await
+            }
+            PairAnswer::Refused {
+                reason,
+                retry_after_ms,
+            } => {
+                let answer = ServerMessage::Refused(Refused {
+                    reason: wire::refusal_reason(reason),
+                    retry_after_ms,
+                });
+                let sent = self.send(&answer).await;
+                if !matches!(sent, Next::Continue) {
+                    return sent;
+                }
+                if engine::limiter::counts_against_connection(reason) {
+                    self.failures += 1;
+                    if self.failures >= self.endpoint.settings.failures_per_connection {
+                        return Next::Close(CloseCode::TooManyFailures);
+                    }
+                }
+                Next::Continue
+            }
+        }
+    }
+
     /// Counts a control frame against the per-minute limit: one connection that sent 353,000
     /// pings a second (each answered with a pong) slowed every pairing of the node 3-5x.
     fn count_control_frame(&mut self) -> Next {
@@ -567,7 +614,7 @@ impl Session<'_> {
     /// engine queued on the link when it bound the connection (before answering).
     async fn send_with_link_update(&mut self, answer: &ServerMessage) -> Next {
         match self.feed_bounded(encode(self.encoding, answer)).await {
-            Next::Continue => self.deliver().await,
+            Next::Continue => self.flush_link_update().await,
             other => other,
         }
     }

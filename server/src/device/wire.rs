@@ -11,14 +11,14 @@ use engine::secrets;
 use engine::store::DeviceDetails;
 use engine::{
     AckOutcome, AckRequest, PairRequest, PairedDevice, PresentedCode, Refusal, ResumeRequest,
-    ResumedDevice, SessionEnd,
+    ResumedDevice, SessionEnd, WaitChoice,
 };
 use protocol::{
     Ack, Configuration, DeviceInfo, Encoding, EndReason, Pair, Paired, RefusalReason, Resume,
     Resumed, ServerMessage,
 };
 
-pub(crate) fn pair_request(pair: Pair) -> PairRequest {
+pub(crate) fn pair_request(pair: Pair, wait: WaitChoice) -> PairRequest {
     let code = match protocol::PairingCode::parse(&pair.code) {
         Ok(code) => PresentedCode::Hash(secrets::code_hash(code.as_str())),
         Err(_) => PresentedCode::Unreadable,
@@ -28,6 +28,7 @@ pub(crate) fn pair_request(pair: Pair) -> PairRequest {
         installation_id: InstallationId(pair.installation_id),
         credential_hash: secrets::credential_hash(&pair.credential.0),
         details: details(pair.device),
+        wait,
     }
 }
 
@@ -98,6 +99,7 @@ pub(crate) fn refusal_reason(refusal: Refusal) -> RefusalReason {
         Refusal::Malformed => RefusalReason::Malformed,
         Refusal::CredentialMismatch => RefusalReason::CredentialMismatch,
         Refusal::Unavailable => RefusalReason::Unavailable,
+        Refusal::Dismissed => RefusalReason::Dismissed,
     }
 }
 
@@ -185,17 +187,20 @@ mod tests {
         let parsed = protocol::PairingCode::parse(issued.as_str()).expect("an issued code parses");
         assert_eq!(parsed.as_str(), issued.as_str());
         let lower = issued.as_str().to_ascii_lowercase();
-        let PresentedCode::Hash(hash) = pair_request(Pair {
-            code: lower,
-            installation_id: uuid::Uuid::nil(),
-            credential: protocol::Credential([1; 32]),
-            device: DeviceInfo {
-                name: String::new(),
-                model: String::new(),
-                os: String::new(),
-                app_version: String::new(),
+        let PresentedCode::Hash(hash) = pair_request(
+            Pair {
+                code: lower,
+                installation_id: uuid::Uuid::nil(),
+                credential: protocol::Credential([1; 32]),
+                device: DeviceInfo {
+                    name: String::new(),
+                    model: String::new(),
+                    os: String::new(),
+                    app_version: String::new(),
+                },
             },
-        })
+            WaitChoice::No,
+        )
         .code
         else {
             panic!("a lower-case code is still a code");

@@ -47,3 +47,4 @@ mod supervision;
 mod tls;
 mod tokens;
 mod unpair;
+mod waiting;
