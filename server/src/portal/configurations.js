@@ -1,5 +1,6 @@
 // The Configurations section: create from the sample template, edit with the errors shown by
-// line before saving, the rollout of each revision, the history of revisions (compare any with
+// line before saving, the rollout of each revision, staged rollouts (the edited text for a share
+// of the devices first; its state, promote, halt), the history of revisions (compare any with
 // the current one, revert to one), assign to several devices, delete.
 //
 // One route (#/organizations/{org}/configurations) with two views: the list, and the editor of
@@ -152,6 +153,7 @@ async function renderList(org, message = null) {
             ? h("span", { class: "badge ok new-badge" }, rule.rule === "pinned" ? "new devices · pinned" : "new devices")
             : null,
         ),
+        stagedBadge(configuration, rollout),
       ),
       h("td", { "data-label": "Revision", "data-field": "revision" }, String(configuration.revision)),
       h("td", { "data-label": "Updated", "data-field": "updated" }, formatTime(configuration.updated_at)),
@@ -213,6 +215,39 @@ async function readConfigurations(base) {
   return [configurations, rollouts];
 }
 
+/** The staged rollout in progress (running or halted) of a rollout view, or null. */
+function inProgress(rollout) {
+  const staged = rollout?.staged;
+  return staged && (staged.state === "running" || staged.state === "halted") ? staged : null;
+}
+
+/**
+ * The list's mark beside a configuration with a staged rollout in progress: "rolling out r5 to
+ * 30%" or "r5 halted". Always present (empty when there is none) so that the live feed can
+ * update it in place.
+ */
+function stagedBadge(configuration, rollout) {
+  const badge = h("span", { class: "staged-badge", "data-field": "staged" });
+  fillStagedBadge(badge, configuration, rollout);
+  return badge;
+}
+
+function fillStagedBadge(badge, configuration, rollout) {
+  const staged = inProgress(rollout);
+  if (!configuration.staged_revision || !staged) {
+    badge.replaceChildren();
+    return;
+  }
+  const to = staged.share_percent === null ? plural(staged.chosen_devices, "device") : `${staged.share_percent}%`;
+  badge.replaceChildren(
+    h(
+      "span",
+      { class: `badge ${staged.state === "halted" ? "failed" : "pending"} new-badge`, "data-state": staged.state },
+      staged.state === "halted" ? `r${staged.revision} halted` : `rolling out r${staged.revision} to ${to}`,
+    ),
+  );
+}
+
 /** The list's "Devices" cell: how many devices have it, and how many run its current revision. */
 function devicesText(configuration, rollout) {
   const assigned = rollout ? rollout.assigned_devices : configuration.assigned_devices;
@@ -258,6 +293,8 @@ function followList(org, shown, shownRule) {
       row.querySelector('[data-field="revision"]').textContent = String(configuration.revision);
       row.querySelector('[data-field="updated"]').textContent = formatTime(configuration.updated_at);
       row.querySelector('[data-field="devices"]').textContent = devicesText(configuration, rollouts[index]);
+      const badge = row.querySelector('[data-field="staged"]');
+      if (badge) fillStagedBadge(badge, configuration, rollouts[index]);
     });
   };
   watch(org, (name) => {
@@ -265,7 +302,7 @@ function followList(org, shown, shownRule) {
       stopWatching();
       return;
     }
-    if (!["devices", "configurations", "resync"].includes(name) || pending) return;
+    if (!["devices", "configurations", "rollout", "resync"].includes(name) || pending) return;
     pending = setTimeout(reread, 300);
   });
 }
@@ -327,6 +364,11 @@ async function renderEditor(org, configId) {
         get(`${base}/new-device-configuration`),
       ]);
       body = configuration.body ?? "";
+      // During a staged rollout the editor holds the staged text: the latest revision, which a
+      // save (or a newer staged rollout) follows.
+      if (configuration.staged_revision) {
+        body = (await get(`${configPath}/revisions/${configuration.staged_revision}`)).body ?? "";
+      }
     } else {
       [body, rule] = await Promise.all([
         getText("/v1/configuration-template"),
@@ -342,11 +384,18 @@ async function renderEditor(org, configId) {
   back.addEventListener("click", () => renderList(org));
   const title = h("h1", { id: "editor-title", tabindex: -1 });
   const meta = h("p", { id: "config-meta", class: "muted" });
+  // The revision the editor's text is (its latest, the staged one during a staged rollout) and
+  // that text: a save is made on that revision (if_revision), so that an edit made elsewhere
+  // meanwhile is refused instead of overwritten.
+  let editorRevision = configuration ? (configuration.staged_revision ?? configuration.revision) : null;
+  let editorBody = body;
   const describe = () => {
     if (configuration) {
       title.textContent = `Edit “${configuration.name}”`;
       meta.textContent =
-        `Revision ${configuration.revision} · updated ${formatTime(configuration.updated_at)} · ` +
+        `Revision ${configuration.revision}` +
+        (configuration.staged_revision ? ` · revision ${configuration.staged_revision} staged` : "") +
+        ` · updated ${formatTime(configuration.updated_at)} · ` +
         `created ${formatTime(configuration.created_at)}`;
     } else {
       title.textContent = "New configuration";
@@ -432,6 +481,8 @@ async function renderEditor(org, configId) {
   let saving = false;
   const updateSave = () => {
     save.disabled = saving || errors > 0;
+    // The staged rollout's button (declared with its panel below) saves the same text.
+    startButton.disabled = save.disabled;
   };
 
   /** Puts the caret at the start of `line` (1-based; 0 is the whole body: the start). */
@@ -539,14 +590,28 @@ async function renderEditor(org, configId) {
     saveStatus.textContent = "Saving…";
     try {
       if (configuration) {
-        const edit = { if_revision: configuration.revision };
+        const edit = { if_revision: editorRevision };
         if (name !== configuration.name) edit.name = name;
-        if (textarea.value !== configuration.body) edit.body = textarea.value;
+        if (textarea.value !== editorBody) edit.body = textarea.value;
         if (edit.name === undefined && edit.body === undefined) {
           saveStatus.textContent = "Nothing changed: no new revision.";
           return;
         }
+        const active = inProgress(rollout);
+        if (
+          active &&
+          !window.confirm(
+            `A staged rollout of revision ${active.revision} is in progress (${active.state}). ` +
+              "Saving now supersedes it: every device that has this configuration receives the new " +
+              "revision at once, not only the chosen ones. Save anyway?",
+          )
+        ) {
+          saveStatus.textContent = "Not saved: the staged rollout goes on.";
+          return;
+        }
         configuration = await put(configPath, edit);
+        editorRevision = configuration.revision;
+        editorBody = configuration.body ?? "";
         describe();
         saveStatus.textContent =
           `Saved as revision ${configuration.revision}. ` +
@@ -642,11 +707,297 @@ async function renderEditor(org, configId) {
     try {
       rollout = await get(`${configPath}/rollout`);
       renderRollout();
+      renderStaged();
     } catch (error) {
       rolloutSection.replaceChildren(
         h("h2", { id: "rollout-title" }, "Rollout"),
         h("p", { class: "alert error", role: "alert" }, `The rollout could not be read: ${errorMessage(error)}`),
       );
+    }
+  };
+
+  // The staged rollout: the editor's text saved for a share of the devices first (the others,
+  // and new devices, keep the stable revision until it is promoted), the one in progress with
+  // its counts and actions, or a line on how the last one ended.
+  const stagedSection = h("section", { id: "staged-rollout", "aria-labelledby": "staged-title" });
+  const stagedView = h("div", { id: "staged-view", "aria-live": "polite" });
+  const stagedStatus = h("p", { id: "staged-status", role: "status", tabindex: -1 });
+  const shareInput = h("input", { id: "staged-share", type: "number", min: 1, max: 100, step: 1, value: 10, required: true });
+  const autoBox = h("input", { id: "staged-auto", type: "checkbox", "aria-controls": "staged-hours" });
+  const hoursInput = h("input", { id: "staged-hours", type: "number", min: 1, max: 2160, step: 1, value: 24, disabled: true });
+  const maxFailuresInput = h("input", { id: "staged-max-failures", type: "number", min: 0, max: 1000000, step: 1, value: 0 });
+  const startButton = h("button", { type: "submit", class: "button", id: "start-rollout" }, "Start staged rollout");
+  autoBox.addEventListener("change", () => {
+    hoursInput.disabled = !autoBox.checked;
+  });
+  const stagedHelp = h("p", { id: "staged-help", class: "muted hint" });
+  const stagedForm = h(
+    "form",
+    { id: "staged-form", class: "staged-form", novalidate: true, "aria-describedby": "staged-help" },
+    stagedHelp,
+    h(
+      "div",
+      { class: "staged-fields" },
+      h("label", { for: "staged-share" }, "Share of the devices first (%)", shareInput),
+      h(
+        "div",
+        { class: "staged-auto" },
+        h("label", { for: "staged-auto", class: "pick" }, autoBox, " Promote automatically after"),
+        h("label", { for: "staged-hours" }, "Hours", hoursInput),
+      ),
+      h("label", { for: "staged-max-failures" }, "Halt after more than this many failures", maxFailuresInput),
+    ),
+    h("div", { class: "form-actions" }, startButton),
+  );
+
+  /** Who started or ended a rollout, as the page says it. */
+  const byWhom = (who) => (who === "system" ? "the server itself" : savedBy(who));
+
+  /** An integer field's value within [min, max], or null (the field is then marked invalid). */
+  const integerIn = (input, min, max) => {
+    const value = Number(input.value);
+    const ok = input.value.trim() !== "" && Number.isInteger(value) && value >= min && value <= max;
+    input.setAttribute("aria-invalid", ok ? "false" : "true");
+    return ok ? value : null;
+  };
+
+  const stagedFailed = (text) => {
+    stagedStatus.className = "alert error";
+    stagedStatus.setAttribute("role", "alert");
+    stagedStatus.textContent = text;
+  };
+  const stagedSaid = (text) => {
+    stagedStatus.className = "alert ok";
+    stagedStatus.setAttribute("role", "status");
+    stagedStatus.textContent = text;
+  };
+
+  stagedForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (saving) return;
+    if (nameInput.value.trim() !== configuration.name) {
+      stagedFailed(
+        "Not started: a staged rollout keeps the configuration's name. Save the new name with Save, or put the name back.",
+      );
+      nameInput.focus();
+      return;
+    }
+    const share = integerIn(shareInput, 1, 100);
+    if (share === null) {
+      stagedFailed("Not started: the share is a whole number of percent, from 1 to 100.");
+      shareInput.focus();
+      return;
+    }
+    const hours = autoBox.checked ? integerIn(hoursInput, 1, 2160) : null;
+    if (autoBox.checked && hours === null) {
+      stagedFailed("Not started: promote automatically after 1 to 2,160 hours (90 days), or turn it off.");
+      hoursInput.focus();
+      return;
+    }
+    const maxFailures = integerIn(maxFailuresInput, 0, 1000000);
+    if (maxFailures === null) {
+      stagedFailed("Not started: the failures allowed are a whole number, from 0 to 1,000,000.");
+      maxFailuresInput.focus();
+      return;
+    }
+    if (textarea.value === editorBody) {
+      stagedFailed(`Not started: the text is the same as revision ${editorRevision}. Edit it first.`);
+      textarea.focus();
+      return;
+    }
+    saving = true;
+    updateSave();
+    stagedStatus.className = "";
+    stagedStatus.textContent = "Checking…";
+    const checked = await check();
+    if (!checked || checked.errors > 0) {
+      saving = false;
+      updateSave();
+      stagedFailed(checked ? "Not started: fix the errors listed above." : "Not started.");
+      problemList.querySelector("li.error button")?.focus();
+      return;
+    }
+    stagedStatus.textContent = "Starting…";
+    try {
+      const started = await post(`${configPath}/rollout`, {
+        body: textarea.value,
+        share_percent: share,
+        promote_after_seconds: hours === null ? null : hours * 3600,
+        max_failures: maxFailures,
+        if_revision: editorRevision,
+      });
+      editorRevision = started.revision;
+      editorBody = textarea.value;
+      await Promise.all([refreshConfiguration(), refreshRollout(), refreshHistory()]);
+      stagedSaid(
+        `Started: revision ${started.revision} goes to ${plural(started.chosen_devices, "device")} first ` +
+          `(${started.share_percent}%); the others keep revision ${started.stable_revision} until it is promoted.`,
+      );
+      stagedStatus.focus();
+    } catch (error) {
+      if (error instanceof ApiError && error.code === "invalid_configuration" && error.problems) {
+        showProblems(error.problems);
+        stagedFailed("Not started: the server found errors, listed above.");
+      } else if (error instanceof ApiError && error.code === "revision_mismatch") {
+        stagedFailed(
+          `Not started: someone else changed this configuration meanwhile (${error.message}). ` +
+            "Copy your text, go back to the list and open it again.",
+        );
+      } else {
+        stagedFailed(`Not started: ${errorMessage(error)}`);
+      }
+    } finally {
+      saving = false;
+      updateSave();
+    }
+  });
+
+  /** Promotes or halts the rollout in progress (`action`: "promote" or "halt"). */
+  const decide = async (action, staged) => {
+    if (
+      action === "promote" &&
+      !window.confirm(
+        `Promote revision ${staged.revision} to every device of “${configuration.name}”? ` +
+          `The devices still on revision ${staged.stable_revision} receive it at once, and new devices get it.`,
+      )
+    ) {
+      return;
+    }
+    stagedStatus.className = "";
+    stagedStatus.textContent = action === "promote" ? "Promoting…" : "Halting…";
+    try {
+      const answer = await post(`${configPath}/rollout/${action}`, {});
+      await Promise.all([refreshConfiguration(), refreshRollout(), refreshHistory()]);
+      stagedSaid(
+        action === "promote"
+          ? `Promoted: revision ${answer.revision} is now the configuration's own; every device receives it.`
+          : `Halted: revision ${answer.revision} stays on the chosen devices and will not promote itself.`,
+      );
+    } catch (error) {
+      stagedFailed(
+        error instanceof ApiError && error.code === "no_rollout_in_progress"
+          ? `Nothing ${action === "promote" ? "promoted" : "halted"}: the staged rollout already ended.`
+          : `Nothing ${action === "promote" ? "promoted" : "halted"}: ${errorMessage(error)}`,
+      );
+      await refreshRollout();
+    }
+    // The buttons were replaced (or are gone): the keyboard goes to the news.
+    stagedStatus.focus();
+  };
+
+  /** The sentence on a rollout in progress, as the panel shows it. */
+  const stagedSentence = (staged) => {
+    if (staged.state === "running") {
+      const share = staged.share_percent === null ? "" : ` (${staged.share_percent}%)`;
+      const fail = staged.max_failures === 1 ? "fails" : "fail";
+      return (
+        `Running: revision ${staged.revision} on ${staged.staged_devices} of ` +
+        `${plural(rollout.assigned_devices, "device")}${share}, the others on revision ${staged.stable_revision}; ` +
+        (staged.promote_at
+          ? `promotes itself at ${formatTime(staged.promote_at)} unless more than ` +
+            `${plural(staged.max_failures, "device")} ${fail}.`
+          : `an admin promotes it; more than ${plural(staged.max_failures, "device")} failing halt it.`)
+      );
+    }
+    const next = "promote it, or save again to give every device a newer revision.";
+    if (staged.ended_by === "system" && staged.failed_devices !== null) {
+      return (
+        `Halted: ${plural(staged.failed_devices, "device")} failed to apply revision ${staged.revision} ` +
+        `(more than the ${staged.max_failures} allowed). The chosen devices keep it; ${next}`
+      );
+    }
+    return (
+      `Halted by ${byWhom(staged.ended_by)} (${formatTime(staged.ended_at)}): revision ${staged.revision} ` +
+      `stays on the ${plural(staged.staged_devices, "chosen device")}, the others on revision ` +
+      `${staged.stable_revision}; ${next}`
+    );
+  };
+
+  /** The line on the latest rollout once it ended. */
+  const endedSentence = (staged) =>
+    staged.state === "promoted"
+      ? `Last staged rollout: revision ${staged.revision} promoted to every device ${formatTime(staged.ended_at)}` +
+        (staged.ended_by === "system" ? " (it promoted itself)." : ` by ${byWhom(staged.ended_by)}.`)
+      : `Last staged rollout: revision ${staged.revision} superseded by a newer revision ${formatTime(staged.ended_at)}` +
+        ` by ${byWhom(staged.ended_by)}.`;
+
+  let stagedShown = null;
+  const renderStaged = () => {
+    // Re-rendered only when something shown changed, so that the live feed does not take the
+    // focus from a button for nothing.
+    const shown = JSON.stringify([rollout.staged, rollout.revisions, rollout.assigned_devices, editorRevision]);
+    if (shown === stagedShown) return;
+    stagedShown = shown;
+    const focusedId = stagedSection.contains(document.activeElement) ? document.activeElement.id : null;
+    const staged = rollout.staged;
+    const active = inProgress(rollout);
+    stagedForm.hidden = Boolean(active);
+    stagedHelp.textContent =
+      `Saves the editor's text as revision ${editorRevision + 1} for a share of the devices first, chosen at random. ` +
+      `The others, and devices paired or assigned meanwhile, keep revision ${editorRevision} until it is promoted; ` +
+      "more failures than allowed halt it.";
+    if (!active) {
+      stagedView.replaceChildren(
+        staged
+          ? h("p", { id: "staged-last", "data-state": staged.state }, endedSentence(staged))
+          : h("p", { id: "staged-none", class: "muted" }, "No staged rollout yet."),
+      );
+    } else {
+      const counts = (revision) => rollout.revisions.find((entry) => entry.revision === revision) ?? { applied: 0, failed: 0 };
+      const countRow = (revision, label) => {
+        const entry = counts(revision);
+        return h(
+          "tr",
+          { "data-revision": revision },
+          h("td", { "data-label": "Revision" }, h("span", {}, String(revision), h("span", { class: "muted" }, ` (${label})`))),
+          h("td", { "data-label": "Applied", "data-count": "applied" }, String(entry.applied)),
+          h(
+            "td",
+            { "data-label": "Failed", "data-count": "failed", class: entry.failed ? "failed-count" : null },
+            String(entry.failed),
+          ),
+        );
+      };
+      const promote = h("button", { type: "button", class: "button", id: "promote-rollout" }, "Promote to all devices");
+      promote.addEventListener("click", () => decide("promote", active));
+      const halt =
+        active.state === "running"
+          ? h("button", { type: "button", class: "button secondary danger", id: "halt-rollout" }, "Halt")
+          : null;
+      halt?.addEventListener("click", () => decide("halt", active));
+      stagedView.replaceChildren(
+        h(
+          "p",
+          { id: "staged-state", class: `alert ${active.state === "halted" ? "error" : "warning"}`, "data-state": active.state },
+          stagedSentence(active),
+        ),
+        h(
+          "div",
+          { class: "table-wrap rollout-wrap" },
+          table(
+            { id: "staged-counts", class: "rollout" },
+            "Devices on the staged and the stable revision",
+            ["Revision", "Running it (applied)", "Failed to apply it"],
+            h("tbody", {}, countRow(active.revision, "staged"), countRow(active.stable_revision, "stable")),
+          ),
+        ),
+        h("div", { class: "form-actions" }, promote, halt),
+      );
+    }
+    if (focusedId && !stagedSection.contains(document.activeElement)) {
+      (document.getElementById(focusedId) ?? stagedStatus).focus();
+    }
+  };
+  stagedSection.append(h("h2", { id: "staged-title" }, "Staged rollout"), stagedView, stagedForm, stagedStatus);
+
+  /** Reads the configuration again (its revisions and staged revision; the editor's text stays). */
+  const refreshConfiguration = async () => {
+    try {
+      const fresh = await get(configPath);
+      configuration = fresh;
+      describe();
+    } catch {
+      // The next event, or a reload, tries again.
     }
   };
 
@@ -714,10 +1065,12 @@ async function renderEditor(org, configId) {
   };
 
   const revert = async (revision) => {
+    const active = inProgress(rollout);
     if (
       !window.confirm(
         `Save the text of revision ${revision} as a new revision of “${configuration.name}”? ` +
-          "Connected devices that have it assigned receive it at once.",
+          "Connected devices that have it assigned receive it at once." +
+          (active ? ` This supersedes the staged rollout of revision ${active.revision}.` : ""),
       )
     ) {
       return;
@@ -726,9 +1079,11 @@ async function renderEditor(org, configId) {
     historyStatus.textContent = "Reverting…";
     try {
       configuration = await post(`${configPath}/revisions/${revision}/revert`, {
-        if_revision: configuration.revision,
+        if_revision: editorRevision,
       });
       textarea.value = configuration.body ?? "";
+      editorRevision = configuration.revision;
+      editorBody = textarea.value;
       describe();
       await Promise.all([refreshRollout(), refreshHistory(), check()]);
       diffView.replaceChildren();
@@ -774,6 +1129,7 @@ async function renderEditor(org, configId) {
           { "data-label": "Revision" },
           String(entry.revision),
           current ? h("span", { class: "muted" }, " (current)") : null,
+          entry.revision === configuration.staged_revision ? h("span", { class: "muted" }, " (staged)") : null,
         ),
         h("td", { "data-label": "Saved" }, formatTime(entry.saved_at)),
         h("td", { "data-label": "By", "data-field": "saved-by" }, savedBy(entry.saved_by)),
@@ -921,27 +1277,38 @@ async function renderEditor(org, configId) {
 
   if (configuration) {
     renderRollout();
+    renderStaged();
     renderAssign();
     await refreshHistory();
     // The rollout follows the live feed: devices applying, failing, pairing or being assigned
     // change its counts. The editor's text is never touched.
     let pending = null;
+    // Whether an event other than a device's came since the last re-read: only devices'
+    // events leave the configuration and its history as they were.
+    let configurationChanged = false;
     watch(org, (name) => {
       if (!rolloutSection.isConnected) {
         stopWatching();
         return;
       }
-      if (!["devices", "configurations", "resync"].includes(name) || pending) return;
+      if (!["devices", "configurations", "rollout", "resync"].includes(name)) return;
+      if (name !== "devices") configurationChanged = true;
+      if (pending) return;
       pending = setTimeout(() => {
         pending = null;
+        const reread = configurationChanged;
+        configurationChanged = false;
+        // A staged rollout that started, halted or promoted (here, elsewhere, or by itself)
+        // changes the configuration's revisions as well as the counts; an edit elsewhere
+        // (another admin, the API) adds a revision to the history.
+        if (reread) refreshConfiguration();
         refreshRollout();
-        // An edit elsewhere (another admin, the API) adds a revision.
-        if (name !== "devices") refreshHistory();
+        if (reread) refreshHistory();
       }, 300);
     });
   }
   // show() takes nodes only (replaceChildren would print a null as "null").
-  const sections = configuration ? [rolloutSection, historySection, assignSection] : [];
+  const sections = configuration ? [rolloutSection, stagedSection, historySection, assignSection] : [];
   show(TITLE, h("p", { class: "config-back" }, back), title, meta, ...(newDevicesNote ? [newDevicesNote] : []), form, ...sections);
   title.focus();
   if (!configuration) nameInput.focus();

@@ -16,7 +16,7 @@ const ENTER: &str = "\u{E007}";
 const BACKSPACE: &str = "\u{E003}";
 
 /// Signs in with `key` and opens the Configurations section from the navigation.
-async fn open_configurations(fixture: &Fixture, browser: &Browser, key: &str) {
+pub async fn open_configurations(fixture: &Fixture, browser: &Browser, key: &str) {
     fixture.sign_in(browser, key).await;
     // The devices page first: signing in lands there.
     browser.wait_visible("#org-name").await;
@@ -49,7 +49,7 @@ async fn configuration_id(fixture: &Fixture, name: &str) -> String {
 }
 
 /// Opens the editor of a configuration from its row of the list.
-async fn edit(browser: &Browser, config_id: &str) {
+pub async fn edit(browser: &Browser, config_id: &str) {
     let button = browser
         .wait_visible(&format!(
             "#configurations tr[data-config-id=\"{config_id}\"] button[data-action=\"edit\"]"

@@ -17,6 +17,7 @@
 //!   screenshot.
 //! - `keyboard`, `live`: the portal from the keyboard alone; the pages following the live feed.
 //! - `operator`: the operator's pages (organizations and their keys).
+//! - `rollouts`: the Configurations editor's staged rollouts, with real devices.
 
 // Tests fail loudly by design: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
@@ -39,4 +40,5 @@ mod lifecycle;
 mod live;
 mod operator;
 mod pages;
+mod rollouts;
 mod webdriver;

@@ -531,6 +531,30 @@ impl Browser {
         }
     }
 
+    /// Waits (bounded) for a `window.confirm` dialog, dismisses it (Cancel) and returns its text.
+    pub async fn dismiss_alert(&self) -> String {
+        let deadline = Instant::now() + WAIT_FOR_PAGE;
+        loop {
+            match self
+                .command(reqwest::Method::GET, "/alert/text", None)
+                .await
+            {
+                Ok(text) => {
+                    self.expect(reqwest::Method::POST, "/alert/dismiss", Some(json!({})))
+                        .await;
+                    return text.as_str().unwrap_or_default().to_string();
+                }
+                Err(error) if error.error == "no such alert" => {}
+                Err(error) => panic!("WebDriver alert text: {error}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no dialog opened within {WAIT_FOR_PAGE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Presses keys on whatever has the focus, as a user at the keyboard does (W3C key actions:
     /// each character is pressed and released; WebDriver's private-use characters are the
     /// special keys, see [`keys`]).
