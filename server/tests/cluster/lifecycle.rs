@@ -1,7 +1,8 @@
 //! The device lifecycle across nodes: a replacement made through one node and used on another
 //! ends the old device connected to a third; the inactive release run by one node's duty spares
 //! a device connected to another node and releases an offline one; a staged rollout made on one
-//! node reaches the chosen devices on the others and is promoted once, by whichever duty is first.
+//! node reaches the chosen devices on the others and is promoted once, by whichever duty is first;
+//! devices waiting in line on two nodes are paired in arrival order by licenses added on a third.
 
 use client::ResumeResult;
 use protocol::{CloseCode, EndReason, ServerMessage};
@@ -162,4 +163,80 @@ async fn a_staged_rollout_made_on_one_node_reaches_devices_on_others_and_is_prom
         .filter(|entry| entry["action"] == "configuration.rollout_promoted")
         .count();
     assert_eq!(promotions, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_waiting_on_two_nodes_are_paired_in_arrival_order_by_licenses_added_on_a_third() {
+    use client::{PairOrWaitResult, PairResult};
+    let cluster = ThreeNodes::start().await;
+    let admin = &cluster.a.admin;
+    let org = admin.create_org("Line").await;
+    let code = admin.reusable_code(&org, json!({})).await;
+    let code = code["code"].as_str().unwrap().to_string();
+    // Four devices wait, alternately on nodes b and c.
+    let mut waiting = Vec::new();
+    for place in 1..=4 {
+        let node = if place % 2 == 1 {
+            &cluster.b
+        } else {
+            &cluster.c
+        };
+        let identity = identity();
+        let mut connection = connect(&node.device_url, protocol::Encoding::Json).await;
+        let answer = connection
+            .pair_or_wait(&code, &identity, &device_info("waiting"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(answer, PairOrWaitResult::Waiting(ref waiting) if waiting.position == place),
+            "device {place} on node {}: {answer:?}",
+            node.name
+        );
+        waiting.push(connection);
+    }
+    // Two licenses added on node a: the first two in line (one on b, one on c) are paired.
+    admin.add_licenses(&org, 2).await;
+    for connection in &mut waiting[..2] {
+        match connection.wait_for_turn().await.unwrap() {
+            PairResult::Paired(paired) => assert!(!paired.already_paired),
+            other => panic!("not paired from the line: {other:?}"),
+        }
+    }
+    let line = cluster
+        .c
+        .admin
+        .get(&format!("/v1/organizations/{org}/waiting"))
+        .await;
+    let left: Vec<u64> = line["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|device| device["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(left, [1, 2], "{line}");
+    // One dismissed through node b is told on node c; the last one gets the next license.
+    let ticket = line["items"][0]["ticket"].as_u64().unwrap();
+    let (status, _) = cluster
+        .b
+        .admin
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/organizations/{org}/waiting/{ticket}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    match waiting[2].wait_for_turn().await.unwrap() {
+        PairResult::Refused(refused) => {
+            assert_eq!(refused.reason, protocol::RefusalReason::Dismissed);
+        }
+        other => panic!("the dismissed device was not told: {other:?}"),
+    }
+    cluster.c.admin.add_licenses(&org, 1).await;
+    assert!(matches!(
+        waiting[3].wait_for_turn().await.unwrap(),
+        PairResult::Paired(_)
+    ));
+    let pool = sql(&cluster.database).await;
+    assert_eq!(active_devices(&pool, &org).await.len(), 3);
 }

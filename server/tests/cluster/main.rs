@@ -18,7 +18,8 @@
 //! (races and retries across nodes); `notifications` (admin commands reaching devices on other
 //! nodes, a lost LISTEN connection); `failures` (a node killed mid-burst, a device moving to
 //! another node, PostgreSQL stopped and started); `presence` (a killed node's devices);
-//! `lifecycle` (a replacement, the inactive release and a staged rollout across nodes).
+//! `lifecycle` (a replacement, the inactive release, a staged rollout and the waiting line across
+//! nodes).
 
 // Tests fail loudly by design: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
