@@ -108,6 +108,16 @@ pub enum PairResult {
     Refused(Refused),
 }
 
+/// What `pair` and `pair_or_wait` send.
+fn pair(code: &str, identity: &DeviceIdentity, device: &DeviceInfo) -> Pair {
+    Pair {
+        code: code.to_string(),
+        installation_id: identity.installation_id,
+        credential: identity.credential.clone(),
+        device: device.clone(),
+    }
+}
+
 /// The first answer to a pairing that may wait in line ([`Connection::pair_or_wait`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PairOrWaitResult {
@@ -322,13 +332,8 @@ impl Connection {
         identity: &DeviceIdentity,
         device: &DeviceInfo,
     ) -> Result<PairResult, ClientError> {
-        self.send(&DeviceMessage::Pair(Pair {
-            code: code.to_string(),
-            installation_id: identity.installation_id,
-            credential: identity.credential.clone(),
-            device: device.clone(),
-        }))
-        .await?;
+        self.send(&DeviceMessage::Pair(pair(code, identity, device)))
+            .await?;
         self.wait_for(|message| match message {
             ServerMessage::Paired(paired) => Some(PairResult::Paired(paired.clone())),
             ServerMessage::Refused(refused) => Some(PairResult::Refused(refused.clone())),
@@ -344,13 +349,8 @@ impl Connection {
         identity: &DeviceIdentity,
         device: &DeviceInfo,
     ) -> Result<PairOrWaitResult, ClientError> {
-        self.send(&DeviceMessage::PairOrWait(Pair {
-            code: code.to_string(),
-            installation_id: identity.installation_id,
-            credential: identity.credential.clone(),
-            device: device.clone(),
-        }))
-        .await?;
+        self.send(&DeviceMessage::PairOrWait(pair(code, identity, device)))
+            .await?;
         self.wait_for(|message| match message {
             ServerMessage::Paired(paired) => Some(PairOrWaitResult::Paired(paired.clone())),
             ServerMessage::Refused(refused) => Some(PairOrWaitResult::Refused(refused.clone())),
