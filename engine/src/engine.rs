@@ -18,7 +18,7 @@ use crate::error::EngineError;
 use crate::events::OrgEvent;
 use crate::ids::OrgId;
 use crate::link::DeviceLink;
-use crate::metrics::{DetailedMetrics, Metrics};
+use crate::metrics::{Counters, DetailedMetrics, Metrics};
 use crate::model::{AuditEntry, AuditFilter, OperatorTokenInfo, Organization, Page, PageRequest};
 use crate::node::Node;
 use crate::org::{OrgActorStatus, OrgMsg};
@@ -29,6 +29,26 @@ use crate::settings::EngineSettings;
 use crate::store::{Store, StoreError, TokenOwner};
 use crate::supervisor::Actors;
 use crate::usage;
+
+/// How long a leased webhook delivery is another node's to leave alone: longer than an attempt
+/// takes (the delivery task gives up on a receiver after 10 seconds).
+pub const WEBHOOK_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A webhook delivery to send now ([`Engine::lease_webhook_deliveries`]).
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: i64,
+    pub url: String,
+    /// The webhook's signing secret ([`crate::webhooks::signature`]).
+    pub secret: String,
+    pub event_id: uuid::Uuid,
+    pub kind: String,
+    /// The body to post (JSON).
+    pub payload: String,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+    pub created_at: crate::ids::Timestamp,
+}
 
 /// Why the engine did not start.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +144,92 @@ impl Engine {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.node.clock
+    }
+
+    /// Leases up to `limit` webhook deliveries that are due, for the server's delivery task to
+    /// send; another node does not take them for [`WEBHOOK_LEASE`].
+    pub async fn lease_webhook_deliveries(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, EngineError> {
+        let now = self.node.clock.now();
+        let leased = self
+            .node
+            .store
+            .lease_deliveries(now, now.plus(WEBHOOK_LEASE), limit)
+            .await?;
+        let mut due = Vec::with_capacity(leased.len());
+        for delivery in leased {
+            let secret = self
+                .node
+                .cipher
+                .open(delivery.webhook_id.0.as_bytes(), &delivery.sealed_secret)
+                .ok()
+                .and_then(|secret| String::from_utf8(secret).ok());
+            let Some(secret) = secret else {
+                tracing::error!(webhook_id = %delivery.webhook_id, "a webhook's secret cannot be opened with this server key");
+                continue;
+            };
+            due.push(DueDelivery {
+                id: delivery.id,
+                url: delivery.url,
+                secret,
+                event_id: delivery.event_id,
+                kind: delivery.kind,
+                payload: delivery.payload,
+                attempts: delivery.attempts,
+                created_at: delivery.created_at,
+            });
+        }
+        Ok(due)
+    }
+
+    /// Records how an attempt to send `delivery` went: the receiver's HTTP status, or why
+    /// there was none. A 2xx status delivers it; anything else is tried again later
+    /// ([`crate::webhooks::retry_after`]) or, past the retry period, given up.
+    pub async fn finish_webhook_delivery(
+        &self,
+        delivery: &DueDelivery,
+        outcome: Result<u16, String>,
+    ) -> Result<(), EngineError> {
+        let now = self.node.clock.now();
+        let (status, error) = match outcome {
+            Ok(status) if (200..300).contains(&status) => (Some(status), None),
+            Ok(status) => (
+                Some(status),
+                Some(format!("the receiver answered {status}")),
+            ),
+            Err(error) => (None, Some(error)),
+        };
+        let finish = match &error {
+            None => {
+                Counters::add(&self.node.counters.webhooks_delivered, 1);
+                crate::store::DeliveryFinish {
+                    at: now,
+                    state: "delivered",
+                    next_attempt_at: now,
+                    status,
+                    error: None,
+                }
+            }
+            Some(_) => {
+                Counters::add(&self.node.counters.webhook_failures, 1);
+                let retry =
+                    crate::webhooks::retry_after(delivery.attempts, delivery.created_at, now);
+                crate::store::DeliveryFinish {
+                    at: now,
+                    state: if retry.is_some() { "pending" } else { "failed" },
+                    next_attempt_at: retry.unwrap_or(now),
+                    status,
+                    error,
+                }
+            }
+        };
+        self.node
+            .store
+            .finish_delivery(delivery.id, &finish)
+            .await?;
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

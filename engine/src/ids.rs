@@ -82,6 +82,10 @@ id_type!(
     RolloutId
 );
 id_type!(
+    /// A webhook: an endpoint an organization registered for events.
+    WebhookId
+);
+id_type!(
     /// A device: one pairing of one installation. Unpairing ends it; pairing again makes a new one.
     DeviceId
 );

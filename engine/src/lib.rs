@@ -46,6 +46,7 @@ pub mod secrets;
 pub mod session;
 pub mod settings;
 pub mod store;
+pub mod webhooks;
 
 mod ack_failures;
 mod audit;
@@ -62,7 +63,7 @@ mod usage;
 pub use admin::{IdempotencyKey, Principal, check_configuration_body, new_operator_token};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use duties::expiry::Swept;
-pub use engine::{Engine, StartError};
+pub use engine::{DueDelivery, Engine, StartError, WEBHOOK_LEASE};
 pub use error::EngineError;
 pub use metrics::{DetailedMetrics, Metrics};
 pub use model::code_status;

@@ -47,6 +47,9 @@ pub(crate) struct Counters {
     pub rollouts_halted: AtomicU64,
     /// Devices paired from their organization's waiting line.
     pub served_from_line: AtomicU64,
+    /// Webhook deliveries sent and accepted, and attempts that failed.
+    pub webhooks_delivered: AtomicU64,
+    pub webhook_failures: AtomicU64,
     /// Pairing answers `refused`, by reason (in the order of [`Refusal::ALL`]), however they
     /// were refused: before the actor (unknown code, rate limit, malformed) or by its batch.
     pub refusals: [AtomicU64; Refusal::ALL.len()],
@@ -79,6 +82,8 @@ impl Default for Counters {
             rollouts_promoted: zero(),
             rollouts_halted: zero(),
             served_from_line: zero(),
+            webhooks_delivered: zero(),
+            webhook_failures: zero(),
             refusals: [const { AtomicU64::new(0) }; Refusal::ALL.len()],
             batch_size: AtomicHistogram::new(&BATCH_SIZE_BOUNDS),
             batch_seconds: AtomicHistogram::new(&BATCH_SECONDS_BOUNDS),
@@ -132,6 +137,8 @@ impl Counters {
             rollouts_promoted: get(&self.rollouts_promoted),
             rollouts_halted: get(&self.rollouts_halted),
             served_from_line: get(&self.served_from_line),
+            webhooks_delivered: get(&self.webhooks_delivered),
+            webhook_failures: get(&self.webhook_failures),
             connected_devices: connected_devices as u64,
             running_organization_actors: running_orgs as u64,
             live_feed_watched_here: 0,
@@ -174,6 +181,10 @@ pub struct Metrics {
     pub rollouts_halted: u64,
     /// Devices paired from their organization's waiting line (counted in `pairings` too).
     pub served_from_line: u64,
+    /// Webhook deliveries accepted by their receivers, and attempts that failed (each is
+    /// tried again with back-off).
+    pub webhooks_delivered: u64,
+    pub webhook_failures: u64,
     pub connected_devices: u64,
     pub running_organization_actors: u64,
     /// Organizations with live-feed watchers on this node, and organizations other nodes

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{
     CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId,
-    RolloutId, Timestamp,
+    RolloutId, Timestamp, WebhookId,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -349,6 +349,57 @@ pub struct ConfigurationRollout {
     /// The configuration's latest staged rollout, in progress or ended; `None` if it never had
     /// one.
     pub staged: Option<StagedRollout>,
+}
+
+/// An endpoint an organization registered for chosen kinds of events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Webhook {
+    pub id: WebhookId,
+    pub organization_id: OrgId,
+    pub url: String,
+    /// The kinds of events it receives.
+    pub events: Vec<String>,
+    pub created_at: Timestamp,
+    /// Who registered it, as the audit log names them.
+    pub created_by: String,
+}
+
+/// A webhook as it is registered: the only time its signing secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreatedWebhook {
+    pub id: WebhookId,
+    pub organization_id: OrgId,
+    pub url: String,
+    pub events: Vec<String>,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    /// Signs every delivery (`Paird-Signature`); keep it with the receiver.
+    pub secret: String,
+}
+
+/// One event's delivery to one webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WebhookDelivery {
+    pub id: u64,
+    pub webhook_id: WebhookId,
+    /// The event's id (`Paird-Event-Id`): the same for every webhook it went to and every
+    /// attempt and replay, so that a receiver can tell a repeat.
+    #[schema(value_type = String)]
+    pub event_id: uuid::Uuid,
+    pub kind: String,
+    /// `pending` (to be sent, or sent again after a failure), `delivered`, or `failed` (given
+    /// up after the retry period).
+    pub state: String,
+    pub attempts: u64,
+    pub created_at: Timestamp,
+    /// When a pending delivery is tried next.
+    pub next_attempt_at: Option<Timestamp>,
+    pub last_attempt_at: Option<Timestamp>,
+    /// The HTTP status of the last attempt, if the receiver answered.
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    pub delivered_at: Option<Timestamp>,
 }
 
 /// A device waiting in its organization's line for a license (it asked to wait when none was

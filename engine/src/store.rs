@@ -18,13 +18,13 @@ use async_trait::async_trait;
 use crate::events::OrgEvent;
 use crate::ids::{
     CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId,
-    RolloutId, Timestamp,
+    RolloutId, Timestamp, WebhookId,
 };
 use crate::model::{
     AckStatus, AuditEntry, AuditFilter, CodeInfo, CodeKind, Configuration, ConfigurationRevision,
     CountedPage, Device, FleetFilter, FleetQuery, License, LicenseSummary, LicenseWithDevice,
     OperatorTokenInfo, OrgKeyInfo, Organization, Page, PageRequest, RolloutState, StagedRollout,
-    WaitingDevice,
+    WaitingDevice, Webhook, WebhookDelivery,
 };
 use crate::secrets::SecretHash;
 
@@ -442,6 +442,45 @@ pub struct RevokedCode {
     pub code: CodeInfo,
 }
 
+/// An event for the organization's webhooks ([`StoreTx::enqueue_webhook_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEvent {
+    pub org_id: OrgId,
+    pub event_id: uuid::Uuid,
+    pub kind: &'static str,
+    /// The JSON body sent.
+    pub payload: String,
+    pub at: Timestamp,
+    /// Milliseconds: 0, or at most one event of this kind per webhook within it.
+    pub throttle: i64,
+}
+
+/// A delivery leased for an attempt ([`NodeStore::lease_deliveries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedDelivery {
+    pub id: i64,
+    pub webhook_id: WebhookId,
+    pub url: String,
+    pub sealed_secret: Vec<u8>,
+    pub event_id: uuid::Uuid,
+    pub kind: String,
+    pub payload: String,
+    pub created_at: Timestamp,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+}
+
+/// How a delivery's attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryFinish {
+    pub at: Timestamp,
+    /// `delivered`, `pending` (tried again at `next_attempt_at`) or `failed` (given up).
+    pub state: &'static str,
+    pub next_attempt_at: Timestamp,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+}
+
 /// Whether a claim of free licenses yields to devices waiting in line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -657,6 +696,18 @@ pub trait NodeStore: Send + Sync {
     /// The organizations with devices waiting in line.
     async fn waiting_orgs(&self) -> StoreResult<Vec<OrgId>>;
 
+    /// Leases up to `limit` webhook deliveries due at `now` (the oldest pending one of each
+    /// webhook, so that each webhook receives its events in order) until `lease_until`:
+    /// another node does not take them meanwhile. Counts the attempt.
+    async fn lease_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<LeasedDelivery>>;
+    /// Records how a leased delivery's attempt went.
+    async fn finish_delivery(&self, id: i64, finish: &DeliveryFinish) -> StoreResult<()>;
+
     /// The changes other nodes commit, or `None` on a backend that serves one node.
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>>;
 
@@ -853,6 +904,15 @@ pub trait AdminReads: Send + Sync {
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<AuditEntry>>;
+    /// The organization's webhooks (not deleted).
+    async fn list_webhooks(&self, org_id: OrgId) -> StoreResult<Vec<Webhook>>;
+    /// A webhook's deliveries, newest first, a page at a time.
+    async fn list_deliveries(
+        &self,
+        org_id: OrgId,
+        webhook_id: WebhookId,
+        page: &PageRequest,
+    ) -> StoreResult<Option<Page<WebhookDelivery>>>;
     /// The organization's line of waiting devices, in order, a page at a time (by ticket).
     async fn list_waiting(
         &self,
@@ -896,6 +956,10 @@ pub trait StoreTx: Send {
         now: Timestamp,
     ) -> StoreResult<Vec<EndedDevice>>;
     async fn config_rows(&mut self, ids: &[ConfigId]) -> StoreResult<Vec<ConfigRow>>;
+    /// Puts one event in the outbox of every webhook of the organization that receives its
+    /// kind; with `throttle` (milliseconds), not for a webhook that got an event of that kind
+    /// within it.
+    async fn enqueue_webhook_event(&mut self, event: &WebhookEvent) -> StoreResult<()>;
     /// Takes these tickets out of their line (those still in it). Returns the ones it took.
     async fn leave_line(&mut self, org_id: OrgId, tickets: &[i64]) -> StoreResult<Vec<Waiting>>;
     /// Configurations at revisions of their history (staged rollouts'), with their bodies;
@@ -1094,6 +1158,26 @@ pub trait AdminTx: StoreTx {
     async fn codes_carrying(&mut self, config_id: ConfigId, now: Timestamp) -> StoreResult<u64>;
     /// Keeps a revision in the configuration's history.
     async fn insert_revision(&mut self, revision: &NewRevision) -> StoreResult<()>;
+    /// How many webhooks (not deleted) the organization has.
+    async fn count_webhooks(&mut self, org_id: OrgId) -> StoreResult<u64>;
+    async fn insert_webhook(&mut self, webhook: &Webhook, sealed_secret: &[u8]) -> StoreResult<()>;
+    /// Deletes a webhook of the organization (its pending deliveries are not sent). False when
+    /// it has none such.
+    async fn delete_webhook(
+        &mut self,
+        org_id: OrgId,
+        id: WebhookId,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Makes a delivery of the organization's webhook pending again, due `now`. False when
+    /// there is none such.
+    async fn replay_delivery(
+        &mut self,
+        org_id: OrgId,
+        webhook_id: WebhookId,
+        delivery_id: i64,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     /// The organization's configuration, locked against concurrent edits, deletion, rollout
     /// decisions and codes made to carry it, where the backend locks rows; with its staged
     /// rollout in progress (running or halted). `None` when the organization has no such

@@ -22,6 +22,7 @@ mod portal;
 mod proxy;
 pub mod qr;
 mod tls;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -240,6 +241,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         stopped.clone(),
         tracker.clone(),
     ));
+
+    tracker.spawn(webhooks::deliver(engine.clone(), stopped.clone()));
 
     let public = public_address(&config, device_addr)?;
     if let Some(tls) = &tls {

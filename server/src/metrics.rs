@@ -322,6 +322,18 @@ pub fn render(
         &[(&[], counters.replaced as f64)],
     );
     families.counter(
+        "paird_webhook_attempts_total",
+        "Webhook deliveries sent, by outcome: delivered (the receiver answered 2xx) or failed \
+         (anything else; tried again with back-off).",
+        &[
+            (
+                &[("outcome", "delivered")],
+                counters.webhooks_delivered as f64,
+            ),
+            (&[("outcome", "failed")], counters.webhook_failures as f64),
+        ],
+    );
+    families.counter(
         "paird_line_pairings_total",
         "Devices paired from their organization's waiting line (counted in \
          paird_pairings_total too).",

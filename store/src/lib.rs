@@ -43,6 +43,7 @@ mod retention;
 mod rollouts;
 mod rows;
 pub mod sqlite;
+mod webhooks;
 mod writes;
 
 use std::path::PathBuf;

@@ -9,6 +9,7 @@ use engine::ids::{ConfigId, DeviceId, OrgId, Timestamp};
 use engine::store::{
     ChangeFeed, Credential, NodeStore, PoolUsage, Store, StoreResult, Transaction,
 };
+use engine::store::{DeliveryFinish, LeasedDelivery};
 use uuid::Uuid;
 
 use crate::backend::{Arg, Backend, SqlStore, SqlTx, Statements as _};
@@ -56,6 +57,21 @@ impl<B: Backend> Store for SqlStore<B> {
 impl<B: Backend> NodeStore for SqlStore<B> {
     async fn reset_presence(&self, now: Timestamp) -> StoreResult<()> {
         B::reset_presence(self, now).await
+    }
+
+    async fn lease_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<LeasedDelivery>> {
+        let mut writer = self.writer().await?;
+        crate::webhooks::lease(&mut *writer, now, lease_until, limit).await
+    }
+
+    async fn finish_delivery(&self, id: i64, finish: &DeliveryFinish) -> StoreResult<()> {
+        let mut writer = self.writer().await?;
+        crate::webhooks::finish(&mut *writer, id, finish).await
     }
 
     async fn waiting_orgs(&self) -> StoreResult<Vec<OrgId>> {

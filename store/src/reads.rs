@@ -3,6 +3,7 @@
 //! API shows). They run on the store's readers.
 
 use async_trait::async_trait;
+use engine::ids::WebhookId;
 use engine::ids::{
     CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId, Timestamp,
 };
@@ -11,6 +12,7 @@ use engine::model::{
     Device, FleetQuery, License, LicenseStatus, LicenseSummary, LicenseWithDevice,
     OperatorTokenInfo, OrgKeyInfo, Organization, Page, PageRequest, StagedRollout, WaitingDevice,
 };
+use engine::model::{Webhook, WebhookDelivery};
 use engine::secrets::SecretHash;
 use engine::store::{
     AdminReads, CodeRoute, ConfigRow, DeviceReads, DeviceState, EndedPairing, InstallationRoute,
@@ -416,6 +418,21 @@ impl<B: Backend> AdminReads for SqlStore<B> {
                 revision_reports_from_row,
             )
             .await
+    }
+
+    async fn list_webhooks(&self, org_id: OrgId) -> StoreResult<Vec<Webhook>> {
+        let mut reader = self.reader().await?;
+        crate::webhooks::list(&mut *reader, org_id).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        org_id: OrgId,
+        webhook_id: WebhookId,
+        page: &PageRequest,
+    ) -> StoreResult<Option<Page<WebhookDelivery>>> {
+        let mut reader = self.reader().await?;
+        crate::webhooks::deliveries(&mut *reader, org_id, webhook_id, page).await
     }
 
     async fn list_waiting(

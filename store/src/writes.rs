@@ -6,15 +6,18 @@
 //! PostgreSQL locks, are its statements, bound and read here.
 
 use async_trait::async_trait;
+use engine::ids::WebhookId;
 use engine::ids::{
     CodeId, ConfigId, DeviceId, InstallationId, KeyId, LicenseId, OperatorTokenId, OrgId,
     RolloutId, Timestamp,
 };
+use engine::model::Webhook;
 use engine::model::{
     AckStatus, ConfigurationRevision, Device, FleetFilter, FleetRows, License, OperatorTokenInfo,
     OrgKeyInfo, Organization, RolloutState, StagedRollout, TokenSource,
 };
 use engine::secrets::SecretHash;
+use engine::store::WebhookEvent;
 use engine::store::{
     AckTarget, AckWrite, ActiveDevice, AdminTx, Change, Claim, CodeState, ConfigDelete, ConfigEdit,
     ConfigRow, ConfigUpdate, DeviceEdit, DevicePresence, DeviceTouch, EndedDevice, FreeLicense,
@@ -264,6 +267,10 @@ impl<B: Backend> StoreTx for SqlTx<B> {
                 config_row_from_row,
             )
             .await
+    }
+
+    async fn enqueue_webhook_event(&mut self, event: &WebhookEvent) -> StoreResult<()> {
+        crate::webhooks::enqueue(&mut *self.tx, event).await
     }
 
     async fn leave_line(&mut self, org_id: OrgId, tickets: &[i64]) -> StoreResult<Vec<Waiting>> {
@@ -911,6 +918,33 @@ impl<B: Backend> AdminTx for SqlTx<B> {
             )
             .await?;
         get_u64(&row, 0)
+    }
+
+    async fn count_webhooks(&mut self, org_id: OrgId) -> StoreResult<u64> {
+        crate::webhooks::count(&mut *self.tx, org_id).await
+    }
+
+    async fn insert_webhook(&mut self, webhook: &Webhook, sealed_secret: &[u8]) -> StoreResult<()> {
+        crate::webhooks::insert(&mut *self.tx, webhook, sealed_secret).await
+    }
+
+    async fn delete_webhook(
+        &mut self,
+        org_id: OrgId,
+        id: WebhookId,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        crate::webhooks::delete(&mut *self.tx, org_id, id, now).await
+    }
+
+    async fn replay_delivery(
+        &mut self,
+        org_id: OrgId,
+        webhook_id: WebhookId,
+        delivery_id: i64,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        crate::webhooks::replay(&mut *self.tx, org_id, webhook_id, delivery_id, now).await
     }
 
     async fn lock_configuration(

@@ -196,6 +196,8 @@ async fn opens_and_migrates_twice() {
             "organizations",
             "server_meta",
             "waiting_devices",
+            "webhook_deliveries",
+            "webhooks",
         ]
     );
     store.close().await;

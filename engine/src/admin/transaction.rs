@@ -125,7 +125,9 @@ impl CommandTx<'_> {
             details,
             devices,
         };
-        self.store.insert_audit(&[entry]).await?;
+        let entries = [entry];
+        self.store.insert_audit(&entries).await?;
+        crate::webhooks::enqueue(self.store, self.org_id, &entries).await?;
         Ok(())
     }
 

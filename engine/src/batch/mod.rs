@@ -525,6 +525,7 @@ async fn write(
     }
     if !writes.audit.is_empty() {
         tx.insert_audit(&writes.audit).await?;
+        crate::webhooks::enqueue(tx, org_id, &writes.audit).await?;
     }
     if !writes.left_line.is_empty() {
         tx.leave_line(org_id, &writes.left_line).await?;

@@ -26,6 +26,7 @@ mod list_devices;
 mod list_keys;
 mod list_licenses;
 mod list_waiting;
+mod list_webhooks;
 mod reveal_code;
 
 use std::future::Future;
@@ -58,6 +59,7 @@ pub use list_devices::ListDevices;
 pub use list_keys::ListKeys;
 pub use list_licenses::ListLicenses;
 pub use list_waiting::ListWaiting;
+pub use list_webhooks::{ListDeliveries, ListWebhooks};
 pub use reveal_code::RevealCode;
 
 /// A read of one organization's data by an admin.

@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use engine::admin::{AddedLicenses, CreatedKey, RenewedLicenses, UnpairedDevice, UnpairedDevices};
 use engine::model::{
     AuditEntry, CodeInfo, Configuration, ConfigurationDiff, ConfigurationRevision,
-    ConfigurationRollout, CountedPage, Device, InactiveRelease, License, LicenseSummary,
-    LicenseWithDevice, NewDeviceConfiguration, OrgKeyInfo, Organization, Page, StagedRollout,
-    WaitingDevice,
+    ConfigurationRollout, CountedPage, CreatedWebhook, Device, InactiveRelease, License,
+    LicenseSummary, LicenseWithDevice, NewDeviceConfiguration, OrgKeyInfo, Organization, Page,
+    StagedRollout, WaitingDevice, Webhook, WebhookDelivery,
 };
 use serde::Serialize;
 use utoipa::openapi::path::{
@@ -33,9 +33,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::routes::{
     AddLicensesBody, AssignOneBody, AuditQuery, CheckConfigurationBody, CodeQuery, CodeResponse,
-    CreateCodeBody, CreateConfigurationBody, DevicesBody, DiffQuery, EditDeviceBody, FleetParams,
-    InactiveReleaseBody, ListQuery, NameBody, PinBody, QrQuery, RenewBody, RenewLicensesBody,
-    RevertBody, SingleUseBody, StageConfigurationBody, UpdateConfigurationBody,
+    CreateCodeBody, CreateConfigurationBody, CreateWebhookBody, DevicesBody, DiffQuery,
+    EditDeviceBody, FleetParams, InactiveReleaseBody, ListQuery, NameBody, PinBody, QrQuery,
+    RenewBody, RenewLicensesBody, RevertBody, SingleUseBody, StageConfigurationBody,
+    UpdateConfigurationBody,
 };
 
 /// Who may call an operation.
@@ -170,6 +171,49 @@ fn operations() -> Vec<Op> {
         .idempotent()
         .body::<super::routes::CreateKeyBody>()
         .json::<CreatedKey>(201),
+        Op::new(
+            Post,
+            at("/webhooks"),
+            "create_webhook",
+            Either,
+            "Register an endpoint for chosen kinds of events",
+        )
+        .idempotent()
+        .body::<CreateWebhookBody>()
+        .json::<CreatedWebhook>(201),
+        Op::new(
+            Get,
+            at("/webhooks"),
+            "list_webhooks",
+            Either,
+            "The organization's webhooks",
+        )
+        .json::<Page<Webhook>>(200),
+        Op::new(
+            Delete,
+            at("/webhooks/{webhook}"),
+            "delete_webhook",
+            Either,
+            "Stop sending to a webhook",
+        )
+        .nothing(204),
+        Op::new(
+            Get,
+            at("/webhooks/{webhook}/deliveries"),
+            "list_webhook_deliveries",
+            Either,
+            "A webhook's deliveries and their outcomes, newest first",
+        )
+        .query::<ListQuery>()
+        .json::<Page<WebhookDelivery>>(200),
+        Op::new(
+            Post,
+            at("/webhooks/{webhook}/deliveries/{delivery}/replay"),
+            "replay_webhook_delivery",
+            Either,
+            "Send a delivery again",
+        )
+        .nothing(202),
         Op::new(
             Get,
             at("/waiting"),
@@ -719,6 +763,13 @@ impl Op {
             // Every path parameter is an id, except a configuration's revision number and a
             // waiting device's ticket.
             let (description, schema) = match name.as_str() {
+                "delivery" => (
+                    "The delivery's number".to_string(),
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1))
+                        .into(),
+                ),
                 "ticket" => (
                     "The waiting device's ticket".to_string(),
                     ObjectBuilder::new()
@@ -905,6 +956,7 @@ fn describe(status: u16) -> &'static str {
     match status {
         200 => "OK",
         201 => "Created",
+        202 => "Accepted; it is done shortly",
         204 => "Done; no body",
         503 => "Not ready",
         _ => "Answer",
@@ -933,6 +985,7 @@ fn tag_of(path: &str) -> &'static str {
         Some("audit") => "audit",
         Some("events") => "live feed",
         Some("waiting") => "devices",
+        Some("webhooks") => "webhooks",
         Some(_) => "organizations",
     }
 }

@@ -12,12 +12,13 @@ use base64::Engine as _;
 use engine::admin::{
     AddLicenses, AssignConfiguration, AssignConfigurationToFleet, ConfigureDevice,
     CreateConfiguration, CreateKey, CreateOrganization, CreateReusableCode, CreateSingleUseCode,
-    DeleteConfiguration, DismissWaiting, EditDevice, HaltRollout, MAX_IDS_PER_BULK_COMMAND,
-    PinConfiguration, PromoteRollout, RenewLicense, RenewLicenses, ReplaceDevice,
-    RevertConfiguration, RevokeCode, RevokeKey, RevokeSingleUseCode, RolloutAudience, Selection,
-    SetInactiveRelease, StageConfiguration, UnpairDevice, UnpairDevices, UpdateConfiguration,
+    CreateWebhook, DeleteConfiguration, DeleteWebhook, DismissWaiting, EditDevice, HaltRollout,
+    MAX_IDS_PER_BULK_COMMAND, PinConfiguration, PromoteRollout, RenewLicense, RenewLicenses,
+    ReplaceDevice, ReplayDelivery, RevertConfiguration, RevokeCode, RevokeKey, RevokeSingleUseCode,
+    RolloutAudience, Selection, SetInactiveRelease, StageConfiguration, UnpairDevice,
+    UnpairDevices, UpdateConfiguration,
 };
-use engine::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp};
+use engine::ids::{CodeId, ConfigId, DeviceId, KeyId, LicenseId, OrgId, Timestamp, WebhookId};
 use engine::model::{
     AuditFilter, CodeKind, CodeWithSecret, FleetFilter, FleetSort, LicenseStatus, PageRequest,
     RevisionState,
@@ -26,7 +27,8 @@ use engine::query::{
     DiffConfigurationRevisions, GetCode, GetConfiguration, GetConfigurationRevision,
     GetConfigurationRollout, GetDevice, GetInactiveRelease, GetLicense, GetLicenseSummary,
     GetNewDeviceConfiguration, GetOrganization, ListAudit, ListCodes, ListConfigurationRevisions,
-    ListConfigurations, ListDevices, ListKeys, ListLicenses, ListWaiting, RevealCode,
+    ListConfigurations, ListDeliveries, ListDevices, ListKeys, ListLicenses, ListWaiting,
+    ListWebhooks, RevealCode,
 };
 use engine::store::FieldEdit;
 use engine::{EngineError, Principal};
@@ -138,6 +140,22 @@ pub(crate) fn route_table(test_hooks: bool) -> RouteTable {
             get(inactive_release).put(set_inactive_release),
         )
         .route(&format!("{org}/waiting"), get(list_waiting))
+        .route(
+            &format!("{org}/webhooks"),
+            post(create_webhook).get(list_webhooks),
+        )
+        .route(
+            &format!("{org}/webhooks/{{webhook}}"),
+            delete(delete_webhook),
+        )
+        .route(
+            &format!("{org}/webhooks/{{webhook}}/deliveries"),
+            get(webhook_deliveries),
+        )
+        .route(
+            &format!("{org}/webhooks/{{webhook}}/deliveries/{{delivery}}/replay"),
+            post(replay_delivery),
+        )
         .route(
             &format!("{org}/waiting/{{ticket}}"),
             delete(dismiss_waiting),
@@ -739,6 +757,84 @@ async fn list_keys(
 ) -> Result<Response> {
     let keys = state.engine.query(&principal, org, ListKeys).await?;
     Ok(Json(json!({ "items": keys, "next_cursor": null })).into_response())
+}
+
+/// The body of a new webhook.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateWebhookBody {
+    /// `https://…` (or `http://` to a loopback address).
+    url: String,
+    /// The kinds of events it receives: `pairings`, `unpairings`, `no_free_license`,
+    /// `rollout_halted`, `apply_failed`.
+    events: Vec<String>,
+}
+
+async fn create_webhook(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+    headers: HeaderMap,
+    Body(body): Body<CreateWebhookBody>,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    let command = CreateWebhook {
+        url: body.url,
+        events: body.events,
+    };
+    Ok(created(
+        state
+            .engine
+            .run_with_key(&principal, org, command, key)
+            .await?,
+    ))
+}
+
+async fn list_webhooks(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids(org): Ids<OrgId>,
+) -> Result<Response> {
+    let webhooks = state.engine.query(&principal, org, ListWebhooks).await?;
+    Ok(Json(json!({ "items": webhooks, "next_cursor": null })).into_response())
+}
+
+async fn delete_webhook(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, webhook)): Ids<(OrgId, WebhookId)>,
+) -> Result<Response> {
+    let command = DeleteWebhook {
+        webhook_id: webhook,
+    };
+    state.engine.run(&principal, org, command).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn webhook_deliveries(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, webhook)): Ids<(OrgId, WebhookId)>,
+    Params(query): Params<ListQuery>,
+) -> Result<Response> {
+    let query = ListDeliveries {
+        webhook_id: webhook,
+        page: query.page(),
+    };
+    Ok(Json(state.engine.query(&principal, org, query).await?).into_response())
+}
+
+async fn replay_delivery(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Ids((org, webhook, delivery)): Ids<(OrgId, WebhookId, u64)>,
+) -> Result<Response> {
+    let command = ReplayDelivery {
+        webhook_id: webhook,
+        delivery_id: delivery,
+    };
+    state.engine.run(&principal, org, command).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 async fn list_waiting(

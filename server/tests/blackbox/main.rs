@@ -48,3 +48,4 @@ mod tls;
 mod tokens;
 mod unpair;
 mod waiting;
+mod webhooks;

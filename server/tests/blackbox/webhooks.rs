@@ -1,0 +1,342 @@
+//! Webhooks: an organization's events delivered to a real HTTP receiver on loopback, signed
+//! (checked with the verification example of docs/admin-api.md, run by Python), in order,
+//! retried after failures by the engine's clock, replayed on demand, and not lost by a restart.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    kind: String,
+    event_id: String,
+    signature: String,
+    body: String,
+}
+
+#[derive(Clone, Default)]
+struct Inbox {
+    received: Arc<Mutex<Vec<Received>>>,
+    /// The statuses of the next answers (200 when empty).
+    answers: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Inbox {
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn answer_next(&self, statuses: &[u16]) {
+        self.answers.lock().unwrap().extend(statuses);
+    }
+
+    async fn wait_for(&self, count: usize) -> Vec<Received> {
+        eventually(&format!("{count} deliveries"), || async {
+            let received = self.received();
+            (received.len() >= count).then_some(received)
+        })
+        .await
+    }
+}
+
+/// A webhook receiver on 127.0.0.1; answers the URL it listens on.
+async fn receiver(inbox: &Inbox) -> String {
+    async fn hook(
+        State(inbox): State<Inbox>,
+        headers: HeaderMap,
+        body: String,
+    ) -> axum::http::StatusCode {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        inbox.received.lock().unwrap().push(Received {
+            kind: header("paird-event"),
+            event_id: header("paird-event-id"),
+            signature: header("paird-signature"),
+            body,
+        });
+        let status = inbox.answers.lock().unwrap().pop_front().unwrap_or(200);
+        axum::http::StatusCode::from_u16(status).unwrap()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state(inbox.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}/hook")
+}
+
+/// Checks a delivery's signature with the Python example of docs/admin-api.md.
+fn verify_with_documented_example(secret: &str, received: &Received) {
+    let doc = admin_doc();
+    let start = doc
+        .find("```python\n")
+        .expect("a Python verification example")
+        + "```python\n".len();
+    let end = start + doc[start..].find("\n```").expect("its end");
+    let example = &doc[start..end];
+    let program = format!(
+        "import os, sys\n{example}\n\
+         ok = verify(os.environ['SECRET'], os.environ['SIGNATURE'], os.environ['BODY'].encode())\n\
+         sys.exit(0 if ok else 1)\n"
+    );
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&program)
+        .env("SECRET", secret)
+        .env("SIGNATURE", &received.signature)
+        .env("BODY", &received.body)
+        .status()
+        .expect("python3 runs");
+    assert!(
+        status.success(),
+        "the documented example rejects {received:?}"
+    );
+    let tampered = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&program)
+        .env("SECRET", secret)
+        .env("SIGNATURE", &received.signature)
+        .env("BODY", format!("{} ", received.body))
+        .status()
+        .expect("python3 runs");
+    assert!(!tampered.success(), "a changed body must not verify");
+}
+
+async fn create_webhook(admin: &Admin, org: &str, url: &str, events: &[&str]) -> Value {
+    let (status, created) = admin
+        .call(
+            Method::POST,
+            &format!("/v1/organizations/{org}/webhooks"),
+            Some(json!({ "url": url, "events": events })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arrive_signed_in_order_retried_after_failures_and_replayed() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let inbox = Inbox::default();
+    let url = receiver(&inbox).await;
+    let (org, code) = admin.org_with_code("Acme", 1).await;
+    let webhook = create_webhook(
+        admin,
+        &org,
+        &url,
+        &["pairings", "unpairings", "no_free_license"],
+    )
+    .await;
+    assert_shaped_as_documented("### Webhook", &webhook);
+    let secret = webhook["secret"].as_str().unwrap().to_string();
+    let webhook_id = webhook["id"].as_str().unwrap().to_string();
+    // The receiver fails twice before it accepts anything.
+    inbox.answer_next(&[500, 503]);
+
+    let (_, _, paired) = pair_ok(&test.device_url(), &code).await;
+    for _ in 0..2 {
+        let (_, _, refused) = pair_new(&test.device_url(), &code).await;
+        assert_eq!(
+            refusal(&refused),
+            Some(protocol::RefusalReason::NoFreeLicense)
+        );
+    }
+    admin.unpair(&org, paired.device_id).await;
+
+    // The first event is tried, fails, and everything behind it waits its turn.
+    let first = inbox.wait_for(1).await;
+    assert_eq!(first[0].kind, "pairings");
+    admin.advance(11.0).await;
+    inbox.wait_for(2).await;
+    admin.advance(21.0).await;
+    // Then it is delivered, and the others follow in the order they happened; two refusals
+    // within the interval make one event.
+    let received = inbox.wait_for(5).await;
+    let kinds: Vec<&str> = received.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "pairings",
+            "pairings",
+            "pairings",
+            "no_free_license",
+            "unpairings"
+        ],
+        "{received:?}"
+    );
+    assert_eq!(
+        received[0].event_id, received[2].event_id,
+        "the same event, retried"
+    );
+    let mut ids: Vec<&str> = received[2..].iter().map(|r| r.event_id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+    for delivery in &received {
+        verify_with_documented_example(&secret, delivery);
+    }
+    let body: Value = serde_json::from_str(&received[2].body).unwrap();
+    assert_eq!(body["kind"], json!("pairings"));
+    assert_eq!(body["organization_id"], json!(org));
+    assert_eq!(body["entries"][0]["action"], json!("device.paired"));
+    assert_eq!(
+        body["entries"][0]["subject"],
+        json!(paired.device_id.to_string())
+    );
+    let body: Value = serde_json::from_str(&received[4].body).unwrap();
+    assert_eq!(body["entries"][0]["action"], json!("device.unpaired"));
+
+    // The deliveries and their outcomes, newest first.
+    let deliveries = admin
+        .get(&format!(
+            "/v1/organizations/{org}/webhooks/{webhook_id}/deliveries"
+        ))
+        .await;
+    let items = deliveries["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert_shaped_as_documented("### Webhook delivery", &items[0]);
+    let oldest = &items[2];
+    assert_eq!(
+        (
+            oldest["state"].clone(),
+            oldest["attempts"].clone(),
+            oldest["last_status"].clone()
+        ),
+        (json!("delivered"), json!(3), json!(200))
+    );
+    assert!(items.iter().all(|item| item["state"] == "delivered"));
+
+    // A replay sends the same event again.
+    let replay = format!(
+        "/v1/organizations/{org}/webhooks/{webhook_id}/deliveries/{}/replay",
+        items[1]["id"]
+    );
+    let (status, _) = admin.call(Method::POST, &replay, None).await;
+    assert_eq!(status, 202);
+    let again = inbox.wait_for(6).await;
+    assert_eq!(again[5].event_id, received[3].event_id);
+    assert_eq!(again[5].kind, "no_free_license");
+
+    // Deleted: nothing more is sent.
+    let (status, _) = admin
+        .call(
+            Method::DELETE,
+            &format!("/v1/organizations/{org}/webhooks/{webhook_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let listed = admin
+        .get(&format!("/v1/organizations/{org}/webhooks"))
+        .await;
+    assert_eq!(listed["items"], json!([]));
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_committed_before_a_restart_are_delivered_after_it() {
+    let test = TestServer::start().await;
+    let inbox = Inbox::default();
+    let url = receiver(&inbox).await;
+    let (org, code) = test.admin.org_with_code("Acme", 5).await;
+    create_webhook(&test.admin, &org, &url, &["pairings"]).await;
+    // The receiver fails the first attempt.
+    inbox.answer_next(&[503]);
+    for _ in 0..3 {
+        pair_ok(&test.device_url(), &code).await;
+    }
+    inbox.wait_for(1).await;
+    let test = test.restart().await;
+    // Later than any retry the first server planned.
+    test.admin.advance(3600.0).await;
+    let received = eventually("every event after the restart", || async {
+        let received = inbox.received();
+        let mut delivered: Vec<String> = received
+            .iter()
+            .skip(1)
+            .map(|r| r.event_id.clone())
+            .collect();
+        delivered.dedup();
+        (delivered.len() == 3).then_some(received)
+    })
+    .await;
+    let bodies: Vec<Value> = received
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    assert!(bodies.iter().all(|body| body["kind"] == "pairings"));
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_webhooks_are_refused() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let org = admin.create_org("Acme").await;
+    let path = format!("/v1/organizations/{org}/webhooks");
+    for (body, field) in [
+        (
+            json!({ "url": "http://portal.example.com/hook", "events": ["pairings"] }),
+            "url",
+        ),
+        (json!({ "url": "ftp://x", "events": ["pairings"] }), "url"),
+        (
+            json!({ "url": "https://portal.example.com/hook", "events": [] }),
+            "events",
+        ),
+        (
+            json!({ "url": "https://portal.example.com/hook", "events": ["everything"] }),
+            "events",
+        ),
+    ] {
+        let (status, answer) = admin.call(Method::POST, &path, Some(body.clone())).await;
+        assert_eq!(status, 422, "{body} → {answer}");
+        assert_eq!(answer["error"]["field"], json!(field), "{body} → {answer}");
+    }
+    let created = create_webhook(
+        admin,
+        &org,
+        "https://portal.example.com/hook",
+        &["pairings"],
+    )
+    .await;
+    let other = admin.create_org("Other").await;
+    let id = created["id"].as_str().unwrap();
+    for (method, path) in [
+        (
+            Method::DELETE,
+            format!("/v1/organizations/{other}/webhooks/{id}"),
+        ),
+        (
+            Method::GET,
+            format!("/v1/organizations/{other}/webhooks/{id}/deliveries"),
+        ),
+        (
+            Method::POST,
+            format!("/v1/organizations/{org}/webhooks/{id}/deliveries/1/replay"),
+        ),
+    ] {
+        let (status, answer) = admin.call(method.clone(), &path, None).await;
+        assert_eq!(status, 404, "{method} {path} → {answer}");
+    }
+    let listed = admin.get(&path).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert!(
+        listed["items"][0]["secret"].is_null(),
+        "a secret is shown once"
+    );
+    test.stop().await;
+}
