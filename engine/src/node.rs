@@ -53,6 +53,8 @@ pub(crate) struct Node {
     pub watchers: Watchers,
     /// When tokens and keys were last used, noted here and written by the `usage` duty.
     pub usage: crate::usage::Usage,
+    /// When the expiry duty last looked for expiring licenses to tell webhooks of.
+    pub expiring_checked: std::sync::Mutex<Option<Timestamp>>,
     next_connection: AtomicI64,
     node_id: i64,
 }
@@ -83,6 +85,7 @@ impl Node {
             counters: Counters::default(),
             watchers: Watchers::default(),
             usage: crate::usage::Usage::default(),
+            expiring_checked: std::sync::Mutex::new(None),
             next_connection: AtomicI64::new(prefix),
             node_id: prefix >> 32,
         }

@@ -695,6 +695,8 @@ pub trait NodeStore: Send + Sync {
 
     /// The organizations with devices waiting in line.
     async fn waiting_orgs(&self) -> StoreResult<Vec<OrgId>>;
+    /// The organizations with a webhook that receives `kind`.
+    async fn orgs_with_webhook(&self, kind: &str) -> StoreResult<Vec<OrgId>>;
 
     /// Leases up to `limit` webhook deliveries due at `now` (the oldest pending one of each
     /// webhook, so that each webhook receives its events in order) until `lease_until`:
@@ -1158,6 +1160,15 @@ pub trait AdminTx: StoreTx {
     async fn codes_carrying(&mut self, config_id: ConfigId, now: Timestamp) -> StoreResult<u64>;
     /// Keeps a revision in the configuration's history.
     async fn insert_revision(&mut self, revision: &NewRevision) -> StoreResult<()>;
+    /// The organization's licenses whose `valid_until` falls in (`after`, `until`], soonest
+    /// first, at most `limit`, each with the device that holds it; and how many there are.
+    async fn expiring_licenses(
+        &mut self,
+        org_id: OrgId,
+        after: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<(u64, Vec<(LicenseId, Timestamp, Option<DeviceId>)>)>;
     /// How many webhooks (not deleted) the organization has.
     async fn count_webhooks(&mut self, org_id: OrgId) -> StoreResult<u64>;
     async fn insert_webhook(&mut self, webhook: &Webhook, sealed_secret: &[u8]) -> StoreResult<()>;

@@ -18,7 +18,7 @@ use crate::ids::{OrgId, Timestamp};
 use crate::store::{NewAudit, StoreResult, StoreTx, WebhookEvent};
 
 /// The kinds of events a webhook may receive, each with the audit actions it tells.
-pub const EVENT_KINDS: [(&str, &[&str]); 5] = [
+pub const EVENT_KINDS: [(&str, &[&str]); 6] = [
     ("pairings", &["device.paired"]),
     (
         "unpairings",
@@ -33,7 +33,16 @@ pub const EVENT_KINDS: [(&str, &[&str]); 5] = [
     ("no_free_license", &["pairing.refused"]),
     ("rollout_halted", &["configuration.rollout_halted"]),
     ("apply_failed", &["configuration.apply_failed"]),
+    // Told by the expiry duty, not by an audit entry (`NoticeExpiringLicenses`).
+    ("licenses_expiring", &[]),
 ];
+
+/// `licenses_expiring` tells of licenses that end within this period…
+pub const EXPIRING_WITHIN: Duration = Duration::from_secs(7 * 24 * 3600);
+/// …at most once per webhook per this period.
+pub const EXPIRING_NOTICE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// How often the expiry duty looks for organizations to tell.
+pub const EXPIRING_CHECK_INTERVAL: Duration = Duration::from_secs(600);
 
 /// At most one `no_free_license` event per webhook within this period.
 pub const NO_FREE_LICENSE_INTERVAL: Duration = Duration::from_secs(600);

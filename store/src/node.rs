@@ -74,6 +74,11 @@ impl<B: Backend> NodeStore for SqlStore<B> {
         crate::webhooks::finish(&mut *writer, id, finish).await
     }
 
+    async fn orgs_with_webhook(&self, kind: &str) -> StoreResult<Vec<OrgId>> {
+        let mut reader = self.reader().await?;
+        crate::webhooks::orgs_with(&mut *reader, kind).await
+    }
+
     async fn waiting_orgs(&self) -> StoreResult<Vec<OrgId>> {
         let mut reader = self.reader().await?;
         crate::line::orgs(&mut *reader).await

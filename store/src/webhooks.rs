@@ -3,7 +3,7 @@
 //! webhook of the organization that receives its kind), the delivery task's lease and report,
 //! and the admin's reads.
 
-use engine::ids::{OrgId, Timestamp, WebhookId};
+use engine::ids::{DeviceId, LicenseId, OrgId, Timestamp, WebhookId};
 use engine::model::{Page, PageRequest, Webhook, WebhookDelivery};
 use engine::store::{DeliveryFinish, LeasedDelivery, StoreError, StoreResult, WebhookEvent};
 
@@ -31,6 +31,58 @@ pub(crate) async fn enqueue(tx: &mut impl Statements, event: &WebhookEvent) -> S
     )
     .await?;
     Ok(())
+}
+
+pub(crate) async fn orgs_with(reader: &mut impl Statements, kind: &str) -> StoreResult<Vec<OrgId>> {
+    reader
+        .read_all(
+            "SELECT DISTINCT org_id FROM webhooks WHERE deleted_at IS NULL \
+             AND (',' || events || ',') LIKE ('%,' || $1 || ',%')",
+            &[kind.into()],
+            |row| Ok(OrgId(get(row, 0)?)),
+        )
+        .await
+}
+
+pub(crate) async fn expiring_licenses(
+    tx: &mut impl Statements,
+    org_id: OrgId,
+    after: Timestamp,
+    until: Timestamp,
+    limit: u32,
+) -> StoreResult<(u64, Vec<(LicenseId, Timestamp, Option<DeviceId>)>)> {
+    let args = [org_id.0.into(), after.0.into(), until.0.into()];
+    let row = tx
+        .fetch_one(
+            "SELECT COUNT(*) FROM licenses WHERE org_id = $1 AND valid_until > $2 \
+             AND valid_until <= $3",
+            &args,
+        )
+        .await?;
+    let count = get_u64(&row, 0)?;
+    if count == 0 {
+        return Ok((0, Vec::new()));
+    }
+    let licenses = tx
+        .read_all(
+            "SELECT id, valid_until, device_id FROM licenses WHERE org_id = $1 \
+             AND valid_until > $2 AND valid_until <= $3 ORDER BY valid_until, id LIMIT $4",
+            &[
+                org_id.0.into(),
+                after.0.into(),
+                until.0.into(),
+                i64::from(limit).into(),
+            ],
+            |row| {
+                Ok((
+                    LicenseId(get(row, 0)?),
+                    get_ts(row, 1)?,
+                    get::<Option<uuid::Uuid>, _>(row, 2)?.map(DeviceId),
+                ))
+            },
+        )
+        .await?;
+    Ok((count, licenses))
 }
 
 pub(crate) async fn count(tx: &mut impl Statements, org_id: OrgId) -> StoreResult<u64> {

@@ -920,6 +920,16 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         get_u64(&row, 0)
     }
 
+    async fn expiring_licenses(
+        &mut self,
+        org_id: OrgId,
+        after: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<(u64, Vec<(LicenseId, Timestamp, Option<DeviceId>)>)> {
+        crate::webhooks::expiring_licenses(&mut *self.tx, org_id, after, until, limit).await
+    }
+
     async fn count_webhooks(&mut self, org_id: OrgId) -> StoreResult<u64> {
         crate::webhooks::count(&mut *self.tx, org_id).await
     }

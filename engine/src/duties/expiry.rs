@@ -13,7 +13,9 @@
 
 use std::collections::HashMap;
 
-use crate::admin::{AdminCommand, ExpireDevices, Principal, ReleaseInactiveDevices};
+use crate::admin::{
+    AdminCommand, ExpireDevices, NoticeExpiringLicenses, Principal, ReleaseInactiveDevices,
+};
 use crate::ids::{DeviceId, OrgId, Timestamp};
 use crate::metrics::Counters;
 use crate::node::Node;
@@ -67,10 +69,46 @@ pub(crate) async fn sweep(node: &Node, actors: &Actors) -> Swept {
         }
         Err(error) => tracing::warn!(%error, "the waiting lines could not be read"),
     }
+    notice_expiring_licenses(node, actors).await;
     Swept {
         expired,
         released_inactive,
         rollouts,
+    }
+}
+
+/// Tells the `licenses_expiring` webhooks, at most every
+/// [`crate::webhooks::EXPIRING_CHECK_INTERVAL`] of the engine's clock on this node (the
+/// outbox's throttle keeps it to one event per webhook a day, whatever the nodes do).
+async fn notice_expiring_licenses(node: &Node, actors: &Actors) {
+    let now = node.clock.now();
+    {
+        let mut last = node
+            .expiring_checked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let due = last.is_none_or(|at: Timestamp| {
+            now.0 - at.0 >= crate::webhooks::EXPIRING_CHECK_INTERVAL.as_millis() as i64
+        });
+        if !due {
+            return;
+        }
+        *last = Some(now);
+    }
+    let orgs = match node.store.orgs_with_webhook("licenses_expiring").await {
+        Ok(orgs) => orgs,
+        Err(error) => {
+            tracing::warn!(%error, "the webhooks for expiring licenses could not be read");
+            return;
+        }
+    };
+    for org_id in orgs {
+        if let Err(error) = actors
+            .run(Principal::System, org_id, NoticeExpiringLicenses)
+            .await
+        {
+            tracing::warn!(%org_id, %error, "expiring licenses not told");
+        }
     }
 }
 

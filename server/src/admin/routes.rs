@@ -766,7 +766,7 @@ pub(super) struct CreateWebhookBody {
     /// `https://…` (or `http://` to a loopback address).
     url: String,
     /// The kinds of events it receives: `pairings`, `unpairings`, `no_free_license`,
-    /// `rollout_halted`, `apply_failed`.
+    /// `rollout_halted`, `apply_failed`, `licenses_expiring`.
     events: Vec<String>,
 }
 

@@ -340,3 +340,53 @@ async fn bad_webhooks_are_refused() {
     );
     test.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn licenses_that_end_within_a_week_are_told_once_a_day() {
+    let test = TestServer::start().await;
+    let admin = &test.admin;
+    let inbox = Inbox::default();
+    let url = receiver(&inbox).await;
+    let org = admin.create_org("Acme").await;
+    let webhook = create_webhook(admin, &org, &url, &["licenses_expiring"]).await;
+    let deliveries = format!(
+        "/v1/organizations/{org}/webhooks/{}/deliveries",
+        webhook["id"].as_str().unwrap()
+    );
+    let now = admin.get("/v1/status").await["now"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let now = humantime::parse_rfc3339(&now).unwrap();
+    let in_days = |days: u64| {
+        humantime::format_rfc3339_millis(now + std::time::Duration::from_secs(days * 86_400))
+            .to_string()
+    };
+    let licenses = format!("/v1/organizations/{org}/licenses");
+    admin
+        .post(&licenses, json!({ "count": 2, "valid_until": in_days(3) }))
+        .await;
+    admin
+        .post(&licenses, json!({ "count": 1, "valid_until": in_days(30) }))
+        .await;
+
+    // The duty looks every ten minutes of the engine's clock.
+    admin.advance(601.0).await;
+    let received = inbox.wait_for(1).await;
+    let body: Value = serde_json::from_str(&received[0].body).unwrap();
+    assert_eq!(received[0].kind, "licenses_expiring");
+    assert_eq!(body["count"], json!(2), "{body}");
+    assert_eq!(body["within_days"], json!(7));
+    assert_eq!(body["licenses"].as_array().unwrap().len(), 2);
+    // Not again the same day (the sweep runs the duty now, and writes nothing new)…
+    admin.advance(601.0).await;
+    admin.post("/v1/test/sweep", json!({})).await;
+    let listed = admin.get(&deliveries).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    // …and again the next.
+    admin.advance(86_400.0).await;
+    inbox.wait_for(2).await;
+    let listed = admin.get(&deliveries).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{listed}");
+    test.stop().await;
+}
