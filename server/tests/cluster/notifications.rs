@@ -1,6 +1,7 @@
 //! An admin command sent to one node reaches devices connected to the others (PostgreSQL
 //! LISTEN/NOTIFY between the nodes), also across a lost listener connection; which configuration
-//! new devices get (a pin, a code's own) and a revert hold whichever node they were made on.
+//! new devices get (a pin, a code's own) and a revert hold whichever node they were made on; every
+//! webhook event is delivered once however many nodes send.
 
 use client::Connection;
 use protocol::{AckOutcome, CloseCode, ConfigRef, EndReason, Paired, ServerMessage};
@@ -316,4 +317,75 @@ async fn a_pin_a_code_of_its_own_and_a_revert_made_on_one_node_hold_on_the_other
     );
     let history = cluster.c.admin.get(&format!("{path}/revisions")).await;
     assert_eq!(history["items"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_webhook_event_is_delivered_once_whichever_nodes_send() {
+    use std::sync::{Arc, Mutex};
+    /// (event id, kind) of each request, in arrival order.
+    type Received = Arc<Mutex<Vec<(String, String)>>>;
+    let received: Received = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(received): axum::extract::State<Received>,
+                 headers: axum::http::HeaderMap| async move {
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|value| value.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    received
+                        .lock()
+                        .unwrap()
+                        .push((header("paird-event-id"), header("paird-event")));
+                    axum::http::StatusCode::OK
+                },
+            ),
+        )
+        .with_state(Arc::clone(&received));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let cluster = ThreeNodes::start().await;
+    let admin = &cluster.a.admin;
+    let (org, code) = admin.org_with_code("Hooks", 6).await;
+    admin
+        .post(
+            &format!("/v1/organizations/{org}/webhooks"),
+            json!({ "url": url, "events": ["pairings", "unpairings"] }),
+        )
+        .await;
+    // Pairings on nodes b and c, one at a time (an event each), then an unpairing on node a.
+    let mut devices = Vec::new();
+    for node in [&cluster.b, &cluster.c, &cluster.b, &cluster.c] {
+        let (_, connection, paired) = pair_ok(&node.device_url, &code).await;
+        devices.push((connection, paired));
+    }
+    admin.unpair(&org, devices[0].1.device_id).await;
+    let events = eventually("five events", || async {
+        let events = received.lock().unwrap().clone();
+        (events.len() >= 5).then_some(events)
+    })
+    .await;
+    // Three nodes send; each event arrives once, and the unpairing (last made) last.
+    let ids: std::collections::HashSet<&String> = events.iter().map(|(id, _)| id).collect();
+    assert_eq!(
+        ids.len(),
+        events.len(),
+        "an event delivered twice: {events:?}"
+    );
+    assert_eq!(events.len(), 5, "{events:?}");
+    assert_eq!(events[4].1, "unpairings", "{events:?}");
+    let pool = sql(&cluster.database).await;
+    let delivered: Vec<i64> =
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'delivered'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(delivered, [5]);
 }
