@@ -359,6 +359,8 @@ pub struct Webhook {
     pub url: String,
     /// The kinds of events it receives.
     pub events: Vec<String>,
+    /// `licenses_expiring` tells of licenses that end within this many days.
+    pub expiring_within_days: u32,
     pub created_at: Timestamp,
     /// Who registered it, as the audit log names them.
     pub created_by: String,
@@ -371,6 +373,7 @@ pub struct CreatedWebhook {
     pub organization_id: OrgId,
     pub url: String,
     pub events: Vec<String>,
+    pub expiring_within_days: u32,
     pub created_at: Timestamp,
     pub created_by: String,
     /// Signs every delivery (`Paird-Signature`); keep it with the receiver.

@@ -1169,6 +1169,15 @@ pub trait AdminTx: StoreTx {
         until: Timestamp,
         limit: u32,
     ) -> StoreResult<(u64, Vec<(LicenseId, Timestamp, Option<DeviceId>)>)>;
+    /// The organization's webhooks (not deleted) that receive `kind`.
+    async fn webhooks_receiving(&mut self, org_id: OrgId, kind: &str) -> StoreResult<Vec<Webhook>>;
+    /// Puts one event in the outbox of one webhook (with `throttle`, as
+    /// [`StoreTx::enqueue_webhook_event`]).
+    async fn enqueue_webhook_delivery(
+        &mut self,
+        webhook_id: WebhookId,
+        event: &WebhookEvent,
+    ) -> StoreResult<()>;
     /// How many webhooks (not deleted) the organization has.
     async fn count_webhooks(&mut self, org_id: OrgId) -> StoreResult<u64>;
     async fn insert_webhook(&mut self, webhook: &Webhook, sealed_secret: &[u8]) -> StoreResult<()>;

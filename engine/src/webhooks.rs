@@ -37,9 +37,9 @@ pub const EVENT_KINDS: [(&str, &[&str]); 6] = [
     ("licenses_expiring", &[]),
 ];
 
-/// `licenses_expiring` tells of licenses that end within this period…
-pub const EXPIRING_WITHIN: Duration = Duration::from_secs(7 * 24 * 3600);
-/// …at most once per webhook per this period.
+/// `licenses_expiring` tells of licenses that end within a webhook's `expiring_within_days`
+/// (7 unless it says), at most once per webhook per this period.
+pub const EXPIRING_WITHIN_DAYS_DEFAULT: u32 = 7;
 pub const EXPIRING_NOTICE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// How often the expiry duty looks for organizations to tell.
 pub const EXPIRING_CHECK_INTERVAL: Duration = Duration::from_secs(600);

@@ -85,6 +85,46 @@ pub(crate) async fn expiring_licenses(
     Ok((count, licenses))
 }
 
+pub(crate) async fn receiving(
+    tx: &mut impl Statements,
+    org_id: OrgId,
+    kind: &str,
+) -> StoreResult<Vec<Webhook>> {
+    tx.read_all(
+        "SELECT id, org_id, url, events, created_at, created_by, expiring_within_days \
+         FROM webhooks WHERE org_id = $1 AND deleted_at IS NULL \
+         AND (',' || events || ',') LIKE ('%,' || $2 || ',%')",
+        &[org_id.0.into(), kind.into()],
+        webhook_from_row,
+    )
+    .await
+}
+
+pub(crate) async fn enqueue_one(
+    tx: &mut impl Statements,
+    webhook_id: WebhookId,
+    event: &WebhookEvent,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO webhook_deliveries (webhook_id, org_id, event_id, kind, payload, \
+         created_at, state, attempts, next_attempt_at) \
+         SELECT w.id, w.org_id, $2, $3, $4, $5, 'pending', 0, $5 FROM webhooks w \
+         WHERE w.id = $1 AND w.deleted_at IS NULL \
+         AND ($6 = 0 OR NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+         WHERE d.webhook_id = w.id AND d.kind = $3 AND d.created_at > $5 - $6))",
+        &[
+            webhook_id.0.into(),
+            event.event_id.into(),
+            event.kind.into(),
+            event.payload.as_str().into(),
+            event.at.0.into(),
+            event.throttle.into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 pub(crate) async fn count(tx: &mut impl Statements, org_id: OrgId) -> StoreResult<u64> {
     let row = tx
         .fetch_one(
@@ -102,8 +142,8 @@ pub(crate) async fn insert(
 ) -> StoreResult<()> {
     let events = webhook.events.join(",");
     tx.execute(
-        "INSERT INTO webhooks (id, org_id, url, events, sealed_secret, created_at, created_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO webhooks (id, org_id, url, events, sealed_secret, created_at, created_by, \
+         expiring_within_days) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
             webhook.id.0.into(),
             webhook.organization_id.0.into(),
@@ -112,6 +152,7 @@ pub(crate) async fn insert(
             sealed_secret.into(),
             webhook.created_at.0.into(),
             webhook.created_by.as_str().into(),
+            i64::from(webhook.expiring_within_days).into(),
         ],
     )
     .await?;
@@ -176,14 +217,15 @@ fn webhook_from_row(row: &impl Columns) -> StoreResult<Webhook> {
         events: events.split(',').map(str::to_string).collect(),
         created_at: get_ts(row, 4)?,
         created_by: get(row, 5)?,
+        expiring_within_days: u32::try_from(get_u64(row, 6)?).unwrap_or(7),
     })
 }
 
 pub(crate) async fn list(reader: &mut impl Statements, org_id: OrgId) -> StoreResult<Vec<Webhook>> {
     reader
         .read_all(
-            "SELECT id, org_id, url, events, created_at, created_by FROM webhooks \
-             WHERE org_id = $1 AND deleted_at IS NULL ORDER BY created_at, id",
+            "SELECT id, org_id, url, events, created_at, created_by, expiring_within_days \
+             FROM webhooks WHERE org_id = $1 AND deleted_at IS NULL ORDER BY created_at, id",
             &[org_id.0.into()],
             webhook_from_row,
         )

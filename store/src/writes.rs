@@ -930,6 +930,18 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         crate::webhooks::expiring_licenses(&mut *self.tx, org_id, after, until, limit).await
     }
 
+    async fn webhooks_receiving(&mut self, org_id: OrgId, kind: &str) -> StoreResult<Vec<Webhook>> {
+        crate::webhooks::receiving(&mut *self.tx, org_id, kind).await
+    }
+
+    async fn enqueue_webhook_delivery(
+        &mut self,
+        webhook_id: WebhookId,
+        event: &WebhookEvent,
+    ) -> StoreResult<()> {
+        crate::webhooks::enqueue_one(&mut *self.tx, webhook_id, event).await
+    }
+
     async fn count_webhooks(&mut self, org_id: OrgId) -> StoreResult<u64> {
         crate::webhooks::count(&mut *self.tx, org_id).await
     }

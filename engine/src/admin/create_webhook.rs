@@ -15,6 +15,8 @@ use crate::{secrets, webhooks};
 pub struct CreateWebhook {
     pub url: String,
     pub events: Vec<String>,
+    /// For `licenses_expiring`: tell of licenses that end within this many days (1 to 90).
+    pub expiring_within_days: u32,
 }
 
 impl AdminCommand for CreateWebhook {
@@ -42,6 +44,9 @@ impl AdminCommand for CreateWebhook {
                 ),
             ));
         }
+        if !(1..=90).contains(&self.expiring_within_days) {
+            return Err(EngineError::invalid("expiring_within_days", "1 to 90 days"));
+        }
         if tx.store.count_webhooks(tx.org_id).await? >= webhooks::MAX_WEBHOOKS_PER_ORG {
             return Err(EngineError::QuotaExceeded {
                 quota: "webhooks",
@@ -58,6 +63,7 @@ impl AdminCommand for CreateWebhook {
             organization_id: tx.org_id,
             url: self.url.clone(),
             events,
+            expiring_within_days: self.expiring_within_days,
             created_at: tx.now,
             created_by: tx.principal.audit_name(),
         };
@@ -65,7 +71,11 @@ impl AdminCommand for CreateWebhook {
         tx.audit(
             "webhook.created",
             id.to_string(),
-            json!({ "url": webhook.url, "events": webhook.events }),
+            json!({
+                "url": webhook.url,
+                "events": webhook.events,
+                "expiring_within_days": webhook.expiring_within_days,
+            }),
         )
         .await?;
         Ok(CreatedWebhook {
@@ -73,6 +83,7 @@ impl AdminCommand for CreateWebhook {
             organization_id: webhook.organization_id,
             url: webhook.url,
             events: webhook.events,
+            expiring_within_days: webhook.expiring_within_days,
             created_at: webhook.created_at,
             created_by: webhook.created_by,
             secret,

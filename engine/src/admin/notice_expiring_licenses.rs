@@ -1,6 +1,9 @@
-//! Tells the organization's `licenses_expiring` webhooks which of its licenses end within
-//! [`webhooks::EXPIRING_WITHIN`]: the expiry duty's command, at most once per webhook per
+//! Tells each of the organization's `licenses_expiring` webhooks which of its licenses end
+//! within the webhook's `expiring_within_days`: the expiry duty's command, at most once per
+//! webhook per
 //! [`webhooks::EXPIRING_NOTICE_INTERVAL`] (the outbox's throttle). No admin sends it.
+
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
@@ -18,7 +21,7 @@ const MAX_NAMED: u32 = 100;
 pub struct NoticeExpiringLicenses;
 
 impl AdminCommand for NoticeExpiringLicenses {
-    /// How many licenses end within the period.
+    /// How many licenses it told of (counted once per webhook).
     type Reply = u64;
     const NAME: &'static str = "notice_expiring_licenses";
 
@@ -27,39 +30,48 @@ impl AdminCommand for NoticeExpiringLicenses {
     }
 
     async fn execute(&self, tx: &mut CommandTx<'_>) -> Result<u64, EngineError> {
-        let until = tx.now.plus(webhooks::EXPIRING_WITHIN);
-        let (count, licenses) = tx
+        let mut told = 0;
+        for webhook in tx
             .store
-            .expiring_licenses(tx.org_id, tx.now, until, MAX_NAMED)
-            .await?;
-        if count == 0 {
-            return Ok(0);
-        }
-        let event_id = uuid::Uuid::now_v7();
-        let payload = json!({
-            "id": event_id,
-            "kind": "licenses_expiring",
-            "organization_id": tx.org_id,
-            "at": tx.now,
-            "within_days": webhooks::EXPIRING_WITHIN.as_secs() / 86_400,
-            "count": count,
-            "licenses": licenses.iter().map(|(license_id, valid_until, device_id)| json!({
-                "license_id": license_id,
-                "valid_until": valid_until,
-                "device_id": device_id,
-            })).collect::<Vec<_>>(),
-        });
-        tx.store
-            .enqueue_webhook_event(&WebhookEvent {
+            .webhooks_receiving(tx.org_id, "licenses_expiring")
+            .await?
+        {
+            let within = Duration::from_secs(u64::from(webhook.expiring_within_days) * 86_400);
+            let (count, licenses) = tx
+                .store
+                .expiring_licenses(tx.org_id, tx.now, tx.now.plus(within), MAX_NAMED)
+                .await?;
+            if count == 0 {
+                continue;
+            }
+            let event_id = uuid::Uuid::now_v7();
+            let payload = json!({
+                "id": event_id,
+                "kind": "licenses_expiring",
+                "organization_id": tx.org_id,
+                "at": tx.now,
+                "within_days": webhook.expiring_within_days,
+                "count": count,
+                "licenses": licenses.iter().map(|(license_id, valid_until, device_id)| json!({
+                    "license_id": license_id,
+                    "valid_until": valid_until,
+                    "device_id": device_id,
+                })).collect::<Vec<_>>(),
+            });
+            let event = WebhookEvent {
                 org_id: tx.org_id,
                 event_id,
                 kind: "licenses_expiring",
                 payload: payload.to_string(),
                 at: tx.now,
                 throttle: webhooks::EXPIRING_NOTICE_INTERVAL.as_millis() as i64,
-            })
-            .await?;
-        Ok(count)
+            };
+            tx.store
+                .enqueue_webhook_delivery(webhook.id, &event)
+                .await?;
+            told += count;
+        }
+        Ok(told)
     }
 
     fn events(&self, _: &u64) -> Vec<OrgEvent> {

@@ -660,6 +660,10 @@ pub(crate) fn document() -> OpenApi {
     named::<Organization>(&mut schemas);
     named::<engine::model::OperatorTokenInfo>(&mut schemas);
     named::<engine::model::TokenSource>(&mut schemas);
+    // Named only inside generic pages, whose own schema is inline.
+    named::<WaitingDevice>(&mut schemas);
+    named::<Webhook>(&mut schemas);
+    named::<WebhookDelivery>(&mut schemas);
     for op in operations() {
         schemas.extend(op.schemas);
         paths.add_path_operation(op.path, vec![op.method], op.operation);

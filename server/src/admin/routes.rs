@@ -768,6 +768,8 @@ pub(super) struct CreateWebhookBody {
     /// The kinds of events it receives: `pairings`, `unpairings`, `no_free_license`,
     /// `rollout_halted`, `apply_failed`, `licenses_expiring`.
     events: Vec<String>,
+    /// For `licenses_expiring`: licenses that end within this many days (1 to 90; default 7).
+    expiring_within_days: Option<u32>,
 }
 
 async fn create_webhook(
@@ -781,6 +783,9 @@ async fn create_webhook(
     let command = CreateWebhook {
         url: body.url,
         events: body.events,
+        expiring_within_days: body
+            .expiring_within_days
+            .unwrap_or(engine::webhooks::EXPIRING_WITHIN_DAYS_DEFAULT),
     };
     Ok(created(
         state

@@ -301,6 +301,14 @@ async fn bad_webhooks_are_refused() {
             json!({ "url": "https://portal.example.com/hook", "events": ["everything"] }),
             "events",
         ),
+        (
+            json!({
+                "url": "https://portal.example.com/hook",
+                "events": ["licenses_expiring"],
+                "expiring_within_days": 0,
+            }),
+            "expiring_within_days",
+        ),
     ] {
         let (status, answer) = admin.call(Method::POST, &path, Some(body.clone())).await;
         assert_eq!(status, 422, "{body} → {answer}");
@@ -342,13 +350,21 @@ async fn bad_webhooks_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn licenses_that_end_within_a_week_are_told_once_a_day() {
+async fn licenses_that_end_within_the_webhooks_days_are_told_once_a_day() {
     let test = TestServer::start().await;
     let admin = &test.admin;
     let inbox = Inbox::default();
     let url = receiver(&inbox).await;
     let org = admin.create_org("Acme").await;
-    let webhook = create_webhook(admin, &org, &url, &["licenses_expiring"]).await;
+    let (status, webhook) = admin
+        .call(
+            Method::POST,
+            &format!("/v1/organizations/{org}/webhooks"),
+            Some(json!({ "url": url, "events": ["licenses_expiring"], "expiring_within_days": 5 })),
+        )
+        .await;
+    assert_eq!(status, 201, "{webhook}");
+    assert_eq!(webhook["expiring_within_days"], json!(5));
     let deliveries = format!(
         "/v1/organizations/{org}/webhooks/{}/deliveries",
         webhook["id"].as_str().unwrap()
@@ -366,8 +382,9 @@ async fn licenses_that_end_within_a_week_are_told_once_a_day() {
     admin
         .post(&licenses, json!({ "count": 2, "valid_until": in_days(3) }))
         .await;
+    // Beyond the webhook's five days: not told.
     admin
-        .post(&licenses, json!({ "count": 1, "valid_until": in_days(30) }))
+        .post(&licenses, json!({ "count": 1, "valid_until": in_days(6) }))
         .await;
 
     // The duty looks every ten minutes of the engine's clock.
@@ -376,7 +393,7 @@ async fn licenses_that_end_within_a_week_are_told_once_a_day() {
     let body: Value = serde_json::from_str(&received[0].body).unwrap();
     assert_eq!(received[0].kind, "licenses_expiring");
     assert_eq!(body["count"], json!(2), "{body}");
-    assert_eq!(body["within_days"], json!(7));
+    assert_eq!(body["within_days"], json!(5));
     assert_eq!(body["licenses"].as_array().unwrap().len(), 2);
     // Not again the same day (the sweep runs the duty now, and writes nothing new)…
     admin.advance(601.0).await;

@@ -5,6 +5,8 @@ CREATE TABLE webhooks (
     id            uuid PRIMARY KEY,
     org_id        uuid NOT NULL REFERENCES organizations (id),
     url           text NOT NULL,
+    -- `licenses_expiring` tells of licenses that end within this many days.
+    expiring_within_days bigint NOT NULL CHECK (expiring_within_days BETWEEN 1 AND 90),
     -- The kinds of events it receives, comma-separated.
     events        text NOT NULL,
     sealed_secret bytea NOT NULL,

@@ -5,6 +5,8 @@ CREATE TABLE webhooks (
     id            BLOB PRIMARY KEY,
     org_id        BLOB NOT NULL REFERENCES organizations (id),
     url           TEXT NOT NULL,
+    -- `licenses_expiring` tells of licenses that end within this many days.
+    expiring_within_days INTEGER NOT NULL CHECK (expiring_within_days BETWEEN 1 AND 90),
     -- The kinds of events it receives, comma-separated.
     events        TEXT NOT NULL,
     sealed_secret BLOB NOT NULL,
