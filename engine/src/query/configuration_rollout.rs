@@ -15,6 +15,13 @@ impl Query for GetConfigurationRollout {
     type Answer = ConfigurationRollout;
 
     async fn read(&self, reader: &Reader<'_>) -> Result<ConfigurationRollout, EngineError> {
+        // Three reads, not one snapshot: the rollout first, so that a rollout read as promoted
+        // is never shown beside the configuration's revision from before the promotion (the
+        // configuration, read after, has it).
+        let staged = reader
+            .store
+            .latest_rollout(reader.org_id(), self.config_id)
+            .await?;
         let configuration = reader
             .store
             .configuration(reader.org_id(), self.config_id)
@@ -23,10 +30,6 @@ impl Query for GetConfigurationRollout {
         let reports = reader
             .store
             .configuration_reports(reader.org_id(), self.config_id)
-            .await?;
-        let staged = reader
-            .store
-            .latest_rollout(reader.org_id(), self.config_id)
             .await?;
         Ok(ConfigurationRollout::from_reports(
             &configuration,
