@@ -112,7 +112,9 @@ impl Engine {
         }
         store.reset_presence(clock.now()).await?;
         let feed = store.subscribe().await?;
-        let node = Arc::new(Node::new(store, clock, cipher, settings));
+        let mut node = Node::new(store, clock, cipher, settings);
+        node.single_node = feed.is_none();
+        let node = Arc::new(node);
         // Alive before the first device connects, so that no other node takes this node's
         // presence for stale.
         let now = node.clock.now();

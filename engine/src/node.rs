@@ -53,6 +53,11 @@ pub(crate) struct Node {
     pub watchers: Watchers,
     /// When tokens and keys were last used, noted here and written by the `usage` duty.
     pub usage: crate::usage::Usage,
+    /// The only node of its database (no change feed): what it caches of the database is then
+    /// never changed behind its back.
+    pub single_node: bool,
+    /// Whether each organization has webhooks, on a single node only (`has_webhooks`).
+    webhook_orgs: DashMap<OrgId, bool>,
     /// When the expiry duty last looked for expiring licenses to tell webhooks of.
     pub expiring_checked: std::sync::Mutex<Option<Timestamp>>,
     next_connection: AtomicI64,
@@ -86,6 +91,8 @@ impl Node {
             watchers: Watchers::default(),
             usage: crate::usage::Usage::default(),
             expiring_checked: std::sync::Mutex::new(None),
+            single_node: false,
+            webhook_orgs: DashMap::new(),
             next_connection: AtomicI64::new(prefix),
             node_id: prefix >> 32,
         }
@@ -128,6 +135,32 @@ impl Node {
                 self.watchers.send_here(org_id, event);
             }
         }
+    }
+
+    /// Whether a transaction of `org_id` must put its events in the webhooks' outbox. The
+    /// outbox's insert costs a statement per transaction even for an organization without
+    /// webhooks, so a single node, where every webhook is made and deleted through this node's
+    /// actors, remembers which organizations have none (`webhooks_changed` forgets it). With
+    /// several nodes another node may register one at any moment: always true.
+    pub async fn has_webhooks(&self, org_id: OrgId) -> bool {
+        if !self.single_node {
+            return true;
+        }
+        if let Some(known) = self.webhook_orgs.get(&org_id) {
+            return *known;
+        }
+        match self.store.has_webhooks(org_id).await {
+            Ok(has) => {
+                self.webhook_orgs.insert(org_id, has);
+                has
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// An organization's webhooks changed (after the commit that changed them).
+    pub fn webhooks_changed(&self, org_id: OrgId) {
+        self.webhook_orgs.remove(&org_id);
     }
 
     /// The shared form of a configuration revision: the cached one when it is the same

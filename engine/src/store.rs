@@ -908,6 +908,8 @@ pub trait AdminReads: Send + Sync {
     ) -> StoreResult<Page<AuditEntry>>;
     /// The organization's webhooks (not deleted).
     async fn list_webhooks(&self, org_id: OrgId) -> StoreResult<Vec<Webhook>>;
+    /// Whether the organization has a webhook (not deleted).
+    async fn has_webhooks(&self, org_id: OrgId) -> StoreResult<bool>;
     /// A webhook's deliveries, newest first, a page at a time.
     async fn list_deliveries(
         &self,

@@ -420,6 +420,11 @@ impl<B: Backend> AdminReads for SqlStore<B> {
             .await
     }
 
+    async fn has_webhooks(&self, org_id: OrgId) -> StoreResult<bool> {
+        let mut reader = self.reader().await?;
+        Ok(crate::webhooks::count(&mut *reader, org_id).await? > 0)
+    }
+
     async fn list_webhooks(&self, org_id: OrgId) -> StoreResult<Vec<Webhook>> {
         let mut reader = self.reader().await?;
         crate::webhooks::list(&mut *reader, org_id).await

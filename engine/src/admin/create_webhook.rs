@@ -68,6 +68,7 @@ impl AdminCommand for CreateWebhook {
             created_by: tx.principal.audit_name(),
         };
         tx.store.insert_webhook(&webhook, &sealed).await?;
+        tx.webhooks_changed();
         tx.audit(
             "webhook.created",
             id.to_string(),

@@ -25,6 +25,7 @@ impl AdminCommand for DeleteWebhook {
         {
             return Err(EngineError::NotFound("webhook"));
         }
+        tx.webhooks_changed();
         tx.audit("webhook.deleted", self.webhook_id.to_string(), json!({}))
             .await
     }

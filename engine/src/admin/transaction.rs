@@ -55,6 +55,8 @@ struct Effects {
     deleted: Vec<ConfigId>,
     /// Tickets taken out of the line: their connections here are told.
     left_line: Vec<i64>,
+    /// The organization's webhooks changed.
+    webhooks_changed: bool,
 }
 
 impl Effects {
@@ -90,6 +92,9 @@ impl Effects {
             node.configs.remove(&config);
         }
         crate::batch::line::tell_local(node, &self.left_line);
+        if self.webhooks_changed {
+            node.webhooks_changed(org_id);
+        }
     }
 }
 
@@ -127,7 +132,9 @@ impl CommandTx<'_> {
         };
         let entries = [entry];
         self.store.insert_audit(&entries).await?;
-        crate::webhooks::enqueue(self.store, self.org_id, &entries).await?;
+        if self.node.has_webhooks(self.org_id).await {
+            crate::webhooks::enqueue(self.store, self.org_id, &entries).await?;
+        }
         Ok(())
     }
 
@@ -268,6 +275,12 @@ impl CommandTx<'_> {
             .await?;
         self.effects.left_line.extend(tickets);
         Ok(())
+    }
+
+    /// The organization's webhooks changed: after the commit, this node reads again whether it
+    /// has any.
+    pub fn webhooks_changed(&mut self) {
+        self.effects.webhooks_changed = true;
     }
 
     /// A deleted configuration: after the commit this node forgets its cached revision.

@@ -126,8 +126,19 @@ async fn decide_round(
         ..Batch::default()
     };
     let now = node.clock.now();
-    let decided =
-        decide_and_write_in(tx, org_id, now, &batch, Default::default(), Claim::ForLine).await?;
+    let tell = super::Tell {
+        webhooks: node.has_webhooks(org_id).await,
+    };
+    let decided = decide_and_write_in(
+        tx,
+        org_id,
+        now,
+        &batch,
+        Default::default(),
+        Claim::ForLine,
+        tell,
+    )
+    .await?;
     if !decided.plan.writes.left_line.is_empty() {
         tx.publish(&Change::LineMoved { org_id }).await?;
     }

@@ -271,7 +271,11 @@ async fn decide_and_write(
         .filter(|job| job.acknowledgement.status == AckStatus::Failed)
         .map(|job| job.acknowledgement.device_id);
     let ack_failures = node.ack_failures.windows(failing);
-    let decided = decide_and_write_in(tx.as_mut(), org_id, now, batch, ack_failures, claim).await;
+    let tell = Tell {
+        webhooks: node.has_webhooks(org_id).await,
+    };
+    let decided =
+        decide_and_write_in(tx.as_mut(), org_id, now, batch, ack_failures, claim, tell).await;
     let Decided {
         plan,
         configs,
@@ -314,6 +318,7 @@ async fn decide_and_write_in(
     batch: &Batch,
     ack_failures: HashMap<DeviceId, FailureWindow>,
     claim: Claim,
+    tell: Tell,
 ) -> StoreResult<Decided> {
     let pairings: Vec<Pairing> = batch.pairs.iter().map(|job| job.pairing.clone()).collect();
     let reconnections: Vec<Reconnection> = batch
@@ -358,7 +363,7 @@ async fn decide_and_write_in(
         newest_config: newest.as_ref().map(|row| row.id),
     };
     let plan = plan::plan(&facts, requests, decisions, grantable);
-    let tickets = write(tx, org_id, now, &plan.writes).await?;
+    let tickets = write(tx, org_id, now, &plan.writes, tell).await?;
 
     // The revisions the answered connections are sent.
     let mut configs: Vec<ConfigRow> = newest.into_iter().collect();
@@ -394,6 +399,13 @@ async fn decide_and_write_in(
         staged,
         tickets,
     })
+}
+
+/// Who else a batch's writes tell, beside the database.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tell {
+    /// The organization's webhooks (`Node::has_webhooks`).
+    pub webhooks: bool,
 }
 
 /// A batch decided and written, not committed yet.
@@ -467,6 +479,7 @@ async fn write(
     org_id: OrgId,
     now: Timestamp,
     writes: &Writes,
+    tell: Tell,
 ) -> StoreResult<Vec<(i64, u64)>> {
     if !writes.expired.is_empty() {
         let ended = tx
@@ -525,7 +538,9 @@ async fn write(
     }
     if !writes.audit.is_empty() {
         tx.insert_audit(&writes.audit).await?;
-        crate::webhooks::enqueue(tx, org_id, &writes.audit).await?;
+        if tell.webhooks {
+            crate::webhooks::enqueue(tx, org_id, &writes.audit).await?;
+        }
     }
     if !writes.left_line.is_empty() {
         tx.leave_line(org_id, &writes.left_line).await?;
