@@ -1,14 +1,15 @@
 //! The Devices page's waiting list: real devices that asked to wait for a license (over real
 //! WebSockets) are listed in the order they came; one dismissed from the page is told so; a
 //! license added pairs the first in line; one that disconnects leaves the list; all of it
-//! without a reload, and with the keyboard kept on the list's buttons.
+//! without a reload, with the keyboard kept on the list's buttons, and at phone width without
+//! scrolling sideways.
 
 use client::{Connection, DeviceIdentity, PairOrWaitResult, PairResult};
 use protocol::{Encoding, RefusalReason};
 use serde_json::{Value, json};
 
 use crate::devices::wait_script;
-use crate::fixture::{Fixture, bounded};
+use crate::fixture::{Fixture, assert_no_sideways_scroll, bounded};
 use crate::keyboard::tab_to;
 use crate::live::{assert_not_reloaded, mark_page};
 use crate::support::{connect, device_info, identity};
@@ -100,6 +101,11 @@ async fn the_waiting_list_shows_the_line_in_order_and_follows_dismissals_license
             .await;
         browser.wait_text("#live-state", "Live").await;
         mark_page(&browser).await;
+
+        // At phone width the list wraps: nothing scrolls sideways.
+        browser.set_window_size(400, 900).await;
+        assert_no_sideways_scroll(&browser, "the Devices page with devices waiting").await;
+        browser.set_window_size(1280, 900).await;
 
         // Each Dismiss is a real button, reached with Tab, named after its device.
         let focused = tab_to(&browser, "a Dismiss button", |focused| {
