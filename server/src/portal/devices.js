@@ -19,7 +19,8 @@
 // state it fits. The organization's live feed (live.js) names what changed: a device shown on the
 // page is re-read on its own; a device that pairs, new licenses or an edited configuration make
 // the page re-read its current page of 50 (gathered, at most once a second, and during a burst of
-// events once it quiets, at most 2 s late), never the whole list.
+// events once it quiets, at most 2 s late), never the whole list. The devices waiting for a
+// license (waiting.js) are shown under the summary and re-read on the feed's `waiting` events.
 //
 // Layout: five columns (status with the row's checkbox, device, configuration, last seen,
 // actions) whose cells wrap, so that the table never needs more than the page's width and every
@@ -30,6 +31,7 @@ import { pairingSection } from "./codes.js";
 import { inactiveReleaseSection } from "./inactive.js";
 import { watch } from "./live.js";
 import { errorMessage, formatTime, h, openDialog, renderChrome, show, showError } from "./ui.js";
+import { waitingSection } from "./waiting.js";
 
 const STATUS_LABELS = { free: "Free", reserved: "Reserved", assigned: "Assigned", expired: "Expired" };
 
@@ -221,6 +223,8 @@ export async function renderDevices(org, query = "") {
     lastPageReload: 0,
     /** The "Pair devices" part: the active reusable codes and Create Code. */
     pairing: pairingSection(org),
+    /** The devices waiting for a license, under the summary (hidden while none waits). */
+    waiting: null,
     codesTimer: null,
     controls: null,
     configurations: [],
@@ -253,6 +257,7 @@ export async function renderDevices(org, query = "") {
   state.bulk = bulkBar(state);
   state.narrowPageBox = narrowPageBox(state);
   state.pager = pager(state);
+  state.waiting = waitingSection(base, { operator: state.operator });
 
   const summaryList = h(
     "dl",
@@ -270,6 +275,7 @@ export async function renderDevices(org, query = "") {
     h("p", { class: "org-name", id: "org-name" }, state.organization.name),
     h("div", { class: "title-row" }, h("h1", {}, "Devices"), state.live),
     h("section", { "aria-label": "License summary" }, summaryList, state.warningSlot),
+    state.waiting.element,
     state.pairing.element,
     addLicensesSection(state),
     h(
@@ -288,6 +294,7 @@ export async function renderDevices(org, query = "") {
     inactiveReleaseSection(base, state.organization, () => serverNow(state)),
   );
   showControls(state);
+  state.waiting.refresh();
   await loadPage(state, { fresh: true });
   performance.mark("devices-first-page");
   startLive(state, org);
@@ -816,6 +823,12 @@ function startLive(state, org) {
       // A code created or revoked, or a pairing (a code's uses): the active codes are re-read.
       if (name === "codes" || name === "resync" || (name === "devices" && data.change === "paired")) {
         scheduleCodesRefresh(state);
+      }
+      // The line changed, or (while devices wait) licenses came or a device paired, perhaps
+      // from the line: the waiting devices are re-read.
+      const lineMoves = name === "licenses" || (name === "devices" && data.change === "paired");
+      if (name === "waiting" || name === "resync" || (lineMoves && state.waiting.waiting())) {
+        state.waiting.schedule();
       }
       if (name === "devices") {
         for (const id of data.device_ids ?? []) {

@@ -14,7 +14,7 @@ let current = null;
 
 /**
  * Watches `org`'s feed. `onEvent(name, data)` gets each event ("devices", "licenses", "codes",
- * "configurations", "rollout", "resync"); `onState(state)` gets "connecting", "live" or "reconnecting".
+ * "configurations", "rollout", "waiting", "resync"); `onState(state)` gets "connecting", "live" or "reconnecting".
  */
 export function watch(org, onEvent, onState = () => {}) {
   stopWatching();

@@ -37,7 +37,7 @@ const STYLE_CSS: Asset = Asset {
 /// The JavaScript modules, by file name: `app.js` (routing, sign-in), `api.js` (the admin API
 /// client), `ui.js` (shared view pieces and dialogs), `live.js` (the live feed) and one module per
 /// section (`keys.js` is the operator's), and parts of a page kept apart (`replace.js` on a
-/// device's page, `inactive.js` on the Devices page).
+/// device's page, `inactive.js` and `waiting.js` on the Devices page).
 const SCRIPTS: &[(&str, &[u8])] = &[
     ("app.js", include_bytes!("app.js")),
     ("api.js", include_bytes!("api.js")),
@@ -51,6 +51,7 @@ const SCRIPTS: &[(&str, &[u8])] = &[
     ("keys.js", include_bytes!("keys.js")),
     ("replace.js", include_bytes!("replace.js")),
     ("inactive.js", include_bytes!("inactive.js")),
+    ("waiting.js", include_bytes!("waiting.js")),
 ];
 
 /// The portal's routes, without state: merged into the admin router.

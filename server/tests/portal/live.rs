@@ -11,11 +11,11 @@ use crate::support::*;
 use crate::webdriver::Browser;
 
 /// Marks the page; [`assert_not_reloaded`] checks the mark is still there.
-async fn mark_page(browser: &Browser) {
+pub async fn mark_page(browser: &Browser) {
     browser.execute("window.notReloaded = true;", vec![]).await;
 }
 
-async fn assert_not_reloaded(browser: &Browser) {
+pub async fn assert_not_reloaded(browser: &Browser) {
     assert_eq!(
         browser.execute("return window.notReloaded;", vec![]).await,
         json!(true),

@@ -18,6 +18,7 @@
 //! - `keyboard`, `live`: the portal from the keyboard alone; the pages following the live feed.
 //! - `operator`: the operator's pages (organizations and their keys).
 //! - `rollouts`: the Configurations editor's staged rollouts, with real devices.
+//! - `waiting`: the Devices page's waiting list, with real devices waiting for a license.
 
 // Tests fail loudly by design: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
@@ -41,4 +42,5 @@ mod live;
 mod operator;
 mod pages;
 mod rollouts;
+mod waiting;
 mod webdriver;
