@@ -11,12 +11,18 @@ use crate::backend::Statements;
 use crate::paging::page_of;
 use crate::rows::{Columns, get, get_opt_ts, get_ts, get_u64};
 
-pub(crate) async fn enqueue(tx: &mut impl Statements, event: &WebhookEvent) -> StoreResult<()> {
+/// Puts `event` in the outbox of the organization's webhooks that receive its kind (only of
+/// `only`, when given), each at most once per `event.throttle`.
+pub(crate) async fn enqueue(
+    tx: &mut impl Statements,
+    event: &WebhookEvent,
+    only: Option<WebhookId>,
+) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO webhook_deliveries (webhook_id, org_id, event_id, kind, payload, \
          created_at, state, attempts, next_attempt_at) \
          SELECT w.id, w.org_id, $2, $3, $4, $5, 'pending', 0, $5 FROM webhooks w \
-         WHERE w.org_id = $1 AND w.deleted_at IS NULL \
+         WHERE w.org_id = $1 AND w.deleted_at IS NULL AND ($7 IS NULL OR w.id = $7) \
          AND (',' || w.events || ',') LIKE ('%,' || $3 || ',%') \
          AND ($6 = 0 OR NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
          WHERE d.webhook_id = w.id AND d.kind = $3 AND d.created_at > $5 - $6))",
@@ -27,6 +33,7 @@ pub(crate) async fn enqueue(tx: &mut impl Statements, event: &WebhookEvent) -> S
             event.payload.as_str().into(),
             event.at.0.into(),
             event.throttle.into(),
+            only.map(|id| id.0).into(),
         ],
     )
     .await?;
@@ -98,31 +105,6 @@ pub(crate) async fn receiving(
         webhook_from_row,
     )
     .await
-}
-
-pub(crate) async fn enqueue_one(
-    tx: &mut impl Statements,
-    webhook_id: WebhookId,
-    event: &WebhookEvent,
-) -> StoreResult<()> {
-    tx.execute(
-        "INSERT INTO webhook_deliveries (webhook_id, org_id, event_id, kind, payload, \
-         created_at, state, attempts, next_attempt_at) \
-         SELECT w.id, w.org_id, $2, $3, $4, $5, 'pending', 0, $5 FROM webhooks w \
-         WHERE w.id = $1 AND w.deleted_at IS NULL \
-         AND ($6 = 0 OR NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-         WHERE d.webhook_id = w.id AND d.kind = $3 AND d.created_at > $5 - $6))",
-        &[
-            webhook_id.0.into(),
-            event.event_id.into(),
-            event.kind.into(),
-            event.payload.as_str().into(),
-            event.at.0.into(),
-            event.throttle.into(),
-        ],
-    )
-    .await?;
-    Ok(())
 }
 
 pub(crate) async fn count(tx: &mut impl Statements, org_id: OrgId) -> StoreResult<u64> {

@@ -270,7 +270,7 @@ impl<B: Backend> StoreTx for SqlTx<B> {
     }
 
     async fn enqueue_webhook_event(&mut self, event: &WebhookEvent) -> StoreResult<()> {
-        crate::webhooks::enqueue(&mut *self.tx, event).await
+        crate::webhooks::enqueue(&mut *self.tx, event, None).await
     }
 
     async fn leave_line(&mut self, org_id: OrgId, tickets: &[i64]) -> StoreResult<Vec<Waiting>> {
@@ -939,7 +939,7 @@ impl<B: Backend> AdminTx for SqlTx<B> {
         webhook_id: WebhookId,
         event: &WebhookEvent,
     ) -> StoreResult<()> {
-        crate::webhooks::enqueue_one(&mut *self.tx, webhook_id, event).await
+        crate::webhooks::enqueue(&mut *self.tx, event, Some(webhook_id)).await
     }
 
     async fn count_webhooks(&mut self, org_id: OrgId) -> StoreResult<u64> {
