@@ -10,8 +10,9 @@
 //   #/organizations/{org}/audit       the organization's audit log, newest first; `?action=…&device=…
 //                                     &from=…&until=…` after it are its filters
 //   #/organizations/{org}/keys        the operator: create, list and revoke the keys
+//   #/organizations/{org}/webhooks    add, list and delete webhooks; their deliveries, send again
 // Each section is a module of its own (devices.js, codes.js, configurations.js, audit.js,
-// keys.js); ui.js holds the shared pieces.
+// keys.js, webhooks.js); ui.js holds the shared pieces.
 // Everything shown is built with DOM calls and textContent: data from the API is never parsed
 // as HTML.
 
@@ -22,6 +23,7 @@ import { renderDevice } from "./device.js";
 import { renderConfigurations } from "./configurations.js";
 import { renderDevices, updateDevicesView } from "./devices.js";
 import { renderKeys } from "./keys.js";
+import { renderWebhooks } from "./webhooks.js";
 import { stopWatching } from "./live.js";
 import {
   closeDialogs,
@@ -236,6 +238,8 @@ function route() {
     renderConfigurations(parts[1]);
   } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "keys" && session.role() === "operator") {
     renderKeys(parts[1]);
+  } else if (parts[0] === "organizations" && parts.length === 3 && parts[2] === "webhooks") {
+    renderWebhooks(parts[1]);
   } else {
     home();
   }

@@ -52,6 +52,7 @@ const SCRIPTS: &[(&str, &[u8])] = &[
     ("replace.js", include_bytes!("replace.js")),
     ("inactive.js", include_bytes!("inactive.js")),
     ("waiting.js", include_bytes!("waiting.js")),
+    ("webhooks.js", include_bytes!("webhooks.js")),
 ];
 
 /// The portal's routes, without state: merged into the admin router.

@@ -13,6 +13,7 @@ export const SECTIONS = [
   ["codes", "Codes"],
   ["configurations", "Configurations"],
   ["audit", "Audit log"],
+  ["webhooks", "Webhooks"],
 ];
 
 /** Sections only the operator sees (an organization's keys are how its admins sign in). */

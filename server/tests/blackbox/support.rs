@@ -794,3 +794,108 @@ pub fn assert_shaped_as_documented(heading: &str, live: &Value) {
         "docs/admin-api.md, {heading}"
     );
 }
+
+/// One request a webhook receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub kind: String,
+    pub event_id: String,
+    pub signature: String,
+    pub body: String,
+}
+
+/// A webhook receiver on 127.0.0.1 for tests: records each request and answers the statuses
+/// it is told (200 when told none).
+#[derive(Clone, Default)]
+pub struct Inbox {
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    /// The statuses of the next answers (200 when empty).
+    answers: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u16>>>,
+}
+
+impl Inbox {
+    /// Starts receiving; answers the URL to register.
+    pub async fn listen(&self) -> String {
+        async fn hook(
+            axum::extract::State(inbox): axum::extract::State<Inbox>,
+            headers: axum::http::HeaderMap,
+            body: String,
+        ) -> axum::http::StatusCode {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            inbox.received.lock().unwrap().push(Received {
+                kind: header("paird-event"),
+                event_id: header("paird-event-id"),
+                signature: header("paird-signature"),
+                body,
+            });
+            let status = inbox.answers.lock().unwrap().pop_front().unwrap_or(200);
+            axum::http::StatusCode::from_u16(status).unwrap()
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(self.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{address}/hook")
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn answer_next(&self, statuses: &[u16]) {
+        self.answers.lock().unwrap().extend(statuses);
+    }
+
+    /// Waits until `count` requests came; answers them all.
+    pub async fn wait_for(&self, count: usize) -> Vec<Received> {
+        eventually(&format!("{count} deliveries"), || async {
+            let received = self.received();
+            (received.len() >= count).then_some(received)
+        })
+        .await
+    }
+}
+
+/// Checks a delivery's signature against `secret` with the Python verification example of
+/// docs/admin-api.md, and that a changed body does not verify.
+pub fn verify_with_documented_example(secret: &str, received: &Received) {
+    let doc = admin_doc();
+    let start = doc
+        .find("```python\n")
+        .expect("a Python verification example")
+        + "```python\n".len();
+    let end = start + doc[start..].find("\n```").expect("its end");
+    let example = &doc[start..end];
+    let program = format!(
+        "import os, sys\n{example}\n\
+         ok = verify(os.environ['SECRET'], os.environ['SIGNATURE'], os.environ['BODY'].encode())\n\
+         sys.exit(0 if ok else 1)\n"
+    );
+    let run = |body: &str| {
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(&program)
+            .env("SECRET", secret)
+            .env("SIGNATURE", &received.signature)
+            .env("BODY", body)
+            .status()
+            .expect("python3 runs")
+            .success()
+    };
+    assert!(
+        run(&received.body),
+        "the documented example rejects {received:?}"
+    );
+    assert!(
+        !run(&format!("{} ", received.body)),
+        "a changed body must not verify"
+    );
+}

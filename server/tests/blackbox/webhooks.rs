@@ -2,118 +2,10 @@
 //! (checked with the verification example of docs/admin-api.md, run by Python), in order,
 //! retried after failures by the engine's clock, replayed on demand, and not lost by a restart.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
-use axum::extract::State;
-use axum::http::HeaderMap;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::*;
-
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    kind: String,
-    event_id: String,
-    signature: String,
-    body: String,
-}
-
-#[derive(Clone, Default)]
-struct Inbox {
-    received: Arc<Mutex<Vec<Received>>>,
-    /// The statuses of the next answers (200 when empty).
-    answers: Arc<Mutex<VecDeque<u16>>>,
-}
-
-impl Inbox {
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-
-    fn answer_next(&self, statuses: &[u16]) {
-        self.answers.lock().unwrap().extend(statuses);
-    }
-
-    async fn wait_for(&self, count: usize) -> Vec<Received> {
-        eventually(&format!("{count} deliveries"), || async {
-            let received = self.received();
-            (received.len() >= count).then_some(received)
-        })
-        .await
-    }
-}
-
-/// A webhook receiver on 127.0.0.1; answers the URL it listens on.
-async fn receiver(inbox: &Inbox) -> String {
-    async fn hook(
-        State(inbox): State<Inbox>,
-        headers: HeaderMap,
-        body: String,
-    ) -> axum::http::StatusCode {
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or_default()
-                .to_string()
-        };
-        inbox.received.lock().unwrap().push(Received {
-            kind: header("paird-event"),
-            event_id: header("paird-event-id"),
-            signature: header("paird-signature"),
-            body,
-        });
-        let status = inbox.answers.lock().unwrap().pop_front().unwrap_or(200);
-        axum::http::StatusCode::from_u16(status).unwrap()
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(hook))
-        .with_state(inbox.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{address}/hook")
-}
-
-/// Checks a delivery's signature with the Python example of docs/admin-api.md.
-fn verify_with_documented_example(secret: &str, received: &Received) {
-    let doc = admin_doc();
-    let start = doc
-        .find("```python\n")
-        .expect("a Python verification example")
-        + "```python\n".len();
-    let end = start + doc[start..].find("\n```").expect("its end");
-    let example = &doc[start..end];
-    let program = format!(
-        "import os, sys\n{example}\n\
-         ok = verify(os.environ['SECRET'], os.environ['SIGNATURE'], os.environ['BODY'].encode())\n\
-         sys.exit(0 if ok else 1)\n"
-    );
-    let status = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(&program)
-        .env("SECRET", secret)
-        .env("SIGNATURE", &received.signature)
-        .env("BODY", &received.body)
-        .status()
-        .expect("python3 runs");
-    assert!(
-        status.success(),
-        "the documented example rejects {received:?}"
-    );
-    let tampered = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(&program)
-        .env("SECRET", secret)
-        .env("SIGNATURE", &received.signature)
-        .env("BODY", format!("{} ", received.body))
-        .status()
-        .expect("python3 runs");
-    assert!(!tampered.success(), "a changed body must not verify");
-}
 
 async fn create_webhook(admin: &Admin, org: &str, url: &str, events: &[&str]) -> Value {
     let (status, created) = admin
@@ -132,7 +24,7 @@ async fn events_arrive_signed_in_order_retried_after_failures_and_replayed() {
     let test = TestServer::start().await;
     let admin = &test.admin;
     let inbox = Inbox::default();
-    let url = receiver(&inbox).await;
+    let url = inbox.listen().await;
     let (org, code) = admin.org_with_code("Acme", 1).await;
     let webhook = create_webhook(
         admin,
@@ -250,7 +142,7 @@ async fn events_arrive_signed_in_order_retried_after_failures_and_replayed() {
 async fn events_committed_before_a_restart_are_delivered_after_it() {
     let test = TestServer::start().await;
     let inbox = Inbox::default();
-    let url = receiver(&inbox).await;
+    let url = inbox.listen().await;
     let (org, code) = test.admin.org_with_code("Acme", 5).await;
     create_webhook(&test.admin, &org, &url, &["pairings"]).await;
     // The receiver fails the first attempt.
@@ -354,7 +246,7 @@ async fn licenses_that_end_within_the_webhooks_days_are_told_once_a_day() {
     let test = TestServer::start().await;
     let admin = &test.admin;
     let inbox = Inbox::default();
-    let url = receiver(&inbox).await;
+    let url = inbox.listen().await;
     let org = admin.create_org("Acme").await;
     let (status, webhook) = admin
         .call(

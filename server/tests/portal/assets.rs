@@ -30,6 +30,7 @@ async fn portal_files_have_their_content_types_no_cache_and_a_strict_csp() {
         ("/portal/replace.js", "text/javascript; charset=utf-8"),
         ("/portal/inactive.js", "text/javascript; charset=utf-8"),
         ("/portal/waiting.js", "text/javascript; charset=utf-8"),
+        ("/portal/webhooks.js", "text/javascript; charset=utf-8"),
     ] {
         let response = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");

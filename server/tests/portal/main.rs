@@ -44,3 +44,4 @@ mod pages;
 mod rollouts;
 mod waiting;
 mod webdriver;
+mod webhooks;
