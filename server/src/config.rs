@@ -40,6 +40,10 @@ pub struct DeviceSettings {
     /// Most connections one address (an IPv6 client's /64) holds before they pair or resume; a
     /// newer one takes the oldest one's place (closed, 4004). 0: no cap.
     pub max_unproven_per_address: usize,
+    /// Most connections one address (an IPv6 client's /64) keeps waiting in line for a license
+    /// (`pair_or_wait`); past it a device that asks to wait is answered as `pair` is (refused
+    /// `no_free_license`). 0: no cap.
+    pub max_waiting_per_address: usize,
     /// Most control frames (ping, pong) a connection may send in a minute; past it the
     /// connection is closed (1008). Keepalive needs two a minute.
     pub max_control_frames_per_minute: u32,
@@ -58,6 +62,7 @@ impl Default for DeviceSettings {
             max_write_backlog: protocol::limits::MAX_SERVER_FRAME_BYTES + 64 * 1024,
             max_connections: None,
             max_unproven_per_address: 256,
+            max_waiting_per_address: 256,
             max_control_frames_per_minute: 120,
         }
     }

@@ -228,6 +228,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         settings: config.device.clone(),
         stats: EndpointStats::default(),
         unproven: address_slots::AddressSlots::new(config.device.max_unproven_per_address),
+        waiting: address_slots::AddressSlots::new(config.device.max_waiting_per_address),
         tls: tls.clone(),
         trusted: config.trusted_proxies.clone(),
     });

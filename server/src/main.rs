@@ -170,6 +170,11 @@ struct ServeArgs {
     /// one NAT that resume or pair as soon as they connect are not affected. 0: no cap.
     #[arg(long, env = "PAIRD_MAX_UNPROVEN_PER_ADDRESS", default_value_t = 256)]
     max_unproven_per_address: usize,
+    /// Most connections one address (an IPv6 client's /64) keeps waiting in line for a
+    /// license; past it, a device that asks to wait is refused `no_free_license` as one that
+    /// does not. 0: no cap.
+    #[arg(long, env = "PAIRD_MAX_WAITING_PER_ADDRESS", default_value_t = 256)]
+    max_waiting_per_address: usize,
     /// Most configurations one organization may hold (`quota_exceeded` past it).
     #[arg(
         long,
@@ -373,6 +378,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         failures_per_connection: args.failures_per_connection,
         max_connections: args.max_device_connections,
         max_unproven_per_address: args.max_unproven_per_address,
+        max_waiting_per_address: args.max_waiting_per_address,
         max_control_frames_per_minute: args.max_control_frames_per_minute,
         ..DeviceSettings::default()
     };

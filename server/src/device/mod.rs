@@ -52,6 +52,8 @@ pub(crate) struct DeviceEndpoint {
     pub stats: EndpointStats,
     /// Slots for connections that have not proven themselves yet, per address.
     pub unproven: Arc<AddressSlots>,
+    /// Connections waiting in line for a license, per address (`max_waiting_per_address`).
+    pub waiting: Arc<AddressSlots>,
     /// TLS, when paird terminates it itself.
     pub tls: Option<ServerTls>,
     /// Peers whose PROXY header or forwarding headers name the client.
@@ -277,6 +279,7 @@ async fn connection(
         paired: false,
         waiting: None,
         turn_came: false,
+        waiting_slot: None,
         control_frames: 0,
         control_window: Instant::now(),
     };
@@ -305,6 +308,8 @@ struct Session<'a> {
     waiting: Option<PairRequest>,
     /// The engine told the waiting device that it left the line.
     turn_came: bool,
+    /// This connection's place among its address's waiting connections, while it waits.
+    waiting_slot: Option<Slot>,
     /// Control frames (ping, pong) heard in the current minute, and when that minute began.
     control_frames: u32,
     control_window: Instant,
@@ -373,6 +378,7 @@ impl Session<'_> {
         match self.waiting.take() {
             Some(mut request) => {
                 // Out of the line: the same pairing again says what became of it.
+                self.waiting_slot = None;
                 request.wait = WaitChoice::AfterTurn;
                 self.answer_pairing(request).await
             }
@@ -509,8 +515,15 @@ impl Session<'_> {
                     .await
             }
             DeviceMessage::PairOrWait(pair) => {
-                self.answer_pairing(wire::pair_request(pair, WaitChoice::InLine))
-                    .await
+                // An address keeps at most so many connections in line: past it, the device is
+                // answered as one that does not wait.
+                self.waiting_slot = self.endpoint.waiting.try_take(self.link.peer);
+                let wait = if self.waiting_slot.is_some() {
+                    WaitChoice::InLine
+                } else {
+                    WaitChoice::No
+                };
+                self.answer_pairing(wire::pair_request(pair, wait)).await
             }
             DeviceMessage::Resume(resume) => {
                 if self.paired || self.waiting.is_some() {
@@ -554,6 +567,7 @@ impl Session<'_> {
             PairAnswer::Paired(device) => {
                 self.paired = true;
                 self.slot.release();
+                self.waiting_slot = None;
                 self.send_with_link_update(&wire::paired(&device)).await
             }
             PairAnswer::Waiting { position } => {
@@ -568,6 +582,7 @@ impl Session<'_> {
                 reason,
                 retry_after_ms,
             } => {
+                self.waiting_slot = None;
                 let answer = ServerMessage::Refused(Refused {
                     reason: wire::refusal_reason(reason),
                     retry_after_ms,

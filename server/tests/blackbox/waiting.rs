@@ -206,3 +206,32 @@ async fn a_device_that_asks_to_wait_is_paired_at_once_when_a_license_is_free() {
     );
     test.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_keeps_at_most_its_share_of_the_line() {
+    let test = TestServer::start_with(|config| config.device.max_waiting_per_address = 2).await;
+    let admin = &test.admin;
+    let org = admin.create_org("Acme").await;
+    let code = admin.reusable_code(&org, json!({})).await;
+    let code = code["code"].as_str().unwrap();
+    let (_, first, answer) = pair_or_wait(&test.device_url(), code).await;
+    assert!(matches!(answer, PairOrWaitResult::Waiting(_)), "{answer:?}");
+    let (_, _second, answer) = pair_or_wait(&test.device_url(), code).await;
+    assert!(matches!(answer, PairOrWaitResult::Waiting(_)), "{answer:?}");
+    // A third from the same address is answered as a pairing that does not wait.
+    let (_, _third, answer) = pair_or_wait(&test.device_url(), code).await;
+    assert!(
+        matches!(answer, PairOrWaitResult::Refused(ref refused) if refused.reason == RefusalReason::NoFreeLicense),
+        "{answer:?}"
+    );
+    assert_eq!(line(admin, &org).await.len(), 2);
+    // One leaves: there is room again.
+    first.close().await;
+    eventually("the first device left the line", || async {
+        (line(admin, &org).await.len() == 1).then_some(())
+    })
+    .await;
+    let (_, _fourth, answer) = pair_or_wait(&test.device_url(), code).await;
+    assert!(matches!(answer, PairOrWaitResult::Waiting(_)), "{answer:?}");
+    test.stop().await;
+}
