@@ -25,7 +25,8 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use engine::admin::{
-    AddLicenses, CreateReusableCode, CreateSingleUseCode, RenewLicense, RevokeCode, UnpairDevice,
+    AddLicenses, CreateReusableCode, CreateSingleUseCode, RenewLicense, RevokeCode,
+    RevokeSingleUseCode, UnpairDevice,
 };
 use engine::ids::{CodeId, DeviceId, LicenseId, OrgId, Timestamp};
 use engine::limiter::FailureLimit;
@@ -92,6 +93,8 @@ struct SingleUseCode {
     /// Which installation used it, if the model saw it.
     used_by: Option<usize>,
     maybe_used: bool,
+    /// Revoked by an acknowledged `RevokeSingleUseCode` on its license.
+    revoked: bool,
 }
 
 #[derive(Debug)]
@@ -146,6 +149,10 @@ enum Op {
         max_uses: Option<u32>,
     },
     CreateSingle {
+        org: usize,
+        license: LicenseId,
+    },
+    RevokeSingle {
         org: usize,
         license: LicenseId,
     },
@@ -421,6 +428,10 @@ impl Run {
                         license: model.licenses[self.rng.below(model.licenses.len())],
                     }
                 }
+                95..=96 if !model.single.is_empty() => Op::RevokeSingle {
+                    org,
+                    license: model.single[self.rng.below(model.single.len())].license,
+                },
                 90..=94 if model.licenses.len() < MAX_LICENSES_PER_ORG => Op::AddLicenses {
                     org,
                     count: 1 + self.rng.below(3) as u32,
@@ -442,7 +453,14 @@ impl Run {
                 _ => Op::Resume { dev },
             };
             // Two commands on one license in one batch would race: their order is unknown.
-            if let Op::Renew { license, .. } | Op::CreateSingle { license, .. } = op {
+            let license = match op {
+                Op::Renew { license, .. }
+                | Op::CreateSingle { license, .. }
+                | Op::RevokeSingle { license, .. } => Some(license),
+                Op::PairSingle { org, code, .. } => Some(self.model.orgs[org].single[code].license),
+                _ => None,
+            };
+            if let Some(license) = license {
                 if busy_licenses.contains(&license) {
                     continue;
                 }
@@ -551,6 +569,9 @@ impl Run {
             }
             Op::CreateSingle { org, license } => {
                 Request::CreateSingle(self.model.orgs[org].id, license)
+            }
+            Op::RevokeSingle { org, license } => {
+                Request::RevokeSingle(self.model.orgs[org].id, license)
             }
             Op::AddLicenses { org, count, hours } => {
                 let end = hours.map(|hours| self.fixture.clock.now().plus(HOUR * hours as u32));
@@ -688,9 +709,18 @@ impl Run {
                     license,
                     used_by: None,
                     maybe_used: false,
+                    revoked: false,
                 });
             }
             (Op::CreateSingle { .. }, Outcome::Refused(_)) => {}
+            (Op::RevokeSingle { org, license }, Outcome::Revoked) => {
+                for code in &mut self.model.orgs[org].single {
+                    if code.license == license && code.used_by.is_none() && !code.maybe_used {
+                        code.revoked = true;
+                    }
+                }
+            }
+            (Op::RevokeSingle { .. }, Outcome::Refused(_)) => {}
             (Op::AddLicenses { org, .. }, Outcome::Added(ids)) => {
                 for id in ids {
                     self.model.orgs[org].licenses.push(id);
@@ -726,6 +756,12 @@ impl Run {
                         "single-use code {} bound to {} paired onto {license}",
                         code.id, code.license
                     ),
+                ));
+            }
+            if code.revoked {
+                return Err((
+                    step,
+                    format!("revoked single-use code {} paired {dev}", code.id),
                 ));
             }
             if let Some(before) = code.used_by {
@@ -774,6 +810,9 @@ impl Run {
                 // Treated as revoked: the model no longer counts on it working.
                 self.model.orgs[org].reusable[code].revoked = true;
             }
+            Op::RevokeSingle { .. } => {
+                // Either way: a code revoked or not is checked by its uses alone.
+            }
             Op::CreateReusable { .. } | Op::CreateSingle { .. } => {
                 // A code nobody knows the secret of: nothing to check.
             }
@@ -794,6 +833,7 @@ enum Request {
     Revoke(OrgId, CodeId),
     CreateReusable(OrgId, Option<u32>),
     CreateSingle(OrgId, LicenseId),
+    RevokeSingle(OrgId, LicenseId),
     Add(OrgId, u32, Option<Timestamp>),
     Renew(OrgId, LicenseId, Option<Timestamp>),
 }
@@ -862,6 +902,15 @@ async fn execute(engine: Engine, request: Request) -> Outcome {
             let command = CreateSingleUseCode::new(license, Some(Duration::from_secs(24 * 3600)));
             match engine.run(&op, org, command).await {
                 Ok(code) => Outcome::CreatedSingle(code.info, code.code),
+                Err(error) => admin_error(error),
+            }
+        }
+        Request::RevokeSingle(org, license_id) => {
+            match engine
+                .run(&op, org, RevokeSingleUseCode { license_id })
+                .await
+            {
+                Ok(_) => Outcome::Revoked,
                 Err(error) => admin_error(error),
             }
         }
