@@ -355,7 +355,17 @@ impl Run {
 
     async fn go(&mut self, ops: u64) -> Result<String, Failure> {
         let mut step = 0;
+        let mut reported = 0;
+        let started = Instant::now();
         while step < ops {
+            // Long runs say how far they are, every tenth of the way.
+            if ops >= 100_000 && step >= reported + ops / 10 {
+                reported = step;
+                eprintln!(
+                    "  step {step} of {ops}, {:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
             let roll = self.rng.below(100);
             if roll < 4 {
                 self.advance_clock(step).await?;
