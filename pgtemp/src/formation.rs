@@ -61,8 +61,15 @@ pub struct Formation {
 }
 
 impl Formation {
-    /// Starts a monitor and two nodes, and waits for a primary with a synchronous secondary.
+    /// Starts a monitor with [`FAST_MONITOR`] settings and two nodes, and waits for a primary
+    /// with a synchronous secondary.
     pub fn start() -> Result<Formation, ClusterError> {
+        Formation::start_with(true)
+    }
+
+    /// Starts a formation; `fast_monitor` false keeps pg_auto_failover's own health-check
+    /// timings (to measure a failover as a production formation has it).
+    pub fn start_with(fast_monitor: bool) -> Result<Formation, ClusterError> {
         let bin = find_binaries()?;
         let autoctl = find_autoctl()?;
         let run_as = is_root().then(|| "postgres".to_string());
@@ -92,7 +99,8 @@ impl Formation {
         })?;
         // One command each: `psql -c` runs its text as one transaction, which ALTER SYSTEM
         // refuses.
-        for (name, value) in FAST_MONITOR {
+        let settings = if fast_monitor { FAST_MONITOR } else { &[] };
+        for (name, value) in settings {
             let sql = format!("ALTER SYSTEM SET {name} = {value}");
             formation.query(formation.monitor.port, "pg_auto_failover", &sql)?;
         }
@@ -447,9 +455,7 @@ fn find_autoctl() -> Result<PathBuf, ClusterError> {
         .chain([PathBuf::from("/usr/bin")])
         .map(|dir| dir.join("pg_autoctl"))
         .find(|path| path.is_file())
-        .ok_or_else(|| {
-            ClusterError::MissingAutoctl("no pg_autoctl on PATH or in /usr/bin".into())
-        })
+        .ok_or_else(|| ClusterError::MissingAutoctl("no pg_autoctl on PATH or in /usr/bin".into()))
 }
 
 fn tail(text: &str, lines: usize) -> String {

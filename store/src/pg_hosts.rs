@@ -226,7 +226,10 @@ impl HostFollower {
         if !self.targets.needs_follower() {
             return;
         }
-        let mut pools = self.pools.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut pools = self
+            .pools
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         pools.push(Followed {
             pool: pool.clone(),
             application_name,
@@ -273,7 +276,10 @@ impl HostFollower {
     /// the first pool (the store's).
     async fn current_still_fits(&self) -> bool {
         let pool = {
-            let pools = self.pools.lock().unwrap_or_else(|poison| poison.into_inner());
+            let pools = self
+                .pools
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
             match pools.first() {
                 Some(followed) => followed.pool.clone(),
                 None => return true,
@@ -298,7 +304,10 @@ impl HostFollower {
     /// Moves every followed pool to host `index`.
     fn move_to(&self, index: usize) {
         let from = self.current.swap(index, Ordering::Relaxed);
-        let pools = self.pools.lock().unwrap_or_else(|poison| poison.into_inner());
+        let pools = self
+            .pools
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         for followed in pools.iter() {
             followed
                 .pool
@@ -401,7 +410,9 @@ mod tests {
             .err()
             .expect("refused");
         assert!(error.contains("target_session_attrs=standby"), "{error}");
-        let error = PgTargets::parse("postgres://a,,b/x").err().expect("refused");
+        let error = PgTargets::parse("postgres://a,,b/x")
+            .err()
+            .expect("refused");
         assert!(error.contains("empty entry"), "{error}");
         assert!(PgTargets::parse("db/x").is_err());
     }

@@ -58,12 +58,12 @@ use uuid::Uuid;
 use crate::audit::{audit_columns, audit_of_device, audit_of_org_in_time, audit_of_server};
 use crate::backend::{Arg, Backend, Binding, SqlStore, SqlTx, WordIndex};
 use crate::paging::to_i64;
+use crate::pg_hosts::{self, HostFollower, PgTargets};
 use crate::rows::{get, get_opt_ts, indexed_text, searched_text};
 use crate::writes::{
     code_state_for_revocation, config_devices_for_delete, config_revision_for_edit,
     operator_tokens_for_revocation, organization_for_quota, pinned_configuration_for_delete,
 };
-use crate::pg_hosts::{self, HostFollower, PgTargets};
 use node::PgNode;
 
 pub use crate::notify::{CHANGE_CHANNEL, LISTENER_APPLICATION_NAME};
