@@ -195,12 +195,7 @@ impl Formation {
 
     /// Kills node `index` outright: its keeper, its PostgreSQL, and what they started.
     pub fn kill(&mut self, index: usize) {
-        let node = &mut self.nodes[index];
-        if let Some(mut process) = node.process.take() {
-            kill_group(process.id());
-            let _ = process.wait();
-        }
-        kill_postmaster(&node.pgdata);
+        kill_keeper(&mut self.nodes[index]);
     }
 
     /// Waits until a node other than `old` takes writes; returns it.
@@ -322,10 +317,19 @@ impl Formation {
             .stdout(log.try_clone()?)
             .stderr(log)
             .process_group(0);
-        command.spawn().map_err(|error| ClusterError::Failed {
+        let child = command.spawn().map_err(|error| ClusterError::Failed {
             step: "pg_autoctl",
             detail: error.to_string(),
-        })
+        })?;
+        // The watchdog kills these process groups if this process ends first (a keeper
+        // renames its processes, so they cannot be found by their command line).
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("keepers"))?
+            .write_all(format!("{}\n", child.id()).as_bytes())?;
+        Ok(child)
     }
 
     /// One SQL command through `psql` on a loopback port, as `postgres`; its output, trimmed.
@@ -387,8 +391,10 @@ impl Formation {
         let dir = self.dir.path().display().to_string();
         let script = format!(
             "while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
-             pkill -9 -f 'pg_autoctl.*{dir}' ; pkill -9 -f 'postgres -D {dir}'; \
-             sleep 1; rm -rf '{dir}'",
+             for group in $(cat '{dir}/keepers' 2>/dev/null); do kill -9 -$group; done; \
+             for pids in '{dir}'/*/postmaster.pid; do \
+               pid=$(head -n 1 \"$pids\"); pkill -9 -P \"$pid\"; kill -9 \"$pid\"; \
+             done 2>/dev/null; sleep 1; rm -rf '{dir}'",
             parent = std::process::id(),
         );
         detached_shell(&script).spawn()?;
@@ -412,38 +418,41 @@ impl Drop for Formation {
         for index in 0..self.nodes.len() {
             self.kill(index);
         }
-        if let Some(mut process) = self.monitor.process.take() {
-            kill_group(process.id());
-            let _ = process.wait();
-        }
-        kill_postmaster(&self.monitor.pgdata);
+        kill_keeper(&mut self.monitor);
     }
 }
 
-/// SIGKILL to every process of the group `leader` leads.
-fn kill_group(leader: u32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{leader}")])
+/// Kills a keeper outright: first its PostgreSQL's children (a background worker orphaned by
+/// its postmaster's death may run on: the monitor's health checks did), then its process
+/// group (the keeper and the postmaster), then the postmaster if it left the group.
+fn kill_keeper(keeper: &mut Keeper) {
+    let postmaster = postmaster_pid(&keeper.pgdata);
+    if let Some(pid) = postmaster {
+        signal_kill(&["-P", &pid.to_string()], "pkill");
+    }
+    if let Some(mut process) = keeper.process.take() {
+        signal_kill(&["--", &format!("-{}", process.id())], "kill");
+        let _ = process.wait();
+    }
+    if let Some(pid) = postmaster {
+        signal_kill(&[&pid.to_string()], "kill");
+    }
+}
+
+/// SIGKILL through `program` (`kill` or `pkill`) to `targets`.
+fn signal_kill(targets: &[&str], program: &str) {
+    let _ = Command::new(program)
+        .arg("-KILL")
+        .args(targets)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
 }
 
-/// SIGKILL to the PostgreSQL server of `pgdata` (its pid is the first line of
-/// `postmaster.pid`), in case it left its keeper's process group; its backends end with it.
-fn kill_postmaster(pgdata: &Path) {
-    let Ok(pid_file) = std::fs::read_to_string(pgdata.join("postmaster.pid")) else {
-        return;
-    };
-    if let Some(pid) = pid_file.lines().next().map(str::trim)
-        && pid.parse::<u32>().is_ok()
-    {
-        let _ = Command::new("kill")
-            .args(["-KILL", pid])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
+/// The pid of the PostgreSQL server of `pgdata`: the first line of `postmaster.pid`.
+fn postmaster_pid(pgdata: &Path) -> Option<u32> {
+    let pid_file = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
+    pid_file.lines().next()?.trim().parse().ok()
 }
 
 fn find_autoctl() -> Result<PathBuf, ClusterError> {
