@@ -10,6 +10,7 @@ pub mod page;
 pub mod procstat;
 pub mod report;
 pub mod scenarios;
+pub mod soak;
 pub mod spawn;
 pub mod verify;
 pub mod workers;

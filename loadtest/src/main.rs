@@ -9,6 +9,8 @@
 //! It talks only to the addresses it is given (or to the server it starts on 127.0.0.1), is
 //! bounded in count and time, and stops by itself.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use loadtest::admin::Admin;
@@ -16,6 +18,7 @@ use loadtest::bulk::{self, BulkArgs};
 use loadtest::cluster::{ClusterSettings, SpawnedCluster};
 use loadtest::lists::{self, ListsArgs};
 use loadtest::scenarios::{self, CrashArgs, EnrollArgs, HoldArgs, PushArgs, RaceArgs, Target};
+use loadtest::soak::{self, SoakArgs};
 use loadtest::spawn::{self, Spawned};
 use loadtest::workers;
 
@@ -101,6 +104,10 @@ enum Scenario {
     /// N devices pair and stay connected, then one command unpairs them all by a filter:
     /// the command's time, and every connected device told (issue 15).
     Bulk(BulkArgs),
+    /// Devices kept connected for a long time under a steady mix (unpaired and paired again,
+    /// reconnecting, acknowledging edits); the server's memory, open files and tasks sampled
+    /// every minute (issue 18).
+    Soak(SoakArgs),
     /// A worker process holding part of the devices (started by this program itself).
     #[command(hide = true)]
     Worker { spec: String },
@@ -187,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Crash(args) => args.common.timeout,
         Scenario::Lists(args) => args.common.timeout,
         Scenario::Bulk(args) => args.common.timeout,
+        Scenario::Soak(args) => args.common.timeout + args.duration + Duration::from_secs(60),
         Scenario::Worker { .. } => unreachable!("handled above"),
     };
     let work = async {
@@ -198,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Crash(args) => scenarios::crash(&mut target, args).await,
             Scenario::Lists(args) => lists::lists(&mut target, args).await,
             Scenario::Bulk(args) => bulk::bulk(&mut target, args).await,
+            Scenario::Soak(args) => soak::soak(&mut target, args).await,
             Scenario::Worker { .. } => unreachable!("handled above"),
         }
     };

@@ -257,7 +257,7 @@ fn split(total: u32, parts: usize) -> Vec<(u32, u32)> {
 
 /// Source addresses for `connections` connections to `device_urls`: several loopback addresses
 /// past the ephemeral port range of one, none for a remote server.
-fn sources(device_urls: &[String], connections: u32, asked: Option<u32>) -> Vec<IpAddr> {
+pub(crate) fn sources(device_urls: &[String], connections: u32, asked: Option<u32>) -> Vec<IpAddr> {
     let loopback = !device_urls.is_empty()
         && device_urls
             .iter()

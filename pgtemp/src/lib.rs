@@ -13,7 +13,12 @@
 //! PostgreSQL refuses to run as root. When the caller is root (containers, CI machines), the
 //! binaries run as the `postgres` system user (through `runuser`) in a directory owned by it.
 //!
-//! Layout: this file only.
+//! Layout: this file (one cluster); `formation` ([`Formation`]: a pg_auto_failover monitor, a
+//! primary and a synchronous secondary, for the failover tests).
+
+mod formation;
+
+pub use formation::{FAST_MONITOR, Formation};
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -30,6 +35,12 @@ pub enum ClusterError {
          initdb, pg_ctl and postgres on PATH"
     )]
     Missing(String),
+    #[error(
+        "pg_auto_failover not found ({0}). paird's failover tests run a throwaway formation \
+         with pg_autoctl: install it with scripts/failover-deps (Debian package \
+         postgresql-15-auto-failover)"
+    )]
+    MissingAutoctl(String),
     #[error("running as root, but there is no `postgres` system user to run PostgreSQL as: {0}")]
     NoUser(String),
     #[error("{step} failed: {detail}")]

@@ -260,6 +260,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         draining: Arc::clone(&draining),
         metrics: Arc::new(config.metrics.clone()),
         admin_listener: Arc::clone(&admin_stats),
+        main_runtime: tokio::runtime::Handle::current(),
     };
     let router = admin::router(state, config.test_hooks)
         .merge(portal::router())

@@ -152,10 +152,14 @@ pub struct ProcessUsage {
     pub resident_bytes: Option<u64>,
     pub open_files: Option<u64>,
     pub max_open_files: Option<u64>,
+    /// Tasks alive in the runtimes read (tokio's count: spawned, not yet finished).
+    pub tasks: Option<u64>,
 }
 
 impl ProcessUsage {
-    pub fn read() -> ProcessUsage {
+    /// Reads the process's usage, and counts the tasks of `runtimes` (the server's main runtime,
+    /// which drives the device connections and the engine, and the admin API's own).
+    pub fn read(runtimes: &[&tokio::runtime::Handle]) -> ProcessUsage {
         let resident_bytes = std::fs::read_to_string("/proc/self/status")
             .ok()
             .and_then(|status| {
@@ -170,10 +174,17 @@ impl ProcessUsage {
         let max_open_files = rlimit::getrlimit(rlimit::Resource::NOFILE)
             .ok()
             .map(|(soft, _)| soft);
+        let tasks = (!runtimes.is_empty()).then(|| {
+            runtimes
+                .iter()
+                .map(|runtime| runtime.metrics().num_alive_tasks() as u64)
+                .sum()
+        });
         ProcessUsage {
             resident_bytes,
             open_files,
             max_open_files,
+            tasks,
         }
     }
 }
@@ -473,6 +484,14 @@ pub fn render(
             "paird_process_max_fds",
             "The process's open-file limit (soft).",
             &[(&[], limit as f64)],
+        );
+    }
+    if let Some(tasks) = process.tasks {
+        families.gauge(
+            "paird_runtime_tasks_alive",
+            "Tasks alive in the server's async runtimes (one or two per device connection, plus \
+             the server's own); flat while the fleet is.",
+            &[(&[], tasks as f64)],
         );
     }
     families.gauge(

@@ -37,6 +37,7 @@ mod line;
 mod node;
 mod notify;
 mod paging;
+mod pg_hosts;
 pub mod postgres;
 mod reads;
 mod retention;

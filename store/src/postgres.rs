@@ -41,7 +41,6 @@
 //!   devices of nodes whose heartbeat went stale (`NodeStore::expire_nodes`).
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,13 +51,14 @@ use engine::store::{
     NewDevice, StoreError, StoreResult,
 };
 use sqlx::Postgres;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::postgres::{PgPool, PgQueryResult};
 use sqlx::query::Query;
 use uuid::Uuid;
 
 use crate::audit::{audit_columns, audit_of_device, audit_of_org_in_time, audit_of_server};
 use crate::backend::{Arg, Backend, Binding, SqlStore, SqlTx, WordIndex};
 use crate::paging::to_i64;
+use crate::pg_hosts::{self, HostFollower, PgTargets};
 use crate::rows::{get, get_opt_ts, indexed_text, searched_text};
 use crate::writes::{
     code_state_for_revocation, config_devices_for_delete, config_revision_for_edit,
@@ -108,15 +108,18 @@ mod node {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
+    use std::sync::Arc;
+
     use engine::ids::OrgId;
-    use sqlx::postgres::PgConnectOptions;
     use uuid::Uuid;
+
+    use crate::pg_hosts::HostFollower;
 
     /// What a PostgreSQL store keeps beside its pool: what makes it one node among several.
     pub struct PgNode {
-        /// Where the change listener connects (the pool's options, under its own application
-        /// name).
-        pub(super) options: PgConnectOptions,
+        /// Where the pools connect: the URL's host, or the one of its hosts that takes
+        /// writes now (the change listener's pool follows it too).
+        pub(super) hosts: Arc<HostFollower>,
         /// Random per store: written into every notification this store publishes, so that its
         /// own change feed skips them.
         pub(super) origin: u64,
@@ -130,7 +133,7 @@ mod node {
     impl std::fmt::Debug for PgNode {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("PgNode")
-                .field("options", &"<hidden>")
+                .field("hosts", &"<hidden>")
                 .field("origin", &self.origin)
                 .field("claim_hints", &self.claim_hints)
                 .finish()
@@ -138,20 +141,24 @@ mod node {
     }
 }
 
+/// The `application_name` of the store's pool connections.
+const APPLICATION_NAME: &str = "paird";
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl PgStore {
     /// Connects and brings the schema up to date.
     pub async fn open(settings: &PgSettings) -> StoreResult<PgStore> {
-        let options = PgConnectOptions::from_str(&settings.url)
-            .map_err(|error| StoreError::Other(format!("database URL: {error}")))?
-            .application_name("paird");
-        let pool = PgPoolOptions::new()
+        let targets = PgTargets::parse(&settings.url)
+            .map_err(|error| StoreError::Other(format!("database URL: {error}")))?;
+        let hosts = HostFollower::start(targets).await?;
+        let pool = pg_hosts::pool_options(hosts.attrs())
             .max_connections(settings.pool_size.max(1))
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options.clone())
+            .connect_with(hosts.options(APPLICATION_NAME))
             .await
             .map_err(map_error)?;
+        hosts.follow(&pool, APPLICATION_NAME);
         // A migration that cannot reach the server is worth retrying; any other failure
         // (a bad migration, a database changed by hand) needs a person.
         MIGRATOR.run(&pool).await.map_err(|error| match error {
@@ -167,7 +174,7 @@ impl PgStore {
             readers: pool.clone(),
             exports: pool,
             extra: Arc::new(PgNode {
-                options,
+                hosts,
                 origin,
                 claim_hints: Mutex::default(),
             }),
@@ -231,8 +238,9 @@ enum SqlStateKind {
 fn sqlstate_kind(code: &str) -> SqlStateKind {
     match code {
         // 40001 serialization_failure, 40P01 deadlock_detected, 55P03 lock_not_available,
-        // 57014 query_canceled (a statement timeout), 57P01..57P03 shutdowns and start-up.
-        "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" => {
+        // 57014 query_canceled (a statement timeout), 57P01..57P03 shutdowns and start-up,
+        // 25006 read_only_sql_transaction (the host stopped being the primary: a failover).
+        "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "25006" => {
             SqlStateKind::Transient
         }
         // Class 08: connection exceptions; class 53: insufficient resources (disk full, out of
@@ -398,19 +406,15 @@ impl Backend for Postgres {
 
     async fn subscribe(store: &PgStore) -> StoreResult<Option<Box<dyn ChangeFeed>>> {
         // A connection of its own, outside the pool: a listener holds it for good.
-        let pool = PgPoolOptions::new()
+        let hosts = &store.extra.hosts;
+        let pool = pg_hosts::pool_options(hosts.attrs())
             .max_connections(1)
             .min_connections(0)
             .max_lifetime(None)
             .idle_timeout(None)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(
-                store
-                    .extra
-                    .options
-                    .clone()
-                    .application_name(LISTENER_APPLICATION_NAME),
-            );
+            .connect_lazy_with(hosts.options(LISTENER_APPLICATION_NAME));
+        hosts.follow(&pool, LISTENER_APPLICATION_NAME);
         let feed = crate::notify::PgFeed::start(pool, store.extra.origin)
             .await
             .map_err(map_error)?;
@@ -973,7 +977,9 @@ mod tests {
     #[test]
     fn a_store_never_shows_its_password() {
         let node = PgNode {
-            options: PgConnectOptions::new().password("hunter2-secret"),
+            hosts: HostFollower::new(
+                PgTargets::parse("postgres://paird:hunter2-secret@a,b/fleet").unwrap(),
+            ),
             origin: 7,
             claim_hints: Mutex::default(),
         };
@@ -991,6 +997,7 @@ mod tests {
         assert_eq!(sqlstate_kind("53100"), SqlStateKind::Transient);
         assert_eq!(sqlstate_kind("40P01"), SqlStateKind::Transient);
         assert_eq!(sqlstate_kind("57P01"), SqlStateKind::Transient);
+        assert_eq!(sqlstate_kind("25006"), SqlStateKind::Transient);
         assert_eq!(sqlstate_kind("42601"), SqlStateKind::Other);
         assert_eq!(sqlstate_kind(""), SqlStateKind::Other);
     }

@@ -35,7 +35,7 @@ pub(super) async fn metrics(
         &state.engine.detailed_metrics(TOP_ORGANIZATIONS),
         &state.endpoint.stats,
         &state.admin_listener,
-        &ProcessUsage::read(),
+        &ProcessUsage::read(&[&state.main_runtime, &tokio::runtime::Handle::current()]),
         state.started.elapsed().as_secs_f64(),
     )
     .map_err(|error| {

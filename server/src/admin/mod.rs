@@ -49,6 +49,9 @@ pub(crate) struct AppState {
     pub metrics: Arc<crate::metrics::MetricsSettings>,
     /// The admin listener's connection counters, for `/metrics`.
     pub admin_listener: Arc<listener::AdminListenerStats>,
+    /// The runtime that drives the device connections and the engine (the admin API runs on
+    /// a runtime of its own): `/metrics` counts its tasks.
+    pub main_runtime: tokio::runtime::Handle,
 }
 
 /// Where devices reach the device endpoint, for QR payloads.

@@ -15,7 +15,8 @@
 //! printed with the failure (`PAIRD_TEST_LOG` sets their `RUST_LOG`, `info` by default).
 //!
 //! Layout: `harness` (nodes, the shared cluster, SQL checks, a connection gate); `pairing`
-//! (races and retries across nodes); `notifications` (admin commands reaching devices on other
+//! (races and retries across nodes); `failover` (the PostgreSQL primary killed under two nodes,
+//! on a pg_auto_failover formation of its own); `notifications` (admin commands reaching devices on other
 //! nodes, a lost LISTEN connection); `failures` (a node killed mid-burst, a device moving to
 //! another node, PostgreSQL stopped and started); `presence` (a killed node's devices);
 //! `lifecycle` (a replacement, the inactive release, a staged rollout and the waiting line across
@@ -31,6 +32,7 @@ mod support;
 
 mod harness;
 
+mod failover;
 mod failures;
 mod lifecycle;
 mod notifications;
