@@ -8,6 +8,7 @@
 //! - [`qr`]: QR rendering. [`config`]: what the server can be told. `demo`: demo data.
 //!   [`backup`]: `paird backup`, an online copy of the SQLite database.
 //! - [`metrics`]: who may read the Prometheus metrics, and their exposition.
+//! - `fuzzing` (the `fuzzing` feature and tests only): entry points for the fuzz targets.
 //!
 //! No pairing rule lives here: every decision is the engine's.
 
@@ -17,6 +18,9 @@ pub mod backup;
 pub mod config;
 mod demo;
 mod device;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 mod portal;
 mod proxy;

@@ -196,7 +196,7 @@ pub async fn read_proxy_header(
 
 async fn read_header(stream: &mut TcpStream) -> Result<Option<IpAddr>, ProxyHeaderError> {
     use tokio::io::AsyncReadExt;
-    let mut buffer = [0u8; 16 + 216];
+    let mut buffer = [0u8; PEEK_BYTES];
     // Peek until the header's kind, and then its end, can be told.
     let mut seen = 0;
     loop {
@@ -210,41 +210,78 @@ async fn read_header(stream: &mut TcpStream) -> Result<Option<IpAddr>, ProxyHead
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         seen = peeked;
-        let start = &buffer[..peeked];
-        let could_be_v1 = b"PROXY ".starts_with(&start[..start.len().min(6)]);
-        let could_be_v2 = V2_SIGNATURE.starts_with(&start[..start.len().min(12)]);
-        if !could_be_v1 && !could_be_v2 {
-            return Ok(None);
-        }
-        if could_be_v1 && start.len() >= 6 {
-            if let Some(end) = start.windows(2).position(|pair| pair == b"\r\n") {
-                let parsed = parse_v1(&start[..end])?;
-                let mut consumed = vec![0u8; end + 2];
+        match examine_start(&buffer[..peeked])? {
+            Examined::NotProxy => return Ok(None),
+            Examined::Incomplete => continue,
+            Examined::Header { length, client } => {
+                let mut consumed = vec![0u8; length];
                 stream.read_exact(&mut consumed).await?;
-                return Ok(parsed);
-            }
-            if start.len() >= V1_MAX {
-                return Err(ProxyHeaderError::Malformed(
-                    "a v1 header longer than 107 bytes",
-                ));
-            }
-            continue;
-        }
-        if could_be_v2 && start.len() >= 16 {
-            let length = usize::from(u16::from_be_bytes([start[14], start[15]]));
-            if 16 + length > buffer.len() {
-                return Err(ProxyHeaderError::Malformed(
-                    "a v2 header longer than 232 bytes",
-                ));
-            }
-            if start.len() >= 16 + length {
-                let parsed = parse_v2(&start[..16 + length])?;
-                let mut consumed = vec![0u8; 16 + length];
-                stream.read_exact(&mut consumed).await?;
-                return Ok(parsed);
+                return Ok(client);
             }
         }
     }
+}
+
+/// The most bytes of a connection's start that are looked at: the longest v2 header this server
+/// takes (16 bytes and 216 of addresses, the size of the largest address block, AF_UNIX's).
+pub(crate) const PEEK_BYTES: usize = 16 + 216;
+
+/// What the first bytes of a connection tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Examined {
+    /// Not a PROXY header: the connection starts with something else (a WebSocket or TLS start).
+    NotProxy,
+    /// A PROXY header may start so; more bytes are needed.
+    Incomplete,
+    /// A whole header of `length` bytes, naming this client (`None`: the peer is the client).
+    Header {
+        length: usize,
+        client: Option<IpAddr>,
+    },
+}
+
+/// Looks at what a connection starts with (at most [`PEEK_BYTES`] of it, as they have arrived):
+/// whether it is a PROXY header, a whole one, and whom it names.
+pub(crate) fn examine_start(start: &[u8]) -> Result<Examined, ProxyHeaderError> {
+    let could_be_v1 = b"PROXY ".starts_with(&start[..start.len().min(6)]);
+    let could_be_v2 = V2_SIGNATURE.starts_with(&start[..start.len().min(12)]);
+    if start.is_empty() {
+        return Ok(Examined::Incomplete);
+    }
+    if !could_be_v1 && !could_be_v2 {
+        return Ok(Examined::NotProxy);
+    }
+    if could_be_v1 && start.len() >= 6 {
+        if let Some(end) = start.windows(2).position(|pair| pair == b"\r\n") {
+            let client = parse_v1(&start[..end])?;
+            return Ok(Examined::Header {
+                length: end + 2,
+                client,
+            });
+        }
+        if start.len() >= V1_MAX {
+            return Err(ProxyHeaderError::Malformed(
+                "a v1 header longer than 107 bytes",
+            ));
+        }
+        return Ok(Examined::Incomplete);
+    }
+    if could_be_v2 && start.len() >= 16 {
+        let length = usize::from(u16::from_be_bytes([start[14], start[15]]));
+        if 16 + length > PEEK_BYTES {
+            return Err(ProxyHeaderError::Malformed(
+                "a v2 header longer than 232 bytes",
+            ));
+        }
+        if start.len() >= 16 + length {
+            let client = parse_v2(&start[..16 + length])?;
+            return Ok(Examined::Header {
+                length: 16 + length,
+                client,
+            });
+        }
+    }
+    Ok(Examined::Incomplete)
 }
 
 /// `PROXY TCP4 192.0.2.1 198.51.100.1 56324 443` (without the CRLF).

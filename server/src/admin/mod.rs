@@ -31,6 +31,8 @@ use serde_json::json;
 use crate::device::DeviceEndpoint;
 
 pub(crate) use routes::router;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use routes::{BODY_TYPES, QUERY_TYPES, extractor_router};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]

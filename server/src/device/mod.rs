@@ -15,7 +15,7 @@
 
 mod wire;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -193,8 +193,78 @@ async fn connection(
             }
         }
     }
+    // The TLS handshake, when there is one, and the WebSocket handshake share the time allowed.
+    let handshake = async {
+        let stream = match &endpoint.tls {
+            Some(tls) => tls
+                .accept(stream)
+                .await
+                .map_err(|error| (ConnectionRefusal::Handshake, tungstenite::Error::Io(error)))?,
+            None => MaybeTls::Plain(stream),
+        };
+        let forwarding = (trusted && !proxied).then_some((&endpoint.trusted, peer.ip()));
+        accept_upgrade(stream, websocket_config(settings), forwarding).await
+    };
+    let (ws, upgrade) = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err((reason, error))) => {
+            endpoint.stats.refused(reason);
+            tracing::debug!(%peer, %error, "handshake refused");
+            return;
+        }
+        Err(_) => {
+            endpoint.stats.refused(ConnectionRefusal::HandshakeTimeout);
+            tracing::debug!(%peer, "handshake timed out");
+            return;
+        }
+    };
+    let encoding = upgrade.encoding;
+    let client = upgrade.forwarded_for.unwrap_or(client);
+    // Held from the handshake until the connection pairs or resumes (the handshake itself is
+    // bounded by its timeout): counted against the client's address, not the proxy's.
+    let slot = endpoint.unproven.take_evicting_oldest(client);
+    let link = endpoint.engine.new_link(client);
+    let mut session = Session {
+        ws,
+        encoding,
+        link: Arc::clone(&link),
+        endpoint,
+        slot,
+        failures: 0,
+        paired: false,
+        waiting: None,
+        turn_came: false,
+        waiting_slot: None,
+        control_frames: 0,
+        control_window: Instant::now(),
+    };
+    session.run(shutdown).await;
+    endpoint.engine.disconnected(&link).await;
+}
+
+/// What an upgrade request that passed the device endpoint's checks chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upgrade {
+    pub encoding: Encoding,
+    /// The client's address named by forwarding headers (only looked for when the peer is a
+    /// trusted proxy that sent no PROXY header).
+    pub forwarded_for: Option<IpAddr>,
+}
+
+/// The WebSocket handshake of the device endpoint on `stream`: the request's path and offered
+/// subprotocols are checked (a refusal answers 404 or 400 and says why), and, when `forwarding`
+/// names the trusted proxies and the peer, the client's address is read from the forwarding
+/// headers. Generic over the stream so that the fuzz targets drive this same code over an
+/// in-memory one.
+pub(crate) async fn accept_upgrade<S>(
+    stream: S,
+    config: WebSocketConfig,
+    forwarding: Option<(&TrustedProxies, IpAddr)>,
+) -> Result<(WebSocketStream<S>, Upgrade), (ConnectionRefusal, tungstenite::Error)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut chosen = None;
-    let mut forwarded_for = None;
     let mut refused_for = ConnectionRefusal::Handshake;
     // The error type is tungstenite's handshake callback signature, not ours to shrink.
     #[allow(clippy::result_large_err)]
@@ -223,17 +293,27 @@ async fn connection(
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static(encoding.subprotocol()),
         );
-        chosen = Some(encoding);
-        if trusted && !proxied {
-            forwarded_for = Some(
-                endpoint
-                    .trusted
-                    .client_address(peer.ip(), request.headers()),
-            );
-        }
+        let forwarded_for =
+            forwarding.map(|(trusted, peer)| trusted.client_address(peer, request.headers()));
+        chosen = Some(Upgrade {
+            encoding,
+            forwarded_for,
+        });
         Ok(response)
     };
-    let config = WebSocketConfig::default()
+    match tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await {
+        Ok(ws) => match chosen {
+            Some(upgrade) => Ok((ws, upgrade)),
+            // tungstenite upgrades only after the callback accepted.
+            None => Err((refused_for, tungstenite::Error::ConnectionClosed)),
+        },
+        Err(error) => Err((refused_for, error)),
+    }
+}
+
+/// The WebSocket settings of a device connection.
+pub(crate) fn websocket_config(settings: &DeviceSettings) -> WebSocketConfig {
+    WebSocketConfig::default()
         .read_buffer_size(settings.read_buffer)
         // Frames are fed into tungstenite's buffer and written by one flush per burst (a
         // `paired` answer and the configuration behind it leave in one write). Past one
@@ -241,50 +321,7 @@ async fn connection(
         .write_buffer_size(FRAGMENT_BYTES)
         .max_write_buffer_size(settings.max_write_backlog)
         .max_message_size(Some(settings.max_frame))
-        .max_frame_size(Some(settings.max_frame));
-    // The TLS handshake, when there is one, and the WebSocket handshake share the time allowed.
-    let handshake = async {
-        let stream = match &endpoint.tls {
-            Some(tls) => tls.accept(stream).await.map_err(tungstenite::Error::Io)?,
-            None => MaybeTls::Plain(stream),
-        };
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await
-    };
-    let ws = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(error)) => {
-            endpoint.stats.refused(refused_for);
-            tracing::debug!(%peer, %error, "handshake refused");
-            return;
-        }
-        Err(_) => {
-            endpoint.stats.refused(ConnectionRefusal::HandshakeTimeout);
-            tracing::debug!(%peer, "handshake timed out");
-            return;
-        }
-    };
-    let Some(encoding) = chosen else { return };
-    let client = forwarded_for.unwrap_or(client);
-    // Held from the handshake until the connection pairs or resumes (the handshake itself is
-    // bounded by its timeout): counted against the client's address, not the proxy's.
-    let slot = endpoint.unproven.take_evicting_oldest(client);
-    let link = endpoint.engine.new_link(client);
-    let mut session = Session {
-        ws,
-        encoding,
-        link: Arc::clone(&link),
-        endpoint,
-        slot,
-        failures: 0,
-        paired: false,
-        waiting: None,
-        turn_came: false,
-        waiting_slot: None,
-        control_frames: 0,
-        control_window: Instant::now(),
-    };
-    session.run(shutdown).await;
-    endpoint.engine.disconnected(&link).await;
+        .max_frame_size(Some(settings.max_frame))
 }
 
 fn refusal(status: StatusCode, message: &str) -> ErrorResponse {
