@@ -21,6 +21,7 @@ mod concurrency;
 mod configuration_history;
 mod configurations;
 mod devices;
+mod disk_faults;
 mod events;
 mod export;
 mod fleet;
