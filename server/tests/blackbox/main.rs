@@ -26,6 +26,7 @@ mod events;
 mod export;
 mod fleet;
 mod health;
+mod hostile_clients;
 mod idempotency;
 mod inactive_release;
 mod isolation;
