@@ -2,14 +2,16 @@
 //! `/proc/<pid>/status`, and its descriptors are its own, not shared with the test's): 5,000
 //! TCP connections that never start the WebSocket handshake, spread over 25 loopback addresses
 //! (200 each, under the default `--max-unproven-per-address` of 256) so that every one is
-//! really held, and a ping flood on one connection. Meanwhile a real device pairs and memory
+//! really held, a ping flood on one connection, and a reader of one byte a second. Meanwhile a real device pairs and memory
 //! stays bounded.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
+use std::time::Duration;
 
 use client::{ConnectOptions, Connection, PairResult};
 use protocol::{CloseCode, Encoding};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -60,7 +62,7 @@ async fn tcp_from(address: SocketAddr, from: [u8; 4]) -> TcpStream {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thousands_of_unfinished_handshakes_and_a_ping_flood_leave_pairing_working_and_memory_bounded()
+async fn unfinished_handshakes_a_ping_flood_and_a_slow_reader_leave_pairing_working_and_memory_bounded()
  {
     let dir = tempfile::tempdir().expect("temporary directory");
     let database = TestDatabase::create(dir.path()).await;
@@ -68,7 +70,7 @@ async fn thousands_of_unfinished_handshakes_and_a_ping_flood_leave_pairing_worki
     // connections are held by the server's choice, not cut while the test still counts them.
     let mut child = serve_command(dir.path())
         .args(database.serve_args())
-        .args(["--handshake-timeout", "600s"])
+        .args(["--handshake-timeout", "600s", "--hello-timeout", "3s"])
         .env("PAIRD_OPERATOR_TOKEN", OPERATOR_TOKEN)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit())
@@ -129,6 +131,40 @@ async fn thousands_of_unfinished_handshakes_and_a_ping_flood_leave_pairing_worki
         };
     }
     assert_eq!(closed, Some(CloseCode::PolicyViolation));
+
+    // A slow reader: it finishes the handshake, then reads one byte a second and never says
+    // hello. The server answers the handshake whole and, the hello timeout (3 s here) past, ends
+    // the connection; it does not keep a slow silent connection forever.
+    let mut slow = tcp_from(address, [127, 0, 3, 1]).await;
+    let path = url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.find('/').map(|at| &rest[at..]))
+        .expect("the device URL's path");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: {}\r\n\r\n",
+        Encoding::Postcard.subprotocol()
+    );
+    slow.write_all(request.as_bytes())
+        .await
+        .expect("sends the handshake");
+    let mut received = Vec::new();
+    for _ in 0..4 {
+        let mut byte = [0u8; 1];
+        let read = slow.read(&mut byte).await.expect("reads");
+        received.extend_from_slice(&byte[..read]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tokio::time::timeout(WAIT, slow.read_to_end(&mut received))
+        .await
+        .expect("the server ends the slow reader's connection")
+        .ok();
+    let received = String::from_utf8_lossy(&received);
+    assert!(
+        received.starts_with("HTTP/1.1 101"),
+        "the handshake's answer, whole: {received:?}"
+    );
 
     // A real device still pairs, from the loopback address the tests use.
     let (_, _, result) = pair_new(&url, &code).await;
