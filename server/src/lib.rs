@@ -190,10 +190,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("cannot listen for the admin API on {}", config.admin_listen))?;
     let tls = config.tls.as_ref().map(tls::ServerTls::load).transpose()?;
     create_private_dir(&config.data_dir)?;
+    let (key, new_key_file) = load_or_create_server_key(&config)?;
+    // Checked before the database is opened: a new key is recorded in the database before its
+    // file is written, so finding out only then would leave a database whose key is nowhere.
+    if config.database_url.is_none() || new_key_file.is_some() {
+        ensure_writable_dir(&config.data_dir)?;
+    }
     if config.database_url.is_none() {
         create_private_file(&config.data_dir.join("paird.db"))?;
     }
-    let (key, new_key_file) = load_or_create_server_key(&config)?;
     let url = store::DatabaseUrl::parse(&config.database_url()).map_err(anyhow::Error::msg)?;
     let store = store::open(
         &url,
@@ -428,6 +433,30 @@ fn create_private_dir(path: &Path) -> anyhow::Result<()> {
     builder
         .create(path)
         .with_context(|| format!("cannot create the data directory {}", path.display()))
+}
+
+/// Fails with a clear error when nothing can be created in `dir` (a read-only mount, say): paird
+/// keeps its SQLite database there, with the journal files SQLite creates beside it, and writes
+/// the server key there on a first start. Without this check a read-only directory holding a
+/// database surfaced as SQLite's bare "unable to open database file".
+fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
+    let probe = dir.join(format!(".paird-write-check-{}", std::process::id()));
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    match created {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(error) => Err(anyhow::anyhow!(
+            "cannot write in the data directory {}: {error}; paird keeps its SQLite database \
+             there (unless --database names another) and writes its server key there on a \
+             first start (unless PAIRD_SERVER_KEY is set)",
+            dir.display()
+        )),
+    }
 }
 
 /// An empty file readable by the owner only (0600), unless it exists: the SQLite database, whose

@@ -121,16 +121,30 @@ impl Checkpointer {
     fn start(pool: SqlitePool, every: Duration) -> Checkpointer {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
+            // Failed checkpoints since the last one that worked: a full disk fails every one
+            // until room is made, and a warning five times a second would fill the log (often
+            // on that same disk), so the first failure and the recovery are logged.
+            let mut failures = 0u64;
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}
                     _ = stopped.changed() => break,
                 }
-                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                     .execute(&pool)
                     .await
                 {
-                    tracing::warn!(%error, "checkpoint failed");
+                    Ok(_) if failures > 0 => {
+                        tracing::warn!(failures, "checkpoints work again");
+                        failures = 0;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        if failures == 0 {
+                            tracing::warn!(%error, "checkpoint failed; retrying quietly");
+                        }
+                        failures += 1;
+                    }
                 }
             }
             // At shutdown, fold the whole log into the database and truncate it.
@@ -184,7 +198,7 @@ impl SqliteStore {
             // Checkpoints run on their own connection (see `Checkpointer`), not inside the
             // commit that happens to cross the WAL size threshold.
             .pragma("wal_autocheckpoint", "0");
-        let writer = SqlitePoolOptions::new()
+        let writer = pool_options()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(settings.busy_timeout)
@@ -195,14 +209,14 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|error| StoreError::Other(format!("migrations: {error}")))?;
-        let checkpoints = SqlitePoolOptions::new()
+        let checkpoints = pool_options()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(settings.busy_timeout)
             .connect_with(options.clone())
             .await
             .map_err(map_error)?;
-        let readers = SqlitePoolOptions::new()
+        let readers = pool_options()
             .max_connections(settings.readers.max(1))
             .min_connections(1)
             .acquire_timeout(settings.busy_timeout)
@@ -212,7 +226,7 @@ impl SqliteStore {
         // Opened when an export first reads, and closed when idle: a walk of the whole fleet
         // through a small page cache keeps the server's memory flat whatever the fleet's size
         // (its pages are in the OS's file cache anyway).
-        let exports = SqlitePoolOptions::new()
+        let exports = pool_options()
             .max_connections(settings.readers.max(1))
             .min_connections(0)
             .idle_timeout(Duration::from_secs(60))
@@ -236,6 +250,30 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.extra.path
     }
+}
+
+/// Pool options that never take back a connection still inside a transaction.
+///
+/// Some errors make SQLite roll a transaction back by itself (`SQLITE_FULL` and `SQLITE_IOERR`
+/// among them: a full disk). sqlx does not see that rollback: its count of open transactions
+/// stays at one, its own `ROLLBACK` then fails ("no transaction is active") and the count never
+/// returns to zero, so every later `BEGIN IMMEDIATE` on that connection failed with "begin_with
+/// at non-zero transaction depth" and the one writer was lost until a restart, even once the
+/// disk had room again. So a connection coming back to its pool is first pinged (which runs any
+/// rollback a dropped transaction queued, in order), and if sqlx still counts a transaction on
+/// it, it is closed (SQLite rolls back whatever is left) and the pool opens a fresh one.
+fn pool_options() -> SqlitePoolOptions {
+    SqlitePoolOptions::new().after_release(|connection, _| {
+        Box::pin(async move {
+            use sqlx::Connection as _;
+            connection.ping().await?;
+            if connection.is_in_transaction() {
+                tracing::warn!("a database connection came back inside a transaction; closing it");
+                return Ok(false);
+            }
+            Ok(true)
+        })
+    })
 }
 
 // --- conversions ----------------------------------------------------------------------------
@@ -985,6 +1023,38 @@ mod tests {
         rows.iter()
             .map(|row| get::<String, _>(row, 3).unwrap_or_default())
             .collect()
+    }
+
+    /// SQLite rolls a transaction back by itself on some errors (a full disk), which sqlx does
+    /// not see: the writer, its only connection, must still begin transactions afterwards.
+    /// The raw `ROLLBACK` stands in for SQLite's own (a real full disk is in the server's
+    /// `disk_faults` test).
+    #[tokio::test]
+    async fn the_writer_begins_again_after_sqlite_rolled_a_transaction_back_by_itself() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open(&SqliteSettings::new(dir.path().join("depth.db")))
+            .await
+            .expect("database");
+        let begin = <Sqlite as Backend>::BEGIN;
+        for _ in 0..3 {
+            let mut transaction = store.writer.begin_with(begin).await.expect("begins");
+            sqlx::query("ROLLBACK")
+                .execute(&mut *transaction)
+                .await
+                .expect("SQLite rolls back");
+            // Dropped, as a failed write drops it: sqlx's own rollback then fails.
+            drop(transaction);
+        }
+        let mut transaction = store
+            .writer
+            .begin_with(begin)
+            .await
+            .expect("the writer begins a transaction again");
+        sqlx::query("SELECT 1")
+            .execute(&mut *transaction)
+            .await
+            .expect("and works in it");
+        transaction.commit().await.expect("commits");
     }
 
     /// An export's connections have the small page cache, the readers the large one.

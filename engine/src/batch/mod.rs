@@ -172,6 +172,9 @@ pub(crate) struct AfterCommit {
     /// Tickets of devices that joined the line on connections that closed meanwhile: they
     /// leave it ([`line::leave`]).
     pub gone: Vec<i64>,
+    /// The batch was not committed because the database could not write (a full disk, an
+    /// outage): its requests were answered "unavailable".
+    pub unavailable: bool,
 }
 
 impl AfterCommit {
@@ -179,6 +182,7 @@ impl AfterCommit {
         self.deferred.append(other.deferred);
         self.serve_line |= other.serve_line;
         self.gone.extend(other.gone);
+        self.unavailable |= other.unavailable;
     }
 }
 
@@ -207,20 +211,36 @@ pub(crate) async fn commit(node: &Node, org_id: OrgId, mut batch: Batch) -> Afte
                 deferred,
                 serve_line,
                 gone,
+                unavailable: false,
             }
         }
         Err(error) if batch.len() > 1 => {
             tracing::info!(%org_id, %error, size, "batch rolled back; retrying its requests one by one");
             let mut after = AfterCommit::default();
-            for single in batch.singletons() {
-                after.append(Box::pin(commit(node, org_id, single)).await);
+            let mut singles = batch.singletons().into_iter();
+            for single in singles.by_ref() {
+                let done = Box::pin(commit(node, org_id, single)).await;
+                let unavailable = done.unavailable;
+                after.append(done);
+                if unavailable {
+                    break;
+                }
+            }
+            // One request alone could not be written either (a full disk, say, rather than
+            // a conflict with another node): the rest would only fail the same way, one
+            // transaction each, while their callers wait.
+            for single in singles {
+                single.answer_unavailable();
             }
             after
         }
         Err(error) => {
             tracing::warn!(%org_id, %error, "request not committed");
             batch.answer_unavailable();
-            AfterCommit::default()
+            AfterCommit {
+                unavailable: matches!(error, StoreError::Unavailable(_)),
+                ..AfterCommit::default()
+            }
         }
     }
 }
