@@ -293,6 +293,44 @@ async fn assert_devices_resume_on_the_other_node(
     }
 }
 
+/// Two nodes on one database, and an organization with a reusable code and a configuration.
+struct TwoNodes {
+    a: Node,
+    b: Node,
+    admin: Admin,
+    org: String,
+    code: String,
+    config: String,
+}
+
+impl TwoNodes {
+    /// Starts the nodes and provisions the organization `name`; one device pairs on each node
+    /// and stays connected.
+    async fn start(database: &str, name: &str) -> (TwoNodes, Vec<Connected>) {
+        let a = Node::spawn("a", database, &[]).await;
+        let b = Node::spawn("b", database, &[]).await;
+        let admin = a.admin.clone();
+        let (org, code) = admin.org_with_code(name, 5_000).await;
+        let config = admin
+            .create_config(&org, "Meters", "[GLOBAL]\nround=1\n")
+            .await;
+        let setup = TwoNodes {
+            a,
+            b,
+            admin,
+            org,
+            code,
+            config,
+        };
+        let connected = connect_one_per_node(setup.nodes(), &setup.code).await;
+        (setup, connected)
+    }
+
+    fn nodes(&self) -> [&Node; 2] {
+        [&self.a, &self.b]
+    }
+}
+
 /// A device that stayed connected to one node through the outage.
 struct Connected {
     node: &'static str,
@@ -373,17 +411,17 @@ async fn killing_the_postgresql_primary_mid_burst_fails_over_and_loses_no_acknow
         .unwrap()
         .expect("a database on the primary")
     };
-    let a = Node::spawn("a", &database, &[]).await;
-    let b = Node::spawn("b", &database, &[]).await;
-    let nodes = [&a, &b];
-    let admin = a.admin.clone();
-    let (org, code) = admin.org_with_code("Failover", 5_000).await;
-    let config = admin
-        .create_config(&org, "Meters", "[GLOBAL]\nround=1\n")
-        .await;
-    let mut connected = connect_one_per_node(nodes, &code).await;
+    let (setup, mut connected) = TwoNodes::start(&database, "Failover").await;
+    let nodes = setup.nodes();
+    let TwoNodes {
+        admin,
+        org,
+        code,
+        config,
+        ..
+    } = &setup;
 
-    let burst = Burst::start(nodes, &code);
+    let burst = Burst::start(nodes, code);
     burst.wait_for(KILL_AFTER).await;
     let (old_primary, killed_at) = {
         let formation = Arc::clone(&formation);
@@ -436,9 +474,9 @@ async fn killing_the_postgresql_primary_mid_burst_fails_over_and_loses_no_acknow
         .unwrap()
         .node_url(new_primary, "paird_failover");
     let earlier: Vec<&Paired> = connected.iter().map(|device| &device.paired).collect();
-    assert_nothing_told_was_lost(&direct, &org, &logs, &earlier).await;
+    assert_nothing_told_was_lost(&direct, org, &logs, &earlier).await;
     assert_devices_resume_on_the_other_node(nodes, &logs, killed_at).await;
-    assert_edits_reach_every_connected_device(&admin, &org, &config, &mut connected).await;
+    assert_edits_reach_every_connected_device(admin, org, config, &mut connected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -456,17 +494,17 @@ async fn postgresql_gone_for_30_s_mid_burst_refuses_as_retryable_loses_nothing_a
             .unwrap()
             .unwrap()
     };
-    let a = Node::spawn("a", &database, &[]).await;
-    let b = Node::spawn("b", &database, &[]).await;
-    let nodes = [&a, &b];
-    let admin = a.admin.clone();
-    let (org, code) = admin.org_with_code("Outage", 5_000).await;
-    let config = admin
-        .create_config(&org, "Meters", "[GLOBAL]\nround=1\n")
-        .await;
-    let mut connected = connect_one_per_node(nodes, &code).await;
+    let (setup, mut connected) = TwoNodes::start(&database, "Outage").await;
+    let nodes = setup.nodes();
+    let TwoNodes {
+        admin,
+        org,
+        code,
+        config,
+        ..
+    } = &setup;
 
-    let burst = Burst::start(nodes, &code);
+    let burst = Burst::start(nodes, code);
     burst.wait_for(KILL_AFTER).await;
     let stopping = Arc::clone(&postgres);
     tokio::task::spawn_blocking(move || stopping.stop())
@@ -476,7 +514,7 @@ async fn postgresql_gone_for_30_s_mid_burst_refuses_as_retryable_loses_nothing_a
     let gone_at = Instant::now();
     let before = burst.told_per_node();
     tokio::time::sleep(OUTAGE).await;
-    for node in [&a, &b] {
+    for node in nodes {
         // `is_running` needs `&mut`; the burst holds shared references: check the log instead.
         assert!(
             !node.log().contains("panicked"),
@@ -522,7 +560,7 @@ async fn postgresql_gone_for_30_s_mid_burst_refuses_as_retryable_loses_nothing_a
     }
 
     let earlier: Vec<&Paired> = connected.iter().map(|device| &device.paired).collect();
-    assert_nothing_told_was_lost(&database, &org, &logs, &earlier).await;
+    assert_nothing_told_was_lost(&database, org, &logs, &earlier).await;
     assert_devices_resume_on_the_other_node(nodes, &logs, gone_at).await;
-    assert_edits_reach_every_connected_device(&admin, &org, &config, &mut connected).await;
+    assert_edits_reach_every_connected_device(admin, org, config, &mut connected).await;
 }
