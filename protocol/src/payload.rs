@@ -103,6 +103,7 @@ impl fmt::Display for PairingPayload {
 }
 
 fn split_authority(authority: &str) -> Result<(String, Option<u16>), PayloadError> {
+    let bracketed = authority.starts_with('[');
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or(PayloadError::Host)?;
         match after {
@@ -118,10 +119,16 @@ fn split_authority(authority: &str) -> Result<(String, Option<u16>), PayloadErro
             None => (authority, None),
         }
     };
-    let valid_host = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+    // An IPv6 address in brackets, or a name or IPv4 address: a host with a colon that is no
+    // IPv6 address (`[:01]`, `a:b:9000`) would print a URI that names another place.
+    let valid_host = if bracketed {
+        host.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+    };
     if !valid_host {
         return Err(PayloadError::Host);
     }
@@ -211,6 +218,14 @@ mod tests {
             PairingPayload::parse(&format!("paird:///{c}")),
             Err(PayloadError::Host)
         );
+        // Found by the payload_uri fuzz target: a colon outside an IPv6 address.
+        for host in ["[:01]:9000", "[h]", "a:b:9000"] {
+            assert_eq!(
+                PairingPayload::parse(&format!("paird://{host}/{c}")),
+                Err(PayloadError::Host),
+                "{host}"
+            );
+        }
         assert_eq!(
             PairingPayload::parse(&format!("paird://h:0/{c}")),
             Err(PayloadError::Port)

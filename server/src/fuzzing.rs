@@ -11,8 +11,20 @@
 //!   mapping, through an axum router with the API's body limit.
 //! - [`proxy_start`]: the decision on a connection's first bytes from a trusted proxy (PROXY
 //!   header v1 or v2, or none), as the header reader makes it on whatever part has arrived.
+//! - [`device_frame`]: a device frame in either encoding (both directions' decoders, and encode
+//!   ∘ decode the identity in both encodings).
+//! - [`config_body`]: the configuration validator (`configformat`) on any body.
+//! - [`payload_uri`]: the pairing payload URI, a pairing code and a credential as text.
+//!
+//! [`TARGETS`] names every target with its entry point; the corpora under `fuzz/corpus/` and the
+//! inputs that once failed, under `fuzz/regressions/`, are replayed through them by this
+//! module's tests, so `cargo test` runs them on every build without a nightly toolchain.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use configformat::{Severity, WHOLE_BODY_LINE};
+use protocol::limits::{DEFAULT_MAX_DEVICE_FRAME_BYTES, MAX_SERVER_FRAME_BYTES};
+use protocol::{Credential, DecodeError, Encoding, PairingCode, PairingPayload};
 
 use axum::http::{self, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -287,17 +299,47 @@ pub fn admin_request(input: &[u8]) -> Result<(), String> {
             .split(|c: char| !c.is_ascii_alphanumeric())
             .any(|said| said == word)
     };
+    // What the request said, as the decoder read it: a query string's names and values are
+    // percent-decoded (`i%332` is the field name `i32`, which a message may quote back).
+    let sent = if is_body {
+        rest.to_vec()
+    } else {
+        form_decoded(rest)
+    };
     for word in INTERNAL_WORDS
         .iter()
         .chain(BODY_TYPES)
         .chain(QUERY_TYPES)
         .copied()
     {
-        if said(word) && !contains(rest, word.as_bytes()) {
+        if said(word) && !contains(rest, word.as_bytes()) && !contains(&sent, word.as_bytes()) {
             return Err(format!("{status}: the message names {word:?}: {message:?}"));
         }
     }
     Ok(())
+}
+
+/// `application/x-www-form-urlencoded` text decoded: `+` is a space, `%XX` a byte (a `%` that
+/// starts no escape stays as it is, as the query decoder leaves it).
+fn form_decoded(text: &[u8]) -> Vec<u8> {
+    let hex = |byte: u8| char::from(byte).to_digit(16).map(|digit| digit as u8);
+    let mut decoded = Vec::with_capacity(text.len());
+    let mut index = 0;
+    while index < text.len() {
+        match text[index] {
+            b'+' => decoded.push(b' '),
+            b'%' if index + 2 < text.len() => match (hex(text[index + 1]), hex(text[index + 2])) {
+                (Some(high), Some(low)) => {
+                    decoded.push(high * 16 + low);
+                    index += 2;
+                }
+                _ => decoded.push(b'%'),
+            },
+            byte => decoded.push(byte),
+        }
+        index += 1;
+    }
+    decoded
 }
 
 /// The decision on a connection's start from a trusted proxy. Checks that it does not depend on
@@ -332,6 +374,175 @@ pub fn proxy_start(input: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Every fuzz target (the name of its binary in `fuzz/` and of its corpus directory) and the
+/// entry point it runs: `Err` is a crash.
+pub const TARGETS: &[(&str, fn(&[u8]) -> Result<(), String>)] = &[
+    ("admin_request", admin_request),
+    ("config_body", config_body),
+    ("device_json", |input| device_frame(Encoding::Json, input)),
+    ("device_postcard", |input| {
+        device_frame(Encoding::Postcard, input)
+    }),
+    ("device_upgrade", |input| device_upgrade(input).map(|_| ())),
+    ("payload_uri", payload_uri),
+    ("proxy_header", proxy_start),
+];
+
+/// `Err(what())` unless `holds`.
+fn check(holds: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if holds { Ok(()) } else { Err(what()) }
+}
+
+/// A frame as a device's connection in `encoding` receives it (text frames for JSON, binary for
+/// postcard), and as a client receives the server's. Checks that whatever decodes encodes back,
+/// in both encodings, to the same message; and that the frame in the other frame type is refused
+/// for its type (or its size), never decoded.
+pub fn device_frame(encoding: Encoding, frame: &[u8]) -> Result<(), String> {
+    let text = encoding.uses_text_frames();
+    let both = [Encoding::Json, Encoding::Postcard];
+    if let Ok(message) = encoding.decode_device(frame, text, DEFAULT_MAX_DEVICE_FRAME_BYTES) {
+        for other in both {
+            let again = other.encode_device(&message);
+            let decoded = other.decode_device(&again, other.uses_text_frames(), usize::MAX);
+            check(decoded.as_ref() == Ok(&message), || {
+                format!("{message:?} in {other:?} is {again:?}, which decodes to {decoded:?}")
+            })?;
+        }
+    }
+    if let Ok(message) = encoding.decode_server(frame, text, MAX_SERVER_FRAME_BYTES) {
+        for other in both {
+            let again = other.encode_server(&message);
+            let decoded = other.decode_server(&again, other.uses_text_frames(), usize::MAX);
+            check(decoded.as_ref() == Ok(&message), || {
+                format!("{message:?} in {other:?} is {again:?}, which decodes to {decoded:?}")
+            })?;
+        }
+    }
+    let wrong = encoding.decode_device(frame, !text, DEFAULT_MAX_DEVICE_FRAME_BYTES);
+    check(
+        matches!(
+            wrong,
+            Err(DecodeError::WrongFrameType { .. } | DecodeError::TooLarge { .. })
+        ),
+        || format!("in the wrong frame type: {wrong:?}"),
+    )
+}
+
+/// A configuration body (bodies arrive as JSON strings: always UTF-8). Checks that the
+/// validator's problems are on lines of the body, in line order, each with a one-line message;
+/// that a problem of the whole body is an error; and that the report is valid exactly when it
+/// holds no error.
+pub fn config_body(input: &[u8]) -> Result<(), String> {
+    let body = String::from_utf8_lossy(input);
+    let report = configformat::validate(&body);
+    let lines = body
+        .strip_prefix('\u{FEFF}')
+        .unwrap_or(&body)
+        .lines()
+        .count();
+    for problem in &report.problems {
+        check(problem.line <= lines, || {
+            format!(
+                "line {} of a body of {lines} lines: {problem:?}",
+                problem.line
+            )
+        })?;
+        check(
+            problem.line != WHOLE_BODY_LINE || problem.severity == Severity::Error,
+            || format!("a problem of the whole body that is not an error: {problem:?}"),
+        )?;
+        check(
+            !problem.message.is_empty() && !problem.message.contains('\n'),
+            || format!("an empty or multi-line message: {problem:?}"),
+        )?;
+    }
+    check(
+        report
+            .problems
+            .windows(2)
+            .all(|pair| pair[0].line <= pair[1].line),
+        || format!("problems out of line order: {:?}", report.problems),
+    )?;
+    check(
+        report.is_valid() == report.errors().next().is_none(),
+        || {
+            format!(
+                "valid: {}, but the errors are {:?}",
+                report.is_valid(),
+                report.problems
+            )
+        },
+    )
+}
+
+/// Text as a pairing payload URI, a pairing code and a credential. Checks that a payload that
+/// parses prints as QR alphanumeric text that parses back to it, with a host of the documented
+/// form and the WebSocket URL its parts say; that a code that parses has the code's length and
+/// parses back; and that a credential's text round-trips.
+pub fn payload_uri(input: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(input);
+    if let Ok(payload) = PairingPayload::parse(&text) {
+        let uri = payload.to_uri();
+        check(
+            uri.bytes().all(|b| {
+                b.is_ascii_digit() || b.is_ascii_uppercase() || b" $%*+-./:[]".contains(&b)
+            }),
+            || format!("{uri:?} is not QR alphanumeric"),
+        )?;
+        let again = PairingPayload::parse(&uri);
+        check(again.as_ref() == Ok(&payload), || {
+            format!("{text:?} prints as {uri:?}, which parses to {again:?}")
+        })?;
+        let host = &payload.host;
+        let documented = if host.contains(':') {
+            host.parse::<Ipv6Addr>().is_ok()
+        } else {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        };
+        check(documented, || {
+            format!("{text:?} parsed with the host {host:?}")
+        })?;
+        let scheme = if payload.tls { "wss://" } else { "ws://" };
+        let host_part = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let port_part = payload
+            .port
+            .map(|port| format!(":{port}"))
+            .unwrap_or_default();
+        let expected = format!("{scheme}{host_part}{port_part}/device");
+        let url = payload.websocket_url();
+        check(url == expected, || {
+            format!("{text:?} gives the URL {url:?}, not {expected:?}")
+        })?;
+    }
+    if let Ok(code) = PairingCode::parse(&text) {
+        check(code.as_str().len() == PairingCode::LEN, || {
+            format!(
+                "{text:?} parsed as a code of {} characters",
+                code.as_str().len()
+            )
+        })?;
+        check(
+            PairingCode::parse(code.as_str()) == Ok(code.clone()),
+            || format!("{text:?} parsed as a code that does not parse back"),
+        )?;
+    }
+    if let Ok(credential) = Credential::from_text(&text) {
+        // The credential is not printed: a failure names the input only.
+        check(
+            Credential::from_text(&credential.to_text()) == Ok(credential),
+            || format!("{text:?} parsed as a credential whose text does not parse back"),
+        )?;
+    }
+    Ok(())
+}
+
 fn decision(start: &[u8]) -> Result<Examined, String> {
     examine_start(start).map_err(|error| error.to_string())
 }
@@ -339,6 +550,50 @@ fn decision(start: &[u8]) -> Result<Examined, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every file under `fuzz/corpus/<target>/` and `fuzz/regressions/<target>/` through its
+    /// target's entry point; every corpus directory is a known target, every target has one.
+    #[test]
+    fn the_fuzz_corpora_and_regressions_replay_clean() {
+        let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+        let mut failures = Vec::new();
+        let mut replayed = 0;
+        for kind in ["corpus", "regressions"] {
+            let Ok(directories) = std::fs::read_dir(fuzz.join(kind)) else {
+                assert_eq!(kind, "regressions", "no fuzz/{kind}");
+                continue;
+            };
+            for directory in directories {
+                let directory = directory.unwrap().path();
+                let name = directory
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let Some((_, entry)) = TARGETS.iter().find(|(target, _)| *target == name) else {
+                    panic!("fuzz/{kind}/{name} is no target's");
+                };
+                for file in std::fs::read_dir(&directory).unwrap() {
+                    let file = file.unwrap().path();
+                    let input = std::fs::read(&file).unwrap();
+                    replayed += 1;
+                    if let Err(failure) = entry(&input) {
+                        failures.push(format!("{}: {failure}", file.display()));
+                    }
+                }
+            }
+        }
+        for (target, _) in TARGETS {
+            let corpus = fuzz.join("corpus").join(target);
+            assert!(
+                std::fs::read_dir(&corpus).is_ok_and(|mut files| files.next().is_some()),
+                "{} is missing or empty",
+                corpus.display()
+            );
+        }
+        assert!(replayed > 0);
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
 
     #[test]
     fn a_real_upgrade_is_accepted_with_its_subprotocol() {

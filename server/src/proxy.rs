@@ -252,7 +252,10 @@ pub(crate) fn examine_start(start: &[u8]) -> Result<Examined, ProxyHeaderError> 
         return Ok(Examined::NotProxy);
     }
     if could_be_v1 && start.len() >= 6 {
-        if let Some(end) = start.windows(2).position(|pair| pair == b"\r\n") {
+        // The CRLF must end the header within its 107 bytes: one found later is no end of a
+        // header (as a longer read would never have seen it), whatever came before it.
+        let within = &start[..start.len().min(V1_MAX)];
+        if let Some(end) = within.windows(2).position(|pair| pair == b"\r\n") {
             let client = parse_v1(&start[..end])?;
             return Ok(Examined::Header {
                 length: end + 2,

@@ -183,15 +183,19 @@ fn plain_decoding_message(text: &str) -> (String, Option<String>) {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
     };
+    // An empty path (a query string's `&=`: a parameter with no name) is the top level.
     let (path, message) = match rest.split_once(": ") {
         Some((path, message)) if is_path(path) => (Some(path), message),
+        Some(("", message)) => (None, message),
         _ => (None, rest),
     };
-    // A field the decoder names (unknown, missing or given twice), below the path.
+    // A field the decoder names (unknown, missing or given twice), below the path; a name that
+    // is empty names no field.
     let named = ["unknown field `", "missing field `", "duplicate field `"]
         .iter()
         .find_map(|marker| message.split_once(marker)?.1.split_once('`'))
-        .map(|(name, _)| name);
+        .map(|(name, _)| name)
+        .filter(|name| !name.is_empty());
     let field = match (path, named) {
         // The decoder's path may already end with the field it names.
         (Some(path), Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
@@ -217,8 +221,11 @@ fn plain_decoding_message(text: &str) -> (String, Option<String>) {
                 "one of the documented values"
             }
             "map" if after_expected => "a JSON object",
-            "u8" | "u16" | "u32" | "u64" | "usize" if after_expected => "a non-negative integer",
-            "i8" | "i16" | "i32" | "i64" | "isize" if after_expected => "an integer",
+            "u8" | "u16" | "u32" | "u64" | "u128" | "usize" if after_expected => {
+                "a non-negative integer"
+            }
+            "i8" | "i16" | "i32" | "i64" | "i128" | "isize" if after_expected => "an integer",
+            "f32" | "f64" if after_expected => "a number",
             _ => word,
         };
         plain.push(instead);
