@@ -30,9 +30,19 @@ impl Admin {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Value> {
         let answer = self
             .api
-            .call(method.clone(), path, body.as_ref(), &[])
+            .call(method.clone(), path, body.as_ref(), headers)
             .await
             .with_context(|| format!("{method} {path}"))?;
         anyhow::ensure!(
@@ -72,6 +82,14 @@ impl Admin {
 
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// `POST path` with an `Idempotency-Key`: sent again with the same key, the server answers
+    /// as it did (or does it, if it never did).
+    pub async fn post_with_key(&self, path: &str, body: Value, key: &str) -> anyhow::Result<Value> {
+        let headers = [("Idempotency-Key", key)];
+        self.call_with(reqwest::Method::POST, path, Some(body), &headers)
+            .await
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {

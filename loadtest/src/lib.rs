@@ -4,12 +4,14 @@
 pub mod admin;
 pub mod bulk;
 pub mod cluster;
+pub mod crash_cycles;
 pub mod fleet;
 pub mod lists;
 pub mod page;
 pub mod procstat;
 pub mod report;
 pub mod scenarios;
+pub mod seeded;
 pub mod soak;
 pub mod spawn;
 pub mod verify;

@@ -203,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Hold(args) => scenarios::hold(&mut target, args).await,
             Scenario::Push(args) => scenarios::push(&mut target, args).await,
             Scenario::Race(args) => scenarios::race(&mut target, args).await,
-            Scenario::Crash(args) => scenarios::crash(&mut target, args).await,
+            Scenario::Crash(args) => loadtest::crash_cycles::crash(&mut target, args).await,
             Scenario::Lists(args) => lists::lists(&mut target, args).await,
             Scenario::Bulk(args) => bulk::bulk(&mut target, args).await,
             Scenario::Soak(args) => soak::soak(&mut target, args).await,

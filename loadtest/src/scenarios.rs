@@ -152,12 +152,22 @@ pub struct RaceArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CrashArgs {
-    /// Devices enrolling in the burst the server is killed in.
+    /// Devices in each cycle (enrolling in the burst the server is killed in, or paired before
+    /// the push or the bulk command it is killed in).
     #[arg(long, default_value_t = 10_000)]
     pub devices: u32,
-    /// Kill the server (SIGKILL) once this fraction of the devices has been answered.
+    /// Kill the server (SIGKILL) once this fraction of the devices has been answered (one
+    /// cycle; with several, each cycle's moment is drawn at random).
     #[arg(long, default_value_t = 0.5)]
     pub kill_at: f64,
+    /// Kill and restart this many times in a row, each cycle on an organization of its own and
+    /// of a kind drawn at random: during an enrollment burst, a configuration push or a bulk
+    /// unpair.
+    #[arg(long, default_value_t = 1)]
+    pub cycles: u32,
+    /// Seed of the cycles' kinds and moments (printed; default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -232,7 +242,7 @@ impl Target {
 #[derive(Debug)]
 pub(crate) struct Run<'a> {
     pub(crate) target: &'a mut Target,
-    fleets: Fleets,
+    pub(crate) fleets: Fleets,
     /// (first global device number, devices) of each fleet.
     shares: Vec<(u32, u32)>,
     pub(crate) report: Report,
@@ -1037,83 +1047,6 @@ pub async fn race(target: &mut Target, args: &RaceArgs) -> anyhow::Result<Report
         .figures
         .insert("single-use winners".into(), winners.len() as f64);
     run.finish(args.common.verify, &provisioned.org, &expectation, problems)
-        .await
-}
-
-/// `crash`: the server is killed with SIGKILL in the middle of an enrollment burst and
-/// started again on the same database; every device told "paired" must still be, no license
-/// twice, the counts must add up, and the devices left without an answer pair on retry, those
-/// whose pairing was committed getting it back.
-pub async fn crash(target: &mut Target, args: &CrashArgs) -> anyhow::Result<Report> {
-    anyhow::ensure!(
-        target.spawned.is_some(),
-        "the crash scenario kills and restarts the one server: use --start-server"
-    );
-    let provisioned = target.admin.provision(args.devices).await?;
-    let code = target.admin.reusable_code(&provisioned.org).await?;
-    let mut run = Run::start(target, "crash", args.devices, args.devices, &args.common).await?;
-    run.setting("kill at", format!("{:.0}% answered", args.kill_at * 100.0));
-    let phase = run.connect().await;
-    run.report.phases.push(phase);
-
-    // The burst, and the kill once enough devices have their answer.
-    let threshold = (f64::from(args.devices) * args.kill_at.clamp(0.0, 1.0)) as u64;
-    let probe = run.fleets.progress_probe();
-    let mut spawned = run.target.spawned.take().context("no server")?;
-    let killer = async move {
-        while probe() < threshold {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        spawned.kill().await;
-        spawned
-    };
-    let code_of = |_| code.clone();
-    let ((phase, results), spawned) = tokio::join!(
-        run.pair("pair, killed", &code_of, false, false, None),
-        killer
-    );
-    run.target.spawned = Some(spawned);
-    run.report.phases.push(phase);
-    let mut problems = Vec::new();
-    let mut expectation = Expectation::default();
-    expect_results(&mut expectation, &results, &mut problems);
-    let told_before = expectation.told.len();
-    run.report
-        .figures
-        .insert("told paired before the kill".into(), told_before as f64);
-
-    // Restart on the same database and check what survived.
-    let spawned = run.target.spawned.as_mut().context("no server")?;
-    spawned.restart().await.context("restarting the server")?;
-    run.target.server_pids = spawned.pid().into_iter().collect();
-    let mut after_crash = expectation.clone();
-    after_crash.errors_allowed = true;
-    let survived = verify(&run.target.admin, &provisioned.org, &after_crash).await?;
-    problems.extend(
-        survived
-            .into_iter()
-            .map(|problem| format!("after restart: {problem}")),
-    );
-
-    // Everyone without a pairing tries again, on fresh connections.
-    let (phase, retried) = run
-        .pair("retry after restart", &code_of, true, false, None)
-        .await;
-    run.report.phases.push(phase);
-    let mut retry = Expectation::default();
-    let again = expect_results(&mut retry, &retried, &mut problems);
-    run.report
-        .figures
-        .insert("committed but unanswered at the kill".into(), again as f64);
-    for (device, license) in retry.told {
-        expectation.told_paired(&device, &license, &mut problems);
-    }
-    expectation.errors = retry.errors;
-    expectation.refused = retry.refused;
-    expectation.refusals = Some(BTreeMap::new());
-    expectation.assigned = Some(u64::from(args.devices));
-    // The crash check is the point of this scenario: it always verifies.
-    run.finish(true, &provisioned.org, &expectation, problems)
         .await
 }
 

@@ -31,6 +31,7 @@ use crate::admin::configuration_body;
 use crate::fleet::device_info;
 use crate::report::{Phase, Report};
 use crate::scenarios::{Common, Target, sources};
+use crate::seeded::Seeded;
 use crate::workers::CONNECTIONS_PER_PROCESS;
 
 #[derive(Debug, Clone, Args)]
@@ -128,23 +129,6 @@ struct Sample {
     operations: [u64; 5],
 }
 
-/// A small seeded generator (splitmix64): the mix replays from `--seed`.
-struct Mix(u64);
-
-impl Mix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound.max(1) as u64) as usize
-    }
-}
-
 pub async fn soak(target: &mut Target, args: &SoakArgs) -> anyhow::Result<Report> {
     anyhow::ensure!(
         args.devices <= CONNECTIONS_PER_PROCESS,
@@ -235,7 +219,7 @@ pub async fn soak(target: &mut Target, args: &SoakArgs) -> anyhow::Result<Report
     let errors_at_warm = shared.errors.lock().map(|e| e.clone()).unwrap_or_default();
 
     // The steady mix.
-    let mut mix = Mix(args.seed);
+    let mut mix = Seeded::new(args.seed);
     let mix_started = Instant::now();
     let mix_end = mix_started + args.duration;
     let unpair_every = Duration::from_secs_f64(1.0 / args.unpairs_per_second.max(0.001));
