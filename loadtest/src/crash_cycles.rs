@@ -110,9 +110,12 @@ pub async fn crash(target: &mut Target, args: &CrashArgs) -> anyhow::Result<Repo
                 2 => Kind::Push,
                 _ => Kind::Bulk,
             };
-            (kind, rng.between(0.05, 0.95))
+            (kind, rng.between(0.05, 0.9))
         };
-        let delay = Duration::from_micros(rng.below(40_000) as u64);
+        // Half the pushes and bulk commands are killed in their first 3 ms (before or during
+        // the commit), half in their first 40 ms (mostly during the push or the telling).
+        let span = if rng.below(2) == 0 { 3_000 } else { 40_000 };
+        let delay = Duration::from_micros(rng.below(span) as u64);
         let started = Instant::now();
         let cycle = match kind {
             Kind::Burst => burst(target, args.devices, share, &args.common).await,
@@ -246,21 +249,28 @@ async fn burst(
     let threshold = (f64::from(devices) * share.clamp(0.0, 1.0)) as u64;
     let probe = run.fleets.progress_probe();
     let mut spawned = run.target.spawned.take().context("no server")?;
-    let killer = async move {
-        while probe() < threshold {
+    // The last answers of a fast wave can all come between two looks, and the wave's end resets
+    // the counter: then the killer kills at the wave's end (the cycle's moment says so) rather
+    // than wait for ever.
+    let wave_over = std::sync::atomic::AtomicBool::new(false);
+    let killer = async {
+        while probe() < threshold && !wave_over.load(std::sync::atomic::Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        let at_the_end = wave_over.load(std::sync::atomic::Ordering::SeqCst);
         spawned.kill().await;
-        spawned
+        (spawned, at_the_end)
     };
     let code_of = |_| code.clone();
-    let ((phase, results), spawned) = tokio::join!(
-        run.pair("pair, killed", &code_of, false, false, None),
-        killer
-    );
+    let wave = async {
+        let outcome = run.pair("pair, killed", &code_of, false, false, None).await;
+        wave_over.store(true, std::sync::atomic::Ordering::SeqCst);
+        outcome
+    };
+    let ((phase, results), (spawned, at_the_end)) = tokio::join!(wave, killer);
     run.target.spawned = Some(spawned);
-    run.report.phases.push(phase);
     let mut problems = Vec::new();
+    run.report.phases.push(phase);
     let mut expectation = Expectation::default();
     expect_results(&mut expectation, &results, &mut problems);
     let told_before = expectation.told.len();
@@ -313,7 +323,14 @@ async fn burst(
         problems,
         phases: report.phases,
         figures,
-        moment: format!("at {:.0}% answered", share * 100.0),
+        moment: if at_the_end {
+            format!(
+                "at the burst's end (aimed at {:.0}% answered)",
+                share * 100.0
+            )
+        } else {
+            format!("at {:.0}% answered", share * 100.0)
+        },
     })
 }
 
