@@ -374,9 +374,12 @@ pub fn proxy_start(input: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// A fuzz target's entry point: `Err` says which property failed (the target crashes on it).
+pub type Entry = fn(&[u8]) -> Result<(), String>;
+
 /// Every fuzz target (the name of its binary in `fuzz/` and of its corpus directory) and the
-/// entry point it runs: `Err` is a crash.
-pub const TARGETS: &[(&str, fn(&[u8]) -> Result<(), String>)] = &[
+/// entry point it runs.
+pub const TARGETS: &[(&str, Entry)] = &[
     ("admin_request", admin_request),
     ("config_body", config_body),
     ("device_json", |input| device_frame(Encoding::Json, input)),
