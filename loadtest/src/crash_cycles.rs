@@ -3,20 +3,21 @@
 //! its own, in one of three kinds (chosen by the seeded generator unless there is one cycle):
 //!
 //! - **burst**: killed once a random share of an enrollment burst has its answers. Every device
-//!   told "paired" is still paired with the license it was told; the devices without an answer
-//!   pair on retry, those whose pairing was committed getting it back.
+//!   told "paired" is still paired with the license it was told (also one told "paired" whose
+//!   configuration the kill cut off); the devices without an answer pair on retry, those whose
+//!   pairing was committed getting it back.
 //! - **push**: every device paired and connected, a configuration edit sent, killed a random few
 //!   milliseconds later (before, during or after its commit and its push). An edit answered
-//!   before the kill is there after it; the devices resume and each acknowledges the revision
-//!   the server has.
-//! - **bulk**: every device paired, one bulk unpair by filter sent (with an `Idempotency-Key`),
-//!   killed a random few milliseconds later. The command is all or nothing (an answered one is
-//!   all); sent again with its key after the restart, it leaves no device paired and every
-//!   license free.
+//!   before the kill is there after it, and the body is the one of the revision the server
+//!   has; the devices resume and each acknowledges that revision.
+//! - **bulk**: every device paired and connected, one bulk unpair by filter sent (with an
+//!   `Idempotency-Key`), killed a random few milliseconds later. The command is all or nothing
+//!   (an answered one is all, and so is one any device was told `unpaired` of); sent again with
+//!   its key after the restart, it leaves no device paired and every license free.
 //!
-//! After every cycle: no license held twice and the counts add up (the organization's check), and
-//! every few cycles and at the end every earlier cycle's organization is checked again, so an
-//! acknowledged pairing lost by a later crash is found. A failing run prints its seed;
+//! After every cycle: no license held twice and the counts add up (the organization's check), the
+//! previous cycle's organization is checked again, and every few cycles and at the end every
+//! earlier cycle's organization is, so an acknowledged pairing lost by a later crash is found. A failing run prints its seed;
 //! `--seed` replays the same kinds and moments (the server's timing still varies).
 
 use std::collections::BTreeMap;
@@ -82,13 +83,14 @@ pub async fn crash(target: &mut Target, args: &CrashArgs) -> anyhow::Result<Repo
             .map_or(1, |elapsed| elapsed.as_nanos() as u64)
     });
     let mut rng = Seeded::new(seed);
+    let devices = args.devices_per_cycle();
     let mut report = Report {
         scenario: "crash".into(),
         ..Report::default()
     };
     report
         .settings
-        .insert("devices per cycle".into(), args.devices.to_string());
+        .insert("devices per cycle".into(), devices.to_string());
     report
         .settings
         .insert("cycles".into(), args.cycles.to_string());
@@ -117,13 +119,33 @@ pub async fn crash(target: &mut Target, args: &CrashArgs) -> anyhow::Result<Repo
         let span = if rng.below(2) == 0 { 3_000 } else { 40_000 };
         let delay = Duration::from_micros(rng.below(span) as u64);
         let started = Instant::now();
-        let cycle = match kind {
-            Kind::Burst => burst(target, args.devices, share, &args.common).await,
-            Kind::Push => push(target, args.devices, delay, &args.common).await,
-            Kind::Bulk => bulk(target, args.devices, delay, seed, number, &args.common).await,
+        let cycle = async {
+            match kind {
+                Kind::Burst => burst(target, devices, share, &args.common).await,
+                Kind::Push => push(target, devices, delay, &args.common).await,
+                Kind::Bulk => bulk(target, devices, delay, seed, number, &args.common).await,
+            }
         };
-        let mut cycle =
-            cycle.with_context(|| format!("cycle {number} ({}), seed {seed}", kind.name()))?;
+        // Each cycle is bounded by `--timeout` as a whole, besides each of its steps: a stall
+        // names its cycle and seed instead of ending the run with no word of where it was.
+        let cycle = tokio::time::timeout(args.common.timeout, cycle)
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "no end in {} s (--timeout)",
+                    args.common.timeout.as_secs()
+                ))
+            });
+        let mut cycle = cycle.with_context(|| {
+            let planned = match kind {
+                Kind::Burst => format!("at {:.0}% answered", share * 100.0),
+                Kind::Push | Kind::Bulk => format!("{:.1} ms in", delay.as_secs_f64() * 1000.0),
+            };
+            format!(
+                "cycle {number} ({}, to be killed {planned}), seed {seed}",
+                kind.name()
+            )
+        })?;
         *kinds.entry(kind).or_default() += 1;
         for (name, value) in &cycle.figures {
             *figures.entry(name.clone()).or_default() += value;
@@ -152,17 +174,23 @@ pub async fn crash(target: &mut Target, args: &CrashArgs) -> anyhow::Result<Repo
                 .insert("kill at".into(), format!("{:.0}% answered", share * 100.0));
         }
         done.push((cycle.org, cycle.expectation));
-        if number % RECHECK_EVERY == 0 || number == args.cycles {
-            for (index, (org, expectation)) in done.iter().enumerate() {
-                let found = bounded(
-                    "checking an earlier cycle",
-                    verify(&target.admin, org, expectation),
-                )
-                .await??;
-                problems.extend(found.into_iter().map(|problem| {
-                    format!("cycle {} again after cycle {number}: {problem}", index + 1)
-                }));
-            }
+        // The previous cycle's organization after every kill (its last writes are the ones a
+        // kill is likeliest to reach, in the database's log), every one every few cycles.
+        let earlier = done.len() - 1;
+        let first = if number % RECHECK_EVERY == 0 || number == args.cycles {
+            0
+        } else {
+            earlier.saturating_sub(1)
+        };
+        for (index, (org, expectation)) in done.iter().enumerate().take(earlier).skip(first) {
+            let found = bounded(
+                "checking an earlier cycle",
+                verify(&target.admin, org, expectation),
+            )
+            .await??;
+            problems.extend(found.into_iter().map(|problem| {
+                format!("cycle {} again after cycle {number}: {problem}", index + 1)
+            }));
         }
         if !problems.is_empty() && args.cycles > 1 {
             // The first failing cycle is the one to replay; later ones would bury it.
@@ -187,6 +215,29 @@ async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> anyhow::Resu
     tokio::time::timeout(STEP_LIMIT, future)
         .await
         .with_context(|| format!("{what}: no answer in {} s", STEP_LIMIT.as_secs()))
+}
+
+/// Every connection is gone with the killed server: waits until the fleets have seen it, and
+/// returns why the connections ended, by reason (`ended: Unpaired` for a device the server told
+/// so before the kill).
+async fn wait_disconnected(run: &mut Run<'_>) -> anyhow::Result<BTreeMap<String, u64>> {
+    let deadline = Instant::now() + STEP_LIMIT;
+    let mut ended = BTreeMap::new();
+    loop {
+        let (connected, lost) = bounded("counting the connections", run.status()).await?;
+        for (reason, count) in lost {
+            *ended.entry(reason).or_default() += count;
+        }
+        if connected == 0 {
+            return Ok(ended);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{connected} connections still open {} s after the kill",
+            STEP_LIMIT.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Restarts the killed server on its database.
@@ -274,6 +325,10 @@ async fn burst(
     let mut expectation = Expectation::default();
     expect_results(&mut expectation, &results, &mut problems);
     let told_before = expectation.told.len();
+    let cut_off = results
+        .iter()
+        .filter(|(_, result)| result.told_before_failing.is_some())
+        .count();
 
     restart(run.target).await?;
     let mut after_crash = expectation.clone();
@@ -317,6 +372,10 @@ async fn burst(
     let mut figures = BTreeMap::new();
     figures.insert("told paired before the kill".into(), told_before as f64);
     figures.insert("committed but unanswered at the kill".into(), again as f64);
+    figures.insert(
+        "told paired, cut off before the configuration".into(),
+        cut_off as f64,
+    );
     Ok(Cycle {
         org,
         expectation,
@@ -360,16 +419,7 @@ async fn push(
     run.target.spawned = Some(spawned);
     let answered = answer.is_ok();
 
-    // Every connection is gone with the server: wait until the fleets have seen it.
-    let deadline = Instant::now() + STEP_LIMIT;
-    while run.status().await.0 > 0 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "connections still open {} s after the kill",
-            STEP_LIMIT.as_secs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_disconnected(&mut run).await?;
     restart(run.target).await?;
     let now = bounded("reading the configuration", run.target.admin.get(&path)).await??;
     let revision = now["revision"]
@@ -382,6 +432,15 @@ async fn push(
     }
     if revision != 1 && revision != 2 {
         problems.push(format!("the configuration is at revision {revision}"));
+    }
+    // Wholly there or wholly absent: the body is the one of the revision the server has.
+    if (revision == 1 || revision == 2)
+        && now["body"].as_str() != Some(configuration_body(revision).as_str())
+    {
+        problems.push(format!(
+            "the configuration is at revision {revision} with another revision's body: {}",
+            now["body"]
+        ));
     }
     let mut check = expectation.clone();
     check.assigned = Some(u64::from(devices));
@@ -457,7 +516,8 @@ async fn bulk(
     number: u32,
     common: &Common,
 ) -> anyhow::Result<Cycle> {
-    let (run, org, _, _, mut problems) = paired_fleet(target, devices, false, common).await?;
+    // The devices stay connected, so that those told "unpaired" before the kill are known.
+    let (mut run, org, _, _, mut problems) = paired_fleet(target, devices, true, common).await?;
     let codes = bounded(
         "listing the codes",
         run.target
@@ -483,6 +543,11 @@ async fn bulk(
     let (answer, spawned) = tokio::join!(command, killer);
     run.target.spawned = Some(spawned);
     let answered = answer.is_ok();
+    let told_unpaired = wait_disconnected(&mut run)
+        .await?
+        .get("ended: Unpaired")
+        .copied()
+        .unwrap_or(0);
     restart(run.target).await?;
 
     let paired = |admin: &crate::admin::Admin| {
@@ -497,6 +562,12 @@ async fn bulk(
     if answered && left != 0 {
         problems.push(format!(
             "the bulk unpair was answered before the kill, but {left} devices are paired"
+        ));
+    }
+    if told_unpaired > 0 && left != 0 {
+        problems.push(format!(
+            "{told_unpaired} devices were told \"unpaired\" before the kill, but {left} devices \
+             are paired after the restart"
         ));
     }
     if left != 0 && left != u64::from(devices) {
@@ -538,6 +609,10 @@ async fn bulk(
     figures.insert(
         "bulk unpairs committed before the kill".into(),
         f64::from(u8::from(left == 0)),
+    );
+    figures.insert(
+        "devices told unpaired before the kill".into(),
+        told_unpaired as f64,
     );
     Ok(Cycle {
         org,

@@ -151,6 +151,12 @@ pub struct DeviceResult {
     /// When the answer (and the configuration) arrived, [`now_us`] clock.
     pub done_us: u64,
     pub outcome: Outcome,
+    /// The pairing the server announced when the device failed after it (`Failed`): the
+    /// device was told "paired" (device id, license id) but its configuration never came, as
+    /// when the server is killed between the two. A pairing told is a pairing promised, so the
+    /// crash checks expect it to survive whatever the outcome says.
+    #[serde(default)]
+    pub told_before_failing: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -441,6 +447,7 @@ impl Fleet {
                     code: 0,
                     done_us: now_us(),
                     outcome: Outcome::Failed(format!("task: {error}")),
+                    told_before_failing: None,
                 }),
             }
         }
@@ -604,7 +611,7 @@ impl PairTask {
                 .await
                 .map_err(|error| format!("connect: {error}")),
         };
-        let (outcome, connection, configuration) = match connection {
+        let (outcome, connection, configuration, told_before_failing) = match connection {
             Ok(connection) => {
                 pair_one(
                     connection,
@@ -615,7 +622,7 @@ impl PairTask {
                 )
                 .await
             }
-            Err(error) => (Outcome::Failed(error), None, None),
+            Err(error) => (Outcome::Failed(error), None, None, None),
         };
         let done_us = now_us();
         self.progress.fetch_add(1, Ordering::Relaxed);
@@ -643,6 +650,7 @@ impl PairTask {
             code: code_index,
             done_us,
             outcome,
+            told_before_failing,
         };
         (result, after)
     }
@@ -656,22 +664,29 @@ enum After {
     Gone,
 }
 
-/// Pairs and waits for the configuration.
+/// Pairs and waits for the configuration. The last element is the pairing the server announced
+/// when the device then failed waiting for its configuration.
 async fn pair_one(
     mut connection: Connection,
     code: &str,
     identity: &DeviceIdentity,
     info: &DeviceInfo,
     scheduled_us: u64,
-) -> (Outcome, Option<Connection>, Option<Configuration>) {
+) -> (
+    Outcome,
+    Option<Connection>,
+    Option<Configuration>,
+    Option<(String, String)>,
+) {
     let paired = match connection.pair(code, identity, info).await {
         Ok(PairResult::Paired(paired)) => paired,
         Ok(PairResult::Refused(refused)) => {
             let reason = refused.reason.as_str().to_string();
-            return (Outcome::Refused(reason), Some(connection), None);
+            return (Outcome::Refused(reason), Some(connection), None, None);
         }
-        Err(error) => return (Outcome::Failed(format!("pair: {error}")), None, None),
+        Err(error) => return (Outcome::Failed(format!("pair: {error}")), None, None, None),
     };
+    let told = (paired.device_id.to_string(), paired.license_id.to_string());
     let configuration = if paired.configuration_pending {
         None
     } else {
@@ -679,24 +694,25 @@ async fn pair_one(
             Ok(ServerMessage::Configuration(configuration)) => Some(configuration),
             Ok(other) => {
                 let error = format!("expected a configuration, got {other:?}");
-                return (Outcome::Failed(error), Some(connection), None);
+                return (Outcome::Failed(error), Some(connection), None, Some(told));
             }
             Err(error) => {
                 return (
                     Outcome::Failed(format!("after pairing: {error}")),
                     None,
                     None,
+                    Some(told),
                 );
             }
         }
     };
     let outcome = Outcome::Paired {
-        device_id: paired.device_id.to_string(),
-        license_id: paired.license_id.to_string(),
+        device_id: told.0,
+        license_id: told.1,
         already_paired: paired.already_paired,
         latency_us: now_us().saturating_sub(scheduled_us),
     };
-    (outcome, Some(connection), configuration)
+    (outcome, Some(connection), configuration, None)
 }
 
 /// Spawns [`stay`], counted in [`Seen::staying`] from now until the task ends (or is aborted).

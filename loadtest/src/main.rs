@@ -191,7 +191,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Hold(args) => args.common.timeout + args.duration,
         Scenario::Push(args) => args.common.timeout,
         Scenario::Race(args) => args.common.timeout,
-        Scenario::Crash(args) => args.common.timeout,
+        // `--timeout` bounds each cycle (the cycle that overruns it is named); this is a backstop.
+        Scenario::Crash(args) => args.common.timeout * args.cycles.max(1) + Duration::from_secs(60),
         Scenario::Lists(args) => args.common.timeout,
         Scenario::Bulk(args) => args.common.timeout,
         Scenario::Soak(args) => args.common.timeout + args.duration + Duration::from_secs(60),

@@ -153,9 +153,10 @@ pub struct RaceArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CrashArgs {
     /// Devices in each cycle (enrolling in the burst the server is killed in, or paired before
-    /// the push or the bulk command it is killed in).
-    #[arg(long, default_value_t = 10_000)]
-    pub devices: u32,
+    /// the push or the bulk command it is killed in). Default: 10,000 for one cycle, 1,000 per
+    /// cycle with `--cycles`, so that 100 cycles take minutes.
+    #[arg(long)]
+    pub devices: Option<u32>,
     /// Kill the server (SIGKILL) once this fraction of the devices has been answered (one
     /// cycle; with several, each cycle's moment is drawn at random).
     #[arg(long, default_value_t = 0.5)]
@@ -170,6 +171,14 @@ pub struct CrashArgs {
     pub seed: Option<u64>,
     #[command(flatten)]
     pub common: Common,
+}
+
+impl CrashArgs {
+    /// Devices in each cycle: `--devices`, or the default for one cycle or several.
+    pub fn devices_per_cycle(&self) -> u32 {
+        self.devices
+            .unwrap_or(if self.cycles > 1 { 1_000 } else { 10_000 })
+    }
 }
 
 /// The server under test: one paird, or the nodes of a cluster.
@@ -553,8 +562,9 @@ fn tally_phase(name: &str, replies: Vec<Reply>) -> Phase {
     phase
 }
 
-/// Adds a wave's results to an expectation; returns devices told "paired" again with their
-/// existing pairing (`already_paired`).
+/// Adds a wave's results to an expectation (a device told "paired" that failed before its
+/// configuration counts as told); returns devices told "paired" again with their existing
+/// pairing (`already_paired`).
 pub(crate) fn expect_results(
     expectation: &mut Expectation,
     results: &[(u32, DeviceResult)],
@@ -575,7 +585,13 @@ pub(crate) fn expect_results(
             Outcome::Refused(reason) => {
                 *expectation.refused.entry(reason.clone()).or_default() += 1;
             }
-            Outcome::Failed(error) => *expectation.errors.entry(error.clone()).or_default() += 1,
+            Outcome::Failed(error) => {
+                *expectation.errors.entry(error.clone()).or_default() += 1;
+                // Told "paired", then cut off before the configuration: still a promise.
+                if let Some((device_id, license_id)) = &result.told_before_failing {
+                    expectation.told_paired(device_id, license_id, problems);
+                }
+            }
         }
     }
     again
