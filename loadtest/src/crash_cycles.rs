@@ -29,7 +29,7 @@ use serde_json::json;
 use crate::admin::configuration_body;
 use crate::fleet::Command;
 use crate::report::{Phase, Report};
-use crate::scenarios::{Common, CrashArgs, Run, Target, expect_results};
+use crate::scenarios::{Common, CrashArgs, Run, Target, expect_results, tally_phase};
 use crate::seeded::Seeded;
 use crate::verify::{Expectation, verify};
 
@@ -240,6 +240,24 @@ async fn wait_disconnected(run: &mut Run<'_>) -> anyhow::Result<BTreeMap<String,
     }
 }
 
+/// Sends `request` and kills the server with SIGKILL `delay` after it was sent, whatever it is
+/// doing then; whether the request was answered before.
+async fn killed_during<T>(
+    target: &mut Target,
+    delay: Duration,
+    request: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<bool> {
+    let mut spawned = target.spawned.take().context("no server")?;
+    let killer = async move {
+        tokio::time::sleep(delay).await;
+        spawned.kill().await;
+        spawned
+    };
+    let (answer, spawned) = tokio::join!(request, killer);
+    target.spawned = Some(spawned);
+    Ok(answer.is_ok())
+}
+
 /// Restarts the killed server on its database.
 async fn restart(target: &mut Target) -> anyhow::Result<()> {
     let spawned = target.spawned.as_mut().context("no server")?;
@@ -407,17 +425,9 @@ async fn push(
         problems.push(format!("{} devices missed revision 1", first.missing));
     }
     let path = format!("/v1/organizations/{org}/configurations/{configuration}");
-    let mut spawned = run.target.spawned.take().context("no server")?;
     let admin = run.target.admin.clone();
     let edit = admin.put(&path, json!({ "body": configuration_body(2) }));
-    let killer = async move {
-        tokio::time::sleep(delay).await;
-        spawned.kill().await;
-        spawned
-    };
-    let (answer, spawned) = tokio::join!(edit, killer);
-    run.target.spawned = Some(spawned);
-    let answered = answer.is_ok();
+    let answered = killed_during(run.target, delay, edit).await?;
 
     wait_disconnected(&mut run).await?;
     restart(run.target).await?;
@@ -454,30 +464,11 @@ async fn push(
 
     // Every device resumes, and acknowledges the revision the server has.
     let replies = bounded("resuming", run.fleets.all(&Command::Resume)).await?;
-    let resumed: Vec<Phase> = replies
-        .into_iter()
-        .map(|reply| match reply {
-            crate::fleet::Reply::Resumed(tally) => {
-                let mut phase = Phase::new("resume after restart");
-                phase.ok = tally.ok;
-                phase.errors = tally.errors.into_iter().collect();
-                phase
-            }
-            other => {
-                let mut phase = Phase::new("resume after restart");
-                phase.errors.insert(format!("{other:?}"), 1);
-                phase
-            }
-        })
-        .collect();
-    let resumed_ok: u64 = resumed.iter().map(|phase| phase.ok).sum();
-    if resumed_ok != u64::from(devices) {
-        let errors: BTreeMap<&String, &u64> = resumed
-            .iter()
-            .flat_map(|phase| phase.errors.iter())
-            .collect();
+    let resumed = tally_phase("resume after restart", replies);
+    if resumed.ok != u64::from(devices) {
         problems.push(format!(
-            "{resumed_ok} of {devices} devices resumed after the restart: {errors:?}"
+            "{} of {devices} devices resumed after the restart: {:?}",
+            resumed.ok, resumed.errors
         ));
     }
     let latest = run.wait_revision(revision).await;
@@ -532,17 +523,9 @@ async fn bulk(
     let path = format!("/v1/organizations/{org}/devices/unpair");
     let body = json!({ "filter": { "code": code_id } });
     let key = format!("crash-{seed}-{number}");
-    let mut spawned = run.target.spawned.take().context("no server")?;
     let admin = run.target.admin.clone();
     let command = admin.post_with_key(&path, body.clone(), &key);
-    let killer = async move {
-        tokio::time::sleep(delay).await;
-        spawned.kill().await;
-        spawned
-    };
-    let (answer, spawned) = tokio::join!(command, killer);
-    run.target.spawned = Some(spawned);
-    let answered = answer.is_ok();
+    let answered = killed_during(run.target, delay, command).await?;
     let told_unpaired = wait_disconnected(&mut run)
         .await?
         .get("ended: Unpaired")

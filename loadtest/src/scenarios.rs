@@ -537,7 +537,7 @@ fn unexpected(reply: &Reply) -> String {
 }
 
 /// A phase from the fleets' connect or resume tallies.
-fn tally_phase(name: &str, replies: Vec<Reply>) -> Phase {
+pub(crate) fn tally_phase(name: &str, replies: Vec<Reply>) -> Phase {
     let mut phase = Phase::new(name);
     let mut latencies = Vec::new();
     for reply in replies {

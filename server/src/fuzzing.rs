@@ -304,7 +304,11 @@ pub fn admin_request(input: &[u8]) -> Result<(), String> {
     let sent = if is_body {
         rest.to_vec()
     } else {
-        form_decoded(rest)
+        form_urlencoded::parse(rest)
+            .flat_map(|(name, value)| [name, value])
+            .collect::<Vec<_>>()
+            .join(" ")
+            .into_bytes()
     };
     for word in INTERNAL_WORDS
         .iter()
@@ -317,29 +321,6 @@ pub fn admin_request(input: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// `application/x-www-form-urlencoded` text decoded: `+` is a space, `%XX` a byte (a `%` that
-/// starts no escape stays as it is, as the query decoder leaves it).
-fn form_decoded(text: &[u8]) -> Vec<u8> {
-    let hex = |byte: u8| char::from(byte).to_digit(16).map(|digit| digit as u8);
-    let mut decoded = Vec::with_capacity(text.len());
-    let mut index = 0;
-    while index < text.len() {
-        match text[index] {
-            b'+' => decoded.push(b' '),
-            b'%' if index + 2 < text.len() => match (hex(text[index + 1]), hex(text[index + 2])) {
-                (Some(high), Some(low)) => {
-                    decoded.push(high * 16 + low);
-                    index += 2;
-                }
-                _ => decoded.push(b'%'),
-            },
-            byte => decoded.push(byte),
-        }
-        index += 1;
-    }
-    decoded
 }
 
 /// The decision on a connection's start from a trusted proxy. Checks that it does not depend on
@@ -402,24 +383,15 @@ fn check(holds: bool, what: impl FnOnce() -> String) -> Result<(), String> {
 /// for its type (or its size), never decoded.
 pub fn device_frame(encoding: Encoding, frame: &[u8]) -> Result<(), String> {
     let text = encoding.uses_text_frames();
-    let both = [Encoding::Json, Encoding::Postcard];
     if let Ok(message) = encoding.decode_device(frame, text, DEFAULT_MAX_DEVICE_FRAME_BYTES) {
-        for other in both {
-            let again = other.encode_device(&message);
-            let decoded = other.decode_device(&again, other.uses_text_frames(), usize::MAX);
-            check(decoded.as_ref() == Ok(&message), || {
-                format!("{message:?} in {other:?} is {again:?}, which decodes to {decoded:?}")
-            })?;
-        }
+        round_trips(&message, Encoding::encode_device, |other, bytes| {
+            other.decode_device(bytes, other.uses_text_frames(), usize::MAX)
+        })?;
     }
     if let Ok(message) = encoding.decode_server(frame, text, MAX_SERVER_FRAME_BYTES) {
-        for other in both {
-            let again = other.encode_server(&message);
-            let decoded = other.decode_server(&again, other.uses_text_frames(), usize::MAX);
-            check(decoded.as_ref() == Ok(&message), || {
-                format!("{message:?} in {other:?} is {again:?}, which decodes to {decoded:?}")
-            })?;
-        }
+        round_trips(&message, Encoding::encode_server, |other, bytes| {
+            other.decode_server(bytes, other.uses_text_frames(), usize::MAX)
+        })?;
     }
     let wrong = encoding.decode_device(frame, !text, DEFAULT_MAX_DEVICE_FRAME_BYTES);
     check(
@@ -429,6 +401,22 @@ pub fn device_frame(encoding: Encoding, frame: &[u8]) -> Result<(), String> {
         ),
         || format!("in the wrong frame type: {wrong:?}"),
     )
+}
+
+/// `message`, encoded in each encoding, decodes back to itself.
+fn round_trips<M: PartialEq + std::fmt::Debug>(
+    message: &M,
+    encode: impl Fn(Encoding, &M) -> Vec<u8>,
+    decode: impl Fn(Encoding, &[u8]) -> Result<M, DecodeError>,
+) -> Result<(), String> {
+    for other in [Encoding::Json, Encoding::Postcard] {
+        let again = encode(other, message);
+        let decoded = decode(other, &again);
+        check(decoded.as_ref() == Ok(message), || {
+            format!("{message:?} in {other:?} is {again:?}, which decodes to {decoded:?}")
+        })?;
+    }
+    Ok(())
 }
 
 /// A configuration body (bodies arrive as JSON strings: always UTF-8). Checks that the
